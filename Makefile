@@ -1,0 +1,171 @@
+# precopy — plain Makefile. Quiet by default; V=1 shows full commands.
+#
+#   make            library (static + shared), tools, benchmarks into build/
+#   make test       build and run the Criterion suites (installs deps if missing)
+#   make bench      run the benchmarks in perf/
+#   make sim        run precopy-sim on its built-in scenario (once it exists)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       check/install the Debian packages the project needs
+#
+# Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
+# (builds into build-san/ unless BUILD is given), CC=clang, BUILD=dir.
+
+VERSION_MAJOR := 0
+VERSION       := 0.1.0
+SONAME        := libprecopy.so.$(VERSION_MAJOR)
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+
+ifneq ($(SANITIZE),)
+BUILD   ?= build-san
+else
+BUILD   ?= build
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS    := liburing libpci numa
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -fPIC -fvisibility=hidden -pthread
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lpci -lnuma) -lpthread -lm
+
+# Per-file SIMD flags: a source named *_avx512.c or *_avx2.c is compiled for
+# that ISA; the dispatcher in bitmap/dispatch.c only calls it where the CPU has it.
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vpopcntdq \
+                -mavx512vbmi -mavx512vbmi2 -mavx512bitalg -mbmi -mbmi2 -mpopcnt -mlzcnt
+AVX2_FLAGS   := -mavx2 -mbmi -mbmi2 -mpopcnt -mlzcnt
+
+LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c engine/*.c))
+SIMLIB_SRCS:= $(sort $(filter-out sim/main.c,$(wildcard sim/*.c)))
+TESTLIB_SRCS:= $(sort $(wildcard tests/lib/*.c))
+PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
+TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
+BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
+TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJS    := $(call obj,$(LIB_SRCS))
+SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS))
+TESTLIB_OBJS:= $(call obj,$(TESTLIB_SRCS))
+PERFLIB_OBJS:= $(call obj,$(PERFLIB_SRCS))
+
+STATIC  := $(BUILD)/libprecopy.a
+SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
+SIMLIB  := $(BUILD)/libprecopy-sim.a
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
+TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
+SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
+
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps
+all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
+lib: $(STATIC) $(SHARED) $(BUILD)/libprecopy.pc
+
+# ---- compile --------------------------------------------------------------
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- libraries --------------------------------------------------------------
+$(STATIC): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJS) include/libprecopy.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=include/libprecopy.map -o $@ $(LIB_OBJS) $(LDLIBS)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $(BUILD)/libprecopy.so
+
+$(SIMLIB): $(SIMLIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/libprecopy.pc: libprecopy.pc.in Makefile
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- programs ---------------------------------------------------------------
+$(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
+$(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SIMLIB) $(STATIC) $(LDLIBS) -linih
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS)
+
+$(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS)
+
+# ---- top-level jobs ---------------------------------------------------------
+deps:
+	$(Q)./tools/install-deps.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory $(TESTS)
+	$(Q)./tests/run.sh $(TESTS)
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BENCHES)
+	$(Q)set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
+
+sim: deps
+	$(Q)if [ -z "$(SIMBIN)" ]; then echo "precopy-sim is not built yet (issue 6); run 'make bench' for now" >&2; exit 2; fi
+	$(Q)$(MAKE) --no-print-directory $(SIMBIN)
+	$(Q)$(SIMBIN)
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(BINDIR)
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libprecopy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libprecopy.so
+	install -m 644 include/precopy.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/precopy/*.h $(DESTDIR)$(INCDIR)/precopy/
+	install -m 644 $(BUILD)/libprecopy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(if $(TOOLS),$(MAKE) --no-print-directory $(TOOLS) && install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libprecopy.* $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
+	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
+
+clean:
+	rm -rf build build-san
