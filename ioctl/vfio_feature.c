@@ -56,7 +56,7 @@ PRECOPY_API int precopy_vfio_feature(const struct precopy_sys *sys, int device_f
 	if (len)
 		memcpy(f->data, data, len);
 	r = precopy_sys_ioctl(sys, device_fd, VFIO_DEVICE_FEATURE, f);
-	if (r >= 0 && len && !(flags & VFIO_DEVICE_FEATURE_PROBE))
+	if (len && !(flags & VFIO_DEVICE_FEATURE_PROBE))
 		memcpy(data, f->data, len);
 	if (f != &small.hdr)
 		free(f);

@@ -38,9 +38,10 @@ extern "C" {
 /* Issue VFIO_DEVICE_FEATURE on device_fd with argsz = header + len.
  * flags: VFIO_DEVICE_FEATURE_GET or _SET (exactly one), optionally with
  * _PROBE, or _PROBE alone. feature: the 16-bit feature index. data/len: the
- * feature payload, copied in before the call and back out after it (GET and
- * SET both: some SETs, e.g. DMA_LOGGING_START, return values); may be
- * NULL/0.
+ * feature payload, copied in before the call and back out after it, also
+ * when the call fails (GET and SET both: some SETs return values, e.g.
+ * DMA_LOGGING_START's page size, and a failed MIG_DEVICE_STATE SET returns
+ * data_fd -1); not copied back for PROBE. May be NULL/0.
  * Returns the ioctl's result (>= 0) or -errno: -EINVAL for a bad flags
  * combination, a feature above 0xffff, data NULL with len > 0, or a payload
  * too large for a u32 argsz (all checked before any syscall); -ENOMEM; or

@@ -1,0 +1,184 @@
+/* precopy/sim.h — the simulator's public pieces.
+ *
+ * Thread safety: a fake kernel serializes its own model state with an
+ * internal mutex, so its sys table may be used from several threads; the
+ * configuration calls (precopy_fake_*) must not race with precopy_fake_kernel_free().
+ */
+#ifndef PRECOPY_SIM_H
+#define PRECOPY_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "precopy/export.h"
+#include "precopy/sys.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================
+ * Fake kernel: fd table, VFIO device model, fault injection
+ * (sim/fake_kernel.c, sim/fake_vfio.c, sim/fault.c)
+ *
+ * A `struct precopy_fake_kernel` provides a `struct precopy_sys` whose
+ * ioctls on fake fds are served by userspace models of the kernel's
+ * observable contract, and whose every other call goes to the real
+ * syscall. Fake fds are real file descriptors (device fds are eventfds,
+ * data fds are AF_UNIX socketpairs carrying real bytes), so numbers are
+ * unique and poll/read/write/close on them behave as fds do.
+ * ====================================================================== */
+
+struct precopy_fake_kernel;
+struct precopy_fake_vfio;
+
+/* The clock the models run on. now_ns is required (monotonic ns);
+ * advance_ns, if set, is called with each modelled latency (a virtual
+ * clock moves forward, a real one may sleep). */
+struct precopy_fake_clock {
+	uint64_t (*now_ns)(void *ctx);
+	void (*advance_ns)(void *ctx, uint64_t ns);
+	void *ctx;
+};
+
+/* Create a fake kernel. clock NULL means CLOCK_MONOTONIC without latency.
+ * Returns the handle (free with precopy_fake_kernel_free()) or NULL with
+ * *err (if non-NULL) = -EINVAL (clock without now_ns) or -ENOMEM. */
+PRECOPY_API struct precopy_fake_kernel *precopy_fake_kernel_new(const struct precopy_fake_clock *clock,
+								int *err);
+
+/* Close every fd the fake still owns and free every model. NULL is a no-op. */
+PRECOPY_API void precopy_fake_kernel_free(struct precopy_fake_kernel *fk);
+
+/* The sys table that dispatches to this fake kernel. Valid until
+ * precopy_fake_kernel_free(). */
+PRECOPY_API const struct precopy_sys *precopy_fake_kernel_sys(struct precopy_fake_kernel *fk);
+
+/* ---- fault injection (sim/fault.c) ------------------------------------ */
+
+enum precopy_fake_op {
+	PRECOPY_FAKE_OP_IOCTL = 0,
+	PRECOPY_FAKE_OP_READ,
+	PRECOPY_FAKE_OP_WRITE,
+	PRECOPY_FAKE_OP_SPLICE,
+	PRECOPY_FAKE_OP_POLL,
+	PRECOPY_FAKE_OP_OPEN,
+	PRECOPY_FAKE_OP_CLOSE,
+	PRECOPY_FAKE_OP_MMAP,
+	PRECOPY_FAKE_OP_MUNMAP,
+	PRECOPY_FAKE_OP_COUNT
+};
+
+/* A rule: among the calls that match (op; for ioctls the request unless 0;
+ * with match_feature, only VFIO_DEVICE_FEATURE ioctls for that feature
+ * index; the fd unless 0), calls number nth .. nth + times - 1 (1-based)
+ * are hit. Zero-initialized filters match everything.
+ * A hit returns -err without doing anything, or, when err is 0, caps a
+ * read/write/splice to short_len bytes (a short transfer) and lets it run. */
+struct precopy_fault {
+	enum precopy_fake_op op;
+	unsigned long request;
+	int match_feature;
+	uint32_t feature;
+	int fd;
+	uint64_t nth;
+	uint64_t times; /* 0 means 1 */
+	int err;	/* positive errno */
+	size_t short_len;
+};
+
+/* Add a rule (up to 32). Returns 0, -EINVAL (NULL, op out of range, nth 0,
+ * err < 0, err 0 on an op that cannot be short), -ENOSPC (table full). */
+PRECOPY_API int precopy_fake_fault_add(struct precopy_fake_kernel *fk, const struct precopy_fault *f);
+
+/* Remove every rule and reset the match counters. */
+PRECOPY_API void precopy_fake_fault_clear(struct precopy_fake_kernel *fk);
+
+/* Calls of op seen so far (faulted or not). */
+PRECOPY_API uint64_t precopy_fake_op_calls(struct precopy_fake_kernel *fk, enum precopy_fake_op op);
+
+/* ---- the VFIO device model (sim/fake_vfio.c) --------------------------- */
+
+struct precopy_fake_vfio_cfg {
+	uint64_t mig_flags;	    /* VFIO_MIGRATION_*; 0: no migration support (-ENOTTY) */
+	int dma_logging;	    /* implements VFIO_DEVICE_FEATURE_DMA_LOGGING_* */
+	uint64_t initial_bytes;	    /* PRE_COPY initial data when the session opens */
+	uint64_t dirty_rate;	    /* device-state bytes dirtied per second in PRE_COPY* */
+	uint64_t stop_copy_bytes;   /* final state size (MIG_DATA_SIZE reports it) */
+	uint64_t log_page_min;	    /* smallest DMA-tracking page (power of 2; 0: 4096) */
+	uint64_t log_page_max;	    /* largest (0: 2 MiB) */
+	uint32_t max_ranges;	    /* tracker ranges; more are combined (0: 256) */
+	uint64_t transition_ns;	    /* latency of each FSM arc, given to clock.advance_ns */
+	uint64_t dma_pages_per_sec; /* pages the device writes into guest memory while running */
+	uint32_t seed;		    /* state-stream pattern and DMA choices */
+	int restart_errno;	    /* START while started (0: EINVAL, as mlx5) */
+};
+
+struct precopy_fake_vfio_stats {
+	uint32_t state;		/* enum vfio_device_mig_state */
+	uint64_t arcs;		/* FSM arcs executed */
+	uint64_t resets;	/* VFIO_DEVICE_RESET calls */
+	uint64_t bytes_out;	/* state bytes produced into data fds */
+	uint64_t bytes_in;	/* state bytes accepted in RESUMING */
+	uint64_t resume_ok;	/* RESUMING -> STOP completed with a valid stream */
+	uint64_t dma_pages;	/* guest pages written by device DMA */
+	int logging;		/* DMA logging started */
+	uint32_t log_ranges;	/* ranges the tracker holds (after combining) */
+	uint64_t log_page_size; /* page size the tracker chose */
+	uint64_t initial_left;	/* PRE_COPY accounting */
+	uint64_t dirty_bytes;
+};
+
+/* Create a device; its fd (an eventfd) is returned and dispatched by fk.
+ * The device lives until precopy_fake_kernel_free(); closing its fd through
+ * the sys table detaches it (later ioctls on that number are -EBADF unless
+ * the number is reused). *out (optional) receives the model handle.
+ * mig_flags without STOP_COPY is accepted (a device the library must refuse).
+ * Returns the fd or -EINVAL (page sizes not powers of 2, min > max) /
+ * -ENOMEM / -errno. */
+PRECOPY_API int precopy_fake_vfio_new(struct precopy_fake_kernel *fk, const struct precopy_fake_vfio_cfg *cfg,
+				      struct precopy_fake_vfio **out);
+
+/* Guest memory the device DMAs into, at IOVA iova. The caller keeps it
+ * mapped while the device exists. Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_fake_vfio_set_guest_mem(struct precopy_fake_vfio *dev, uint64_t iova, void *mem,
+						size_t len);
+
+/* The device writes `byte` over [iova, iova + len) now (real bytes into the
+ * guest memory) and, if logging, marks its log. Returns the number of log
+ * pages newly marked, -EINVAL (no guest memory, outside it, len 0) or
+ * -EPERM (the device is not in a state that may DMA: STOP, STOP_COPY,
+ * RESUMING, ERROR). */
+PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len,
+					    uint8_t byte);
+
+/* Make the driver fail the arc from -> to (as the FSM steps through it) the
+ * next `times` times it is attempted: the SET_STATE ioctl returns -err and
+ * the device is left in end_state (from, or VFIO_DEVICE_STATE_ERROR).
+ * Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_fake_vfio_fail_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int err,
+					   uint32_t end_state, unsigned int times);
+
+/* Make RESET fail with -err the next `times` times. Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_fake_vfio_fail_reset(struct precopy_fake_vfio *dev, int err, unsigned int times);
+
+/* Move up to max pending state bytes into the current saving data fd now,
+ * for readers that bypass the sys table (io_uring); at the end of STOP_COPY
+ * it ends the stream so a reader sees EOF. Returns the bytes moved or
+ * -EINVAL (no saving session). */
+PRECOPY_API int64_t precopy_fake_vfio_pump(struct precopy_fake_vfio *dev, size_t max);
+
+/* The expected byte at offset off of a state stream from a device with
+ * this seed (what RESUMING checks). */
+PRECOPY_API uint8_t precopy_fake_vfio_stream_byte(uint32_t seed, uint64_t off);
+
+/* Snapshot of the model. */
+PRECOPY_API void precopy_fake_vfio_get_stats(struct precopy_fake_vfio *dev, struct precopy_fake_vfio_stats *st);
+
+/* ====================================================================== */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PRECOPY_SIM_H */

@@ -1,0 +1,63 @@
+/* sim/fake_internal.h — shared between the fake kernel's files; not public. */
+#ifndef PRECOPY_FAKE_INTERNAL_H
+#define PRECOPY_FAKE_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "precopy/sim.h"
+#include "precopy/sys.h"
+
+enum fk_kind { FK_NONE = 0, FK_DEVICE, FK_DATA };
+
+#define FK_MAX_RULES 32
+
+struct fk_rule {
+	struct precopy_fault f;
+	uint64_t seen; /* matching calls so far */
+};
+
+struct fk_entry {
+	int kind;
+	void *obj;
+};
+
+struct precopy_fake_kernel {
+	pthread_mutex_t lock;
+	struct precopy_fake_clock clock;
+	int own_clock;
+	struct precopy_sys sys;
+	struct fk_entry *tab;
+	int ntab;
+	struct fk_rule rules[FK_MAX_RULES];
+	int nrules;
+	uint64_t calls[PRECOPY_FAKE_OP_COUNT];
+	struct precopy_fake_vfio *devs;	     /* list, freed with the kernel */
+};
+
+/* fd table (caller holds fk->lock) */
+int fk_register(struct precopy_fake_kernel *fk, int fd, int kind, void *obj);
+void fk_unregister(struct precopy_fake_kernel *fk, int fd);
+void *fk_lookup(struct precopy_fake_kernel *fk, int fd, int kind);
+uint64_t fk_now(struct precopy_fake_kernel *fk);
+void fk_advance(struct precopy_fake_kernel *fk, uint64_t ns);
+
+/* fault.c (caller holds fk->lock): account one call and apply the rules.
+ * Returns -errno to fail it, else 0 (*len possibly capped for a short
+ * transfer when len is non-NULL). */
+int fk_fault_check(struct precopy_fake_kernel *fk, enum precopy_fake_op op, int fd, unsigned long req,
+		   const void *arg, size_t *len);
+
+/* fake_vfio.c (caller holds fk->lock) */
+int fake_vfio_device_ioctl(struct precopy_fake_vfio *dev, unsigned long req, void *arg);
+int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg);
+ssize_t fake_vfio_data_read(void *session, void *buf, size_t len);
+ssize_t fake_vfio_data_write(void *session, const void *buf, size_t len);
+void fake_vfio_data_pump(void *session);
+void fake_vfio_data_drain(void *session);
+void fake_vfio_data_closed(void *session);
+void fake_vfio_device_closed(struct precopy_fake_vfio *dev);
+void fake_vfio_free_all(struct precopy_fake_kernel *fk);
+
+#endif /* PRECOPY_FAKE_INTERNAL_H */

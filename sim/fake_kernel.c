@@ -1,0 +1,329 @@
+/* The fake kernel: a sys table whose ioctls on fake fds go to userspace
+ * models, and whose other calls go to the real kernel. One mutex guards the
+ * fd table, the fault rules and the models. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fake_internal.h"
+
+static const struct precopy_sys *real(void)
+{
+	return precopy_sys_real();
+}
+
+static uint64_t mono_now(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t fk_now(struct precopy_fake_kernel *fk)
+{
+	return fk->clock.now_ns(fk->clock.ctx);
+}
+
+void fk_advance(struct precopy_fake_kernel *fk, uint64_t ns)
+{
+	if (ns && fk->clock.advance_ns)
+		fk->clock.advance_ns(fk->clock.ctx, ns);
+}
+
+int fk_register(struct precopy_fake_kernel *fk, int fd, int kind, void *obj)
+{
+	if (fd < 0)
+		return -EBADF;
+	if (fd >= fk->ntab) {
+		int n = fk->ntab ? fk->ntab : 64;
+		struct fk_entry *t;
+
+		while (n <= fd)
+			n *= 2;
+		t = realloc(fk->tab, (size_t)n * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		memset(t + fk->ntab, 0, (size_t)(n - fk->ntab) * sizeof(*t));
+		fk->tab = t;
+		fk->ntab = n;
+	}
+	fk->tab[fd].kind = kind;
+	fk->tab[fd].obj = obj;
+	return 0;
+}
+
+void fk_unregister(struct precopy_fake_kernel *fk, int fd)
+{
+	if (fd >= 0 && fd < fk->ntab)
+		fk->tab[fd].kind = FK_NONE, fk->tab[fd].obj = NULL;
+}
+
+static int kind_of(struct precopy_fake_kernel *fk, int fd, void **obj)
+{
+	if (fd < 0 || fd >= fk->ntab)
+		return FK_NONE;
+	*obj = fk->tab[fd].obj;
+	return fk->tab[fd].kind;
+}
+
+void *fk_lookup(struct precopy_fake_kernel *fk, int fd, int kind)
+{
+	void *obj = NULL;
+
+	return kind_of(fk, fd, &obj) == kind ? obj : NULL;
+}
+
+/* ---- the sys ops ------------------------------------------------------ */
+
+static int f_ioctl(void *ctx, int fd, unsigned long req, void *arg)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *obj = NULL;
+	int r, kind;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_IOCTL, fd, req, arg, NULL);
+	if (r < 0)
+		goto out;
+	kind = kind_of(fk, fd, &obj);
+	switch (kind) {
+	case FK_DEVICE:
+		r = fake_vfio_device_ioctl(obj, req, arg);
+		goto out;
+	case FK_DATA:
+		r = fake_vfio_data_ioctl(obj, req, arg);
+		goto out;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&fk->lock);
+	return real()->ops->ioctl(NULL, fd, req, arg);
+out:
+	pthread_mutex_unlock(&fk->lock);
+	return r;
+}
+
+static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *obj = NULL;
+	ssize_t r;
+	int kind;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_READ, fd, 0, NULL, &len);
+	if (r < 0)
+		goto out;
+	kind = kind_of(fk, fd, &obj);
+	if (kind == FK_DATA) {
+		r = fake_vfio_data_read(obj, buf, len);
+		goto out;
+	}
+	if (kind == FK_DEVICE) {
+		r = -EINVAL; /* no region reads in this model */
+		goto out;
+	}
+	pthread_mutex_unlock(&fk->lock);
+	return real()->ops->read(NULL, fd, buf, len);
+out:
+	pthread_mutex_unlock(&fk->lock);
+	return r;
+}
+
+static ssize_t f_write(void *ctx, int fd, const void *buf, size_t len)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *obj = NULL;
+	ssize_t r;
+	int kind;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_WRITE, fd, 0, NULL, &len);
+	if (r < 0)
+		goto out;
+	kind = kind_of(fk, fd, &obj);
+	if (kind == FK_DATA) {
+		r = fake_vfio_data_write(obj, buf, len);
+		goto out;
+	}
+	if (kind == FK_DEVICE) {
+		r = -EINVAL;
+		goto out;
+	}
+	pthread_mutex_unlock(&fk->lock);
+	return real()->ops->write(NULL, fd, buf, len);
+out:
+	pthread_mutex_unlock(&fk->lock);
+	return r;
+}
+
+static ssize_t f_splice(void *ctx, int in, int out, size_t len, unsigned int flags)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *oin = NULL, *oout = NULL;
+	int kin, kout;
+	ssize_t r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_SPLICE, in, 0, NULL, &len);
+	if (r < 0) {
+		pthread_mutex_unlock(&fk->lock);
+		return r;
+	}
+	kin = kind_of(fk, in, &oin);
+	kout = kind_of(fk, out, &oout);
+	if (kin == FK_DEVICE || kout == FK_DEVICE) {
+		pthread_mutex_unlock(&fk->lock);
+		return -EINVAL;
+	}
+	if (kin == FK_DATA)
+		fake_vfio_data_pump(oin);
+	r = real()->ops->splice(NULL, in, out, len, flags);
+	if (kout == FK_DATA)
+		fake_vfio_data_drain(oout);
+	pthread_mutex_unlock(&fk->lock);
+	return r;
+}
+
+static int f_poll(void *ctx, struct pollfd *fds, unsigned int n, int timeout_ms)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_POLL, n ? fds[0].fd : -1, 0, NULL, NULL);
+	if (r < 0) {
+		pthread_mutex_unlock(&fk->lock);
+		return r;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		void *obj = NULL;
+		if (kind_of(fk, fds[i].fd, &obj) == FK_DATA)
+			fake_vfio_data_pump(obj);
+	}
+	pthread_mutex_unlock(&fk->lock);
+	return real()->ops->poll(NULL, fds, n, timeout_ms);
+}
+
+static int f_open(void *ctx, const char *path, int flags)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_OPEN, -1, 0, NULL, NULL);
+	pthread_mutex_unlock(&fk->lock);
+	return r < 0 ? r : real()->ops->open(NULL, path, flags);
+}
+
+static int f_close(void *ctx, int fd)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *obj = NULL;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_CLOSE, fd, 0, NULL, NULL);
+	if (r < 0) {
+		pthread_mutex_unlock(&fk->lock);
+		return r;
+	}
+	switch (kind_of(fk, fd, &obj)) {
+	case FK_DEVICE:
+		fake_vfio_device_closed(obj);
+		break;
+	case FK_DATA:
+		fake_vfio_data_closed(obj);
+		break;
+	default:
+		break;
+	}
+	fk_unregister(fk, fd);
+	r = real()->ops->close(NULL, fd);
+	pthread_mutex_unlock(&fk->lock);
+	return r;
+}
+
+static int f_mmap(void *ctx, size_t len, int prot, int flags, int fd, off_t off, void **out)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_MMAP, fd, 0, NULL, NULL);
+	pthread_mutex_unlock(&fk->lock);
+	return r < 0 ? r : real()->ops->mmap(NULL, len, prot, flags, fd, off, out);
+}
+
+static int f_munmap(void *ctx, void *addr, size_t len)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_MUNMAP, -1, 0, NULL, NULL);
+	pthread_mutex_unlock(&fk->lock);
+	return r < 0 ? r : real()->ops->munmap(NULL, addr, len);
+}
+
+static const struct precopy_sys_ops fake_ops = {
+	.version = PRECOPY_SYS_OPS_VERSION,
+	.ioctl = f_ioctl,
+	.read = f_read,
+	.write = f_write,
+	.splice = f_splice,
+	.poll = f_poll,
+	.open = f_open,
+	.close = f_close,
+	.mmap = f_mmap,
+	.munmap = f_munmap,
+};
+
+PRECOPY_API struct precopy_fake_kernel *precopy_fake_kernel_new(const struct precopy_fake_clock *clock, int *err)
+{
+	struct precopy_fake_kernel *fk;
+
+	if (clock && !clock->now_ns) {
+		if (err)
+			*err = -EINVAL;
+		return NULL;
+	}
+	fk = calloc(1, sizeof(*fk));
+	if (!fk) {
+		if (err)
+			*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&fk->lock, NULL);
+	if (clock) {
+		fk->clock = *clock;
+	} else {
+		fk->clock.now_ns = mono_now;
+		fk->own_clock = 1;
+	}
+	fk->sys.ops = &fake_ops;
+	fk->sys.ctx = fk;
+	if (err)
+		*err = 0;
+	return fk;
+}
+
+PRECOPY_API void precopy_fake_kernel_free(struct precopy_fake_kernel *fk)
+{
+	if (!fk)
+		return;
+	pthread_mutex_lock(&fk->lock);
+	fake_vfio_free_all(fk);
+	free(fk->tab);
+	pthread_mutex_unlock(&fk->lock);
+	pthread_mutex_destroy(&fk->lock);
+	free(fk);
+}
+
+PRECOPY_API const struct precopy_sys *precopy_fake_kernel_sys(struct precopy_fake_kernel *fk)
+{
+	return fk ? &fk->sys : NULL;
+}
