@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "precopy/export.h"
 #include "precopy/sys.h"
@@ -110,6 +111,82 @@ PRECOPY_API int precopy_vfio_arc_closes_fd(uint32_t cur, uint32_t next);
 /* "STOP", "RUNNING", ..., "PRE_COPY_P2P", "ERROR"; "?" for unknown values.
  * Never NULL. */
 PRECOPY_API const char *precopy_vfio_state_name(uint32_t state);
+
+
+/* ---- a device's migration session (ioctl/vfio_mig.c) -------------------- */
+
+/* Opaque per-device handle: the device fd (not owned), its migration flags,
+ * the state it is in as far as the handle knows, the data fd of the current
+ * data transfer session (owned) and the device's status counters. */
+struct precopy_vfio_dev;
+
+struct precopy_vfio_dev_status {
+	uint32_t state;	     /* last known state (ERROR when unknown) */
+	uint64_t mig_flags;  /* VFIO_MIGRATION_* */
+	int data_fd;	     /* current session's fd, -1 if none */
+	int last_err;	     /* the last failed arc's -errno, 0 if none */
+	uint32_t failed_from, failed_to; /* that arc */
+	int recovered;	     /* 1: the last failure ended in the recover state */
+	int was_reset;	     /* 1: the last failure ended in VFIO_DEVICE_RESET */
+	int reset_err;	     /* the reset's -errno if it failed too, else 0 */
+	uint64_t arcs;	     /* arcs completed */
+	uint64_t resets;     /* resets issued */
+	uint64_t bytes_read, bytes_written; /* through the data fd */
+};
+
+/* Create a handle for an open VFIO device fd (the caller keeps ownership of
+ * device_fd and closes it after precopy_vfio_dev_free()). Reads the
+ * migration flags and the current state. Returns the handle, or NULL and
+ * *err (if non-NULL): -EINVAL (sys invalid, fd < 0), -ENOTTY (no migration
+ * support), -EOPNOTSUPP (no STOP_COPY), -ENOMEM, or the kernel's -errno. */
+PRECOPY_API struct precopy_vfio_dev *precopy_vfio_dev_new(const struct precopy_sys *sys, int device_fd,
+							  int *err);
+
+/* Close the session's data fd (if any) and free the handle. NULL is a no-op. */
+PRECOPY_API void precopy_vfio_dev_free(struct precopy_vfio_dev *dev);
+
+/* Copy the handle's status into *st. Returns 0 or -EINVAL (NULL). */
+PRECOPY_API int precopy_vfio_dev_status(const struct precopy_vfio_dev *dev, struct precopy_vfio_dev_status *st);
+
+/* Move the device to `target` one arc at a time (the path of
+ * precopy_vfio_fsm_path). Arcs that open a session hand their data fd to the
+ * handle; arcs that end it close it.
+ * On a failed arc: the device's state is read back; if `recover` is not
+ * VFIO_DEVICE_STATE_ERROR the handle walks to it; if that fails too (or the
+ * device is in ERROR, or recover is ERROR), it issues VFIO_DEVICE_RESET,
+ * which returns the device to RUNNING and ends any session. The status
+ * says which happened (recovered / was_reset / reset_err).
+ * Returns 0, or: -EINVAL (target unreachable from the current state for
+ * these flags, nothing done), -ESTALE (the device handed out a data fd the
+ * handle did not expect, e.g. a second one while it holds a session: the
+ * device was reset behind the handle; the old fd is closed, the new one
+ * kept, the state re-read, no recovery attempted: restart the migration),
+ * -EPROTO (an opening arc returned no data fd), or the failed arc's -errno
+ * (after recovery or reset). */
+PRECOPY_API int precopy_vfio_dev_set_state(struct precopy_vfio_dev *dev, uint32_t target, uint32_t recover);
+
+/* Read state bytes from the session's data fd. Returns the count, 0 at the
+ * end of the stream (end of STOP_COPY), -ENOMSG when the device has nothing
+ * for now (PRE_COPY, initial and dirty bytes both 0: try again later),
+ * -EBADF when there is no session, other -errno from read(). */
+PRECOPY_API ssize_t precopy_vfio_dev_read(struct precopy_vfio_dev *dev, void *buf, size_t len);
+
+/* Write state bytes into a RESUMING session. Returns the count written
+ * (possibly short), -EBADF (no session), -EINVAL (not RESUMING), or -errno. */
+PRECOPY_API ssize_t precopy_vfio_dev_write(struct precopy_vfio_dev *dev, const void *buf, size_t len);
+
+/* VFIO_MIG_GET_PRECOPY_INFO on the session: only in PRE_COPY or
+ * PRE_COPY_P2P (-EINVAL otherwise, without a syscall), -EBADF without a
+ * session. Outputs may be NULL. */
+PRECOPY_API int precopy_vfio_dev_precopy_info(struct precopy_vfio_dev *dev, uint64_t *initial_bytes,
+					      uint64_t *dirty_bytes);
+
+/* precopy_vfio_stop_copy_size() on this device. */
+PRECOPY_API int precopy_vfio_dev_stop_copy_size(struct precopy_vfio_dev *dev, uint64_t *bytes);
+
+/* End the session: close the data fd (the device state is unchanged).
+ * Returns 0, or close()'s -errno (the fd is forgotten either way). */
+PRECOPY_API int precopy_vfio_dev_end_session(struct precopy_vfio_dev *dev);
 
 #ifdef __cplusplus
 }
