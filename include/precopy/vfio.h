@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "precopy/bitmap.h"
 #include "precopy/export.h"
 #include "precopy/sys.h"
 
@@ -187,6 +188,63 @@ PRECOPY_API int precopy_vfio_dev_stop_copy_size(struct precopy_vfio_dev *dev, ui
 /* End the session: close the data fd (the device state is unchanged).
  * Returns 0, or close()'s -errno (the fd is forgotten either way). */
 PRECOPY_API int precopy_vfio_dev_end_session(struct precopy_vfio_dev *dev);
+
+/* ---- dirty sources: device DMA logging (ioctl/vfio_dma_log.c) ---------- */
+
+/* A guest memory range to track, in IOVA (= guest physical) bytes. */
+struct precopy_dirty_range {
+	uint64_t iova;
+	uint64_t length;
+};
+
+/* Something that logs the pages a device writes: start on ranges, report
+ * into the RAM dirty log, stop. Opaque; created by a constructor below and
+ * released with precopy_dirty_source_free(). */
+struct precopy_dirty_source;
+
+/* Device DMA logging (VFIO_DEVICE_FEATURE_DMA_LOGGING_*) on device_fd (not
+ * owned). max_ranges: how many ranges to hand the device at most (0: 256,
+ * what the vfio core takes from one 4 KiB page); more guest ranges are
+ * combined by closing the smallest gaps first. buf_words: the bounded
+ * bitmap buffer each REPORT chunk goes through (0: 4096 words = 256 Ki
+ * pages per chunk). Returns the source or NULL with *err: -EINVAL,
+ * -EOPNOTSUPP (the device has no DMA logging), -ENOMEM, kernel -errno. */
+PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct precopy_sys *sys, int device_fd,
+								  uint32_t max_ranges, size_t buf_words,
+								  int *err);
+
+/* Start logging ranges[0..n) (disjoint, each non-empty and aligned to
+ * page_size_hint, a power of two >= 4096). If the device refuses the count
+ * (-E2BIG) the ranges are combined further and START retried. Returns 0,
+ * -EINVAL (bad ranges or hint, overlapping ranges), -EBUSY (already started
+ * through this source), -ENOMEM, or the kernel's -errno. */
+PRECOPY_API int precopy_dirty_source_start(struct precopy_dirty_source *src,
+					   const struct precopy_dirty_range *ranges, size_t n,
+					   uint64_t page_size_hint);
+
+/* The page size the device chose at start (0 before start). */
+PRECOPY_API uint64_t precopy_dirty_source_page_size(const struct precopy_dirty_source *src);
+
+/* Ranges the device was given after combining (0 before start). */
+PRECOPY_API uint32_t precopy_dirty_source_device_ranges(const struct precopy_dirty_source *src);
+
+/* Read and clear the device's log for every started range and OR it into
+ * the RAM dirty log `ram` (bit 0 = the page at ram_base, pages of
+ * ram_page_size bytes), chunk by chunk through the source's buffer, with
+ * page-size conversion. A range whose REPORT fails is marked dirty in full
+ * (from the failing chunk on) and the first such error is returned after
+ * the remaining ranges are reported. *newly (optional): bits newly set.
+ * Returns 0, -EINVAL (not started, bad arguments), -ERANGE (a range is
+ * outside ram), or the REPORT's -errno. */
+PRECOPY_API int precopy_dirty_source_report(struct precopy_dirty_source *src, struct precopy_bitmap *ram,
+					    uint64_t ram_base, uint64_t ram_page_size, uint64_t *newly);
+
+/* Stop logging. Returns 0 (also when not started) or the kernel's -errno
+ * (the source counts as stopped either way). */
+PRECOPY_API int precopy_dirty_source_stop(struct precopy_dirty_source *src);
+
+/* Stop if started, then free. NULL is a no-op. */
+PRECOPY_API void precopy_dirty_source_free(struct precopy_dirty_source *src);
 
 #ifdef __cplusplus
 }
