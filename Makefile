@@ -74,6 +74,9 @@ BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
 
+# helper objects are shared by every test/bench binary: keep them
+.SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
+
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
 lib: $(STATIC) $(SHARED) $(BUILD)/libprecopy.pc
@@ -109,7 +112,7 @@ $(SHARED): $(LIB_OBJS) include/libprecopy.map
 
 $(SIMLIB): $(SIMLIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
-	$(Q)rm -f $@ && $(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(if $^,$(AR) rcs $@ $^,printf '!<arch>\n' > $@)
 
 $(BUILD)/libprecopy.pc: libprecopy.pc.in Makefile
 	@mkdir -p $(@D)

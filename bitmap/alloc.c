@@ -27,6 +27,7 @@ static int numa_usable(int placement)
 
 PRECOPY_API int precopy_bitmap_alloc(struct precopy_bitmap *bm, uint64_t nbits, int placement)
 {
+	struct precopy_bitmap out = { 0 };
 	void *p = NULL;
 	size_t len;
 
@@ -34,7 +35,6 @@ PRECOPY_API int precopy_bitmap_alloc(struct precopy_bitmap *bm, uint64_t nbits, 
 		return -EINVAL;
 	if (nbits > (uint64_t)SIZE_MAX / 2) /* bytes_for would overflow */
 		return -ENOMEM;
-	memset(bm, 0, sizeof(*bm));
 	len = bytes_for(nbits);
 	if (numa_usable(placement)) {
 		/* libnuma's allocators are mmap-backed: zeroed and page aligned. */
@@ -45,18 +45,19 @@ PRECOPY_API int precopy_bitmap_alloc(struct precopy_bitmap *bm, uint64_t nbits, 
 		else
 			p = numa_alloc_onnode(len, placement);
 		if (p)
-			bm->origin = PRECOPY_BITMAP_NUMA;
+			out.origin = PRECOPY_BITMAP_NUMA;
 	}
 	if (!p) {
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return -ENOMEM;
-		bm->origin = PRECOPY_BITMAP_MMAP;
+		out.origin = PRECOPY_BITMAP_MMAP;
 	}
-	bm->words = p;
-	bm->nbits = nbits;
-	bm->alloc_bytes = len;
-	bm->node = placement;
+	out.words = p;
+	out.nbits = nbits;
+	out.alloc_bytes = len;
+	out.node = placement;
+	*bm = out; /* only on success: nothing is written on error */
 	return 0;
 }
 

@@ -22,6 +22,8 @@ PRECOPY_API int64_t precopy_bitmap_harvest(struct precopy_bitmap *live, struct p
 		/* acquire pairs with the setters' release: whatever they wrote
 		 * before setting the bit is visible to whoever reads the snapshot */
 		v = __atomic_exchange_n(&live->words[i], 0, __ATOMIC_ACQ_REL);
+		if (i == nw - 1 && (live->nbits & 63)) /* tail bits are not pages */
+			v &= low_mask(live->nbits & 63);
 		cnt += or_word(&snap->words[i], v);
 	}
 	return (int64_t)cnt;

@@ -65,7 +65,9 @@ static void run_share(struct precopy_merge_pool *p, unsigned i)
 	p->w[i].result = 0;
 	if (lo >= hi || lo >= j->nwords)
 		return;
-	if (numa_available() >= 0) {
+	/* Pool threads run on the node of their piece; the calling thread
+	 * (worker 0) keeps the affinity its owner gave it. */
+	if (i > 0 && numa_available() >= 0) {
 		int node = -1;
 
 		/* run where the destination piece lives (no-op on one node) */

@@ -243,17 +243,21 @@ PRECOPY_API int precopy_bitmap_merge_chunked(struct precopy_bitmap *dst, uint64_
 	r = plan_scaled(dst, dst_page_size, addr - dst_base, buf, len / ps, ps, &p);
 	if (r)
 		return r;
-	end = addr + len;
-	for (uint64_t a = addr; a < end; a += chunk_bytes) { /* advance by the chunk, not by a */
-		uint64_t c = end - a < chunk_bytes ? end - a : chunk_bytes;
+	end = addr + len; /* no overflow: checked above */
+	/* Driven by the bytes done, so an address range ending at 2^64 cannot
+	 * wrap; each chunk starts at addr + done (advance by the chunk length). */
+	for (uint64_t done = 0, c; done < len; done += c) {
+		uint64_t a = addr + done;
 		int64_t m;
 
+		c = len - done < chunk_bytes ? len - done : chunk_bytes;
 		memset(buf, 0, PRECOPY_BITMAP_WORDS(c / ps) * 8);
 		r = reader->read(reader->ctx, a, c, ps, buf);
 		if (r < 0) {
 			/* The log for [a, end) is lost: all of it counts as dirty. */
 			uint64_t lo = (a - dst_base) / dst_page_size;
-			uint64_t hi = (end - dst_base + dst_page_size - 1) / dst_page_size;
+			uint64_t span = end - dst_base; /* <= dst->nbits * dst_page_size */
+			uint64_t hi = span / dst_page_size + !!(span % dst_page_size);
 
 			total += bitmap_set_bits(dst->words, lo, hi - lo);
 			if (newly_dirty)
