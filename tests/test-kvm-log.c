@@ -5,11 +5,13 @@
  * wrapping sys table. Skips where /dev/kvm is absent. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <linux/kvm.h>
 
 #include "lib/kvm_guest.h"
@@ -45,6 +47,9 @@ struct inject {
 	int mmap_err;
 	int calls_get, calls_clear, calls_reset, calls_setmem, calls_mmap;
 	struct kvm_userspace_memory_region last_setmem;
+	/* every KVM_CLEAR_DIRTY_LOG: its arguments and its first two words */
+	struct clear_rec { uint32_t slot, num; uint64_t first, w[2]; } clears[16];
+	int nclears;
 };
 
 static int inj_ioctl(void *ctx, int fd, unsigned long req, void *arg)
@@ -55,8 +60,19 @@ static int inj_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 
 	if (req == KVM_GET_DIRTY_LOG)
 		in->calls_get++;
-	if (req == KVM_CLEAR_DIRTY_LOG)
+	if (req == KVM_CLEAR_DIRTY_LOG) {
+		const struct kvm_clear_dirty_log *c = arg;
+		const uint64_t *w = c->dirty_bitmap;
+		if (in->nclears < 16) {
+			struct clear_rec *rec = &in->clears[in->nclears++];
+			rec->slot = c->slot;
+			rec->num = c->num_pages;
+			rec->first = c->first_page;
+			rec->w[0] = w[0];
+			rec->w[1] = c->num_pages > 64 ? w[1] : 0;
+		}
 		in->calls_clear++;
+	}
 	if (req == KVM_RESET_DIRTY_RINGS)
 		in->calls_reset++;
 	if (req == KVM_SET_USER_MEMORY_REGION) {
@@ -687,4 +703,139 @@ Test(kvm_log_errors, sync_rechecks_the_ram_log_bounds_first)
 	f.ram.nbits = nbits;
 	cr_assert_eq(precopy_kvm_log_sync(f.log), 4);
 	fx_close(&f);
+}
+
+/* ---- manual mode: CLEAR exactly what was harvested, 64-page aligned ------ */
+
+struct clear_case {
+	uint64_t chunk;            /* clear_chunk_pages (0 = default) */
+	uint16_t pages[8];
+	unsigned npages;
+	struct clear_rec want[4];  /* expected CLEARs, in order */
+	int nwant;
+};
+
+#define B(n) (1ull << (n))
+static const struct clear_case clear_cases[] = {
+	/* One window per word: slot 1's last chunk is 36 pages, ending at its end. */
+	{ 64, { 16, 63, 64, 127, 128, 191, 192, 227 }, 8,
+	  { { 0, 64, 0, { B(16) | B(63) } }, { 0, 64, 64, { B(0) | B(63) } },
+	    { 1, 64, 0, { B(0) | B(63) } }, { 1, 36, 64, { B(0) | B(35) } } }, 4 },
+	/* Default window: one CLEAR per slot, clean leading words skipped. */
+	{ 0, { 70, 127, 130, 227 }, 4,
+	  { { 0, 64, 64, { B(6) | B(63) } }, { 1, 100, 0, { B(2), B(35) } } }, 2 },
+	/* Only slot 1's first word: a whole 64-page chunk, not to the end. */
+	{ 128, { 129, 140 }, 2, { { 1, 64, 0, { B(1) | B(12) } } }, 1 },
+};
+#undef B
+
+Test(kvm_log, manual_clears_exactly_the_harvested_pages_in_aligned_chunks)
+{
+	for (size_t i = 0; i < sizeof(clear_cases) / sizeof(clear_cases[0]); i++) {
+		const struct clear_case *c = &clear_cases[i];
+		struct precopy_kvm_log_config cfg = mode_cfg(PRECOPY_KVM_LOG_MANUAL, 0);
+		struct fx f;
+		int err;
+
+		fx_open(&f, PRECOPY_KVM_LOG_MANUAL, 0);
+		/* Swap in a log with this case's chunk size. */
+		precopy_kvm_log_free(f.log);
+		cfg.clear_chunk_pages = c->chunk;
+		f.log = precopy_kvm_log_new(&f.sys, f.g.vm_fd, &cfg, &err);
+		cr_assert_not_null(f.log, "%d", err);
+		for (int k = 0; k < 2; k++) {
+			struct precopy_kvm_slot s = slot_desc(&f, k);
+			cr_assert_eq(precopy_kvm_log_add_slot(f.log, &s), 0);
+		}
+		cr_assert_eq(precopy_kvm_log_sync(f.log), 0);
+		guest_write(&f, c->pages, c->npages, 5);
+		f.in.nclears = 0;
+		cr_assert_eq(precopy_kvm_log_sync(f.log), c->npages);
+		cr_assert_eq(f.in.nclears, c->nwant, "case %zu: %d CLEARs", i, f.in.nclears);
+		for (int k = 0; k < c->nwant; k++) {
+			const struct clear_rec *got = &f.in.clears[k], *want = &c->want[k];
+			cr_assert_eq(got->slot, want->slot, "case %zu clear %d", i, k);
+			cr_assert_eq(got->first, want->first, "case %zu clear %d", i, k);
+			cr_assert_eq(got->num, want->num, "case %zu clear %d", i, k);
+			cr_assert_eq(got->w[0], want->w[0], "case %zu clear %d: %#lx", i, k, (unsigned long)got->w[0]);
+			cr_assert_eq(got->w[1], want->w[1], "case %zu clear %d", i, k);
+		}
+		cr_assert_eq(precopy_kvm_log_sync(f.log), 0, "the CLEARs re-armed every page");
+		fx_close(&f);
+	}
+}
+
+/* ---- ring: the VMM's own mapping, and a ring that fills up --------------- */
+
+Test(kvm_log, ring_full_exit_then_sync_loses_nothing)
+{
+	struct precopy_kvm_log_config cfg = mode_cfg(PRECOPY_KVM_LOG_RING, 0);
+	struct precopy_kvm_log_stats st;
+	struct fx f;
+	int err = -EINVAL;
+
+	need_kvm();
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(kvm_guest_std_open(&f.g, kvm_guest_list_code, kvm_guest_list_code_len), 0);
+	if (precopy_kvm_log_probe(precopy_sys_real(), f.g.vm_fd, PRECOPY_KVM_LOG_RING) == -EOPNOTSUPP)
+		cr_skip_test("this kernel has no dirty ring");
+	cr_assert_eq(precopy_bitmap_alloc(&f.ram, LOG_NBITS, PRECOPY_NUMA_LOCAL), 0);
+	/* The smallest ring KVM takes: it reserves entries for the CPU's own
+	 * dirty buffer, so 4096 bytes may be refused with -EINVAL. */
+	for (cfg.ring_bytes = 4096; cfg.ring_bytes <= 65536 && !f.log; cfg.ring_bytes *= 2) {
+		f.log = precopy_kvm_log_new(precopy_sys_real(), f.g.vm_fd, &cfg, &err);
+		if (!f.log)
+			cr_assert_eq(err, -EINVAL);
+	}
+	cr_assert_not_null(f.log);
+	cr_assert_eq(precopy_kvm_log_stats(f.log, &st), 0);
+	for (int i = 0; i < 2; i++) {
+		struct precopy_kvm_slot s = slot_desc(&f, i);
+		cr_assert_eq(precopy_kvm_log_add_slot(f.log, &s), 0);
+	}
+	cr_assert_eq(kvm_guest_add_vcpu(&f.g, KG_CODE_GPA), 0);
+	/* The VMM maps the ring itself and lends it. */
+	void *ring = mmap(NULL, st.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f.g.vcpu_fd,
+			  (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
+	cr_assert_neq(ring, MAP_FAILED);
+	cr_assert_eq(precopy_kvm_log_add_vcpu(f.log, -1, ring), 0);
+	cr_assert_eq(precopy_kvm_log_add_vcpu(f.log, -1, ring), -EEXIST);
+	cr_assert_eq(precopy_kvm_log_start(f.log), 0);
+
+	/* Every page but code and mailbox, in one run. */
+	uint16_t pages[KG_PAGES];
+	unsigned n = 0;
+	for (unsigned p = 3; p < KG_PAGES; p++)
+		pages[n++] = (uint16_t)p;
+	uint16_t *mb = kvm_guest_ptr(&f.g, KG_MBOX_GPA);
+	mb[0] = (uint16_t)n;
+	mb[1] = 0x77;
+	memcpy(&mb[8], pages, n * sizeof(uint16_t));
+	int fulls = 0;
+	int64_t total = 0, r;
+	for (;;) {
+		int ex = kvm_guest_run(&f.g);
+		if (ex == KVM_EXIT_DIRTY_RING_FULL) {
+			fulls++;
+			r = precopy_kvm_log_sync(f.log);
+			cr_assert_gt(r, 0);
+			total += r;
+			continue;
+		}
+		cr_assert_eq(ex, KVM_EXIT_IO, "exit %d", ex);
+		break;
+	}
+	r = precopy_kvm_log_sync(f.log);
+	cr_assert_geq(r, 0);
+	total += r;
+	cr_assert_eq(total, n);
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(pages[i])), 1, "page %u", pages[i]);
+	cr_assert_eq(precopy_bitmap_count(&f.ram), n);
+	cr_log_info("ring of %u bytes: %d ring-full exits for %u pages", st.ring_bytes, fulls, n);
+	if (!fulls)
+		cr_skip_test("a %u-byte ring holds %u pages here: the ring-full path was not reached",
+			     st.ring_bytes, n);
+	fx_close(&f);
+	munmap(ring, st.ring_bytes);
 }
