@@ -839,3 +839,92 @@ Test(kvm_log, ring_full_exit_then_sync_loses_nothing)
 	fx_close(&f);
 	munmap(ring, st.ring_bytes);
 }
+
+/* The harvest logic on a ring the test writes itself (lent as the VMM's
+ * mapping): repeats counted once, foreign slots and offsets counted and
+ * handed back, index wrap-around, at most one ring's worth per sync. KVM's
+ * real rings are empty here, so its reset count is biased by the entries
+ * the fake ring held. */
+Test(kvm_log, ring_harvest_dedupes_and_skips_foreign_entries)
+{
+	struct precopy_kvm_log_config cfg = mode_cfg(PRECOPY_KVM_LOG_RING, 0);
+	struct precopy_kvm_log_stats st;
+	struct fx f;
+	int err;
+
+	need_kvm();
+	memset(&f, 0, sizeof(f));
+	f.sys.ops = &inj_ops;
+	f.sys.ctx = &f.in;
+	cr_assert_eq(kvm_guest_std_open(&f.g, kvm_guest_list_code, kvm_guest_list_code_len), 0);
+	if (precopy_kvm_log_probe(&f.sys, f.g.vm_fd, PRECOPY_KVM_LOG_RING) == -EOPNOTSUPP)
+		cr_skip_test("this kernel has no dirty ring");
+	cr_assert_eq(precopy_bitmap_alloc(&f.ram, LOG_NBITS, PRECOPY_NUMA_LOCAL), 0);
+	f.log = precopy_kvm_log_new(&f.sys, f.g.vm_fd, &cfg, &err);
+	cr_assert_not_null(f.log, "%d", err);
+	for (int i = 0; i < 2; i++) {
+		struct precopy_kvm_slot s = slot_desc(&f, i);
+		cr_assert_eq(precopy_kvm_log_add_slot(f.log, &s), 0);
+	}
+	cr_assert_eq(precopy_kvm_log_stats(f.log, &st), 0);
+	const uint32_t n = st.ring_bytes / (uint32_t)sizeof(struct kvm_dirty_gfn);
+	struct kvm_dirty_gfn *ring = calloc(n, sizeof(*ring));
+	cr_assert_not_null(ring);
+	cr_assert_eq(precopy_kvm_log_add_vcpu(f.log, -1, ring), 0);
+
+	static const struct { uint32_t slot; uint64_t off; } e1[] = {
+		{ 0, 16 }, { 0, 16 } /* repeat */, { 1, 5 }, { 9, 1 } /* no such slot */,
+		{ 0, 128 } /* past slot 0's end */, { 1, 99 }, { (1u << 16) | 1, 5 } /* other address space */,
+		{ 1, 5 } /* repeat */,
+	};
+	const uint32_t k1 = sizeof(e1) / sizeof(e1[0]);
+	for (uint32_t i = 0; i < k1; i++) {
+		ring[i].slot = e1[i].slot;
+		ring[i].offset = e1[i].off;
+		ring[i].flags = KVM_DIRTY_GFN_F_DIRTY;
+	}
+	f.in.reset_bias = (int)k1;
+	cr_assert_eq(precopy_kvm_log_sync(f.log), 3);
+	cr_assert_eq(precopy_kvm_log_stats(f.log, &st), 0);
+	cr_assert_eq(st.last_entries, k1);
+	cr_assert_eq(st.last_pages, 3);
+	cr_assert_eq(st.last_repeats, 2);
+	cr_assert_eq(st.last_foreign, 3);
+	cr_assert_eq(st.last_reset, k1);
+	for (uint32_t i = 0; i < k1; i++)
+		cr_assert_eq(ring[i].flags, KVM_DIRTY_GFN_F_RESET, "entry %u handed back", i);
+	cr_assert_eq(ring[k1].flags, 0);
+	cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(16)), 1);
+	cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(KG_SLOT0_PAGES + 5)), 1);
+	cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(KG_SLOT0_PAGES + 99)), 1);
+	cr_assert_eq(precopy_bitmap_count(&f.ram), 3);
+
+	/* KVM "resets" those entries (flags 0), then publishes a full ring,
+	 * wrapping around: slot 1, offsets cycling over all 100 pages. */
+	for (uint32_t i = 0; i < k1; i++)
+		ring[i].flags = 0;
+	precopy_bitmap_zero(&f.ram);
+	for (uint32_t i = 0; i < n; i++) {
+		struct kvm_dirty_gfn *e = &ring[(k1 + i) % n];
+		e->slot = 1;
+		e->offset = i % KG_SLOT1_PAGES;
+		e->flags = KVM_DIRTY_GFN_F_DIRTY;
+	}
+	f.in.reset_bias = (int)n;
+	cr_assert_eq(precopy_kvm_log_sync(f.log), KG_SLOT1_PAGES);
+	cr_assert_eq(precopy_kvm_log_stats(f.log, &st), 0);
+	cr_assert_eq(st.last_entries, n, "one ring's worth, no more");
+	cr_assert_eq(st.last_pages, KG_SLOT1_PAGES);
+	cr_assert_eq(st.last_repeats, n - KG_SLOT1_PAGES);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(ring[i].flags, KVM_DIRTY_GFN_F_RESET);
+	/* Nothing newly published: nothing read, no reset issued. */
+	int resets = f.in.calls_reset;
+	f.in.reset_bias = 0;
+	cr_assert_eq(precopy_kvm_log_sync(f.log), 0);
+	cr_assert_eq(f.in.calls_reset, resets);
+	precopy_kvm_log_free(f.log);
+	f.log = NULL;
+	free(ring);
+	fx_close(&f);
+}

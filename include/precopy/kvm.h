@@ -205,7 +205,8 @@ PRECOPY_API int precopy_kvm_log_add_slot(struct precopy_kvm_log *log, const stru
  *   -EINVAL  not in ring mode, or vcpu_fd < 0 with ring NULL
  *   -EEXIST  this vcpu_fd (or this ring mapping) was added already
  *   -ENOMEM
- *   or the mmap's -errno (e.g. -EBADF, -EINVAL for a non-vCPU fd). */
+ *   or the mmap's -errno (e.g. -EBADF for a closed fd, -ENODEV for an fd
+ *   that is not a vCPU, such as the VM fd). */
 PRECOPY_API int precopy_kvm_log_add_vcpu(struct precopy_kvm_log *log, int vcpu_fd, void *ring);
 
 /* Turn logging on for every registered slot by re-issuing
@@ -229,6 +230,8 @@ PRECOPY_API int precopy_kvm_log_stop(struct precopy_kvm_log *log);
  * until it is merged; ring entries are handed back only after their merge;
  * a failed KVM_CLEAR_DIRTY_LOG or KVM_RESET_DIRTY_RINGS only means pages may
  * be reported again). Errors:
+ *   -ERANGE  a slot no longer fits in its RAM log (the caller changed the
+ *            bitmap after add_slot); checked before any ioctl
  *   -ENOENT  (classic, manual) KVM has no dirty log for a slot: logging is
  *            not on, or the slot does not exist
  *   -EPROTO  (ring) KVM_RESET_DIRTY_RINGS reset a different number of
