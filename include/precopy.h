@@ -6,5 +6,6 @@
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
 #include "precopy/kvm.h"
+#include "precopy/engine.h"
 
 #endif /* PRECOPY_H */
