@@ -240,7 +240,7 @@ PRECOPY_API int precopy_kvm_log_add_slot(struct precopy_kvm_log *log, const stru
 	st.buf = calloc(st.nwords, sizeof(uint64_t));
 	if (!st.buf)
 		return -ENOMEM;
-	memmove(&log->slots[pos + 1], &log->slots[pos], (log->nslots - pos) * sizeof(*grown));
+	memmove(&log->slots[pos + 1], &log->slots[pos], (log->nslots - pos) * sizeof(log->slots[0]));
 	log->slots[pos] = st;
 	log->nslots++;
 	log->last_hit = 0;
