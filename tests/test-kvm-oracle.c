@@ -209,6 +209,8 @@ static void run_oracle(enum precopy_kvm_mode mode, uint32_t flags)
 				cr_assert_eq(precopy_bitmap_test(&o->round, page_bit(p)), 0, "page %u", p);
 			precopy_bitmap_zero(&o->round);
 		}
+		/* The guest is parked: every write it counted so far was of k-1. */
+		uint32_t before = __atomic_load_n((uint32_t *)&o->mb[8], __ATOMIC_ACQUIRE);
 		__atomic_store_n(&o->mb[MB_GO], (uint16_t)k, __ATOMIC_RELEASE);
 		/* Iteration k: harvest at random moments while the guest writes. */
 		for (int h = rand() % 4; h > 0; h--) {
@@ -216,6 +218,15 @@ static void run_oracle(enum precopy_kvm_mode mode, uint32_t flags)
 			harvest(o);
 		}
 		nap(3000);
+		/* Let at least one batch of k land before moving on, or a parked
+		 * guest could see STOP before go and the last iteration would
+		 * check nothing. */
+		while (__atomic_load_n((uint32_t *)&o->mb[8], __ATOMIC_ACQUIRE) - before < 32) {
+			cr_assert_eq(__atomic_load_n(&o->stopped, __ATOMIC_ACQUIRE), 0, "vCPU: %d", o->vcpu_err);
+			if (__atomic_load_n(&o->ring_full, __ATOMIC_ACQUIRE))
+				harvest(o);
+			sched_yield();
+		}
 		__atomic_store_n(&o->mb[MB_ITER], k < ITERATIONS ? (uint16_t)(k + 1) : STOP, __ATOMIC_RELEASE);
 	}
 	/* The guest finishes its batch of ITERATIONS and stops. */
