@@ -241,30 +241,37 @@ Test(kvm_log, ring_full_exit_then_sync_loses_nothing)
 		pages[n++] = (uint16_t)p;
 	uint16_t *mb = kvm_guest_ptr(&f.g, KG_MBOX_GPA);
 	mb[0] = (uint16_t)n;
-	mb[1] = 0x77;
 	memcpy(&mb[8], pages, n * sizeof(uint16_t));
+	/* Whether KVM stops the vCPU at its soft limit within one run of 225
+	 * writes varies with its bookkeeping (seen both ways here); every
+	 * attempt must lose nothing, and a few attempts reach the full ring. */
 	int fulls = 0;
-	int64_t total = 0, r;
-	for (;;) {
-		int ex = kvm_guest_run(&f.g);
-		if (ex == KVM_EXIT_DIRTY_RING_FULL) {
-			fulls++;
-			r = precopy_kvm_log_sync(f.log);
-			cr_assert_gt(r, 0);
-			total += r;
-			continue;
+	for (int attempt = 0; attempt < 8 && !fulls; attempt++) {
+		int64_t total = 0, r;
+		precopy_bitmap_zero(&f.ram);
+		mb[1] = (uint16_t)(0x70 + attempt);
+		for (;;) {
+			int ex = kvm_guest_run(&f.g);
+			if (ex == KVM_EXIT_DIRTY_RING_FULL) {
+				fulls++;
+				r = precopy_kvm_log_sync(f.log);
+				cr_assert_gt(r, 0);
+				total += r;
+				continue;
+			}
+			cr_assert_eq(ex, KVM_EXIT_IO, "exit %d", ex);
+			break;
 		}
-		cr_assert_eq(ex, KVM_EXIT_IO, "exit %d", ex);
-		break;
+		r = precopy_kvm_log_sync(f.log);
+		cr_assert_geq(r, 0);
+		total += r;
+		cr_assert_eq(total, n, "attempt %d", attempt);
+		for (unsigned i = 0; i < n; i++)
+			cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(pages[i])), 1, "page %u", pages[i]);
+		cr_assert_eq(precopy_bitmap_count(&f.ram), n);
+		cr_log_info("ring of %u bytes, attempt %d: %d ring-full exits for %u pages", st.ring_bytes,
+			    attempt, fulls, n);
 	}
-	r = precopy_kvm_log_sync(f.log);
-	cr_assert_geq(r, 0);
-	total += r;
-	cr_assert_eq(total, n);
-	for (unsigned i = 0; i < n; i++)
-		cr_assert_eq(precopy_bitmap_test(&f.ram, page_bit(pages[i])), 1, "page %u", pages[i]);
-	cr_assert_eq(precopy_bitmap_count(&f.ram), n);
-	cr_log_info("ring of %u bytes: %d ring-full exits for %u pages", st.ring_bytes, fulls, n);
 	if (!fulls)
 		cr_skip_test("a %u-byte ring holds %u pages here: the ring-full path was not reached",
 			     st.ring_bytes, n);
