@@ -6,6 +6,9 @@
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
 #include "precopy/vfio.h"
+#include "precopy/kvm.h"
+#include "precopy/pump.h"
+#include "precopy/backend.h"
 #include "precopy/engine.h"
 
 #endif /* PRECOPY_H */
