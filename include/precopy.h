@@ -5,5 +5,7 @@
 #include "precopy/export.h"
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
+#include "precopy/pump.h"
+#include "precopy/backend.h"
 
 #endif /* PRECOPY_H */
