@@ -292,7 +292,7 @@ PRECOPY_API int precopy_pump_add_device(struct precopy_pump *p, uint32_t id, int
 {
 	struct pump_dev *d;
 
-	if (!p || fd < 0 || (flags & ~PRECOPY_PUMP_DEV_CLOSE_AT_END))
+	if (!p || fd < 0 || (flags & ~(PRECOPY_PUMP_DEV_CLOSE_AT_END | PRECOPY_PUMP_DEV_PIPE)))
 		return -EINVAL;
 	if (p->broken)
 		return p->broken;
@@ -314,7 +314,9 @@ PRECOPY_API int precopy_pump_add_device(struct precopy_pump *p, uint32_t id, int
 	d->id = id;
 	d->fd = fd;
 	d->flags = flags;
-	d->splice = (p->cfg.flags & PRECOPY_PUMP_NO_SPLICE) ? 0 : -1;
+	/* splice only from pipes: FIONREAD counts exactly the bytes queued
+	 * there, which nothing but the pump consumes */
+	d->splice = ((flags & PRECOPY_PUMP_DEV_PIPE) && !(p->cfg.flags & PRECOPY_PUMP_NO_SPLICE)) ? -1 : 0;
 	d->wq_head = d->wq_tail = -1;
 	return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef TEST_PUMP_H
 #define TEST_PUMP_H
 
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -174,7 +176,7 @@ static void rt_dev_open(struct rt_dev *d, struct precopy_pump *src, struct preco
 	cr_assert_geq(d->src_fd, 0);
 	cr_assert_geq(d->dst_fd, 0);
 	if (src)
-		cr_assert_eq(precopy_pump_add_device(src, id, d->src_fd, 0), 0);
+		cr_assert_eq(precopy_pump_add_device(src, id, d->src_fd, PRECOPY_PUMP_DEV_PIPE), 0);
 	if (dst)
 		cr_assert_eq(precopy_pump_add_device(dst, id, d->dst_fd, 0), 0);
 }
@@ -225,6 +227,82 @@ static int64_t load_join(struct load_job *j)
 static const char *path_name(uint32_t flags)
 {
 	return (flags & PRECOPY_PUMP_FORCE_FALLBACK) ? "fallback" : "io_uring";
+}
+
+struct rt {
+	int ndev;
+	uint64_t size;      /* per device; device i gets size + i * skew */
+	uint64_t skew;
+	uint32_t flags;     /* pump flags, both sides */
+	uint32_t chunk;
+	bool sock;
+	uint64_t budget;    /* 0: drain at once; else run() in slices first */
+	const struct precopy_sys *src_sys, *dst_sys; /* NULL: real */
+	bool small_nonblock_stream; /* 4 KiB O_NONBLOCK stream pipe (writer side) */
+};
+
+static void roundtrip(const struct rt *o)
+{
+	struct rt_dev *d = calloc((size_t)o->ndev, sizeof(*d));
+	struct load_job lj = { 0 };
+	struct precopy_pump *src, *dst;
+	uint64_t total = 0;
+	int64_t r;
+	int s[2];
+
+	make_stream(o->sock, s);
+	if (o->small_nonblock_stream) {
+		cr_assert_geq(fcntl(s[1], F_SETPIPE_SZ, 4096), 4096);
+		cr_assert_eq(fcntl(s[1], F_SETFL, fcntl(s[1], F_GETFL) | O_NONBLOCK), 0);
+	}
+	src = pump_make(PRECOPY_PUMP_SAVE, s[1], o->flags, o->chunk, o->src_sys, NULL, NULL);
+	dst = pump_make(PRECOPY_PUMP_LOAD, s[0], o->flags, o->chunk, o->dst_sys, NULL, NULL);
+	for (int i = 0; i < o->ndev; i++) {
+		uint64_t sz = o->size + (uint64_t)i * o->skew;
+
+		rt_dev_open(&d[i], src, dst, (uint32_t)(100 + i), sz, 0x1234 + (uint64_t)i, 0, 0);
+		total += sz;
+	}
+	load_start(&lj, dst);
+	if (o->budget) {
+		uint64_t moved = 0;
+
+		for (int k = 0; k < 100000; k++) {
+			r = precopy_pump_run(src, &(struct precopy_pump_budget){ .max_bytes = o->budget });
+			cr_assert_geq(r, 0, "run: %s", precopy_pump_strerror(src));
+			cr_assert_leq((uint64_t)r, o->budget, "run moved %lld > budget", (long long)r);
+			moved += (uint64_t)r;
+			if (moved == total)
+				break;
+		}
+	}
+	r = precopy_pump_drain(src, 0);
+	cr_assert_geq(r, 0, "source drain: %s", precopy_pump_strerror(src));
+	r = load_join(&lj);
+	cr_assert_geq(r, 0, "destination drain: %s", precopy_pump_strerror(dst));
+	for (int i = 0; i < o->ndev; i++) {
+		struct precopy_pump_dev_status a, b;
+		uint64_t sz = o->size + (uint64_t)i * o->skew;
+		int sv, dv;
+
+		cr_assert_eq(precopy_pump_dev_status(src, 100 + (uint32_t)i, &a), 0);
+		cr_assert_eq(precopy_pump_dev_status(dst, 100 + (uint32_t)i, &b), 0);
+		cr_assert_eq(a.state, PRECOPY_PUMP_DEV_EOF);
+		cr_assert_eq(b.state, PRECOPY_PUMP_DEV_EOF);
+		cr_assert_eq(a.bytes, sz, "dev %d: src moved %llu of %llu", i, (unsigned long long)a.bytes,
+			     (unsigned long long)sz);
+		cr_assert_eq(b.bytes, sz);
+		cr_assert_eq(a.frames, b.frames);
+		dv = rt_dev_close(&d[i], &sv);
+		cr_assert_eq(sv, 0, "dev %d: source back-end %d", i, sv);
+		cr_assert_eq(dv, 0, "dev %d (%llu bytes, %s): destination back-end verdict %d", i,
+			     (unsigned long long)sz, path_name(o->flags), dv);
+	}
+	precopy_pump_free(src);
+	precopy_pump_free(dst);
+	close(s[0]);
+	close(s[1]);
+	free(d);
 }
 
 #endif /* TEST_PUMP_H */

@@ -9,7 +9,7 @@
  *   LOAD (destination):  stream fd --read--> frames --write--> device fds
  *
  * It runs on io_uring (liburing: one ring, registered buffers, several
- * devices in flight at once, splice(2) where an end is a pipe) and falls back
+ * devices in flight at once, splice(2) from devices added as pipes) and falls back
  * to plain read/write through the `sys` seam where io_uring is unavailable
  * or not allowed (see "Paths" below).
  *
@@ -187,8 +187,14 @@ PRECOPY_API enum precopy_pump_path precopy_pump_path(const struct precopy_pump *
 					      the device's EOD is written
 					      (LOAD: tells a pipe reader the
 					      state is complete) */
+#define PRECOPY_PUMP_DEV_PIPE 0x2u /* SAVE: fd is the read end of a pipe that
+				      only the pump reads: its queued bytes are
+				      counted (FIONREAD) and spliced to the
+				      stream without crossing user space, unless
+				      PRECOPY_PUMP_NO_SPLICE. Never set it for
+				      other fds (a VFIO data_fd, a file). */
 
-/* Adds a device. SAVE: fd is read (data_fd in PRE_COPY/STOP_COPY, the read
+/* Adds a device (flags: PRECOPY_PUMP_DEV_*). SAVE: fd is read (data_fd in PRE_COPY/STOP_COPY, the read
  * end of a state pipe). LOAD: fd is written (data_fd in RESUMING, the write
  * end of a state pipe). The fd stays owned by the caller.
  * Returns 0, or -EINVAL (fd < 0, unknown flags), -EEXIST (id already added),
