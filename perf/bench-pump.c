@@ -13,7 +13,9 @@
  * Kinds: pipe (device pipes, stream pipe), sock (socketpairs for both),
  * pipe2sock (device pipes, stream socket). "splice" marks devices added with
  * PRECOPY_PUMP_DEV_PIPE (spliced to the stream), "copy" marks NO_SPLICE.
- * Usage: bench-pump [total_MiB_per_run (default 128) [case substring]]. */
+ * Usage: bench-pump [total_MiB_per_run (default 128) [case substring]].
+ * Environment (diagnosis only): PF=<extra pump flags, e.g. 1 = fallback,
+ * 4 = no registered buffers>, PI=<poll interval ms>, DBG=1 (frame counts). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -198,6 +200,13 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 		if (r < 0) {
 			fprintf(stderr, "drain: %s\n", precopy_pump_strerror(p));
 			exit(1);
+		}
+		if (getenv("DBG")) {
+			struct precopy_pump_dev_status st;
+
+			precopy_pump_dev_status(p, 0, &st);
+			fprintf(stderr, "dev0: %llu bytes in %llu frames\n", (unsigned long long)st.bytes,
+				(unsigned long long)st.frames);
 		}
 		precopy_pump_free(p);
 	} else {
