@@ -1,0 +1,401 @@
+/* The pump object: creation and path selection, devices, status, messages,
+ * the shared LOAD frame-parsing steps, and run/drain dispatch to the
+ * io_uring path (pump_uring.c) or the sys path (pump_fallback.c). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pump_internal.h"
+
+void pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+}
+
+int pump_fail_stream(struct precopy_pump *p, int err, const char *what)
+{
+	if (p->broken)
+		return p->broken;
+	p->broken = err;
+	pump_set_msg(p, "stream: %s: %s", what, strerror(-err));
+	return err;
+}
+
+static void dev_close(struct precopy_pump *p, struct pump_dev *d)
+{
+	if ((d->flags & PRECOPY_PUMP_DEV_CLOSE_AT_END) && d->fd >= 0) {
+		precopy_sys_close(&p->sys, d->fd);
+		d->fd = -1;
+	}
+}
+
+void pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what)
+{
+	if (d->state != PRECOPY_PUMP_DEV_ACTIVE)
+		return;
+	d->state = PRECOPY_PUMP_DEV_FAILED;
+	d->err = err;
+	d->what = what;
+	pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id, what, strerror(-err),
+		     (unsigned long long)d->bytes);
+}
+
+void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags)
+{
+	d->frames++;
+	if (flags)
+		d->ending = false; /* the EOD or ABORT that ends the device is out */
+	if (flags & PRECOPY_FRAME_EOD) {
+		if (d->state == PRECOPY_PUMP_DEV_ACTIVE)
+			d->state = PRECOPY_PUMP_DEV_EOF;
+		dev_close(p, d);
+	}
+}
+
+bool pump_expired(struct precopy_pump *p, struct pump_call *c)
+{
+	if (!c->expired && c->deadline_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= c->deadline_ns)
+		c->expired = true;
+	return c->expired;
+}
+
+bool pump_all_ended(const struct precopy_pump *p)
+{
+	for (uint32_t i = 0; i < p->ndev; i++)
+		if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE || p->devs[i].ending)
+			return false;
+	return true;
+}
+
+bool pump_load_done(const struct precopy_pump *p)
+{
+	for (uint32_t i = 0; i < p->ndev; i++)
+		if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE && !p->devs[i].eod_seen)
+			return false;
+	return true;
+}
+
+uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
+{
+	return p->buf + (size_t)i * p->slot_size;
+}
+
+int pump_find(const struct precopy_pump *p, uint32_t id)
+{
+	for (uint32_t i = 0; i < p->ndev; i++)
+		if (p->devs[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+void pump_timeout_devices(struct precopy_pump *p)
+{
+	for (uint32_t i = 0; i < p->ndev; i++) {
+		struct pump_dev *d = &p->devs[i];
+
+		if (d->state != PRECOPY_PUMP_DEV_ACTIVE || d->ending || d->eod_seen)
+			continue;
+		pump_dev_fail(p, d, -ETIMEDOUT, "no end of data before the deadline");
+		if (p->cfg.dir != PRECOPY_PUMP_SAVE)
+			continue;
+		/* SAVE: an ABORT frame follows once the fd is no longer busy */
+		d->ending = true;
+		if (d->busy)
+			d->timed_out = true;
+		else
+			d->pend_err = -ETIMEDOUT;
+	}
+}
+
+/* ---------------------------------------------------------------- LOAD steps */
+
+int pump_load_header(struct precopy_pump *p)
+{
+	struct precopy_frame_hdr h;
+	struct pump_dev *d;
+	int r, i;
+
+	r = precopy_frame_decode(p->hdr, p->max_payload, &h);
+	p->hdr_have = 0;
+	if (r) {
+		p->broken = r;
+		pump_set_msg(p,
+			     "stream: invalid frame header (magic 0x%08x dev %u flags 0x%x len %u, "
+			     "limit %u): %s",
+			     pump_le32(p->hdr), pump_le32(p->hdr + 4), pump_le32(p->hdr + 8),
+			     pump_le32(p->hdr + 12), p->max_payload, strerror(-r));
+		return r;
+	}
+	i = pump_find(p, h.dev_id);
+	if (i < 0) {
+		p->broken = -EPROTO;
+		pump_set_msg(p, "stream: frame for unknown device %u (flags 0x%x len %u)", h.dev_id,
+			     h.flags, h.len);
+		return -EPROTO;
+	}
+	d = &p->devs[i];
+	if (d->state == PRECOPY_PUMP_DEV_EOF || d->eod_seen) {
+		p->broken = -EPROTO;
+		pump_set_msg(p, "stream: frame for device %u after its EOD or ABORT frame", h.dev_id);
+		return -EPROTO;
+	}
+	p->cur = h;
+	if (h.flags & PRECOPY_FRAME_EOD) {
+		/* the path calls pump_load_eod() once earlier writes are done */
+		d->eod_seen = true;
+		p->eod_dev = i;
+		return 0;
+	}
+	p->in_payload = true;
+	p->cur_left = h.len;
+	/* payload of a device that already failed here is read and dropped */
+	p->cur_dev = d->state == PRECOPY_PUMP_DEV_ACTIVE ? i : -1;
+	return 0;
+}
+
+void pump_load_abort(struct precopy_pump *p)
+{
+	int i = pump_find(p, p->cur.dev_id);
+	uint32_t e = pump_le32(p->abort_buf);
+	int err = (e > 0 && e < 4096) ? -(int)e : -EIO;
+
+	p->in_payload = false;
+	if (i < 0)
+		return;
+	p->devs[i].frames++;
+	p->devs[i].eod_seen = true; /* no frame may follow an ABORT either */
+	pump_dev_fail(p, &p->devs[i], err, "the source reported a failed transfer");
+}
+
+void pump_load_eod(struct precopy_pump *p, struct pump_dev *d)
+{
+	pump_dev_done(p, d, PRECOPY_FRAME_EOD);
+}
+
+int pump_load_eof(struct precopy_pump *p, enum pump_mode mode)
+{
+	p->stream_eof = true;
+	if (p->hdr_have || p->in_payload) {
+		p->broken = -EBADMSG;
+		if (p->in_payload)
+			pump_set_msg(p,
+				     "stream: truncated inside the frame of device %u (%u of %u payload "
+				     "bytes missing)",
+				     p->cur.dev_id, p->cur_left, p->cur.len);
+		else
+			pump_set_msg(p, "stream: truncated inside a frame header (%u of %u bytes)",
+				     p->hdr_have, PRECOPY_FRAME_HDR_SIZE);
+		return -EBADMSG;
+	}
+	if (mode == PUMP_DRAIN) {
+		for (uint32_t i = 0; i < p->ndev; i++) {
+			if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE) {
+				p->broken = -EBADMSG;
+				pump_set_msg(p, "stream: ended before device %u sent its end of data",
+					     p->devs[i].id);
+				return -EBADMSG;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- object */
+
+PRECOPY_API struct precopy_pump *precopy_pump_new(const struct precopy_pump_config *cfg, int *err)
+{
+	struct precopy_pump *p = NULL;
+	const struct precopy_sys *sys;
+	int r = -EINVAL;
+
+	if (!cfg || cfg->version != PRECOPY_PUMP_CONFIG_VERSION || !cfg->now_ns)
+		goto out;
+	if (cfg->dir != PRECOPY_PUMP_SAVE && cfg->dir != PRECOPY_PUMP_LOAD)
+		goto out;
+	if (cfg->stream_fd < 0)
+		goto out;
+	if (cfg->flags & ~(PRECOPY_PUMP_FORCE_FALLBACK | PRECOPY_PUMP_NO_SPLICE | PRECOPY_PUMP_NO_FIXED))
+		goto out;
+	if (cfg->chunk_size && (cfg->chunk_size < PRECOPY_PUMP_MIN_CHUNK ||
+				cfg->chunk_size > PRECOPY_FRAME_MAX_PAYLOAD))
+		goto out;
+	if (cfg->queue_depth > PRECOPY_PUMP_MAX_DEPTH || cfg->max_payload > PRECOPY_FRAME_MAX_PAYLOAD)
+		goto out;
+	sys = cfg->sys ? cfg->sys : precopy_sys_real();
+	if (precopy_sys_validate(sys))
+		goto out;
+
+	r = -ENOMEM;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto out;
+	p->cfg = *cfg;
+	p->sys = *sys;
+	p->chunk = cfg->chunk_size ? cfg->chunk_size : PRECOPY_PUMP_DEFAULT_CHUNK;
+	p->depth = cfg->queue_depth ? cfg->queue_depth : PRECOPY_PUMP_DEFAULT_DEPTH;
+	p->max_payload = cfg->max_payload ? cfg->max_payload : PRECOPY_FRAME_MAX_PAYLOAD;
+	if (!p->cfg.poll_interval_ms)
+		p->cfg.poll_interval_ms = 10;
+	p->cur_dev = -1;
+	p->eod_dev = -1;
+	p->slot_size = ((size_t)PRECOPY_FRAME_HDR_SIZE + p->chunk + 4095) & ~(size_t)4095;
+	if (posix_memalign((void **)&p->buf, 4096, p->slot_size * p->depth)) {
+		free(p);
+		p = NULL;
+		goto out;
+	}
+
+	p->path = PRECOPY_PUMP_PATH_FALLBACK;
+	if (cfg->flags & PRECOPY_PUMP_FORCE_FALLBACK) {
+		p->path_reason = 0;
+	} else if (sys != precopy_sys_real()) {
+		p->path_reason = -EOPNOTSUPP;
+	} else {
+		p->path_reason = pump_uring_init(p);
+		if (p->path_reason == 0)
+			p->path = PRECOPY_PUMP_PATH_URING;
+	}
+	r = 0;
+out:
+	if (err)
+		*err = r;
+	return p;
+}
+
+PRECOPY_API void precopy_pump_free(struct precopy_pump *p)
+{
+	if (!p)
+		return;
+	if (p->path == PRECOPY_PUMP_PATH_URING)
+		pump_uring_exit(p);
+	free(p->devs);
+	free(p->buf);
+	free(p);
+}
+
+PRECOPY_API enum precopy_pump_path precopy_pump_path(const struct precopy_pump *p, int *reason)
+{
+	if (!p)
+		return 0;
+	if (reason)
+		*reason = p->path == PRECOPY_PUMP_PATH_URING ? 0 : p->path_reason;
+	return p->path;
+}
+
+PRECOPY_API int precopy_pump_add_device(struct precopy_pump *p, uint32_t id, int fd, uint32_t flags)
+{
+	struct pump_dev *d;
+
+	if (!p || fd < 0 || (flags & ~(PRECOPY_PUMP_DEV_CLOSE_AT_END | PRECOPY_PUMP_DEV_PIPE)))
+		return -EINVAL;
+	if (p->broken)
+		return p->broken;
+	if (pump_find(p, id) >= 0)
+		return -EEXIST;
+	if (p->ndev >= PRECOPY_PUMP_MAX_DEVICES)
+		return -ENOSPC;
+	if (p->ndev == p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 8;
+		struct pump_dev *n = realloc(p->devs, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->devs = n;
+		p->cap = cap;
+	}
+	d = &p->devs[p->ndev++];
+	memset(d, 0, sizeof(*d));
+	d->id = id;
+	d->fd = fd;
+	d->flags = flags;
+	/* splice only from pipes: FIONREAD counts exactly the bytes queued
+	 * there, which nothing but the pump consumes */
+	d->splice = ((flags & PRECOPY_PUMP_DEV_PIPE) && !(p->cfg.flags & PRECOPY_PUMP_NO_SPLICE)) ? -1 : 0;
+	d->wq_head = d->wq_tail = -1;
+	return 0;
+}
+
+PRECOPY_API int precopy_pump_dev_status(const struct precopy_pump *p, uint32_t id,
+					struct precopy_pump_dev_status *out)
+{
+	int i;
+
+	if (!p || !out)
+		return -EINVAL;
+	i = pump_find(p, id);
+	if (i < 0)
+		return -ENOENT;
+	out->id = id;
+	out->state = p->devs[i].state;
+	out->err = p->devs[i].err;
+	out->bytes = p->devs[i].bytes;
+	out->frames = p->devs[i].frames;
+	return 0;
+}
+
+PRECOPY_API const char *precopy_pump_strerror(const struct precopy_pump *p)
+{
+	return p ? p->msg : "";
+}
+
+static int64_t call(struct precopy_pump *p, struct pump_call *c)
+{
+	int r;
+
+	if (p->broken)
+		return p->broken;
+	for (uint32_t i = 0; i < p->ndev; i++)
+		p->devs[i].idle = false;
+	if (p->cfg.dir == PRECOPY_PUMP_SAVE)
+		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_save(p, c) : pump_fb_save(p, c);
+	else
+		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_load(p, c) : pump_fb_load(p, c);
+	if (p->ndev)
+		p->rr = (p->rr + 1) % p->ndev;
+	if (r < 0)
+		return r;
+	return (int64_t)c->moved;
+}
+
+PRECOPY_API int64_t precopy_pump_run(struct precopy_pump *p, const struct precopy_pump_budget *b)
+{
+	struct pump_call c = { .mode = PUMP_RUN };
+
+	if (!p)
+		return -EINVAL;
+	if (b) {
+		c.max_bytes = b->max_bytes;
+		c.deadline_ns = b->deadline_ns;
+	}
+	return call(p, &c);
+}
+
+PRECOPY_API int64_t precopy_pump_drain(struct precopy_pump *p, uint64_t deadline_ns)
+{
+	struct pump_call c = { .mode = PUMP_DRAIN, .deadline_ns = deadline_ns };
+	int64_t r;
+
+	if (!p)
+		return -EINVAL;
+	r = call(p, &c);
+	if (r < 0)
+		return r;
+	/* Report the failed device added first (deterministic order). */
+	for (uint32_t i = 0; i < p->ndev; i++) {
+		struct pump_dev *d = &p->devs[i];
+
+		if (d->state == PRECOPY_PUMP_DEV_FAILED) {
+			pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id,
+				     d->what ? d->what : "failed", strerror(-d->err),
+				     (unsigned long long)d->bytes);
+			return d->err;
+		}
+	}
+	return r;
+}

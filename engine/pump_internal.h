@@ -1,0 +1,130 @@
+/* engine/pump_internal.h — private state shared by the pump's source files:
+ * pump.c (object, devices, status, dispatch), pump_frame.c (frame codec),
+ * pump_fallback.c (sys path), pump_uring.c (io_uring path).
+ * Not installed; not part of the API. */
+#ifndef PRECOPY_PUMP_INTERNAL_H
+#define PRECOPY_PUMP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "precopy/pump.h"
+#include "precopy/sys.h"
+
+struct pump_dev {
+	uint32_t id;
+	int fd;
+	uint32_t flags;
+	uint32_t state; /* enum precopy_pump_dev_state */
+	int err;
+	uint64_t bytes;
+	uint64_t frames;
+	/* SAVE, per call */
+	bool idle;      /* said "nothing now" (-EAGAIN/-ENOMSG) */
+	bool busy;      /* an op or a queued frame ties the fd up */
+	bool ending;    /* EOD/ABORT queued, not yet written */
+	bool timed_out; /* the drain deadline passed while busy */
+	int8_t splice;  /* -1 unknown, 0 no, 1 yes */
+	int pend_err;   /* SAVE: failure to report as ABORT once not busy */
+	/* LOAD: FIFO of slots waiting to be written to this device */
+	int wq_head, wq_tail;
+	bool writing;
+	bool eod_seen;    /* LOAD: EOD or ABORT frame parsed */
+	bool eod_pending; /* EOD parsed, earlier writes still queued */
+	const char *what; /* what failed, for messages */
+};
+
+/* How the current call ends. */
+enum pump_mode { PUMP_RUN, PUMP_DRAIN };
+
+struct pump_call {
+	enum pump_mode mode;
+	uint64_t max_bytes;   /* 0 = unlimited */
+	uint64_t deadline_ns; /* 0 = none */
+	uint64_t moved;       /* payload bytes moved in this call */
+	uint64_t reserved;    /* SAVE: read sizes in flight */
+	bool expired;         /* deadline seen */
+};
+
+struct pump_uring; /* pump_uring.c */
+
+struct precopy_pump {
+	struct precopy_pump_config cfg;
+	struct precopy_sys sys;
+	enum precopy_pump_path path;
+	int path_reason;
+	uint32_t chunk;
+	uint32_t depth;
+	uint32_t max_payload;
+	struct pump_dev *devs;
+	uint32_t ndev, cap;
+	uint32_t rr; /* round-robin start */
+	int broken;  /* stream-level -errno, sticky */
+	char msg[256];
+	/* buffers: depth slots of PRECOPY_FRAME_HDR_SIZE + chunk bytes */
+	uint8_t *buf;
+	size_t slot_size;
+	/* LOAD parse state (persists across calls) */
+	uint8_t hdr[PRECOPY_FRAME_HDR_SIZE];
+	uint32_t hdr_have;
+	bool in_payload;
+	struct precopy_frame_hdr cur;
+	int cur_dev;       /* index, or -1 when discarding */
+	int eod_dev;       /* set by pump_load_header on an EOD frame, else -1 */
+	uint32_t cur_left; /* payload bytes still to read */
+	uint8_t abort_buf[PRECOPY_FRAME_ABORT_LEN];
+	bool stream_eof;
+	struct pump_uring *ur;
+};
+
+/* pump.c */
+void pump_set_msg(struct precopy_pump *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int pump_fail_stream(struct precopy_pump *p, int err, const char *what);
+void pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what);
+void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags);
+bool pump_expired(struct precopy_pump *p, struct pump_call *c);
+bool pump_all_ended(const struct precopy_pump *p);
+/* LOAD: no device expects another frame (each saw EOD/ABORT or failed). */
+bool pump_load_done(const struct precopy_pump *p);
+uint8_t *pump_slot(struct precopy_pump *p, uint32_t i);
+int pump_find(const struct precopy_pump *p, uint32_t id);
+/* LOAD: header bytes complete in p->hdr: decode and select the device.
+ * On an EOD frame p->eod_dev names the device (the caller completes it with
+ * pump_load_eod() once its earlier payload is written) and the caller must
+ * reset p->eod_dev to -1. Returns 0 or a stream-level error (recorded). */
+int pump_load_header(struct precopy_pump *p);
+/* LOAD: the 4 ABORT payload bytes are in p->abort_buf: fail the device. */
+void pump_load_abort(struct precopy_pump *p);
+/* LOAD: a device reached EOD in the stream. */
+void pump_load_eod(struct precopy_pump *p, struct pump_dev *d);
+/* LOAD: stream EOF at a frame boundary or inside a frame. */
+int pump_load_eof(struct precopy_pump *p, enum pump_mode mode);
+/* SAVE: timeout every still active device that is not busy. */
+void pump_timeout_devices(struct precopy_pump *p);
+
+/* pump_fallback.c */
+int pump_fb_save(struct precopy_pump *p, struct pump_call *c);
+int pump_fb_load(struct precopy_pump *p, struct pump_call *c);
+/* Writes all len bytes to the stream through sys, polling on -EAGAIN. */
+int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len);
+
+/* pump_uring.c */
+int pump_uring_init(struct precopy_pump *p);
+void pump_uring_exit(struct precopy_pump *p);
+int pump_uring_save(struct precopy_pump *p, struct pump_call *c);
+int pump_uring_load(struct precopy_pump *p, struct pump_call *c);
+
+static inline uint32_t pump_le32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static inline void pump_put_le32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+}
+
+#endif /* PRECOPY_PUMP_INTERNAL_H */
