@@ -6,5 +6,6 @@
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
 #include "precopy/vfio.h"
+#include "precopy/pci.h"
 
 #endif /* PRECOPY_H */
