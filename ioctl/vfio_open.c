@@ -16,7 +16,7 @@
 static const char *const step_names[] = {
 	[PRECOPY_VFIO_STEP_NONE] = "none",
 	[PRECOPY_VFIO_STEP_ARGS] = "check arguments",
-	[PRECOPY_VFIO_STEP_GROUP_OPEN] = "open /dev/vfio/<group>",
+	[PRECOPY_VFIO_STEP_GROUP_OPEN] = "open the group node",
 	[PRECOPY_VFIO_STEP_GROUP_STATUS] = "VFIO_GROUP_GET_STATUS",
 	[PRECOPY_VFIO_STEP_GROUP_VIABLE] = "group viability",
 	[PRECOPY_VFIO_STEP_CONTAINER_OPEN] = "open " VFIO_CONTAINER_NODE,
@@ -26,7 +26,7 @@ static const char *const step_names[] = {
 	[PRECOPY_VFIO_STEP_SET_IOMMU] = "VFIO_SET_IOMMU",
 	[PRECOPY_VFIO_STEP_GET_DEVICE_FD] = "VFIO_GROUP_GET_DEVICE_FD",
 	[PRECOPY_VFIO_STEP_CDEV_LOOKUP] = "find the device's VFIO cdev or IOMMU group",
-	[PRECOPY_VFIO_STEP_CDEV_OPEN] = "open /dev/vfio/devices/vfioN",
+	[PRECOPY_VFIO_STEP_CDEV_OPEN] = "open the device cdev",
 	[PRECOPY_VFIO_STEP_IOMMUFD_OPEN] = "open " IOMMUFD_NODE,
 	[PRECOPY_VFIO_STEP_BIND_IOMMUFD] = "VFIO_DEVICE_BIND_IOMMUFD",
 };

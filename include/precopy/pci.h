@@ -176,7 +176,8 @@ struct precopy_vfio_fds {
 	char node[64];    /* the node the device came through ("/dev/vfio/7") */
 };
 
-/* Short English name of a step ("open /dev/vfio/<group>"), never NULL. */
+/* Short English name of a step ("VFIO_GROUP_SET_CONTAINER", "open the
+ * group node"), never NULL; "unknown step" for values outside the enum. */
 PRECOPY_API const char *precopy_vfio_step_name(enum precopy_vfio_step step);
 
 /* Opens a device through the legacy group interface: opens
