@@ -222,6 +222,12 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+#ifdef PCI_LOOKUP_NO_HWDB
+#define LOOKUP_NO_HWDB PCI_LOOKUP_NO_HWDB
+#else
+#define LOOKUP_NO_HWDB 0
+#endif
+
 /* A name from the ID database into dst, "" where it has none. */
 static void copy_name(char *dst, size_t len, const char *name)
 {
@@ -231,7 +237,10 @@ static void copy_name(char *dst, size_t len, const char *name)
 static void lookup_names(struct pci_access *a, struct precopy_pci_device *d)
 {
 	char buf[PRECOPY_PCI_NAME_LEN * 2];
-	const int f = PCI_LOOKUP_NO_NUMBERS;
+	/* pci.ids only: libpci's udev-hwdb lookups leave libudev allocations
+	 * behind on every scan (seen under LeakSanitizer), and the hwdb's PCI
+	 * names are generated from the same pci.ids. */
+	const int f = PCI_LOOKUP_NO_NUMBERS | LOOKUP_NO_HWDB;
 
 	copy_name(d->vendor_name, sizeof(d->vendor_name),
 		  pci_lookup_name(a, buf, sizeof(buf), PCI_LOOKUP_VENDOR | f, d->vendor_id));
@@ -396,6 +405,44 @@ static int scan_libpci(struct pci_access *a, const char *root, unsigned flags,
 	return (int)n;
 }
 
+/* Opens <root>/devices and checks every entry is a PCI address: the real
+ * errno where it cannot be read, and -EIO for an entry libpci would die on
+ * (libpci gives up on such an entry from inside its directory walk, which
+ * leaks the walk's memory). */
+static int check_entries(const char *path, char *err, size_t errlen)
+{
+	struct precopy_pci_addr a;
+	struct dirent *e;
+	DIR *d = opendir(path);
+	int r = 0;
+
+	if (!d) {
+		r = -errno;
+		set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
+		return r;
+	}
+	for (;;) {
+		errno = 0;
+		e = readdir(d);
+		if (!e) {
+			if (errno) {
+				r = -errno;
+				set_err(err, errlen, "cannot read %s: %s", path, strerror(-r));
+			}
+			break;
+		}
+		if (e->d_name[0] == '.')
+			continue;
+		if (precopy_pci_addr_parse(e->d_name, &a)) {
+			r = -EIO;
+			set_err(err, errlen, "%s: entry '%s' is not a PCI address", path, e->d_name);
+			break;
+		}
+	}
+	closedir(d);
+	return r;
+}
+
 /* pci_init + scan under the fatal-error catcher. Only its unmodified
  * parameters and a volatile are live across sigsetjmp. */
 static int run_libpci(struct pci_access *a, const char *root, unsigned flags,
@@ -426,7 +473,6 @@ PRECOPY_API int precopy_pci_scan(const struct precopy_pci_scan_opts *opts,
 	unsigned flags = 0;
 	char path[PATH_MAX];
 	struct pci_access *a;
-	DIR *d;
 	int r;
 
 	if (!out)
@@ -448,13 +494,9 @@ PRECOPY_API int precopy_pci_scan(const struct precopy_pci_scan_opts *opts,
 	 * than libpci's message alone. */
 	if (snprintf(path, sizeof(path), "%s/devices", root) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	d = opendir(path);
-	if (!d) {
-		r = -errno;
-		set_err(err, errlen, "cannot open %s: %s", path, strerror(-r));
+	r = check_entries(path, err, errlen);
+	if (r)
 		return r;
-	}
-	closedir(d);
 
 	a = pci_alloc();
 	if (!a)
@@ -465,6 +507,9 @@ PRECOPY_API int precopy_pci_scan(const struct precopy_pci_scan_opts *opts,
 	a->error = pci_fatal;
 	a->warning = pci_quiet;
 	a->debug = pci_quiet;
+	/* See lookup_names(). Absent (-1) where libpci was built without hwdb. */
+	a->id_lookup_mode |= LOOKUP_NO_HWDB;
+	(void)pci_set_param(a, "hwdb.disable", "1");
 	if (pci_set_param(a, "sysfs.path", (char *)root)) {
 		pci_cleanup(a);
 		return -EINVAL;

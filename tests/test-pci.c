@@ -327,9 +327,9 @@ Test(pci_scan, bad_arguments)
 	cr_expect_eq(precopy_pci_scan(NULL, NULL, NULL, 0), -EINVAL);
 }
 
-/* libpci's fatal error (here: an entry it cannot parse as an address) comes
- * back as -EIO with libpci's message, and the process survives it. */
-Test(pci_scan, libpci_fatal_error_is_eio)
+/* An entry that is not an address is refused before libpci walks the
+ * directory (libpci would die on it). */
+Test(pci_scan, entry_that_is_not_an_address_is_eio)
 {
 	static const struct fake_dev devs[] = {
 		{ "0000:00:01.0", 0x1af4, 0x1041, 0x020000, NULL, -1, NULL },
@@ -342,15 +342,17 @@ Test(pci_scan, libpci_fatal_error_is_eio)
 
 	cr_expect_eq(precopy_pci_scan(&o, &d, err, sizeof(err)), -EIO);
 	cr_expect_null(d);
-	cr_expect(strncmp(err, "libpci: ", 8) == 0 && strstr(err, "not-an-address"), "message: %s", err);
+	cr_expect(strstr(err, "not-an-address"), "message: %s", err);
 	/* and a later scan on the same thread still works */
 	cr_expect_geq(precopy_pci_scan(NULL, &d, NULL, 0), 1);
 	precopy_pci_devices_free(d);
 	fx_tree_rm(root);
 }
 
-/* A device missing a mandatory attribute: libpci fails mid-fill, after the
- * array was allocated; nothing leaks (checked under ASan). */
+/* A device missing a mandatory attribute: libpci's fatal-error hook fires
+ * mid-fill, after the array was allocated. It comes back as -EIO with
+ * libpci's message, nothing leaks (checked under ASan), and the thread can
+ * scan again. */
 Test(pci_scan, libpci_error_during_fill_is_eio)
 {
 	static const struct fake_dev devs[] = {
@@ -365,6 +367,8 @@ Test(pci_scan, libpci_error_during_fill_is_eio)
 	cr_assert_eq(unlink(p), 0);
 	cr_expect_eq(precopy_pci_scan(&o, &d, err, sizeof(err)), -EIO);
 	cr_expect_null(d);
-	cr_expect(strstr(err, "vendor"), "message: %s", err);
+	cr_expect(strncmp(err, "libpci: ", 8) == 0 && strstr(err, "vendor"), "message: %s", err);
+	cr_expect_geq(precopy_pci_scan(NULL, &d, NULL, 0), 1);
+	precopy_pci_devices_free(d);
 	fx_tree_rm(root);
 }

@@ -74,7 +74,7 @@ struct precopy_pci_device {
 	uint16_t class_id; /* base class << 8 | subclass, as lspci shows it */
 	uint8_t prog_if;
 	uint8_t revision;
-	/* Names from the PCI ID database (pci.ids / udev hwdb); "" where the
+	/* Names from the PCI ID database (pci.ids); "" where the
 	 * database has no entry or PRECOPY_PCI_SCAN_NUMERIC was given. */
 	char vendor_name[PRECOPY_PCI_NAME_LEN];
 	char device_name[PRECOPY_PCI_NAME_LEN];
@@ -112,10 +112,11 @@ struct precopy_pci_scan_opts {
  *   err, errlen: optional (err may be NULL): on failure, a one-line reason
  *           (libpci's own message where libpci failed).
  * Returns the number of devices (>= 0), or
- *   -EINVAL       unknown flag bits;
+ *   -EINVAL       out is NULL, or unknown flag bits;
  *   -ENOENT, -EACCES, -ENOTDIR, ...  <sysfs_root>/devices cannot be opened
  *                 (the errno of that opendir);
- *   -EIO          libpci reported a fatal error (message in err);
+ *   -EIO          an entry of <sysfs_root>/devices is not a PCI address, or
+ *                 libpci reported a fatal error (message in err);
  *   -ENAMETOOLONG a path or a driver name does not fit its buffer;
  *   -ENOMEM.
  * A device whose driver or IOMMU group link cannot be read for a reason
