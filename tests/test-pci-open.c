@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "precopy/pci.h"
+#include "precopy/vfio.h"
 #include "../ioctl/uapi_compat.h"
 
 #define MAX_FDS 16
@@ -28,6 +29,9 @@ struct fake {
 	int api_version;
 	int has_v2, has_v1; /* VFIO_CHECK_EXTENSION results */
 	uint32_t devid;     /* BIND_IOMMUFD out_devid */
+	int mig_rc;         /* VFIO_DEVICE_FEATURE(MIGRATION, GET): 0 or -errno */
+	uint64_t mig_flags;
+	int log_rc;         /* VFIO_DEVICE_FEATURE(DMA_LOGGING_START, PROBE|SET) */
 	/* record */
 	bool open[MAX_FDS];
 	char path[MAX_FDS][64];
@@ -127,6 +131,24 @@ static int f_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 	case VFIO_GROUP_GET_DEVICE_FD:
 		snprintf(f->device_name, sizeof(f->device_name), "%s", (const char *)arg);
 		return fake_alloc_fd(f, "device");
+	case VFIO_DEVICE_FEATURE: {
+		struct vfio_device_feature *ft = arg;
+		uint32_t which = ft->flags & VFIO_DEVICE_FEATURE_MASK;
+		cr_expect(!strcmp(p, "device") || !strncmp(p, "/dev/vfio/devices/", 18),
+			  "VFIO_DEVICE_FEATURE on %s", p);
+		if (which == VFIO_DEVICE_FEATURE_MIGRATION &&
+		    (ft->flags & ~VFIO_DEVICE_FEATURE_MASK) == VFIO_DEVICE_FEATURE_GET) {
+			cr_expect_eq(ft->argsz, sizeof(*ft) + sizeof(struct vfio_device_feature_migration));
+			if (f->mig_rc)
+				return f->mig_rc;
+			memcpy(ft->data, &f->mig_flags, sizeof(f->mig_flags));
+			return 0;
+		}
+		if (which == VFIO_DEVICE_FEATURE_DMA_LOGGING_START &&
+		    (ft->flags & VFIO_DEVICE_FEATURE_PROBE))
+			return f->log_rc;
+		return -EINVAL;
+	}
 	case VFIO_DEVICE_BIND_IOMMUFD: {
 		struct vfio_device_bind_iommufd *b = arg;
 		cr_expect(!strncmp(p, "/dev/vfio/devices/", 18), "BIND on %s", p);
@@ -501,6 +523,45 @@ Test(vfio_open_auto, no_fallback_for_other_errors_or_without_group)
 
 	cr_expect_eq(precopy_pci_vfio_open(&sys, NULL, &o), -EINVAL);
 	cr_expect_eq(precopy_pci_vfio_open(&sys, &d, NULL), -EINVAL);
+}
+
+/* What precopy-probe does for a VFIO device, on both paths: open, read the
+ * migration flags and the DMA logging probe on the device fd, close. */
+Test(vfio_open_auto, probe_flow_on_the_opened_device)
+{
+	static const struct {
+		const char *cdev;
+		int group, mig_rc;
+		uint64_t flags;
+		int log_rc, want_mig, want_log;
+	} cases[] = {
+		{ "vfio5", 12, 0, VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY, 0, 0, 1 },
+		{ "", 12, 0, VFIO_MIGRATION_STOP_COPY, -ENOTTY, 0, 0 },
+		{ "vfio5", -1, -ENOTTY, 0, -ENOTTY, -ENOTTY, 0 },
+		{ "", 7, 0, VFIO_MIGRATION_P2P, 0, -EOPNOTSUPP, 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake f;
+		struct precopy_sys sys;
+		struct precopy_vfio_fds o;
+		struct precopy_pci_device d = scanned(cases[i].cdev, cases[i].group);
+		uint64_t flags = 0;
+
+		fake_init(&f, &sys);
+		f.mig_rc = cases[i].mig_rc;
+		f.mig_flags = cases[i].flags;
+		f.log_rc = cases[i].log_rc;
+		cr_assert_eq(precopy_pci_vfio_open(&sys, &d, &o), 0, "case %zu", i);
+		cr_expect_eq(o.path, cases[i].cdev[0] ? PRECOPY_VFIO_PATH_CDEV : PRECOPY_VFIO_PATH_GROUP);
+		cr_expect_eq(precopy_vfio_migration_flags(&sys, o.device_fd, &flags), cases[i].want_mig,
+			     "case %zu", i);
+		if (cases[i].mig_rc == 0)
+			cr_expect_eq(flags, cases[i].flags, "case %zu", i);
+		cr_expect_eq(precopy_vfio_dma_logging_supported(&sys, o.device_fd), cases[i].want_log,
+			     "case %zu", i);
+		cr_expect_eq(precopy_vfio_fds_close(&sys, &o), 0);
+		cr_expect_eq(fake_open_count(&f), 0);
+	}
 }
 
 /* A close error is reported, and the other fds are still closed. */
