@@ -58,6 +58,7 @@ PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
 TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
 BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
+FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
@@ -135,6 +136,24 @@ $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS)
 
+# libFuzzer harnesses: clang only, built with their own sanitized objects.
+FUZZ_CC    ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZERS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+fuzz:
+	$(Q)if [ -z "$(FUZZ_SRCS)" ]; then echo "no fuzz harness in tests/fuzz/" >&2; exit 2; fi
+	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
+	@echo "built: $(FUZZERS)  (run one: $(FUZZ_BUILD)/fuzz-NAME -max_total_time=60)"
+
+$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/objs CC=$(FUZZ_CC) \
+	  SANITIZE=address,undefined CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" \
+	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS)
+
 # ---- top-level jobs ---------------------------------------------------------
 deps:
 	$(Q)./tools/install-deps.sh
@@ -168,4 +187,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -7,5 +7,6 @@
 #include "precopy/bitmap.h"
 #include "precopy/vfio.h"
 #include "precopy/pci.h"
+#include "precopy/engine.h"
 
 #endif /* PRECOPY_H */

@@ -1,0 +1,146 @@
+/* Walking set bits: next set bit, bulk extraction into page numbers, and
+ * coalescing into (first, count) runs. */
+#include <errno.h>
+
+#include "kernels.h"
+
+/* Words per extraction block: small enough to stay in L1 between the
+ * popcount that sizes it and the extraction that reads it again. */
+#define BLOCK_WORDS 256u
+
+PRECOPY_API uint64_t precopy_bitmap_next_set(const struct precopy_bitmap *bm, uint64_t from)
+{
+	const struct bitmap_kernels *k = bitmap_kernels();
+	uint64_t w, nw, x;
+
+	if (!bm || !bm->words || from >= bm->nbits)
+		return bm ? bm->nbits : 0;
+	w = from >> 6;
+	nw = PRECOPY_BITMAP_WORDS(bm->nbits);
+	x = bm->words[w] & (~0ull << (from & 63));
+	if (!x) {
+		w++;
+		w += k->find_nonzero(bm->words + w, nw - w);
+		if (w >= nw)
+			return bm->nbits;
+		x = bm->words[w];
+	}
+	from = w * 64 + (unsigned)__builtin_ctzll(x);
+	return from < bm->nbits ? from : bm->nbits; /* a tail bit is not a page */
+}
+
+/* First clear bit at or after `from`, or nbits. */
+static uint64_t next_clear(const struct precopy_bitmap *bm, uint64_t from)
+{
+	uint64_t w, nw, x;
+
+	if (from >= bm->nbits)
+		return bm->nbits;
+	w = from >> 6;
+	nw = PRECOPY_BITMAP_WORDS(bm->nbits);
+	x = ~bm->words[w] & (~0ull << (from & 63));
+	while (!x && ++w < nw)
+		x = ~bm->words[w];
+	if (!x)
+		return bm->nbits;
+	from = w * 64 + (unsigned)__builtin_ctzll(x);
+	return from < bm->nbits ? from : bm->nbits;
+}
+
+/* Extract set bits of one word (masked) with a capacity limit; returns the
+ * number written and leaves *rest with the bits that did not fit. */
+static size_t extract_word(uint64_t *out, size_t room, uint64_t x, uint64_t base, uint64_t *rest)
+{
+	size_t c = 0;
+
+	while (x && c < room) {
+		out[c++] = base + (unsigned)__builtin_ctzll(x);
+		x &= x - 1;
+	}
+	*rest = x;
+	return c;
+}
+
+PRECOPY_API int64_t precopy_bitmap_extract(const struct precopy_bitmap *bm, uint64_t *cursor,
+					   uint64_t *pages, size_t max)
+{
+	const struct bitmap_kernels *k = bitmap_kernels();
+	uint64_t pos, full, rest;
+	size_t c = 0;
+
+	if (!bm || !bm->words || !cursor || !pages || !max)
+		return -EINVAL;
+	pos = *cursor;
+	if (pos >= bm->nbits) {
+		*cursor = bm->nbits;
+		return 0;
+	}
+	full = bm->nbits >> 6; /* words with no tail bits */
+	/* the cursor's own word, from the cursor bit on */
+	if (pos & 63) {
+		uint64_t w = pos >> 6, x = bm->words[w] & (~0ull << (pos & 63));
+
+		if (w == full)
+			x &= low_mask(bm->nbits & 63);
+		c = extract_word(pages, max, x, w * 64, &rest);
+		if (rest) {
+			*cursor = w * 64 + (unsigned)__builtin_ctzll(rest);
+			return (int64_t)c;
+		}
+		pos = (w + 1) * 64;
+	}
+	/* whole blocks where they fit, then word by word */
+	for (uint64_t w = pos >> 6; w < full;) {
+		uint64_t n = full - w < BLOCK_WORDS ? full - w : BLOCK_WORDS;
+
+		if (max - c >= n * 64 || k->popcount(bm->words + w, n) <= max - c) {
+			c += k->extract(pages + c, bm->words + w, n, w * 64);
+			w += n;
+			continue;
+		}
+		for (uint64_t e = w + n; w < e; w++) {
+			c += extract_word(pages + c, max - c, bm->words[w], w * 64, &rest);
+			if (rest) {
+				*cursor = w * 64 + (unsigned)__builtin_ctzll(rest);
+				return (int64_t)c;
+			}
+		}
+	}
+	if ((bm->nbits & 63) && pos <= full * 64) {
+		uint64_t x = bm->words[full] & low_mask(bm->nbits & 63);
+
+		c += extract_word(pages + c, max - c, x, full * 64, &rest);
+		if (rest) {
+			*cursor = full * 64 + (unsigned)__builtin_ctzll(rest);
+			return (int64_t)c;
+		}
+	}
+	*cursor = bm->nbits;
+	return (int64_t)c;
+}
+
+PRECOPY_API int64_t precopy_bitmap_runs(const struct precopy_bitmap *bm, uint64_t *cursor,
+					struct precopy_page_run *runs, size_t max)
+{
+	uint64_t pos;
+	size_t c = 0;
+
+	if (!bm || !bm->words || !cursor || !runs || !max)
+		return -EINVAL;
+	pos = *cursor;
+	while (c < max) {
+		uint64_t first = precopy_bitmap_next_set(bm, pos), end;
+
+		if (first >= bm->nbits) {
+			pos = bm->nbits;
+			break;
+		}
+		end = next_clear(bm, first);
+		runs[c].first = first;
+		runs[c].count = end - first;
+		c++;
+		pos = end;
+	}
+	*cursor = pos < bm->nbits ? precopy_bitmap_next_set(bm, pos) : bm->nbits;
+	return (int64_t)c;
+}

@@ -1,0 +1,349 @@
+/* Estimates (bandwidth, dirty rate, rho, expected downtime, prediction)
+ * and the switchover decision. Pure arithmetic on caller-measured numbers. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+
+#define MAX_WINDOW 64u
+
+struct sample {
+	uint64_t bytes, send_ns, dirtied, interval_ns;
+};
+
+struct precopy_estimator {
+	struct precopy_policy pol;
+	struct sample win[MAX_WINDOW];
+	unsigned nwin, head;         /* ring of the last pol.bw_window samples */
+	uint64_t iterations;
+	uint64_t start_ns, last_end_ns;
+	uint64_t ram_pending;
+	uint64_t best_pending;       /* for "no progress over K iterations" */
+	uint64_t since_progress;
+	uint64_t since_throttle;
+	uint32_t throttle;
+	uint64_t stalled_since_ns;
+};
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* bytes / (bytes per second) in ns, saturating; bw 0 = unbounded. */
+static uint64_t xfer_ns(uint64_t bytes, uint64_t bw)
+{
+	long double ns;
+
+	if (!bytes)
+		return 0;
+	if (!bw || bytes == UINT64_MAX)
+		return PRECOPY_UNBOUNDED;
+	ns = (long double)bytes * 1e9L / (long double)bw;
+	return ns >= (long double)UINT64_MAX ? PRECOPY_UNBOUNDED : (uint64_t)ns;
+}
+
+PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->version = PRECOPY_POLICY_VERSION;
+	p->downtime_limit_ns = 300000000ull;
+	p->fixed_downtime_ns = 5000000ull;
+	p->throttle_initial = 20;
+	p->throttle_increment = 10;
+	p->throttle_max = 99;
+	p->stall_iterations = 4;
+	p->bw_window = 5;
+	p->timeout_action = PRECOPY_TIMEOUT_CANCEL;
+}
+
+static int policy_valid(const struct precopy_policy *p)
+{
+	if (!p || p->version != PRECOPY_POLICY_VERSION || !p->downtime_limit_ns)
+		return 0;
+	if (p->throttle_max > 99 || p->throttle_initial > p->throttle_max)
+		return 0;
+	if (p->throttle_initial && !p->throttle_increment)
+		return 0;
+	if (!p->stall_iterations || !p->bw_window || p->bw_window > MAX_WINDOW)
+		return 0;
+	return p->timeout_action <= PRECOPY_TIMEOUT_FORCE;
+}
+
+PRECOPY_API struct precopy_estimator *precopy_estimator_new(const struct precopy_policy *policy, int *err)
+{
+	struct precopy_estimator *e;
+
+	if (!policy_valid(policy)) {
+		if (err)
+			*err = -EINVAL;
+		return NULL;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		if (err)
+			*err = -ENOMEM;
+		return NULL;
+	}
+	e->pol = *policy;
+	e->best_pending = UINT64_MAX;
+	if (err)
+		*err = 0;
+	return e;
+}
+
+PRECOPY_API void precopy_estimator_free(struct precopy_estimator *est)
+{
+	free(est);
+}
+
+PRECOPY_API int precopy_estimator_record(struct precopy_estimator *e, const struct precopy_iteration *it)
+{
+	struct sample s;
+
+	if (!e || !it)
+		return -EINVAL;
+	if (e->iterations && it->end_ns < e->last_end_ns)
+		return -EINVAL;
+	s.bytes = it->bytes_sent;
+	s.send_ns = it->send_ns;
+	s.dirtied = it->dirtied_bytes;
+	/* The first iteration's interval is its send time; later ones span
+	 * from the previous sync to this one. */
+	s.interval_ns = e->iterations ? it->end_ns - e->last_end_ns : it->send_ns;
+	if (!e->iterations)
+		e->start_ns = it->end_ns >= it->send_ns ? it->end_ns - it->send_ns : 0;
+	e->win[e->head] = s;
+	e->head = (e->head + 1) % e->pol.bw_window;
+	if (e->nwin < e->pol.bw_window)
+		e->nwin++;
+	e->iterations++;
+	e->last_end_ns = it->end_ns;
+	e->ram_pending = it->ram_pending;
+	e->since_throttle++;
+	return 0;
+}
+
+static void window_rates(const struct precopy_estimator *e, uint64_t *bw, uint64_t *dirty)
+{
+	uint64_t bytes = 0, ns = 0, dirtied = 0, ins = 0;
+
+	for (unsigned i = 0; i < e->nwin; i++) {
+		bytes = sat_add(bytes, e->win[i].bytes);
+		ns = sat_add(ns, e->win[i].send_ns);
+		dirtied = sat_add(dirtied, e->win[i].dirtied);
+		ins = sat_add(ins, e->win[i].interval_ns);
+	}
+	*bw = ns ? (uint64_t)((long double)bytes * 1e9L / (long double)ns) : 0;
+	*dirty = ins ? (uint64_t)((long double)dirtied * 1e9L / (long double)ins) : 0;
+}
+
+PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct precopy_device_status *devs,
+					size_t ndevs, uint64_t bw, uint64_t fixed_ns,
+					struct precopy_decision *out)
+{
+	uint64_t stop = 0, pre = 0, trans = 0, t;
+	int unknown = 0;
+
+	for (size_t i = 0; i < ndevs; i++) {
+		if (!devs[i].stop_copy_known)
+			unknown = 1;
+		stop = sat_add(stop, devs[i].stop_copy_bytes);
+		pre = sat_add(pre, sat_add(devs[i].initial_bytes, devs[i].dirty_bytes));
+		trans = sat_add(trans, devs[i].transition_ns);
+	}
+	out->ram_pending = ram_pending;
+	out->device_stop_copy = unknown ? PRECOPY_UNBOUNDED : stop;
+	out->device_precopy = pre;
+	out->pending_bytes = sat_add(ram_pending, sat_add(out->device_stop_copy, pre));
+	out->transitions_ns = trans;
+	t = unknown ? PRECOPY_UNBOUNDED : xfer_ns(out->pending_bytes, bw);
+	out->expected_downtime_ns = sat_add(sat_add(t, fixed_ns), trans);
+}
+
+/* Iterations and time until the pending bytes fit the budget, if each
+ * round sends what is pending while rho of it is dirtied again. */
+static void predict(struct precopy_decision *d, uint64_t limit_ns, uint64_t fixed_ns)
+{
+	long double budget, p = (long double)d->pending_bytes, n, rho = d->rho;
+	uint64_t overhead = sat_add(fixed_ns, d->transitions_ns);
+
+	if (d->expected_downtime_ns <= limit_ns) {
+		d->predicted_iterations = 0;
+		d->predicted_time_ns = 0;
+		return;
+	}
+	d->predicted_iterations = PRECOPY_UNBOUNDED;
+	d->predicted_time_ns = PRECOPY_UNBOUNDED;
+	if (!d->bandwidth_Bps || d->device_stop_copy == PRECOPY_UNBOUNDED || !(rho < 1.0) ||
+	    overhead >= limit_ns)
+		return;
+	budget = (long double)(limit_ns - overhead) * (long double)d->bandwidth_Bps / 1e9L;
+	if (budget <= 0)
+		return;
+	if (rho <= 0) { /* nothing is dirtied again: one more round */
+		n = 1;
+	} else {
+		n = ceill(logl(budget / p) / logl(rho));
+		if (n < 1)
+			n = 1;
+	}
+	if (n > 1e15L)
+		return;
+	d->predicted_iterations = (uint64_t)n;
+	long double sent = rho <= 0 ? p : p * (1 - powl(rho, n)) / (1 - rho);
+	long double ns = sent * 1e9L / (long double)d->bandwidth_Bps;
+	d->predicted_time_ns = ns >= (long double)UINT64_MAX ? PRECOPY_UNBOUNDED : (uint64_t)ns;
+}
+
+PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
+					 const struct precopy_device_status *devs, size_t ndevs,
+					 int ack_received, uint64_t now_ns, struct precopy_decision *d)
+{
+	const struct precopy_policy *pol;
+	uint64_t bw, dirty;
+	int need_ack = 0, initial_left = 0, timed_out;
+
+	if (!e || !d || (ndevs && !devs))
+		return -EINVAL;
+	pol = &e->pol;
+	memset(d, 0, sizeof(*d));
+	d->reason = "";
+	d->iteration = e->iterations;
+	window_rates(e, &bw, &dirty);
+	if (pol->switchover_bw_Bps)
+		bw = pol->switchover_bw_Bps;
+	d->bandwidth_Bps = bw;
+	d->dirty_rate_Bps = dirty;
+	d->rho = bw ? (double)dirty / (double)bw : INFINITY;
+	precopy_downtime_model(e->ram_pending, devs, ndevs, bw, pol->fixed_downtime_ns, d);
+	predict(d, pol->downtime_limit_ns, pol->fixed_downtime_ns);
+	d->throttle = e->throttle;
+
+	for (size_t i = 0; i < ndevs; i++) {
+		if (!devs[i].pre_copy)
+			continue;
+		need_ack = 1;
+		if (devs[i].initial_bytes)
+			initial_left = 1;
+	}
+	if (!e->iterations || !bw)
+		d->blocked |= PRECOPY_BLOCK_NO_BANDWIDTH;
+	if (d->device_stop_copy == PRECOPY_UNBOUNDED)
+		d->blocked |= PRECOPY_BLOCK_UNKNOWN_SIZE;
+	if (d->expected_downtime_ns > pol->downtime_limit_ns)
+		d->blocked |= PRECOPY_BLOCK_DOWNTIME;
+	if (initial_left)
+		d->blocked |= PRECOPY_BLOCK_INITIAL_BYTES;
+	if (need_ack && !ack_received)
+		d->blocked |= PRECOPY_BLOCK_ACK;
+
+	if (!d->blocked) {
+		d->action = PRECOPY_SWITCHOVER;
+		return 0;
+	}
+	timed_out = pol->timeout_ns && e->iterations && now_ns >= e->start_ns &&
+		    now_ns - e->start_ns >= pol->timeout_ns;
+	if (timed_out) {
+		if (pol->timeout_action == PRECOPY_TIMEOUT_FORCE && !(d->blocked & PRECOPY_BLOCK_ACK)) {
+			d->action = PRECOPY_FORCE_SWITCHOVER;
+			d->reason = "timeout: forcing switchover above the downtime limit";
+		} else {
+			d->action = PRECOPY_ABORT;
+			d->reason = (d->blocked & PRECOPY_BLOCK_ACK) && pol->timeout_action == PRECOPY_TIMEOUT_FORCE
+					    ? "timeout: switchover-ack never arrived; cannot force without it"
+					    : "timeout: downtime limit not met";
+		}
+		return 0;
+	}
+	if (d->blocked == PRECOPY_BLOCK_ACK) {
+		d->action = PRECOPY_WAIT_ACK;
+		return 0;
+	}
+	/* Stall: the limit is not met and the rates say it will not be. */
+	if (e->iterations) {
+		if ((d->blocked & PRECOPY_BLOCK_DOWNTIME) && !(d->blocked & PRECOPY_BLOCK_UNKNOWN_SIZE)) {
+			if (d->pending_bytes < e->best_pending - e->best_pending / 16) {
+				e->best_pending = d->pending_bytes;
+				e->since_progress = 0;
+			} else {
+				e->since_progress++;
+			}
+			if ((e->nwin >= 2 && d->rho >= 1.0) || e->since_progress >= pol->stall_iterations)
+				d->stalled = 1;
+		}
+	}
+	if (d->stalled && !e->stalled_since_ns)
+		e->stalled_since_ns = e->last_end_ns;
+	d->stalled_since_ns = e->stalled_since_ns;
+	if (d->stalled && pol->throttle_initial && e->throttle < pol->throttle_max &&
+	    (e->throttle == 0 || e->since_throttle >= pol->stall_iterations)) {
+		uint32_t next = e->throttle ? e->throttle + pol->throttle_increment : pol->throttle_initial;
+
+		e->throttle = next > pol->throttle_max ? pol->throttle_max : next;
+		e->since_throttle = 0;
+		e->since_progress = 0; /* give the new level K iterations to work */
+		e->best_pending = d->pending_bytes;
+		d->throttle = e->throttle;
+		d->action = PRECOPY_THROTTLE;
+		d->reason = d->rho >= 1.0 ? "dirty rate at or above bandwidth" : "no progress";
+		return 0;
+	}
+	d->action = PRECOPY_CONTINUE;
+	return 0;
+}
+
+PRECOPY_API const char *precopy_action_name(uint32_t action)
+{
+	static const char *const names[] = {
+		[PRECOPY_CONTINUE] = "continue",
+		[PRECOPY_SWITCHOVER] = "switchover",
+		[PRECOPY_WAIT_ACK] = "wait_ack",
+		[PRECOPY_THROTTLE] = "throttle",
+		[PRECOPY_ABORT] = "abort",
+		[PRECOPY_FORCE_SWITCHOVER] = "force_switchover",
+	};
+	return action < sizeof(names) / sizeof(names[0]) ? names[action] : "unknown";
+}
+
+/* JSON number or null for UNBOUNDED. */
+static const char *num(char *b, size_t n, uint64_t v)
+{
+	if (v == PRECOPY_UNBOUNDED)
+		snprintf(b, n, "null");
+	else
+		snprintf(b, n, "%llu", (unsigned long long)v);
+	return b;
+}
+
+PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len)
+{
+	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], rho[32];
+
+	if (!d)
+		return -EINVAL;
+	if (isfinite(d->rho))
+		snprintf(rho, sizeof(rho), "%.6g", d->rho);
+	else
+		snprintf(rho, sizeof(rho), "null");
+	/* reason strings are static ASCII without quotes or backslashes */
+	return snprintf(buf, len,
+			"{\"action\":\"%s\",\"blocked\":%u,\"throttle\":%u,\"stalled\":%s,"
+			"\"reason\":\"%s\",\"iteration\":%llu,\"bandwidth_Bps\":%llu,"
+			"\"dirty_rate_Bps\":%llu,\"rho\":%s,\"ram_pending\":%llu,"
+			"\"device_stop_copy\":%s,\"device_precopy\":%s,\"pending_bytes\":%s,"
+			"\"transitions_ns\":%s,\"expected_downtime_ns\":%s,"
+			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu}",
+			precopy_action_name(d->action), d->blocked, d->throttle,
+			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
+			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
+			(unsigned long long)d->ram_pending, num(a, sizeof(a), d->device_stop_copy),
+			num(b, sizeof(b), d->device_precopy), num(c, sizeof(c), d->pending_bytes),
+			num(e, sizeof(e), d->transitions_ns), num(f, sizeof(f), d->expected_downtime_ns),
+			num(g, sizeof(g), d->predicted_iterations),
+			num(h, sizeof(h), d->predicted_time_ns),
+			(unsigned long long)d->stalled_since_ns);
+}
