@@ -202,11 +202,16 @@ __attribute__((noreturn, format(printf, 1, 2))) static void pci_fatal(char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(pci_msg, sizeof(pci_msg), fmt, ap);
 	va_end(ap);
+	/* Only installed on a pci_access used inside run_libpci(); anything
+	 * else is a bug here, and the hook may not return. */
+	if (!pci_jmp)
+		abort();
 	siglongjmp(*pci_jmp, 1);
 }
 
 /* Warnings (e.g. a config space this user may not read) are not errors for a
- * listing: every field we report comes from sysfs attributes. */
+ * listing: the IDs, class, driver and group come from sysfs attributes; only
+ * prog_if and revision may then stay 0. */
 __attribute__((format(printf, 1, 2))) static void pci_quiet(char *fmt, ...)
 {
 }

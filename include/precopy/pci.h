@@ -74,8 +74,9 @@ struct precopy_pci_device {
 	uint16_t class_id; /* base class << 8 | subclass, as lspci shows it */
 	uint8_t prog_if;
 	uint8_t revision;
-	/* Names from the PCI ID database (pci.ids); "" where the
-	 * database has no entry or PRECOPY_PCI_SCAN_NUMERIC was given. */
+	/* Names from the PCI ID database (pci.ids; udev's hwdb is not asked);
+	 * "" where the database has no entry or PRECOPY_PCI_SCAN_NUMERIC was
+	 * given; cut to PRECOPY_PCI_NAME_LEN - 1 bytes. */
 	char vendor_name[PRECOPY_PCI_NAME_LEN];
 	char device_name[PRECOPY_PCI_NAME_LEN];
 	char class_name[PRECOPY_PCI_NAME_LEN];
