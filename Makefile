@@ -101,6 +101,7 @@ $(BUILD)/obj/%.o: %.c
 
 # ---- libraries --------------------------------------------------------------
 $(STATIC): $(LIB_OBJS)
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
@@ -111,6 +112,7 @@ $(SHARED): $(LIB_OBJS) include/libprecopy.map
 	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $(BUILD)/libprecopy.so
 
 $(SIMLIB): $(SIMLIB_OBJS)
+	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(if $^,$(AR) rcs $@ $^,printf '!<arch>\n' > $@)
 
@@ -162,7 +164,7 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS)
 	$(Q)./tests/run.sh $(TESTS)
 
 bench: deps

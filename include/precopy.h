@@ -6,6 +6,7 @@
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
 #include "precopy/vfio.h"
+#include "precopy/pci.h"
 #include "precopy/kvm.h"
 #include "precopy/pump.h"
 #include "precopy/backend.h"

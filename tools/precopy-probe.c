@@ -1,0 +1,460 @@
+/* precopy-probe — what this host offers for VFIO live migration.
+ *
+ * Lists the PCI functions (address, vendor:device, class, driver, IOMMU
+ * group) through libpci, marks those bound to a VFIO driver, and for each of
+ * those opens the device (cdev + iommufd, or group + container) and reports
+ * its migration flags and whether it supports DMA logging. --json prints one
+ * JSON object for scripts.
+ *
+ * Exit status: 0 when the listing worked (with or without VFIO devices), 1
+ * when the PCI bus could not be read, 2 on a usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <precopy.h>
+
+/* VFIO_MIGRATION_* bits, as <linux/vfio.h> (and precopy/vfio.h) define them. */
+static const struct {
+	uint64_t bit;
+	const char *name;
+} mig_flag_names[] = {
+	{ 1u << 0, "stop_copy" },
+	{ 1u << 1, "p2p" },
+	{ 1u << 2, "pre_copy" },
+};
+#define N_MIG_FLAGS (sizeof(mig_flag_names) / sizeof(mig_flag_names[0]))
+
+/* What probing one VFIO device found. */
+struct vfio_report {
+	bool probed;                 /* an open was attempted */
+	int open_rc;                 /* 0 or -errno */
+	struct precopy_vfio_fds fds; /* path, node, failed_step */
+	int mig_rc;                  /* precopy_vfio_migration_flags() */
+	uint64_t mig_flags;
+	int log_rc;                  /* precopy_vfio_dma_logging_supported() */
+	char error[256];             /* set when the device could not be assessed */
+};
+
+static const char *errname(int neg)
+{
+	const char *n = strerrorname_np(-neg);
+	return n ? n : "E?";
+}
+
+/* "0000:05:00.1 (mlx5_core), ..." : the other devices of d's IOMMU group
+ * that are bound to a host driver, the usual reason a group is not viable. */
+static void group_blockers(const struct precopy_pci_device *devs, int n,
+			   const struct precopy_pci_device *d, char *buf, size_t len)
+{
+	size_t used = 0;
+	int i, w;
+
+	buf[0] = '\0';
+	for (i = 0; i < n && used < len; i++) {
+		const struct precopy_pci_device *o = &devs[i];
+
+		if (o == d || o->iommu_group != d->iommu_group || o->is_vfio || !o->driver[0])
+			continue;
+		w = snprintf(buf + used, len - used, "%s%s (%s)", used ? ", " : "", o->address,
+			     o->driver);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+}
+
+/* One sentence saying why opening failed, with a hint where one helps. */
+static void open_error(const struct precopy_pci_device *devs, int n, const struct precopy_pci_device *d,
+		       const struct vfio_report *r, char *buf, size_t len)
+{
+	const struct precopy_vfio_fds *f = &r->fds;
+	enum precopy_vfio_step step = f->failed_step;
+	int e = r->open_rc;
+	const char *hint = "";
+	char what[128], blockers[160];
+
+	group_blockers(devs, n, d, blockers, sizeof(blockers));
+	switch (step) {
+	case PRECOPY_VFIO_STEP_GROUP_OPEN:
+	case PRECOPY_VFIO_STEP_CDEV_OPEN:
+		snprintf(what, sizeof(what), "cannot open %s", f->node);
+		if (e == -ENOENT)
+			hint = " (no such node: is the vfio module loaded and the device bound to it?)";
+		else if (e == -EACCES || e == -EPERM)
+			hint = " (permission denied: run as root or grant access to the node)";
+		else if (e == -EBUSY)
+			hint = " (already open, e.g. by a running VMM)";
+		break;
+	case PRECOPY_VFIO_STEP_GROUP_VIABLE:
+		snprintf(buf, len,
+			 "IOMMU group %d is not viable: another device in it is bound to a host "
+			 "driver%s%s; bind every device of the group to vfio-pci or unbind it (%s)",
+			 d->iommu_group, blockers[0] ? ": " : "", blockers, errname(e));
+		return;
+	case PRECOPY_VFIO_STEP_CONTAINER_OPEN:
+	case PRECOPY_VFIO_STEP_IOMMUFD_OPEN:
+		snprintf(what, sizeof(what), "cannot %s", precopy_vfio_step_name(step));
+		if (step == PRECOPY_VFIO_STEP_IOMMUFD_OPEN && e == -ENOENT)
+			hint = " (iommufd is not available, and the device has no IOMMU group to fall "
+			       "back on)";
+		else if (e == -EACCES || e == -EPERM)
+			hint = " (permission denied: run as root)";
+		break;
+	case PRECOPY_VFIO_STEP_CDEV_LOOKUP:
+		snprintf(buf, len, "the device has neither a VFIO cdev nor an IOMMU group (%s)",
+			 errname(e));
+		return;
+	default:
+		snprintf(what, sizeof(what), "%s on %s failed", precopy_vfio_step_name(step),
+			 f->node[0] ? f->node : "the device");
+		if (step == PRECOPY_VFIO_STEP_API_VERSION && e == -EPROTO)
+			hint = " (the container speaks another VFIO API version)";
+		else if (step == PRECOPY_VFIO_STEP_IOMMU_TYPE && e == -EOPNOTSUPP)
+			hint = " (the container offers no type1 IOMMU)";
+		else if (step == PRECOPY_VFIO_STEP_GET_DEVICE_FD && e == -ENODEV)
+			hint = " (the group holds no device with this address)";
+		else if (e == -EBUSY && blockers[0])
+			hint = " (its IOMMU group is not viable: other devices are bound to host drivers)";
+		else if (e == -EBUSY)
+			hint = " (the device is already open, e.g. by a running VMM)";
+		break;
+	}
+	snprintf(buf, len, "%s: %s (%s)%s%s%s", what, strerror(-e), errname(e), hint,
+		 e == -EBUSY && blockers[0] ? ": " : "", e == -EBUSY ? blockers : "");
+}
+
+static void probe_vfio(const struct precopy_sys *sys, const struct precopy_pci_device *devs, int n,
+		       const struct precopy_pci_device *d, struct vfio_report *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->probed = true;
+	r->open_rc = precopy_pci_vfio_open(sys, d, &r->fds);
+	if (r->open_rc < 0) {
+		open_error(devs, n, d, r, r->error, sizeof(r->error));
+		return;
+	}
+	r->mig_rc = precopy_vfio_migration_flags(sys, r->fds.device_fd, &r->mig_flags);
+	if (r->mig_rc < 0 && r->mig_rc != -ENOTTY && r->mig_rc != -EOPNOTSUPP)
+		snprintf(r->error, sizeof(r->error), "VFIO_DEVICE_FEATURE(MIGRATION): %s (%s)",
+			 strerror(-r->mig_rc), errname(r->mig_rc));
+	r->log_rc = precopy_vfio_dma_logging_supported(sys, r->fds.device_fd);
+	if (r->log_rc < 0 && !r->error[0])
+		snprintf(r->error, sizeof(r->error), "VFIO_DEVICE_FEATURE(DMA_LOGGING_START, PROBE): %s (%s)",
+			 strerror(-r->log_rc), errname(r->log_rc));
+	precopy_vfio_fds_close(sys, &r->fds);
+}
+
+static bool migratable(const struct vfio_report *r)
+{
+	return r->mig_rc == 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s, 0 if invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0)
+		n = 2, cp = s[0] & 0x1f;
+	else if ((s[0] & 0xf0) == 0xe0)
+		n = 3, cp = s[0] & 0x0f;
+	else if ((s[0] & 0xf8) == 0xf0)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A JSON string: quotes, backslash and control characters escaped, invalid
+ * UTF-8 replaced by U+FFFD. NULL prints null. */
+static void json_str(FILE *o, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (!s) {
+		fputs("null", o);
+		return;
+	}
+	fputc('"', o);
+	while (*p) {
+		size_t n;
+
+		if (*p == '"' || *p == '\\') {
+			fputc('\\', o);
+			fputc(*p++, o);
+		} else if (*p < 0x20) {
+			fprintf(o, "\\u%04x", *p++);
+		} else if ((n = utf8_len(p)) == 0) {
+			fputs("\\ufffd", o);
+			p++;
+		} else {
+			fwrite(p, 1, n, o);
+			p += n;
+		}
+	}
+	fputc('"', o);
+}
+
+static const char *or_null(const char *s)
+{
+	return s[0] ? s : NULL;
+}
+
+static void json_migration(FILE *o, const struct vfio_report *r)
+{
+	size_t i;
+	bool first = true;
+
+	fputs("{", o);
+	if (r->open_rc < 0) {
+		fputs("\"error\": ", o);
+		json_str(o, r->error);
+		fputs("}", o);
+		return;
+	}
+	fprintf(o, "\"path\": \"%s\", \"node\": ",
+		r->fds.path == PRECOPY_VFIO_PATH_CDEV ? "cdev" : "group");
+	json_str(o, r->fds.node);
+	if (r->error[0]) {
+		fputs(", \"error\": ", o);
+		json_str(o, r->error);
+		fputs("}", o);
+		return;
+	}
+	fputs(", \"flags\": [", o);
+	if (r->mig_rc == 0 || r->mig_rc == -EOPNOTSUPP) {
+		for (i = 0; i < N_MIG_FLAGS; i++) {
+			if (!(r->mig_flags & mig_flag_names[i].bit))
+				continue;
+			fprintf(o, "%s\"%s\"", first ? "" : ", ", mig_flag_names[i].name);
+			first = false;
+		}
+	}
+	fprintf(o, "], \"flags_raw\": %llu, \"migration_supported\": %s, \"migratable\": %s, "
+		   "\"dma_logging\": %s}",
+		(unsigned long long)(r->mig_rc == -ENOTTY ? 0 : r->mig_flags),
+		r->mig_rc == -ENOTTY ? "false" : "true", migratable(r) ? "true" : "false",
+		r->log_rc == 1 ? "true" : "false");
+}
+
+static void print_json(FILE *o, const char *root, const struct precopy_pci_device *devs, int n,
+		       const struct vfio_report *reps, int nvfio)
+{
+	int i;
+
+	fputs("{\"sysfs_root\": ", o);
+	json_str(o, root);
+	fputs(", \"devices\": [", o);
+	for (i = 0; i < n; i++) {
+		const struct precopy_pci_device *d = &devs[i];
+
+		fprintf(o, "%s\n  {\"address\": ", i ? "," : "");
+		json_str(o, d->address);
+		fprintf(o, ", \"vendor_id\": \"%04x\", \"device_id\": \"%04x\", \"class_id\": \"%04x\", "
+			   "\"prog_if\": \"%02x\", \"revision\": \"%02x\", \"vendor\": ",
+			d->vendor_id, d->device_id, d->class_id, d->prog_if, d->revision);
+		json_str(o, or_null(d->vendor_name));
+		fputs(", \"device\": ", o);
+		json_str(o, or_null(d->device_name));
+		fputs(", \"class\": ", o);
+		json_str(o, or_null(d->class_name));
+		fputs(", \"driver\": ", o);
+		json_str(o, or_null(d->driver));
+		if (d->iommu_group >= 0)
+			fprintf(o, ", \"iommu_group\": %d", d->iommu_group);
+		else
+			fputs(", \"iommu_group\": null", o);
+		fputs(", \"vfio_cdev\": ", o);
+		json_str(o, or_null(d->vfio_cdev));
+		fprintf(o, ", \"vfio\": %s", d->is_vfio ? "true" : "false");
+		if (reps[i].probed) {
+			fputs(", \"migration\": ", o);
+			json_migration(o, &reps[i]);
+		}
+		fputs("}", o);
+	}
+	fprintf(o, "\n], \"vfio_devices\": %d}\n", nvfio);
+}
+
+/* ---- table ----------------------------------------------------------------- */
+
+static void print_table(FILE *o, const struct precopy_pci_device *devs, int n,
+			const struct vfio_report *reps, int nvfio)
+{
+	int i;
+	size_t k;
+
+	fprintf(o, "%-13s %-9s  %-5s %-16s %-5s %-4s  %s\n", "ADDRESS", "ID", "CLASS", "DRIVER", "IOMMU",
+		"VFIO", "DESCRIPTION");
+	for (i = 0; i < n; i++) {
+		const struct precopy_pci_device *d = &devs[i];
+		const struct vfio_report *r = &reps[i];
+		char grp[16], cls[32], ven[32], dev[32];
+
+		if (d->iommu_group >= 0)
+			snprintf(grp, sizeof(grp), "%d", d->iommu_group);
+		else
+			snprintf(grp, sizeof(grp), "-");
+		snprintf(cls, sizeof(cls), "class %04x", d->class_id);
+		snprintf(ven, sizeof(ven), "vendor %04x", d->vendor_id);
+		snprintf(dev, sizeof(dev), "device %04x", d->device_id);
+		fprintf(o, "%-13s %04x:%04x  %04x  %-16s %-5s %-4s  %s: %s %s\n", d->address, d->vendor_id,
+			d->device_id, d->class_id, d->driver[0] ? d->driver : "-", grp,
+			d->is_vfio ? "yes" : "-", d->class_name[0] ? d->class_name : cls,
+			d->vendor_name[0] ? d->vendor_name : ven, d->device_name[0] ? d->device_name : dev);
+		if (!r->probed)
+			continue;
+		if (r->open_rc < 0 || r->error[0]) {
+			fprintf(o, "    cannot assess: %s\n", r->error);
+			continue;
+		}
+		fprintf(o, "    opened via %s %s; migration: ",
+			r->fds.path == PRECOPY_VFIO_PATH_CDEV ? "cdev" : "group", r->fds.node);
+		if (r->mig_rc == -ENOTTY) {
+			fputs("not supported by the driver", o);
+		} else {
+			bool first = true;
+
+			for (k = 0; k < N_MIG_FLAGS; k++) {
+				if (r->mig_flags & mig_flag_names[k].bit) {
+					fprintf(o, "%s%s", first ? "" : ",", mig_flag_names[k].name);
+					first = false;
+				}
+			}
+			fprintf(o, "%s (%s)", first ? "no flags" : "",
+				migratable(r) ? "migratable" : "not migratable: no STOP_COPY");
+		}
+		fprintf(o, "; DMA logging: %s\n", r->log_rc == 1 ? "supported" : "not supported");
+	}
+	fprintf(o, "\n%d PCI device%s", n, n == 1 ? "" : "s");
+	if (nvfio == 0)
+		fputs("; no device is bound to vfio-pci\n", o);
+	else
+		fprintf(o, "; %d bound to vfio-pci or a vfio-pci variant driver\n", nvfio);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void usage(FILE *o, const char *argv0)
+{
+	fprintf(o,
+		"usage: %s [--json] [--no-open] [--numeric] [--sysfs DIR] [--help]\n"
+		"\n"
+		"Lists the PCI devices of this host (address, vendor:device, class, driver,\n"
+		"IOMMU group) through libpci and marks those bound to vfio-pci or a vfio-pci\n"
+		"variant driver. Each of those is opened (VFIO cdev + /dev/iommu, else IOMMU\n"
+		"group + container) and its migration flags and DMA logging support are\n"
+		"reported. Opening needs the rights on /dev/vfio (usually root), fails\n"
+		"while another process (a VMM) holds the device, and makes vfio-pci reset\n"
+		"an idle device as it is opened and closed: --no-open avoids all three.\n"
+		"\n"
+		"  --json       one JSON object: {\"devices\": [...], \"vfio_devices\": N}\n"
+		"  --no-open    list only; do not open VFIO devices\n"
+		"  --numeric    no names from the PCI ID database\n"
+		"  --sysfs DIR  read the PCI bus from DIR instead of %s\n"
+		"  --help       this text\n"
+		"\n"
+		"Exit status: 0 when the listing worked (even with no VFIO device), 1 when\n"
+		"the PCI bus cannot be read, 2 on a usage error.\n",
+		argv0, PRECOPY_PCI_SYSFS_ROOT);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "no-open", no_argument, NULL, 'n' },
+		{ "numeric", no_argument, NULL, 'N' },
+		{ "sysfs", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct precopy_pci_scan_opts opts = { .sysfs_root = PRECOPY_PCI_SYSFS_ROOT };
+	const struct precopy_sys *sys = precopy_sys_real();
+	struct precopy_pci_device *devs;
+	struct vfio_report *reps;
+	bool json = false, no_open = false;
+	char err[512];
+	int c, n, i, nvfio = 0;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'n':
+			no_open = true;
+			break;
+		case 'N':
+			opts.flags |= PRECOPY_PCI_SCAN_NUMERIC;
+			break;
+		case 's':
+			opts.sysfs_root = optarg;
+			break;
+		case 'h':
+			usage(stdout, argv[0]);
+			return 0;
+		default:
+			usage(stderr, argv[0]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
+		usage(stderr, argv[0]);
+		return 2;
+	}
+
+	n = precopy_pci_scan(&opts, &devs, err, sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "precopy-probe: cannot list PCI devices: %s (%s)\n",
+			err[0] ? err : strerror(-n), errname(n));
+		return 1;
+	}
+	reps = calloc(n ? (size_t)n : 1, sizeof(*reps));
+	if (!reps) {
+		fprintf(stderr, "precopy-probe: out of memory\n");
+		precopy_pci_devices_free(devs);
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (!devs[i].is_vfio)
+			continue;
+		nvfio++;
+		if (!no_open)
+			probe_vfio(sys, devs, n, &devs[i], &reps[i]);
+	}
+
+	if (json)
+		print_json(stdout, opts.sysfs_root, devs, n, reps, nvfio);
+	else
+		print_table(stdout, devs, n, reps, nvfio);
+
+	free(reps);
+	precopy_pci_devices_free(devs);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "precopy-probe: write error: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
