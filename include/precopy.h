@@ -5,5 +5,6 @@
 #include "precopy/export.h"
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
+#include "precopy/stream.h"
 
 #endif /* PRECOPY_H */
