@@ -129,6 +129,9 @@ static int emit(struct precopy_stream_decoder *d, struct precopy_stream_event *e
 
 	ev->offset = d->rec_off;
 	r = d->fn(d->opaque, ev);
+	if (r < 0 && ev->dev_id == PRECOPY_STREAM_DEV_NONE)
+		return fail(d, r, d->rec_off, "event callback failed on %s (error %d)",
+			    rec_tag_name(d->h.tag), r);
 	if (r < 0)
 		return fail(d, r, d->rec_off, "event callback failed on %s for device %u (error %d)",
 			    rec_tag_name(d->h.tag), ev->dev_id, r);

@@ -380,3 +380,22 @@ Test(stream_errors, callback_error_is_returned_and_sticky)
 	precopy_stream_decoder_free(dec);
 	sb_free(&sb);
 }
+
+static int fail_header_cb(void *opaque, const struct precopy_stream_event *ev)
+{
+	return ev->type == PRECOPY_STREAM_EV_HEADER ? -ECANCELED : 0;
+}
+
+Test(stream_errors, callback_error_on_stream_level_event)
+{
+	struct sbuf sb = { 0 };
+	struct precopy_stream_decoder *dec;
+
+	build_valid(&sb);
+	cr_assert_eq(precopy_stream_decoder_new(&dec, &LIM, IDS, 3, fail_header_cb, NULL), 0);
+	cr_assert_eq(precopy_stream_decoder_feed(dec, sb.p, sb.len), -ECANCELED);
+	cr_expect_str_eq(precopy_stream_decoder_error(dec),
+			 "offset 8: event callback failed on STREAM_HDR (error -125)");
+	precopy_stream_decoder_free(dec);
+	sb_free(&sb);
+}

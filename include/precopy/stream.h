@@ -108,8 +108,15 @@
  *   a callback's own negative return is passed through unchanged.
  * After any error a decoder is failed: every later feed()/finish() returns
  * the same error, and precopy_stream_decoder_error() explains it as
- * "offset N: ..." where N is the stream offset of the offending record
- * (or of the byte where a truncation was detected).
+ * "offset N: ..." where N is the stream offset of the first byte of the
+ * offending record (0 for the preamble); for input that stops inside a
+ * record, the start of that record; for input that stops between records
+ * before STREAM_END, and for bytes after STREAM_END, the offset where the
+ * input ended or the extra bytes began.
+ *
+ * DEV_DATA payload is handed to the callback before a payload CRC (if the
+ * record carries one) can be verified; PRECOPY_STREAM_EV_DATA_END confirms
+ * it. A CRC mismatch fails the decoder, which aborts the migration anyway.
  */
 #ifndef PRECOPY_STREAM_H
 #define PRECOPY_STREAM_H
