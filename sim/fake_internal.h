@@ -49,7 +49,7 @@ void fk_advance(struct precopy_fake_kernel *fk, uint64_t ns);
 int fk_fault_check(struct precopy_fake_kernel *fk, enum precopy_fake_op op, int fd, unsigned long req,
 		   const void *arg, size_t *len);
 
-/* fake_vfio.c (caller holds fk->lock) */
+/* fake_vfio.c, fake_vfio_data.c (caller holds fk->lock) */
 int fake_vfio_device_ioctl(struct precopy_fake_vfio *dev, unsigned long req, void *arg);
 int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg);
 ssize_t fake_vfio_data_read(void *session, void *buf, size_t len);

@@ -22,7 +22,7 @@ extern "C" {
 
 /* ======================================================================
  * Fake kernel: fd table, VFIO device model, fault injection
- * (sim/fake_kernel.c, sim/fake_vfio.c, sim/fault.c)
+ * (sim/fake_kernel.c, sim/fake_vfio*.c, sim/fault.c)
  *
  * A `struct precopy_fake_kernel` provides a `struct precopy_sys` whose
  * ioctls on fake fds are served by userspace models of the kernel's
@@ -100,7 +100,7 @@ PRECOPY_API void precopy_fake_fault_clear(struct precopy_fake_kernel *fk);
 /* Calls of op seen so far (faulted or not). */
 PRECOPY_API uint64_t precopy_fake_op_calls(struct precopy_fake_kernel *fk, enum precopy_fake_op op);
 
-/* ---- the VFIO device model (sim/fake_vfio.c) --------------------------- */
+/* ---- the VFIO device model (sim/fake_vfio*.c) -------------------------- */
 
 struct precopy_fake_vfio_cfg {
 	uint64_t mig_flags;	    /* VFIO_MIGRATION_*; 0: no migration support (-ENOTTY) */
