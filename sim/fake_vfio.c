@@ -50,8 +50,8 @@ void fake_vfio_advance(struct precopy_fake_vfio *dev)
 			n = 4 * pages_in_mem;
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t r = next_rand(dev);
-			fake_vfio_dma_page(dev, (r % pages_in_mem) * 4096, 4096, (uint8_t)(r >> 56));
-			dev->st.dma_pages++;
+			if (fake_vfio_dma_page(dev, (r % pages_in_mem) * 4096, 4096, (uint8_t)(r >> 56)) == 0)
+				dev->st.dma_pages++;
 		}
 	}
 }

@@ -34,10 +34,33 @@ static int64_t log_mark(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t l
 	return newly;
 }
 
-void fake_vfio_dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len, uint8_t byte)
+/* The IOMMU in front of the device: does it let [iova, iova + len) through? */
+static int iommu_check(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len)
 {
+	if (dev->type1)
+		return fake_type1_dma_check(dev->type1, iova, len);
+	if (dev->iommufd)
+		return fake_iommufd_dma_check(dev->iommufd, iova, len);
+	return 0;
+}
+
+/* The write landed: the device's own log and the IOMMU's dirty state see it. */
+static int64_t mark(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len)
+{
+	if (dev->type1)
+		fake_type1_dma_mark(dev->type1, dev->type1_pinned, iova, len);
+	if (dev->iommufd)
+		fake_iommufd_dma_mark(dev->iommufd, dev->hwpt_id, iova, len);
+	return log_mark(dev, iova, len);
+}
+
+int fake_vfio_dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len, uint8_t byte)
+{
+	if (iommu_check(dev, dev->mem_iova + off, len) < 0)
+		return -EFAULT;
 	memset(dev->mem + off, byte, len);
-	log_mark(dev, dev->mem_iova + off, len);
+	mark(dev, dev->mem_iova + off, len);
+	return 0;
 }
 
 
@@ -207,9 +230,11 @@ PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint6
 		r = -EINVAL;
 	} else if (!fv_running(dev->state)) {
 		r = -EPERM;
+	} else if (iommu_check(dev, iova, len) < 0) {
+		r = -EFAULT;
 	} else {
 		memset(dev->mem + (iova - dev->mem_iova), byte, len);
-		r = log_mark(dev, iova, len);
+		r = mark(dev, iova, len);
 		dev->st.dma_pages += (len + 4095) / 4096;
 	}
 	pthread_mutex_unlock(&dev->fk->lock);

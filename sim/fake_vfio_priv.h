@@ -61,6 +61,12 @@ struct precopy_fake_vfio {
 	uint64_t rng;
 	struct precopy_fake_vfio_stats st;
 	uint8_t *buf;
+	/* the IOMMU the device's DMA goes through (fake_type1.c,
+	 * fake_iommufd.c); NULL: none modelled, DMA always lands */
+	struct precopy_fake_type1 *type1;
+	int type1_pinned; /* the device pins what it writes (mdev-like) */
+	struct precopy_fake_iommufd *iommufd;
+	uint32_t hwpt_id;
 	struct precopy_fake_vfio *next;
 };
 
@@ -108,7 +114,9 @@ uint64_t fake_vfio_produce(struct precopy_fake_vfio *dev, struct session *s, uin
 void fake_vfio_drain(struct session *s);
 
 /* fake_vfio_dma.c */
-void fake_vfio_dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len, uint8_t byte);
+/* Returns 0, or -EFAULT when the device's IOMMU blocks the write (nothing
+ * written). */
+int fake_vfio_dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len, uint8_t byte);
 void fake_vfio_log_free(struct precopy_fake_vfio *dev);
 int fake_vfio_log_start(struct precopy_fake_vfio *dev, struct vfio_device_feature_dma_logging_control *ctl);
 int fake_vfio_log_report(struct precopy_fake_vfio *dev, struct vfio_device_feature_dma_logging_report *rep);
