@@ -36,6 +36,7 @@ struct precopy_dirty_source {
 	/* container tracking (vfio_container.c) */
 	int buf_fixed;		   /* buf_words came from the caller */
 	uint64_t max_bitmap_bytes; /* type1: largest bitmap one GET_BITMAP takes */
+	uint64_t kernel_pgsize;	   /* type1: the page size the kernel logs at */
 	uint32_t hwpt_id;	   /* iommufd: the hardware page table */
 	uint32_t flags;		   /* iommufd: PRECOPY_IOMMUFD_DIRTY_* */
 };

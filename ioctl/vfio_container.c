@@ -104,7 +104,7 @@ static int type1_flag(struct precopy_dirty_source *s, uint32_t flag)
 
 static int t1_start(struct precopy_dirty_source *s, const struct precopy_dirty_range *r, size_t n, uint64_t hint)
 {
-	uint64_t pg = s->page_size, most = 0, words;
+	uint64_t pg = s->kernel_pgsize, most = 0, words;
 
 	(void)hint;
 	for (size_t i = 0; i < n; i++) {
@@ -126,6 +126,7 @@ static int t1_start(struct precopy_dirty_source *s, const struct precopy_dirty_r
 			s->buf_words = words;
 		}
 	}
+	s->page_size = pg;
 	s->dev_ranges = (uint32_t)n;
 	return type1_flag(s, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
 }
@@ -200,7 +201,7 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_type1_dirty_new(const stru
 	s->sys = sys;
 	s->fd = container_fd;
 	/* the kernel logs at, and only accepts, its smallest page size */
-	s->page_size = cap.pgsize_bitmap & (~cap.pgsize_bitmap + 1);
+	s->kernel_pgsize = cap.pgsize_bitmap & (~cap.pgsize_bitmap + 1);
 	s->max_bitmap_bytes = cap.max_dirty_bitmap_size & ~7ull;
 	if (buf_words) {
 		s->buf_fixed = 1;
