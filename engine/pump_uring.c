@@ -11,10 +11,6 @@
  * LOAD: one stream read at a time (header, ABORT payload, or a data piece
  * into a slot); data slots queue on their device and are written in order.
  *
- * Stream writes and splices are issued IOSQE_ASYNC: with a blocking stream
- * an io-wq worker finishes each one in the kernel (no short-write and poll
- * round trips through this thread) while device reads go on here.
- *
  * Every call ends quiesced: reads cancelled, writes complete, no CQE owed. */
 #include <errno.h>
 #include <liburing.h>
@@ -307,10 +303,6 @@ static void submit_write(struct precopy_pump *p)
 		io_uring_prep_writev(sqe, p->cfg.stream_fd, u->iov + u->iov_first,
 				     (unsigned int)u->iov_n, (uint64_t)-1);
 	}
-	/* a blocking stream is written to the end by an io-wq worker while
-	 * this thread keeps reading devices; a non-blocking one still returns
-	 * -EAGAIN (handled by polling) */
-	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	sqe_set(u, sqe, OP_WRITE, 0);
 	u->w_busy = true;
 }
@@ -322,7 +314,6 @@ static void submit_splice(struct precopy_pump *p)
 	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
 
 	io_uring_prep_splice(sqe, d->fd, -1, p->cfg.stream_fd, -1, u->w_splice_left, 0);
-	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC); /* as for submit_write() */
 	sqe_set(u, sqe, OP_SPLICE, u->w_splice);
 	u->w_busy = true;
 }
