@@ -10,6 +10,7 @@
 #include "precopy/kvm.h"
 #include "precopy/pump.h"
 #include "precopy/backend.h"
+#include "precopy/stream.h"
 #include "precopy/engine.h"
 
 #endif /* PRECOPY_H */

@@ -1,0 +1,83 @@
+/* engine/stream_wire.h — private helpers shared by the stream encoder and
+ * the two decoders: little-endian accessors, the record header codec, and
+ * the bounded error-message formatter. The wire format itself is documented
+ * in include/precopy/stream.h. */
+#ifndef PRECOPY_ENGINE_STREAM_WIRE_H
+#define PRECOPY_ENGINE_STREAM_WIRE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "precopy/stream.h"
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* The 8 preamble bytes of a forward stream. */
+extern const uint8_t stream_preamble[PRECOPY_STREAM_PREAMBLE_SIZE];
+
+/* A parsed record header. */
+struct rec_hdr {
+	uint8_t tag;
+	uint8_t flags;
+	uint32_t dev_id;
+	uint32_t len;
+	uint32_t payload_crc;
+};
+
+/* Write a 20-byte record header (computing hdr_crc). */
+void rec_hdr_put(uint8_t *p, uint8_t tag, uint8_t flags, uint32_t dev_id, uint32_t len,
+		 uint32_t payload_crc);
+
+/* Parse and check the tag-independent parts of a 20-byte header: hdr_crc,
+ * unknown flag bits, the reserved u16, payload_crc zero when the flag is
+ * clear. Returns 0 or -EBADMSG with a reason in *why (static string). */
+int rec_hdr_get(const uint8_t *p, struct rec_hdr *h, const char **why);
+
+/* Name of a tag for messages ("DEV_DATA", or "tag 0x9c" style via buf). */
+const char *rec_tag_name(uint8_t tag);
+
+/* 1 if every byte is printable ASCII (0x20..0x7E). */
+int bytes_printable(const uint8_t *p, size_t n);
+
+/* Size of the message buffers in the decoders. */
+#define STREAM_ERRMSG_MAX 192
+
+/* Format "offset N: <fmt>" into buf (always NUL-terminated, truncated). */
+void stream_errmsg(char *buf, uint64_t offset, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void stream_verrmsg(char *buf, uint64_t offset, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+#endif /* PRECOPY_ENGINE_STREAM_WIRE_H */
