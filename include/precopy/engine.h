@@ -1,11 +1,38 @@
-/* precopy/engine.h — the pre-copy engine: estimates and switchover decisions.
+/* precopy/engine.h — the pre-copy engine: source and destination migration
+ * engines, and the estimates and switchover decisions they are built on.
  *
- * This part of the engine is pure arithmetic on what the caller measured:
- * it reads no clock and makes no syscall. Every time is a monotonic
- * nanosecond count supplied by the caller (a real clock in a VMM, a virtual
- * one in the simulator).
+ * Two layers:
  *
- * The downtime model:
+ *  1. The estimator (bottom of this file): pure arithmetic on what the
+ *     caller measured, no clock, no syscall (engine/decide.c).
+ *  2. The engines (struct precopy_engine on the source, struct precopy_dest
+ *     on the destination): they drive the devices, the dirty logs and the
+ *     device-state stream (precopy/stream.h), and feed the estimator. They
+ *     read time only through the clock in their config and make every
+ *     syscall through the config's `sys` seam (precopy/sys.h), so the same
+ *     code runs in a VMM (real clock, real kernel) and in the simulator
+ *     (virtual clock, fake kernel).
+ *
+ * Thread safety: an engine, a destination engine and an estimator are each
+ * used by one thread at a time (the VMM's migration thread): every
+ * precopy_engine_* / precopy_dest_* / precopy_estimator_* call on one object
+ * must be serialized by the caller. Distinct objects are independent. In
+ * PRECOPY_RAM_BITMAP mode other threads (vCPUs, device emulation) may set
+ * bits in the caller's live bitmap with precopy_bitmap_set_atomic() at any
+ * time, including during precopy_engine_sync(), which harvests it
+ * atomically. Nothing in the engine keeps process-wide state: per-device
+ * status lives in the engine, so any number of engines (and migrations one
+ * after another on one engine) coexist.
+ *
+ * Errors: 0 or a count >= 0 on success, -errno on failure, never errno.
+ * When a call fails inside a migration (a device, the stream or the return
+ * path fails) the engine cancels the migration before returning (every
+ * device back to RUNNING, logging stopped, session fds closed, migration
+ * memory freed), remembers the error, and precopy_engine_strerror() says
+ * what happened. The engine can then start a new migration.
+ *
+ * ====================================================================
+ * The estimator's downtime model:
  *   expected downtime = (RAM dirty bytes + sum of device stop-copy bytes
  *                        + sum of unsent device pre-copy bytes)
  *                       / switchover bandwidth
@@ -21,9 +48,6 @@
  * is rho >= 1, or no progress (pending not below (1 - 1/16) of its best)
  * over `stall_iterations` iterations; a stall raises the throttle step by
  * step; the timeout then cancels or forces switchover, as configured.
- *
- * Thread safety: an estimator is used by one thread at a time (the
- * migration thread); distinct estimators are independent.
  */
 #ifndef PRECOPY_ENGINE_H
 #define PRECOPY_ENGINE_H
@@ -31,7 +55,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "precopy/bitmap.h"
 #include "precopy/export.h"
+#include "precopy/kvm.h"
+#include "precopy/stream.h"
+#include "precopy/sys.h"
+#include "precopy/vfio.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,6 +187,491 @@ PRECOPY_API const char *precopy_action_name(uint32_t action);
  * Returns the length it needs (excluding the NUL), like snprintf; compare
  * with len to detect truncation. */
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len);
+
+/* ====================================================================
+ * The source engine
+ * ====================================================================
+ *
+ * What the VMM's migration thread does with it:
+ *
+ *   e = precopy_engine_new(&cfg, &err);
+ *   precopy_engine_start(e);                 // logging on, devices PRE_COPY,
+ *                                            // stream header + device setup
+ *   for (;;) {
+ *       precopy_engine_sync(e);              // KVM / bitmap + device DMA logs
+ *       while ((n = precopy_engine_next_pages(e, runs, 64, 4096)) > 0)
+ *           send the n runs of guest pages;  // the VMM moves RAM itself
+ *       precopy_engine_pump(e, budget);      // device pre-copy data -> stream
+ *       precopy_engine_account(e, ram_bytes, send_ns);
+ *       precopy_engine_decide(e, &d);
+ *       CONTINUE: loop; THROTTLE: apply d.throttle to the vCPUs, loop;
+ *       WAIT_ACK: loop (the destination has not loaded the initial data);
+ *       ABORT: precopy_engine_cancel(e); stop;
+ *       SWITCHOVER / FORCE_SWITCHOVER: break;
+ *   }
+ *   stop the vCPUs;
+ *   precopy_engine_switchover(e);            // quiesce, STOP_COPY, final sync,
+ *                                            // device state to end of data
+ *   while ((n = precopy_engine_next_pages(e, runs, 64, 0)) > 0)
+ *       send the n runs;                     // the last dirty RAM
+ *   precopy_engine_account(e, ram_bytes, send_ns);
+ *   ... the destination resumes the guest (end of the downtime window) ...
+ *   precopy_engine_complete(e);              // DMA logging off, devices STOP
+ *
+ * Never losing a page: a page leaves the RAM dirty log only when
+ * precopy_engine_next_pages() hands it out; the final sync runs after every
+ * device is in STOP_COPY (the VMM stops the vCPUs before calling
+ * precopy_engine_switchover()).
+ *
+ * The device-state stream (precopy/stream.h records): the preamble and
+ * STREAM_HDR, one DEV_SETUP per device at start; DEV_DATA records of up to
+ * max_chunk bytes as precopy_engine_pump() reads the devices' data fds;
+ * DEV_INITIAL_SENT once a PRE_COPY device's initial bytes have all been
+ * sent; at switchover the rest of each device's state, DEV_END, then
+ * STREAM_END. RAM never travels in this stream.
+ *
+ * Engine phases and the calls each accepts (a table in engine/engine.c):
+ *   IDLE      --start-->       PRECOPY
+ *   PRECOPY   --switchover-->  SWITCHED   (sync, next_pages, pump, account,
+ *                                          decide, rp_feed, ack in PRECOPY)
+ *   SWITCHED  --complete-->    DONE       (next_pages, account in SWITCHED)
+ *   PRECOPY, SWITCHED --cancel or failure--> IDLE (failure: last error set)
+ *   DONE, IDLE --start-->      PRECOPY    (a new migration)
+ * A call in a phase that does not accept it returns -EBUSY (before start,
+ * after complete) without changing anything.
+ */
+
+#define PRECOPY_ENGINE_CONFIG_VERSION 1
+
+/* The clock the engines read (monotonic ns). */
+struct precopy_clock {
+	uint64_t (*now_ns)(void *ctx); /* required */
+	void *ctx;
+};
+
+/* One guest RAM slot. Slots must not overlap and all share one page size;
+ * the RAM dirty log spans from the lowest slot base to the highest slot end
+ * (bit i = the page at that base + i * page_size; holes between slots cost
+ * bits that are never set). */
+struct precopy_ram_slot {
+	uint64_t gpa;             /* guest-physical base, page aligned */
+	uint64_t size;            /* bytes, a non-zero multiple of page_size */
+	uint64_t page_size;       /* power of two >= 4096; equal for every slot
+				   * (KVM mode: 4096) */
+	/* PRECOPY_RAM_KVM only: the slot as the VMM registered it. */
+	uint32_t kvm_slot;        /* (address space << 16) | slot id */
+	uint32_t kvm_flags;       /* 0 or KVM_MEM_READONLY */
+	uint64_t userspace_addr;  /* the VMM's mapping */
+};
+
+/* Where guest RAM dirtiness comes from. */
+enum precopy_ram_source {
+	/* A caller-owned live bitmap of the whole log span (same nbits as the
+	 * log, same bit layout) that the VMM or a simulator sets with
+	 * precopy_bitmap_set_atomic(); each sync harvests it into the log
+	 * (snapshot-and-clear, word by word, no per-page callback). */
+	PRECOPY_RAM_BITMAP = 1,
+	/* KVM's dirty log of the VM (classic, manual-protect or dirty ring,
+	 * precopy/kvm.h). The engine creates the KVM log at precopy_engine_new()
+	 * (which enables the mode on the VM: ring mode before any vCPU exists),
+	 * registers the slots, turns logging on at start and off at
+	 * complete/cancel. */
+	PRECOPY_RAM_KVM = 2,
+};
+
+/* precopy_engine_device.flags */
+#define PRECOPY_ENGINE_DEV_NO_DMA_LOG 0x1u /* never use the device's own DMA
+					    * logging (use `tracker` or treat
+					    * all RAM as dirty) */
+
+/* One VFIO device to migrate. */
+struct precopy_engine_device {
+	uint32_t id;          /* stream device id: unique, != PRECOPY_STREAM_DEV_NONE */
+	int device_fd;        /* open VFIO device fd, borrowed (kept open by the VMM) */
+	const char *name;     /* printable ASCII, <= PRECOPY_STREAM_NAME_MAX; NULL: "" */
+	uint16_t pci_vendor;  /* carried in DEV_SETUP, 0 if unknown */
+	uint16_t pci_device;
+	uint32_t flags;       /* PRECOPY_ENGINE_DEV_* */
+	/* Optional, borrowed: a dirty source for the pages this device writes,
+	 * used when the device has no DMA logging (e.g. the container's or
+	 * iommufd's dirty tracking). Started and stopped by the engine on the
+	 * RAM slots. */
+	struct precopy_dirty_source *tracker;
+	/* First estimate of one state-transition arc's latency (ns), replaced by
+	 * measurements as the engine moves the device. */
+	uint64_t transition_ns;
+};
+
+/* How a device's DMA dirtiness reaches the RAM log (engine status). */
+enum precopy_engine_tracking {
+	PRECOPY_TRACK_DMA_LOG = 1, /* the device's own DMA logging */
+	PRECOPY_TRACK_TRACKER = 2, /* the config's tracker */
+	PRECOPY_TRACK_ALL = 3,     /* none: every sync marks all RAM dirty */
+};
+
+/* The embedder's sink for the stream (instead of stream_fd): must take all
+ * len bytes, or return -errno (the migration then fails). */
+typedef int (*precopy_engine_sink_fn)(void *ctx, const void *buf, size_t len);
+
+struct precopy_engine_config {
+	uint32_t version;                  /* PRECOPY_ENGINE_CONFIG_VERSION */
+	struct precopy_clock clock;        /* required */
+	const struct precopy_sys *sys;     /* required (precopy_sys_real() in a VMM) */
+	/* guest RAM */
+	const struct precopy_ram_slot *slots; /* copied; at least one */
+	uint32_t nslots;
+	uint32_t ram_source;               /* enum precopy_ram_source */
+	struct precopy_bitmap *ram_bitmap; /* RAM_BITMAP: the live bitmap (borrowed) */
+	int kvm_vm_fd;                     /* RAM_KVM: the VM fd (borrowed) */
+	struct precopy_kvm_log_config kvm; /* RAM_KVM: mode and options */
+	/* devices (copied; may be empty) */
+	const struct precopy_engine_device *devices;
+	uint32_t ndevices;
+	/* the stream: exactly one of stream_fd >= 0 (written through sys,
+	 * blocking or not) or sink */
+	int stream_fd;
+	precopy_engine_sink_fn sink;
+	void *sink_ctx;
+	/* the return path: rp_fd >= 0 (read through sys without blocking), or
+	 * -1 and the VMM calls precopy_engine_rp_feed() / precopy_engine_ack() */
+	int rp_fd;
+	struct precopy_policy policy;      /* validated as precopy_estimator_new() */
+	uint32_t max_chunk;                /* DEV_DATA payload bytes; 0: 64 KiB;
+					    * 4096 .. PRECOPY_STREAM_DEFAULT_MAX_CHUNK */
+	uint64_t io_timeout_ns;            /* longest stream / data fd wait; 0: 10 s */
+	uint32_t poll_interval_ms;         /* longest single poll; 0: 10 */
+	/* The exact query (fresh device info and sizes, a RAM sync) runs when
+	 * the cheap estimate's expected downtime is below this percentage of
+	 * the limit; 0: 200. */
+	uint32_t exact_margin_pct;
+};
+
+struct precopy_engine;
+
+/* Create an engine from *cfg (copied, with the slot and device arrays).
+ * Opens a handle on every device (reads its migration flags and state),
+ * probes DMA logging, allocates the RAM dirty log, and in KVM mode creates
+ * the KVM log and registers the slots. No device changes state.
+ * Returns the engine (free with precopy_engine_free()), or NULL with *err
+ * (if err is non-NULL):
+ *   -EINVAL  cfg NULL, unknown version, clock.now_ns missing, sys invalid,
+ *            no slot, misaligned/overlapping slots or page sizes that differ
+ *            or are not powers of two >= 4096, an unknown ram_source,
+ *            RAM_BITMAP without ram_bitmap or with a different nbits,
+ *            RAM_KVM with kvm_vm_fd < 0 or a page size other than 4096,
+ *            devices NULL with ndevices > 0, a duplicate or NONE id, a
+ *            device_fd < 0, a bad name, both or neither of stream_fd / sink,
+ *            max_chunk out of range, a bad policy
+ *   -E2BIG   more than PRECOPY_STREAM_CAP_MAX_DEVICES devices
+ *   -ENOTTY / -EOPNOTSUPP  a device cannot migrate (precopy_vfio_dev_new())
+ *   -ENOMEM, or a KVM error from precopy_kvm_log_new() / _add_slot(). */
+PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err);
+
+/* Cancel a running migration (as precopy_engine_cancel()), stop logging,
+ * release every handle and the RAM log. Borrowed fds stay open. NULL is a
+ * no-op. */
+PRECOPY_API void precopy_engine_free(struct precopy_engine *e);
+
+/* RAM_KVM with the dirty ring: add a vCPU (created after the engine) as
+ * precopy_kvm_log_add_vcpu(). Returns 0, -EINVAL (not KVM ring mode), -EBUSY
+ * (a migration is running) or that function's -errno. */
+PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_fd, void *ring);
+
+/* Start a migration: KVM dirty logging on (RAM_KVM), the RAM log cleared
+ * and every page marked dirty (the first pass sends all RAM), each device's
+ * dirty tracking started on the RAM slots (DMA logging, else the tracker,
+ * else PRECOPY_TRACK_ALL), devices with PRE_COPY moved RUNNING -> PRE_COPY
+ * (recovering to RUNNING on failure), the stream header and every
+ * DEV_SETUP written. Returns 0, -EBUSY (a migration is running), or the
+ * failing step's -errno (the engine is back in IDLE, everything undone,
+ * precopy_engine_strerror() names the step). */
+PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
+
+/* Harvest the RAM dirty source (KVM logs or the live bitmap) and every
+ * device's DMA log into the RAM log, chunk by chunk through bounded buffers.
+ * A device's failed report marks its whole range dirty (nothing is lost)
+ * and fails the migration. Returns the count of pages newly dirty in the
+ * log, -EBUSY (not in PRECOPY), or -errno (migration cancelled). */
+PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e);
+
+/* A run of guest pages to send. */
+struct precopy_ram_run {
+	uint64_t gpa;    /* guest-physical address of the first page */
+	uint64_t pages;  /* pages of the RAM page size */
+};
+
+/* Hand out dirty pages to send: up to max_runs runs of at most max_pages
+ * pages in total (0: no page limit; a longer run is split), continuing
+ * where the previous call stopped. Handed-out pages are cleared from the
+ * log at once: the VMM must send their current contents. Returns the count
+ * of runs (0 once the log has no more pages after the cursor; the next sync
+ * restarts at the first page), -EINVAL (runs NULL, max_runs 0) or -EBUSY
+ * (not in PRECOPY or SWITCHED). */
+PRECOPY_API int64_t precopy_engine_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs,
+					      size_t max_runs, uint64_t max_pages);
+
+/* Move device pre-copy data into the stream: reads each PRE_COPY device's
+ * data fd (round robin, a record of up to max_chunk at a time) until
+ * budget_bytes of device data are written (0: until every device says it
+ * has nothing now, -ENOMSG), and writes DEV_INITIAL_SENT for each device
+ * whose initial bytes have all been sent. Also reads the return path
+ * (rp_fd). Returns device bytes written (>= 0), -EBUSY (not in PRECOPY), or
+ * -errno (a device read, the stream or the return path failed; migration
+ * cancelled). */
+PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budget_bytes);
+
+/* The VMM's account of the RAM it sent since its last account: bytes and
+ * the time spent sending them (the engine adds its own device bytes and
+ * stream time). In SWITCHED it is the final RAM transfer (downtime
+ * breakdown). Returns 0, -EBUSY (not in PRECOPY or SWITCHED). */
+PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns);
+
+/* Decide after an iteration. Runs the cheap estimate (cached device sizes,
+ * RAM pending from the last sync); when it says switchover may be near (or
+ * nothing was measured yet) runs the exact query: fresh precopy info and
+ * stop-copy size from every device and a RAM sync. Then records the
+ * iteration in the estimator and asks it (engine/decide.c) with the
+ * devices' status and the switchover-ack state. Reads the return path
+ * first. A failed stop-copy size query leaves that size unknown, which
+ * blocks switchover. *d gets the decision and the numbers behind it.
+ * Returns 0, -EINVAL (d NULL), -EBUSY (not in PRECOPY), or -errno
+ * (migration cancelled). SWITCHOVER / FORCE_SWITCHOVER mark the decision:
+ * an ACK arriving after it is a protocol error. */
+PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_decision *d);
+
+/* What the last precopy_engine_decide() fed the estimator, for callers
+ * (and tests) that replay it. devs gets up to max entries (in config
+ * order). Returns the device count, -EINVAL, or -ENOENT (no decision yet). */
+struct precopy_engine_decide_input {
+	struct precopy_iteration iteration; /* the record it made */
+	int ack_received;
+	uint64_t now_ns;
+	int exact;                          /* 1: the exact query ran */
+};
+PRECOPY_API int precopy_engine_last_input(const struct precopy_engine *e, struct precopy_engine_decide_input *in,
+					  struct precopy_device_status *devs, size_t max);
+
+/* Return-path bytes the VMM received on its own channel (when rp_fd is -1).
+ * Returns 0, -EBUSY (no migration running), or -errno: -EPROTO for an ACK
+ * twice, too early (before every PRE_COPY device's DEV_INITIAL_SENT was
+ * written) or after the switchover decision, or an RP_ERROR from the
+ * destination (its code as -errno); -EBADMSG for malformed bytes. Every
+ * error cancels the migration. */
+PRECOPY_API int precopy_engine_rp_feed(struct precopy_engine *e, const void *buf, size_t len);
+
+/* The destination's switchover-ack arrived through the VMM's own protocol.
+ * Same rules and errors as an RP_ACK in precopy_engine_rp_feed(). */
+PRECOPY_API int precopy_engine_ack(struct precopy_engine *e);
+
+/* Switch over (the VMM has stopped the vCPUs): every device quiesced first
+ * (to RUNNING_P2P / PRE_COPY_P2P, for all P2P devices before any is
+ * stopped), then every device to STOP_COPY, the final sync (RAM source and
+ * device logs), every device's state read to its end of data into the
+ * stream (DEV_END each), STREAM_END. The remaining dirty pages are then
+ * handed out by precopy_engine_next_pages(). Measured transition latencies
+ * update each device's estimate. Returns 0, -EBUSY (not in PRECOPY), or
+ * -errno (every device back to RUNNING, migration cancelled: the VMM
+ * resumes its vCPUs on the source). */
+PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e);
+
+/* End a successful migration, after the downtime window (the destination
+ * runs the guest): DMA logging and trackers stopped, devices STOP_COPY ->
+ * STOP, KVM logging off, session fds closed. Returns 0, -EBUSY (not in
+ * SWITCHED), or the first -errno of those steps (the engine still ends in
+ * DONE: the guest already runs elsewhere). */
+PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
+
+/* Cancel the migration: every device back to RUNNING (reset where recovery
+ * fails), logging stopped, session fds closed, migration memory freed. A
+ * new precopy_engine_start() may follow. Returns 0 (also when nothing is
+ * running), or the first -errno met while undoing (everything is still
+ * attempted; the device status says which device). */
+PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e);
+
+/* The last failure: "step: device N: ..." text, or "" if none. Valid until
+ * the next call on e. */
+PRECOPY_API const char *precopy_engine_strerror(const struct precopy_engine *e);
+
+/* The last failure's -errno, or 0. */
+PRECOPY_API int precopy_engine_error(const struct precopy_engine *e);
+
+/* ---- status and statistics ---------------------------------------------- */
+
+enum precopy_engine_phase {
+	PRECOPY_ENGINE_IDLE = 0,
+	PRECOPY_ENGINE_PRECOPY = 1,
+	PRECOPY_ENGINE_SWITCHED = 2,
+	PRECOPY_ENGINE_DONE = 3,
+};
+
+struct precopy_engine_dev_info {
+	uint32_t id;
+	uint32_t state;             /* VFIO device state as last known */
+	uint64_t mig_flags;         /* VFIO_MIGRATION_* */
+	uint32_t tracking;          /* enum precopy_engine_tracking (0 before start) */
+	int err;                    /* this device's last failure in this migration */
+	int recovered, was_reset;   /* how its last failed transition ended */
+	int initial_sent;           /* DEV_INITIAL_SENT written */
+	int stop_copy_known;        /* the last size query succeeded */
+	uint64_t initial_bytes;     /* initial bytes not yet sent */
+	uint64_t dirty_bytes;       /* last precopy info */
+	uint64_t stop_copy_bytes;   /* last size query */
+	uint64_t bytes_sent;        /* DEV_DATA payload bytes this migration */
+	uint64_t transition_ns;     /* current per-arc latency estimate */
+	uint64_t last_transition_ns;/* latest measured set_state duration */
+};
+
+/* Status of device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint32_t index,
+					   struct precopy_engine_dev_info *out);
+
+/* One iteration (filled at each precopy_engine_decide()). */
+struct precopy_engine_iter_stats {
+	uint64_t iteration;          /* 1-based */
+	uint64_t end_ns;
+	uint64_t dirty_pages;        /* pages newly dirty from the syncs in it */
+	uint64_t ram_bytes;          /* sent by the VMM (its account) */
+	uint64_t device_bytes;       /* device data written by the engine */
+	uint64_t bandwidth_Bps;      /* the estimator's switchover bandwidth */
+	uint64_t ram_pending;        /* bytes, pending by source: */
+	uint64_t device_precopy;     /*   device pre-copy bytes not sent */
+	uint64_t device_stop_copy;   /*   device stop-copy bytes (UNBOUNDED if unknown) */
+	uint64_t expected_downtime_ns;
+	double rho;
+	uint64_t predicted_time_ns;
+	uint32_t throttle;           /* percent */
+	uint32_t action;             /* enum precopy_action */
+	int exact;                   /* the exact query ran */
+};
+
+/* Where the downtime went (filled by switchover/account/complete). */
+struct precopy_engine_downtime {
+	uint64_t total_ns;          /* switchover start -> complete() */
+	uint64_t final_ram_ns;      /* the VMM's account of the final RAM */
+	uint64_t final_ram_pages;   /* pages in the log after the final sync */
+	uint64_t device_drain_ns;   /* reading device state to end of data */
+	uint64_t device_bytes;      /* device bytes sent during the drain */
+	uint64_t transitions_ns;    /* device state changes inside the window */
+	uint64_t fixed_ns;          /* policy fixed cost */
+	uint64_t expected_ns;       /* the last decision's expected downtime */
+};
+
+struct precopy_engine_stats {
+	uint32_t phase;                      /* enum precopy_engine_phase */
+	uint32_t ndevices;
+	uint64_t migrations;                 /* started on this engine */
+	uint64_t iterations;                 /* in this migration */
+	uint64_t log_pages;                  /* pages of the RAM log */
+	uint64_t dirty_now;                  /* pages set in the log */
+	struct precopy_engine_iter_stats last; /* the last iteration */
+	struct precopy_engine_downtime downtime;
+	int error;                           /* last failure, 0 if none */
+};
+
+/* Fill *out. Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct precopy_engine_stats *out);
+
+/* One JSON object for an iteration / the downtime breakdown into buf
+ * (NUL-terminated when len > 0). Return the length needed (excluding the
+ * NUL), like snprintf, or -EINVAL for NULL s. */
+PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats *s, char *buf, size_t len);
+PRECOPY_API int precopy_engine_downtime_json(const struct precopy_engine_downtime *s, char *buf, size_t len);
+
+/* ====================================================================
+ * The destination engine
+ * ====================================================================
+ *
+ *   d = precopy_dest_new(&cfg, &err);
+ *   precopy_dest_start(d);                  // devices -> RESUMING
+ *   while (!ended)
+ *       precopy_dest_poll(d, 100);           // or precopy_dest_feed(d, buf, n)
+ *                                            // (RP_ACK sent when due)
+ *   precopy_dest_complete(d);               // devices -> STOP -> RUNNING
+ *
+ * Switchover-ack: once every device the stream declared has been set up and
+ * each PRE_COPY device's initial data has been written to its data fd (the
+ * source sent DEV_INITIAL_SENT after it), one RP_ACK goes on the return
+ * path. A stream without PRE_COPY devices gets no ACK. A failure sends an
+ * RP_ERROR (best effort) and cancels: every device back to RUNNING.
+ */
+
+#define PRECOPY_DEST_CONFIG_VERSION 1
+
+struct precopy_dest_device {
+	uint32_t id;      /* the stream's device id */
+	int device_fd;    /* open VFIO device fd, borrowed */
+};
+
+/* Return-path sink (instead of rp_fd): take all len bytes or -errno. */
+typedef int (*precopy_dest_rp_fn)(void *ctx, const void *buf, size_t len);
+
+struct precopy_dest_config {
+	uint32_t version;               /* PRECOPY_DEST_CONFIG_VERSION */
+	struct precopy_clock clock;     /* required */
+	const struct precopy_sys *sys;  /* required */
+	const struct precopy_dest_device *devices; /* copied; at least one */
+	uint32_t ndevices;
+	int stream_fd;                  /* read by precopy_dest_poll(); -1: feed only */
+	int rp_fd;                      /* written through sys; or -1 and rp_sink */
+	precopy_dest_rp_fn rp_sink;
+	void *rp_ctx;
+	struct precopy_stream_limits limits; /* zeros: defaults */
+	uint64_t io_timeout_ns;         /* longest device / rp write wait; 0: 10 s */
+};
+
+struct precopy_dest;
+
+/* Create a destination engine. Opens a handle on every device.
+ * Returns it (free with precopy_dest_free()) or NULL with *err: -EINVAL
+ * (NULL, version, clock, sys, no device, duplicate/NONE id, fd < 0, both or
+ * neither of rp_fd / rp_sink, bad limits), -ENOTTY / -EOPNOTSUPP (a device
+ * cannot migrate), -ENOMEM. */
+PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err);
+
+/* Cancel if running, release everything (borrowed fds stay open). */
+PRECOPY_API void precopy_dest_free(struct precopy_dest *d);
+
+/* Every device to RESUMING, a fresh stream decoder. Returns 0, -EBUSY
+ * (running), or -errno (devices back to RUNNING). */
+PRECOPY_API int precopy_dest_start(struct precopy_dest *d);
+
+/* Consume stream bytes (any split). Device data goes to the devices' data
+ * fds as it arrives; the ACK is sent when due. Returns 0, -EBUSY (not
+ * started), or -errno: the decoder's -EBADMSG / -EPROTO (a device the
+ * config lacks is -EPROTO), a device write's -errno, the return path's
+ * -errno (cancelled; precopy_dest_strerror() explains). */
+PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len);
+
+/* Wait up to timeout_ms for stream_fd, read what is there (up to 64 KiB)
+ * and feed it. Returns bytes consumed (> 0), 0 at the end of the stream
+ * (the peer closed; -EBADMSG instead if STREAM_END was not seen), -EAGAIN
+ * (nothing within the timeout), -EINVAL (no stream_fd), or as
+ * precopy_dest_feed(). */
+PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms);
+
+/* 1 once STREAM_END was decoded, 0 before, -EINVAL for NULL. */
+PRECOPY_API int precopy_dest_ended(const struct precopy_dest *d);
+
+/* 1 once the ACK was sent, 0 before, -EINVAL for NULL. */
+PRECOPY_API int precopy_dest_acked(const struct precopy_dest *d);
+
+/* After STREAM_END: every device RESUMING -> STOP (the device checks the
+ * state it loaded), then to RUNNING (through RUNNING_P2P for all P2P
+ * devices first). Returns 0, -EBUSY (stream not ended), or the device's
+ * -errno (cancelled). */
+PRECOPY_API int precopy_dest_complete(struct precopy_dest *d);
+
+/* Abandon the incoming migration: every device back to RUNNING (reset where
+ * recovery fails), sessions closed. Returns 0 or the first -errno. */
+PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d);
+
+/* Last failure text or "". */
+PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d);
+
+/* Device `index` (config order): its VFIO state and bytes written to it.
+ * Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t index, uint32_t *state,
+					  uint64_t *bytes);
 
 #ifdef __cplusplus
 }

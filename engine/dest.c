@@ -1,0 +1,470 @@
+/* The destination engine: devices to RESUMING, the device-state stream
+ * decoded incrementally (precopy/stream.h) with each DEV_DATA slice written
+ * to its device's data fd as it arrives, the switchover-ack once every
+ * PRE_COPY device's initial data is loaded, an RP_ERROR on failure, and
+ * the devices to RUNNING at the end. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+#include "../ioctl/uapi_compat.h"
+
+#define READ_BUF (64u * 1024)
+
+enum { D_IDLE, D_LOADING, D_ENDED, D_DONE };
+
+struct ddev {
+	uint32_t id;
+	struct precopy_vfio_dev *vd;
+	uint64_t mig_flags;
+	uint32_t src_flags;   /* from DEV_SETUP */
+	int setup, initial, ended;
+	uint64_t bytes;
+};
+
+struct precopy_dest {
+	struct precopy_dest_config cfg;
+	struct ddev *devs;
+	uint32_t *ids;
+	uint32_t n;
+	int phase;
+	struct precopy_stream_decoder *dec;
+	uint32_t declared;
+	int acked;
+	uint8_t *buf;
+	int err;
+	char errmsg[256];
+};
+
+static void seterr(struct precopy_dest *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(struct precopy_dest *d, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (d->err)
+		return;
+	d->err = err;
+	va_start(ap, fmt);
+	vsnprintf(d->errmsg, sizeof(d->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t now(const struct precopy_dest *d)
+{
+	return d->cfg.clock.now_ns(d->cfg.clock.ctx);
+}
+
+static int on_event(void *opaque, const struct precopy_stream_event *ev);
+
+static struct ddev *find(struct precopy_dest *d, uint32_t id)
+{
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->devs[i].id == id)
+			return &d->devs[i];
+	return NULL;
+}
+
+PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err)
+{
+	struct precopy_dest *d = NULL;
+	int r = -EINVAL;
+
+	if (!cfg || cfg->version != PRECOPY_DEST_CONFIG_VERSION || !cfg->clock.now_ns ||
+	    precopy_sys_validate(cfg->sys) < 0 || !cfg->devices || !cfg->ndevices ||
+	    (cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
+		goto fail;
+	if (cfg->ndevices > PRECOPY_STREAM_CAP_MAX_DEVICES)
+		goto fail;
+	for (uint32_t i = 0; i < cfg->ndevices; i++) {
+		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE || cfg->devices[i].device_fd < 0)
+			goto fail;
+		for (uint32_t j = 0; j < i; j++)
+			if (cfg->devices[j].id == cfg->devices[i].id)
+				goto fail;
+	}
+	r = -ENOMEM;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		goto fail;
+	d->cfg = *cfg;
+	d->cfg.devices = NULL;
+	if (!d->cfg.io_timeout_ns)
+		d->cfg.io_timeout_ns = 10000000000ull;
+	d->n = cfg->ndevices;
+	d->devs = calloc(d->n, sizeof(*d->devs));
+	d->ids = calloc(d->n, sizeof(*d->ids));
+	d->buf = malloc(READ_BUF);
+	if (!d->devs || !d->ids || !d->buf)
+		goto fail;
+	for (uint32_t i = 0; i < d->n; i++) {
+		struct precopy_vfio_dev_status st;
+
+		d->devs[i].id = d->ids[i] = cfg->devices[i].id;
+		d->devs[i].vd = precopy_vfio_dev_new(cfg->sys, cfg->devices[i].device_fd, &r);
+		if (!d->devs[i].vd)
+			goto fail;
+		precopy_vfio_dev_status(d->devs[i].vd, &st);
+		d->devs[i].mig_flags = st.mig_flags;
+	}
+	/* the limits are checked by the decoder: try one now, so a bad limit
+	 * is an error of this call */
+	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n, on_event, d);
+	if (r < 0)
+		goto fail;
+	precopy_stream_decoder_free(d->dec);
+	d->dec = NULL;
+	if (err)
+		*err = 0;
+	return d;
+fail:
+	precopy_dest_free(d);
+	if (err)
+		*err = r;
+	return NULL;
+}
+
+static int unwind(struct precopy_dest *d)
+{
+	int first = 0;
+
+	for (uint32_t i = 0; i < d->n; i++) {
+		int r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0 && !first)
+			first = r;
+		precopy_vfio_dev_end_session(d->devs[i].vd);
+	}
+	precopy_stream_decoder_free(d->dec);
+	d->dec = NULL;
+	d->phase = D_IDLE;
+	return first;
+}
+
+PRECOPY_API void precopy_dest_free(struct precopy_dest *d)
+{
+	if (!d)
+		return;
+	if (d->phase == D_LOADING || d->phase == D_ENDED)
+		unwind(d);
+	for (uint32_t i = 0; d->devs && i < d->n; i++)
+		precopy_vfio_dev_free(d->devs[i].vd);
+	precopy_stream_decoder_free(d->dec);
+	free(d->devs);
+	free(d->ids);
+	free(d->buf);
+	free(d);
+}
+
+/* Write all of buf to the return path. */
+static int rp_write(struct precopy_dest *d, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t deadline = 0;
+
+	if (d->cfg.rp_sink)
+		return d->cfg.rp_sink(d->cfg.rp_ctx, buf, len);
+	while (len) {
+		ssize_t w = precopy_sys_write(d->cfg.sys, d->cfg.rp_fd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+		} else if (w == -EAGAIN || w == -EINTR) {
+			struct pollfd pfd = { .fd = d->cfg.rp_fd, .events = POLLOUT };
+			if (!deadline)
+				deadline = now(d) + d->cfg.io_timeout_ns;
+			else if (now(d) >= deadline)
+				return -ETIMEDOUT;
+			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
+		} else {
+			return w ? (int)w : -EIO;
+		}
+	}
+	return 0;
+}
+
+/* Fail: tell the source (best effort), put every device back to RUNNING. */
+static int fail(struct precopy_dest *d, int err, uint32_t dev_id)
+{
+	uint8_t rec[PRECOPY_STREAM_REC_HDR_SIZE + PRECOPY_STREAM_ERROR_FIXED + PRECOPY_STREAM_REASON_MAX];
+	int n = precopy_stream_encode_rp_error(rec, sizeof(rec), dev_id, err < 0 && err > -4096 ? -err : EIO,
+					       d->errmsg);
+
+	if (n > 0)
+		rp_write(d, rec, (size_t)n);
+	unwind(d);
+	return err;
+}
+
+PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
+{
+	int r;
+
+	if (!d)
+		return -EINVAL;
+	if (d->phase == D_LOADING || d->phase == D_ENDED)
+		return -EBUSY;
+	d->err = 0;
+	d->errmsg[0] = 0;
+	d->acked = 0;
+	d->declared = 0;
+	for (uint32_t i = 0; i < d->n; i++) {
+		struct ddev *v = &d->devs[i];
+
+		v->setup = v->initial = v->ended = 0;
+		v->src_flags = 0;
+		v->bytes = 0;
+		r = precopy_vfio_dev_set_state(v->vd, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0) {
+			seterr(d, r, "start: device %u: -> RESUMING: %s", v->id, strerror(-r));
+			d->phase = D_LOADING;
+			return fail(d, r, v->id);
+		}
+	}
+	d->phase = D_LOADING;
+	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n, on_event, d);
+	if (r < 0) {
+		seterr(d, r, "start: stream decoder: %s", strerror(-r));
+		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+	}
+	return 0;
+}
+
+static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, size_t len)
+{
+	uint64_t deadline = 0;
+
+	while (len) {
+		ssize_t w = precopy_vfio_dev_write(v->vd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+			v->bytes += (uint64_t)w;
+			deadline = 0;
+		} else if (w == -EAGAIN || w == -EINTR || w == 0) {
+			struct precopy_vfio_dev_status st;
+			struct pollfd pfd = { .events = POLLOUT };
+
+			if (!deadline)
+				deadline = now(d) + d->cfg.io_timeout_ns;
+			else if (now(d) >= deadline) {
+				seterr(d, -ETIMEDOUT, "device %u: data write blocked for longer than the I/O timeout",
+				       v->id);
+				return -ETIMEDOUT;
+			}
+			precopy_vfio_dev_status(v->vd, &st);
+			pfd.fd = st.data_fd;
+			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
+		} else {
+			seterr(d, (int)w, "device %u: data write: %s", v->id, strerror((int)-w));
+			return (int)w;
+		}
+	}
+	return 0;
+}
+
+static int on_event(void *opaque, const struct precopy_stream_event *ev)
+{
+	struct precopy_dest *d = opaque;
+	struct ddev *v = ev->dev_id == PRECOPY_STREAM_DEV_NONE ? NULL : find(d, ev->dev_id);
+
+	switch (ev->type) {
+	case PRECOPY_STREAM_EV_HEADER:
+		if (ev->u.header.device_count != d->n) {
+			seterr(d, -EPROTO, "stream declares %u devices, the destination has %u",
+			       ev->u.header.device_count, d->n);
+			return -EPROTO;
+		}
+		d->declared = ev->u.header.device_count;
+		return 0;
+	case PRECOPY_STREAM_EV_DEV_SETUP:
+		v->setup = 1;
+		v->src_flags = ev->u.setup->mig_flags;
+		return 0;
+	case PRECOPY_STREAM_EV_DEV_CONFIG:
+		seterr(d, -EPROTO, "device %u: DEV_CONFIG has no VFIO destination", ev->dev_id);
+		return -EPROTO;
+	case PRECOPY_STREAM_EV_DATA:
+		return dev_write(d, v, ev->u.data.ptr, ev->u.data.len);
+	case PRECOPY_STREAM_EV_INITIAL_SENT:
+		v->initial = 1;
+		return 0;
+	case PRECOPY_STREAM_EV_DEV_END:
+		v->ended = 1;
+		return 0;
+	case PRECOPY_STREAM_EV_STREAM_END:
+		d->phase = D_ENDED;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* One ACK, once every device is set up and every PRE_COPY device's initial
+ * data has been written to it. No PRE_COPY device: no ACK. */
+static int check_ack(struct precopy_dest *d)
+{
+	uint8_t rec[PRECOPY_STREAM_REC_HDR_SIZE];
+	int precopy = 0, n, r;
+
+	if (d->acked || !d->declared)
+		return 0;
+	for (uint32_t i = 0; i < d->n; i++) {
+		const struct ddev *v = &d->devs[i];
+		if (!v->setup)
+			return 0;
+		if (v->src_flags & PRECOPY_STREAM_MIG_PRE_COPY) {
+			if (!v->initial)
+				return 0;
+			precopy = 1;
+		}
+	}
+	if (!precopy)
+		return 0;
+	n = precopy_stream_encode_rp_ack(rec, sizeof(rec));
+	r = n < 0 ? n : rp_write(d, rec, (size_t)n);
+	if (r < 0) {
+		seterr(d, r, "return path: sending the switchover-ack: %s", strerror(-r));
+		return r;
+	}
+	d->acked = 1;
+	return 0;
+}
+
+PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len)
+{
+	int r;
+
+	if (!d || (!buf && len))
+		return -EINVAL;
+	if (d->phase != D_LOADING && d->phase != D_ENDED)
+		return -EBUSY;
+	r = precopy_stream_decoder_feed(d->dec, buf, len);
+	if (r < 0) {
+		seterr(d, r, "stream: %s", precopy_stream_decoder_error(d->dec));
+		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+	}
+	r = check_ack(d);
+	if (r < 0)
+		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+	return 0;
+}
+
+PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
+{
+	struct pollfd pfd;
+	ssize_t n;
+	int r;
+
+	if (!d || d->cfg.stream_fd < 0)
+		return -EINVAL;
+	if (d->phase != D_LOADING && d->phase != D_ENDED)
+		return -EBUSY;
+	pfd.fd = d->cfg.stream_fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	r = precopy_sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
+	if (r == 0 || r == -EINTR)
+		return -EAGAIN;
+	if (r < 0) {
+		seterr(d, r, "stream: poll: %s", strerror(-r));
+		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+	}
+	n = precopy_sys_read(d->cfg.sys, d->cfg.stream_fd, d->buf, READ_BUF);
+	if (n == -EAGAIN || n == -EINTR)
+		return -EAGAIN;
+	if (n < 0) {
+		seterr(d, (int)n, "stream: read: %s", strerror((int)-n));
+		return fail(d, (int)n, PRECOPY_STREAM_DEV_NONE);
+	}
+	if (n == 0) {
+		if (d->phase == D_ENDED)
+			return 0;
+		seterr(d, -EBADMSG, "stream: the source closed the stream before its end");
+		return fail(d, -EBADMSG, PRECOPY_STREAM_DEV_NONE);
+	}
+	r = precopy_dest_feed(d, d->buf, (size_t)n);
+	return r < 0 ? r : n;
+}
+
+PRECOPY_API int precopy_dest_ended(const struct precopy_dest *d)
+{
+	return d ? d->phase == D_ENDED || d->phase == D_DONE : -EINVAL;
+}
+
+PRECOPY_API int precopy_dest_acked(const struct precopy_dest *d)
+{
+	return d ? d->acked : -EINVAL;
+}
+
+PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
+{
+	int r;
+
+	if (!d)
+		return -EINVAL;
+	if (d->phase != D_ENDED)
+		return -EBUSY;
+	/* RESUMING -> STOP: the device checks what it loaded */
+	for (uint32_t i = 0; i < d->n; i++) {
+		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0) {
+			seterr(d, r, "complete: device %u: RESUMING -> STOP: %s", d->devs[i].id, strerror(-r));
+			return fail(d, r, d->devs[i].id);
+		}
+	}
+	/* every P2P device may answer peers before any initiates DMA */
+	for (uint32_t i = 0; i < d->n; i++) {
+		if (!(d->devs[i].mig_flags & VFIO_MIGRATION_P2P))
+			continue;
+		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0) {
+			seterr(d, r, "complete: device %u: STOP -> RUNNING_P2P: %s", d->devs[i].id, strerror(-r));
+			return fail(d, r, d->devs[i].id);
+		}
+	}
+	for (uint32_t i = 0; i < d->n; i++) {
+		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0) {
+			seterr(d, r, "complete: device %u: -> RUNNING: %s", d->devs[i].id, strerror(-r));
+			return fail(d, r, d->devs[i].id);
+		}
+	}
+	precopy_stream_decoder_free(d->dec);
+	d->dec = NULL;
+	d->phase = D_DONE;
+	return 0;
+}
+
+PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (d->phase != D_LOADING && d->phase != D_ENDED)
+		return 0;
+	return unwind(d);
+}
+
+PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d)
+{
+	return d ? d->errmsg : "";
+}
+
+PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t index, uint32_t *state,
+					  uint64_t *bytes)
+{
+	struct precopy_vfio_dev_status st;
+
+	if (!d || !state || !bytes)
+		return -EINVAL;
+	if (index >= d->n)
+		return -ENOENT;
+	precopy_vfio_dev_status(d->devs[index].vd, &st);
+	*state = st.state;
+	*bytes = d->devs[index].bytes;
+	return 0;
+}

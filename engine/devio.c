@@ -1,0 +1,421 @@
+/* The source side of the device-state stream and of the return path:
+ * records written to the stream fd (through sys) or the sink, device
+ * pre-copy data read from the data fds into DEV_DATA records, the
+ * "initial data sent" marker, the drain to end of data at switchover, and
+ * the switchover-ack rules on the return path.
+ *
+ * Design: device data goes through the engine's own read -> encode ->
+ * write loop over precopy/stream.h records rather than through the pump
+ * (precopy/pump.h): the stream format wants per-device records (setup,
+ * marker, end with byte totals) interleaved with the data in one ordered
+ * byte stream, the marker must follow exactly the bytes that made a
+ * device's initial data, and the engine must run over any sys seam and a
+ * sink callback on a virtual clock. One bounded buffer per engine, no I/O
+ * left in flight between calls. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "../ioctl/uapi_compat.h"
+
+#define RP_BUF 512
+
+static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev);
+
+int eng_stream_open(struct precopy_engine *e)
+{
+	int r;
+
+	e->rec_cap = PRECOPY_STREAM_REC_HDR_SIZE + PRECOPY_STREAM_SETUP_FIXED + PRECOPY_STREAM_NAME_MAX +
+		     e->cfg.max_chunk;
+	e->rec = malloc(e->rec_cap);
+	e->payload = malloc(e->cfg.max_chunk);
+	if (!e->rec || !e->payload)
+		return -ENOMEM;
+	r = precopy_stream_rp_decoder_new(&e->rp, rp_event, e);
+	return r;
+}
+
+void eng_stream_close(struct precopy_engine *e)
+{
+	free(e->rec);
+	free(e->payload);
+	e->rec = e->payload = NULL;
+	precopy_stream_rp_decoder_free(e->rp);
+	e->rp = NULL;
+}
+
+/* Write all of buf to the stream. */
+int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t deadline = 0;
+
+	if (e->cfg.sink) {
+		int r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
+		if (r < 0)
+			eng_seterr(e, r, "stream: sink: %s", strerror(-r));
+		return r < 0 ? r : 0;
+	}
+	while (len) {
+		ssize_t w = precopy_sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+			deadline = 0;
+			continue;
+		}
+		if (w == -EINTR)
+			continue;
+		if (w == -EAGAIN) {
+			struct pollfd pfd = { .fd = e->cfg.stream_fd, .events = POLLOUT };
+			uint64_t now = eng_now(e);
+
+			if (!deadline)
+				deadline = now + e->cfg.io_timeout_ns;
+			else if (now >= deadline) {
+				eng_seterr(e, -ETIMEDOUT, "stream: write blocked for longer than the I/O timeout");
+				return -ETIMEDOUT;
+			}
+			precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+			continue;
+		}
+		if (w == 0)
+			w = -EIO;
+		eng_seterr(e, (int)w, "stream: write: %s", strerror((int)-w));
+		return (int)w;
+	}
+	return 0;
+}
+
+static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t id)
+{
+	if (n < 0) {
+		eng_seterr(e, n, "stream: encoding %s of device %u: %s", what, id, strerror(-n));
+		return n;
+	}
+	return eng_emit(e, e->rec, (size_t)n);
+}
+
+int eng_emit_setup_all(struct precopy_engine *e)
+{
+	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev, e->cfg.max_chunk),
+			 "header", PRECOPY_STREAM_DEV_NONE);
+
+	for (uint32_t i = 0; i < e->ndev && r == 0; i++) {
+		struct edev *d = &e->devs[i];
+		struct precopy_stream_dev_setup s = {
+			.dev_id = d->cfg.id,
+			.mig_flags = (uint32_t)(d->mig_flags & PRECOPY_STREAM_MIG_ALL),
+			.pci_vendor = d->cfg.pci_vendor,
+			.pci_device = d->cfg.pci_device,
+			.initial_bytes = d->init_left,
+		};
+		/* the stream says what this migration does: PRE_COPY only if used */
+		if (!d->pre_copy)
+			s.mig_flags &= ~PRECOPY_STREAM_MIG_PRE_COPY;
+		memcpy(s.name, d->name, sizeof(s.name));
+		r = emit_rec(e, precopy_stream_encode_dev_setup(e->rec, e->rec_cap, &s), "setup", d->cfg.id);
+	}
+	return r;
+}
+
+/* DEV_INITIAL_SENT once a PRE_COPY device's initial bytes are all sent. */
+int eng_dev_initial_check(struct precopy_engine *e, struct edev *d)
+{
+	if (!d->pre_copy || d->initial_sent || d->init_left)
+		return 0;
+	d->initial_sent = 1;
+	return emit_rec(e, precopy_stream_encode_initial_sent(e->rec, e->rec_cap, d->cfg.id), "initial-sent marker",
+			d->cfg.id);
+}
+
+int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first)
+{
+	uint64_t init = 0, dirty = 0;
+	int r;
+
+	if (!d->pre_copy && !first)
+		return 0;
+	r = precopy_vfio_dev_precopy_info(d->vd, &init, &dirty);
+	if (r < 0) {
+		d->err = r;
+		eng_seterr(e, r, "device %u: precopy info: %s", d->cfg.id, strerror(-r));
+		return r;
+	}
+	/* The countdown starts from the first report and only falls with the
+	 * bytes read: a driver may count bytes it has queued but we have not
+	 * read yet as already gone. */
+	if (first)
+		d->init_left = init;
+	d->dirty = dirty;
+	return 0;
+}
+
+static int emit_data(struct precopy_engine *e, struct edev *d, size_t n)
+{
+	int r = emit_rec(e, precopy_stream_encode_data(e->rec, e->rec_cap, d->cfg.id, e->payload, (uint32_t)n),
+			 "data", d->cfg.id);
+
+	if (r < 0)
+		return r;
+	d->bytes_sent += n;
+	e->it_dev_bytes += n;
+	if (d->init_left) {
+		uint64_t a = n < d->init_left ? n : d->init_left;
+		d->init_left -= a;
+		n -= a;
+	}
+	d->dirty_read += n;
+	return 0;
+}
+
+/* One read of up to want bytes from a PRE_COPY device. Returns bytes sent,
+ * 0 when it has nothing now, or -errno. */
+static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
+{
+	ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, want);
+	int r;
+
+	if (n == -ENOMSG || n == -EAGAIN || n == 0) {
+		if (n == -ENOMSG)
+			d->init_left = 0; /* the device has nothing at all, initial included */
+		d->idle = 1;
+		r = eng_dev_initial_check(e, d);
+		return r < 0 ? r : 0;
+	}
+	if (n < 0) {
+		d->err = (int)n;
+		eng_seterr(e, (int)n, "pump: device %u: data read: %s", d->cfg.id, strerror((int)-n));
+		return n;
+	}
+	r = emit_data(e, d, (size_t)n);
+	if (r == 0)
+		r = eng_dev_initial_check(e, d);
+	return r < 0 ? r : n;
+}
+
+PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budget)
+{
+	uint64_t total = 0, t0;
+	int r, active;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_PUMP))
+		return -EBUSY;
+	r = eng_rp_poll(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	t0 = eng_now(e);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		/* budget 0: at most what the device reported plus one chunk, so a
+		 * device dirtying faster than we read cannot hold the call */
+		d->idle = !d->pre_copy;
+		d->call_left = d->init_left + d->dirty + e->cfg.max_chunk;
+		if (d->call_left < e->cfg.max_chunk)
+			d->call_left = UINT64_MAX; /* the device reported near-u64 sizes */
+	}
+	do {
+		active = 0;
+		for (uint32_t i = 0; i < e->ndev; i++) {
+			struct edev *d = &e->devs[i];
+			size_t want = e->cfg.max_chunk;
+			int64_t n;
+
+			if (d->idle)
+				continue;
+			if (budget) {
+				if (total >= budget)
+					goto out;
+				if (budget - total < want)
+					want = (size_t)(budget - total);
+			} else if (d->call_left < want) {
+				want = (size_t)d->call_left;
+			}
+			n = pump_one(e, d, want);
+			if (n < 0)
+				return eng_fail(e, (int)n);
+			total += (uint64_t)n;
+			d->call_left -= (uint64_t)n;
+			if (!budget && !d->call_left)
+				d->idle = 1;
+			active |= !d->idle;
+		}
+	} while (active);
+out:
+	e->it_dev_ns += eng_now(e) - t0;
+	return (int64_t)total;
+}
+
+/* Read a device's state to its end of data (STOP_COPY), then DEV_END. */
+int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
+{
+	uint64_t total = 0, deadline = 0;
+	int r;
+
+	for (;;) {
+		ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, e->cfg.max_chunk);
+
+		if (n == 0)
+			break;
+		if (n == -EAGAIN || n == -EINTR || n == -ENOMSG) {
+			struct precopy_vfio_dev_status st;
+			struct pollfd pfd = { .events = POLLIN };
+			uint64_t now = eng_now(e);
+
+			if (!deadline)
+				deadline = now + e->cfg.io_timeout_ns;
+			else if (now >= deadline) {
+				d->err = -ETIMEDOUT;
+				eng_seterr(e, -ETIMEDOUT, "switchover: device %u: no end of data within the I/O timeout",
+					   d->cfg.id);
+				return -ETIMEDOUT;
+			}
+			precopy_vfio_dev_status(d->vd, &st);
+			pfd.fd = st.data_fd;
+			precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+			continue;
+		}
+		if (n < 0) {
+			d->err = (int)n;
+			eng_seterr(e, (int)n, "switchover: device %u: data read: %s", d->cfg.id, strerror((int)-n));
+			return n;
+		}
+		deadline = 0;
+		r = emit_data(e, d, (size_t)n);
+		if (r < 0)
+			return r;
+		total += (uint64_t)n;
+	}
+	r = emit_rec(e, precopy_stream_encode_dev_end(e->rec, e->rec_cap, d->cfg.id, d->bytes_sent), "end",
+		     d->cfg.id);
+	return r < 0 ? r : (int64_t)total;
+}
+
+/* ---- the return path ------------------------------------------------------------ */
+
+int eng_ack(struct precopy_engine *e)
+{
+	if (e->switch_decided) {
+		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived after the switchover decision");
+		return -EPROTO;
+	}
+	if (e->acked) {
+		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived twice");
+		return -EPROTO;
+	}
+	if (!e->need_ack) {
+		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived but no device is in PRE_COPY");
+		return -EPROTO;
+	}
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		if (d->pre_copy && !d->initial_sent) {
+			eng_seterr(e, -EPROTO,
+				   "return path: switchover-ack arrived too early: device %u has not sent its initial data",
+				   d->cfg.id);
+			return -EPROTO;
+		}
+	}
+	e->acked = 1;
+	return 0;
+}
+
+static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev)
+{
+	struct precopy_engine *e = opaque;
+
+	if (ev->type == PRECOPY_STREAM_RP_EV_ACK)
+		return eng_ack(e);
+	if (ev->dev_id == PRECOPY_STREAM_DEV_NONE)
+		eng_seterr(e, -ev->code, "return path: destination error: %s (%s)", ev->reason, strerror(ev->code));
+	else
+		eng_seterr(e, -ev->code, "return path: destination error on device %u: %s (%s)", ev->dev_id,
+			   ev->reason, strerror(ev->code));
+	return -ev->code;
+}
+
+static int rp_feed(struct precopy_engine *e, const void *buf, size_t len)
+{
+	int r = precopy_stream_rp_decoder_feed(e->rp, buf, len);
+
+	if (r < 0)
+		eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
+	return r;
+}
+
+/* Read what the return path holds now, without blocking. */
+int eng_rp_poll(struct precopy_engine *e)
+{
+	uint8_t buf[RP_BUF];
+
+	if (e->cfg.rp_fd < 0 || e->rp_eof)
+		return 0;
+	for (;;) {
+		struct pollfd pfd = { .fd = e->cfg.rp_fd, .events = POLLIN };
+		int p = precopy_sys_poll(e->cfg.sys, &pfd, 1, 0);
+		ssize_t n;
+		int r;
+
+		if (p == -EINTR)
+			continue;
+		if (p < 0) {
+			eng_seterr(e, p, "return path: poll: %s", strerror(-p));
+			return p;
+		}
+		if (p == 0)
+			return 0;
+		n = precopy_sys_read(e->cfg.sys, e->cfg.rp_fd, buf, sizeof(buf));
+		if (n == -EAGAIN || n == -EINTR)
+			return 0;
+		if (n < 0) {
+			eng_seterr(e, (int)n, "return path: read: %s", strerror((int)-n));
+			return (int)n;
+		}
+		if (n == 0) {
+			e->rp_eof = 1;
+			r = precopy_stream_rp_decoder_finish(e->rp);
+			if (r < 0) {
+				eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
+				return r;
+			}
+			if (e->need_ack && !e->acked && !e->switch_decided) {
+				eng_seterr(e, -EPIPE, "return path: closed by the destination before its switchover-ack");
+				return -EPIPE;
+			}
+			return 0;
+		}
+		r = rp_feed(e, buf, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+}
+
+PRECOPY_API int precopy_engine_rp_feed(struct precopy_engine *e, const void *buf, size_t len)
+{
+	int r;
+
+	if (!e || (!buf && len))
+		return -EINVAL;
+	if (!eng_allowed(e, OP_RP))
+		return -EBUSY;
+	r = rp_feed(e, buf, len);
+	return r < 0 ? eng_fail(e, r) : 0;
+}
+
+PRECOPY_API int precopy_engine_ack(struct precopy_engine *e)
+{
+	int r;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_RP))
+		return -EBUSY;
+	r = eng_ack(e);
+	return r < 0 ? eng_fail(e, r) : 0;
+}

@@ -1,0 +1,457 @@
+/* The source engine: configuration, lifecycle (start, cancel, failure) and
+ * per-device status. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "../ioctl/uapi_compat.h"
+
+#define DEFAULT_CHUNK (64u * 1024)
+
+/* Which calls each phase accepts. Arcs:
+ *   IDLE     --start-->      PRECOPY
+ *   DONE     --start-->      PRECOPY
+ *   PRECOPY  --switchover--> SWITCHED
+ *   SWITCHED --complete-->   DONE
+ *   PRECOPY, SWITCHED --cancel / failure--> IDLE */
+static const uint32_t allowed[] = {
+	[PRECOPY_ENGINE_IDLE] = OP_START,
+	[PRECOPY_ENGINE_PRECOPY] = OP_SYNC | OP_PAGES | OP_PUMP | OP_ACCOUNT | OP_DECIDE | OP_RP | OP_SWITCHOVER,
+	[PRECOPY_ENGINE_SWITCHED] = OP_PAGES | OP_ACCOUNT | OP_COMPLETE,
+	[PRECOPY_ENGINE_DONE] = OP_START,
+};
+
+int eng_allowed(const struct precopy_engine *e, uint32_t op)
+{
+	return (allowed[e->phase] & op) != 0;
+}
+
+uint64_t eng_now(const struct precopy_engine *e)
+{
+	return e->cfg.clock.now_ns(e->cfg.clock.ctx);
+}
+
+void eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e->err)
+		return; /* the first failure is the one to report */
+	e->err = err;
+	va_start(ap, fmt);
+	vsnprintf(e->errmsg, sizeof(e->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+uint32_t eng_dev_state(const struct edev *d)
+{
+	struct precopy_vfio_dev_status st;
+
+	if (precopy_vfio_dev_status(d->vd, &st) < 0)
+		return VFIO_DEVICE_STATE_ERROR;
+	return st.state;
+}
+
+int eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
+{
+	struct precopy_vfio_dev_status before, after;
+	uint64_t t0, dt;
+	int r;
+
+	d->trans_last = 0;
+	precopy_vfio_dev_status(d->vd, &before);
+	if (before.state == target)
+		return 0;
+	t0 = eng_now(e);
+	r = precopy_vfio_dev_set_state(d->vd, target, recover);
+	dt = eng_now(e) - t0;
+	precopy_vfio_dev_status(d->vd, &after);
+	if (r < 0) {
+		d->err = r;
+		d->recovered = after.recovered;
+		d->was_reset = after.was_reset;
+		return r;
+	}
+	d->trans_last = dt;
+	if (after.arcs > before.arcs) {
+		uint64_t per_arc = dt / (after.arcs - before.arcs);
+		/* even weight to the history and the new measurement */
+		d->trans_est = d->trans_est ? d->trans_est / 2 + per_arc / 2 : per_arc;
+	}
+	return 0;
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+static int is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static int printable(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > PRECOPY_STREAM_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+	const struct precopy_ram_slot *x = a, *y = b;
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+static int check_config(const struct precopy_engine_config *c)
+{
+	uint64_t ps;
+
+	if (!c || c->version != PRECOPY_ENGINE_CONFIG_VERSION || !c->clock.now_ns ||
+	    precopy_sys_validate(c->sys) < 0 || !c->slots || !c->nslots)
+		return -EINVAL;
+	ps = c->slots[0].page_size;
+	if (ps < 4096 || !is_pow2(ps))
+		return -EINVAL;
+	for (uint32_t i = 0; i < c->nslots; i++) {
+		const struct precopy_ram_slot *s = &c->slots[i];
+		if (s->page_size != ps || !s->size || (s->gpa | s->size) & (ps - 1) || s->gpa > UINT64_MAX - s->size)
+			return -EINVAL;
+	}
+	if (c->ram_source == PRECOPY_RAM_BITMAP) {
+		if (!c->ram_bitmap || !c->ram_bitmap->words)
+			return -EINVAL;
+	} else if (c->ram_source == PRECOPY_RAM_KVM) {
+		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE)
+			return -EINVAL;
+	} else {
+		return -EINVAL;
+	}
+	if (c->ndevices && !c->devices)
+		return -EINVAL;
+	if (c->ndevices > PRECOPY_STREAM_CAP_MAX_DEVICES)
+		return -E2BIG;
+	for (uint32_t i = 0; i < c->ndevices; i++) {
+		const struct precopy_engine_device *d = &c->devices[i];
+		if (d->id == PRECOPY_STREAM_DEV_NONE || d->device_fd < 0 || (d->name && !printable(d->name)) ||
+		    d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
+			return -EINVAL;
+		for (uint32_t j = 0; j < i; j++)
+			if (c->devices[j].id == d->id)
+				return -EINVAL;
+	}
+	if ((c->stream_fd >= 0) == (c->sink != NULL))
+		return -EINVAL;
+	if (c->max_chunk && (c->max_chunk < 4096 || c->max_chunk > PRECOPY_STREAM_DEFAULT_MAX_CHUNK))
+		return -EINVAL;
+	return 0;
+}
+
+static int setup_slots(struct precopy_engine *e)
+{
+	const struct precopy_engine_config *c = &e->cfg;
+	uint64_t end;
+
+	e->slots = malloc(c->nslots * sizeof(*e->slots));
+	if (!e->slots)
+		return -ENOMEM;
+	memcpy(e->slots, c->slots, c->nslots * sizeof(*e->slots));
+	qsort(e->slots, c->nslots, sizeof(*e->slots), cmp_slot);
+	for (uint32_t i = 1; i < c->nslots; i++)
+		if (e->slots[i].gpa < e->slots[i - 1].gpa + e->slots[i - 1].size)
+			return -EINVAL; /* overlap */
+	e->cfg.slots = e->slots;
+	e->ps = e->slots[0].page_size;
+	e->base = e->slots[0].gpa;
+	end = e->slots[c->nslots - 1].gpa + e->slots[c->nslots - 1].size;
+	e->log.nbits = (end - e->base) / e->ps;
+	if (c->ram_source == PRECOPY_RAM_BITMAP && c->ram_bitmap->nbits != e->log.nbits)
+		return -EINVAL;
+	return 0;
+}
+
+static int setup_kvm(struct precopy_engine *e)
+{
+	int err;
+
+	e->kvm = precopy_kvm_log_new(e->cfg.sys, e->cfg.kvm_vm_fd, &e->cfg.kvm, &err);
+	if (!e->kvm)
+		return err;
+	for (uint32_t i = 0; i < e->cfg.nslots; i++) {
+		const struct precopy_ram_slot *s = &e->slots[i];
+		struct precopy_kvm_slot ks = {
+			.slot = s->kvm_slot,
+			.flags = s->kvm_flags,
+			.guest_phys_addr = s->gpa,
+			.memory_size = s->size,
+			.userspace_addr = s->userspace_addr,
+			.log = &e->log,
+			.log_bit = (s->gpa - e->base) / e->ps,
+		};
+		int r = precopy_kvm_log_add_slot(e->kvm, &ks);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int setup_devices(struct precopy_engine *e)
+{
+	const struct precopy_engine_config *c = &e->cfg;
+	int err;
+
+	e->ndev = c->ndevices;
+	if (!e->ndev)
+		return 0;
+	e->devs = calloc(e->ndev, sizeof(*e->devs));
+	e->dstat = calloc(e->ndev, sizeof(*e->dstat));
+	if (!e->devs || !e->dstat)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		struct precopy_vfio_dev_status st;
+
+		d->cfg = c->devices[i];
+		snprintf(d->name, sizeof(d->name), "%s", d->cfg.name ? d->cfg.name : "");
+		d->cfg.name = d->name;
+		d->trans_est = d->cfg.transition_ns;
+		d->vd = precopy_vfio_dev_new(c->sys, d->cfg.device_fd, &err);
+		if (!d->vd)
+			return err;
+		precopy_vfio_dev_status(d->vd, &st);
+		d->mig_flags = st.mig_flags;
+		if (!(d->cfg.flags & PRECOPY_ENGINE_DEV_NO_DMA_LOG)) {
+			d->dma = precopy_vfio_dma_log_new(c->sys, d->cfg.device_fd, 0, 0, &err);
+			if (!d->dma && err != -EOPNOTSUPP)
+				return err;
+		}
+	}
+	e->cfg.devices = NULL; /* the copies live in e->devs */
+	return 0;
+}
+
+PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err)
+{
+	struct precopy_engine *e;
+	int r = check_config(cfg);
+
+	if (r < 0)
+		goto fail;
+	r = -ENOMEM;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		goto fail;
+	e->cfg = *cfg;
+	if (!e->cfg.max_chunk)
+		e->cfg.max_chunk = DEFAULT_CHUNK;
+	if (!e->cfg.io_timeout_ns)
+		e->cfg.io_timeout_ns = 10000000000ull;
+	if (!e->cfg.poll_interval_ms)
+		e->cfg.poll_interval_ms = 10;
+	if (!e->cfg.exact_margin_pct)
+		e->cfg.exact_margin_pct = 200;
+	e->est = precopy_estimator_new(&e->cfg.policy, &r);
+	if (!e->est)
+		goto fail_free;
+	r = setup_slots(e);
+	if (r < 0)
+		goto fail_free;
+	r = eng_log_alloc(e);
+	if (r < 0)
+		goto fail_free;
+	if (e->cfg.ram_source == PRECOPY_RAM_KVM) {
+		r = setup_kvm(e);
+		if (r < 0)
+			goto fail_free;
+	}
+	r = setup_devices(e);
+	if (r < 0)
+		goto fail_free;
+	if (err)
+		*err = 0;
+	return e;
+fail_free:
+	precopy_engine_free(e);
+fail:
+	if (err)
+		*err = r;
+	return NULL;
+}
+
+PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
+{
+	if (!e)
+		return;
+	precopy_engine_cancel(e);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		precopy_dirty_source_free(e->devs[i].dma);
+		precopy_vfio_dev_free(e->devs[i].vd);
+	}
+	free(e->devs);
+	free(e->dstat);
+	precopy_kvm_log_free(e->kvm);
+	precopy_bitmap_free(&e->log);
+	precopy_estimator_free(e->est);
+	free(e->slots);
+	free(e);
+}
+
+PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_fd, void *ring)
+{
+	if (!e || !e->kvm || e->cfg.kvm.mode != PRECOPY_KVM_LOG_RING)
+		return -EINVAL;
+	if (e->phase == PRECOPY_ENGINE_PRECOPY || e->phase == PRECOPY_ENGINE_SWITCHED)
+		return -EBUSY;
+	return precopy_kvm_log_add_vcpu(e->kvm, vcpu_fd, ring);
+}
+
+/* ---- start ------------------------------------------------------------------ */
+
+static void reset_migration(struct precopy_engine *e)
+{
+	int r;
+
+	precopy_estimator_free(e->est);
+	e->est = precopy_estimator_new(&e->cfg.policy, &r); /* validated at new: cannot be EINVAL */
+	e->iterations = 0;
+	e->have_decision = 0;
+	e->last_bw = e->last_expected = 0;
+	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;
+	e->need_ack = e->acked = e->switch_decided = e->rp_eof = 0;
+	e->cursor = 0;
+	e->err = 0;
+	e->errmsg[0] = 0;
+	memset(&e->dt, 0, sizeof(e->dt));
+	memset(&e->last_iter, 0, sizeof(e->last_iter));
+	memset(&e->last_in, 0, sizeof(e->last_in));
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		d->tracking_src = NULL;
+		d->tracking = 0;
+		d->pre_copy = d->initial_sent = d->idle = d->err = d->recovered = d->was_reset = 0;
+		d->init_left = d->dirty = d->dirty_prev = d->dirty_read = d->bytes_sent = 0;
+		d->stop_copy = 0;
+		d->sc_known = 0;
+	}
+}
+
+PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
+{
+	int r;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_START))
+		return -EBUSY;
+	reset_migration(e);
+	if (!e->est)
+		return -ENOMEM;
+	e->migrations++;
+	e->phase = PRECOPY_ENGINE_PRECOPY;
+	r = eng_stream_open(e);
+	if (r < 0) {
+		eng_seterr(e, r, "start: stream buffers: %s", strerror(-r));
+		return eng_fail(e, r);
+	}
+	if (e->kvm) {
+		r = precopy_kvm_log_start(e->kvm);
+		if (r < 0) {
+			eng_seterr(e, r, "start: KVM dirty logging: %s", strerror(-r));
+			return eng_fail(e, r);
+		}
+		e->kvm_started = 1;
+	}
+	/* Every page is dirty at the start: the first pass sends all RAM. The
+	 * harvest of the caller's bitmap that follows is what it dirtied. */
+	precopy_bitmap_zero(&e->log);
+	e->dirty_count = 0;
+	eng_log_mark_all(e);
+	r = eng_tracking_start(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+
+		if (!(d->mig_flags & VFIO_MIGRATION_PRE_COPY))
+			continue;
+		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0) {
+			eng_seterr(e, r, "start: device %u: RUNNING -> PRE_COPY: %s", d->cfg.id, strerror(-r));
+			return eng_fail(e, r);
+		}
+		d->pre_copy = 1;
+		e->need_ack = 1;
+		r = eng_dev_refresh_info(e, d, 1); /* the first info starts the countdown */
+		if (r < 0)
+			return eng_fail(e, r);
+	}
+	r = eng_emit_setup_all(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		r = eng_dev_initial_check(e, &e->devs[i]);
+		if (r < 0)
+			return eng_fail(e, r);
+	}
+	return 0;
+}
+
+/* ---- cancel and failure ------------------------------------------------------ */
+
+/* Undo everything the migration set up. Returns the first -errno met. */
+static int unwind(struct precopy_engine *e)
+{
+	int first = 0, r;
+
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+
+		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0 && !first)
+			first = r;
+		/* any session left (e.g. the device was reset) is closed */
+		precopy_vfio_dev_end_session(d->vd);
+	}
+	r = eng_tracking_stop(e);
+	if (r < 0 && !first)
+		first = r;
+	if (e->kvm_started) {
+		r = precopy_kvm_log_stop(e->kvm);
+		if (r < 0 && !first)
+			first = r;
+		e->kvm_started = 0;
+	}
+	eng_stream_close(e);
+	e->phase = PRECOPY_ENGINE_IDLE;
+	return first;
+}
+
+int eng_fail(struct precopy_engine *e, int err)
+{
+	unwind(e);
+	return err;
+}
+
+PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (e->phase != PRECOPY_ENGINE_PRECOPY && e->phase != PRECOPY_ENGINE_SWITCHED)
+		return 0;
+	return unwind(e);
+}
+
+PRECOPY_API const char *precopy_engine_strerror(const struct precopy_engine *e)
+{
+	return e ? e->errmsg : "";
+}
+
+PRECOPY_API int precopy_engine_error(const struct precopy_engine *e)
+{
+	return e ? e->err : -EINVAL;
+}

@@ -1,0 +1,123 @@
+/* The source engine's private state, shared by engine/engine.c (config,
+ * lifecycle, per-device status), engine/sync.c (dirty harvest, page
+ * hand-out), engine/devio.c (stream and return path, device pre-copy data),
+ * engine/estimate.c (cheap and exact estimates, decisions),
+ * engine/switchover.c and engine/stats.c. Not installed. */
+#ifndef PRECOPY_ENGINE_INTERNAL_H
+#define PRECOPY_ENGINE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "precopy/engine.h"
+
+/* One device: configuration, handles and this migration's status. Nothing
+ * here is shared between devices or engines. */
+struct edev {
+	struct precopy_engine_device cfg;
+	char name[PRECOPY_STREAM_NAME_MAX + 1];
+	struct precopy_vfio_dev *vd;
+	struct precopy_dirty_source *dma;     /* own DMA log source, NULL if none */
+	uint64_t mig_flags;
+	/* this migration */
+	struct precopy_dirty_source *tracking_src; /* dma, cfg.tracker or NULL */
+	uint32_t tracking;                    /* enum precopy_engine_tracking */
+	int pre_copy;                         /* moved to PRE_COPY at start */
+	uint64_t init_left;                   /* initial bytes not yet sent */
+	uint64_t dirty;                       /* last precopy info dirty_bytes */
+	uint64_t dirty_prev;                  /* dirty at the previous record */
+	uint64_t dirty_read;                  /* dirty bytes read since that record */
+	int initial_sent;
+	uint64_t stop_copy;
+	int sc_known;
+	uint64_t bytes_sent;
+	int idle;                             /* pump: nothing now */
+	uint64_t call_left;                   /* pump without budget: bytes left this call */
+	int err;
+	int recovered, was_reset;
+	/* survives migrations: the transition estimate */
+	uint64_t trans_est;                   /* ns per arc */
+	uint64_t trans_last;                  /* latest measured set_state */
+};
+
+enum {
+	OP_START = 1u << 0,
+	OP_SYNC = 1u << 1,
+	OP_PAGES = 1u << 2,
+	OP_PUMP = 1u << 3,
+	OP_ACCOUNT = 1u << 4,
+	OP_DECIDE = 1u << 5,
+	OP_RP = 1u << 6,
+	OP_SWITCHOVER = 1u << 7,
+	OP_COMPLETE = 1u << 8,
+};
+
+struct precopy_engine {
+	struct precopy_engine_config cfg;     /* slots/devices point at the copies below */
+	struct precopy_ram_slot *slots;
+	struct edev *devs;
+	uint32_t ndev;
+	uint32_t phase;                       /* enum precopy_engine_phase */
+	/* RAM log */
+	struct precopy_bitmap log;
+	uint64_t base, ps;                    /* guest address of bit 0, page size */
+	struct precopy_kvm_log *kvm;
+	int kvm_started;
+	uint64_t dirty_count;                 /* bits set in log */
+	uint64_t cursor;                      /* next_pages position */
+	uint64_t last_sync_pending;           /* dirty_count right after the latest sync */
+	/* stream and return path (allocated at start, freed at the end) */
+	uint8_t *rec, *payload;               /* record and payload buffers */
+	size_t rec_cap;
+	struct precopy_stream_rp_decoder *rp;
+	int rp_eof;
+	int need_ack, acked, switch_decided;
+	/* the iteration being accounted */
+	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;
+	/* estimator and decisions */
+	struct precopy_estimator *est;
+	struct precopy_device_status *dstat;  /* ndev entries, what decide fed */
+	struct precopy_engine_decide_input last_in;
+	int have_decision;
+	uint64_t last_bw;
+	uint64_t last_expected;
+	struct precopy_engine_iter_stats last_iter;
+	uint64_t iterations, migrations;
+	/* switchover */
+	uint64_t sw_start_ns;
+	struct precopy_engine_downtime dt;
+	/* errors */
+	int err;
+	char errmsg[256];
+};
+
+/* engine.c */
+int eng_allowed(const struct precopy_engine *e, uint32_t op);
+uint64_t eng_now(const struct precopy_engine *e);
+void eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Cancel after a failure: keeps e->err / errmsg, returns err. */
+int eng_fail(struct precopy_engine *e, int err);
+/* Move a device, measuring the latency into its estimate. */
+int eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover);
+uint32_t eng_dev_state(const struct edev *d);
+
+/* sync.c */
+int eng_log_alloc(struct precopy_engine *e);
+int eng_tracking_start(struct precopy_engine *e);
+int eng_tracking_stop(struct precopy_engine *e);
+void eng_log_mark_all(struct precopy_engine *e);
+int64_t eng_sync(struct precopy_engine *e);
+
+/* devio.c */
+int eng_stream_open(struct precopy_engine *e);
+void eng_stream_close(struct precopy_engine *e);
+int eng_emit(struct precopy_engine *e, const void *buf, size_t len);
+int eng_emit_setup_all(struct precopy_engine *e);
+int eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
+/* Fresh precopy info (dirty bytes; with first, the initial countdown). */
+int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
+int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d);
+int eng_rp_poll(struct precopy_engine *e);
+int eng_ack(struct precopy_engine *e);
+
+#endif /* PRECOPY_ENGINE_INTERNAL_H */

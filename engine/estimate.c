@@ -1,0 +1,197 @@
+/* Feeding the estimator (engine/decide.c): the VMM's account of each
+ * iteration, the cheap estimate (cached device sizes, RAM pending at the
+ * last sync) and the exact query (fresh precopy info and stop-copy sizes,
+ * a RAM sync) that runs when the cheap one says switchover may be near,
+ * then one record and one decision per iteration. No arithmetic of its
+ * own beyond unit conversion: the model and the policy live in decide.c. */
+#include <errno.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "../ioctl/uapi_compat.h"
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+	return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
+{
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_ACCOUNT))
+		return -EBUSY;
+	if (e->phase == PRECOPY_ENGINE_SWITCHED) {
+		e->dt.final_ram_ns = sat_add(e->dt.final_ram_ns, send_ns);
+		return 0;
+	}
+	e->it_ram_bytes = sat_add(e->it_ram_bytes, ram_bytes);
+	e->it_send_ns = sat_add(e->it_send_ns, send_ns);
+	return 0;
+}
+
+/* Arcs a device still has to take into STOP_COPY inside the downtime. */
+static uint64_t arcs_to_stop_copy(const struct edev *d)
+{
+	int n = precopy_vfio_fsm_path(eng_dev_state(d), VFIO_DEVICE_STATE_STOP_COPY, d->mig_flags, NULL, 0);
+
+	return n > 0 ? (uint64_t)n : 1;
+}
+
+static void fill_status(struct precopy_engine *e)
+{
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		const struct edev *d = &e->devs[i];
+		struct precopy_device_status *s = &e->dstat[i];
+
+		memset(s, 0, sizeof(*s));
+		s->stop_copy_bytes = d->stop_copy;
+		s->stop_copy_known = (uint8_t)d->sc_known;
+		s->pre_copy = (uint8_t)d->pre_copy;
+		if (d->pre_copy) {
+			s->initial_bytes = d->init_left;
+			s->dirty_bytes = d->dirty;
+		}
+		s->transition_ns = sat_mul(d->trans_est, arcs_to_stop_copy(d));
+	}
+}
+
+/* Fresh sizes from every device, then a RAM sync. A failed stop-copy size
+ * query leaves the size unknown (switchover blocked); a failed precopy
+ * info or sync fails the migration. */
+static int exact_query(struct precopy_engine *e)
+{
+	int64_t n;
+
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		uint64_t sz = 0;
+		int r = eng_dev_refresh_info(e, d, 0);
+
+		if (r < 0)
+			return r;
+		r = precopy_vfio_dev_stop_copy_size(d->vd, &sz);
+		d->sc_known = r == 0;
+		d->stop_copy = r == 0 ? sz : 0;
+	}
+	n = eng_sync(e);
+	return n < 0 ? (int)n : 0;
+}
+
+/* Does the cheap estimate say switchover may be near? */
+static int near(struct precopy_engine *e)
+{
+	struct precopy_decision tmp;
+	uint64_t bw = e->cfg.policy.switchover_bw_Bps ? e->cfg.policy.switchover_bw_Bps : e->last_bw;
+	uint64_t limit = e->cfg.policy.downtime_limit_ns;
+
+	if (!e->have_decision || !bw)
+		return 1;
+	for (uint32_t i = 0; i < e->ndev; i++)
+		if (!e->devs[i].sc_known)
+			return 1; /* retry the size that blocks switchover */
+	precopy_downtime_model(sat_mul(e->last_sync_pending, e->ps), e->dstat, e->ndev, bw,
+			       e->cfg.policy.fixed_downtime_ns, &tmp);
+	return tmp.expected_downtime_ns / 100 <= limit / 100 * e->cfg.exact_margin_pct;
+}
+
+static void iter_stats(struct precopy_engine *e, const struct precopy_decision *d, int exact)
+{
+	struct precopy_engine_iter_stats *s = &e->last_iter;
+
+	s->iteration = e->iterations;
+	s->end_ns = e->last_in.iteration.end_ns;
+	s->dirty_pages = e->it_dirty_pages;
+	s->ram_bytes = e->it_ram_bytes;
+	s->device_bytes = e->it_dev_bytes;
+	s->bandwidth_Bps = d->bandwidth_Bps;
+	s->ram_pending = d->ram_pending;
+	s->device_precopy = d->device_precopy;
+	s->device_stop_copy = d->device_stop_copy;
+	s->expected_downtime_ns = d->expected_downtime_ns;
+	s->rho = d->rho;
+	s->predicted_time_ns = d->predicted_time_ns;
+	s->throttle = d->throttle;
+	s->action = d->action;
+	s->exact = exact;
+}
+
+PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_decision *d)
+{
+	struct precopy_iteration it;
+	uint64_t now, dev_dirtied = 0;
+	int exact, r;
+
+	if (!e || !d)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_DECIDE))
+		return -EBUSY;
+	r = eng_rp_poll(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	fill_status(e);
+	exact = near(e);
+	if (exact) {
+		r = exact_query(e);
+		if (r < 0)
+			return eng_fail(e, r);
+		fill_status(e);
+	}
+	now = eng_now(e);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *dv = &e->devs[i];
+		uint64_t grown = sat_add(dv->dirty, dv->dirty_read);
+
+		if (dv->pre_copy && grown > dv->dirty_prev)
+			dev_dirtied = sat_add(dev_dirtied, grown - dv->dirty_prev);
+		dv->dirty_prev = dv->dirty;
+		dv->dirty_read = 0;
+	}
+	memset(&it, 0, sizeof(it));
+	it.end_ns = now;
+	it.send_ns = sat_add(e->it_send_ns, e->it_dev_ns);
+	it.bytes_sent = sat_add(e->it_ram_bytes, e->it_dev_bytes);
+	it.dirtied_bytes = sat_add(sat_mul(e->it_dirty_pages, e->ps), dev_dirtied);
+	it.ram_pending = sat_mul(exact ? e->dirty_count : e->last_sync_pending, e->ps);
+	r = precopy_estimator_record(e->est, &it);
+	if (r < 0) {
+		eng_seterr(e, r, "decide: the clock went backwards");
+		return eng_fail(e, r);
+	}
+	e->iterations++;
+	r = precopy_estimator_decide(e->est, e->dstat, e->ndev, e->acked, now, d);
+	if (r < 0) {
+		eng_seterr(e, r, "decide: estimator: %s", strerror(-r));
+		return eng_fail(e, r);
+	}
+	e->last_in.iteration = it;
+	e->last_in.ack_received = e->acked;
+	e->last_in.now_ns = now;
+	e->last_in.exact = exact;
+	e->have_decision = 1;
+	e->last_bw = d->bandwidth_Bps;
+	e->last_expected = d->expected_downtime_ns;
+	iter_stats(e, d, exact);
+	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;
+	if (d->action == PRECOPY_SWITCHOVER || d->action == PRECOPY_FORCE_SWITCHOVER)
+		e->switch_decided = 1;
+	return 0;
+}
+
+PRECOPY_API int precopy_engine_last_input(const struct precopy_engine *e, struct precopy_engine_decide_input *in,
+					  struct precopy_device_status *devs, size_t max)
+{
+	if (!e || !in || (max && !devs))
+		return -EINVAL;
+	if (!e->have_decision)
+		return -ENOENT;
+	*in = e->last_in;
+	for (size_t i = 0; i < max && i < e->ndev; i++)
+		devs[i] = e->dstat[i];
+	return (int)e->ndev;
+}

@@ -1,0 +1,145 @@
+/* Switchover and completion on the source: quiesce every device (P2P
+ * states) before stopping any, STOP_COPY, the final sync once nothing can
+ * dirty memory any more, every device's state to its end of data, the end
+ * of the stream; then, after the downtime window, DMA logging off and the
+ * devices STOP_COPY -> STOP. */
+#include <errno.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "../ioctl/uapi_compat.h"
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Move every device to the quiesced state that matches where it is:
+ * RUNNING -> RUNNING_P2P, PRE_COPY -> PRE_COPY_P2P, for devices with P2P. */
+static int quiesce_all(struct precopy_engine *e)
+{
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		uint32_t cur = eng_dev_state(d), target;
+		int r;
+
+		if (!(d->mig_flags & VFIO_MIGRATION_P2P))
+			continue;
+		target = cur == VFIO_DEVICE_STATE_PRE_COPY ? VFIO_DEVICE_STATE_PRE_COPY_P2P : VFIO_DEVICE_STATE_RUNNING_P2P;
+		r = eng_dev_move(e, d, target, VFIO_DEVICE_STATE_RUNNING);
+		e->dt.transitions_ns = sat_add(e->dt.transitions_ns, d->trans_last);
+		if (r < 0) {
+			eng_seterr(e, r, "switchover: device %u: %s -> %s: %s", d->cfg.id, precopy_vfio_state_name(cur),
+				   precopy_vfio_state_name(target), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int stop_copy_all(struct precopy_engine *e)
+{
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		uint32_t cur = eng_dev_state(d);
+		int r = eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_RUNNING);
+
+		e->dt.transitions_ns = sat_add(e->dt.transitions_ns, d->trans_last);
+		if (r < 0) {
+			eng_seterr(e, r, "switchover: device %u: %s -> STOP_COPY: %s", d->cfg.id,
+				   precopy_vfio_state_name(cur), strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
+{
+	uint64_t t;
+	int64_t n;
+	int r;
+	uint8_t *rec;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_SWITCHOVER))
+		return -EBUSY;
+	/* An ACK (or an error) still queued on the return path is judged now. */
+	r = eng_rp_poll(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	e->switch_decided = 1;
+	memset(&e->dt, 0, sizeof(e->dt));
+	e->dt.fixed_ns = e->cfg.policy.fixed_downtime_ns;
+	e->dt.expected_ns = e->last_expected;
+	e->sw_start_ns = eng_now(e);
+	for (uint32_t i = 0; i < e->ndev; i++)
+		e->devs[i].trans_last = 0;
+	r = quiesce_all(e);
+	if (r == 0)
+		r = stop_copy_all(e);
+	if (r < 0)
+		return eng_fail(e, r);
+	/* vCPUs (the VMM) and devices are stopped: nothing dirties RAM now. */
+	n = eng_sync(e);
+	if (n < 0)
+		return eng_fail(e, (int)n);
+	e->dt.final_ram_pages = e->dirty_count;
+	t = eng_now(e);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		n = eng_dev_drain(e, &e->devs[i]);
+		if (n < 0)
+			return eng_fail(e, (int)n);
+		e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
+	}
+	rec = e->rec;
+	r = precopy_stream_encode_stream_end(rec, e->rec_cap);
+	if (r > 0)
+		r = eng_emit(e, rec, (size_t)r);
+	if (r < 0)
+		return eng_fail(e, r);
+	e->dt.device_drain_ns = eng_now(e) - t;
+	e->phase = PRECOPY_ENGINE_SWITCHED;
+	return 0;
+}
+
+PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
+{
+	int first = 0, r;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_COMPLETE))
+		return -EBUSY;
+	/* The downtime window closed when the VMM called us. */
+	e->dt.total_ns = eng_now(e) - e->sw_start_ns;
+	r = eng_tracking_stop(e);
+	if (r < 0) {
+		first = r;
+		eng_seterr(e, r, "complete: stopping dirty tracking: %s", strerror(-r));
+	}
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+
+		/* STOP_COPY -> STOP ends the session; recovery is pointless here:
+		 * the guest runs on the destination. */
+		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_ERROR);
+		if (r < 0 && !first) {
+			first = r;
+			eng_seterr(e, r, "complete: device %u: STOP_COPY -> STOP: %s", d->cfg.id, strerror(-r));
+		}
+		precopy_vfio_dev_end_session(d->vd);
+	}
+	if (e->kvm_started) {
+		r = precopy_kvm_log_stop(e->kvm);
+		e->kvm_started = 0;
+		if (r < 0 && !first) {
+			first = r;
+			eng_seterr(e, r, "complete: KVM dirty logging off: %s", strerror(-r));
+		}
+	}
+	eng_stream_close(e);
+	e->phase = PRECOPY_ENGINE_DONE;
+	return first;
+}

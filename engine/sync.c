@@ -1,0 +1,212 @@
+/* The RAM dirty log: its allocation, the harvest of the RAM dirty source
+ * (KVM or the caller's live bitmap) and of every device's DMA log into it,
+ * and the hand-out of dirty page runs to the VMM. Device logs are merged
+ * chunk-wise through their dirty source's bounded buffer; the caller's live
+ * bitmap is harvested word by word (snapshot-and-clear): no per-page work
+ * and no second full-size bitmap. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+int eng_log_alloc(struct precopy_engine *e)
+{
+	uint64_t nbits = e->log.nbits;
+
+	return precopy_bitmap_alloc(&e->log, nbits, PRECOPY_NUMA_LOCAL);
+}
+
+/* Set every page of every slot (holes between slots stay clear); returns
+ * the pages newly set. */
+static uint64_t set_all(struct precopy_engine *e)
+{
+	uint64_t total = 0;
+
+	for (uint32_t i = 0; i < e->cfg.nslots; i++) {
+		const struct precopy_ram_slot *s = &e->slots[i];
+		int64_t n = precopy_bitmap_set_range(&e->log, (s->gpa - e->base) / e->ps, s->size / e->ps);
+
+		if (n > 0)
+			total += (uint64_t)n;
+	}
+	return total;
+}
+
+void eng_log_mark_all(struct precopy_engine *e)
+{
+	uint64_t n = set_all(e);
+
+	e->dirty_count += n;
+	e->it_dirty_pages += n;
+}
+
+static struct precopy_dirty_range *slot_ranges(struct precopy_engine *e)
+{
+	struct precopy_dirty_range *r = malloc(e->cfg.nslots * sizeof(*r));
+
+	if (!r)
+		return NULL;
+	for (uint32_t i = 0; i < e->cfg.nslots; i++) {
+		r[i].iova = e->slots[i].gpa;
+		r[i].length = e->slots[i].size;
+	}
+	return r;
+}
+
+/* Start each device's dirty tracking on the RAM slots: its own DMA log, the
+ * configured tracker, or nothing (every sync then marks all RAM dirty). */
+int eng_tracking_start(struct precopy_engine *e)
+{
+	struct precopy_dirty_range *ranges;
+	int r = 0;
+
+	if (!e->ndev)
+		return 0;
+	ranges = slot_ranges(e);
+	if (!ranges) {
+		eng_seterr(e, -ENOMEM, "start: dirty tracking: out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < e->ndev && r == 0; i++) {
+		struct edev *d = &e->devs[i];
+		struct precopy_dirty_source *src = d->dma ? d->dma : d->cfg.tracker;
+
+		if (!src) {
+			d->tracking = PRECOPY_TRACK_ALL;
+			continue;
+		}
+		r = precopy_dirty_source_start(src, ranges, e->cfg.nslots, e->ps);
+		if (r < 0) {
+			d->err = r;
+			eng_seterr(e, r, "start: device %u: %s start: %s", d->cfg.id,
+				   d->dma ? "DMA logging" : "dirty tracker", strerror(-r));
+			break;
+		}
+		d->tracking_src = src;
+		d->tracking = d->dma ? PRECOPY_TRACK_DMA_LOG : PRECOPY_TRACK_TRACKER;
+	}
+	free(ranges);
+	return r;
+}
+
+/* Stop every started tracker. Returns the first -errno. */
+int eng_tracking_stop(struct precopy_engine *e)
+{
+	int first = 0;
+
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		int r;
+
+		if (!d->tracking_src)
+			continue;
+		r = precopy_dirty_source_stop(d->tracking_src);
+		d->tracking_src = NULL;
+		if (r < 0 && !first) {
+			first = r;
+			d->err = r;
+		}
+	}
+	return first;
+}
+
+/* Harvest everything into the log. Returns pages newly dirty or -errno
+ * (with the error recorded; what could be merged was merged, and a device
+ * whose report failed had its ranges marked dirty). */
+int64_t eng_sync(struct precopy_engine *e)
+{
+	uint64_t newly = 0;
+	int first = 0;
+
+	if (e->cfg.ram_source == PRECOPY_RAM_BITMAP) {
+		int64_t n = precopy_bitmap_harvest(e->cfg.ram_bitmap, &e->log);
+		if (n < 0) {
+			eng_seterr(e, (int)n, "sync: RAM bitmap harvest: %s", strerror((int)-n));
+			return n;
+		}
+		newly += (uint64_t)n;
+	} else {
+		int64_t n = precopy_kvm_log_sync(e->kvm);
+		if (n < 0) {
+			eng_seterr(e, (int)n, "sync: KVM dirty log: %s", strerror((int)-n));
+			first = (int)n;
+		} else {
+			newly += (uint64_t)n;
+		}
+	}
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		uint64_t nd = 0;
+		int r;
+
+		if (d->tracking == PRECOPY_TRACK_ALL) {
+			/* no tracking: whatever it wrote could be anywhere */
+			newly += set_all(e);
+			continue;
+		}
+		if (!d->tracking_src)
+			continue;
+		r = precopy_dirty_source_report(d->tracking_src, &e->log, e->base, e->ps, &nd);
+		newly += nd;
+		if (r < 0) {
+			d->err = r;
+			eng_seterr(e, r, "sync: device %u: dirty log report: %s", d->cfg.id, strerror(-r));
+			if (!first)
+				first = r;
+		}
+	}
+	e->dirty_count += newly;
+	e->it_dirty_pages += newly;
+	e->cursor = 0;
+	e->last_sync_pending = e->dirty_count;
+	return first ? first : (int64_t)newly;
+}
+
+PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e)
+{
+	int64_t n;
+
+	if (!e)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_SYNC))
+		return -EBUSY;
+	n = eng_sync(e);
+	if (n < 0)
+		return eng_fail(e, (int)n);
+	return n;
+}
+
+PRECOPY_API int64_t precopy_engine_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs,
+					      size_t max_runs, uint64_t max_pages)
+{
+	uint64_t pages = 0;
+	size_t n = 0;
+
+	if (!e || !runs || !max_runs)
+		return -EINVAL;
+	if (!eng_allowed(e, OP_PAGES))
+		return -EBUSY;
+	while (n < max_runs && (!max_pages || pages < max_pages)) {
+		struct precopy_page_run run;
+		uint64_t cur = e->cursor, take;
+		int64_t k = precopy_bitmap_runs(&e->log, &cur, &run, 1), cleared;
+
+		if (k <= 0) {
+			e->cursor = e->log.nbits;
+			break;
+		}
+		take = run.count;
+		if (max_pages && take > max_pages - pages)
+			take = max_pages - pages;
+		cleared = precopy_bitmap_clear_range(&e->log, run.first, take);
+		if (cleared > 0)
+			e->dirty_count -= (uint64_t)cleared;
+		runs[n].gpa = e->base + run.first * e->ps;
+		runs[n].pages = take;
+		n++;
+		pages += take;
+		e->cursor = run.first + take;
+	}
+	return (int64_t)n;
+}
