@@ -22,23 +22,52 @@ static inline __m512i or_vec(uint64_t *d, __m512i s, __mmask8 m, __m512i acc)
 	return _mm512_add_epi64(acc, _mm512_popcnt_epi64(nw));
 }
 
+/* Distance of the software prefetch, in words (8 KiB): far enough ahead to
+ * cover memory latency at full bandwidth; the hardware prefetcher alone
+ * leaves the three streams (source, destination load and store) short. */
+#define PF_WORDS 1024
+
+static inline __m512i merge_line(uint64_t *d, __m512i a, __m512i acc)
+{
+	__m512i old = _mm512_loadu_si512(d);
+
+	_mm512_storeu_si512(d, _mm512_or_si512(old, a));
+	return _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_andnot_si512(old, a)));
+}
+
 static uint64_t v512_or_count(uint64_t *d, const uint64_t *s, size_t n)
 {
-	__m512i acc = _mm512_setzero_si512();
+	__m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
 	size_t i = 0;
 
-	/* Two cache lines per step; an all-zero pair (sparse logs) costs one
-	 * load of the source and no access to the destination at all. */
-	for (; i + 16 <= n; i += 16) {
+	/* Four cache lines per step; an all-zero group (sparse logs) costs the
+	 * source loads only: the destination is neither read nor written. */
+	for (; i + 32 <= n; i += 32) {
 		__m512i a = _mm512_loadu_si512(s + i), b = _mm512_loadu_si512(s + i + 8);
+		__m512i c = _mm512_loadu_si512(s + i + 16), e = _mm512_loadu_si512(s + i + 24);
+		__m512i any = _mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, e));
 
-		if (!_mm512_test_epi64_mask(_mm512_or_si512(a, b), _mm512_or_si512(a, b)))
+		if (i + PF_WORDS + 32 <= n) {
+			_mm_prefetch((const char *)(s + i + PF_WORDS), _MM_HINT_T0);
+			_mm_prefetch((const char *)(s + i + PF_WORDS + 16), _MM_HINT_T0);
+		}
+		if (!_mm512_test_epi64_mask(any, any))
 			continue;
-		__m512i da = _mm512_loadu_si512(d + i), db = _mm512_loadu_si512(d + i + 8);
-		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_andnot_si512(da, a)));
-		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_andnot_si512(db, b)));
-		_mm512_storeu_si512(d + i, _mm512_or_si512(da, a));
-		_mm512_storeu_si512(d + i + 8, _mm512_or_si512(db, b));
+		__mmask8 ka = _mm512_test_epi64_mask(a, a), kb = _mm512_test_epi64_mask(b, b);
+		__mmask8 kc = _mm512_test_epi64_mask(c, c), ke = _mm512_test_epi64_mask(e, e);
+		if (i + PF_WORDS + 32 <= n) {
+			_m_prefetchw(d + i + PF_WORDS);
+			_m_prefetchw(d + i + PF_WORDS + 16);
+		}
+		/* only lines with a dirty bit are read and written */
+		if (ka)
+			acc0 = merge_line(d + i, a, acc0);
+		if (kb)
+			acc1 = merge_line(d + i + 8, b, acc1);
+		if (kc)
+			acc0 = merge_line(d + i + 16, c, acc0);
+		if (ke)
+			acc1 = merge_line(d + i + 24, e, acc1);
 	}
 	for (; i < n; i += 8) {
 		__mmask8 m = n - i >= 8 ? 0xff : tail8(n - i);
@@ -46,34 +75,47 @@ static uint64_t v512_or_count(uint64_t *d, const uint64_t *s, size_t n)
 		__mmask8 nz = _mm512_test_epi64_mask(a, a);
 
 		if (nz)
-			acc = or_vec(d + i, a, nz, acc);
+			acc0 = or_vec(d + i, a, nz, acc0);
 	}
-	return (uint64_t)_mm512_reduce_add_epi64(acc);
+	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1));
 }
 
 static uint64_t v512_or_count_shift(uint64_t *d, const uint64_t *s, size_t n, unsigned sh)
 {
-	__m512i acc = _mm512_setzero_si512(), cnt = _mm512_set1_epi64(sh);
+	__m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+	__m512i cnt = _mm512_set1_epi64(sh);
+	/* s[i - 1 .. i + 6] is built from registers (VALIGNQ) rather than loaded
+	 * at s + i - 1, which would split every load across two cache lines.
+	 * Lane 7 of `last` is s[i - 1]; the masked load reads only that word. */
+	__m512i last = _mm512_maskz_loadu_epi64(0x80, s - 8);
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		__m512i cur = _mm512_loadu_si512(s + i), prev = _mm512_loadu_si512(s + i - 1);
+	for (; i + 16 <= n; i += 16) {
+		__m512i c0 = _mm512_loadu_si512(s + i), c1 = _mm512_loadu_si512(s + i + 8);
+		__m512i p0 = _mm512_alignr_epi64(c0, last, 7), p1 = _mm512_alignr_epi64(c1, c0, 7);
 		/* funnel shift: (cur << sh) | (prev >> (64 - sh)) in one VPSHLDVQ */
-		__m512i v = _mm512_shldv_epi64(cur, prev, cnt);
-		__mmask8 nz = _mm512_test_epi64_mask(v, v);
+		__m512i v0 = _mm512_shldv_epi64(c0, p0, cnt), v1 = _mm512_shldv_epi64(c1, p1, cnt);
+		__m512i any = _mm512_or_si512(v0, v1);
 
-		if (nz)
-			acc = or_vec(d + i, v, 0xff, acc);
+		last = c1;
+		if (i + PF_WORDS + 16 <= n)
+			_mm_prefetch((const char *)(s + i + PF_WORDS), _MM_HINT_T0);
+		if (!_mm512_test_epi64_mask(any, any))
+			continue;
+		if (i + PF_WORDS + 16 <= n)
+			_m_prefetchw(d + i + PF_WORDS);
+		acc0 = merge_line(d + i, v0, acc0);
+		acc1 = merge_line(d + i + 8, v1, acc1);
 	}
-	if (i < n) {
-		__mmask8 m = tail8(n - i);
+	for (; i < n; i += 8) {
+		__mmask8 m = n - i >= 8 ? 0xff : tail8(n - i);
 		__m512i cur = _mm512_maskz_loadu_epi64(m, s + i);
 		__m512i prev = _mm512_maskz_loadu_epi64(m, s + i - 1);
 		__m512i v = _mm512_shldv_epi64(cur, prev, cnt);
 
-		acc = or_vec(d + i, v, m & _mm512_test_epi64_mask(v, v), acc);
+		acc0 = or_vec(d + i, v, m & _mm512_test_epi64_mask(v, v), acc0);
 	}
-	return (uint64_t)_mm512_reduce_add_epi64(acc);
+	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1));
 }
 
 static uint64_t v512_popcount(const uint64_t *w, size_t n)

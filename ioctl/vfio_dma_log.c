@@ -1,37 +1,19 @@
-/* Dirty sources: a small ops table (start, report into the RAM log, stop)
- * and its implementation over VFIO device DMA logging. Reports go chunk by
- * chunk through a bounded buffer straight into the RAM dirty log
- * (precopy_bitmap_merge_chunked), so a device log never needs a full-size
- * bitmap, and a failed chunk marks its whole remaining range dirty. */
+/* Dirty sources: a small ops table (start, report into the RAM log, stop;
+ * see dirty_priv.h), the generic functions over it, and its implementation
+ * over VFIO device DMA logging (container tracking is vfio_container.c).
+ * Reports go chunk by chunk through a bounded buffer straight into the RAM
+ * dirty log (precopy_bitmap_merge_chunked), so a device log never needs a
+ * full-size bitmap, and a failed chunk marks its whole remaining range
+ * dirty. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "precopy/vfio.h"
+#include "dirty_priv.h"
 #include "uapi_compat.h"
 
 #define CORE_MAX_RANGES 256u
-#define DEFAULT_BUF_WORDS 4096u
-
-struct source_ops {
-	int (*start)(struct precopy_dirty_source *s, const struct precopy_dirty_range *r, size_t n, uint64_t hint);
-	int (*report)(struct precopy_dirty_source *s, uint64_t iova, uint64_t len, struct precopy_bitmap *ram,
-		      uint64_t ram_base, uint64_t ram_pg, uint64_t *newly);
-	int (*stop)(struct precopy_dirty_source *s);
-};
-
-struct precopy_dirty_source {
-	const struct source_ops *ops;
-	const struct precopy_sys *sys;
-	int fd;
-	uint32_t max_ranges, dev_ranges;
-	int started;
-	uint64_t page_size;
-	struct precopy_dirty_range *ranges; /* as started, sorted */
-	size_t nranges;
-	uint64_t *buf;
-	size_t buf_words;
-};
 
 static int cmp_range(const void *a, const void *b)
 {
@@ -140,7 +122,7 @@ static int dl_stop(struct precopy_dirty_source *s)
 				    0);
 }
 
-static const struct source_ops dma_log_ops = {
+static const struct dirty_source_ops dma_log_ops = {
 	.start = dl_start,
 	.report = dl_report,
 	.stop = dl_stop,
@@ -170,7 +152,7 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct p
 	s->sys = sys;
 	s->fd = device_fd;
 	s->max_ranges = max_ranges ? max_ranges : CORE_MAX_RANGES;
-	s->buf_words = buf_words ? buf_words : DEFAULT_BUF_WORDS;
+	s->buf_words = buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS;
 	s->buf = malloc(s->buf_words * 8);
 	if (!s->buf) {
 		free(s);

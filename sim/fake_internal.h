@@ -9,7 +9,7 @@
 #include "precopy/sim.h"
 #include "precopy/sys.h"
 
-enum fk_kind { FK_NONE = 0, FK_DEVICE, FK_DATA };
+enum fk_kind { FK_NONE = 0, FK_DEVICE, FK_DATA, FK_TYPE1, FK_IOMMUFD, FK_KVM_VM };
 
 #define FK_MAX_RULES 32
 
@@ -34,6 +34,9 @@ struct precopy_fake_kernel {
 	int nrules;
 	uint64_t calls[PRECOPY_FAKE_OP_COUNT];
 	struct precopy_fake_vfio *devs;	     /* list, freed with the kernel */
+	struct precopy_fake_type1 *type1s;   /* list, freed with the kernel */
+	struct precopy_fake_iommufd *iommufds; /* list, freed with the kernel */
+	struct precopy_fake_kvm *vms;	     /* list, freed with the kernel */
 };
 
 /* fd table (caller holds fk->lock) */
@@ -49,7 +52,7 @@ void fk_advance(struct precopy_fake_kernel *fk, uint64_t ns);
 int fk_fault_check(struct precopy_fake_kernel *fk, enum precopy_fake_op op, int fd, unsigned long req,
 		   const void *arg, size_t *len);
 
-/* fake_vfio.c (caller holds fk->lock) */
+/* fake_vfio.c, fake_vfio_data.c (caller holds fk->lock) */
 int fake_vfio_device_ioctl(struct precopy_fake_vfio *dev, unsigned long req, void *arg);
 int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg);
 ssize_t fake_vfio_data_read(void *session, void *buf, size_t len);
@@ -59,5 +62,29 @@ void fake_vfio_data_drain(void *session);
 void fake_vfio_data_closed(void *session);
 void fake_vfio_device_closed(struct precopy_fake_vfio *dev);
 void fake_vfio_free_all(struct precopy_fake_kernel *fk);
+
+/* fake_type1.c, fake_iommufd.c (caller holds fk->lock): ioctls on a
+ * container fd / an iommufd; the fd was closed; free every model (after
+ * which no device points at one). */
+int fake_type1_ioctl(struct precopy_fake_type1 *ct, unsigned long req, void *arg);
+void fake_type1_closed(struct precopy_fake_type1 *ct);
+void fake_type1_free_all(struct precopy_fake_kernel *fk);
+int fake_iommufd_ioctl(struct precopy_fake_iommufd *ictx, unsigned long req, void *arg);
+void fake_iommufd_closed(struct precopy_fake_iommufd *ictx);
+void fake_iommufd_free_all(struct precopy_fake_kernel *fk);
+
+/* A device's DMA as the IOMMU it is attached to sees it (caller holds
+ * fk->lock). check: 0 when [iova, iova + len) is mapped for the device (or
+ * it is attached to nothing), -EFAULT when the IOMMU would block it. mark:
+ * record the write in the container's or HWPT's dirty state. */
+int fake_type1_dma_check(struct precopy_fake_type1 *ct, uint64_t iova, uint64_t len);
+void fake_type1_dma_mark(struct precopy_fake_type1 *ct, int pinned, uint64_t iova, uint64_t len);
+int fake_iommufd_dma_check(struct precopy_fake_iommufd *ictx, uint64_t iova, uint64_t len);
+void fake_iommufd_dma_mark(struct precopy_fake_iommufd *ictx, uint32_t hwpt_id, uint64_t iova, uint64_t len);
+
+/* fake_kvm.c (caller holds fk->lock) */
+int fake_kvm_vm_ioctl(struct precopy_fake_kvm *vm, unsigned long req, void *arg);
+void fake_kvm_closed(struct precopy_fake_kvm *vm);
+void fake_kvm_free_all(struct precopy_fake_kernel *fk);
 
 #endif /* PRECOPY_FAKE_INTERNAL_H */

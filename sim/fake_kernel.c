@@ -96,6 +96,15 @@ static int f_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 	case FK_DATA:
 		r = fake_vfio_data_ioctl(obj, req, arg);
 		goto out;
+	case FK_TYPE1:
+		r = fake_type1_ioctl(obj, req, arg);
+		goto out;
+	case FK_IOMMUFD:
+		r = fake_iommufd_ioctl(obj, req, arg);
+		goto out;
+	case FK_KVM_VM:
+		r = fake_kvm_vm_ioctl(obj, req, arg);
+		goto out;
 	default:
 		break;
 	}
@@ -122,7 +131,7 @@ static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
 		r = fake_vfio_data_read(obj, buf, len);
 		goto out;
 	}
-	if (kind == FK_DEVICE) {
+	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
 		r = -EINVAL; /* no region reads in this model */
 		goto out;
 	}
@@ -149,7 +158,7 @@ static ssize_t f_write(void *ctx, int fd, const void *buf, size_t len)
 		r = fake_vfio_data_write(obj, buf, len);
 		goto out;
 	}
-	if (kind == FK_DEVICE) {
+	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -238,6 +247,15 @@ static int f_close(void *ctx, int fd)
 	case FK_DATA:
 		fake_vfio_data_closed(obj);
 		break;
+	case FK_TYPE1:
+		fake_type1_closed(obj);
+		break;
+	case FK_IOMMUFD:
+		fake_iommufd_closed(obj);
+		break;
+	case FK_KVM_VM:
+		fake_kvm_closed(obj);
+		break;
 	default:
 		break;
 	}
@@ -316,6 +334,9 @@ PRECOPY_API void precopy_fake_kernel_free(struct precopy_fake_kernel *fk)
 	if (!fk)
 		return;
 	pthread_mutex_lock(&fk->lock);
+	fake_type1_free_all(fk);   /* detach devices first */
+	fake_iommufd_free_all(fk);
+	fake_kvm_free_all(fk);
 	fake_vfio_free_all(fk);
 	free(fk->tab);
 	pthread_mutex_unlock(&fk->lock);

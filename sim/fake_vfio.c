@@ -1,91 +1,17 @@
 /* A userspace model of a VFIO migration driver's observable contract: the
  * VFIO_DEVICE_FEATURE checks and errno of the vfio core, the FSM (through
- * precopy_vfio_fsm_next, arc by arc, as a driver walks it), data fds as real
- * socketpairs carrying a deterministic byte stream, PRE_COPY accounting on
- * the clock it is given, DMA logging with range combining, and device DMA
- * that writes real bytes into guest memory. Behaviour where drivers differ
- * follows mlx5 (START while started: -EINVAL; STOP while stopped: 0). */
+ * precopy_vfio_fsm_next, arc by arc, as a driver walks it), PRE_COPY
+ * accounting on the clock it is given, reset, and the model's controls.
+ * Data sessions live in fake_vfio_data.c, device DMA and DMA logging in
+ * fake_vfio_dma.c. Behaviour where drivers differ follows mlx5 (START
+ * while started: -EINVAL; STOP while stopped: 0). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "precopy/vfio.h"
-#include "../ioctl/uapi_compat.h"
-#include "fake_internal.h"
-
-#define CHUNK (64 * 1024)
-/* The core accepts as many ranges as fit in one 4 KiB kernel page. */
-#define CORE_MAX_RANGES (4096 / sizeof(struct vfio_device_feature_dma_logging_range))
-#define MAX_FAIL 8
-
-struct session {
-	struct precopy_fake_vfio *dev;
-	int user_fd, model_fd;
-	int resume, dead, eof_sent;
-	uint64_t produced, consumed; /* saving */
-	uint64_t received;	     /* resuming */
-	int bad;
-	struct session *next;
-};
-
-struct trange {
-	uint64_t base, end; /* page-aligned span the tracker covers */
-	uint64_t *bits;
-};
-
-struct precopy_fake_vfio {
-	struct precopy_fake_kernel *fk;
-	struct precopy_fake_vfio_cfg cfg;
-	int fd;
-	uint32_t state;
-	struct session *cur, *sessions;
-	uint64_t last_ns;
-	unsigned __int128 dma_credit;
-	uint64_t initial_left, dirty, sc_left;
-	int logging;
-	uint64_t log_pg;
-	uint32_t nranges;
-	struct trange *ranges;
-	uint8_t *mem;
-	uint64_t mem_iova, mem_len;
-	struct {
-		uint32_t from, to, end;
-		int err;
-		unsigned int times;
-	} fail[MAX_FAIL];
-	int nfail;
-	int reset_err;
-	unsigned int reset_times;
-	uint64_t rng;
-	struct precopy_fake_vfio_stats st;
-	uint8_t *buf;
-	struct precopy_fake_vfio *next;
-};
-
-static const struct precopy_sys *real(void)
-{
-	return precopy_sys_real();
-}
-
-static int is_pow2(uint64_t x)
-{
-	return x && !(x & (x - 1));
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
-{
-	unsigned __int128 r = (unsigned __int128)a * b / c;
-	return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
-}
+#include "fake_vfio_priv.h"
 
 static uint64_t next_rand(struct precopy_fake_vfio *dev)
 {
@@ -101,61 +27,18 @@ PRECOPY_API uint8_t precopy_fake_vfio_stream_byte(uint32_t seed, uint64_t off)
 	return (uint8_t)(((off * 0x9E3779B1u) >> 7) ^ (off >> 13) ^ seed ^ (seed >> 8));
 }
 
-static int running(uint32_t s)
-{
-	return s == VFIO_DEVICE_STATE_RUNNING || s == VFIO_DEVICE_STATE_RUNNING_P2P ||
-	       s == VFIO_DEVICE_STATE_PRE_COPY || s == VFIO_DEVICE_STATE_PRE_COPY_P2P;
-}
-
-static int in_precopy(uint32_t s)
-{
-	return s == VFIO_DEVICE_STATE_PRE_COPY || s == VFIO_DEVICE_STATE_PRE_COPY_P2P;
-}
-
-/* ---- DMA into guest memory and the device's own log ------------------- */
-
-static int64_t log_mark(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len)
-{
-	int64_t newly = 0;
-
-	if (!dev->logging || !len)
-		return 0;
-	for (uint32_t i = 0; i < dev->nranges; i++) {
-		struct trange *r = &dev->ranges[i];
-		uint64_t lo = iova > r->base ? iova : r->base;
-		uint64_t hi = iova + len < r->end ? iova + len : r->end;
-
-		if (lo >= hi)
-			continue;
-		for (uint64_t p = (lo - r->base) / dev->log_pg; p <= (hi - 1 - r->base) / dev->log_pg; p++) {
-			uint64_t m = 1ull << (p % 64);
-			if (!(r->bits[p / 64] & m)) {
-				r->bits[p / 64] |= m;
-				newly++;
-			}
-		}
-	}
-	return newly;
-}
-
-static void dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len, uint8_t byte)
-{
-	memset(dev->mem + off, byte, len);
-	log_mark(dev, dev->mem_iova + off, len);
-}
-
 /* Bring the model up to the clock: device-state dirtying in PRE_COPY and
  * background DMA while running. */
-static void advance(struct precopy_fake_vfio *dev)
+void fake_vfio_advance(struct precopy_fake_vfio *dev)
 {
 	uint64_t now = fk_now(dev->fk), dt = now > dev->last_ns ? now - dev->last_ns : 0;
 
 	dev->last_ns = now;
 	if (!dt)
 		return;
-	if (in_precopy(dev->state) && dev->cur && !dev->cur->dead)
-		dev->dirty = sat_add(dev->dirty, mul_div(dev->cfg.dirty_rate, dt, 1000000000ull));
-	if (running(dev->state) && dev->mem && dev->cfg.dma_pages_per_sec) {
+	if (fv_in_precopy(dev->state) && dev->cur && !dev->cur->dead)
+		dev->dirty = fv_sat_add(dev->dirty, fv_mul_div(dev->cfg.dirty_rate, dt, 1000000000ull));
+	if (fv_running(dev->state) && dev->mem && dev->cfg.dma_pages_per_sec) {
 		uint64_t pages_in_mem = dev->mem_len / 4096, n;
 
 		dev->dma_credit += (unsigned __int128)dt * dev->cfg.dma_pages_per_sec;
@@ -167,202 +50,10 @@ static void advance(struct precopy_fake_vfio *dev)
 			n = 4 * pages_in_mem;
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t r = next_rand(dev);
-			dma_page(dev, (r % pages_in_mem) * 4096, 4096, (uint8_t)(r >> 56));
-			dev->st.dma_pages++;
+			if (fake_vfio_dma_page(dev, (r % pages_in_mem) * 4096, 4096, (uint8_t)(r >> 56)) == 0)
+				dev->st.dma_pages++;
 		}
 	}
-}
-
-/* ---- data sessions ---------------------------------------------------- */
-
-static void kill_session(struct precopy_fake_vfio *dev)
-{
-	struct session *s = dev->cur;
-
-	if (!s)
-		return;
-	s->dead = 1;
-	if (s->model_fd >= 0) {
-		real()->ops->close(NULL, s->model_fd);
-		s->model_fd = -1;
-	}
-	dev->cur = NULL;
-	dev->initial_left = dev->dirty = dev->sc_left = 0;
-}
-
-static int open_session(struct precopy_fake_vfio *dev, int resume)
-{
-	struct session *s;
-	int sv[2], r;
-
-	if (dev->cur && !dev->cur->dead)
-		return -EBUSY; /* cannot happen through the FSM: a session ends first */
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		r = -errno;
-		free(s);
-		return r;
-	}
-	r = fk_register(dev->fk, sv[0], FK_DATA, s);
-	if (r < 0) {
-		close(sv[0]);
-		close(sv[1]);
-		free(s);
-		return r;
-	}
-	s->dev = dev;
-	s->user_fd = sv[0];
-	s->model_fd = sv[1];
-	s->resume = resume;
-	s->next = dev->sessions;
-	dev->sessions = s;
-	dev->cur = s;
-	return s->user_fd;
-}
-
-/* Move up to max bytes of pending state into the session's socket, keeping
- * at most `max` bytes buffered. Returns bytes moved. */
-static uint64_t produce(struct precopy_fake_vfio *dev, struct session *s, uint64_t max)
-{
-	uint64_t buffered = s->produced - s->consumed, want, moved = 0;
-
-	if (s->dead || s->resume || buffered >= max)
-		return 0;
-	want = max - buffered;
-	if (in_precopy(dev->state))
-		want = want < sat_add(dev->initial_left, dev->dirty) ? want : sat_add(dev->initial_left, dev->dirty);
-	else if (dev->state == VFIO_DEVICE_STATE_STOP_COPY)
-		want = want < dev->sc_left ? want : dev->sc_left;
-	else
-		want = 0;
-	while (want) {
-		size_t n = want < CHUNK ? want : CHUNK;
-		ssize_t w;
-
-		for (size_t i = 0; i < n; i++)
-			dev->buf[i] = precopy_fake_vfio_stream_byte(dev->cfg.seed, s->produced + i);
-		w = real()->ops->write(NULL, s->model_fd, dev->buf, n);
-		if (w <= 0)
-			break;
-		s->produced += (uint64_t)w;
-		moved += (uint64_t)w;
-		want -= (uint64_t)w;
-		if (in_precopy(dev->state)) {
-			uint64_t a = (uint64_t)w < dev->initial_left ? (uint64_t)w : dev->initial_left;
-			dev->initial_left -= a;
-			dev->dirty -= (uint64_t)w - a;
-		} else {
-			dev->sc_left -= (uint64_t)w;
-		}
-		if ((size_t)w < n)
-			break;
-	}
-	dev->st.bytes_out += moved;
-	if (dev->state == VFIO_DEVICE_STATE_STOP_COPY && !dev->sc_left && !s->eof_sent) {
-		shutdown(s->model_fd, SHUT_WR); /* the permanent end of stream */
-		s->eof_sent = 1;
-	}
-	return moved;
-}
-
-ssize_t fake_vfio_data_read(void *session, void *buf, size_t len)
-{
-	struct session *s = session;
-	struct precopy_fake_vfio *dev = s->dev;
-	ssize_t r;
-
-	if (s->resume)
-		return -EINVAL;
-	if (s->dead)
-		return -ENODEV;
-	if (!len)
-		return 0;
-	advance(dev);
-	produce(dev, s, len < CHUNK ? len : CHUNK);
-	if (s->produced == s->consumed && in_precopy(dev->state))
-		return -ENOMSG; /* temporary end of stream: both counters are 0 */
-	r = real()->ops->read(NULL, s->user_fd, buf, len);
-	if (r > 0)
-		s->consumed += (uint64_t)r;
-	return r;
-}
-
-static void drain(struct session *s)
-{
-	struct precopy_fake_vfio *dev = s->dev;
-	ssize_t n;
-
-	if (s->model_fd < 0)
-		return;
-	while ((n = real()->ops->read(NULL, s->model_fd, dev->buf, CHUNK)) > 0) {
-		for (ssize_t i = 0; i < n; i++)
-			if (dev->buf[i] != precopy_fake_vfio_stream_byte(dev->cfg.seed, s->received + (uint64_t)i))
-				s->bad = 1;
-		s->received += (uint64_t)n;
-		dev->st.bytes_in += (uint64_t)n;
-	}
-}
-
-ssize_t fake_vfio_data_write(void *session, const void *buf, size_t len)
-{
-	struct session *s = session;
-	ssize_t r;
-
-	if (!s->resume)
-		return -EINVAL;
-	if (s->dead)
-		return -ENODEV;
-	r = real()->ops->write(NULL, s->user_fd, buf, len < CHUNK ? len : CHUNK);
-	drain(s);
-	return r;
-}
-
-void fake_vfio_data_pump(void *session)
-{
-	struct session *s = session;
-
-	if (!s->dead && !s->resume) {
-		advance(s->dev);
-		produce(s->dev, s, CHUNK);
-	}
-}
-
-void fake_vfio_data_drain(void *session)
-{
-	struct session *s = session;
-
-	if (!s->dead && s->resume)
-		drain(s);
-}
-
-void fake_vfio_data_closed(void *session)
-{
-	struct session *s = session;
-
-	s->user_fd = -1; /* the caller closes the real fd */
-}
-
-int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg)
-{
-	struct session *s = session;
-	struct precopy_fake_vfio *dev = s->dev;
-	struct vfio_precopy_info *info = arg;
-
-	if (req != VFIO_MIG_GET_PRECOPY_INFO || !(dev->cfg.mig_flags & VFIO_MIGRATION_PRE_COPY))
-		return -ENOTTY;
-	if (!info)
-		return -EFAULT;
-	if (info->argsz < offsetof(struct vfio_precopy_info, dirty_bytes) + sizeof(info->dirty_bytes))
-		return -EINVAL;
-	if (s->dead || s->resume || !in_precopy(dev->state))
-		return -EINVAL;
-	advance(dev);
-	info->flags = 0;
-	info->initial_bytes = dev->initial_left;
-	info->dirty_bytes = dev->dirty;
-	return 0;
 }
 
 /* ---- the FSM, as a driver walks it ------------------------------------ */
@@ -372,7 +63,7 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 	int r;
 
 	if (precopy_vfio_arc_opens_fd(from, to)) {
-		r = open_session(dev, to == VFIO_DEVICE_STATE_RESUMING);
+		r = fake_vfio_open_session(dev, to == VFIO_DEVICE_STATE_RESUMING);
 		if (r < 0)
 			return r;
 		*newfd = r;
@@ -386,9 +77,9 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 		struct session *s = dev->cur;
 		int ok;
 
-		drain(s);
+		fake_vfio_drain(s);
 		ok = s && !s->bad && s->received > 0;
-		kill_session(dev);
+		fake_vfio_kill_session(dev);
 		if (!ok) {
 			dev->state = VFIO_DEVICE_STATE_ERROR;
 			return -EINVAL;
@@ -396,13 +87,13 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 		dev->st.resume_ok++;
 		return 0;
 	}
-	if (in_precopy(from) && to == VFIO_DEVICE_STATE_STOP_COPY) {
-		dev->sc_left = sat_add(dev->cfg.stop_copy_bytes, sat_add(dev->initial_left, dev->dirty));
+	if (fv_in_precopy(from) && to == VFIO_DEVICE_STATE_STOP_COPY) {
+		dev->sc_left = fv_sat_add(dev->cfg.stop_copy_bytes, fv_sat_add(dev->initial_left, dev->dirty));
 		dev->initial_left = dev->dirty = 0;
 		return 0;
 	}
 	if (precopy_vfio_arc_closes_fd(from, to))
-		kill_session(dev);
+		fake_vfio_kill_session(dev);
 	return 0;
 }
 
@@ -411,7 +102,7 @@ static int set_state(struct precopy_fake_vfio *dev, struct vfio_device_feature_m
 	uint32_t target = mig->device_state, next;
 	int newfd = -1, r = 0;
 
-	advance(dev);
+	fake_vfio_advance(dev);
 	while (dev->state != target) {
 		r = precopy_vfio_fsm_next(dev->state, target, dev->cfg.mig_flags, &next);
 		if (r < 0)
@@ -421,7 +112,7 @@ static int set_state(struct precopy_fake_vfio *dev, struct vfio_device_feature_m
 				dev->fail[i].times--;
 				r = -dev->fail[i].err;
 				if (dev->fail[i].end == VFIO_DEVICE_STATE_ERROR) {
-					kill_session(dev);
+					fake_vfio_kill_session(dev);
 					dev->state = VFIO_DEVICE_STATE_ERROR;
 				}
 				break;
@@ -439,153 +130,13 @@ static int set_state(struct precopy_fake_vfio *dev, struct vfio_device_feature_m
 	if (r < 0 && newfd >= 0 && dev->cur && dev->cur->user_fd == newfd) {
 		/* the driver drops a file it could not hand out */
 		fk_unregister(dev->fk, newfd);
-		real()->ops->close(NULL, newfd);
+		fv_real()->ops->close(NULL, newfd);
 		dev->cur->user_fd = -1;
-		kill_session(dev);
+		fake_vfio_kill_session(dev);
 		newfd = -1;
 	}
 	mig->data_fd = r < 0 ? -1 : newfd;
 	return r;
-}
-
-/* ---- DMA logging -------------------------------------------------------- */
-
-static void log_free(struct precopy_fake_vfio *dev)
-{
-	for (uint32_t i = 0; i < dev->nranges; i++)
-		free(dev->ranges[i].bits);
-	free(dev->ranges);
-	dev->ranges = NULL;
-	dev->nranges = 0;
-	dev->logging = 0;
-}
-
-static int cmp_range(const void *a, const void *b)
-{
-	const struct vfio_device_feature_dma_logging_range *x = a, *y = b;
-	return x->iova < y->iova ? -1 : x->iova > y->iova;
-}
-
-static int log_start(struct precopy_fake_vfio *dev, struct vfio_device_feature_dma_logging_control *ctl)
-{
-	const struct vfio_device_feature_dma_logging_range *ur = (const void *)(uintptr_t)ctl->ranges;
-	struct vfio_device_feature_dma_logging_range *rs;
-	uint32_t n = ctl->num_ranges;
-	uint64_t pg;
-
-	if (!n)
-		return -EINVAL;
-	if (n > CORE_MAX_RANGES)
-		return -E2BIG;
-	if (!ur)
-		return -EFAULT;
-	if (!is_pow2(ctl->page_size))
-		return -EINVAL;
-	rs = malloc(n * sizeof(*rs));
-	if (!rs)
-		return -ENOMEM;
-	memcpy(rs, ur, n * sizeof(*rs));
-	for (uint32_t i = 0; i < n; i++) {
-		if ((rs[i].iova | rs[i].length) & (ctl->page_size - 1) || !rs[i].length) {
-			free(rs);
-			return -EINVAL;
-		}
-		if (rs[i].iova > UINT64_MAX - rs[i].length) {
-			free(rs);
-			return -EOVERFLOW;
-		}
-	}
-	qsort(rs, n, sizeof(*rs), cmp_range);
-	for (uint32_t i = 1; i < n; i++)
-		if (rs[i].iova < rs[i - 1].iova + rs[i - 1].length) {
-			free(rs);
-			return -EINVAL; /* overlapping ranges */
-		}
-	if (dev->logging) {
-		free(rs);
-		return -(dev->cfg.restart_errno ? dev->cfg.restart_errno : EINVAL);
-	}
-	/* The tracker holds fewer ranges: close the smallest gaps first. */
-	while (n > dev->cfg.max_ranges) {
-		uint32_t best = 1;
-		for (uint32_t i = 2; i < n; i++)
-			if (rs[i].iova - (rs[i - 1].iova + rs[i - 1].length) <
-			    rs[best].iova - (rs[best - 1].iova + rs[best - 1].length))
-				best = i;
-		rs[best - 1].length = rs[best].iova + rs[best].length - rs[best - 1].iova;
-		memmove(&rs[best], &rs[best + 1], (n - best - 1) * sizeof(*rs));
-		n--;
-	}
-	pg = ctl->page_size;
-	if (pg < dev->cfg.log_page_min)
-		pg = dev->cfg.log_page_min;
-	if (pg > dev->cfg.log_page_max)
-		pg = dev->cfg.log_page_max;
-	dev->ranges = calloc(n, sizeof(*dev->ranges));
-	if (!dev->ranges) {
-		free(rs);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		struct trange *t = &dev->ranges[i];
-		uint64_t end = rs[i].iova + rs[i].length;
-
-		t->base = rs[i].iova & ~(pg - 1);
-		t->end = end > UINT64_MAX - (pg - 1) ? UINT64_MAX & ~(pg - 1) : (end + pg - 1) & ~(pg - 1);
-		t->bits = calloc(((t->end - t->base) / pg + 63) / 64, 8);
-		dev->nranges = i + 1;
-		if (!t->bits) {
-			free(rs);
-			log_free(dev);
-			return -ENOMEM;
-		}
-	}
-	free(rs);
-	dev->log_pg = pg;
-	dev->logging = 1;
-	ctl->page_size = pg;
-	return 0;
-}
-
-static int log_report(struct precopy_fake_vfio *dev, struct vfio_device_feature_dma_logging_report *rep)
-{
-	uint64_t *ub = (uint64_t *)(uintptr_t)rep->bitmap, rps = rep->page_size, lo_all, hi_all;
-
-	if (rps < 4096 || !is_pow2(rps))
-		return -EINVAL;
-	if (rep->iova > UINT64_MAX - rep->length)
-		return -EOVERFLOW;
-	if (!dev->logging || !rep->length)
-		return -EINVAL;
-	if (!ub)
-		return -EFAULT;
-	advance(dev);
-	lo_all = rep->iova;
-	hi_all = rep->iova + rep->length;
-	for (uint32_t i = 0; i < dev->nranges; i++) {
-		struct trange *r = &dev->ranges[i];
-		uint64_t pg = dev->log_pg, np = (r->end - r->base) / pg;
-
-		for (uint64_t w = 0; w < (np + 63) / 64; w++) {
-			uint64_t word = r->bits[w];
-			while (word) {
-				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(word);
-				uint64_t a = r->base + p * pg, b = a + pg, lo, hi;
-
-				word &= word - 1;
-				lo = a > lo_all ? a : lo_all;
-				hi = b < hi_all ? b : hi_all;
-				if (lo >= hi)
-					continue;
-				for (uint64_t q = (lo - lo_all) / rps; q <= (hi - 1 - lo_all) / rps; q++)
-					ub[q / 64] |= 1ull << (q % 64);
-				/* read-and-clear, but only what was wholly reported */
-				if (a >= lo_all && b <= hi_all)
-					r->bits[w] &= ~(1ull << (p % 64));
-			}
-		}
-	}
-	return 0;
 }
 
 /* ---- VFIO_DEVICE_FEATURE, as the vfio core checks it -------------------- */
@@ -650,7 +201,7 @@ static int feature(struct precopy_fake_vfio *dev, struct vfio_device_feature *f)
 		if ((r = check_feature(fl, plen, VFIO_DEVICE_FEATURE_SET,
 				       sizeof(struct vfio_device_feature_dma_logging_control))) != 1)
 			return r;
-		r = log_start(dev, (void *)f->data);
+		r = fake_vfio_log_start(dev, (void *)f->data);
 		if (r == 0)
 			dev->st.logging = 1;
 		return r;
@@ -659,7 +210,7 @@ static int feature(struct precopy_fake_vfio *dev, struct vfio_device_feature *f)
 			return -ENOTTY;
 		if ((r = check_feature(fl, plen, VFIO_DEVICE_FEATURE_SET, 0)) != 1)
 			return r;
-		log_free(dev);
+		fake_vfio_log_free(dev);
 		return 0;
 	case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
 		if (!dev->cfg.dma_logging)
@@ -667,17 +218,17 @@ static int feature(struct precopy_fake_vfio *dev, struct vfio_device_feature *f)
 		if ((r = check_feature(fl, plen, VFIO_DEVICE_FEATURE_GET,
 				       sizeof(struct vfio_device_feature_dma_logging_report))) != 1)
 			return r;
-		return log_report(dev, (void *)f->data);
+		return fake_vfio_log_report(dev, (void *)f->data);
 	case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: {
 		struct vfio_device_feature_mig_data_size *m = (void *)f->data;
 		if (!mig)
 			return -ENOTTY;
 		if ((r = check_feature(fl, plen, VFIO_DEVICE_FEATURE_GET, sizeof(*m))) != 1)
 			return r;
-		advance(dev);
+		fake_vfio_advance(dev);
 		m->stop_copy_length = dev->state == VFIO_DEVICE_STATE_STOP_COPY
 					      ? dev->sc_left
-					      : sat_add(dev->cfg.stop_copy_bytes, sat_add(dev->initial_left, dev->dirty));
+					      : fv_sat_add(dev->cfg.stop_copy_bytes, fv_sat_add(dev->initial_left, dev->dirty));
 		return 0;
 	}
 	default:
@@ -691,7 +242,7 @@ static int reset(struct precopy_fake_vfio *dev)
 		dev->reset_times--;
 		return -dev->reset_err;
 	}
-	kill_session(dev);
+	fake_vfio_kill_session(dev);
 	if (dev->cfg.mig_flags)
 		dev->state = VFIO_DEVICE_STATE_RUNNING;
 	dev->st.resets++;
@@ -725,8 +276,8 @@ void fake_vfio_device_closed(struct precopy_fake_vfio *dev)
 {
 	/* Releasing the device fd: the driver stops tracking, drops the
 	 * migration files and returns the device to RUNNING. */
-	log_free(dev);
-	kill_session(dev);
+	fake_vfio_log_free(dev);
+	fake_vfio_kill_session(dev);
 	if (dev->cfg.mig_flags)
 		dev->state = VFIO_DEVICE_STATE_RUNNING;
 	dev->fd = -1;
@@ -740,7 +291,7 @@ void fake_vfio_free_all(struct precopy_fake_kernel *fk)
 		struct session *s = dev->sessions, *sn;
 
 		dn = dev->next;
-		kill_session(dev);
+		fake_vfio_kill_session(dev);
 		for (; s; s = sn) {
 			sn = s->next;
 			if (s->user_fd >= 0) {
@@ -755,7 +306,7 @@ void fake_vfio_free_all(struct precopy_fake_kernel *fk)
 			fk_unregister(fk, dev->fd);
 			close(dev->fd);
 		}
-		log_free(dev);
+		fake_vfio_log_free(dev);
 		free(dev->buf);
 		free(dev);
 	}
@@ -772,7 +323,7 @@ PRECOPY_API int precopy_fake_vfio_new(struct precopy_fake_kernel *fk, const stru
 
 	if (!fk || !cfg)
 		return -EINVAL;
-	if ((cfg->log_page_min && !is_pow2(cfg->log_page_min)) || (cfg->log_page_max && !is_pow2(cfg->log_page_max)))
+	if ((cfg->log_page_min && !fv_is_pow2(cfg->log_page_min)) || (cfg->log_page_max && !fv_is_pow2(cfg->log_page_max)))
 		return -EINVAL;
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
@@ -823,41 +374,6 @@ PRECOPY_API int precopy_fake_vfio_new(struct precopy_fake_kernel *fk, const stru
 	return fd;
 }
 
-PRECOPY_API int precopy_fake_vfio_set_guest_mem(struct precopy_fake_vfio *dev, uint64_t iova, void *mem, size_t len)
-{
-	if (!dev || (!mem && len) || (mem && !len) || (len && iova > UINT64_MAX - len))
-		return -EINVAL;
-	pthread_mutex_lock(&dev->fk->lock);
-	advance(dev);
-	dev->mem = mem;
-	dev->mem_iova = iova;
-	dev->mem_len = len;
-	pthread_mutex_unlock(&dev->fk->lock);
-	return 0;
-}
-
-PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len, uint8_t byte)
-{
-	int64_t r;
-
-	if (!dev || !len)
-		return -EINVAL;
-	pthread_mutex_lock(&dev->fk->lock);
-	advance(dev);
-	if (!dev->mem || iova < dev->mem_iova || iova - dev->mem_iova > dev->mem_len ||
-	    len > dev->mem_len - (iova - dev->mem_iova)) {
-		r = -EINVAL;
-	} else if (!running(dev->state)) {
-		r = -EPERM;
-	} else {
-		memset(dev->mem + (iova - dev->mem_iova), byte, len);
-		r = log_mark(dev, iova, len);
-		dev->st.dma_pages += (len + 4095) / 4096;
-	}
-	pthread_mutex_unlock(&dev->fk->lock);
-	return (int)(r > INT32_MAX ? INT32_MAX : r);
-}
-
 PRECOPY_API int precopy_fake_vfio_fail_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int err,
 					   uint32_t end_state, unsigned int times)
 {
@@ -901,8 +417,8 @@ PRECOPY_API int64_t precopy_fake_vfio_pump(struct precopy_fake_vfio *dev, size_t
 	if (!dev->cur || dev->cur->dead || dev->cur->resume) {
 		r = -EINVAL;
 	} else {
-		advance(dev);
-		r = (int64_t)produce(dev, dev->cur, max);
+		fake_vfio_advance(dev);
+		r = (int64_t)fake_vfio_produce(dev, dev->cur, max);
 	}
 	pthread_mutex_unlock(&dev->fk->lock);
 	return r;
@@ -913,7 +429,7 @@ PRECOPY_API void precopy_fake_vfio_get_stats(struct precopy_fake_vfio *dev, stru
 	if (!dev || !st)
 		return;
 	pthread_mutex_lock(&dev->fk->lock);
-	advance(dev);
+	fake_vfio_advance(dev);
 	*st = dev->st;
 	st->state = dev->state;
 	st->logging = dev->logging;

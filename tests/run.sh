@@ -9,7 +9,7 @@ strip() { sed 's/\x1b\[[0-9;]*m//g'; }
 for t in "$@"; do
     out=$("$t" --jobs 2 --verbose 2>&1 | strip); rc=${PIPESTATUS[0]}
     # the per-test RUN/PASS lines are noise; everything else is worth seeing
-    printf '%s\n' "$out" | grep -vE '^\[(RUN |PASS|----)\]' || true
+    printf '%s\n' "$out" | grep -vE '^\[(RUN |PASS)\]' || true
     syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
     if [ -z "$syn" ]; then bad+=("$t (exit $rc, no synthesis line)"); continue; fi
     n() { printf '%s\n' "$syn" | grep -o "$1: [0-9]*" | grep -o '[0-9]*$' || echo 0; }

@@ -21,8 +21,10 @@ extern "C" {
 #endif
 
 /* ======================================================================
- * Fake kernel: fd table, VFIO device model, fault injection
- * (sim/fake_kernel.c, sim/fake_vfio.c, sim/fault.c)
+ * Fake kernel: fd table, VFIO device model, type1 container and iommufd
+ * models, KVM VM dirty-log model, fault injection (sim/fake_kernel.c,
+ * sim/fake_vfio*.c, sim/fake_type1.c, sim/fake_iommufd.c, sim/fake_kvm.c,
+ * sim/fault.c)
  *
  * A `struct precopy_fake_kernel` provides a `struct precopy_sys` whose
  * ioctls on fake fds are served by userspace models of the kernel's
@@ -100,7 +102,7 @@ PRECOPY_API void precopy_fake_fault_clear(struct precopy_fake_kernel *fk);
 /* Calls of op seen so far (faulted or not). */
 PRECOPY_API uint64_t precopy_fake_op_calls(struct precopy_fake_kernel *fk, enum precopy_fake_op op);
 
-/* ---- the VFIO device model (sim/fake_vfio.c) --------------------------- */
+/* ---- the VFIO device model (sim/fake_vfio*.c) -------------------------- */
 
 struct precopy_fake_vfio_cfg {
 	uint64_t mig_flags;	    /* VFIO_MIGRATION_*; 0: no migration support (-ENOTTY) */
@@ -148,10 +150,12 @@ PRECOPY_API int precopy_fake_vfio_set_guest_mem(struct precopy_fake_vfio *dev, u
 						size_t len);
 
 /* The device writes `byte` over [iova, iova + len) now (real bytes into the
- * guest memory) and, if logging, marks its log. Returns the number of log
- * pages newly marked, -EINVAL (no guest memory, outside it, len 0) or
- * -EPERM (the device is not in a state that may DMA: STOP, STOP_COPY,
- * RESUMING, ERROR). */
+ * guest memory) and, if logging, marks its log; if it is attached to a fake
+ * type1 container or iommufd HWPT, that sees the write too. Returns the
+ * number of log pages newly marked, -EINVAL (no guest memory, outside it,
+ * len 0), -EPERM (the device is not in a state that may DMA: STOP,
+ * STOP_COPY, RESUMING, ERROR) or -EFAULT (its IOMMU has no mapping for the
+ * whole range: nothing written). */
 PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint64_t iova, uint64_t len,
 					    uint8_t byte);
 
@@ -177,6 +181,116 @@ PRECOPY_API uint8_t precopy_fake_vfio_stream_byte(uint32_t seed, uint64_t off);
 
 /* Snapshot of the model. */
 PRECOPY_API void precopy_fake_vfio_get_stats(struct precopy_fake_vfio *dev, struct precopy_fake_vfio_stats *st);
+
+/* ---- the type1 container model (sim/fake_type1.c) ----------------------
+ *
+ * A VFIO container set to VFIO_TYPE1v2_IOMMU. Its fd serves
+ * VFIO_CHECK_EXTENSION, VFIO_IOMMU_GET_INFO (flags PGSIZES|CAPS; the
+ * capability chain holds the migration capability, then DMA avail, each
+ * 8-byte aligned; argsz too small for it: argsz raised, cap_offset 0),
+ * VFIO_IOMMU_MAP_DMA / VFIO_IOMMU_UNMAP_DMA (flags READ/WRITE; the VADDR,
+ * ALL and GET_DIRTY_BITMAP variants are not modelled and fail -EINVAL) and
+ * VFIO_IOMMU_DIRTY_PAGES with the kernel's checks and errnos: not v2:
+ * -EACCES; argsz or flags bad, more than one flag: -EINVAL; START while
+ * started and STOP while stopped: 0; GET_BITMAP: argsz short of the range
+ * struct, iova + size wrapping, a bitmap size of 0, above the maximum or
+ * too small for size / pgsize pages, pgsize other than the smallest IOMMU
+ * page, iova or size unaligned or size 0, tracking not started, a range
+ * cutting a mapping: all -EINVAL; a NULL bitmap: -EFAULT.
+ * Dirty bits are what type1 reports: while any attached device is not
+ * pinned_scope (an ordinary IOMMU-backed device), every mapped page of the
+ * range, every time; otherwise exactly the pages pinned_scope devices wrote
+ * by DMA since the previous GET_BITMAP (DMA needs a mapping: -EFAULT).
+ */
+struct precopy_fake_type1;
+
+struct precopy_fake_type1_cfg {
+	uint64_t pgsize_bitmap;	   /* IOMMU page sizes (0: 4 KiB | 2 MiB | 1 GiB) */
+	uint64_t max_bitmap_bytes; /* the migration capability's limit (0: 256 MiB, the kernel's) */
+	int no_migration_cap;	   /* a kernel without dirty tracking: no capability */
+	int v1;			   /* set to VFIO_TYPE1_IOMMU: DIRTY_PAGES says -EACCES */
+	uint32_t dma_entry_limit;  /* mappings allowed (0: 65535, the kernel's default) */
+};
+
+/* Create a container; returns its fd (an eventfd dispatched by fk) and
+ * *out (optional) the model, which lives until precopy_fake_kernel_free().
+ * Returns -EINVAL (NULL, page sizes 0 below 4 KiB, max below 8) or
+ * -ENOMEM / -errno. */
+PRECOPY_API int precopy_fake_type1_new(struct precopy_fake_kernel *fk, const struct precopy_fake_type1_cfg *cfg,
+				       struct precopy_fake_type1 **out);
+
+/* Put a device's group in the container: its DMA then needs a mapping and
+ * is seen by the container's dirty tracking. pinned_scope: the device pins
+ * the pages it writes (mediated-device style). Returns 0, -EINVAL (NULL) or
+ * -EBUSY (the device is attached to an IOMMU already). */
+PRECOPY_API int precopy_fake_type1_attach(struct precopy_fake_type1 *ct, struct precopy_fake_vfio *dev,
+					  int pinned_scope);
+
+/* ---- the iommufd model (sim/fake_iommufd.c) -----------------------------
+ *
+ * One IOAS with mappings made by precopy_fake_iommufd_map() (the IOAS
+ * ioctls are not modelled) and up to 8 hardware page tables over it. The
+ * fd serves IOMMU_HWPT_SET_DIRTY_TRACKING and IOMMU_HWPT_GET_DIRTY_BITMAP
+ * as iommufd does: size below the struct's minimum -EINVAL, non-zero bytes
+ * past the known struct -E2BIG; unknown flags or a non-zero __reserved
+ * -EOPNOTSUPP; an unknown HWPT id -ENOENT; a HWPT without dirty tracking
+ * -EOPNOTSUPP; GET: iova + length - 1 wrapping -EOVERFLOW, iova or end not
+ * aligned to the IOVA alignment or to page_size, page_size 0 or not a power
+ * of two -EINVAL, tracking off -EINVAL, a range not wholly mapped -EINVAL,
+ * data NULL -EFAULT. Every other ioctl: -ENOTTY. Enabling tracking clears
+ * the HWPT's dirty bits. Dirty bits are the IOMMU's: one per IOPTE of
+ * iopte_size bytes, set by DMA of attached devices; a report sets every
+ * page_size bit an overlapping dirty IOPTE covers within the range and
+ * (without NO_CLEAR) clears that whole IOPTE.
+ */
+struct precopy_fake_iommufd;
+
+/* Create an iommufd with IOVA alignment iova_align (0: 4096; a power of
+ * two). Returns its fd and *out (optional) the model, or -EINVAL /
+ * -ENOMEM / -errno. */
+PRECOPY_API int precopy_fake_iommufd_new(struct precopy_fake_kernel *fk, uint64_t iova_align,
+					 struct precopy_fake_iommufd **out);
+
+/* Allocate a HWPT; dirty_tracking: allocated with
+ * IOMMU_HWPT_ALLOC_DIRTY_TRACKING. iopte_size: the IOMMU page its dirty
+ * bits cover (0: the IOVA alignment; a power of two >= it). Returns 0 and
+ * *hwpt_id, -EINVAL or -ENOSPC (8 already). */
+PRECOPY_API int precopy_fake_iommufd_hwpt_alloc(struct precopy_fake_iommufd *ictx, int dirty_tracking,
+						uint64_t iopte_size, uint32_t *hwpt_id);
+
+/* Map [iova, iova + len) in the IOAS. Returns 0, -EINVAL (unaligned, 0,
+ * wrapping), -EEXIST (overlap), -ENOMEM. */
+PRECOPY_API int precopy_fake_iommufd_map(struct precopy_fake_iommufd *ictx, uint64_t iova, uint64_t len);
+
+/* Attach a device to a HWPT. Returns 0, -EINVAL, -ENOENT (no such HWPT),
+ * -EBUSY (already attached to an IOMMU). */
+PRECOPY_API int precopy_fake_iommufd_attach(struct precopy_fake_iommufd *ictx, uint32_t hwpt_id,
+					    struct precopy_fake_vfio *dev);
+
+/* ---- the KVM VM dirty-log model (sim/fake_kvm.c) ------------------------
+ *
+ * A VM fd serving KVM_CHECK_EXTENSION, KVM_ENABLE_CAP
+ * (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE
+ * and KVM_DIRTY_LOG_INITIALLY_SET), KVM_SET_USER_MEMORY_REGION (create,
+ * delete, move, flags-only change, KVM_MEM_LOG_DIRTY_PAGES and
+ * KVM_MEM_READONLY), KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG with x86
+ * KVM's checks and errnos (two address spaces, 32764 user slots). The dirty
+ * ring is not modelled: both ring capabilities read 0 and enabling them is
+ * -EINVAL. Other ioctls: -ENOTTY. Guest writes come from
+ * precopy_fake_kvm_write().
+ */
+struct precopy_fake_kvm;
+
+/* Create a VM; returns its fd (an eventfd dispatched by fk) and *out
+ * (optional) the model. Returns -EINVAL, -ENOMEM or -errno. */
+PRECOPY_API int precopy_fake_kvm_new(struct precopy_fake_kernel *fk, struct precopy_fake_kvm **out);
+
+/* The guest writes `byte` over guest-physical [gpa, gpa + len) of address
+ * space 0: real bytes into the slots' userspace memory, and dirty bits in
+ * slots that log. Returns the number of dirty bits newly set, -EINVAL (len
+ * 0, wrapping), -EFAULT (a byte not in any slot: nothing written) or
+ * -EACCES (a read-only slot: nothing written). */
+PRECOPY_API int64_t precopy_fake_kvm_write(struct precopy_fake_kvm *vm, uint64_t gpa, uint64_t len, uint8_t byte);
 
 /* ====================================================================== */
 

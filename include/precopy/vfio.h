@@ -213,19 +213,77 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct p
 								  uint32_t max_ranges, size_t buf_words,
 								  int *err);
 
+/* ---- dirty sources: container dirty tracking (ioctl/vfio_container.c) --- */
+
+/* Type1 container dirty tracking (VFIO_IOMMU_DIRTY_PAGES) on a VFIO
+ * container fd set to VFIO_TYPE1v2_IOMMU (not owned), for devices without
+ * DMA logging. Reads VFIO_IOMMU_GET_INFO's capability chain for
+ * VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION: its page sizes (the kernel logs at
+ * the smallest one, which becomes the source's page size) and its largest
+ * bitmap, to which every GET_BITMAP is bounded.
+ * What the kernel reports: type1 cannot see device writes. While any group
+ * in the container is not limited to pinned pages (any ordinary IOMMU-
+ * backed device), every GET_BITMAP marks every mapped page of the range
+ * dirty; only when every device pins what it writes (mediated devices) are
+ * the reports exact.
+ * A GET_BITMAP must cover whole VFIO_IOMMU_MAP_DMA mappings (the kernel
+ * refuses a range that cuts one with -EINVAL): started ranges must start
+ * and end on mapping boundaries, and so must every chunk. buf_words: 0
+ * sizes the buffer at start to the largest range (bounded by the kernel's
+ * largest bitmap), so each range is one GET_BITMAP; a non-zero buf_words
+ * bounds the chunks to buf_words * 64 pages, which a real kernel only
+ * accepts where chunk edges fall on mapping boundaries.
+ * Returns the source, or NULL with *err: -EINVAL (bad sys, fd < 0, buf_words
+ * absurd), -EOPNOTSUPP (no migration capability: a kernel without type1
+ * dirty tracking), -EPROTO (a capability chain or capability that does not
+ * parse: page sizes 0, a bitmap limit below 8 bytes, an offset outside the
+ * info or not moving forward), -ENOMEM, or GET_INFO's -errno. */
+PRECOPY_API struct precopy_dirty_source *precopy_vfio_type1_dirty_new(const struct precopy_sys *sys,
+								      int container_fd, size_t buf_words,
+								      int *err);
+
+/* iommufd reports without clearing (IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR):
+ * each report returns everything dirtied since start; for a last read
+ * before stop, where re-arming is wasted work. */
+#define PRECOPY_IOMMUFD_DIRTY_NO_CLEAR (1u << 0)
+
+/* iommufd dirty tracking on a hardware page table (IOMMU_HWPT_SET_DIRTY_TRACKING,
+ * IOMMU_HWPT_GET_DIRTY_BITMAP; Linux 6.7) for devices without DMA logging:
+ * the IOMMU's own dirty bits, so reports are exact at the IOMMU's page
+ * granularity. iommufd (not owned) is the /dev/iommu fd; hwpt_id a HWPT
+ * allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING. flags:
+ * PRECOPY_IOMMUFD_DIRTY_*. Nothing is sent to the kernel here: start()
+ * enables tracking (the kernel says -ENOENT for an unknown hwpt,
+ * -EOPNOTSUPP for one without dirty tracking). The page size is start's
+ * page_size_hint, which must be a multiple of the IOAS's IOVA alignment
+ * (else the kernel's -EINVAL at report). Every started range must be fully
+ * mapped in the IOAS. buf_words: as precopy_vfio_dma_log_new().
+ * Returns the source or NULL with *err: -EINVAL (bad sys, fd < 0, unknown
+ * flag, buf_words absurd) or -ENOMEM. */
+PRECOPY_API struct precopy_dirty_source *precopy_iommufd_dirty_new(const struct precopy_sys *sys, int iommufd,
+								   uint32_t hwpt_id, uint32_t flags,
+								   size_t buf_words, int *err);
+
+/* ---- dirty sources: the common calls ------------------------------------ */
+
 /* Start logging ranges[0..n) (disjoint, each non-empty and aligned to
- * page_size_hint, a power of two >= 4096). If the device refuses the count
- * (-E2BIG) the ranges are combined further and START retried. Returns 0,
- * -EINVAL (bad ranges or hint, overlapping ranges), -EBUSY (already started
- * through this source), -ENOMEM, or the kernel's -errno. */
+ * page_size_hint, a power of two >= 4096). DMA logging: if the device
+ * refuses the count (-E2BIG) the ranges are combined further and START
+ * retried. Type1: the hint is not used (the kernel's page size is); ranges
+ * must be aligned to that page size (-EINVAL). iommufd: the hint is the
+ * page size of the reports. Returns 0, -EINVAL (bad ranges or hint,
+ * overlapping ranges), -EBUSY (already started through this source),
+ * -ENOMEM, or the kernel's -errno. */
 PRECOPY_API int precopy_dirty_source_start(struct precopy_dirty_source *src,
 					   const struct precopy_dirty_range *ranges, size_t n,
 					   uint64_t page_size_hint);
 
-/* The page size the device chose at start (0 before start). */
+/* The page size of the log: the device's choice (DMA logging), the
+ * kernel's (type1) or the hint (iommufd); 0 before start. */
 PRECOPY_API uint64_t precopy_dirty_source_page_size(const struct precopy_dirty_source *src);
 
-/* Ranges the device was given after combining (0 before start). */
+/* Ranges the device was given after combining (DMA logging), or the
+ * started ranges (containers); 0 before start. */
 PRECOPY_API uint32_t precopy_dirty_source_device_ranges(const struct precopy_dirty_source *src);
 
 /* Read and clear the device's log for every started range and OR it into

@@ -2,10 +2,13 @@
  * decoder and the return-path decoder (built by `make fuzz`).
  *
  * Input layout:
- *   byte 0      mode: bit 1 prepends a valid preamble + STREAM_HDR (3
- *               devices), bit 2 rewrites every record's header and payload
- *               CRC in the rest of the input so that the fuzzer reaches
- *               the protocol checks behind the CRCs
+ *   byte 0      mode: bit 1 prepends a valid preamble + STREAM_HDR
+ *               declaring 1 + (mode >> 4) % 4 devices; bit 2 rewrites every
+ *               record's header and payload CRC in the data (after the
+ *               preamble when none was prepended, and in the return-path
+ *               copy) so that the fuzzer reaches the checks behind the CRCs;
+ *               bit 3 makes the event callbacks fail with -EIO on event
+ *               number byte1 % 16 (the failure must come back unchanged)
  *   bytes 1..4  split sizes: the data is fed in pieces of 1 + b % 64 bytes
  *               (b >= 0xF0: the whole remainder), cycling over the four
  *   bytes 5..   the data; it is also fed, unmodified, to a return-path
@@ -70,6 +73,8 @@ static void fix_crcs(uint8_t *p, size_t len)
 struct ctx {
 	const uint8_t *lo, *hi; /* the slice being fed */
 	uint64_t data_bytes;
+	int events;
+	int fail_at;            /* event number that fails, -1: none */
 };
 
 static int on_event(void *opaque, const struct precopy_stream_event *ev)
@@ -115,17 +120,19 @@ static int on_event(void *opaque, const struct precopy_stream_event *ev)
 	default:
 		CHECK(!"unknown event type");
 	}
-	return 0;
+	return c->events++ == c->fail_at ? -EIO : 0;
 }
 
-static int on_rp(void *opaque __attribute__((unused)), const struct precopy_stream_rp_event *ev)
+static int on_rp(void *opaque, const struct precopy_stream_rp_event *ev)
 {
+	struct ctx *c = opaque;
+
 	CHECK(ev->type == PRECOPY_STREAM_RP_EV_ACK || ev->type == PRECOPY_STREAM_RP_EV_ERROR);
 	if (ev->type == PRECOPY_STREAM_RP_EV_ERROR) {
 		CHECK(ev->code >= 1 && ev->code <= (int)PRECOPY_STREAM_CODE_MAX);
 		CHECK(strlen(ev->reason) <= PRECOPY_STREAM_REASON_MAX);
 	}
-	return 0;
+	return c->events++ == c->fail_at ? -EIO : 0;
 }
 
 static size_t piece(const uint8_t *splits, size_t i, size_t left)
@@ -136,9 +143,10 @@ static size_t piece(const uint8_t *splits, size_t i, size_t left)
 	return n < left ? n : left;
 }
 
-static void check_error(int e, const char *msg)
+static void check_error(int e, const char *msg, const struct ctx *c)
 {
-	CHECK(e == 0 || e == -EBADMSG || e == -EPROTO);
+	CHECK(e == 0 || e == -EBADMSG || e == -EPROTO ||
+	      (e == -EIO && c->fail_at >= 0 && c->events > c->fail_at));
 	if (e)
 		CHECK(strncmp(msg, "offset ", 7) == 0);
 	else
@@ -161,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	mode = data[0];
 	memcpy(splits, data + 1, 4);
+	c.fail_at = (mode & 8) ? data[1] % 16 : -1;
 	data += 5;
 	size -= 5;
 
@@ -168,15 +177,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf = malloc(PRECOPY_STREAM_START_SIZE + size + 1);
 	CHECK(buf);
 	if (mode & 2) {
-		int n = precopy_stream_encode_stream_hdr(buf, PRECOPY_STREAM_START_SIZE, 3, 4096);
+		int n = precopy_stream_encode_stream_hdr(buf, PRECOPY_STREAM_START_SIZE,
+							 1 + (mode >> 4) % 4, 4096);
 
 		CHECK(n == (int)PRECOPY_STREAM_START_SIZE);
 		pre = (size_t)n;
 	}
 	if (size)
 		memcpy(buf + pre, data, size);
-	if (mode & 4)
+	if ((mode & 4) && pre)
 		fix_crcs(buf + pre, size);
+	else if ((mode & 4) && size > PRECOPY_STREAM_PREAMBLE_SIZE)
+		fix_crcs(buf + PRECOPY_STREAM_PREAMBLE_SIZE, size - PRECOPY_STREAM_PREAMBLE_SIZE);
 	len = pre + size;
 	CHECK(precopy_stream_decoder_new(&dec, &LIM, IDS, sizeof(IDS) / sizeof(IDS[0]), on_event,
 					 &c) == 0);
@@ -190,7 +202,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!e)
 		e = precopy_stream_decoder_finish(dec);
-	check_error(e, precopy_stream_decoder_error(dec));
+	check_error(e, precopy_stream_decoder_error(dec), &c);
 	if (e) {
 		CHECK(precopy_stream_decoder_feed(dec, buf, 1) == e);
 		CHECK(precopy_stream_decoder_finish(dec) == e);
@@ -203,9 +215,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	precopy_stream_decoder_free(dec);
 	free(buf);
 
-	/* return path, same bytes */
+	/* return path, same bytes (CRCs fixed in mode bit 2) */
 	e = 0;
-	CHECK(precopy_stream_rp_decoder_new(&rp, on_rp, NULL) == 0);
+	buf = malloc(size + 1);
+	CHECK(buf);
+	if (size)
+		memcpy(buf, data, size);
+	if (mode & 4)
+		fix_crcs(buf, size);
+	data = buf;
+	c.events = 0;
+	CHECK(precopy_stream_rp_decoder_new(&rp, on_rp, &c) == 0);
 	i = 0;
 	for (size_t off = 0; off < size && !e; i++) {
 		size_t n = piece(splits, i, size - off);
@@ -215,12 +235,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!e)
 		e = precopy_stream_rp_decoder_finish(rp);
-	check_error(e, precopy_stream_rp_decoder_error(rp));
+	check_error(e, precopy_stream_rp_decoder_error(rp), &c);
 	if (e) {
 		CHECK(precopy_stream_rp_decoder_feed(rp, "x", 1) == e);
 		CHECK(precopy_stream_rp_decoder_finish(rp) == e);
 	}
 	precopy_stream_rp_decoder_free(rp);
+	free(buf);
 	return 0;
 }
 
@@ -289,15 +310,18 @@ int main(int argc, char **argv)
 	write_seed(argv[1], "valid-whole", 0, whole, b, at);
 	write_seed(argv[1], "valid-small-pieces", 0, small, b, at);
 	write_seed(argv[1], "valid-truncated", 0, small, b, at - 7);
+	write_seed(argv[1], "valid-fixcrc", 4, small, b, at);
+	write_seed(argv[1], "valid-callback-fails", 8, small, b, at);
 
 	at = body(b, sizeof(b));
-	write_seed(argv[1], "body-prepend-fixcrc", 6, small, b, at);
+	write_seed(argv[1], "body-prepend-fixcrc", 6 | (2 << 4), small, b, at);
 	b[0] = 0x09; /* unknown tag, CRCs fixed by the harness */
 	write_seed(argv[1], "body-unknown-tag", 6, whole, b, at);
 
 	at = put(0, precopy_stream_encode_rp_ack(b, sizeof(b)));
 	at = put(at, precopy_stream_encode_rp_error(b + at, sizeof(b) - at, 1, EIO, "load failed"));
 	write_seed(argv[1], "rp-ack-error", 0, small, b, at);
+	write_seed(argv[1], "rp-ack-error-fixcrc", 4, small, b, at);
 	at = put(at, precopy_stream_encode_rp_ack(b + at, sizeof(b) - at));
 	write_seed(argv[1], "rp-after-error", 4, whole, b, at);
 	return 0;
