@@ -29,24 +29,6 @@ PRECOPY_API uint64_t precopy_bitmap_next_set(const struct precopy_bitmap *bm, ui
 	return from < bm->nbits ? from : bm->nbits; /* a tail bit is not a page */
 }
 
-/* First clear bit at or after `from`, or nbits. */
-static uint64_t next_clear(const struct precopy_bitmap *bm, uint64_t from)
-{
-	uint64_t w, nw, x;
-
-	if (from >= bm->nbits)
-		return bm->nbits;
-	w = from >> 6;
-	nw = PRECOPY_BITMAP_WORDS(bm->nbits);
-	x = ~bm->words[w] & (~0ull << (from & 63));
-	while (!x && ++w < nw)
-		x = ~bm->words[w];
-	if (!x)
-		return bm->nbits;
-	from = w * 64 + (unsigned)__builtin_ctzll(x);
-	return from < bm->nbits ? from : bm->nbits;
-}
-
 /* Extract set bits of one word (masked) with a capacity limit; returns the
  * number written and leaves *rest with the bits that did not fit. */
 static size_t extract_word(uint64_t *out, size_t room, uint64_t x, uint64_t base, uint64_t *rest)
@@ -119,28 +101,67 @@ PRECOPY_API int64_t precopy_bitmap_extract(const struct precopy_bitmap *bm, uint
 	return (int64_t)c;
 }
 
+/* Runs are found a word at a time: with x the word's bits and `in` whether
+ * the bit before it is set, (x & ~(x << 1 | in)) marks run starts and
+ * (~x & (x << 1 | in)) marks the first clear bit after a run. Their union
+ * is walked with count-trailing-zeros, so the cost follows the number of
+ * runs, and empty or full words are skipped whole. */
 PRECOPY_API int64_t precopy_bitmap_runs(const struct precopy_bitmap *bm, uint64_t *cursor,
 					struct precopy_page_run *runs, size_t max)
 {
-	uint64_t pos;
+	const struct bitmap_kernels *k = bitmap_kernels();
+	uint64_t pos, nw, w, first = 0;
 	size_t c = 0;
+	int in = 0;
 
 	if (!bm || !bm->words || !cursor || !runs || !max)
 		return -EINVAL;
 	pos = *cursor;
-	while (c < max) {
-		uint64_t first = precopy_bitmap_next_set(bm, pos), end;
-
-		if (first >= bm->nbits) {
-			pos = bm->nbits;
-			break;
-		}
-		end = next_clear(bm, first);
-		runs[c].first = first;
-		runs[c].count = end - first;
-		c++;
-		pos = end;
+	if (pos >= bm->nbits) {
+		*cursor = bm->nbits;
+		return 0;
 	}
-	*cursor = pos < bm->nbits ? precopy_bitmap_next_set(bm, pos) : bm->nbits;
+	nw = PRECOPY_BITMAP_WORDS(bm->nbits);
+	for (w = pos >> 6; w < nw; w++) {
+		uint64_t x = bm->words[w];
+
+		if (w == pos >> 6)
+			x &= ~0ull << (pos & 63); /* bits before the cursor are not ours */
+		if (w == nw - 1 && (bm->nbits & 63))
+			x &= low_mask(bm->nbits & 63); /* nor are tail bits */
+		if (!in && !x) { /* skip empty words a vector at a time */
+			w += k->find_nonzero(bm->words + w + 1, nw - w - 1);
+			continue;
+		}
+		if (in && x == ~0ull)
+			continue;
+		uint64_t prev = (x << 1) | (uint64_t)in;
+		uint64_t t = (x & ~prev) | (~x & prev);
+
+		while (t) {
+			unsigned b = (unsigned)__builtin_ctzll(t);
+
+			t &= t - 1;
+			if (!in) {
+				if (c == max) { /* full: resume at this run's start */
+					*cursor = w * 64 + b;
+					return (int64_t)c;
+				}
+				first = w * 64 + b;
+				in = 1;
+			} else {
+				runs[c].first = first;
+				runs[c].count = w * 64 + b - first;
+				c++;
+				in = 0;
+			}
+		}
+	}
+	if (in) { /* a run reaching the end of the bitmap */
+		runs[c].first = first;
+		runs[c].count = bm->nbits - first;
+		c++;
+	}
+	*cursor = bm->nbits;
 	return (int64_t)c;
 }

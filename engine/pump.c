@@ -159,18 +159,23 @@ int pump_load_header(struct precopy_pump *p)
 	return 0;
 }
 
-void pump_load_abort(struct precopy_pump *p)
+int pump_load_abort(struct precopy_pump *p)
 {
 	int i = pump_find(p, p->cur.dev_id);
 	uint32_t e = pump_le32(p->abort_buf);
-	int err = (e > 0 && e < 4096) ? -(int)e : -EIO;
 
 	p->in_payload = false;
 	if (i < 0)
-		return;
-	p->devs[i].frames++;
+		return -1;
 	p->devs[i].eod_seen = true; /* no frame may follow an ABORT either */
-	pump_dev_fail(p, &p->devs[i], err, "the source reported a failed transfer");
+	p->devs[i].abort_err = (e > 0 && e < 4096) ? -(int)e : -EIO;
+	return i;
+}
+
+void pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d)
+{
+	d->frames++;
+	pump_dev_fail(p, d, d->abort_err, "the source reported a failed transfer");
 }
 
 void pump_load_eod(struct precopy_pump *p, struct pump_dev *d)

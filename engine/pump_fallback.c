@@ -323,8 +323,14 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 		}
 		p->cur_left -= (uint32_t)r;
 		if (p->cur.flags & PRECOPY_FRAME_ABORT) {
-			if (!p->cur_left)
-				pump_load_abort(p);
+			if (!p->cur_left) {
+				/* every earlier payload byte of the device
+				 * was written synchronously already */
+				int i = pump_load_abort(p);
+
+				if (i >= 0)
+					pump_load_abort_apply(p, &p->devs[i]);
+			}
 			continue;
 		}
 		c->moved += (uint64_t)r;

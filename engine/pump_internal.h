@@ -30,7 +30,11 @@ struct pump_dev {
 	int wq_head, wq_tail;
 	bool writing;
 	bool eod_seen;    /* LOAD: EOD or ABORT frame parsed */
-	bool eod_pending; /* EOD parsed, earlier writes still queued */
+	/* LOAD: the EOD or ABORT frame (its PRECOPY_FRAME_* flag) parsed while
+	 * earlier payload of the device was still queued or being written; it
+	 * takes effect once that payload is written (or the device failed) */
+	uint32_t end_pending;
+	int abort_err; /* LOAD: the errno an ABORT frame carried, negative */
 	const char *what; /* what failed, for messages */
 };
 
@@ -93,8 +97,14 @@ int pump_find(const struct precopy_pump *p, uint32_t id);
  * pump_load_eod() once its earlier payload is written) and the caller must
  * reset p->eod_dev to -1. Returns 0 or a stream-level error (recorded). */
 int pump_load_header(struct precopy_pump *p);
-/* LOAD: the 4 ABORT payload bytes are in p->abort_buf: fail the device. */
-void pump_load_abort(struct precopy_pump *p);
+/* LOAD: the 4 ABORT payload bytes are in p->abort_buf: no frame may follow
+ * for that device; its errno is kept in abort_err. Returns the device index
+ * (the caller applies the ABORT with pump_load_abort_apply() once every
+ * earlier payload byte of the device is written), or -1. */
+int pump_load_abort(struct precopy_pump *p);
+/* LOAD: an ABORT frame takes effect: count it and fail the device (a no-op
+ * for the state if a device write already failed it). */
+void pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d);
 /* LOAD: a device reached EOD in the stream. */
 void pump_load_eod(struct precopy_pump *p, struct pump_dev *d);
 /* LOAD: stream EOF at a frame boundary or inside a frame. */

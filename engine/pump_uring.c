@@ -622,26 +622,41 @@ static void dq_push(struct precopy_pump *p, struct pump_dev *d, int s)
 	d->wq_tail = s;
 }
 
+/* Drops the slots queued on a failed device. A slot whose write (or poll)
+ * is in flight stays at the head: its CQE owns it and frees it. */
 static void dq_drop(struct precopy_pump *p, struct pump_dev *d)
 {
 	struct pump_uring *u = p->ur;
+	int s = d->wq_head;
 
-	while (d->wq_head >= 0) {
-		int s = d->wq_head;
-
-		d->wq_head = u->slots[s].next;
-		slot_put(u, s);
+	if (s >= 0 && d->writing) {
+		s = u->slots[s].next;
+		u->slots[d->wq_head].next = -1;
+		d->wq_tail = d->wq_head;
+	} else {
+		d->wq_head = d->wq_tail = -1;
 	}
-	d->wq_tail = -1;
+	while (s >= 0) {
+		int n = u->slots[s].next;
+
+		slot_put(u, s);
+		s = n;
+	}
 }
 
-/* Completes an EOD whose earlier payload is all written. */
-static void eod_check(struct precopy_pump *p, struct pump_dev *d)
+/* Applies an EOD or ABORT frame once the device's earlier payload is all
+ * written (or dropped because the device failed). */
+static void end_check(struct precopy_pump *p, struct pump_dev *d)
 {
-	if (d->eod_pending && d->wq_head < 0 && !d->writing) {
-		d->eod_pending = false;
+	uint32_t end = d->end_pending;
+
+	if (!end || d->wq_head >= 0 || d->writing)
+		return;
+	d->end_pending = 0;
+	if (end & PRECOPY_FRAME_EOD)
 		pump_load_eod(p, d);
-	}
+	else
+		pump_load_abort_apply(p, d);
 }
 
 static void kick_dev_writes(struct precopy_pump *p)
@@ -742,8 +757,8 @@ static void sread_done(struct precopy_pump *p, struct pump_call *c, int res)
 	if (!p->in_payload) {
 		p->hdr_have += (uint32_t)res;
 		if (p->hdr_have == PRECOPY_FRAME_HDR_SIZE && pump_load_header(p) == 0 && p->eod_dev >= 0) {
-			p->devs[p->eod_dev].eod_pending = true;
-			eod_check(p, &p->devs[p->eod_dev]);
+			p->devs[p->eod_dev].end_pending = PRECOPY_FRAME_EOD;
+			end_check(p, &p->devs[p->eod_dev]);
 			p->eod_dev = -1;
 		}
 		return;
@@ -751,11 +766,12 @@ static void sread_done(struct precopy_pump *p, struct pump_call *c, int res)
 	p->cur_left -= (uint32_t)res;
 	if (p->cur.flags & PRECOPY_FRAME_ABORT) {
 		if (!p->cur_left) {
-			int i = pump_find(p, p->cur.dev_id);
+			int i = pump_load_abort(p);
 
-			pump_load_abort(p);
-			if (i >= 0)
-				dq_drop(p, &p->devs[i]);
+			if (i >= 0) {
+				p->devs[i].end_pending = PRECOPY_FRAME_ABORT;
+				end_check(p, &p->devs[i]);
+			}
 		}
 		return;
 	}
@@ -825,7 +841,7 @@ static void load_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		}
 		if (d->state == PRECOPY_PUMP_DEV_FAILED)
 			dq_drop(p, d);
-		eod_check(p, d);
+		end_check(p, d);
 		break;
 	default:
 		break;

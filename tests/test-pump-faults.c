@@ -3,6 +3,7 @@
  * writes on the stream, a device that never reaches end of data, a stream
  * whose reader went away, back-ends that cut, corrupt or reject their state.
  * Other devices must arrive intact every time. */
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include "test-pump.h"
@@ -99,6 +100,7 @@ Test(faults, device_read_eio_injected_by_sys, .timeout = 30)
 	struct precopy_pump_dev_status st;
 	struct precopy_pump *src, *dst;
 	struct load_job lj = { 0 };
+	uint64_t src_frames;
 	int s[2], sv;
 	int64_t r;
 
@@ -116,10 +118,23 @@ Test(faults, device_read_eio_injected_by_sys, .timeout = 30)
 	r = precopy_pump_drain(src, 0);
 	cr_assert_eq(r, -EIO, "%s", precopy_pump_strerror(src));
 	cr_assert(strstr(precopy_pump_strerror(src), "device 1"), "%s", precopy_pump_strerror(src));
+	cr_assert_eq(precopy_pump_dev_status(src, 1, &st), 0);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
+	cr_assert_eq(st.bytes, 100000, "the source sent every byte it read before the EIO");
+	src_frames = st.frames;
 	cr_assert_eq(load_join(&lj), -EIO);
+	/* pump.h "Counters": the ABORT takes effect after the earlier payload
+	 * is written, so the destination wrote exactly what the source sent */
 	cr_assert_eq(precopy_pump_dev_status(dst, 1, &st), 0);
-	cr_assert_eq(st.bytes, 100000);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
 	cr_assert_eq(st.err, -EIO);
+	cr_assert_eq(st.bytes, 100000, "destination wrote %llu", (unsigned long long)st.bytes);
+	cr_assert_eq(st.frames, src_frames, "data frames + ABORT on both sides");
+	for (uint32_t i = 0; i < 3; i += 2) {
+		cr_assert_eq(precopy_pump_dev_status(dst, i, &st), 0);
+		cr_assert_eq(st.state, PRECOPY_PUMP_DEV_EOF);
+		cr_assert_eq(st.bytes, 300000, "device %u: %llu", i, (unsigned long long)st.bytes);
+	}
 	cr_assert_eq(rt_dev_close(&d[0], &sv), 0);
 	cr_assert_eq(sv, 0);
 	cr_assert_eq(rt_dev_close(&d[2], &sv), 0);
@@ -129,6 +144,104 @@ Test(faults, device_read_eio_injected_by_sys, .timeout = 30)
 	precopy_pump_free(dst);
 	close(s[0]);
 	close(s[1]);
+}
+
+/* An ABORT frame parsed while the device's earlier payload is still queued
+ * or being written: it takes effect only after that payload is written
+ * (pump.h, "Counters"). The stream is written by hand before the pump runs:
+ * 4 data frames of 8 KiB for device 5, then ABORT(EIO). The device fd is a
+ * 4 KiB pipe whose reader waits until the pump has consumed the whole
+ * stream (io_uring) before it reads, so the ABORT arrives with writes
+ * still pending. */
+struct slow_reader {
+	int dev_rd, stream_rd;
+	uint64_t got;
+	size_t bad; /* first mismatching pattern offset + 1, or 0 */
+	pthread_t t;
+};
+
+static void *slow_reader_main(void *arg)
+{
+	struct slow_reader *r = arg;
+	uint8_t buf[8192];
+	ssize_t n;
+
+	/* wait (bounded) until the stream is consumed; the fallback path
+	 * writes synchronously, so there it never is before we read */
+	for (int k = 0; k < 200; k++) {
+		int q = 0;
+
+		if (ioctl(r->stream_rd, FIONREAD, &q) == 0 && q == 0)
+			break;
+		usleep(1000);
+	}
+	usleep(20000);
+	while ((n = read(r->dev_rd, buf, sizeof(buf))) > 0) {
+		size_t ok = precopy_sim_pattern_check(55, r->got, buf, (size_t)n);
+
+		if (ok != (size_t)n && !r->bad)
+			r->bad = r->got + ok + 1;
+		r->got += (uint64_t)n;
+	}
+	return NULL;
+}
+
+static void abort_behind_queued_writes(uint32_t flags)
+{
+	enum { FR = 4, LEN = 8192 };
+	uint8_t buf[PRECOPY_FRAME_HDR_SIZE + LEN];
+	struct precopy_pump_dev_status st;
+	struct slow_reader rd = { 0 };
+	struct precopy_pump *dst;
+	int s[2], dp[2];
+	int64_t r;
+
+	make_stream(false, s);
+	cr_assert_eq(pipe2(dp, O_CLOEXEC), 0);
+	cr_assert_geq(fcntl(dp[1], F_SETPIPE_SZ, 4096), 4096);
+	for (int i = 0; i < FR; i++) {
+		struct precopy_frame_hdr h = { .dev_id = 5, .len = LEN };
+
+		cr_assert_eq(precopy_frame_encode(&h, buf), 0);
+		precopy_sim_pattern_fill(55, (uint64_t)i * LEN, buf + PRECOPY_FRAME_HDR_SIZE, LEN);
+		cr_assert_eq(write(s[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	}
+	{
+		struct precopy_frame_hdr h = { .dev_id = 5, .flags = PRECOPY_FRAME_ABORT,
+					       .len = PRECOPY_FRAME_ABORT_LEN };
+
+		cr_assert_eq(precopy_frame_encode(&h, buf), 0);
+		buf[16] = EIO;
+		buf[17] = buf[18] = buf[19] = 0;
+		cr_assert_eq(write(s[1], buf, PRECOPY_FRAME_HDR_SIZE + 4), PRECOPY_FRAME_HDR_SIZE + 4);
+	}
+	dst = pump_make(PRECOPY_PUMP_LOAD, s[0], flags, 4096, NULL, NULL, NULL);
+	cr_assert_eq(precopy_pump_add_device(dst, 5, dp[1], 0), 0);
+	rd.dev_rd = dp[0];
+	rd.stream_rd = s[0];
+	cr_assert_eq(pthread_create(&rd.t, NULL, slow_reader_main, &rd), 0);
+	r = precopy_pump_drain(dst, 0);
+	cr_assert_eq(r, -EIO, "%s: drain %lld: %s", path_name(flags), (long long)r, precopy_pump_strerror(dst));
+	cr_assert_eq(precopy_pump_dev_status(dst, 5, &st), 0);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
+	cr_assert_eq(st.err, -EIO);
+	cr_assert_eq(st.bytes, FR * LEN, "%s: every byte before the ABORT is written (%llu)",
+		     path_name(flags), (unsigned long long)st.bytes);
+	cr_assert_eq(st.frames, FR + 1, "4 data frames and the ABORT");
+	close(dp[1]);
+	pthread_join(rd.t, NULL);
+	cr_assert_eq(rd.got, FR * LEN, "the device received %llu bytes", (unsigned long long)rd.got);
+	cr_assert_eq(rd.bad, 0, "pattern mismatch at %zu", rd.bad - 1);
+	precopy_pump_free(dst);
+	close(dp[0]);
+	close(s[0]);
+	close(s[1]);
+}
+
+Test(faults, abort_behind_queued_writes_uring, .timeout = 30) { abort_behind_queued_writes(0); }
+Test(faults, abort_behind_queued_writes_fallback, .timeout = 30)
+{
+	abort_behind_queued_writes(PRECOPY_PUMP_FORCE_FALLBACK);
 }
 
 /* Short writes on the stream: 7 bytes per write through the seam (fallback),

@@ -212,10 +212,28 @@ struct precopy_pump_dev_status {
 	uint32_t id;
 	uint32_t state;  /* enum precopy_pump_dev_state */
 	int err;         /* -errno when FAILED, else 0 */
-	uint64_t bytes;  /* payload bytes moved (SAVE: written to the stream,
-			    LOAD: written to the device fd) */
-	uint64_t frames; /* frames moved, EOD/ABORT included */
+	uint64_t bytes;  /* see "Counters" below */
+	uint64_t frames; /* see "Counters" below */
 };
+
+/* Counters, on both paths:
+ *   SAVE bytes   payload bytes of this device's data frames written whole
+ *                to the stream (header and every payload byte accepted).
+ *   SAVE frames  this device's frames written whole to the stream,
+ *                its EOD or ABORT frame included.
+ *   LOAD bytes   payload bytes a write(2) to the device fd accepted; a
+ *                frame cut by a device write error counts the bytes that
+ *                went in. Payload of a frame that arrives for a device
+ *                already FAILED is read from the stream and dropped.
+ *   LOAD frames  this device's data frames whose payload was written to
+ *                the device fd in full, plus its EOD or ABORT frame once it
+ *                has taken effect.
+ * Ordering (LOAD): a device's EOD or ABORT frame takes effect (state EOF,
+ * or FAILED with the errno the ABORT carries) only after every payload byte
+ * of that device's earlier frames has been written to its fd or the device
+ * failed writing. So after an ABORT, bytes equals the payload the source
+ * sent for the device before it, unless a device write failed first (then
+ * err is that write's error). */
 
 /* Status of device id. Returns 0 and fills *out, -EINVAL (NULL), or -ENOENT
  * (no such device). */
