@@ -82,7 +82,8 @@ int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_res
 	json_ms_or_null(f, "expected_downtime_ms", r->expected_downtime_ns, !r->iterations);
 	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"ram_bytes_sent\":%llu,\"device_bytes_sent\":%llu,", ms(r->downtime_limit_ns),
 		(unsigned long long)r->ram_bytes, (unsigned long long)r->device_bytes);
-	fprintf(f, "\"ack_wait_ms\":%.3f,", ms(r->ack_wait_ns));
+	fprintf(f, "\"limit_met\":%s,\"ack_wait_ms\":%.3f,", switched && r->downtime_ns <= r->downtime_limit_ns ? "true" : "false",
+		ms(r->ack_wait_ns));
 	json_ms_or_null(f, "ack_at_ms", r->ack_at_ns, !r->ack_at_ns);
 	fprintf(f, ",\"max_throttle\":%u,", r->max_throttle);
 	json_ms_or_null(f, "stalled_at_ms", (uint64_t)r->stalled_at_ns, r->stalled_at_ns < 0);
@@ -120,11 +121,13 @@ int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_
 	char a[64], b[64], c[64];
 	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
 
-	fprintf(f, "precopy-sim: %s (%s of RAM, %u device%s, link %s/s)\n", sc->source, human(a, sizeof(a), (double)sc->memory),
-		sc->ndevs, sc->ndevs == 1 ? "" : "s", human(b, sizeof(b), (double)sc->bandwidth_Bps));
+	fprintf(f, "precopy-sim: %s (%s of RAM, %u device%s, link %.2f Gbit/s)\n", sc->source,
+		human(a, sizeof(a), (double)sc->memory), sc->ndevs, sc->ndevs == 1 ? "" : "s",
+		(double)sc->bandwidth_Bps * 8 / 1e9);
 	fprintf(f, "  outcome      %s", sim_outcome_name(r->outcome));
 	if (r->outcome == SIM_SWITCHOVER)
-		fprintf(f, " (downtime limit met)\n");
+		fprintf(f, r->downtime_ns <= r->downtime_limit_ns ? " (downtime limit met)\n"
+								 : " (the engine expected to meet the limit; the downtime exceeded it)\n");
 	else if (r->error[0])
 		fprintf(f, " (%s)\n", r->error);
 	else

@@ -163,6 +163,8 @@ static int stream_sink(void *ctx, const void *buf, size_t len)
 	int e;
 
 	link_send(r, len);
+	if (!r->d)
+		return 0; /* no device: the stream carries only its header and end */
 	e = precopy_dest_feed(r->d, buf, len);
 	if (e < 0) {
 		r->dest_err = e;
