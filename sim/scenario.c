@@ -23,8 +23,9 @@
 
 const char sim_default_scenario[] =
 	"; precopy-sim built-in scenario (also sim/scenarios/default.ini):\n"
-	"; a 64 GiB VM writing 200 MiB/s of random pages, one NIC-like device\n"
-	"; with pre-copy data and DMA, over 10 Gbit/s, 300 ms downtime limit.\n"
+	"; a 64 GiB VM writing 400 MiB/s (70% into a 2 GiB hot set), one NIC-like\n"
+	"; device with pre-copy data and DMA, 10 Gbit/s, 300 ms downtime limit.\n"
+	"; expect: switchover\n"
 	"[vm]\n"
 	"memory = 64G\n"
 	"page_size = 4K\n"
@@ -299,7 +300,7 @@ struct pctx {
 	int sec;            /* current section */
 	char secname[128];
 	struct sim_device *dev;
-	int failed;
+	int failed, err_line;
 	char *err;
 	size_t err_len;
 	int seen_line[SIM_MAX_DEVICES + 1][NKEYS]; /* [0]: scenario keys; [1 + i]: device i */
@@ -322,6 +323,7 @@ static int perr(struct pctx *p, const char *key, const char *fmt, ...)
 	else
 		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, p->line, msg);
 	p->failed = 1;
+	p->err_line = p->line;
 	return 0;
 }
 
@@ -734,6 +736,12 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 	p->err = err;
 	p->err_len = err_len;
 	r = ini_parse_stream(counting_reader, p, handler, p);
+	if (r > 0 && (!p->failed || r < p->err_line)) {
+		/* libinih's own complaint comes first (a line it could not read) */
+		snprintf(err, err_len, "%s:%d: syntax error (expected [section] or key = value)", name, r);
+		free(p);
+		return -EINVAL;
+	}
 	if (p->failed) {
 		free(p);
 		return -EINVAL;
