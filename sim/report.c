@@ -259,13 +259,19 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 {
 	struct logaxis pa, da;
 	double tmax = ms(r->total_ns) / 1000.0, pmin = INFINITY, pmax = 0, dmin = INFINITY, dmax = 0, step;
-	double limit_ms = ms(r->downtime_limit_ns);
+	double limit_ms = ms(r->downtime_limit_ns), start_pending;
 	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
 	double tsw = switched ? ms(r->total_ns - r->downtime_ns) / 1000.0 : tmax;
 	char a[64], b[64], c[64];
 
 	if (tmax <= 0)
 		tmax = 1e-3;
+	/* at the start everything is pending: all RAM and every device's state */
+	start_pending = (double)sc->memory;
+	for (uint32_t i = 0; i < sc->ndevs; i++)
+		start_pending += (double)sc->devs[i].stop_copy_bytes +
+				 (sc->devs[i].pre_copy ? (double)sc->devs[i].initial_bytes : 0.0);
+	pmin = pmax = start_pending;
 	for (size_t i = 0; i < r->niters; i++) {
 		const struct sim_iter *it = &r->iters[i];
 		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED) {
@@ -345,7 +351,16 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 		double x = X((double)r->stalled_at_ns / 1e9);
 		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#8b008b\" stroke-dasharray=\"3 3\"/>\n",
 			x, x, PT, PB);
-		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" fill=\"#8b008b\">stall reported</text>\n", x + 4, PT + 32);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#8b008b\">stall reported at %s</text>\n",
+			x - 4, PT + 34, human_time(a, sizeof(a), (uint64_t)r->stalled_at_ns));
+	}
+	/* the switchover-ack reaching the source */
+	if (r->ack_at_ns) {
+		double x = X((double)r->ack_at_ns / 1e9);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#008000\" stroke-dasharray=\"4 3\"/>\n",
+			x, x, PT, PB);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#008000\">switchover-ack at %s</text>\n",
+			x - 4, PB - 8, human_time(a, sizeof(a), r->ack_at_ns));
 	}
 	/* the switchover and the downtime window */
 	if (switched) {
@@ -365,7 +380,8 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 		}
 	}
 	/* pending bytes */
-	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"");
+	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"%.1f,%.1f ", X(0.0),
+		ly(&pa, start_pending));
 	for (size_t i = 0; i < r->niters; i++) {
 		const struct sim_iter *it = &r->iters[i];
 		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
