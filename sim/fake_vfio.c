@@ -24,7 +24,7 @@ static uint64_t next_rand(struct precopy_fake_vfio *dev)
 
 PRECOPY_API uint8_t precopy_fake_vfio_stream_byte(uint32_t seed, uint64_t off)
 {
-	return (uint8_t)(((off * 0x9E3779B1u) >> 7) ^ (off >> 13) ^ seed ^ (seed >> 8));
+	return fv_stream_byte(seed, off);
 }
 
 /* Bring the model up to the clock: device-state dirtying in PRE_COPY and
@@ -38,7 +38,7 @@ void fake_vfio_advance(struct precopy_fake_vfio *dev)
 		return;
 	if (fv_in_precopy(dev->state) && dev->cur && !dev->cur->dead)
 		dev->dirty = fv_sat_add(dev->dirty, fv_mul_div(dev->cfg.dirty_rate, dt, 1000000000ull));
-	if (fv_running(dev->state) && dev->mem && dev->cfg.dma_pages_per_sec) {
+	if (fv_running(dev->state) && fv_has_guest_mem(dev) && dev->cfg.dma_pages_per_sec) {
 		uint64_t pages_in_mem = dev->mem_len / 4096, n;
 
 		dev->dma_credit += (unsigned __int128)dt * dev->cfg.dma_pages_per_sec;

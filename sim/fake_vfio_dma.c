@@ -58,7 +58,8 @@ int fake_vfio_dma_page(struct precopy_fake_vfio *dev, uint64_t off, uint64_t len
 {
 	if (iommu_check(dev, dev->mem_iova + off, len) < 0)
 		return -EFAULT;
-	memset(dev->mem + off, byte, len);
+	if (dev->mem)
+		memset(dev->mem + off, byte, len);
 	mark(dev, dev->mem_iova + off, len);
 	return 0;
 }
@@ -180,10 +181,25 @@ int fake_vfio_log_report(struct precopy_fake_vfio *dev, struct vfio_device_featu
 	hi_all = rep->iova + rep->length;
 	for (uint32_t i = 0; i < dev->nranges; i++) {
 		struct trange *r = &dev->ranges[i];
-		uint64_t pg = dev->log_pg, np = (r->end - r->base) / pg;
+		uint64_t pg = dev->log_pg, np = (r->end - r->base) / pg, w0, w1;
 
-		for (uint64_t w = 0; w < (np + 63) / 64; w++) {
+		/* only the words holding tracker pages that overlap the request
+		 * (the bits outside are skipped below anyway) */
+		if (hi_all <= r->base || lo_all >= r->end)
+			continue;
+		w0 = (lo_all > r->base ? (lo_all - r->base) / pg : 0) / 64;
+		w1 = hi_all < r->end ? ((hi_all - 1 - r->base) / pg) / 64 + 1 : (np + 63) / 64;
+		for (uint64_t w = w0; w < w1; w++) {
 			uint64_t word = r->bits[w];
+
+			/* skip eight clear words at a time (a sparse log is mostly zeros) */
+			if (!word && !(w & 7) && w + 8 <= w1) {
+				const uint64_t *b = &r->bits[w];
+				if (!(b[1] | b[2] | b[3] | b[4] | b[5] | b[6] | b[7])) {
+					w += 7;
+					continue;
+				}
+			}
 			while (word) {
 				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(word);
 				uint64_t a = r->base + p * pg, b = a + pg, lo, hi;
@@ -206,7 +222,7 @@ int fake_vfio_log_report(struct precopy_fake_vfio *dev, struct vfio_device_featu
 
 PRECOPY_API int precopy_fake_vfio_set_guest_mem(struct precopy_fake_vfio *dev, uint64_t iova, void *mem, size_t len)
 {
-	if (!dev || (!mem && len) || (mem && !len) || (len && iova > UINT64_MAX - len))
+	if (!dev || (!mem && len && !dev->cfg.dma_log_only) || (mem && !len) || (len && iova > UINT64_MAX - len))
 		return -EINVAL;
 	pthread_mutex_lock(&dev->fk->lock);
 	fake_vfio_advance(dev);
@@ -225,7 +241,7 @@ PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint6
 		return -EINVAL;
 	pthread_mutex_lock(&dev->fk->lock);
 	fake_vfio_advance(dev);
-	if (!dev->mem || iova < dev->mem_iova || iova - dev->mem_iova > dev->mem_len ||
+	if (!fv_has_guest_mem(dev) || iova < dev->mem_iova || iova - dev->mem_iova > dev->mem_len ||
 	    len > dev->mem_len - (iova - dev->mem_iova)) {
 		r = -EINVAL;
 	} else if (!fv_running(dev->state)) {
@@ -233,7 +249,8 @@ PRECOPY_API int precopy_fake_vfio_dma_write(struct precopy_fake_vfio *dev, uint6
 	} else if (iommu_check(dev, iova, len) < 0) {
 		r = -EFAULT;
 	} else {
-		memset(dev->mem + (iova - dev->mem_iova), byte, len);
+		if (dev->mem)
+			memset(dev->mem + (iova - dev->mem_iova), byte, len);
 		r = mark(dev, iova, len);
 		dev->st.dma_pages += (len + 4095) / 4096;
 	}

@@ -91,6 +91,27 @@ static inline uint64_t fv_mul_div(uint64_t a, uint64_t b, uint64_t c)
 	return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
 }
 
+/* Byte `off` of the state stream of a device with this seed (what
+ * precopy_fake_vfio_stream_byte() returns), inline so that the loops that
+ * produce and check whole chunks vectorize. */
+static inline uint8_t fv_stream_byte(uint32_t seed, uint64_t off)
+{
+	return (uint8_t)(((off * 0x9E3779B1u) >> 7) ^ (off >> 13) ^ seed ^ (seed >> 8));
+}
+
+/* n bytes of the stream of `seed` from offset off into buf (what
+ * fv_stream_byte gives byte by byte, eight bytes at a time). */
+void fv_stream_fill(uint32_t seed, uint64_t off, uint8_t *buf, size_t n);
+/* 1 if buf holds those n bytes, 0 if any differs. */
+int fv_stream_check(uint32_t seed, uint64_t off, const uint8_t *buf, size_t n);
+
+/* Guest memory the device may DMA into: real bytes, or (dma_log_only) only
+ * a length. */
+static inline int fv_has_guest_mem(const struct precopy_fake_vfio *dev)
+{
+	return dev->mem || (dev->cfg.dma_log_only && dev->mem_len);
+}
+
 /* States in which the device runs (and may DMA). */
 static inline int fv_running(uint32_t s)
 {

@@ -117,6 +117,12 @@ struct precopy_fake_vfio_cfg {
 	uint64_t dma_pages_per_sec; /* pages the device writes into guest memory while running */
 	uint32_t seed;		    /* state-stream pattern and DMA choices */
 	int restart_errno;	    /* START while started (0: EINVAL, as mlx5) */
+	/* Guest memory may be given as NULL with a length
+	 * (precopy_fake_vfio_set_guest_mem): DMA then marks the device's log
+	 * (and its IOMMU's dirty state) without writing bytes, for guests too
+	 * large to back with memory (the simulator). Memory given as a buffer
+	 * is written as usual. */
+	int dma_log_only;
 };
 
 struct precopy_fake_vfio_stats {
@@ -145,12 +151,13 @@ PRECOPY_API int precopy_fake_vfio_new(struct precopy_fake_kernel *fk, const stru
 				      struct precopy_fake_vfio **out);
 
 /* Guest memory the device DMAs into, at IOVA iova. The caller keeps it
- * mapped while the device exists. Returns 0 or -EINVAL. */
+ * mapped while the device exists. With cfg.dma_log_only, mem may be NULL
+ * (len > 0): DMA then only marks the logs. Returns 0 or -EINVAL. */
 PRECOPY_API int precopy_fake_vfio_set_guest_mem(struct precopy_fake_vfio *dev, uint64_t iova, void *mem,
 						size_t len);
 
 /* The device writes `byte` over [iova, iova + len) now (real bytes into the
- * guest memory) and, if logging, marks its log; if it is attached to a fake
+ * guest memory, if it was given as a buffer) and, if logging, marks its log; if it is attached to a fake
  * type1 container or iommufd HWPT, that sees the write too. Returns the
  * number of log pages newly marked, -EINVAL (no guest memory, outside it,
  * len 0), -EPERM (the device is not in a state that may DMA: STOP,

@@ -1,0 +1,435 @@
+/* precopy-sim's outputs: one JSON object, a human summary, the per-iteration
+ * timeline as CSV, an SVG plot an operator can read at a glance, and the
+ * one-line progress display. Everything here is a pure function of the
+ * scenario and the result (the JSON has no wall-clock figure), so a run is
+ * reproducible byte for byte. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+#include "simulator.h"
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* "1.50 GiB" */
+static const char *human(char *buf, size_t len, double bytes)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int i = 0;
+
+	while (bytes >= 1024.0 && i < 5) {
+		bytes /= 1024.0;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+	return buf;
+}
+
+static const char *human_time(char *buf, size_t len, uint64_t ns)
+{
+	if (ns >= 10000000000ull)
+		snprintf(buf, len, "%.1f s", (double)ns / 1e9);
+	else if (ns >= 1000000000ull)
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+	else
+		snprintf(buf, len, "%.1f ms", ms(ns));
+	return buf;
+}
+
+static const char *action_name(uint32_t a)
+{
+	return precopy_action_name(a);
+}
+
+static void json_ms_or_null(FILE *f, const char *key, uint64_t ns, int null_if)
+{
+	if (null_if || ns == PRECOPY_UNBOUNDED)
+		fprintf(f, "\"%s\":null", key);
+	else
+		fprintf(f, "\"%s\":%.3f", key, ms(ns));
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
+{
+	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
+
+	fprintf(f, "{\"scenario\":");
+	json_str(f, sc->source);
+	fprintf(f, ",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", sim_outcome_name(r->outcome),
+		(unsigned long long)r->iterations, ms(r->total_ns));
+	json_ms_or_null(f, "downtime_ms", r->downtime_ns, !switched);
+	fputc(',', f);
+	json_ms_or_null(f, "expected_downtime_ms", r->expected_downtime_ns, !r->iterations);
+	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"ram_bytes_sent\":%llu,\"device_bytes_sent\":%llu,", ms(r->downtime_limit_ns),
+		(unsigned long long)r->ram_bytes, (unsigned long long)r->device_bytes);
+	fprintf(f, "\"limit_met\":%s,\"ack_wait_ms\":%.3f,", switched && r->downtime_ns <= r->downtime_limit_ns ? "true" : "false",
+		ms(r->ack_wait_ns));
+	json_ms_or_null(f, "ack_at_ms", r->ack_at_ns, !r->ack_at_ns);
+	fprintf(f, ",\"max_throttle\":%u,", r->max_throttle);
+	json_ms_or_null(f, "stalled_at_ms", (uint64_t)r->stalled_at_ns, r->stalled_at_ns < 0);
+	fprintf(f, ",\"reason\":");
+	json_str(f, r->error);
+	fprintf(f, ",\"downtime_breakdown_ms\":{\"switchover\":%.3f,\"final_ram\":%.3f,\"dest_load\":%.3f,"
+		   "\"fixed\":%.3f,\"dest_resume\":%.3f},\"final_ram_bytes\":%llu,",
+		ms(r->dt_switchover_ns), ms(r->dt_final_ram_ns), ms(r->dt_dest_load_ns), ms(r->dt_fixed_ns),
+		ms(r->dt_dest_resume_ns), (unsigned long long)r->final_ram_bytes);
+	fprintf(f, "\"iterations_detail\":[");
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		uint64_t sent = it->ram_bytes + it->device_bytes;
+
+		fprintf(f, "%s{\"t_ms\":%.3f,\"dirty_pages\":%llu,\"page_writes\":%llu,\"bytes_sent\":%llu,"
+			   "\"ram_bytes\":%llu,\"device_bytes\":%llu,\"bandwidth_Bps\":%llu,\"pending_bytes\":%llu,",
+			i ? "," : "", ms(it->t_ns), (unsigned long long)it->dirty_pages,
+			(unsigned long long)it->page_writes, (unsigned long long)sent, (unsigned long long)it->ram_bytes,
+			(unsigned long long)it->device_bytes, (unsigned long long)it->bandwidth_Bps,
+			(unsigned long long)it->pending_bytes);
+		json_ms_or_null(f, "expected_downtime_ms", it->expected_downtime_ns, 0);
+		if (isfinite(it->rho))
+			fprintf(f, ",\"rho\":%.6f", it->rho);
+		else
+			fprintf(f, ",\"rho\":null");
+		fprintf(f, ",\"throttle\":%u,\"action\":\"%s\",\"stalled\":%s}", it->throttle, action_name(it->action),
+			it->stalled ? "true" : "false");
+	}
+	fprintf(f, "]}\n");
+	return ferror(f) ? -EIO : 0;
+}
+
+int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
+{
+	char a[64], b[64], c[64];
+	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
+
+	fprintf(f, "precopy-sim: %s (%s of RAM, %u device%s, link %.2f Gbit/s)\n", sc->source,
+		human(a, sizeof(a), (double)sc->memory), sc->ndevs, sc->ndevs == 1 ? "" : "s",
+		(double)sc->bandwidth_Bps * 8 / 1e9);
+	fprintf(f, "  outcome      %s", sim_outcome_name(r->outcome));
+	if (r->outcome == SIM_SWITCHOVER)
+		fprintf(f, r->downtime_ns <= r->downtime_limit_ns ? " (downtime limit met)\n"
+								 : " (the engine expected to meet the limit; the downtime exceeded it)\n");
+	else if (r->error[0])
+		fprintf(f, " (%s)\n", r->error);
+	else
+		fprintf(f, "\n");
+	fprintf(f, "  total time   %s (virtual), %llu iteration%s\n", human_time(a, sizeof(a), r->total_ns),
+		(unsigned long long)r->iterations, r->iterations == 1 ? "" : "s");
+	if (switched) {
+		fprintf(f, "  downtime     %s, limit %s, engine expected %s%s\n", human_time(a, sizeof(a), r->downtime_ns),
+			human_time(b, sizeof(b), r->downtime_limit_ns),
+			r->expected_downtime_ns == PRECOPY_UNBOUNDED ? "unbounded" : human_time(c, sizeof(c), r->expected_downtime_ns),
+			r->downtime_ns > r->downtime_limit_ns ? "  ** LIMIT EXCEEDED **" : "");
+		fprintf(f, "               = switchover %.1f ms + final RAM %.1f ms + dest load %.1f ms + fixed %.1f ms + resume %.1f ms\n",
+			ms(r->dt_switchover_ns), ms(r->dt_final_ram_ns), ms(r->dt_dest_load_ns), ms(r->dt_fixed_ns),
+			ms(r->dt_dest_resume_ns));
+	} else {
+		fprintf(f, "  downtime     none (no switchover), limit %s, engine expected %s\n",
+			human_time(b, sizeof(b), r->downtime_limit_ns),
+			r->expected_downtime_ns == PRECOPY_UNBOUNDED ? "unbounded" : human_time(c, sizeof(c), r->expected_downtime_ns));
+	}
+	fprintf(f, "  sent         RAM %s, device state %s\n", human(a, sizeof(a), (double)r->ram_bytes),
+		human(b, sizeof(b), (double)r->device_bytes));
+	if (r->ack_at_ns)
+		fprintf(f, "  ack wait     %s (switchover-ack reached the source at %s)\n", human_time(a, sizeof(a), r->ack_wait_ns),
+			human_time(b, sizeof(b), r->ack_at_ns));
+	else
+		fprintf(f, "  ack wait     %s (no switchover-ack%s)\n", human_time(a, sizeof(a), r->ack_wait_ns),
+			sc->ndevs ? " received" : " needed");
+	fprintf(f, "  throttle     max %u%%\n", r->max_throttle);
+	if (r->stalled_at_ns >= 0)
+		fprintf(f, "  stall        the engine reported the limit unreachable at current rates at %s\n",
+			human_time(a, sizeof(a), (uint64_t)r->stalled_at_ns));
+	else
+		fprintf(f, "  stall        none reported\n");
+	return ferror(f) ? -EIO : 0;
+}
+
+int sim_report_csv(FILE *f, const struct sim_result *r)
+{
+	fprintf(f, "iteration,t_ms,dirty_pages,page_writes,ram_bytes,device_bytes,bytes_sent,bandwidth_Bps,pending_bytes,"
+		   "expected_downtime_ms,rho,throttle,action,stalled\n");
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+
+		fprintf(f, "%llu,%.3f,%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)it->iteration, ms(it->t_ns),
+			(unsigned long long)it->dirty_pages, (unsigned long long)it->page_writes,
+			(unsigned long long)it->ram_bytes, (unsigned long long)it->device_bytes,
+			(unsigned long long)(it->ram_bytes + it->device_bytes), (unsigned long long)it->bandwidth_Bps,
+			(unsigned long long)it->pending_bytes);
+		if (it->expected_downtime_ns == PRECOPY_UNBOUNDED)
+			fprintf(f, ",");
+		else
+			fprintf(f, "%.3f,", ms(it->expected_downtime_ns));
+		if (isfinite(it->rho))
+			fprintf(f, "%.6f,", it->rho);
+		else
+			fprintf(f, ",");
+		fprintf(f, "%u,%s,%d\n", it->throttle, action_name(it->action), it->stalled);
+	}
+	return ferror(f) ? -EIO : 0;
+}
+
+/* ---- SVG ---------------------------------------------------------------- */
+
+#define W 1000.0
+#define H 560.0
+#define PL 90.0  /* plot left */
+#define PR 910.0 /* plot right */
+#define PT 70.0  /* plot top */
+#define PB 470.0 /* plot bottom */
+
+struct logaxis {
+	double lo, hi; /* decades: log10 of the ends */
+};
+
+static double ly(const struct logaxis *a, double v)
+{
+	double l = log10(v);
+	if (l < a->lo)
+		l = a->lo;
+	if (l > a->hi)
+		l = a->hi;
+	return PB - (l - a->lo) / (a->hi - a->lo) * (PB - PT);
+}
+
+static void axis_fit(struct logaxis *a, double mn, double mx)
+{
+	if (!(mn > 0))
+		mn = 1;
+	if (mx < mn)
+		mx = mn;
+	a->lo = floor(log10(mn));
+	a->hi = ceil(log10(mx));
+	if (a->hi - a->lo < 2)
+		a->hi = a->lo + 2;
+}
+
+static const char *bytes_tick(char *buf, size_t len, double decade)
+{
+	/* decimal decades, labelled in the nearest binary-ish unit */
+	static const char *const u[] = { "B", "kB", "MB", "GB", "TB", "PB" };
+	int d = (int)decade, k = d / 3;
+
+	if (k > 5)
+		k = 5;
+	snprintf(buf, len, "%.0f %s", pow(10, d - 3 * k), u[k]);
+	return buf;
+}
+
+static const char *ms_tick(char *buf, size_t len, double decade)
+{
+	double v = pow(10, decade);
+	if (v >= 1000)
+		snprintf(buf, len, "%.0f s", v / 1000);
+	else if (v >= 1)
+		snprintf(buf, len, "%.0f ms", v);
+	else
+		snprintf(buf, len, "%g ms", v);
+	return buf;
+}
+
+static double nice_step(double span)
+{
+	double raw = span / 8, p = pow(10, floor(log10(raw))), m = raw / p;
+
+	return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
+{
+	struct logaxis pa, da;
+	double tmax = ms(r->total_ns) / 1000.0, pmin = INFINITY, pmax = 0, dmin = INFINITY, dmax = 0, step;
+	double limit_ms = ms(r->downtime_limit_ns), start_pending;
+	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
+	double tsw = switched ? ms(r->total_ns - r->downtime_ns) / 1000.0 : tmax;
+	char a[64], b[64], c[64];
+
+	if (tmax <= 0)
+		tmax = 1e-3;
+	/* at the start everything is pending: all RAM and every device's state */
+	start_pending = (double)sc->memory;
+	for (uint32_t i = 0; i < sc->ndevs; i++)
+		start_pending += (double)sc->devs[i].stop_copy_bytes +
+				 (sc->devs[i].pre_copy ? (double)sc->devs[i].initial_bytes : 0.0);
+	pmin = pmax = start_pending;
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED) {
+			pmin = fmin(pmin, (double)it->pending_bytes);
+			pmax = fmax(pmax, (double)it->pending_bytes);
+		}
+		if (it->expected_downtime_ns != PRECOPY_UNBOUNDED && it->expected_downtime_ns) {
+			dmin = fmin(dmin, ms(it->expected_downtime_ns));
+			dmax = fmax(dmax, ms(it->expected_downtime_ns));
+		}
+	}
+	if (switched) {
+		dmin = fmin(dmin, ms(r->downtime_ns));
+		dmax = fmax(dmax, ms(r->downtime_ns));
+	}
+	dmin = fmin(dmin, limit_ms);
+	dmax = fmax(dmax, limit_ms);
+	axis_fit(&pa, pmin, pmax);
+	axis_fit(&da, dmin, dmax);
+#define X(t) (PL + (t) / tmax * (PR - PL))
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+		   "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"13\">\n", W, H, W, H);
+	fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+	/* title */
+	fprintf(f, "<text x=\"%.0f\" y=\"26\" font-size=\"17\" font-weight=\"bold\">precopy-sim: ", PL);
+	for (const char *s = sc->source; *s; s++)
+		if (*s == '<')
+			fputs("&lt;", f);
+		else if (*s == '&')
+			fputs("&amp;", f);
+		else
+			fputc(*s, f);
+	fprintf(f, " — %s after %llu iterations, %s</text>\n", sim_outcome_name(r->outcome),
+		(unsigned long long)r->iterations, human_time(a, sizeof(a), r->total_ns));
+	if (switched)
+		fprintf(f, "<text x=\"%.0f\" y=\"48\" fill=\"%s\">downtime %s (limit %s, engine expected %s)%s</text>\n", PL,
+			r->downtime_ns > r->downtime_limit_ns ? "#c00000" : "#006000", human_time(a, sizeof(a), r->downtime_ns),
+			human_time(b, sizeof(b), r->downtime_limit_ns),
+			r->expected_downtime_ns == PRECOPY_UNBOUNDED ? "unbounded" : human_time(c, sizeof(c), r->expected_downtime_ns),
+			r->downtime_ns > r->downtime_limit_ns ? " — limit exceeded" : " — limit met");
+	else
+		fprintf(f, "<text x=\"%.0f\" y=\"48\" fill=\"#c00000\">no switchover: %s</text>\n", PL,
+			r->error[0] ? r->error : sim_outcome_name(r->outcome));
+	/* grid and axes */
+	fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", PL, PT,
+		PR - PL, PB - PT);
+	for (double dcd = pa.lo; dcd <= pa.hi + 1e-9; dcd += 1) {
+		double y = ly(&pa, pow(10, dcd));
+		fprintf(f, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", PL, PR, y, y);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#1f5fbf\">%s</text>\n", PL - 6, y + 4,
+			bytes_tick(a, sizeof(a), dcd));
+	}
+	for (double dcd = da.lo; dcd <= da.hi + 1e-9; dcd += 1) {
+		double y = PB - (dcd - da.lo) / (da.hi - da.lo) * (PB - PT);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" fill=\"#d2691e\">%s</text>\n", PR + 6, y + 4, ms_tick(a, sizeof(a), dcd));
+	}
+	step = nice_step(tmax);
+	for (double t = 0; t <= tmax + 1e-9; t += step) {
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#eeeeee\"/>\n", X(t), X(t), PT, PB);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>\n", X(t), PB + 18, t);
+	}
+	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">virtual time (s)</text>\n", (PL + PR) / 2, PB + 38);
+	fprintf(f, "<text transform=\"translate(18 %.0f) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f5fbf\">pending bytes "
+		   "(RAM + device)</text>\n", (PT + PB) / 2);
+	fprintf(f, "<text transform=\"translate(%.0f %.0f) rotate(90)\" text-anchor=\"middle\" fill=\"#d2691e\">expected "
+		   "downtime</text>\n", W - 22, (PT + PB) / 2);
+	/* the limit, on the downtime axis */
+	{
+		double y = PB - (log10(limit_ms) - da.lo) / (da.hi - da.lo) * (PB - PT);
+		fprintf(f, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#c00000\" stroke-width=\"2\" "
+			   "stroke-dasharray=\"8 5\"/>\n", PL, PR, y, y);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#c00000\">downtime limit %s</text>\n", PR - 4,
+			y - 5, human_time(a, sizeof(a), r->downtime_limit_ns));
+	}
+	/* the stall */
+	if (r->stalled_at_ns >= 0) {
+		double x = X((double)r->stalled_at_ns / 1e9);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#8b008b\" stroke-dasharray=\"3 3\"/>\n",
+			x, x, PT, PB);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#8b008b\">stall reported at %s</text>\n",
+			x - 4, PT + 34, human_time(a, sizeof(a), (uint64_t)r->stalled_at_ns));
+	}
+	/* the switchover-ack reaching the source */
+	if (r->ack_at_ns) {
+		double x = X((double)r->ack_at_ns / 1e9);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#008000\" stroke-dasharray=\"4 3\"/>\n",
+			x, x, PT, PB);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#008000\">switchover-ack at %s</text>\n",
+			x - 4, PB - 8, human_time(a, sizeof(a), r->ack_at_ns));
+	}
+	/* the switchover and the downtime window */
+	if (switched) {
+		double x0 = X(tsw), x1 = X(tmax);
+		if (x1 - x0 < 3)
+			x0 = x1 - 3;
+		fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"#c00000\" fill-opacity=\"0.25\"/>\n",
+			x0, PT, x1 - x0, PB - PT);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#c00000\" stroke-width=\"1.5\"/>\n", x0,
+			x0, PT, PB);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#c00000\" font-weight=\"bold\">switchover at %s"
+			   " → downtime %s</text>\n", x0 - 4, PT + 16, human_time(a, sizeof(a), r->total_ns - r->downtime_ns),
+			human_time(b, sizeof(b), r->downtime_ns));
+		{
+			double y = PB - (log10(ms(r->downtime_ns)) - da.lo) / (da.hi - da.lo) * (PB - PT);
+			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c00000\"/>\n", x1, y);
+		}
+	}
+	/* pending bytes */
+	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"%.1f,%.1f ", X(0.0),
+		ly(&pa, start_pending));
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
+			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&pa, (double)it->pending_bytes));
+	}
+	fprintf(f, "\"/>\n");
+	for (size_t i = 0; i < r->niters && r->niters <= 200; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
+			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"#1f5fbf\"/>\n", X(ms(it->t_ns) / 1000),
+				ly(&pa, (double)it->pending_bytes));
+	}
+	/* expected downtime */
+	fprintf(f, "<polyline fill=\"none\" stroke=\"#d2691e\" stroke-width=\"2\" points=\"");
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		if (it->expected_downtime_ns != PRECOPY_UNBOUNDED && it->expected_downtime_ns) {
+			double y = PB - (log10(ms(it->expected_downtime_ns)) - da.lo) / (da.hi - da.lo) * (PB - PT);
+			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), y);
+		}
+	}
+	fprintf(f, "\"/>\n");
+	/* legend */
+	fprintf(f, "<g transform=\"translate(%.0f %.0f)\">\n", PL, H - 28);
+	fprintf(f, "<line x1=\"0\" x2=\"24\" y1=\"0\" y2=\"0\" stroke=\"#1f5fbf\" stroke-width=\"2\"/><text x=\"30\" y=\"4\">"
+		   "pending bytes (left)</text>\n");
+	fprintf(f, "<line x1=\"190\" x2=\"214\" y1=\"0\" y2=\"0\" stroke=\"#d2691e\" stroke-width=\"2\"/><text x=\"220\" y=\"4\">"
+		   "expected downtime (right)</text>\n");
+	fprintf(f, "<line x1=\"410\" x2=\"434\" y1=\"0\" y2=\"0\" stroke=\"#c00000\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>"
+		   "<text x=\"440\" y=\"4\">limit</text>\n");
+	fprintf(f, "<rect x=\"490\" y=\"-7\" width=\"20\" height=\"14\" fill=\"#c00000\" fill-opacity=\"0.25\"/><text x=\"516\" "
+		   "y=\"4\">downtime window (dot: simulated downtime)</text>\n");
+	fprintf(f, "</g>\n</svg>\n");
+#undef X
+	return ferror(f) ? -EIO : 0;
+}
+
+void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_iter *it, uint64_t now_ns)
+{
+	char a[64], b[64];
+
+	(void)r;
+	if (it->expected_downtime_ns == PRECOPY_UNBOUNDED)
+		snprintf(b, sizeof(b), "unbounded");
+	else
+		human_time(b, sizeof(b), it->expected_downtime_ns);
+	fprintf(f, "\r  iter %-6llu t=%9.2f s  pending %-11s expected downtime %-10s rho %-6.3f throttle %2u%%  ",
+		(unsigned long long)it->iteration, (double)now_ns / 1e9, human(a, sizeof(a), (double)it->pending_bytes), b,
+		isfinite(it->rho) ? it->rho : 99.999, it->throttle);
+	fflush(f);
+}

@@ -1,0 +1,814 @@
+/* Scenario files: INI parsed with libinih, every key checked against a table
+ * of known keys with its unit, errors naming the file, the line and the key:
+ *
+ *   FILE:LINE: [section] key: problem
+ *
+ * Sizes take K, M, G, T (powers of 1024); byte rates are sizes per second
+ * ("500M/s"); bit rates say so ("10Gbit/s": powers of 1000, bits); times
+ * take "us", "ms" or "s". The reader that feeds libinih counts lines itself,
+ * so messages have line numbers whatever options libinih was built with,
+ * and it sees section headers (even of empty sections) as they come. */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+#include "simulator.h"
+
+const char sim_default_scenario[] =
+	"; precopy-sim built-in scenario (also sim/scenarios/default.ini):\n"
+	"; a 64 GiB VM writing 400 MiB/s (70% into a 2 GiB hot set), one NIC-like\n"
+	"; device with pre-copy data and DMA, 10 Gbit/s, 300 ms downtime limit.\n"
+	"; expect: switchover\n"
+	"[vm]\n"
+	"memory = 64G\n"
+	"page_size = 4K\n"
+	"vcpus = 8\n"
+	"\n"
+	"[workload]\n"
+	"model = hotset\n"
+	"rate = 400M/s\n"
+	"hot_size = 2G\n"
+	"hot_fraction = 0.7\n"
+	"seed = 1\n"
+	"\n"
+	"[link]\n"
+	"bandwidth = 10Gbit/s\n"
+	"latency = 1ms\n"
+	"\n"
+	"[migration]\n"
+	"downtime_limit = 300ms\n"
+	"policy = precopy\n"
+	"timeout = 600s\n"
+	"timeout_action = cancel\n"
+	"fixed_downtime = 5ms\n"
+	"\n"
+	"[device.nic0]\n"
+	"initial = 300M\n"
+	"dirty_rate = 20M/s\n"
+	"stop_copy = 64M\n"
+	"dma_rate = 50M/s\n"
+	"transition = 20ms\n"
+	"dest_load = 1500ms\n";
+
+/* ---- units ---------------------------------------------------------------- */
+
+static const char *skip_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+/* A non-negative decimal number (digits, optional fraction) at *s. */
+static int number(const char **s, uint64_t *ip, double *frac, int *has_frac)
+{
+	const char *p = *s;
+	uint64_t v = 0;
+	int digits = 0;
+
+	*frac = 0.0;
+	*has_frac = 0;
+	while (*p >= '0' && *p <= '9') {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+		p++;
+		digits++;
+	}
+	if (*p == '.') {
+		double scale = 0.1;
+		p++;
+		*has_frac = 1;
+		if (!(*p >= '0' && *p <= '9'))
+			return -EINVAL;
+		while (*p >= '0' && *p <= '9') {
+			*frac += (*p - '0') * scale;
+			scale /= 10;
+			p++;
+		}
+	}
+	if (!digits)
+		return -EINVAL;
+	*ip = v;
+	*s = p;
+	return 0;
+}
+
+static int scaled(uint64_t ip, double frac, uint64_t mult, uint64_t *out)
+{
+	double f = frac * (double)mult;
+
+	if (mult && ip > UINT64_MAX / mult)
+		return -ERANGE;
+	ip *= mult;
+	if (f >= 0x1.0p64 || ip > UINT64_MAX - (uint64_t)f)
+		return -ERANGE;
+	*out = ip + (uint64_t)llround(f);
+	return 0;
+}
+
+static uint64_t binary_mult(char c)
+{
+	switch (c) {
+	case 'K': case 'k': return 1ull << 10;
+	case 'M': return 1ull << 20;
+	case 'G': return 1ull << 30;
+	case 'T': return 1ull << 40;
+	}
+	return 0;
+}
+
+static uint64_t decimal_mult(char c)
+{
+	switch (c) {
+	case 'K': case 'k': return 1000ull;
+	case 'M': return 1000000ull;
+	case 'G': return 1000000000ull;
+	case 'T': return 1000000000000ull;
+	}
+	return 0;
+}
+
+/* size: number [K|M|G|T] [B|iB], leaves *s after it */
+static int size_at(const char **s, uint64_t *out)
+{
+	uint64_t ip, mult = 1;
+	double frac;
+	int hf, r = number(s, &ip, &frac, &hf);
+
+	if (r < 0)
+		return r;
+	*s = skip_ws(*s);
+	if (binary_mult(**s)) {
+		mult = binary_mult(**s);
+		(*s)++;
+		if (**s == 'i' && (*s)[1] == 'B')
+			*s += 2;
+		else if (**s == 'B')
+			(*s)++;
+	} else if (**s == 'B') {
+		(*s)++;
+	}
+	return scaled(ip, frac, mult, out);
+}
+
+int sim_parse_size(const char *s, uint64_t *out)
+{
+	int r;
+
+	s = skip_ws(s);
+	r = size_at(&s, out);
+	if (r < 0)
+		return r;
+	return *skip_ws(s) ? -EINVAL : 0;
+}
+
+int sim_parse_rate(const char *s, uint64_t *out)
+{
+	const char *p = skip_ws(s), *q;
+	uint64_t ip, mult = 1, bits;
+	double frac;
+	int hf, r;
+
+	/* a bit rate: number [K|M|G|T] "bit/s", decimal */
+	q = p;
+	r = number(&q, &ip, &frac, &hf);
+	if (r == -ERANGE)
+		return r;
+	if (r == 0) {
+		q = skip_ws(q);
+		if (decimal_mult(*q) && !strncmp(q + 1, "bit/s", 5)) {
+			mult = decimal_mult(*q);
+			q += 1;
+		}
+		if (!strncmp(q, "bit/s", 5)) {
+			if (*skip_ws(q + 5))
+				return -EINVAL;
+			r = scaled(ip, frac, mult, &bits);
+			if (r < 0)
+				return r;
+			*out = bits / 8;
+			return 0;
+		}
+	}
+	/* a byte rate: size "/s" */
+	r = size_at(&p, out);
+	if (r < 0)
+		return r;
+	p = skip_ws(p);
+	if (strncmp(p, "/s", 2) || *skip_ws(p + 2))
+		return -EINVAL;
+	return 0;
+}
+
+int sim_parse_time(const char *s, uint64_t *ns)
+{
+	uint64_t ip, mult;
+	double frac;
+	int hf, r;
+
+	s = skip_ws(s);
+	r = number(&s, &ip, &frac, &hf);
+	if (r < 0)
+		return r;
+	s = skip_ws(s);
+	if (!strncmp(s, "ms", 2))
+		mult = 1000000ull, s += 2;
+	else if (!strncmp(s, "us", 2))
+		mult = 1000ull, s += 2;
+	else if (*s == 's')
+		mult = 1000000000ull, s += 1;
+	else
+		return -EINVAL;
+	if (*skip_ws(s))
+		return -EINVAL;
+	return scaled(ip, frac, mult, ns);
+}
+
+/* ---- the key table ------------------------------------------------------ */
+
+enum sec { SEC_NONE = -1, SEC_VM, SEC_WORKLOAD, SEC_LINK, SEC_MIGRATION, SEC_DEVICE, SEC_COUNT };
+static const char *const sec_names[] = { "vm", "workload", "link", "migration", "device" };
+
+enum kind { K_SIZE, K_RATE, K_TIME, K_U32, K_U64, K_FRACTION, K_POSITIVE, K_BOOL, K_MODEL, K_ACTION,
+	    K_POLICY, K_PHASES, K_TRACE, K_PERCENT, K_RATE_OPT };
+
+struct key {
+	int sec;
+	const char *name;
+	int kind;
+	size_t off; /* into struct sim_scenario, or struct sim_device for SEC_DEVICE */
+};
+
+#define SC(f) offsetof(struct sim_scenario, f)
+#define DV(f) offsetof(struct sim_device, f)
+
+static const struct key keys[] = {
+	{ SEC_VM, "memory", K_SIZE, SC(memory) },
+	{ SEC_VM, "page_size", K_SIZE, SC(page_size) },
+	{ SEC_VM, "vcpus", K_U32, SC(vcpus) },
+	{ SEC_WORKLOAD, "model", K_MODEL, SC(model) },
+	{ SEC_WORKLOAD, "rate", K_RATE, SC(rate_Bps) },
+	{ SEC_WORKLOAD, "hot_size", K_SIZE, SC(hot_size) },
+	{ SEC_WORKLOAD, "hot_fraction", K_FRACTION, SC(hot_fraction) },
+	{ SEC_WORKLOAD, "zipf_s", K_POSITIVE, SC(zipf_s) },
+	{ SEC_WORKLOAD, "phases", K_PHASES, 0 },
+	{ SEC_WORKLOAD, "trace", K_TRACE, 0 },
+	{ SEC_WORKLOAD, "seed", K_U64, SC(seed) },
+	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps) },
+	{ SEC_LINK, "latency", K_TIME, SC(latency_ns) },
+	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns) },
+	{ SEC_MIGRATION, "policy", K_POLICY, 0 },
+	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns) },
+	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action) },
+	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps) },
+	{ SEC_MIGRATION, "throttle_initial", K_PERCENT, SC(throttle_initial) },
+	{ SEC_MIGRATION, "throttle_increment", K_PERCENT, SC(throttle_increment) },
+	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max) },
+	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns) },
+	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations) },
+	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes) },
+	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps) },
+	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes) },
+	{ SEC_DEVICE, "dma_rate", K_RATE, DV(dma_rate_Bps) },
+	{ SEC_DEVICE, "pre_copy", K_BOOL, DV(pre_copy) },
+	{ SEC_DEVICE, "p2p", K_BOOL, DV(p2p) },
+	{ SEC_DEVICE, "transition", K_TIME, DV(transition_ns) },
+	{ SEC_DEVICE, "dest_load", K_TIME, DV(dest_load_ns) },
+	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size) },
+	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges) },
+	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging) },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* ---- the parse ---------------------------------------------------------- */
+
+struct pctx {
+	struct sim_scenario *sc;
+	const char *name;   /* the file as messages call it */
+	const char *dir_of; /* path the trace file is relative to */
+	const char *text;   /* what the reader reads */
+	size_t pos;
+	int line;
+	int sec;            /* current section */
+	char secname[128];
+	struct sim_device *dev;
+	int failed, err_line;
+	char *err;
+	size_t err_len;
+	int seen_line[SIM_MAX_DEVICES + 1][NKEYS]; /* [0]: scenario keys; [1 + i]: device i */
+};
+
+static int perr(struct pctx *p, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int perr(struct pctx *p, const char *key, const char *fmt, ...)
+{
+	char msg[SIM_ERR_MAX];
+	va_list ap;
+
+	if (p->failed)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (key)
+		snprintf(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, p->line, p->secname, key, msg);
+	else
+		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, p->line, msg);
+	p->failed = 1;
+	p->err_line = p->line;
+	return 0;
+}
+
+/* The reader libinih calls for each line: one line of p->text, counted. */
+static char *reader(char *str, int num, void *stream)
+{
+	struct pctx *p = stream;
+	size_t n = 0;
+
+	if (!p->text[p->pos] || num < 2)
+		return NULL;
+	while (p->text[p->pos] && n + 1 < (size_t)num) {
+		char c = p->text[p->pos++];
+		str[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	str[n] = '\0';
+	p->line++;
+	return str;
+}
+
+static int valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > PRECOPY_STREAM_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (*s < 0x21 || *s > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int enter_section(struct pctx *p, const char *section)
+{
+	snprintf(p->secname, sizeof(p->secname), "%s", section);
+	p->dev = NULL;
+	for (int i = 0; i < SEC_DEVICE; i++)
+		if (!strcmp(section, sec_names[i])) {
+			p->sec = i;
+			return 1;
+		}
+	if (!strncmp(section, "device.", 7)) {
+		const char *name = section + 7;
+		struct sim_scenario *sc = p->sc;
+
+		p->sec = SEC_DEVICE;
+		if (!valid_name(name))
+			return perr(p, NULL, "[%s]: a device name must be 1..%u printable characters without spaces",
+				    section, PRECOPY_STREAM_NAME_MAX);
+		for (uint32_t i = 0; i < sc->ndevs; i++)
+			if (!strcmp(sc->devs[i].name, name))
+				return perr(p, NULL, "[%s]: device defined twice (first on line %d)", section,
+					    sc->devs[i].line);
+		if (sc->ndevs == SIM_MAX_DEVICES)
+			return perr(p, NULL, "[%s]: too many devices (at most %u)", section, SIM_MAX_DEVICES);
+		p->dev = &sc->devs[sc->ndevs++];
+		sim_device_init(p->dev, name);
+		p->dev->line = p->line;
+		return 1;
+	}
+	p->sec = SEC_NONE;
+	return perr(p, NULL, "[%s]: unknown section (known: vm, workload, link, migration, device.NAME)", section);
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcmp(v, yes[i])) {
+			*out = 1;
+			return 0;
+		}
+		if (!strcmp(v, no[i])) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_uint(const char *v, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	if (!(*v >= '0' && *v <= '9'))
+		return -EINVAL;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || x > max)
+		return -ERANGE;
+	*out = x;
+	return 0;
+}
+
+static int parse_double(const char *v, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(v, &end);
+	if (end == v || *end || errno == ERANGE || !isfinite(*out))
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_phases(struct pctx *p, const char *key, const char *v)
+{
+	struct sim_scenario *sc = p->sc;
+	char buf[4096], *save = NULL, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", v);
+	sc->nphases = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':');
+		struct sim_phase ph;
+
+		if (!colon)
+			return perr(p, key, "bad phase \"%s\" (DURATION:RATE, e.g. 10s:50M/s)", tok);
+		*colon = '\0';
+		if (sim_parse_time(tok, &ph.duration_ns) < 0 || !ph.duration_ns)
+			return perr(p, key, "bad phase duration \"%s\" (a time > 0 with ms or s)", tok);
+		if (sim_parse_rate(colon + 1, &ph.rate_Bps) < 0)
+			return perr(p, key, "bad phase rate \"%s\" (e.g. 50M/s or 1Gbit/s)", colon + 1);
+		if (sc->nphases == SIM_MAX_PHASES)
+			return perr(p, key, "too many phases (at most %u)", SIM_MAX_PHASES);
+		sc->phases[sc->nphases++] = ph;
+	}
+	if (!sc->nphases)
+		return perr(p, key, "no phase (DURATION:RATE,...)");
+	return 1;
+}
+
+/* The trace file: "time_ms,pages" per line, times not decreasing; blank
+ * lines and lines starting with '#' are skipped. */
+static int parse_trace(struct pctx *p, const char *key, const char *v)
+{
+	struct sim_scenario *sc = p->sc;
+	char path[PATH_MAX], line[256];
+	FILE *f;
+	int ln = 0;
+	size_t cap = 0;
+
+	if (v[0] != '/' && p->dir_of) {
+		const char *slash = strrchr(p->dir_of, '/');
+		int dl = slash ? (int)(slash - p->dir_of) + 1 : 0;
+		snprintf(path, sizeof(path), "%.*s%s", dl, p->dir_of, v);
+	} else {
+		snprintf(path, sizeof(path), "%s", v);
+	}
+	snprintf(sc->trace_path, sizeof(sc->trace_path), "%s", v);
+	f = fopen(path, "r");
+	if (!f)
+		return perr(p, key, "cannot read trace \"%s\": %s", path, strerror(errno));
+	free(sc->trace);
+	sc->trace = NULL;
+	sc->ntrace = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long t, n;
+		char extra;
+		const char *s = skip_ws(line);
+
+		ln++;
+		if (*s == '#' || *s == '\n' || *s == '\r' || !*s)
+			continue;
+		if (sscanf(s, "%llu , %llu %c", &t, &n, &extra) != 2 || t > UINT64_MAX / 1000000) {
+			fclose(f);
+			return perr(p, key, "%s:%d: bad trace line (time_ms,pages)", path, ln);
+		}
+		if (sc->ntrace && t * 1000000 < sc->trace[sc->ntrace - 1].t_ns) {
+			fclose(f);
+			return perr(p, key, "%s:%d: trace time goes backwards", path, ln);
+		}
+		if (sc->ntrace == cap) {
+			size_t nc = cap ? cap * 2 : 256;
+			struct sim_trace_event *ne = realloc(sc->trace, nc * sizeof(*ne));
+			if (!ne) {
+				fclose(f);
+				return perr(p, key, "out of memory");
+			}
+			sc->trace = ne;
+			cap = nc;
+		}
+		sc->trace[sc->ntrace].t_ns = t * 1000000;
+		sc->trace[sc->ntrace].pages = n;
+		sc->ntrace++;
+	}
+	fclose(f);
+	if (!sc->ntrace)
+		return perr(p, key, "trace \"%s\" has no event", path);
+	return 1;
+}
+
+static int set_value(struct pctx *p, const struct key *k, const char *v)
+{
+	void *base = k->sec == SEC_DEVICE ? (void *)p->dev : (void *)p->sc;
+	void *dst = (char *)base + k->off;
+	uint64_t u;
+	double d;
+	int b, r;
+
+	switch (k->kind) {
+	case K_SIZE:
+		r = sim_parse_size(v, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "size \"%s\" is too large", v);
+		if (r < 0)
+			return perr(p, k->name, "bad size \"%s\" (a number with K, M, G or T, e.g. 64G)", v);
+		*(uint64_t *)dst = u;
+		return 1;
+	case K_RATE_OPT:
+		if (!*v) {
+			*(uint64_t *)dst = 0;
+			return 1;
+		}
+		/* fall through */
+	case K_RATE:
+		r = sim_parse_rate(v, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "rate \"%s\" is too large", v);
+		if (r < 0)
+			return perr(p, k->name, "bad rate \"%s\" (bytes: 500M/s; bits: 10Gbit/s)", v);
+		*(uint64_t *)dst = u;
+		return 1;
+	case K_TIME:
+		r = sim_parse_time(v, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "time \"%s\" is too large", v);
+		if (r < 0)
+			return perr(p, k->name, "bad time \"%s\" (a number with ms or s, e.g. 300ms)", v);
+		*(uint64_t *)dst = u;
+		return 1;
+	case K_U32:
+	case K_PERCENT:
+		r = parse_uint(v, k->kind == K_PERCENT ? 99 : UINT32_MAX, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "%s is out of range (0..%u)", v, k->kind == K_PERCENT ? 99u : UINT32_MAX);
+		if (r < 0)
+			return perr(p, k->name, "bad number \"%s\"", v);
+		*(uint32_t *)dst = (uint32_t)u;
+		return 1;
+	case K_U64:
+		r = parse_uint(v, UINT64_MAX, &u);
+		if (r < 0)
+			return perr(p, k->name, "bad number \"%s\"", v);
+		*(uint64_t *)dst = u;
+		return 1;
+	case K_FRACTION:
+	case K_POSITIVE:
+		if (parse_double(v, &d) < 0)
+			return perr(p, k->name, "bad number \"%s\"", v);
+		if (k->kind == K_FRACTION && (d < 0.0 || d > 1.0))
+			return perr(p, k->name, "%s is out of range (0..1)", v);
+		if (k->kind == K_POSITIVE && !(d > 0.0))
+			return perr(p, k->name, "%s must be > 0", v);
+		*(double *)dst = d;
+		return 1;
+	case K_BOOL:
+		if (parse_bool(v, &b) < 0)
+			return perr(p, k->name, "bad boolean \"%s\" (yes or no)", v);
+		*(int *)dst = b;
+		return 1;
+	case K_MODEL: {
+		static const char *const m[] = { "uniform", "hotset", "zipf", "sequential", "phases", "trace" };
+		for (int i = 0; i < 6; i++)
+			if (!strcmp(v, m[i])) {
+				*(int *)dst = i;
+				return 1;
+			}
+		return perr(p, k->name, "unknown model \"%s\" (uniform, hotset, zipf, sequential, phases, trace)", v);
+	}
+	case K_ACTION:
+		if (!strcmp(v, "cancel"))
+			*(uint32_t *)dst = PRECOPY_TIMEOUT_CANCEL;
+		else if (!strcmp(v, "force"))
+			*(uint32_t *)dst = PRECOPY_TIMEOUT_FORCE;
+		else
+			return perr(p, k->name, "unknown action \"%s\" (cancel or force)", v);
+		return 1;
+	case K_POLICY:
+		if (strcmp(v, "precopy"))
+			return perr(p, k->name, "unknown policy \"%s\" (precopy)", v);
+		return 1;
+	case K_PHASES:
+		return parse_phases(p, k->name, v);
+	case K_TRACE:
+		return parse_trace(p, k->name, v);
+	}
+	return perr(p, k->name, "internal: unknown kind");
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct pctx *p = user;
+	int (*seen)[NKEYS];
+	char known[512] = "";
+
+	if (p->failed)
+		return 1;
+	(void)section; /* the reader tracks sections, with their lines */
+	if (p->sec == SEC_NONE && !p->secname[0])
+		return perr(p, NULL, "%s: key outside of any section", name);
+	if (p->sec == SEC_NONE)
+		return 1; /* the unknown section was reported */
+	seen = p->sec == SEC_DEVICE ? &p->seen_line[1 + (p->dev - p->sc->devs)] : &p->seen_line[0];
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].sec != p->sec)
+			continue;
+		if (strcmp(keys[i].name, name)) {
+			size_t n = strlen(known);
+			snprintf(known + n, sizeof(known) - n, "%s%s", n ? ", " : "", keys[i].name);
+			continue;
+		}
+		if ((*seen)[i])
+			return perr(p, name, "set twice (first on line %d)", (*seen)[i]);
+		(*seen)[i] = p->line;
+		if (!*value && keys[i].kind != K_RATE_OPT)
+			return perr(p, name, "no value");
+		return set_value(p, &keys[i], value);
+	}
+	return perr(p, name, "unknown key (known: %s)", known);
+}
+
+/* Section headers, as the reader passes them to libinih. */
+static void watch_sections(struct pctx *p, const char *line)
+{
+	const char *s = skip_ws(line), *e;
+	char name[128];
+
+	if (*s != '[' || p->failed)
+		return;
+	e = strchr(s, ']');
+	if (!e)
+		return; /* libinih reports the syntax error */
+	snprintf(name, sizeof(name), "%.*s", (int)(e - s - 1), s + 1);
+	/* libinih strips the name's blanks the same way */
+	{
+		char *a = name, *z = name + strlen(name);
+		while (*a == ' ' || *a == '\t')
+			a++;
+		while (z > a && (z[-1] == ' ' || z[-1] == '\t'))
+			*--z = '\0';
+		memmove(name, a, strlen(a) + 1);
+	}
+	enter_section(p, name);
+}
+
+static char *counting_reader(char *str, int num, void *stream)
+{
+	char *r = reader(str, num, stream);
+
+	if (r)
+		watch_sections(stream, r);
+	return r;
+}
+
+/* Find the line of the key a cross-key message names ("[sec] key: ..."). */
+static int line_of(struct pctx *p, const char *msg, const char **rest)
+{
+	char sec[128], key[64];
+	int n = 0;
+
+	*rest = msg;
+	if (sscanf(msg, "[%127[^]]] %63[^:]:%n", sec, key, &n) != 2 || !n)
+		return 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].name, key))
+			continue;
+		if (keys[i].sec == SEC_DEVICE && !strncmp(sec, "device.", 7)) {
+			for (uint32_t d = 0; d < p->sc->ndevs; d++)
+				if (!strcmp(p->sc->devs[d].name, sec + 7))
+					return p->seen_line[1 + d][i] ? p->seen_line[1 + d][i] : p->sc->devs[d].line;
+		} else if (keys[i].sec != SEC_DEVICE && !strcmp(sec_names[keys[i].sec], sec)) {
+			if (p->seen_line[0][i])
+				return p->seen_line[0][i];
+		}
+	}
+	/* not set: point at the model line for workload needs */
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].sec == SEC_WORKLOAD && !strcmp(keys[i].name, "model") && !strcmp(sec, "workload"))
+			return p->seen_line[0][i];
+	return 0;
+}
+
+int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const char *text, char *err,
+			      size_t err_len)
+{
+	struct pctx *p;
+	char msg[SIM_ERR_MAX];
+	int r, ln;
+	const char *rest;
+
+	sim_scenario_init(sc);
+	snprintf(sc->source, sizeof(sc->source), "%s", name);
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, err_len, "%s: out of memory", name);
+		return -ENOMEM;
+	}
+	p->sc = sc;
+	p->name = name;
+	p->dir_of = name;
+	p->text = text;
+	p->sec = SEC_NONE;
+	p->err = err;
+	p->err_len = err_len;
+	r = ini_parse_stream(counting_reader, p, handler, p);
+	if (r > 0 && (!p->failed || r < p->err_line)) {
+		/* libinih's own complaint comes first (a line it could not read) */
+		snprintf(err, err_len, "%s:%d: syntax error (expected [section] or key = value)", name, r);
+		free(p);
+		return -EINVAL;
+	}
+	if (p->failed) {
+		free(p);
+		return -EINVAL;
+	}
+	if (r != 0) {
+		snprintf(err, err_len, "%s:%d: syntax error (expected [section] or key = value)", name, r);
+		free(p);
+		return -EINVAL;
+	}
+	if (sim_scenario_check(sc, msg, sizeof(msg)) < 0) {
+		ln = line_of(p, msg, &rest);
+		if (ln)
+			snprintf(err, err_len, "%s:%d: %s", name, ln, msg);
+		else
+			snprintf(err, err_len, "%s: %s", name, msg);
+		free(p);
+		return -EINVAL;
+	}
+	free(p);
+	return 0;
+}
+
+int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int r;
+
+	sim_scenario_init(sc);
+	if (!f) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return r;
+	}
+	for (;;) {
+		size_t n;
+		if (cap - len < 4097) {
+			char *nt = realloc(text, cap ? cap * 2 : 8192);
+			if (!nt) {
+				free(text);
+				fclose(f);
+				snprintf(err, err_len, "%s: out of memory", path);
+				return -ENOMEM;
+			}
+			text = nt;
+			cap = cap ? cap * 2 : 8192;
+		}
+		n = fread(text + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	r = ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (r < 0) {
+		free(text);
+		snprintf(err, err_len, "%s: read error", path);
+		return r;
+	}
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		free(text);
+		snprintf(err, err_len, "%s: not a text file (NUL byte)", path);
+		return -EINVAL;
+	}
+	r = sim_scenario_parse_string(sc, path, text, err, err_len);
+	free(text);
+	return r;
+}

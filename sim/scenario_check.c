@@ -1,0 +1,122 @@
+/* Scenario defaults and the checks that span several keys. Kept apart from
+ * the INI parser (sim/scenario.c, which needs libinih) so that programs
+ * building scenarios in code (the benchmark) link without it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+#include "simulator.h"
+
+void sim_device_init(struct sim_device *d, const char *name)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
+	d->initial_bytes = 300ull << 20;
+	d->dirty_rate_Bps = 20ull << 20;
+	d->stop_copy_bytes = 100ull << 20;
+	d->dma_rate_Bps = 0;
+	d->pre_copy = 1;
+	d->p2p = 1;
+	d->dma_logging = 1;
+	d->transition_ns = 20000000;
+	d->dest_load_ns = 0;
+	d->page_size = 4096;
+	d->max_ranges = 8;
+}
+
+void sim_scenario_init(struct sim_scenario *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	snprintf(sc->source, sizeof(sc->source), "built-in");
+	sc->memory = 64ull << 30;
+	sc->page_size = 4096;
+	sc->vcpus = 8;
+	sc->model = SIM_MODEL_UNIFORM;
+	sc->rate_Bps = 200ull << 20;
+	sc->hot_size = 0;
+	sc->hot_fraction = 0.9;
+	sc->zipf_s = 1.1;
+	sc->seed = 1;
+	sc->bandwidth_Bps = 1250000000ull; /* 10 Gbit/s */
+	sc->latency_ns = 1000000;
+	sc->downtime_limit_ns = 300000000;
+	sc->timeout_ns = 0;
+	sc->timeout_action = PRECOPY_TIMEOUT_CANCEL;
+	sc->throttle_initial = 20;
+	sc->throttle_increment = 10;
+	sc->throttle_max = 99;
+	sc->fixed_downtime_ns = 5000000;
+}
+
+void sim_scenario_release(struct sim_scenario *sc)
+{
+	if (!sc)
+		return;
+	free(sc->trace);
+	sc->trace = NULL;
+	sc->ntrace = 0;
+}
+
+static int fail(char *err, size_t len, const char *msg)
+{
+	if (err && len)
+		snprintf(err, len, "%s", msg);
+	return -EINVAL;
+}
+
+int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t len)
+{
+	char m[SIM_ERR_MAX];
+
+	if (!sc)
+		return fail(err, len, "no scenario");
+	if (!sc->page_size || (sc->page_size & (sc->page_size - 1)) || sc->page_size < 4096)
+		return fail(err, len, "[vm] page_size: must be a power of two >= 4K");
+	if (!sc->memory || sc->memory % sc->page_size)
+		return fail(err, len, "[vm] memory: must be a non-zero multiple of page_size");
+	if (!sc->bandwidth_Bps)
+		return fail(err, len, "[link] bandwidth: must be > 0");
+	if (!sc->downtime_limit_ns)
+		return fail(err, len, "[migration] downtime_limit: must be > 0");
+	if (sc->model == SIM_MODEL_HOTSET && (!sc->hot_size || sc->hot_size > sc->memory))
+		return fail(err, len, "[workload] hot_size: model=hotset needs 0 < hot_size <= [vm] memory");
+	if (sc->hot_fraction < 0.0 || sc->hot_fraction > 1.0)
+		return fail(err, len, "[workload] hot_fraction: must be within 0..1");
+	if (sc->model == SIM_MODEL_ZIPF && !(sc->zipf_s > 0.0))
+		return fail(err, len, "[workload] zipf_s: must be > 0");
+	if (sc->model == SIM_MODEL_PHASES && !sc->nphases)
+		return fail(err, len, "[workload] phases: model=phases needs phases=DURATION:RATE,...");
+	if (sc->model == SIM_MODEL_TRACE && !sc->ntrace)
+		return fail(err, len, "[workload] trace: model=trace needs a trace file with at least one line");
+	if (sc->throttle_max > 99 || sc->throttle_initial > 99)
+		return fail(err, len, "[migration] throttle_initial/throttle_max: at most 99");
+	if (sc->throttle_initial && (!sc->throttle_increment || sc->throttle_initial > sc->throttle_max))
+		return fail(err, len,
+			    "[migration] throttle: throttle_increment must be >= 1 and throttle_initial <= throttle_max");
+	for (uint32_t i = 0; i < sc->ndevs; i++) {
+		const struct sim_device *d = &sc->devs[i];
+
+		if (!d->page_size || (d->page_size & (d->page_size - 1)) || d->page_size < 4096) {
+			snprintf(m, sizeof(m), "[device.%s] page_size: must be a power of two >= 4K", d->name);
+			return fail(err, len, m);
+		}
+		if (!d->max_ranges) {
+			snprintf(m, sizeof(m), "[device.%s] max_ranges: must be >= 1", d->name);
+			return fail(err, len, m);
+		}
+		if (d->dirty_rate_Bps && d->dirty_rate_Bps >= sc->bandwidth_Bps && d->pre_copy) {
+			snprintf(m, sizeof(m),
+				 "[device.%s] dirty_rate: must be below [link] bandwidth (the device's own "
+				 "pre-copy data could never be sent)",
+				 d->name);
+			return fail(err, len, m);
+		}
+		if (!d->stop_copy_bytes && !(d->pre_copy && d->initial_bytes)) {
+			snprintf(m, sizeof(m), "[device.%s] stop_copy: a device must have some state", d->name);
+			return fail(err, len, m);
+		}
+	}
+	return 0;
+}

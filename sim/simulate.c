@@ -1,0 +1,646 @@
+/* The simulator's driver: the real source engine (precopy_engine_*) and the
+ * real destination engine (precopy_dest_*) run over two fake kernels on one
+ * virtual clock, and this file plays the VMM and the network.
+ *
+ * The model (what a run means):
+ *
+ *  - Time. One virtual clock (ns). The engines and the fake kernels read
+ *    only it. It moves when bytes cross the link, when a fake device takes a
+ *    state transition (its `transition` latency, through the fake kernel's
+ *    advance hook), and when the driver idles (below). Nothing else takes
+ *    virtual time: the engines' own computation is free.
+ *
+ *  - The link. One pipe of `bandwidth` bytes per second shared in turn by RAM
+ *    pages and the device-state stream; B bytes take B / bandwidth (exact
+ *    integer arithmetic with the remainder carried, so no drift). Guest
+ *    pages cost their page size on the wire; stream bytes cost what the
+ *    engine writes (records with their headers). `latency` is one way and
+ *    is paid where a round trip is on the critical path, not per page: the
+ *    destination sees the initial data of a device `latency` after it was
+ *    sent, the switchover-ack needs `latency` to come back, and the last
+ *    byte of the downtime arrives `latency` after it left.
+ *
+ *  - The guest. A workload (sim/workload.c) sets bits in the engine's live
+ *    RAM bitmap (PRECOPY_RAM_BITMAP) at `rate` x (1 - throttle) bytes per
+ *    virtual second. It is brought up to the clock lazily, right before
+ *    anything can harvest the bitmap (each sync, each decide, whose exact
+ *    query syncs, and the switchover), which is the same as writing
+ *    continuously because only harvests observe the bitmap. The vCPUs stop
+ *    at switchover: the workload writes nothing after it.
+ *
+ *  - Devices. Fake VFIO devices (sim/fake_vfio*.c) with the scenario's
+ *    initial bytes, stop-copy size, pre-copy dirty rate, transition latency
+ *    and DMA rate, all on the virtual clock. Their DMA lands anywhere in
+ *    guest RAM and marks only their DMA log (dma_log_only: guest RAM is
+ *    never backed by memory), which the engine merges into the RAM log.
+ *    State bytes are real bytes through the fake data fds, the engine's
+ *    stream, the destination engine and the destination's fake devices,
+ *    which check every byte.
+ *
+ *  - An iteration: bring the guest up to the clock, sync, take every dirty
+ *    page (RAM bytes cross the link), pump device pre-copy data with a
+ *    budget of max(the RAM bytes of the iteration, 250 ms of link time),
+ *    account, decide. An iteration lasts at least 10 ms (the cost of a sync
+ *    and of scheduling: without it a converged guest would iterate without
+ *    bound in no time), 100 ms while the engine waits for the ACK only.
+ *
+ *  - The destination. The stream goes straight into precopy_dest_feed() as
+ *    the engine writes it. A device with pre-copy loads its initial data in
+ *    `dest_load` once that data arrived; the destination engine's RP_ACK is
+ *    held until every such load is done, then needs `latency` to reach the
+ *    source (precopy_engine_rp_feed()). So with switchover-ack dest_load
+ *    happens before the switchover. A device without pre-copy has all its
+ *    state in the stop-copy phase: its dest_load falls in the downtime.
+ *
+ *  - Downtime: from the vCPU stop (before precopy_engine_switchover()) to
+ *    the destination resuming: device quiesce/STOP_COPY transitions, the
+ *    device-state drain, the final RAM pages, `latency`, the destination
+ *    loads of devices without pre-copy (in parallel: the longest), the
+ *    policy's fixed cost, and the destination devices' transitions to
+ *    RUNNING (precopy_dest_complete()), all on the virtual clock.
+ *
+ *  - The end. The engine's decision ends the run: SWITCHOVER, ABORT (the
+ *    timeout with timeout_action=cancel: outcome "cancelled") or
+ *    FORCE_SWITCHOVER (outcome "forced"). max_iterations (default 100000)
+ *    applies the timeout action itself, as a last guard.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "precopy/engine.h"
+#include "precopy/sim.h"
+#include "../ioctl/uapi_compat.h"
+#include "simulator.h"
+
+#define T0_NS 1000000000ull          /* the virtual clock at the start */
+#define MIN_ITER_NS 10000000ull      /* 10 ms */
+#define ACK_POLL_NS 100000000ull     /* 100 ms */
+#define PUMP_SLICE_NS 250000000ull   /* 250 ms of link per iteration for devices */
+#define DEFAULT_MAX_ITER 100000ull
+#define RUNS 512
+
+struct vclock {
+	uint64_t now;
+};
+
+static uint64_t vc_now(void *c)
+{
+	return ((struct vclock *)c)->now;
+}
+
+static void vc_advance(void *c, uint64_t ns)
+{
+	((struct vclock *)c)->now += ns;
+}
+
+struct run {
+	const struct sim_scenario *sc;
+	struct sim_result *res;
+	struct vclock clk;
+	unsigned __int128 link_rem;
+	struct precopy_fake_kernel *sfk, *dfk;
+	struct precopy_bitmap live;
+	struct sim_workload *wl;
+	struct precopy_fake_vfio *sdev[SIM_MAX_DEVICES], *ddev[SIM_MAX_DEVICES];
+	int sfd[SIM_MAX_DEVICES], dfd[SIM_MAX_DEVICES];
+	struct precopy_engine_device edevs[SIM_MAX_DEVICES];
+	struct precopy_dest_device ddevs[SIM_MAX_DEVICES];
+	struct precopy_engine *e;
+	struct precopy_dest *d;
+	/* the return path */
+	uint8_t rp[256];
+	size_t rp_len;
+	int rp_pending;
+	uint64_t rp_emit_ns;
+	uint64_t init_arrival[SIM_MAX_DEVICES]; /* 0: not yet */
+	int dest_err;
+	uint64_t writes_mark;
+};
+
+static uint64_t now_rel(const struct run *r)
+{
+	return r->clk.now - T0_NS;
+}
+
+/* B bytes cross the link. */
+static void link_send(struct run *r, uint64_t bytes)
+{
+	unsigned __int128 t = (unsigned __int128)bytes * 1000000000u + r->link_rem;
+
+	r->clk.now += (uint64_t)(t / r->sc->bandwidth_Bps);
+	r->link_rem = t % r->sc->bandwidth_Bps;
+}
+
+static void seterr(struct run *r, const char *what, int err, const char *detail)
+{
+	if (r->res->error[0])
+		return;
+	snprintf(r->res->error, sizeof(r->res->error), "%s: %s%s%s", what, strerror(err < 0 ? -err : err),
+		 detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+/* Which pre-copy devices have their initial data at the destination now. */
+static void note_arrivals(struct run *r)
+{
+	for (uint32_t i = 0; i < r->sc->ndevs; i++) {
+		const struct sim_device *sd = &r->sc->devs[i];
+		uint32_t st;
+		uint64_t bytes;
+
+		if (!sd->pre_copy || r->init_arrival[i])
+			continue;
+		if (precopy_dest_device_state(r->d, i, &st, &bytes) == 0 && bytes >= sd->initial_bytes)
+			r->init_arrival[i] = r->clk.now + r->sc->latency_ns;
+	}
+}
+
+/* The engine's stream: over the link, straight into the destination. */
+static int stream_sink(void *ctx, const void *buf, size_t len)
+{
+	struct run *r = ctx;
+	int e;
+
+	link_send(r, len);
+	if (!r->d)
+		return 0; /* no device: the stream carries only its header and end */
+	e = precopy_dest_feed(r->d, buf, len);
+	if (e < 0) {
+		r->dest_err = e;
+		return e;
+	}
+	note_arrivals(r);
+	return 0;
+}
+
+/* The destination's return path: held until it may reach the source. */
+static int rp_sink(void *ctx, const void *buf, size_t len)
+{
+	struct run *r = ctx;
+
+	if (r->rp_len + len > sizeof(r->rp))
+		return -ENOBUFS;
+	memcpy(r->rp + r->rp_len, buf, len);
+	r->rp_len += len;
+	if (!r->rp_pending) {
+		r->rp_pending = 1;
+		r->rp_emit_ns = r->clk.now;
+	}
+	return 0;
+}
+
+/* When the held return-path bytes reach the source: after every pre-copy
+ * device's initial data arrived and was loaded, plus the trip back. */
+static uint64_t ack_due(const struct run *r)
+{
+	uint64_t t = r->rp_emit_ns;
+
+	for (uint32_t i = 0; i < r->sc->ndevs; i++) {
+		const struct sim_device *sd = &r->sc->devs[i];
+		uint64_t ready;
+
+		if (!sd->pre_copy)
+			continue;
+		ready = (r->init_arrival[i] ? r->init_arrival[i] : r->rp_emit_ns) + sd->dest_load_ns;
+		if (ready > t)
+			t = ready;
+	}
+	return t + r->sc->latency_ns;
+}
+
+static int deliver_rp(struct run *r)
+{
+	int e;
+
+	if (!r->rp_pending || r->clk.now < ack_due(r))
+		return 0;
+	r->res->ack_at_ns = ack_due(r) - T0_NS;
+	r->rp_pending = 0;
+	e = precopy_engine_rp_feed(r->e, r->rp, r->rp_len);
+	r->rp_len = 0;
+	if (e < 0)
+		seterr(r, "return path", e, precopy_engine_strerror(r->e));
+	return e;
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static struct precopy_fake_vfio_cfg fake_cfg(const struct sim_scenario *sc, uint32_t i, int dest)
+{
+	const struct sim_device *d = &sc->devs[i];
+	struct precopy_fake_vfio_cfg c = {
+		.mig_flags = VFIO_MIGRATION_STOP_COPY | (d->p2p ? VFIO_MIGRATION_P2P : 0) |
+			     (d->pre_copy ? VFIO_MIGRATION_PRE_COPY : 0),
+		.dma_logging = d->dma_logging,
+		.initial_bytes = d->initial_bytes,
+		.dirty_rate = d->dirty_rate_Bps,
+		.stop_copy_bytes = d->stop_copy_bytes,
+		.log_page_min = d->page_size,
+		.log_page_max = d->page_size,
+		.max_ranges = d->max_ranges,
+		.transition_ns = d->transition_ns,
+		.dma_pages_per_sec = dest ? 0 : d->dma_rate_Bps / 4096,
+		.seed = (uint32_t)(sc->seed * 0x9E3779B1u + i + 1),
+		.dma_log_only = 1,
+	};
+	return c;
+}
+
+static void policy_of(const struct sim_scenario *sc, struct precopy_policy *p)
+{
+	precopy_policy_defaults(p);
+	p->downtime_limit_ns = sc->downtime_limit_ns;
+	p->switchover_bw_Bps = sc->switchover_bw_Bps;
+	p->fixed_downtime_ns = sc->fixed_downtime_ns;
+	p->throttle_initial = sc->throttle_initial;
+	p->throttle_increment = sc->throttle_initial ? sc->throttle_increment : 0;
+	p->throttle_max = sc->throttle_max;
+	p->timeout_ns = sc->timeout_ns;
+	p->timeout_action = sc->timeout_action;
+}
+
+static int setup(struct run *r)
+{
+	const struct sim_scenario *sc = r->sc;
+	struct precopy_fake_clock fclk = { vc_now, vc_advance, &r->clk };
+	struct precopy_ram_slot slot = { .gpa = 0, .size = sc->memory, .page_size = sc->page_size };
+	struct precopy_engine_config cfg;
+	struct precopy_dest_config dcfg;
+	int err;
+
+	r->clk.now = T0_NS;
+	r->sfk = precopy_fake_kernel_new(&fclk, &err);
+	if (!r->sfk)
+		return seterr(r, "source fake kernel", err, NULL), err;
+	r->dfk = precopy_fake_kernel_new(&fclk, &err);
+	if (!r->dfk)
+		return seterr(r, "destination fake kernel", err, NULL), err;
+	err = precopy_bitmap_alloc(&r->live, sc->memory / sc->page_size, PRECOPY_NUMA_LOCAL);
+	if (err < 0)
+		return seterr(r, "live RAM bitmap", err, NULL), err;
+	r->wl = sim_workload_new(sc, &r->live, &err);
+	if (!r->wl)
+		return seterr(r, "workload", err, NULL), err;
+	for (uint32_t i = 0; i < sc->ndevs; i++) {
+		struct precopy_fake_vfio_cfg sc_cfg = fake_cfg(sc, i, 0), dc_cfg = fake_cfg(sc, i, 1);
+
+		r->sfd[i] = precopy_fake_vfio_new(r->sfk, &sc_cfg, &r->sdev[i]);
+		if (r->sfd[i] < 0)
+			return seterr(r, "source device", r->sfd[i], sc->devs[i].name), r->sfd[i];
+		err = precopy_fake_vfio_set_guest_mem(r->sdev[i], 0, NULL, sc->memory);
+		if (err < 0)
+			return seterr(r, "source device guest memory", err, sc->devs[i].name), err;
+		r->dfd[i] = precopy_fake_vfio_new(r->dfk, &dc_cfg, &r->ddev[i]);
+		if (r->dfd[i] < 0)
+			return seterr(r, "destination device", r->dfd[i], sc->devs[i].name), r->dfd[i];
+		r->edevs[i] = (struct precopy_engine_device){
+			.id = i + 1, .device_fd = r->sfd[i], .name = sc->devs[i].name,
+			.transition_ns = sc->devs[i].transition_ns,
+		};
+		r->ddevs[i] = (struct precopy_dest_device){ .id = i + 1, .device_fd = r->dfd[i] };
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
+	cfg.clock = (struct precopy_clock){ vc_now, &r->clk };
+	cfg.sys = precopy_fake_kernel_sys(r->sfk);
+	cfg.slots = &slot;
+	cfg.nslots = 1;
+	cfg.ram_source = PRECOPY_RAM_BITMAP;
+	cfg.ram_bitmap = &r->live;
+	cfg.kvm_vm_fd = -1;
+	cfg.devices = r->edevs;
+	cfg.ndevices = sc->ndevs;
+	cfg.stream_fd = -1;
+	cfg.sink = stream_sink;
+	cfg.sink_ctx = r;
+	cfg.rp_fd = -1;
+	policy_of(sc, &cfg.policy);
+	r->e = precopy_engine_new(&cfg, &err);
+	if (!r->e)
+		return seterr(r, "source engine", err, NULL), err;
+	if (sc->ndevs) {
+		memset(&dcfg, 0, sizeof(dcfg));
+		dcfg.version = PRECOPY_DEST_CONFIG_VERSION;
+		dcfg.clock = (struct precopy_clock){ vc_now, &r->clk };
+		dcfg.sys = precopy_fake_kernel_sys(r->dfk);
+		dcfg.devices = r->ddevs;
+		dcfg.ndevices = sc->ndevs;
+		dcfg.stream_fd = -1;
+		dcfg.rp_fd = -1;
+		dcfg.rp_sink = rp_sink;
+		dcfg.rp_ctx = r;
+		r->d = precopy_dest_new(&dcfg, &err);
+		if (!r->d)
+			return seterr(r, "destination engine", err, NULL), err;
+	}
+	return 0;
+}
+
+static void teardown(struct run *r)
+{
+	precopy_engine_free(r->e);
+	precopy_dest_free(r->d);
+	sim_workload_free(r->wl);
+	precopy_bitmap_free(&r->live);
+	precopy_fake_kernel_free(r->sfk);
+	precopy_fake_kernel_free(r->dfk);
+}
+
+/* ---- the run --------------------------------------------------------------- */
+
+static int push_iter(struct sim_result *res, const struct sim_iter *it)
+{
+	if (res->niters == res->cap) {
+		size_t nc = res->cap ? res->cap * 2 : 64;
+		struct sim_iter *n = realloc(res->iters, nc * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		res->iters = n;
+		res->cap = nc;
+	}
+	res->iters[res->niters++] = *it;
+	return 0;
+}
+
+/* Every dirty page the engine hands out, as bytes. */
+static int64_t take_pages(struct run *r)
+{
+	struct precopy_ram_run runs[RUNS];
+	uint64_t pages = 0;
+	int64_t n;
+
+	while ((n = precopy_engine_next_pages(r->e, runs, RUNS, 0)) > 0)
+		for (int64_t i = 0; i < n; i++)
+			pages += runs[i].pages;
+	if (n < 0)
+		return n;
+	return (int64_t)(pages * r->sc->page_size);
+}
+
+static int engine_fail(struct run *r, const char *step, int err)
+{
+	if (r->dest_err && r->d)
+		seterr(r, step, r->dest_err, precopy_dest_strerror(r->d));
+	else
+		seterr(r, step, err, precopy_engine_strerror(r->e));
+	r->res->outcome = SIM_FAILED;
+	return 0;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* One iteration; fills *it and *d. Returns 0 or -errno (engine failed). */
+static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct precopy_decision *d)
+{
+	struct precopy_engine_stats st;
+	uint64_t t_start = r->clk.now, t, min_ns;
+	int64_t n, ram, dev = 0;
+	int e;
+
+	memset(it, 0, sizeof(*it));
+	sim_workload_run(r->wl, now_rel(r));
+	if ((e = deliver_rp(r)) < 0)
+		return e;
+	n = precopy_engine_sync(r->e);
+	if (n < 0)
+		return engine_fail(r, "sync", (int)n), (int)n;
+	ram = take_pages(r);
+	if (ram < 0)
+		return engine_fail(r, "next_pages", (int)ram), (int)ram;
+	t = r->clk.now;
+	link_send(r, (uint64_t)ram);
+	e = precopy_engine_account(r->e, (uint64_t)ram, r->clk.now - t);
+	if (e < 0)
+		return engine_fail(r, "account", e), e;
+	if (r->sc->ndevs) {
+		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
+		dev = precopy_engine_pump(r->e, (uint64_t)ram > slice ? (uint64_t)ram : slice);
+		if (dev < 0)
+			return engine_fail(r, "pump", (int)dev), (int)dev;
+	}
+	min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
+	if (r->clk.now - t_start < min_ns) {
+		uint64_t idle_to = t_start + min_ns;
+		/* waiting for the ACK: no longer than until it arrives */
+		if (waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
+			idle_to = ack_due(r);
+		if (idle_to > r->clk.now)
+			r->clk.now = idle_to;
+	}
+	sim_workload_run(r->wl, now_rel(r));
+	if ((e = deliver_rp(r)) < 0)
+		return e;
+	e = precopy_engine_decide(r->e, d);
+	if (e < 0)
+		return engine_fail(r, "decide", e), e;
+	precopy_engine_stats(r->e, &st);
+	it->iteration = st.last.iteration;
+	it->t_ns = now_rel(r);
+	it->dirty_pages = st.last.dirty_pages;
+	it->page_writes = sim_workload_writes(r->wl) - r->writes_mark;
+	r->writes_mark = sim_workload_writes(r->wl);
+	it->ram_bytes = (uint64_t)ram;
+	it->device_bytes = st.last.device_bytes;
+	it->duration_ns = r->clk.now - t_start;
+	it->bandwidth_Bps = d->bandwidth_Bps;
+	it->pending_bytes = d->pending_bytes;
+	it->expected_downtime_ns = d->expected_downtime_ns;
+	it->rho = d->rho;
+	it->throttle = d->throttle;
+	it->action = d->action;
+	it->stalled = (int)d->stalled;
+	return 0;
+}
+
+/* vCPUs stop; the engine switches over; the last pages; the destination
+ * resumes. */
+static int switch_over(struct run *r)
+{
+	struct sim_result *res = r->res;
+	uint64_t t_sw, t, load = 0;
+	int64_t ram;
+	int e;
+
+	sim_workload_run(r->wl, now_rel(r));
+	sim_workload_stop(r->wl);
+	t_sw = r->clk.now;
+	e = precopy_engine_switchover(r->e);
+	if (e < 0)
+		return engine_fail(r, "switchover", e), e;
+	res->dt_switchover_ns = r->clk.now - t_sw;
+	ram = take_pages(r);
+	if (ram < 0)
+		return engine_fail(r, "final pages", (int)ram), (int)ram;
+	t = r->clk.now;
+	link_send(r, (uint64_t)ram);
+	r->clk.now += r->sc->latency_ns;
+	res->dt_final_ram_ns = r->clk.now - t;
+	res->final_ram_bytes = (uint64_t)ram;
+	res->ram_bytes += (uint64_t)ram;
+	e = precopy_engine_account(r->e, (uint64_t)ram, res->dt_final_ram_ns);
+	if (e < 0)
+		return engine_fail(r, "account", e), e;
+	for (uint32_t i = 0; i < r->sc->ndevs; i++)
+		if (!r->sc->devs[i].pre_copy && r->sc->devs[i].dest_load_ns > load)
+			load = r->sc->devs[i].dest_load_ns;
+	r->clk.now += load;
+	res->dt_dest_load_ns = load;
+	r->clk.now += r->sc->fixed_downtime_ns;
+	res->dt_fixed_ns = r->sc->fixed_downtime_ns;
+	if (r->d) {
+		t = r->clk.now;
+		if (precopy_dest_ended(r->d) != 1) {
+			seterr(r, "destination", -EPROTO, "the stream did not end");
+			res->outcome = SIM_FAILED;
+			return -EPROTO;
+		}
+		e = precopy_dest_complete(r->d);
+		if (e < 0) {
+			seterr(r, "destination complete", e, precopy_dest_strerror(r->d));
+			res->outcome = SIM_FAILED;
+			return e;
+		}
+		res->dt_dest_resume_ns = r->clk.now - t;
+	}
+	res->downtime_ns = r->clk.now - t_sw;
+	res->total_ns = now_rel(r);
+	e = precopy_engine_complete(r->e);
+	if (e < 0)
+		return engine_fail(r, "complete", e), e;
+	return 0;
+}
+
+static void cancel(struct run *r)
+{
+	precopy_engine_cancel(r->e);
+	if (r->d)
+		precopy_dest_cancel(r->d);
+	r->res->total_ns = now_rel(r);
+}
+
+const char *sim_outcome_name(int outcome)
+{
+	switch (outcome) {
+	case SIM_SWITCHOVER: return "switchover";
+	case SIM_CANCELLED: return "cancelled";
+	case SIM_FORCED: return "forced";
+	default: return "failed";
+	}
+}
+
+int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx)
+{
+	struct run *r;
+	struct timespec w0, w1;
+	uint64_t max_iter = sc && sc->max_iterations ? sc->max_iterations : DEFAULT_MAX_ITER;
+	int e, waiting = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->stalled_at_ns = -1;
+	res->outcome = SIM_FAILED;
+	if (sim_scenario_check(sc, res->error, sizeof(res->error)) < 0)
+		return -EINVAL;
+	res->downtime_limit_ns = sc->downtime_limit_ns;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->sc = sc;
+	r->res = res;
+	clock_gettime(CLOCK_MONOTONIC, &w0);
+	e = setup(r);
+	if (e < 0)
+		goto out;
+	if (r->d && (e = precopy_dest_start(r->d)) < 0) {
+		seterr(r, "destination start", e, precopy_dest_strerror(r->d));
+		goto out;
+	}
+	/* the migration starts now: the guest's time axis and the report's */
+	r->clk.now = T0_NS;
+	e = precopy_engine_start(r->e);
+	if (e < 0) {
+		engine_fail(r, "start", e);
+		goto out;
+	}
+	for (;;) {
+		struct precopy_decision d;
+		struct sim_iter it;
+
+		e = iterate(r, waiting, &it, &d);
+		if (e < 0)
+			goto out_ok; /* outcome FAILED, error set */
+		if (waiting)
+			res->ack_wait_ns += it.duration_ns;
+		res->ram_bytes += it.ram_bytes;
+		res->iterations = it.iteration;
+		res->expected_downtime_ns = it.expected_downtime_ns;
+		if (it.throttle > res->max_throttle)
+			res->max_throttle = it.throttle;
+		if (it.stalled && res->stalled_at_ns < 0)
+			res->stalled_at_ns = (int64_t)it.t_ns;
+		if (push_iter(res, &it) < 0) {
+			e = -ENOMEM;
+			goto out;
+		}
+		if (progress)
+			progress(ctx, res, &it, it.t_ns);
+		sim_workload_throttle(r->wl, d.throttle);
+		waiting = d.action == PRECOPY_WAIT_ACK;
+		if (d.action == PRECOPY_ABORT) {
+			cancel(r);
+			res->outcome = SIM_CANCELLED;
+			snprintf(res->error, sizeof(res->error), "%s", d.reason ? d.reason : "");
+			break;
+		}
+		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER) {
+			res->outcome = d.action == PRECOPY_SWITCHOVER ? SIM_SWITCHOVER : SIM_FORCED;
+			if (switch_over(r) < 0)
+				goto out_ok;
+			break;
+		}
+		if (res->iterations >= max_iter) {
+			if (sc->timeout_action == PRECOPY_TIMEOUT_FORCE) {
+				res->outcome = SIM_FORCED;
+				snprintf(res->error, sizeof(res->error), "max_iterations reached: forced");
+				if (switch_over(r) < 0)
+					goto out_ok;
+			} else {
+				cancel(r);
+				res->outcome = SIM_CANCELLED;
+				snprintf(res->error, sizeof(res->error), "max_iterations reached: cancelled");
+			}
+			break;
+		}
+	}
+	{
+		uint64_t devb = 0;
+		for (uint32_t i = 0; i < sc->ndevs; i++) {
+			struct precopy_engine_dev_info di;
+			if (precopy_engine_device_info(r->e, i, &di) == 0)
+				devb = sat_add(devb, di.bytes_sent);
+		}
+		res->device_bytes = devb;
+	}
+out_ok:
+	e = 0;
+	if (res->outcome == SIM_FAILED && !res->total_ns)
+		res->total_ns = now_rel(r);
+out:
+	clock_gettime(CLOCK_MONOTONIC, &w1);
+	res->wall_s = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+	teardown(r);
+	free(r);
+	return e;
+}
+
+void sim_result_release(struct sim_result *res)
+{
+	if (!res)
+		return;
+	free(res->iters);
+	res->iters = NULL;
+	res->niters = res->cap = 0;
+}

@@ -1,0 +1,228 @@
+/* sim/simulator.h — precopy-sim's pieces: the scenario (sim/scenario.c parses
+ * it from INI), the synthetic guest workloads (sim/workload.c), the driver
+ * that runs the real source and destination engines over the fake kernel on
+ * a virtual clock (sim/simulate.c) and the reports (sim/report.c).
+ *
+ * Not a public header: it is shared by sim/main.c, the tests and the
+ * benchmark. Functions return 0 or -errno; parse errors come with a message.
+ *
+ * Thread safety: none of this keeps global state; one scenario, workload or
+ * run per thread at a time.
+ */
+#ifndef PRECOPY_SIM_SIMULATOR_H
+#define PRECOPY_SIM_SIMULATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "precopy/bitmap.h"
+#include "precopy/stream.h"
+
+#define SIM_MAX_DEVICES 64
+#define SIM_MAX_PHASES 64
+#define SIM_ERR_MAX 512
+
+enum sim_model {
+	SIM_MODEL_UNIFORM = 0,    /* random pages, uniformly over all RAM */
+	SIM_MODEL_HOTSET = 1,     /* hot_fraction of writes in the first hot_size bytes */
+	SIM_MODEL_ZIPF = 2,       /* page ranks Zipf(zipf_s)-distributed, scattered */
+	SIM_MODEL_SEQUENTIAL = 3, /* consecutive pages, wrapping at the end of RAM */
+	SIM_MODEL_PHASES = 4,     /* uniform pages, rate changing by phase (cyclic) */
+	SIM_MODEL_TRACE = 5,      /* uniform pages, counts from a trace file (cyclic) */
+};
+
+struct sim_phase {
+	uint64_t duration_ns;
+	uint64_t rate_Bps;
+};
+
+struct sim_trace_event {
+	uint64_t t_ns;  /* from the start of the migration */
+	uint64_t pages; /* page writes at that time */
+};
+
+struct sim_device {
+	char name[PRECOPY_STREAM_NAME_MAX + 1];
+	uint64_t initial_bytes;    /* pre-copy initial data (ignored without pre_copy) */
+	uint64_t dirty_rate_Bps;   /* device state dirtied per second in PRE_COPY */
+	uint64_t stop_copy_bytes;  /* state left at stop-copy */
+	uint64_t dma_rate_Bps;     /* guest RAM the device writes per second while running */
+	int pre_copy, p2p, dma_logging;
+	uint64_t transition_ns;    /* each VFIO state arc */
+	uint64_t dest_load_ns;     /* destination's load of the initial data (pre_copy),
+				    * of the whole state (no pre_copy) */
+	uint64_t page_size;        /* DMA-logging page */
+	uint32_t max_ranges;       /* DMA-logging tracker ranges */
+	int line;                  /* where the section started (0: built in) */
+};
+
+struct sim_scenario {
+	char source[256];          /* file name, or "built-in" */
+	/* [vm] */
+	uint64_t memory, page_size;
+	uint32_t vcpus;
+	/* [workload] */
+	int model;                 /* enum sim_model */
+	uint64_t rate_Bps;
+	uint64_t hot_size;
+	double hot_fraction, zipf_s;
+	struct sim_phase phases[SIM_MAX_PHASES];
+	uint32_t nphases;
+	char trace_path[256];
+	struct sim_trace_event *trace; /* owned: sim_scenario_release() */
+	size_t ntrace;
+	uint64_t seed;
+	/* [link] */
+	uint64_t bandwidth_Bps;
+	uint64_t latency_ns;       /* one way */
+	/* [migration] */
+	uint64_t downtime_limit_ns;
+	uint64_t timeout_ns;       /* 0: none */
+	uint32_t timeout_action;   /* enum precopy_timeout_action */
+	uint64_t switchover_bw_Bps;/* 0: measured */
+	uint32_t throttle_initial, throttle_increment, throttle_max;
+	uint64_t fixed_downtime_ns;
+	uint64_t max_iterations;   /* then the timeout action; 0: 100000 */
+	/* [device.NAME] */
+	struct sim_device devs[SIM_MAX_DEVICES];
+	uint32_t ndevs;
+};
+
+/* ---- scenario (sim/scenario_defaults.c, sim/scenario.c) ------------------ */
+
+/* Every key at its default: 64G of 4K pages, 8 vCPUs, uniform 200M/s,
+ * 10Gbit/s, 1 ms, 300 ms limit, no timeout, cancel, throttle 20/10/99,
+ * 5 ms fixed, no device. */
+void sim_scenario_init(struct sim_scenario *sc);
+
+/* A device with the defaults of a [device.NAME] section. */
+void sim_device_init(struct sim_device *d, const char *name);
+
+/* Release what the scenario owns (the trace). */
+void sim_scenario_release(struct sim_scenario *sc);
+
+/* Cross-key checks after parsing (also for scenarios built in code).
+ * Returns 0, or -EINVAL with "what: why" in err (err_len bytes). */
+int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t err_len);
+
+/* Parse an INI scenario. `name` is what error messages call the file. On
+ * failure, err says "FILE:LINE: [section] key: problem" (or "FILE: ..." for
+ * an unreadable file). Returns 0, -EINVAL (bad scenario), -ENOENT/-errno
+ * (cannot read). The scenario is initialized first; release it with
+ * sim_scenario_release() in every case. */
+int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len);
+int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const char *text, char *err,
+			      size_t err_len);
+
+/* The built-in scenario (`make sim`), as INI text. */
+extern const char sim_default_scenario[];
+
+/* Units. Sizes: a number with K/M/G/T (powers of 1024), optionally "B"/"iB".
+ * Byte rates: a size then "/s". Bit rates: a number, optional K/M/G/T
+ * (powers of 1000), then "bit/s". Times: a number then "ms", "s" or "us".
+ * Each returns 0 or -EINVAL (bad syntax, unit) / -ERANGE (overflow). */
+int sim_parse_size(const char *s, uint64_t *out);
+int sim_parse_rate(const char *s, uint64_t *bytes_per_sec); /* bytes or bits per second */
+int sim_parse_time(const char *s, uint64_t *ns);
+
+/* ---- workload (sim/workload.c) ----------------------------------------- */
+
+struct sim_workload;
+
+/* A workload over `live` (one bit per guest page, the engine's live RAM
+ * bitmap). Returns it or NULL with *err = -EINVAL / -ENOMEM. */
+struct sim_workload *sim_workload_new(const struct sim_scenario *sc, struct precopy_bitmap *live, int *err);
+void sim_workload_free(struct sim_workload *w);
+
+/* The guest writes from its last time up to t_ns (virtual, since the start
+ * of the migration) at its rate x (100 - throttle) / 100: sets the bits of
+ * the pages written. Returns the page writes made (not distinct pages). */
+uint64_t sim_workload_run(struct sim_workload *w, uint64_t t_ns);
+
+/* Throttle (percent, 0..99) from now on. */
+void sim_workload_throttle(struct sim_workload *w, uint32_t pct);
+
+/* Stop the vCPUs: later sim_workload_run() calls write nothing. */
+void sim_workload_stop(struct sim_workload *w);
+
+/* Page writes made so far. */
+uint64_t sim_workload_writes(const struct sim_workload *w);
+
+/* ---- a run (sim/simulate.c) -------------------------------------------- */
+
+enum sim_outcome {
+	SIM_SWITCHOVER = 0,
+	SIM_CANCELLED = 1,
+	SIM_FORCED = 2,
+	SIM_FAILED = 3, /* the engine failed (error says why) */
+};
+
+struct sim_iter {
+	uint64_t iteration;        /* 1-based */
+	uint64_t t_ns;             /* virtual time at its end */
+	uint64_t dirty_pages;      /* newly dirty pages its syncs found */
+	uint64_t page_writes;      /* guest page writes during it */
+	uint64_t ram_bytes, device_bytes;
+	uint64_t duration_ns;
+	uint64_t bandwidth_Bps;    /* the engine's switchover bandwidth */
+	uint64_t pending_bytes;    /* the engine's pending bytes after it */
+	uint64_t expected_downtime_ns; /* PRECOPY_UNBOUNDED if unbounded */
+	double rho;
+	uint32_t throttle;
+	uint32_t action;           /* enum precopy_action */
+	int stalled;
+};
+
+struct sim_result {
+	int outcome;               /* enum sim_outcome */
+	uint64_t iterations;
+	uint64_t total_ns;         /* start of the migration to destination resume (or cancel) */
+	uint64_t downtime_ns;      /* vCPUs stopped -> destination resumed (switchover only) */
+	uint64_t expected_downtime_ns;
+	uint64_t downtime_limit_ns;
+	uint64_t ram_bytes, device_bytes;
+	uint64_t ack_wait_ns;      /* time iterations were held by WAIT_ACK only */
+	uint64_t ack_at_ns;        /* when the ACK reached the source; 0: never */
+	uint32_t max_throttle;
+	int64_t stalled_at_ns;     /* first stalled decision, -1 if none */
+	/* downtime breakdown */
+	uint64_t dt_switchover_ns; /* precopy_engine_switchover(): transitions + device drain */
+	uint64_t dt_final_ram_ns;
+	uint64_t dt_dest_load_ns;  /* destination loads of devices without pre-copy */
+	uint64_t dt_fixed_ns;
+	uint64_t dt_dest_resume_ns;/* destination devices to RUNNING */
+	uint64_t final_ram_bytes;
+	struct sim_iter *iters;    /* owned: sim_result_release() */
+	size_t niters, cap;
+	char error[SIM_ERR_MAX];
+	double wall_s;             /* real time the run took */
+};
+
+typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const struct sim_iter *last,
+				uint64_t now_ns);
+
+/* Run the scenario. Fills *res (release with sim_result_release()).
+ * Returns 0 when the run ended in an outcome (any of enum sim_outcome),
+ * -EINVAL for a scenario sim_scenario_check() refuses (res->error says
+ * why), -ENOMEM, or -errno of the setup (res->error says which step). */
+int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx);
+void sim_result_release(struct sim_result *res);
+
+const char *sim_outcome_name(int outcome);
+
+/* ---- reports (sim/report.c) ---------------------------------------------- */
+
+/* One JSON object (and a newline). Returns 0 or -EIO. */
+int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
+/* The human summary. */
+int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
+/* The per-iteration timeline, with a header line. */
+int sim_report_csv(FILE *f, const struct sim_result *r);
+/* A self-contained SVG plot of pending bytes and expected downtime over time
+ * against the limit, the switchover and the downtime marked. */
+int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
+/* The one-line progress display (with \r, no newline). */
+void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_iter *last, uint64_t now_ns);
+
+#endif /* PRECOPY_SIM_SIMULATOR_H */

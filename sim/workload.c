@@ -1,0 +1,338 @@
+/* Synthetic guest workloads: they set bits in the engine's live RAM bitmap
+ * (one bit per guest page) as the guest would dirty pages, at a rate in
+ * bytes per second of virtual time, scaled by the throttle.
+ *
+ * The only per-page work is setting a bit: sequential runs go through
+ * precopy_bitmap_set_range(); random pages come from splitmix64 mapped to
+ * [0, n) by a 128-bit multiply (no modulo bias worth speaking of, no
+ * division), and are ORed straight into the words (the simulator is the
+ * only writer, the engine harvests between calls). Zipf ranks come from
+ * rejection-inversion sampling (Hörmann and Derflinger), O(1) per write,
+ * and are scattered over RAM by a multiplication with an odd constant
+ * coprime to the page count, so that the hottest pages are not adjacent.
+ *
+ * Page-write counts carry their fractional remainder from one call to the
+ * next (128-bit arithmetic), so the same virtual interval split in any way
+ * produces the same number of writes, and the same seed the same pages. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simulator.h"
+
+struct sim_workload {
+	const struct sim_scenario *sc;
+	struct precopy_bitmap *live;
+	uint64_t npages, hot_pages, hot_threshold;
+	uint64_t t_ns;               /* time written up to */
+	unsigned __int128 credit;    /* byte-nanoseconds not yet a whole write */
+	uint64_t rng;
+	uint64_t seq;                /* sequential cursor */
+	uint64_t scatter;            /* zipf: rank -> page multiplier */
+	uint32_t throttle;
+	int stopped;
+	uint64_t writes;
+	size_t trace_next;           /* next trace event */
+	uint64_t trace_base;         /* start of the current trace cycle */
+	/* zipf (rejection-inversion) constants */
+	double z_s, z_hx1, z_hn, z_q;
+};
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static inline uint64_t below(uint64_t r, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)r * n) >> 64);
+}
+
+static inline void set_page(uint64_t *words, uint64_t p)
+{
+	words[p >> 6] |= 1ull << (p & 63);
+}
+
+/* ---- zipf by rejection-inversion ---------------------------------------- */
+
+static double h_fn(const struct sim_workload *w, double x)
+{
+	return exp(-w->z_s * log(x));
+}
+
+/* (exp(x) - 1) / x, and log(1 + x) / x, stable near 0 */
+static double expm1_over(double x)
+{
+	return fabs(x) > 1e-8 ? expm1(x) / x : 1.0 + x / 2.0;
+}
+
+static double log1p_over(double x)
+{
+	return fabs(x) > 1e-8 ? log1p(x) / x : 1.0 - x / 2.0;
+}
+
+/* the integral of h from 1 to x, shifted: H(x) = (x^(1-s) - 1) / (1 - s) */
+static double h_int(const struct sim_workload *w, double x)
+{
+	double lx = log(x);
+	return expm1_over((1.0 - w->z_s) * lx) * lx;
+}
+
+static double h_int_inv(const struct sim_workload *w, double y)
+{
+	double t = y * (1.0 - w->z_s);
+	if (t < -1.0)
+		t = -1.0; /* rounding at the far end */
+	return exp(log1p_over(t) * y);
+}
+
+static void zipf_init(struct sim_workload *w)
+{
+	w->z_s = w->sc->zipf_s;
+	w->z_hx1 = h_int(w, 1.5) - 1.0;
+	w->z_hn = h_int(w, (double)w->npages + 0.5);
+	w->z_q = 2.0 - h_int_inv(w, h_int(w, 2.5) - h_fn(w, 2.0));
+}
+
+/* A rank in [0, npages): 0 is the most written. */
+static uint64_t zipf_rank(struct sim_workload *w)
+{
+	for (;;) {
+		double u01 = (double)(splitmix(&w->rng) >> 11) * 0x1.0p-53;
+		double u = w->z_hn + u01 * (w->z_hx1 - w->z_hn);
+		double x = h_int_inv(w, u);
+		double kd = floor(x + 0.5);
+		uint64_t k;
+
+		if (kd < 1.0)
+			kd = 1.0;
+		if (kd > (double)w->npages)
+			kd = (double)w->npages;
+		k = (uint64_t)kd;
+		if (kd - x <= w->z_q || u >= h_int(w, kd + 0.5) - h_fn(w, kd))
+			return k - 1;
+	}
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* ---- the writers -------------------------------------------------------- */
+
+static void write_uniform(struct sim_workload *w, uint64_t n)
+{
+	uint64_t *words = w->live->words, np = w->npages;
+
+	for (uint64_t i = 0; i < n; i++)
+		set_page(words, below(splitmix(&w->rng), np));
+}
+
+static void write_hotset(struct sim_workload *w, uint64_t n)
+{
+	uint64_t *words = w->live->words, np = w->npages, hp = w->hot_pages, th = w->hot_threshold;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t a = splitmix(&w->rng), b = splitmix(&w->rng);
+		set_page(words, a < th ? below(b, hp) : below(b, np));
+	}
+}
+
+static void write_zipf(struct sim_workload *w, uint64_t n)
+{
+	uint64_t *words = w->live->words, np = w->npages;
+
+	for (uint64_t i = 0; i < n; i++)
+		set_page(words, (uint64_t)(((unsigned __int128)zipf_rank(w) * w->scatter) % np));
+}
+
+static void write_sequential(struct sim_workload *w, uint64_t n)
+{
+	while (n) {
+		uint64_t take = w->npages - w->seq;
+
+		if (take > n)
+			take = n;
+		precopy_bitmap_set_range(w->live, w->seq, take);
+		w->seq += take;
+		if (w->seq == w->npages)
+			w->seq = 0;
+		n -= take;
+	}
+}
+
+static void write_pages(struct sim_workload *w, uint64_t n)
+{
+	if (!n)
+		return;
+	w->writes += n;
+	switch (w->sc->model) {
+	case SIM_MODEL_HOTSET:
+		write_hotset(w, n);
+		break;
+	case SIM_MODEL_ZIPF:
+		write_zipf(w, n);
+		break;
+	case SIM_MODEL_SEQUENTIAL:
+		write_sequential(w, n);
+		break;
+	default:
+		write_uniform(w, n);
+		break;
+	}
+}
+
+/* Writes owed for dt ns at rate (bytes/s), with the remainder carried. */
+static uint64_t owed(struct sim_workload *w, uint64_t rate, uint64_t dt)
+{
+	unsigned __int128 unit = (unsigned __int128)w->sc->page_size * 1000000000u * 100u;
+	uint64_t n;
+
+	w->credit += (unsigned __int128)rate * dt * (100u - w->throttle);
+	n = (uint64_t)(w->credit / unit);
+	w->credit %= unit;
+	return n;
+}
+
+/* Phases: the rate at time t and how long it holds from t. */
+static uint64_t phase_at(const struct sim_scenario *sc, uint64_t t, uint64_t *hold)
+{
+	uint64_t cycle = 0, off;
+
+	for (uint32_t i = 0; i < sc->nphases; i++)
+		cycle += sc->phases[i].duration_ns;
+	off = t % cycle;
+	for (uint32_t i = 0; i < sc->nphases; i++) {
+		if (off < sc->phases[i].duration_ns) {
+			*hold = sc->phases[i].duration_ns - off;
+			return sc->phases[i].rate_Bps;
+		}
+		off -= sc->phases[i].duration_ns;
+	}
+	*hold = cycle; /* not reached */
+	return sc->phases[0].rate_Bps;
+}
+
+static void run_trace(struct sim_workload *w, uint64_t t_ns)
+{
+	const struct sim_scenario *sc = w->sc;
+	uint64_t period = sc->trace[sc->ntrace - 1].t_ns;
+
+	for (;;) {
+		const struct sim_trace_event *ev = &sc->trace[w->trace_next];
+		uint64_t at = w->trace_base + ev->t_ns;
+
+		if (at > t_ns)
+			return;
+		/* a throttled guest makes proportionally fewer of the trace's
+		 * writes (the remainder carries to the next event) */
+		w->credit += (unsigned __int128)ev->pages * (100u - w->throttle);
+		write_pages(w, (uint64_t)(w->credit / 100u));
+		w->credit %= 100u;
+		if (++w->trace_next == sc->ntrace) {
+			if (!period)
+				return; /* a single instant: written once */
+			w->trace_next = 0;
+			w->trace_base += period;
+			/* an event at the period's end and at 0 are the same instant */
+			if (sc->trace[0].t_ns == 0)
+				w->trace_next = 1 < sc->ntrace ? 1 : 0;
+		}
+	}
+}
+
+uint64_t sim_workload_run(struct sim_workload *w, uint64_t t_ns)
+{
+	uint64_t before = w->writes;
+
+	if (t_ns <= w->t_ns)
+		return 0;
+	if (w->stopped) {
+		w->t_ns = t_ns;
+		return 0;
+	}
+	switch (w->sc->model) {
+	case SIM_MODEL_PHASES:
+		while (w->t_ns < t_ns) {
+			uint64_t hold, rate = phase_at(w->sc, w->t_ns, &hold);
+			uint64_t dt = t_ns - w->t_ns < hold ? t_ns - w->t_ns : hold;
+
+			write_pages(w, owed(w, rate, dt));
+			w->t_ns += dt;
+		}
+		break;
+	case SIM_MODEL_TRACE:
+		run_trace(w, t_ns);
+		w->t_ns = t_ns;
+		break;
+	default:
+		write_pages(w, owed(w, w->sc->rate_Bps, t_ns - w->t_ns));
+		w->t_ns = t_ns;
+		break;
+	}
+	return w->writes - before;
+}
+
+void sim_workload_throttle(struct sim_workload *w, uint32_t pct)
+{
+	w->throttle = pct > 99 ? 99 : pct;
+}
+
+void sim_workload_stop(struct sim_workload *w)
+{
+	w->stopped = 1;
+}
+
+uint64_t sim_workload_writes(const struct sim_workload *w)
+{
+	return w->writes;
+}
+
+struct sim_workload *sim_workload_new(const struct sim_scenario *sc, struct precopy_bitmap *live, int *err)
+{
+	struct sim_workload *w;
+
+	if (!sc || !live || !live->words || !sc->page_size || live->nbits != sc->memory / sc->page_size ||
+	    (sc->model == SIM_MODEL_TRACE && !sc->ntrace) || (sc->model == SIM_MODEL_PHASES && !sc->nphases)) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	w->sc = sc;
+	w->live = live;
+	w->npages = live->nbits;
+	w->rng = sc->seed ^ 0x5DEECE66Dull;
+	w->hot_pages = sc->hot_size / sc->page_size;
+	if (!w->hot_pages)
+		w->hot_pages = 1;
+	if (w->hot_pages > w->npages)
+		w->hot_pages = w->npages;
+	w->hot_threshold = sc->hot_fraction >= 1.0 ? UINT64_MAX : (uint64_t)(sc->hot_fraction * 0x1.0p64);
+	if (sc->model == SIM_MODEL_ZIPF) {
+		zipf_init(w);
+		w->scatter = 0x9E3779B97F4A7C15ull % w->npages;
+		while (w->scatter < 2 || gcd(w->scatter, w->npages) != 1)
+			w->scatter++;
+	}
+	*err = 0;
+	return w;
+}
+
+void sim_workload_free(struct sim_workload *w)
+{
+	free(w);
+}

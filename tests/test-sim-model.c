@@ -1,0 +1,294 @@
+/* precopy-sim against the models it must follow: the geometric series of a
+ * sequential workload (round i sends M * rho^i), the expected count of
+ * distinct pages under uniform random writes (N (1 - (1 - 1/N)^k)), no
+ * convergence at rho >= 1 (the timeout action ends it), the downtime floor of
+ * a hot set (W / bandwidth: a lower limit is reported as a stall early),
+ * switchover-ack moving the destination's load out of the downtime, and
+ * determinism. Scenarios are built in code and scaled down (1-4 GiB guests)
+ * so the suite takes seconds. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/engine.h"
+#include "../sim/simulator.h"
+
+#define GiB (1ull << 30)
+#define MiB (1ull << 20)
+#define MS 1000000ull
+#define S 1000000000ull
+
+static struct sim_scenario base(uint64_t memory, uint64_t bw, uint64_t rate, int model)
+{
+	struct sim_scenario sc;
+
+	sim_scenario_init(&sc);
+	snprintf(sc.source, sizeof(sc.source), "test");
+	sc.memory = memory;
+	sc.bandwidth_Bps = bw;
+	sc.rate_Bps = rate;
+	sc.model = model;
+	sc.latency_ns = 0;
+	sc.throttle_initial = 0; /* the pure model: no throttling */
+	sc.timeout_ns = 120 * S;
+	return sc;
+}
+
+static void run_ok(const struct sim_scenario *sc, struct sim_result *r)
+{
+	int e = sim_run(sc, r, NULL, NULL);
+	cr_assert_eq(e, 0, "sim_run: %d: %s", e, r->error);
+	cr_assert_neq(r->outcome, SIM_FAILED, "run failed: %s", r->error);
+}
+
+Test(sim_model, sequential_follows_the_geometric_series)
+{
+	/* M = 4 GiB, bandwidth 1 GiB/s, 512 MiB/s of distinct pages: rho = 0.5 */
+	struct sim_scenario sc = base(4 * GiB, GiB, GiB / 2, SIM_MODEL_SEQUENTIAL);
+	struct sim_result r;
+	double worst = 0;
+	size_t checked = 0;
+
+	sc.downtime_limit_ns = 10 * MS;
+	sc.fixed_downtime_ns = 1 * MS;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER);
+	for (size_t i = 0; i < r.niters; i++) {
+		double want = (double)sc.memory * pow(0.5, (double)i), got = (double)r.iters[i].ram_bytes, rel;
+
+		if (want < 32.0 * MiB) /* beyond: rounds shorter than the 10 ms iteration floor */
+			break;
+		rel = fabs(got - want) / want;
+		worst = fmax(worst, rel);
+		cr_assert_lt(rel, 0.02, "round %zu sent %.0f bytes, the model says %.0f (%.3f%%)", i, got, want, rel * 100);
+		checked++;
+	}
+	cr_assert_geq(checked, 7, "only %zu rounds checked", checked);
+	fprintf(stderr, "sim_model: geometric: %zu rounds, worst relative error %.4f%%\n", checked, worst * 100);
+	sim_result_release(&r);
+}
+
+Test(sim_model, uniform_writes_leave_the_expected_distinct_pages)
+{
+	/* N = 262144 pages, writes at 0.8 x bandwidth */
+	struct sim_scenario sc = base(GiB, GiB, 4 * GiB / 5, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+	double n = (double)(sc.memory / sc.page_size), worst = 0;
+	size_t checked = 0;
+
+	sc.downtime_limit_ns = 20 * MS;
+	sc.fixed_downtime_ns = 1 * MS;
+	sc.seed = 7;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER);
+	for (size_t i = 0; i + 1 < r.niters; i++) {
+		double k = (double)r.iters[i].page_writes, want = n * (1.0 - pow(1.0 - 1.0 / n, k));
+		double got = (double)(r.iters[i + 1].ram_bytes / sc.page_size), rel;
+
+		if (want < 10000) /* a few hundred pages of random noise is no model error */
+			break;
+		rel = fabs(got - want) / want;
+		worst = fmax(worst, rel);
+		cr_assert_lt(rel, 0.02, "round %zu: %.0f writes left %.0f distinct pages, the model says %.0f", i + 1, k, got,
+			     want);
+		checked++;
+	}
+	cr_assert_geq(checked, 3, "only %zu rounds checked", checked);
+	fprintf(stderr, "sim_model: uniform: %zu rounds, worst relative error %.4f%%\n", checked, worst * 100);
+	sim_result_release(&r);
+}
+
+static void rho_above_one(uint32_t action, int outcome)
+{
+	struct sim_scenario sc = base(GiB, GiB, 6 * GiB / 5, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+
+	sc.timeout_ns = 20 * S;
+	sc.timeout_action = action;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, outcome, "outcome %s", sim_outcome_name(r.outcome));
+	cr_assert_geq(r.total_ns, sc.timeout_ns, "ended at %.3f s, before the timeout", r.total_ns / 1e9);
+	for (size_t i = 0; i < r.niters; i++)
+		cr_assert(r.iters[i].expected_downtime_ns > sc.downtime_limit_ns, "iteration %zu met the limit", i + 1);
+	cr_assert_geq(r.stalled_at_ns, 0, "no stall reported");
+	cr_assert_lt((uint64_t)r.stalled_at_ns, sc.timeout_ns / 2, "stall reported late: %.3f s",
+		     r.stalled_at_ns / 1e9);
+	if (outcome == SIM_FORCED) {
+		cr_assert_gt(r.downtime_ns, sc.downtime_limit_ns);
+		cr_assert_gt(r.final_ram_bytes, 0);
+	}
+	sim_result_release(&r);
+}
+
+Test(sim_model, rho_at_or_above_one_never_converges_cancel) { rho_above_one(PRECOPY_TIMEOUT_CANCEL, SIM_CANCELLED); }
+Test(sim_model, rho_at_or_above_one_never_converges_force) { rho_above_one(PRECOPY_TIMEOUT_FORCE, SIM_FORCED); }
+
+/* A 256 MiB hot set written at twice the bandwidth: the floor is W / bw. */
+static struct sim_scenario hotset(uint64_t limit_ns)
+{
+	struct sim_scenario sc = base(2 * GiB, GiB, 2 * GiB, SIM_MODEL_HOTSET);
+
+	sc.hot_size = 256 * MiB;
+	sc.hot_fraction = 1.0;
+	sc.downtime_limit_ns = limit_ns;
+	sc.fixed_downtime_ns = 1 * MS;
+	sc.timeout_ns = 60 * S;
+	return sc;
+}
+
+Test(sim_model, hotset_below_the_floor_is_reported_early)
+{
+	struct sim_scenario sc = hotset(125 * MS); /* half the 250 ms floor */
+	struct sim_result r;
+
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_CANCELLED);
+	cr_assert_geq(r.stalled_at_ns, 0, "the engine never said the limit is out of reach");
+	/* the first pass of 2 GiB takes 2 s; the stall must come within a few
+	 * iterations of it, long before the 60 s timeout */
+	cr_assert_lt((uint64_t)r.stalled_at_ns, 10 * S, "stall reported at %.3f s", r.stalled_at_ns / 1e9);
+	for (size_t i = 1; i < r.niters; i++)
+		cr_assert_geq(r.iters[i].expected_downtime_ns, 125 * MS, "iteration %zu below the floor", i + 1);
+	fprintf(stderr, "sim_model: hot set floor 250 ms, limit 125 ms: stall reported at %.3f s, timeout 60 s\n",
+		r.stalled_at_ns / 1e9);
+	sim_result_release(&r);
+}
+
+Test(sim_model, hotset_above_the_floor_converges)
+{
+	struct sim_scenario sc = hotset(400 * MS);
+	struct sim_result r;
+
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER);
+	cr_assert_leq(r.downtime_ns, 400 * MS, "downtime %.3f ms", r.downtime_ns / 1e6);
+	/* the hot set is the most that remains: never more than W / bw + fixed */
+	cr_assert_leq(r.final_ram_bytes, sc.hot_size);
+	sim_result_release(&r);
+}
+
+/* One device whose destination needs 1.5 s to load its initial data. */
+static void ack_run(int pre_copy, struct sim_result *r)
+{
+	struct sim_scenario sc = base(GiB, GiB, 64 * MiB, SIM_MODEL_UNIFORM);
+	struct sim_device *d = &sc.devs[0];
+
+	sc.ndevs = 1;
+	sim_device_init(d, "slowdest");
+	d->pre_copy = pre_copy;
+	d->initial_bytes = 64 * MiB;
+	d->stop_copy_bytes = pre_copy ? 16 * MiB : 80 * MiB;
+	d->dirty_rate_Bps = 4 * MiB;
+	d->dest_load_ns = 1500 * MS;
+	d->transition_ns = 1 * MS;
+	sc.latency_ns = 1 * MS;
+	run_ok(&sc, r);
+	cr_assert_eq(r->outcome, SIM_SWITCHOVER, "outcome %s: %s", sim_outcome_name(r->outcome), r->error);
+}
+
+Test(sim_model, switchover_ack_moves_dest_load_out_of_the_downtime)
+{
+	struct sim_result with, without;
+
+	ack_run(1, &with);
+	ack_run(0, &without);
+	/* with pre-copy: the ACK waits for the load, the downtime does not */
+	cr_assert_gt(with.ack_at_ns, 1500 * MS, "ACK at %.3f ms, before the load could finish", with.ack_at_ns / 1e6);
+	cr_assert_eq(with.dt_dest_load_ns, 0);
+	cr_assert_leq(with.downtime_ns, with.downtime_limit_ns, "downtime %.3f ms", with.downtime_ns / 1e6);
+	/* without: the whole state loads during the downtime */
+	cr_assert_eq(without.ack_at_ns, 0, "no ACK without a pre-copy device");
+	cr_assert_eq(without.dt_dest_load_ns, 1500 * MS);
+	cr_assert_geq(without.downtime_ns, 1500 * MS);
+	cr_assert_geq(without.downtime_ns - with.downtime_ns, 1400 * MS, "with %.3f ms, without %.3f ms",
+		      with.downtime_ns / 1e6, without.downtime_ns / 1e6);
+	fprintf(stderr, "sim_model: dest_load 1500 ms: downtime %.1f ms with switchover-ack, %.1f ms without\n",
+		with.downtime_ns / 1e6, without.downtime_ns / 1e6);
+	sim_result_release(&with);
+	sim_result_release(&without);
+}
+
+static char *json_of(const struct sim_scenario *sc)
+{
+	struct sim_result r;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	cr_assert(f);
+	run_ok(sc, &r);
+	cr_assert_eq(sim_report_json(f, sc, &r), 0);
+	fclose(f);
+	sim_result_release(&r);
+	return buf;
+}
+
+Test(sim_model, same_scenario_and_seed_same_json)
+{
+	struct sim_scenario sc = base(GiB, GiB, 300 * MiB, SIM_MODEL_ZIPF);
+	char *a, *b, *c;
+
+	sc.ndevs = 2;
+	sim_device_init(&sc.devs[0], "nic");
+	sim_device_init(&sc.devs[1], "gpu");
+	sc.devs[0].initial_bytes = 8 * MiB;
+	sc.devs[0].stop_copy_bytes = 4 * MiB;
+	sc.devs[0].dma_rate_Bps = 20 * MiB;
+	sc.devs[1].initial_bytes = 32 * MiB;
+	sc.devs[1].stop_copy_bytes = 8 * MiB;
+	sc.devs[1].dma_rate_Bps = 40 * MiB;
+	sc.throttle_initial = 20;
+	sc.latency_ns = 1 * MS;
+	a = json_of(&sc);
+	b = json_of(&sc);
+	cr_assert_str_eq(a, b);
+	sc.seed = 2;
+	c = json_of(&sc);
+	cr_assert_str_neq(a, c, "another seed must give another run");
+	free(a);
+	free(b);
+	free(c);
+}
+
+Test(sim_model, device_dma_reaches_the_ram_log)
+{
+	/* no guest writes at all: every page sent after the first pass was
+	 * dirtied by device DMA, reported through its DMA log */
+	struct sim_scenario sc = base(GiB, GiB, 0, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+	uint64_t later = 0;
+
+	sc.ndevs = 1;
+	sim_device_init(&sc.devs[0], "dma");
+	sc.devs[0].initial_bytes = 4 * MiB;
+	sc.devs[0].stop_copy_bytes = 4 * MiB;
+	sc.devs[0].dma_rate_Bps = 100 * MiB;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER);
+	for (size_t i = 1; i < r.niters; i++)
+		later += r.iters[i].ram_bytes;
+	later += r.final_ram_bytes;
+	/* about 1 s of first pass at 100 MiB/s of DMA: tens of MiB re-sent */
+	cr_assert_gt(later, 10 * MiB, "only %llu bytes re-sent", (unsigned long long)later);
+	sim_result_release(&r);
+}
+
+Test(sim_model, converging_guest_reports_no_stall)
+{
+	/* rho = 0.3 of random pages: it converges in a few rounds and at no
+	 * point is the limit out of reach */
+	struct sim_scenario sc = base(4 * GiB, GiB, 3 * GiB / 10, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+
+	sc.throttle_initial = 20;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER);
+	for (size_t i = 0; i < r.niters; i++)
+		cr_assert(r.iters[i].rho < 1.0, "iteration %zu: rho %.3f (dirty rate measured above bandwidth)", i + 1,
+			  r.iters[i].rho);
+	cr_assert_eq(r.stalled_at_ns, -1, "stall reported at %.3f s", r.stalled_at_ns / 1e9);
+	cr_assert_eq(r.max_throttle, 0);
+	sim_result_release(&r);
+}

@@ -1,0 +1,299 @@
+/* precopy-sim scenarios: units, every parse error with its exact message
+ * (file, line, key), the built-in scenario equal to sim/scenarios/default.ini,
+ * and a run of every shipped example (scaled down 8x: every byte size and
+ * rate divided by 8 keeps every duration, and so the outcome) against the
+ * outcome its "; expect:" line states. Run from the source tree's root (as
+ * `make test` does). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "precopy/engine.h"
+#include "../sim/simulator.h"
+
+#define SCEN_DIR "sim/scenarios"
+
+/* ---- units ---------------------------------------------------------------- */
+
+struct unit_case {
+	int kind; /* 0 size, 1 rate, 2 time */
+	const char *in;
+	int err;
+	uint64_t out;
+};
+
+static const struct unit_case units[] = {
+	{ 0, "64G", 0, 64ull << 30 },      { 0, "4K", 0, 4096 },             { 0, "4k", 0, 4096 },
+	{ 0, "1T", 0, 1ull << 40 },        { 0, "300M", 0, 300ull << 20 },   { 0, "1.5G", 0, 3ull << 29 },
+	{ 0, "512", 0, 512 },              { 0, "2GiB", 0, 2ull << 30 },     { 0, " 8 M ", 0, 8ull << 20 },
+	{ 0, "64Q", -EINVAL, 0 },          { 0, "", -EINVAL, 0 },            { 0, "G", -EINVAL, 0 },
+	{ 0, "-1G", -EINVAL, 0 },          { 0, "1.G", -EINVAL, 0 },         { 0, "16777216T", -ERANGE, 0 },
+	{ 0, "99999999999999999999", -ERANGE, 0 },
+	{ 1, "500M/s", 0, 500ull << 20 },  { 1, "1250M/s", 0, 1250ull << 20 }, { 1, "10Gbit/s", 0, 1250000000ull },
+	{ 1, "1Gbit/s", 0, 125000000ull }, { 1, "100Mbit/s", 0, 12500000ull }, { 1, "8bit/s", 0, 1 },
+	{ 1, "2G/s", 0, 2ull << 30 },      { 1, "25 Gbit/s", 0, 3125000000ull }, { 1, "500M", -EINVAL, 0 },
+	{ 1, "10Gbps", -EINVAL, 0 },       { 1, "10Gbit", -EINVAL, 0 },      { 1, "1G/h", -EINVAL, 0 },
+	{ 1, "10Gbit/s x", -EINVAL, 0 },
+	{ 2, "300ms", 0, 300000000ull },   { 2, "1.5s", 0, 1500000000ull },  { 2, "600s", 0, 600000000000ull },
+	{ 2, "500us", 0, 500000ull },      { 2, "0ms", 0, 0 },               { 2, "300", -EINVAL, 0 },
+	{ 2, "3m", -EINVAL, 0 },           { 2, "1h", -EINVAL, 0 },          { 2, "ms", -EINVAL, 0 },
+};
+
+Test(sim_scenario, units_table)
+{
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		const struct unit_case *u = &units[i];
+		uint64_t out = 0xdead;
+		int r = u->kind == 0 ? sim_parse_size(u->in, &out) : u->kind == 1 ? sim_parse_rate(u->in, &out)
+										      : sim_parse_time(u->in, &out);
+
+		cr_assert_eq(r, u->err, "\"%s\": %d, want %d", u->in, r, u->err);
+		if (!u->err)
+			cr_assert_eq(out, u->out, "\"%s\": %llu, want %llu", u->in, (unsigned long long)out,
+				     (unsigned long long)u->out);
+	}
+}
+
+/* ---- parse errors -------------------------------------------------------- */
+
+struct err_case {
+	const char *text;
+	const char *msg; /* exact */
+};
+
+static const struct err_case errs[] = {
+	{ "[vm]\nmemory = 64Q\n", "t.ini:2: [vm] memory: bad size \"64Q\" (a number with K, M, G or T, e.g. 64G)" },
+	{ "[vm]\nmemroy = 64G\n", "t.ini:2: [vm] memroy: unknown key (known: memory, page_size, vcpus)" },
+	{ "[vm]\nmemory = 64G\nmemory = 32G\n", "t.ini:3: [vm] memory: set twice (first on line 2)" },
+	{ "[vm]\nvcpus = eight\n", "t.ini:2: [vm] vcpus: bad number \"eight\"" },
+	{ "[vm]\nvcpus = 99999999999\n", "t.ini:2: [vm] vcpus: 99999999999 is out of range (0..4294967295)" },
+	{ "[vm]\nmemory =\n", "t.ini:2: [vm] memory: no value" },
+	{ "\n\n[vm]\npage_size = 3K\n", "t.ini:4: [vm] page_size: must be a power of two >= 4K" },
+	{ "[vm]\nmemory = 10000\n", "t.ini:2: [vm] memory: must be a non-zero multiple of page_size" },
+	{ "memory = 64G\n", "t.ini:1: memory: key outside of any section" },
+	{ "[vm]\n[network]\nbandwidth = 1G/s\n",
+	  "t.ini:2: [network]: unknown section (known: vm, workload, link, migration, device.NAME)" },
+	{ "[vm\nmemory = 1G\n", "t.ini:1: syntax error (expected [section] or key = value)" },
+	{ "[vm]\njust some words\n", "t.ini:2: syntax error (expected [section] or key = value)" },
+	{ "[workload]\nmodel = random\n",
+	  "t.ini:2: [workload] model: unknown model \"random\" (uniform, hotset, zipf, sequential, phases, trace)" },
+	{ "[workload]\nrate = 200M\n", "t.ini:2: [workload] rate: bad rate \"200M\" (bytes: 500M/s; bits: 10Gbit/s)" },
+	{ "[workload]\nhot_fraction = 1.5\n", "t.ini:2: [workload] hot_fraction: 1.5 is out of range (0..1)" },
+	{ "[workload]\nzipf_s = 0\n", "t.ini:2: [workload] zipf_s: 0 must be > 0" },
+	{ "[workload]\nmodel = hotset\n",
+	  "t.ini:2: [workload] hot_size: model=hotset needs 0 < hot_size <= [vm] memory" },
+	{ "[vm]\nmemory = 1G\n[workload]\nmodel = hotset\nhot_size = 2G\n",
+	  "t.ini:5: [workload] hot_size: model=hotset needs 0 < hot_size <= [vm] memory" },
+	{ "[workload]\nmodel = phases\n",
+	  "t.ini:2: [workload] phases: model=phases needs phases=DURATION:RATE,..." },
+	{ "[workload]\nphases = 10s:50M/s,5s\n",
+	  "t.ini:2: [workload] phases: bad phase \"5s\" (DURATION:RATE, e.g. 10s:50M/s)" },
+	{ "[workload]\nphases = 10:50M/s\n",
+	  "t.ini:2: [workload] phases: bad phase duration \"10\" (a time > 0 with ms or s)" },
+	{ "[workload]\nphases = 10s:fast\n",
+	  "t.ini:2: [workload] phases: bad phase rate \"fast\" (e.g. 50M/s or 1Gbit/s)" },
+	{ "[workload]\ntrace = /nonexistent/trace.csv\n",
+	  "t.ini:2: [workload] trace: cannot read trace \"/nonexistent/trace.csv\": No such file or directory" },
+	{ "[link]\nbandwidth = 10Gbps\n", "t.ini:2: [link] bandwidth: bad rate \"10Gbps\" (bytes: 500M/s; bits: 10Gbit/s)" },
+	{ "[link]\nbandwidth = 0M/s\n", "t.ini:2: [link] bandwidth: must be > 0" },
+	{ "[link]\nlatency = 1\n", "t.ini:2: [link] latency: bad time \"1\" (a number with ms or s, e.g. 300ms)" },
+	{ "[migration]\ndowntime_limit = 0ms\n", "t.ini:2: [migration] downtime_limit: must be > 0" },
+	{ "[migration]\npolicy = postcopy\n", "t.ini:2: [migration] policy: unknown policy \"postcopy\" (precopy)" },
+	{ "[migration]\ntimeout_action = retry\n",
+	  "t.ini:2: [migration] timeout_action: unknown action \"retry\" (cancel or force)" },
+	{ "[migration]\nthrottle_max = 100\n", "t.ini:2: [migration] throttle_max: 100 is out of range (0..99)" },
+	{ "[migration]\nthrottle_initial = 50\nthrottle_max = 40\n",
+	  "t.ini: [migration] throttle: throttle_increment must be >= 1 and throttle_initial <= throttle_max" },
+	{ "[migration]\nswitchover_bandwidth = fast\n",
+	  "t.ini:2: [migration] switchover_bandwidth: bad rate \"fast\" (bytes: 500M/s; bits: 10Gbit/s)" },
+	{ "[device.gpu0]\npre_copy = maybe\n", "t.ini:2: [device.gpu0] pre_copy: bad boolean \"maybe\" (yes or no)" },
+	{ "[device.gpu0]\ncolor = green\n",
+	  "t.ini:2: [device.gpu0] color: unknown key (known: initial, dirty_rate, stop_copy, dma_rate, pre_copy, p2p, "
+	  "transition, dest_load, page_size, max_ranges, dma_logging)" },
+	{ "[device.a]\ninitial = 1M\n[device.a]\n", "t.ini:3: [device.a]: device defined twice (first on line 1)" },
+	{ "[device.]\n", "t.ini:1: [device.]: a device name must be 1..64 printable characters without spaces" },
+	{ "[device.gpu0]\npage_size = 6K\n", "t.ini:2: [device.gpu0] page_size: must be a power of two >= 4K" },
+	{ "[device.gpu0]\nmax_ranges = 0\n", "t.ini:2: [device.gpu0] max_ranges: must be >= 1" },
+	{ "[device.gpu0]\ndirty_rate = 2G/s\n",
+	  "t.ini:2: [device.gpu0] dirty_rate: must be below [link] bandwidth (the device's own pre-copy data could "
+	  "never be sent)" },
+	{ "[device.gpu0]\npre_copy = no\nstop_copy = 0\n",
+	  "t.ini:3: [device.gpu0] stop_copy: a device must have some state" },
+	{ "[device.x]\ntransition = 20\n",
+	  "t.ini:2: [device.x] transition: bad time \"20\" (a number with ms or s, e.g. 300ms)" },
+};
+
+Test(sim_scenario, every_error_names_file_line_and_key)
+{
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		struct sim_scenario sc;
+		char err[SIM_ERR_MAX] = "";
+		int r = sim_scenario_parse_string(&sc, "t.ini", errs[i].text, err, sizeof(err));
+
+		cr_assert_eq(r, -EINVAL, "case %zu (%s): %d", i, errs[i].text, r);
+		cr_assert_str_eq(err, errs[i].msg, "case %zu", i);
+		sim_scenario_release(&sc);
+	}
+}
+
+Test(sim_scenario, files_missing_and_not_text)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX], path[] = "/tmp/precopy-sim-test-XXXXXX";
+	int fd;
+
+	cr_assert_eq(sim_scenario_load(&sc, "/nonexistent/x.ini", err, sizeof(err)), -ENOENT);
+	cr_assert_str_eq(err, "/nonexistent/x.ini: cannot open: No such file or directory");
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "[vm]\0x", 6), 6);
+	close(fd);
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not a text file"), "%s", err);
+	unlink(path);
+}
+
+Test(sim_scenario, values_land_where_they_belong)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX];
+	const char *text = "[vm]\nmemory=1T\npage_size=2M\nvcpus=64\n"
+			   "[workload]\nmodel=phases\nphases=10s:50M/s, 5s:2G/s\nseed=42\n"
+			   "[link]\nbandwidth=1250M/s\nlatency=2ms\n"
+			   "[migration]\ndowntime_limit=250ms\npolicy=precopy\ntimeout=1.5s\ntimeout_action=force\n"
+			   "switchover_bandwidth=\nthrottle_initial=30\nthrottle_increment=5\nthrottle_max=90\n"
+			   "fixed_downtime=7ms\nmax_iterations=12\n"
+			   "[device.gpu0]\ninitial=8G\ndirty_rate=1G/s\nstop_copy=2G\ndma_rate=100M/s\npre_copy=no\n"
+			   "p2p=off\ntransition=30ms\ndest_load=2s\npage_size=64K\nmax_ranges=4\ndma_logging=no\n"
+			   "[device.nic]\n";
+
+	cr_assert_eq(sim_scenario_parse_string(&sc, "v.ini", text, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sc.memory, 1ull << 40);
+	cr_assert_eq(sc.page_size, 2ull << 20);
+	cr_assert_eq(sc.vcpus, 64);
+	cr_assert_eq(sc.model, SIM_MODEL_PHASES);
+	cr_assert_eq(sc.nphases, 2);
+	cr_assert_eq(sc.phases[1].duration_ns, 5000000000ull);
+	cr_assert_eq(sc.phases[1].rate_Bps, 2ull << 30);
+	cr_assert_eq(sc.seed, 42);
+	cr_assert_eq(sc.bandwidth_Bps, 1250ull << 20);
+	cr_assert_eq(sc.latency_ns, 2000000);
+	cr_assert_eq(sc.downtime_limit_ns, 250000000);
+	cr_assert_eq(sc.timeout_ns, 1500000000);
+	cr_assert_eq(sc.timeout_action, PRECOPY_TIMEOUT_FORCE);
+	cr_assert_eq(sc.switchover_bw_Bps, 0);
+	cr_assert_eq(sc.throttle_initial, 30);
+	cr_assert_eq(sc.throttle_increment, 5);
+	cr_assert_eq(sc.throttle_max, 90);
+	cr_assert_eq(sc.fixed_downtime_ns, 7000000);
+	cr_assert_eq(sc.max_iterations, 12);
+	cr_assert_eq(sc.ndevs, 2, "an empty device section is a device with defaults");
+	cr_assert_str_eq(sc.devs[0].name, "gpu0");
+	cr_assert_eq(sc.devs[0].initial_bytes, 8ull << 30);
+	cr_assert_eq(sc.devs[0].dirty_rate_Bps, 1ull << 30);
+	cr_assert_eq(sc.devs[0].stop_copy_bytes, 2ull << 30);
+	cr_assert_eq(sc.devs[0].dma_rate_Bps, 100ull << 20);
+	cr_assert_eq(sc.devs[0].pre_copy, 0);
+	cr_assert_eq(sc.devs[0].p2p, 0);
+	cr_assert_eq(sc.devs[0].transition_ns, 30000000);
+	cr_assert_eq(sc.devs[0].dest_load_ns, 2000000000ull);
+	cr_assert_eq(sc.devs[0].page_size, 65536);
+	cr_assert_eq(sc.devs[0].max_ranges, 4);
+	cr_assert_eq(sc.devs[0].dma_logging, 0);
+	cr_assert_str_eq(sc.devs[1].name, "nic");
+	cr_assert_eq(sc.devs[1].pre_copy, 1);
+	sim_scenario_release(&sc);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	cr_assert(f, "%s: %s (run the tests from the source tree's root)", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return buf;
+}
+
+Test(sim_scenario, builtin_is_the_shipped_default)
+{
+	char *text = slurp(SCEN_DIR "/default.ini");
+
+	cr_assert_str_eq(text, sim_default_scenario, "sim/scenarios/default.ini differs from the built-in scenario");
+	free(text);
+}
+
+/* Every byte size and rate divided by k: durations, and so the run, stay. */
+static void scale_down(struct sim_scenario *sc, uint64_t k)
+{
+	sc->memory /= k;
+	sc->rate_Bps /= k;
+	sc->hot_size /= k;
+	sc->bandwidth_Bps /= k;
+	sc->switchover_bw_Bps /= k;
+	for (uint32_t i = 0; i < sc->nphases; i++)
+		sc->phases[i].rate_Bps /= k;
+	for (size_t i = 0; i < sc->ntrace; i++)
+		sc->trace[i].pages /= k;
+	for (uint32_t i = 0; i < sc->ndevs; i++) {
+		struct sim_device *d = &sc->devs[i];
+		d->initial_bytes /= k;
+		d->dirty_rate_Bps /= k;
+		d->stop_copy_bytes /= k;
+		d->dma_rate_Bps /= k;
+	}
+}
+
+Test(sim_scenario, every_shipped_scenario_runs_as_expected, .timeout = 120)
+{
+	DIR *dir = opendir(SCEN_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	cr_assert(dir, SCEN_DIR ": %s (run the tests from the source tree's root)", strerror(errno));
+	while ((de = readdir(dir))) {
+		char path[512], err[SIM_ERR_MAX], *text, *exp;
+		struct sim_scenario sc;
+		struct sim_result r;
+		size_t len = strlen(de->d_name);
+		int e;
+
+		if (len < 5 || strcmp(de->d_name + len - 4, ".ini"))
+			continue;
+		snprintf(path, sizeof(path), SCEN_DIR "/%s", de->d_name);
+		text = slurp(path);
+		exp = strstr(text, "; expect: ");
+		cr_assert(exp, "%s has no \"; expect: OUTCOME\" line", path);
+		exp += 10;
+		exp[strcspn(exp, "\n")] = '\0';
+		e = sim_scenario_load(&sc, path, err, sizeof(err));
+		cr_assert_eq(e, 0, "%s", err);
+		scale_down(&sc, 8);
+		e = sim_run(&sc, &r, NULL, NULL);
+		cr_assert_eq(e, 0, "%s: %s", path, r.error);
+		cr_assert_str_eq(sim_outcome_name(r.outcome), exp, "%s: %s (%s)", path, sim_outcome_name(r.outcome),
+				 r.error);
+		cr_assert_geq(r.iterations, 1);
+		fprintf(stderr, "sim_scenario: %-28s %-10s %4llu iterations, %8.1f s virtual, downtime %7.1f ms "
+				"(limit %.0f), %.2f s real\n",
+			de->d_name, sim_outcome_name(r.outcome), (unsigned long long)r.iterations, r.total_ns / 1e9,
+			r.downtime_ns / 1e6, r.downtime_limit_ns / 1e6, r.wall_s);
+		sim_result_release(&r);
+		sim_scenario_release(&sc);
+		free(text);
+		n++;
+	}
+	closedir(dir);
+	cr_assert_geq(n, 5, "only %d scenarios in " SCEN_DIR, n);
+}
