@@ -33,12 +33,12 @@ static uint64_t set_all(struct precopy_engine *e)
 	return total;
 }
 
+/* The start of a migration: every page is to be sent once. This is not
+ * dirtying (it must not count toward the dirty rate, or every migration
+ * would see rho > 1 in its first iteration). */
 void eng_log_mark_all(struct precopy_engine *e)
 {
-	uint64_t n = set_all(e);
-
-	e->dirty_count += n;
-	e->it_dirty_pages += n;
+	e->dirty_count += set_all(e);
 }
 
 static struct precopy_dirty_range *slot_ranges(struct precopy_engine *e)
