@@ -43,6 +43,18 @@ static uint64_t arcs_to_stop_copy(const struct edev *d)
 	return n > 0 ? (uint64_t)n : 1;
 }
 
+/* Arcs inside the downtime window: the source's path to STOP_COPY, then
+ * the destination's RESUMING -> RUNNING once its state is loaded (the same
+ * device model, so the source's measured per-arc latency estimates it).
+ * STOP_COPY -> STOP on the source happens after the window. */
+static uint64_t arcs_in_downtime(const struct edev *d)
+{
+	int n = precopy_vfio_fsm_path(VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING, d->mig_flags,
+				      NULL, 0);
+
+	return arcs_to_stop_copy(d) + (n > 0 ? (uint64_t)n : 2);
+}
+
 static void fill_status(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->ndev; i++) {
@@ -57,7 +69,7 @@ static void fill_status(struct precopy_engine *e)
 			s->initial_bytes = d->init_left;
 			s->dirty_bytes = d->dirty;
 		}
-		s->transition_ns = sat_mul(d->trans_est, arcs_to_stop_copy(d));
+		s->transition_ns = sat_mul(d->trans_est, arcs_in_downtime(d));
 	}
 }
 
