@@ -44,6 +44,8 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-poin
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lpci -lnuma) -lpthread -lm
+# the simulator's scenario parser (libprecopy-sim.a) needs libinih
+SIM_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 
 # Per-file SIMD flags: a source named *_avx512.c or *_avx2.c is compiled for
 # that ISA; the dispatcher in bitmap/dispatch.c only calls it where the CPU has it.
@@ -129,17 +131,17 @@ $(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
 $(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SIMLIB) $(STATIC) $(LDLIBS) -linih
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
 $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
 # libFuzzer harnesses: clang only, built with their own sanitized objects.
 FUZZ_CC    ?= clang
@@ -157,7 +159,7 @@ $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS)
 	  SANITIZE=address,undefined CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" \
 	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS)
+	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
 
 # ---- top-level jobs ---------------------------------------------------------
 deps:
