@@ -127,7 +127,7 @@ static int check_config(const struct precopy_engine_config *c)
 		if (!c->ram_bitmap || !c->ram_bitmap->words)
 			return -EINVAL;
 	} else if (c->ram_source == PRECOPY_RAM_KVM) {
-		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE)
+		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE || (c->ram_bitmap && !c->ram_bitmap->words))
 			return -EINVAL;
 	} else {
 		return -EINVAL;
@@ -170,7 +170,7 @@ static int setup_slots(struct precopy_engine *e)
 	e->base = e->slots[0].gpa;
 	end = e->slots[c->nslots - 1].gpa + e->slots[c->nslots - 1].size;
 	e->log.nbits = (end - e->base) / e->ps;
-	if (c->ram_source == PRECOPY_RAM_BITMAP && c->ram_bitmap->nbits != e->log.nbits)
+	if (c->ram_bitmap && c->ram_bitmap->nbits != e->log.nbits)
 		return -EINVAL;
 	return 0;
 }

@@ -119,14 +119,17 @@ int64_t eng_sync(struct precopy_engine *e)
 	uint64_t newly = 0;
 	int first = 0;
 
-	if (e->cfg.ram_source == PRECOPY_RAM_BITMAP) {
+	/* RAM_BITMAP: the live bitmap is the RAM source; RAM_KVM: the VMM's own
+	 * writes to guest RAM, which KVM does not log. */
+	if (e->cfg.ram_bitmap) {
 		int64_t n = precopy_bitmap_harvest(e->cfg.ram_bitmap, &e->log);
 		if (n < 0) {
 			eng_seterr(e, (int)n, "sync: RAM bitmap harvest: %s", strerror((int)-n));
 			return n;
 		}
 		newly += (uint64_t)n;
-	} else {
+	}
+	if (e->cfg.ram_source == PRECOPY_RAM_KVM) {
 		int64_t n = precopy_kvm_log_sync(e->kvm);
 		if (n < 0) {
 			eng_seterr(e, (int)n, "sync: KVM dirty log: %s", strerror((int)-n));

@@ -275,7 +275,10 @@ enum precopy_ram_source {
 	 * precopy/kvm.h). The engine creates the KVM log at precopy_engine_new()
 	 * (which enables the mode on the VM: ring mode before any vCPU exists),
 	 * registers the slots, turns logging on at start and off at
-	 * complete/cancel. */
+	 * complete/cancel. KVM logs only what the guest writes: the VMM's own
+	 * writes to guest RAM through its mapping (device emulation, the
+	 * firmware's mailboxes) must be reported in the optional ram_bitmap,
+	 * which each sync then harvests as in RAM_BITMAP mode. */
 	PRECOPY_RAM_KVM = 2,
 };
 
@@ -321,7 +324,10 @@ struct precopy_engine_config {
 	const struct precopy_ram_slot *slots; /* copied; at least one */
 	uint32_t nslots;
 	uint32_t ram_source;               /* enum precopy_ram_source */
-	struct precopy_bitmap *ram_bitmap; /* RAM_BITMAP: the live bitmap (borrowed) */
+	struct precopy_bitmap *ram_bitmap; /* RAM_BITMAP: the live bitmap (borrowed,
+					    * required); RAM_KVM: optional live
+					    * bitmap of the VMM's own writes
+					    * (same layout), or NULL */
 	int kvm_vm_fd;                     /* RAM_KVM: the VM fd (borrowed) */
 	struct precopy_kvm_log_config kvm; /* RAM_KVM: mode and options */
 	/* devices (copied; may be empty) */
@@ -357,7 +363,8 @@ struct precopy_engine;
  *   -EINVAL  cfg NULL, unknown version, clock.now_ns missing, sys invalid,
  *            no slot, misaligned/overlapping slots or page sizes that differ
  *            or are not powers of two >= 4096, an unknown ram_source,
- *            RAM_BITMAP without ram_bitmap or with a different nbits,
+ *            RAM_BITMAP without ram_bitmap, a ram_bitmap (either mode)
+ *            without words or with a different nbits,
  *            RAM_KVM with kvm_vm_fd < 0 or a page size other than 4096,
  *            devices NULL with ndevices > 0, a duplicate or NONE id, a
  *            device_fd < 0, a bad name, both or neither of stream_fd / sink,
@@ -387,7 +394,7 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * precopy_engine_strerror() names the step). */
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
 
-/* Harvest the RAM dirty source (KVM logs or the live bitmap) and every
+/* Harvest the RAM dirty sources (KVM logs, the live bitmap) and every
  * device's DMA log into the RAM log, chunk by chunk through bounded buffers.
  * A device's failed report marks its whole range dirty (nothing is lost)
  * and fails the migration. Returns the count of pages newly dirty in the
