@@ -102,7 +102,8 @@ static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t 
 
 int eng_emit_setup_all(struct precopy_engine *e)
 {
-	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev, e->cfg.max_chunk),
+	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev + e->nbe,
+								   e->cfg.max_chunk),
 			 "header", PRECOPY_STREAM_DEV_NONE);
 
 	for (uint32_t i = 0; i < e->ndev && r == 0; i++) {
@@ -120,7 +121,7 @@ int eng_emit_setup_all(struct precopy_engine *e)
 		memcpy(s.name, d->name, sizeof(s.name));
 		r = emit_rec(e, precopy_stream_encode_dev_setup(e->rec, e->rec_cap, &s), "setup", d->cfg.id);
 	}
-	return r;
+	return r < 0 ? r : eng_be_emit_setup(e);
 }
 
 /* DEV_INITIAL_SENT once a PRE_COPY device's initial bytes are all sent. */

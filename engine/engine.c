@@ -132,9 +132,9 @@ static int check_config(const struct precopy_engine_config *c)
 	} else {
 		return -EINVAL;
 	}
-	if (c->ndevices && !c->devices)
+	if ((c->ndevices && !c->devices) || (c->nbackends && !c->backends))
 		return -EINVAL;
-	if (c->ndevices > PRECOPY_STREAM_CAP_MAX_DEVICES)
+	if ((uint64_t)c->ndevices + c->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
 		return -E2BIG;
 	for (uint32_t i = 0; i < c->ndevices; i++) {
 		const struct precopy_engine_device *d = &c->devices[i];
@@ -143,6 +143,17 @@ static int check_config(const struct precopy_engine_config *c)
 			return -EINVAL;
 		for (uint32_t j = 0; j < i; j++)
 			if (c->devices[j].id == d->id)
+				return -EINVAL;
+	}
+	for (uint32_t i = 0; i < c->nbackends; i++) {
+		const struct precopy_engine_backend *b = &c->backends[i];
+		if (b->id == PRECOPY_STREAM_DEV_NONE || (b->name && !printable(b->name)))
+			return -EINVAL;
+		for (uint32_t j = 0; j < c->ndevices; j++)
+			if (c->devices[j].id == b->id)
+				return -EINVAL;
+		for (uint32_t j = 0; j < i; j++)
+			if (c->backends[j].id == b->id)
 				return -EINVAL;
 	}
 	if ((c->stream_fd >= 0) == (c->sink != NULL))
@@ -206,11 +217,15 @@ static int setup_devices(struct precopy_engine *e)
 	int err;
 
 	e->ndev = c->ndevices;
+	if (c->ndevices + c->nbackends) {
+		e->dstat = calloc(c->ndevices + c->nbackends, sizeof(*e->dstat));
+		if (!e->dstat)
+			return -ENOMEM;
+	}
 	if (!e->ndev)
 		return 0;
 	e->devs = calloc(e->ndev, sizeof(*e->devs));
-	e->dstat = calloc(e->ndev, sizeof(*e->dstat));
-	if (!e->devs || !e->dstat)
+	if (!e->devs)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
@@ -272,6 +287,9 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = setup_devices(e);
 	if (r < 0)
 		goto fail_free;
+	r = eng_be_setup(e);
+	if (r < 0)
+		goto fail_free;
 	if (err)
 		*err = 0;
 	return e;
@@ -293,6 +311,7 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 		precopy_vfio_dev_free(e->devs[i].vd);
 	}
 	free(e->devs);
+	eng_be_free(e);
 	free(e->dstat);
 	precopy_kvm_log_free(e->kvm);
 	precopy_bitmap_free(&e->log);
@@ -338,6 +357,7 @@ static void reset_migration(struct precopy_engine *e)
 		d->stop_copy = 0;
 		d->sc_known = 0;
 	}
+	eng_be_reset(e);
 }
 
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
@@ -417,6 +437,7 @@ static int unwind(struct precopy_engine *e)
 		/* any session left (e.g. the device was reset) is closed */
 		precopy_vfio_dev_end_session(d->vd);
 	}
+	eng_be_abort_all(e);
 	r = eng_tracking_stop(e);
 	if (r < 0 && !first)
 		first = r;

@@ -40,6 +40,16 @@ struct edev {
 	uint64_t trans_last;                  /* latest measured set_state */
 };
 
+/* One fd-based back-end (engine/backend_dev.c). */
+struct ebe {
+	struct precopy_engine_backend cfg;    /* ops NULL: the transfer holds them */
+	char name[PRECOPY_STREAM_NAME_MAX + 1];
+	struct precopy_backend_xfer *x;
+	int fd;                               /* front-end fd of a running transfer, or -1 */
+	int err, checked;
+	uint64_t bytes_sent;
+};
+
 enum {
 	OP_START = 1u << 0,
 	OP_SYNC = 1u << 1,
@@ -57,6 +67,8 @@ struct precopy_engine {
 	struct precopy_ram_slot *slots;
 	struct edev *devs;
 	uint32_t ndev;
+	struct ebe *bes;                      /* fd-based back-ends */
+	uint32_t nbe;
 	uint32_t phase;                       /* enum precopy_engine_phase */
 	/* RAM log */
 	struct precopy_bitmap log;
@@ -76,7 +88,7 @@ struct precopy_engine {
 	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;
 	/* estimator and decisions */
 	struct precopy_estimator *est;
-	struct precopy_device_status *dstat;  /* ndev entries, what decide fed */
+	struct precopy_device_status *dstat;  /* ndev + nbe entries, what decide fed */
 	struct precopy_engine_decide_input last_in;
 	int have_decision;
 	uint64_t last_bw;
@@ -119,5 +131,14 @@ int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
 int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d);
 int eng_rp_poll(struct precopy_engine *e);
 int eng_ack(struct precopy_engine *e);
+
+/* backend_dev.c */
+int eng_be_setup(struct precopy_engine *e);
+void eng_be_free(struct precopy_engine *e);
+void eng_be_reset(struct precopy_engine *e);
+void eng_be_abort_all(struct precopy_engine *e);
+int eng_be_emit_setup(struct precopy_engine *e);
+void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
+int64_t eng_be_save_all(struct precopy_engine *e);
 
 #endif /* PRECOPY_ENGINE_INTERNAL_H */
