@@ -22,6 +22,8 @@ struct edev {
 	/* this migration */
 	struct precopy_dirty_source *tracking_src; /* dma, cfg.tracker or NULL */
 	uint32_t tracking;                    /* enum precopy_engine_tracking */
+	int src_shared;                       /* tracking_src is an earlier device's
+					       * tracker: that one starts, reads, stops it */
 	int pre_copy;                         /* moved to PRE_COPY at start */
 	uint64_t init_left;                   /* initial bytes not yet sent */
 	uint64_t dirty;                       /* last precopy info dirty_bytes */

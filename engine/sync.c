@@ -76,6 +76,15 @@ int eng_tracking_start(struct precopy_engine *e)
 			d->tracking = PRECOPY_TRACK_ALL;
 			continue;
 		}
+		d->src_shared = 0;
+		for (uint32_t j = 0; j < i && !d->dma; j++)
+			if (e->devs[j].tracking_src == src)
+				d->src_shared = 1; /* devices behind one container: one tracker */
+		if (d->src_shared) {
+			d->tracking_src = src;
+			d->tracking = PRECOPY_TRACK_TRACKER;
+			continue;
+		}
 		r = precopy_dirty_source_start(src, ranges, e->cfg.nslots, e->ps);
 		if (r < 0) {
 			d->err = r;
@@ -101,6 +110,11 @@ int eng_tracking_stop(struct precopy_engine *e)
 
 		if (!d->tracking_src)
 			continue;
+		if (d->src_shared) {
+			d->tracking_src = NULL;
+			d->src_shared = 0;
+			continue;
+		}
 		r = precopy_dirty_source_stop(d->tracking_src);
 		d->tracking_src = NULL;
 		if (r < 0 && !first) {
@@ -148,7 +162,7 @@ int64_t eng_sync(struct precopy_engine *e)
 			newly += set_all(e);
 			continue;
 		}
-		if (!d->tracking_src)
+		if (!d->tracking_src || d->src_shared)
 			continue;
 		r = precopy_dirty_source_report(d->tracking_src, &e->log, e->base, e->ps, &nd);
 		newly += nd;

@@ -153,7 +153,7 @@ static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 	H.lying.ctx = H.ssys->ctx;
 	for (int s = 0; s < 2; s++) {
 		size_t len = (s ? SLOT1_PAGES : SLOT0_PAGES) * (size_t)PS;
-		H.smem[s] = malloc(len);
+		H.smem[s] = aligned_alloc(PS, len); /* page aligned, as an IOMMU maps it */
 		H.dmem[s] = calloc(1, len);
 		cr_assert(H.smem[s] && H.dmem[s]);
 		for (size_t k = 0; k < len; k++)

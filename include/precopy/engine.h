@@ -299,7 +299,9 @@ struct precopy_engine_device {
 	/* Optional, borrowed: a dirty source for the pages this device writes,
 	 * used when the device has no DMA logging (e.g. the container's or
 	 * iommufd's dirty tracking). Started and stopped by the engine on the
-	 * RAM slots. */
+	 * RAM slots. Devices behind one container (or one iommufd HWPT) may
+	 * name the same tracker: it is started, read at each sync and stopped
+	 * once for all of them. */
 	struct precopy_dirty_source *tracker;
 	/* First estimate of one state-transition arc's latency (ns), replaced by
 	 * measurements as the engine moves the device. */
