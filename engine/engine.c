@@ -360,6 +360,35 @@ static void reset_migration(struct precopy_engine *e)
 	eng_be_reset(e);
 }
 
+/* A device the last migration left in ERROR may have been reset by the VMM
+ * since: read its state again through a fresh handle. Still in ERROR: the
+ * migration cannot start. */
+static int recheck_error_devices(struct precopy_engine *e)
+{
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		struct precopy_vfio_dev *nv;
+		int err;
+
+		if (eng_dev_state(d) != VFIO_DEVICE_STATE_ERROR)
+			continue;
+		nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
+		if (!nv) {
+			eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id, strerror(-err));
+			return err;
+		}
+		precopy_vfio_dev_free(d->vd);
+		d->vd = nv;
+		if (eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
+			d->err = -EIO;
+			eng_seterr(e, -EIO, "start: device %u is in ERROR (a failed transition and a failed reset left it "
+				   "there): reset it before migrating", d->cfg.id);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 {
 	int r;
@@ -371,6 +400,9 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	reset_migration(e);
 	if (!e->est)
 		return -ENOMEM;
+	r = recheck_error_devices(e);
+	if (r < 0)
+		return r;
 	e->migrations++;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = eng_stream_open(e);
@@ -423,6 +455,27 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 
 /* ---- cancel and failure ------------------------------------------------------ */
 
+/* A device a failed transition and a failed reset left in ERROR: no arc
+ * leaves that state, so nothing is attempted; the message says so. */
+static int stuck_in_error(struct precopy_engine *e, struct edev *d)
+{
+	struct precopy_vfio_dev_status st;
+	size_t len = strlen(e->errmsg);
+
+	precopy_vfio_dev_status(d->vd, &st);
+	if (st.state != VFIO_DEVICE_STATE_ERROR)
+		return 0;
+	if (!e->err)
+		eng_seterr(e, -EIO, "device %u is in ERROR", d->cfg.id);
+	else if (len < sizeof(e->errmsg) - 1)
+		snprintf(e->errmsg + len, sizeof(e->errmsg) - len, "; device %u left in ERROR", d->cfg.id);
+	len = strlen(e->errmsg);
+	if (st.reset_err && len < sizeof(e->errmsg) - 1)
+		snprintf(e->errmsg + len, sizeof(e->errmsg) - len, " (its reset failed too: %s)",
+			 strerror(-st.reset_err));
+	return 1;
+}
+
 /* Undo everything the migration set up. Returns the first -errno met. */
 static int unwind(struct precopy_engine *e)
 {
@@ -431,6 +484,12 @@ static int unwind(struct precopy_engine *e)
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 
+		if (stuck_in_error(e, d)) {
+			precopy_vfio_dev_end_session(d->vd);
+			if (!first)
+				first = d->err ? d->err : -EIO;
+			continue;
+		}
 		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0 && !first)
 			first = r;

@@ -423,9 +423,11 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * dirty tracking started on the RAM slots (DMA logging, else the tracker,
  * else PRECOPY_TRACK_ALL), devices with PRE_COPY moved RUNNING -> PRE_COPY
  * (recovering to RUNNING on failure), the stream header and every
- * DEV_SETUP written. Returns 0, -EBUSY (a migration is running), or the
- * failing step's -errno (the engine is back in IDLE, everything undone,
- * precopy_engine_strerror() names the step). */
+ * DEV_SETUP written. A device a failed migration left in ERROR is read
+ * again first (the VMM may have reset it): still in ERROR, the start fails
+ * with -EIO before anything changes. Returns 0, -EBUSY (a migration is
+ * running), or the failing step's -errno (the engine is back in IDLE,
+ * everything undone, precopy_engine_strerror() names the step). */
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
 
 /* Harvest the RAM dirty sources (KVM logs, the live bitmap) and every
@@ -532,9 +534,12 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
 
 /* Cancel the migration: every device back to RUNNING (reset where recovery
  * fails), logging stopped, session fds closed, migration memory freed. A
- * new precopy_engine_start() may follow. Returns 0 (also when nothing is
- * running), or the first -errno met while undoing (everything is still
- * attempted; the device status says which device). */
+ * new precopy_engine_start() may follow. A device in ERROR (its reset
+ * failed too) cannot be moved: it is left there, named in
+ * precopy_engine_strerror() and counted as an error (its -errno, or -EIO).
+ * Returns 0 (also when nothing is running), or the first -errno met while
+ * undoing (everything is still attempted; the device status says which
+ * device). */
 PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e);
 
 /* The last failure: "step: device N: ..." text, or "" if none. Valid until
@@ -568,6 +573,8 @@ struct precopy_engine_dev_info {
 	uint64_t bytes_sent;        /* DEV_DATA payload bytes this migration */
 	uint64_t transition_ns;     /* current per-arc latency estimate */
 	uint64_t last_transition_ns;/* latest measured set_state duration */
+	int reset_err;              /* the reset after its last failed transition
+				     * failed too (-errno): state is then ERROR */
 };
 
 /* Status of device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
