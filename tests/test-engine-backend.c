@@ -241,29 +241,6 @@ Test(engine_backend, source_faults_then_migrate_again, .timeout = 60)
 
 /* ---- destination-side faults ------------------------------------------- */
 
-/* The return path holds an RP_ERROR with this code for this device. */
-static int rp_ev(void *opaque, const struct precopy_stream_rp_event *ev)
-{
-	*(struct precopy_stream_rp_event *)opaque = *ev;
-	return 0;
-}
-
-static void expect_rp_error(uint32_t dev_id, int code)
-{
-	struct precopy_stream_rp_decoder *dec;
-	struct precopy_stream_rp_event ev = { 0 };
-	uint8_t buf[512];
-	ssize_t n;
-
-	cr_assert_eq(precopy_stream_rp_decoder_new(&dec, rp_ev, &ev), 0);
-	while ((n = recv(H.rp[0], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-		cr_assert_geq(precopy_stream_rp_decoder_feed(dec, buf, (size_t)n), 0);
-	precopy_stream_rp_decoder_free(dec);
-	cr_assert_eq(ev.type, PRECOPY_STREAM_RP_EV_ERROR, "no RP_ERROR on the return path");
-	cr_assert_eq(ev.dev_id, dev_id);
-	cr_assert_eq(ev.code, code);
-}
-
 /* Every destination device back in RUNNING (its load abandoned). */
 static void assert_dest_running(void)
 {

@@ -493,6 +493,29 @@ __attribute__((unused)) static void h_relink(void)
 	memset(H.dmem[1], 0, SLOT1_PAGES * PS);
 }
 
+static int rp_ev_copy(void *opaque, const struct precopy_stream_rp_event *ev)
+{
+	*(struct precopy_stream_rp_event *)opaque = *ev;
+	return 0;
+}
+
+/* The return path (source end) holds an RP_ERROR for dev_id with code. */
+__attribute__((unused)) static void expect_rp_error(uint32_t dev_id, int code)
+{
+	struct precopy_stream_rp_decoder *dec;
+	struct precopy_stream_rp_event ev = { 0 };
+	uint8_t buf[512];
+	ssize_t n;
+
+	cr_assert_eq(precopy_stream_rp_decoder_new(&dec, rp_ev_copy, &ev), 0);
+	while ((n = recv(H.rp[0], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		cr_assert_geq(precopy_stream_rp_decoder_feed(dec, buf, (size_t)n), 0);
+	precopy_stream_rp_decoder_free(dec);
+	cr_assert_eq(ev.type, PRECOPY_STREAM_RP_EV_ERROR, "no RP_ERROR on the return path");
+	cr_assert_eq(ev.dev_id, dev_id, "RP_ERROR for device %u, expected %u", ev.dev_id, dev_id);
+	cr_assert_eq(ev.code, code, "RP_ERROR code %d, expected %d", ev.code, code);
+}
+
 /* Guest pages all equal and devices loaded: a successful migration. */
 __attribute__((unused)) static void h_migrate_ok(void)
 {
