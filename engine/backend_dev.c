@@ -99,29 +99,6 @@ void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *
 	}
 }
 
-/* A bounded wait for fd: the deadline is io_timeout_ns on the engine's
- * clock, or as many poll intervals spent waiting, whichever comes first (a
- * virtual clock may not move while the engine waits for a real fd). */
-struct wait {
-	uint64_t deadline, waited_ns;
-};
-
-static int wait_fd(struct precopy_engine *e, int fd, short events, struct wait *w)
-{
-	struct pollfd pfd = { .fd = fd, .events = events };
-	uint64_t now = eng_now(e);
-	int r;
-
-	if (!w->deadline)
-		w->deadline = now + e->cfg.io_timeout_ns;
-	else if (now >= w->deadline || w->waited_ns >= e->cfg.io_timeout_ns)
-		return -ETIMEDOUT;
-	r = precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
-	if (r == 0)
-		w->waited_ns += (uint64_t)e->cfg.poll_interval_ms * 1000000u;
-	return r < 0 && r != -EINTR ? r : 0;
-}
-
 static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *what)
 {
 	b->err = r;
@@ -133,7 +110,7 @@ static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *w
  * transfer is left for eng_be_abort_all()). */
 static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 {
-	struct wait w = { 0, 0 };
+	struct eng_wait w = { 0, 0 };
 	int fds[2], one = 1, r, n;
 
 	r = precopy_sys_pipe2(e->cfg.sys, fds, 0);
@@ -155,7 +132,7 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 		if (got == 0)
 			break;
 		if (got == -EAGAIN || got == -EINTR) {
-			r = wait_fd(e, b->fd, POLLIN, &w);
+			r = eng_wait_fd(e, b->fd, POLLIN, &w);
 			if (r == -ETIMEDOUT)
 				return be_fail(e, b, r, "no end of its state within the I/O timeout");
 			if (r < 0)

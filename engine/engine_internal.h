@@ -123,6 +123,17 @@ void eng_log_mark_all(struct precopy_engine *e);
 int64_t eng_sync(struct precopy_engine *e);
 
 /* devio.c */
+/* A bounded wait for an fd: io_timeout_ns on the engine's clock, or as
+ * many poll intervals spent waiting, whichever comes first (a virtual
+ * clock may stand still while the engine waits on a real fd). Zero it
+ * before a wait and after progress. */
+struct eng_wait {
+	uint64_t deadline, waited_ns;
+};
+/* Poll fd for events once (one poll interval at most). Returns 0 (ready or
+ * not: try the I/O again), -ETIMEDOUT once the wait is over, or poll's
+ * -errno. */
+int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w);
 int eng_stream_open(struct precopy_engine *e);
 void eng_stream_close(struct precopy_engine *e);
 int eng_emit(struct precopy_engine *e, const void *buf, size_t len);
