@@ -97,6 +97,19 @@ PRECOPY_API int precopy_backend_xfer_finish(struct precopy_backend_xfer *x)
 	return x->ops.check_state(x->ctx);
 }
 
+PRECOPY_API int precopy_backend_xfer_abort(struct precopy_backend_xfer *x)
+{
+	if (!x)
+		return -EINVAL;
+	if (!x->started)
+		return -ENOENT;
+	if (x->fd >= 0)
+		precopy_sys_close(&x->sys, x->fd);
+	x->fd = -1;
+	x->started = false;
+	return 0;
+}
+
 PRECOPY_API void precopy_backend_xfer_free(struct precopy_backend_xfer *x)
 {
 	if (!x)

@@ -245,6 +245,7 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 		d->action = PRECOPY_SWITCHOVER;
 		return 0;
 	}
+	d->stalled_since_ns = e->stalled_since_ns; /* a timeout decision still says since when */
 	timed_out = pol->timeout_ns && e->iterations && now_ns >= e->start_ns &&
 		    now_ns - e->start_ns >= pol->timeout_ns;
 	if (timed_out) {

@@ -1,10 +1,12 @@
 /* The destination engine: devices to RESUMING, the device-state stream
  * decoded incrementally (precopy/stream.h) with each DEV_DATA slice written
- * to its device's data fd as it arrives, the switchover-ack once every
- * PRE_COPY device's initial data is loaded, an RP_ERROR on failure, and
- * the devices to RUNNING at the end. */
+ * to its device's data fd (or its fd-based back-end's load pipe) as it
+ * arrives, the switchover-ack once every PRE_COPY device's initial data is
+ * loaded, each back-end's verdict at its DEV_END, an RP_ERROR on failure,
+ * and the devices to RUNNING at the end. */
 #include <errno.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,17 +28,29 @@ struct ddev {
 	uint64_t bytes;
 };
 
+/* An fd-based back-end (precopy/backend.h), loading. */
+struct dbe {
+	uint32_t id;
+	struct precopy_backend_xfer *x;
+	int fd;               /* our end of the load pipe while loading, or -1 */
+	int setup, checked;
+	uint64_t bytes;
+};
+
 struct precopy_dest {
 	struct precopy_dest_config cfg;
 	struct ddev *devs;
-	uint32_t *ids;
+	uint32_t *ids;        /* devices, then back-ends */
 	uint32_t n;
+	struct dbe *bes;
+	uint32_t nbe;
 	int phase;
 	struct precopy_stream_decoder *dec;
 	uint32_t declared;
 	int acked;
 	uint8_t *buf;
 	int err;
+	uint32_t err_dev;     /* the device or back-end the failure concerns, or NONE */
 	char errmsg[256];
 };
 
@@ -68,23 +82,49 @@ static struct ddev *find(struct precopy_dest *d, uint32_t id)
 	return NULL;
 }
 
+static struct dbe *find_be(struct precopy_dest *d, uint32_t id)
+{
+	for (uint32_t i = 0; i < d->nbe; i++)
+		if (d->bes[i].id == id)
+			return &d->bes[i];
+	return NULL;
+}
+
+/* Is id used by an earlier device or back-end of the config? */
+static int id_taken(const struct precopy_dest_config *c, uint32_t id, uint32_t ndev, uint32_t nbe)
+{
+	for (uint32_t j = 0; j < ndev; j++)
+		if (c->devices[j].id == id)
+			return 1;
+	for (uint32_t j = 0; j < nbe; j++)
+		if (c->backends[j].id == id)
+			return 1;
+	return 0;
+}
+
 PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err)
 {
 	struct precopy_dest *d = NULL;
 	int r = -EINVAL;
 
 	if (!cfg || cfg->version != PRECOPY_DEST_CONFIG_VERSION || !cfg->clock.now_ns ||
-	    precopy_sys_validate(cfg->sys) < 0 || !cfg->devices || !cfg->ndevices ||
+	    precopy_sys_validate(cfg->sys) < 0 || (!cfg->ndevices && !cfg->nbackends) ||
+	    (cfg->ndevices && !cfg->devices) || (cfg->nbackends && !cfg->backends) ||
 	    (cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
 		goto fail;
-	if (cfg->ndevices > PRECOPY_STREAM_CAP_MAX_DEVICES)
+	if ((uint64_t)cfg->ndevices + cfg->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES) {
+		r = -E2BIG;
 		goto fail;
+	}
 	for (uint32_t i = 0; i < cfg->ndevices; i++) {
-		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE || cfg->devices[i].device_fd < 0)
+		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE || cfg->devices[i].device_fd < 0 ||
+		    id_taken(cfg, cfg->devices[i].id, i, 0))
 			goto fail;
-		for (uint32_t j = 0; j < i; j++)
-			if (cfg->devices[j].id == cfg->devices[i].id)
-				goto fail;
+	}
+	for (uint32_t i = 0; i < cfg->nbackends; i++) {
+		if (cfg->backends[i].id == PRECOPY_STREAM_DEV_NONE ||
+		    id_taken(cfg, cfg->backends[i].id, cfg->ndevices, i))
+			goto fail;
 	}
 	r = -ENOMEM;
 	d = calloc(1, sizeof(*d));
@@ -92,14 +132,25 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 		goto fail;
 	d->cfg = *cfg;
 	d->cfg.devices = NULL;
+	d->cfg.backends = NULL;
 	if (!d->cfg.io_timeout_ns)
 		d->cfg.io_timeout_ns = 10000000000ull;
 	d->n = cfg->ndevices;
-	d->devs = calloc(d->n, sizeof(*d->devs));
-	d->ids = calloc(d->n, sizeof(*d->ids));
+	d->nbe = cfg->nbackends;
+	d->devs = calloc(d->n ? d->n : 1, sizeof(*d->devs));
+	d->bes = calloc(d->nbe ? d->nbe : 1, sizeof(*d->bes));
+	d->ids = calloc(d->n + d->nbe, sizeof(*d->ids));
 	d->buf = malloc(READ_BUF);
-	if (!d->devs || !d->ids || !d->buf)
+	if (!d->devs || !d->bes || !d->ids || !d->buf)
 		goto fail;
+	for (uint32_t i = 0; i < d->nbe; i++)
+		d->bes[i].fd = -1;
+	for (uint32_t i = 0; i < d->nbe; i++) {
+		d->bes[i].id = d->ids[d->n + i] = cfg->backends[i].id;
+		d->bes[i].x = precopy_backend_xfer_new(cfg->backends[i].ops, cfg->backends[i].ctx, cfg->sys, &r);
+		if (!d->bes[i].x)
+			goto fail;
+	}
 	for (uint32_t i = 0; i < d->n; i++) {
 		struct precopy_vfio_dev_status st;
 
@@ -112,7 +163,7 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 	}
 	/* the limits are checked by the decoder: try one now, so a bad limit
 	 * is an error of this call */
-	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n, on_event, d);
+	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n + d->nbe, on_event, d);
 	if (r < 0)
 		goto fail;
 	precopy_stream_decoder_free(d->dec);
@@ -137,6 +188,12 @@ static int unwind(struct precopy_dest *d)
 			first = r;
 		precopy_vfio_dev_end_session(d->devs[i].vd);
 	}
+	/* a back-end still loading is abandoned, never waited for */
+	for (uint32_t i = 0; i < d->nbe; i++) {
+		if (d->bes[i].fd >= 0)
+			precopy_backend_xfer_abort(d->bes[i].x);
+		d->bes[i].fd = -1;
+	}
 	precopy_stream_decoder_free(d->dec);
 	d->dec = NULL;
 	d->phase = D_IDLE;
@@ -151,6 +208,9 @@ PRECOPY_API void precopy_dest_free(struct precopy_dest *d)
 		unwind(d);
 	for (uint32_t i = 0; d->devs && i < d->n; i++)
 		precopy_vfio_dev_free(d->devs[i].vd);
+	for (uint32_t i = 0; d->bes && i < d->nbe; i++)
+		precopy_backend_xfer_free(d->bes[i].x);
+	free(d->bes);
 	precopy_stream_decoder_free(d->dec);
 	free(d->devs);
 	free(d->ids);
@@ -199,6 +259,35 @@ static int fail(struct precopy_dest *d, int err, uint32_t dev_id)
 	return err;
 }
 
+/* A back-end's LOAD transfer: a pipe, its read end to the back-end. */
+static int be_start(struct precopy_dest *d, struct dbe *b)
+{
+	int fds[2], one = 1, r;
+
+	b->setup = b->checked = 0;
+	b->bytes = 0;
+	r = precopy_sys_pipe2(d->cfg.sys, fds, 0);
+	if (r < 0) {
+		seterr(d, r, "start: back-end %u: creating the state pipe: %s", b->id, strerror(-r));
+		return r;
+	}
+	r = precopy_backend_xfer_start(b->x, PRECOPY_BACKEND_LOAD, PRECOPY_BACKEND_PHASE_STOPPED, fds);
+	if (r < 0) {
+		seterr(d, r, "start: back-end %u: %s: %s", b->id,
+		       r == -EBUSY ? "its queues are running (stop them before loading)" : "handing it the state fd (LOAD)",
+		       strerror(-r));
+		return r;
+	}
+	b->fd = r;
+	/* our end only: the back-end's end keeps the mode it chooses */
+	r = precopy_sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
+	if (r < 0) {
+		seterr(d, r, "start: back-end %u: non-blocking state fd: %s", b->id, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 {
 	int r;
@@ -208,6 +297,7 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 	if (d->phase == D_LOADING || d->phase == D_ENDED)
 		return -EBUSY;
 	d->err = 0;
+	d->err_dev = PRECOPY_STREAM_DEV_NONE;
 	d->errmsg[0] = 0;
 	d->acked = 0;
 	d->declared = 0;
@@ -225,7 +315,12 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 		}
 	}
 	d->phase = D_LOADING;
-	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n, on_event, d);
+	for (uint32_t i = 0; i < d->nbe; i++) {
+		r = be_start(d, &d->bes[i]);
+		if (r < 0)
+			return fail(d, r, d->bes[i].id);
+	}
+	r = precopy_stream_decoder_new(&d->dec, &d->cfg.limits, d->ids, d->n + d->nbe, on_event, d);
 	if (r < 0) {
 		seterr(d, r, "start: stream decoder: %s", strerror(-r));
 		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
@@ -254,6 +349,7 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 			else if (now(d) >= deadline) {
 				seterr(d, -ETIMEDOUT, "device %u: data write blocked for longer than the I/O timeout",
 				       v->id);
+				d->err_dev = v->id;
 				return -ETIMEDOUT;
 			}
 			precopy_vfio_dev_status(v->vd, &st);
@@ -261,10 +357,85 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
 		} else {
 			seterr(d, (int)w, "device %u: data write: %s", v->id, strerror((int)-w));
+			d->err_dev = v->id;
 			return (int)w;
 		}
 	}
 	return 0;
+}
+
+/* Write a back-end's slice into its load pipe (non-blocking, bounded wait;
+ * the wait also counts poll intervals, as a virtual clock may stand still). */
+static int be_write(struct precopy_dest *d, struct dbe *b, const uint8_t *p, size_t len)
+{
+	uint64_t deadline = 0, waited = 0;
+
+	while (len) {
+		ssize_t w = precopy_sys_write(d->cfg.sys, b->fd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+			b->bytes += (uint64_t)w;
+			deadline = waited = 0;
+		} else if (w == -EAGAIN || w == -EINTR) {
+			struct pollfd pfd = { .fd = b->fd, .events = POLLOUT };
+			uint64_t t = now(d);
+
+			if (!deadline)
+				deadline = t + d->cfg.io_timeout_ns;
+			else if (t >= deadline || waited >= d->cfg.io_timeout_ns) {
+				seterr(d, -ETIMEDOUT, "back-end %u: state pipe full for longer than the I/O timeout",
+				       b->id);
+				d->err_dev = b->id;
+				return -ETIMEDOUT;
+			}
+			if (precopy_sys_poll(d->cfg.sys, &pfd, 1, 10) == 0)
+				waited += 10000000u;
+		} else {
+			seterr(d, (int)w, "back-end %u: writing its state: %s", b->id, strerror((int)-w));
+			d->err_dev = b->id;
+			return (int)w;
+		}
+	}
+	return 0;
+}
+
+/* DEV_END of a back-end: close the pipe (its end of file), ask it. */
+static int be_end(struct precopy_dest *d, struct dbe *b)
+{
+	int r;
+
+	b->fd = -1;
+	r = precopy_backend_xfer_finish(b->x);
+	if (r < 0) {
+		seterr(d, r, "back-end %u: the back-end reports its load failed: %s", b->id, strerror(-r));
+		d->err_dev = b->id;
+		return r;
+	}
+	b->checked = 1;
+	return 0;
+}
+
+static int on_backend(struct precopy_dest *d, struct dbe *b, const struct precopy_stream_event *ev)
+{
+	switch (ev->type) {
+	case PRECOPY_STREAM_EV_DEV_SETUP:
+		b->setup = 1;
+		return 0;
+	case PRECOPY_STREAM_EV_DEV_CONFIG:
+		seterr(d, -EPROTO, "back-end %u: DEV_CONFIG has no back-end destination", b->id);
+		return -EPROTO;
+	case PRECOPY_STREAM_EV_INITIAL_SENT:
+		seterr(d, -EPROTO, "back-end %u: a back-end has no pre-copy data", b->id);
+		return -EPROTO;
+	case PRECOPY_STREAM_EV_DATA:
+		return be_write(d, b, ev->u.data.ptr, ev->u.data.len);
+	case PRECOPY_STREAM_EV_DEV_END:
+		return be_end(d, b);
+	default:
+		return 0;
+	}
 }
 
 static int on_event(void *opaque, const struct precopy_stream_event *ev)
@@ -272,11 +443,13 @@ static int on_event(void *opaque, const struct precopy_stream_event *ev)
 	struct precopy_dest *d = opaque;
 	struct ddev *v = ev->dev_id == PRECOPY_STREAM_DEV_NONE ? NULL : find(d, ev->dev_id);
 
+	if (ev->dev_id != PRECOPY_STREAM_DEV_NONE && !v)
+		return on_backend(d, find_be(d, ev->dev_id), ev); /* the decoder knows only our ids */
 	switch (ev->type) {
 	case PRECOPY_STREAM_EV_HEADER:
-		if (ev->u.header.device_count != d->n) {
+		if (ev->u.header.device_count != d->n + d->nbe) {
 			seterr(d, -EPROTO, "stream declares %u devices, the destination has %u",
-			       ev->u.header.device_count, d->n);
+			       ev->u.header.device_count, d->n + d->nbe);
 			return -EPROTO;
 		}
 		d->declared = ev->u.header.device_count;
@@ -313,6 +486,9 @@ static int check_ack(struct precopy_dest *d)
 
 	if (d->acked || !d->declared)
 		return 0;
+	for (uint32_t i = 0; i < d->nbe; i++)
+		if (!d->bes[i].setup)
+			return 0;
 	for (uint32_t i = 0; i < d->n; i++) {
 		const struct ddev *v = &d->devs[i];
 		if (!v->setup)
@@ -346,7 +522,7 @@ PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_
 	r = precopy_stream_decoder_feed(d->dec, buf, len);
 	if (r < 0) {
 		seterr(d, r, "stream: %s", precopy_stream_decoder_error(d->dec));
-		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+		return fail(d, r, d->err_dev);
 	}
 	r = check_ack(d);
 	if (r < 0)
@@ -452,6 +628,18 @@ PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d)
 PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d)
 {
 	return d ? d->errmsg : "";
+}
+
+PRECOPY_API int precopy_dest_backend_state(const struct precopy_dest *d, uint32_t index, uint64_t *bytes,
+					   int *checked)
+{
+	if (!d || !bytes || !checked)
+		return -EINVAL;
+	if (index >= d->nbe)
+		return -ENOENT;
+	*bytes = d->bes[index].bytes;
+	*checked = d->bes[index].checked;
+	return 0;
 }
 
 PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t index, uint32_t *state,

@@ -11,7 +11,8 @@
  * byte stream, the marker must follow exactly the bytes that made a
  * device's initial data, and the engine must run over any sys seam and a
  * sink callback on a virtual clock. One bounded buffer per engine, no I/O
- * left in flight between calls. */
+ * left in flight between calls. precopy/engine.h ("Why the engine moves
+ * device bytes itself") gives the full reasoning. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -47,11 +48,27 @@ void eng_stream_close(struct precopy_engine *e)
 	e->rp = NULL;
 }
 
+int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	uint64_t now = eng_now(e);
+	int r;
+
+	if (!w->deadline)
+		w->deadline = now + e->cfg.io_timeout_ns;
+	else if (now >= w->deadline || w->waited_ns >= e->cfg.io_timeout_ns)
+		return -ETIMEDOUT;
+	r = precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+	if (r == 0)
+		w->waited_ns += (uint64_t)e->cfg.poll_interval_ms * 1000000u;
+	return r < 0 && r != -EINTR ? r : 0;
+}
+
 /* Write all of buf to the stream. */
 int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	uint64_t deadline = 0;
+	struct eng_wait w = { 0, 0 };
 
 	if (e->cfg.sink) {
 		int r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
@@ -60,33 +77,33 @@ int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 		return r < 0 ? r : 0;
 	}
 	while (len) {
-		ssize_t w = precopy_sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
+		ssize_t n = precopy_sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
 
-		if (w > 0) {
-			p += w;
-			len -= (size_t)w;
-			deadline = 0;
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			w.deadline = w.waited_ns = 0;
 			continue;
 		}
-		if (w == -EINTR)
+		if (n == -EINTR)
 			continue;
-		if (w == -EAGAIN) {
-			struct pollfd pfd = { .fd = e->cfg.stream_fd, .events = POLLOUT };
-			uint64_t now = eng_now(e);
+		if (n == -EAGAIN) {
+			int r = eng_wait_fd(e, e->cfg.stream_fd, POLLOUT, &w);
 
-			if (!deadline)
-				deadline = now + e->cfg.io_timeout_ns;
-			else if (now >= deadline) {
+			if (r == -ETIMEDOUT) {
 				eng_seterr(e, -ETIMEDOUT, "stream: write blocked for longer than the I/O timeout");
 				return -ETIMEDOUT;
 			}
-			precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+			if (r < 0) {
+				eng_seterr(e, r, "stream: poll: %s", strerror(-r));
+				return r;
+			}
 			continue;
 		}
-		if (w == 0)
-			w = -EIO;
-		eng_seterr(e, (int)w, "stream: write: %s", strerror((int)-w));
-		return (int)w;
+		if (n == 0)
+			n = -EIO;
+		eng_seterr(e, (int)n, "stream: write: %s", strerror((int)-n));
+		return (int)n;
 	}
 	return 0;
 }
@@ -102,7 +119,8 @@ static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t 
 
 int eng_emit_setup_all(struct precopy_engine *e)
 {
-	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev, e->cfg.max_chunk),
+	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev + e->nbe,
+								   e->cfg.max_chunk),
 			 "header", PRECOPY_STREAM_DEV_NONE);
 
 	for (uint32_t i = 0; i < e->ndev && r == 0; i++) {
@@ -120,7 +138,7 @@ int eng_emit_setup_all(struct precopy_engine *e)
 		memcpy(s.name, d->name, sizeof(s.name));
 		r = emit_rec(e, precopy_stream_encode_dev_setup(e->rec, e->rec_cap, &s), "setup", d->cfg.id);
 	}
-	return r;
+	return r < 0 ? r : eng_be_emit_setup(e);
 }
 
 /* DEV_INITIAL_SENT once a PRE_COPY device's initial bytes are all sent. */
@@ -255,7 +273,8 @@ out:
 /* Read a device's state to its end of data (STOP_COPY), then DEV_END. */
 int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
 {
-	uint64_t total = 0, deadline = 0;
+	struct eng_wait w = { 0, 0 };
+	uint64_t total = 0;
 	int r;
 
 	for (;;) {
@@ -265,20 +284,20 @@ int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
 			break;
 		if (n == -EAGAIN || n == -EINTR || n == -ENOMSG) {
 			struct precopy_vfio_dev_status st;
-			struct pollfd pfd = { .events = POLLIN };
-			uint64_t now = eng_now(e);
 
-			if (!deadline)
-				deadline = now + e->cfg.io_timeout_ns;
-			else if (now >= deadline) {
+			precopy_vfio_dev_status(d->vd, &st);
+			r = eng_wait_fd(e, st.data_fd, POLLIN, &w);
+			if (r == -ETIMEDOUT) {
 				d->err = -ETIMEDOUT;
 				eng_seterr(e, -ETIMEDOUT, "switchover: device %u: no end of data within the I/O timeout",
 					   d->cfg.id);
 				return -ETIMEDOUT;
 			}
-			precopy_vfio_dev_status(d->vd, &st);
-			pfd.fd = st.data_fd;
-			precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+			if (r < 0) {
+				d->err = r;
+				eng_seterr(e, r, "switchover: device %u: poll: %s", d->cfg.id, strerror(-r));
+				return r;
+			}
 			continue;
 		}
 		if (n < 0) {
@@ -286,7 +305,7 @@ int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
 			eng_seterr(e, (int)n, "switchover: device %u: data read: %s", d->cfg.id, strerror((int)-n));
 			return n;
 		}
-		deadline = 0;
+		w.deadline = w.waited_ns = 0;
 		r = emit_data(e, d, (size_t)n);
 		if (r < 0)
 			return r;

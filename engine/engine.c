@@ -127,14 +127,14 @@ static int check_config(const struct precopy_engine_config *c)
 		if (!c->ram_bitmap || !c->ram_bitmap->words)
 			return -EINVAL;
 	} else if (c->ram_source == PRECOPY_RAM_KVM) {
-		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE)
+		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE || (c->ram_bitmap && !c->ram_bitmap->words))
 			return -EINVAL;
 	} else {
 		return -EINVAL;
 	}
-	if (c->ndevices && !c->devices)
+	if ((c->ndevices && !c->devices) || (c->nbackends && !c->backends))
 		return -EINVAL;
-	if (c->ndevices > PRECOPY_STREAM_CAP_MAX_DEVICES)
+	if ((uint64_t)c->ndevices + c->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
 		return -E2BIG;
 	for (uint32_t i = 0; i < c->ndevices; i++) {
 		const struct precopy_engine_device *d = &c->devices[i];
@@ -143,6 +143,17 @@ static int check_config(const struct precopy_engine_config *c)
 			return -EINVAL;
 		for (uint32_t j = 0; j < i; j++)
 			if (c->devices[j].id == d->id)
+				return -EINVAL;
+	}
+	for (uint32_t i = 0; i < c->nbackends; i++) {
+		const struct precopy_engine_backend *b = &c->backends[i];
+		if (b->id == PRECOPY_STREAM_DEV_NONE || (b->name && !printable(b->name)))
+			return -EINVAL;
+		for (uint32_t j = 0; j < c->ndevices; j++)
+			if (c->devices[j].id == b->id)
+				return -EINVAL;
+		for (uint32_t j = 0; j < i; j++)
+			if (c->backends[j].id == b->id)
 				return -EINVAL;
 	}
 	if ((c->stream_fd >= 0) == (c->sink != NULL))
@@ -170,7 +181,7 @@ static int setup_slots(struct precopy_engine *e)
 	e->base = e->slots[0].gpa;
 	end = e->slots[c->nslots - 1].gpa + e->slots[c->nslots - 1].size;
 	e->log.nbits = (end - e->base) / e->ps;
-	if (c->ram_source == PRECOPY_RAM_BITMAP && c->ram_bitmap->nbits != e->log.nbits)
+	if (c->ram_bitmap && c->ram_bitmap->nbits != e->log.nbits)
 		return -EINVAL;
 	return 0;
 }
@@ -206,11 +217,15 @@ static int setup_devices(struct precopy_engine *e)
 	int err;
 
 	e->ndev = c->ndevices;
+	if (c->ndevices + c->nbackends) {
+		e->dstat = calloc(c->ndevices + c->nbackends, sizeof(*e->dstat));
+		if (!e->dstat)
+			return -ENOMEM;
+	}
 	if (!e->ndev)
 		return 0;
 	e->devs = calloc(e->ndev, sizeof(*e->devs));
-	e->dstat = calloc(e->ndev, sizeof(*e->dstat));
-	if (!e->devs || !e->dstat)
+	if (!e->devs)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
@@ -272,6 +287,9 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = setup_devices(e);
 	if (r < 0)
 		goto fail_free;
+	r = eng_be_setup(e);
+	if (r < 0)
+		goto fail_free;
 	if (err)
 		*err = 0;
 	return e;
@@ -293,6 +311,7 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 		precopy_vfio_dev_free(e->devs[i].vd);
 	}
 	free(e->devs);
+	eng_be_free(e);
 	free(e->dstat);
 	precopy_kvm_log_free(e->kvm);
 	precopy_bitmap_free(&e->log);
@@ -338,6 +357,36 @@ static void reset_migration(struct precopy_engine *e)
 		d->stop_copy = 0;
 		d->sc_known = 0;
 	}
+	eng_be_reset(e);
+}
+
+/* A device the last migration left in ERROR may have been reset by the VMM
+ * since: read its state again through a fresh handle. Still in ERROR: the
+ * migration cannot start. */
+static int recheck_error_devices(struct precopy_engine *e)
+{
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		struct precopy_vfio_dev *nv;
+		int err;
+
+		if (eng_dev_state(d) != VFIO_DEVICE_STATE_ERROR)
+			continue;
+		nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
+		if (!nv) {
+			eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id, strerror(-err));
+			return err;
+		}
+		precopy_vfio_dev_free(d->vd);
+		d->vd = nv;
+		if (eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
+			d->err = -EIO;
+			eng_seterr(e, -EIO, "start: device %u is in ERROR (a failed transition and a failed reset left it "
+				   "there): reset it before migrating", d->cfg.id);
+			return -EIO;
+		}
+	}
+	return 0;
 }
 
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
@@ -351,6 +400,9 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	reset_migration(e);
 	if (!e->est)
 		return -ENOMEM;
+	r = recheck_error_devices(e);
+	if (r < 0)
+		return r;
 	e->migrations++;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = eng_stream_open(e);
@@ -403,6 +455,27 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 
 /* ---- cancel and failure ------------------------------------------------------ */
 
+/* A device a failed transition and a failed reset left in ERROR: no arc
+ * leaves that state, so nothing is attempted; the message says so. */
+static int stuck_in_error(struct precopy_engine *e, struct edev *d)
+{
+	struct precopy_vfio_dev_status st;
+	size_t len = strlen(e->errmsg);
+
+	precopy_vfio_dev_status(d->vd, &st);
+	if (st.state != VFIO_DEVICE_STATE_ERROR)
+		return 0;
+	if (!e->err)
+		eng_seterr(e, -EIO, "device %u is in ERROR", d->cfg.id);
+	else if (len < sizeof(e->errmsg) - 1)
+		snprintf(e->errmsg + len, sizeof(e->errmsg) - len, "; device %u left in ERROR", d->cfg.id);
+	len = strlen(e->errmsg);
+	if (st.reset_err && len < sizeof(e->errmsg) - 1)
+		snprintf(e->errmsg + len, sizeof(e->errmsg) - len, " (its reset failed too: %s)",
+			 strerror(-st.reset_err));
+	return 1;
+}
+
 /* Undo everything the migration set up. Returns the first -errno met. */
 static int unwind(struct precopy_engine *e)
 {
@@ -411,12 +484,19 @@ static int unwind(struct precopy_engine *e)
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 
+		if (stuck_in_error(e, d)) {
+			precopy_vfio_dev_end_session(d->vd);
+			if (!first)
+				first = d->err ? d->err : -EIO;
+			continue;
+		}
 		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0 && !first)
 			first = r;
 		/* any session left (e.g. the device was reset) is closed */
 		precopy_vfio_dev_end_session(d->vd);
 	}
+	eng_be_abort_all(e);
 	r = eng_tracking_stop(e);
 	if (r < 0 && !first)
 		first = r;

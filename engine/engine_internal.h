@@ -22,6 +22,8 @@ struct edev {
 	/* this migration */
 	struct precopy_dirty_source *tracking_src; /* dma, cfg.tracker or NULL */
 	uint32_t tracking;                    /* enum precopy_engine_tracking */
+	int src_shared;                       /* tracking_src is an earlier device's
+					       * tracker: that one starts, reads, stops it */
 	int pre_copy;                         /* moved to PRE_COPY at start */
 	uint64_t init_left;                   /* initial bytes not yet sent */
 	uint64_t dirty;                       /* last precopy info dirty_bytes */
@@ -38,6 +40,16 @@ struct edev {
 	/* survives migrations: the transition estimate */
 	uint64_t trans_est;                   /* ns per arc */
 	uint64_t trans_last;                  /* latest measured set_state */
+};
+
+/* One fd-based back-end (engine/backend_dev.c). */
+struct ebe {
+	struct precopy_engine_backend cfg;    /* ops NULL: the transfer holds them */
+	char name[PRECOPY_STREAM_NAME_MAX + 1];
+	struct precopy_backend_xfer *x;
+	int fd;                               /* front-end fd of a running transfer, or -1 */
+	int err, checked;
+	uint64_t bytes_sent;
 };
 
 enum {
@@ -57,6 +69,8 @@ struct precopy_engine {
 	struct precopy_ram_slot *slots;
 	struct edev *devs;
 	uint32_t ndev;
+	struct ebe *bes;                      /* fd-based back-ends */
+	uint32_t nbe;
 	uint32_t phase;                       /* enum precopy_engine_phase */
 	/* RAM log */
 	struct precopy_bitmap log;
@@ -76,7 +90,7 @@ struct precopy_engine {
 	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;
 	/* estimator and decisions */
 	struct precopy_estimator *est;
-	struct precopy_device_status *dstat;  /* ndev entries, what decide fed */
+	struct precopy_device_status *dstat;  /* ndev + nbe entries, what decide fed */
 	struct precopy_engine_decide_input last_in;
 	int have_decision;
 	uint64_t last_bw;
@@ -109,6 +123,17 @@ void eng_log_mark_all(struct precopy_engine *e);
 int64_t eng_sync(struct precopy_engine *e);
 
 /* devio.c */
+/* A bounded wait for an fd: io_timeout_ns on the engine's clock, or as
+ * many poll intervals spent waiting, whichever comes first (a virtual
+ * clock may stand still while the engine waits on a real fd). Zero it
+ * before a wait and after progress. */
+struct eng_wait {
+	uint64_t deadline, waited_ns;
+};
+/* Poll fd for events once (one poll interval at most). Returns 0 (ready or
+ * not: try the I/O again), -ETIMEDOUT once the wait is over, or poll's
+ * -errno. */
+int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w);
 int eng_stream_open(struct precopy_engine *e);
 void eng_stream_close(struct precopy_engine *e);
 int eng_emit(struct precopy_engine *e, const void *buf, size_t len);
@@ -119,5 +144,14 @@ int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
 int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d);
 int eng_rp_poll(struct precopy_engine *e);
 int eng_ack(struct precopy_engine *e);
+
+/* backend_dev.c */
+int eng_be_setup(struct precopy_engine *e);
+void eng_be_free(struct precopy_engine *e);
+void eng_be_reset(struct precopy_engine *e);
+void eng_be_abort_all(struct precopy_engine *e);
+int eng_be_emit_setup(struct precopy_engine *e);
+void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
+int64_t eng_be_save_all(struct precopy_engine *e);
 
 #endif /* PRECOPY_ENGINE_INTERNAL_H */

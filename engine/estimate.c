@@ -71,6 +71,7 @@ static void fill_status(struct precopy_engine *e)
 		}
 		s->transition_ns = sat_mul(d->trans_est, arcs_in_downtime(d));
 	}
+	eng_be_fill_status(e, e->dstat + e->ndev);
 }
 
 /* Fresh sizes from every device, then a RAM sync. A failed stop-copy size
@@ -107,7 +108,7 @@ static int near(struct precopy_engine *e)
 	for (uint32_t i = 0; i < e->ndev; i++)
 		if (!e->devs[i].sc_known)
 			return 1; /* retry the size that blocks switchover */
-	precopy_downtime_model(sat_mul(e->last_sync_pending, e->ps), e->dstat, e->ndev, bw,
+	precopy_downtime_model(sat_mul(e->last_sync_pending, e->ps), e->dstat, e->ndev + e->nbe, bw,
 			       e->cfg.policy.fixed_downtime_ns, &tmp);
 	return tmp.expected_downtime_ns / 100 <= limit / 100 * e->cfg.exact_margin_pct;
 }
@@ -176,7 +177,7 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 		return eng_fail(e, r);
 	}
 	e->iterations++;
-	r = precopy_estimator_decide(e->est, e->dstat, e->ndev, e->acked, now, d);
+	r = precopy_estimator_decide(e->est, e->dstat, e->ndev + e->nbe, e->acked, now, d);
 	if (r < 0) {
 		eng_seterr(e, r, "decide: estimator: %s", strerror(-r));
 		return eng_fail(e, r);
@@ -203,7 +204,7 @@ PRECOPY_API int precopy_engine_last_input(const struct precopy_engine *e, struct
 	if (!e->have_decision)
 		return -ENOENT;
 	*in = e->last_in;
-	for (size_t i = 0; i < max && i < e->ndev; i++)
+	for (size_t i = 0; i < max && i < e->ndev + e->nbe; i++)
 		devs[i] = e->dstat[i];
-	return (int)e->ndev;
+	return (int)(e->ndev + e->nbe);
 }

@@ -36,6 +36,7 @@ PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint3
 	out->bytes_sent = d->bytes_sent;
 	out->transition_ns = d->trans_est;
 	out->last_transition_ns = d->trans_last;
+	out->reset_err = st.reset_err;
 	return 0;
 }
 

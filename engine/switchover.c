@@ -93,6 +93,11 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
 			return eng_fail(e, (int)n);
 		e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
 	}
+	/* back-ends: the VMM stopped their queues with the vCPUs */
+	n = eng_be_save_all(e);
+	if (n < 0)
+		return eng_fail(e, (int)n);
+	e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
 	rec = e->rec;
 	r = precopy_stream_encode_stream_end(rec, e->rec_cap);
 	if (r > 0)

@@ -76,6 +76,15 @@ int eng_tracking_start(struct precopy_engine *e)
 			d->tracking = PRECOPY_TRACK_ALL;
 			continue;
 		}
+		d->src_shared = 0;
+		for (uint32_t j = 0; j < i && !d->dma; j++)
+			if (e->devs[j].tracking_src == src)
+				d->src_shared = 1; /* devices behind one container: one tracker */
+		if (d->src_shared) {
+			d->tracking_src = src;
+			d->tracking = PRECOPY_TRACK_TRACKER;
+			continue;
+		}
 		r = precopy_dirty_source_start(src, ranges, e->cfg.nslots, e->ps);
 		if (r < 0) {
 			d->err = r;
@@ -101,6 +110,11 @@ int eng_tracking_stop(struct precopy_engine *e)
 
 		if (!d->tracking_src)
 			continue;
+		if (d->src_shared) {
+			d->tracking_src = NULL;
+			d->src_shared = 0;
+			continue;
+		}
 		r = precopy_dirty_source_stop(d->tracking_src);
 		d->tracking_src = NULL;
 		if (r < 0 && !first) {
@@ -119,14 +133,17 @@ int64_t eng_sync(struct precopy_engine *e)
 	uint64_t newly = 0;
 	int first = 0;
 
-	if (e->cfg.ram_source == PRECOPY_RAM_BITMAP) {
+	/* RAM_BITMAP: the live bitmap is the RAM source; RAM_KVM: the VMM's own
+	 * writes to guest RAM, which KVM does not log. */
+	if (e->cfg.ram_bitmap) {
 		int64_t n = precopy_bitmap_harvest(e->cfg.ram_bitmap, &e->log);
 		if (n < 0) {
 			eng_seterr(e, (int)n, "sync: RAM bitmap harvest: %s", strerror((int)-n));
 			return n;
 		}
 		newly += (uint64_t)n;
-	} else {
+	}
+	if (e->cfg.ram_source == PRECOPY_RAM_KVM) {
 		int64_t n = precopy_kvm_log_sync(e->kvm);
 		if (n < 0) {
 			eng_seterr(e, (int)n, "sync: KVM dirty log: %s", strerror((int)-n));
@@ -145,7 +162,7 @@ int64_t eng_sync(struct precopy_engine *e)
 			newly += set_all(e);
 			continue;
 		}
-		if (!d->tracking_src)
+		if (!d->tracking_src || d->src_shared)
 			continue;
 		r = precopy_dirty_source_report(d->tracking_src, &e->log, e->base, e->ps, &nd);
 		newly += nd;

@@ -62,6 +62,11 @@ static int real_munmap(void *ctx, void *addr, size_t len)
 	return (int)ret_or_errno(munmap(addr, len));
 }
 
+static int real_pipe2(void *ctx, int fds[2], int flags)
+{
+	return (int)ret_or_errno(pipe2(fds, flags | O_CLOEXEC));
+}
+
 static const struct precopy_sys_ops real_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
 	.ioctl = real_ioctl,
@@ -73,6 +78,7 @@ static const struct precopy_sys_ops real_ops = {
 	.close = real_close,
 	.mmap = real_mmap,
 	.munmap = real_munmap,
+	.pipe2 = real_pipe2,
 };
 
 static const struct precopy_sys real_sys = { .ops = &real_ops, .ctx = NULL };
@@ -89,7 +95,7 @@ PRECOPY_API int precopy_sys_validate(const struct precopy_sys *sys)
 	if (!sys || !(o = sys->ops) || o->version != PRECOPY_SYS_OPS_VERSION)
 		return -EINVAL;
 	if (!o->ioctl || !o->read || !o->write || !o->splice || !o->poll || !o->open ||
-	    !o->close || !o->mmap || !o->munmap)
+	    !o->close || !o->mmap || !o->munmap || !o->pipe2)
 		return -EINVAL;
 	return 0;
 }

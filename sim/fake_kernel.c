@@ -287,6 +287,17 @@ static int f_munmap(void *ctx, void *addr, size_t len)
 	return r < 0 ? r : real()->ops->munmap(NULL, addr, len);
 }
 
+static int f_pipe2(void *ctx, int fds[2], int flags)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	int r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_PIPE2, -1, 0, NULL, NULL);
+	pthread_mutex_unlock(&fk->lock);
+	return r < 0 ? r : real()->ops->pipe2(NULL, fds, flags);
+}
+
 static const struct precopy_sys_ops fake_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
 	.ioctl = f_ioctl,
@@ -298,6 +309,7 @@ static const struct precopy_sys_ops fake_ops = {
 	.close = f_close,
 	.mmap = f_mmap,
 	.munmap = f_munmap,
+	.pipe2 = f_pipe2,
 };
 
 PRECOPY_API struct precopy_fake_kernel *precopy_fake_kernel_new(const struct precopy_fake_clock *clock, int *err)

@@ -1,6 +1,7 @@
 /* fd-based back-end state transfer: the front-end's rules (stopped only,
  * one transfer at a time, fds owned and closed), the fake back-end model's
  * verdicts, and a save -> pump -> load -> check round trip. */
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "test-pump.h"
@@ -62,6 +63,47 @@ Test(backend, start_rules)
 	cr_assert_eq(precopy_backend_xfer_finish(x), 0);
 	cr_assert(!fd_open(fd), "finish closes the front-end fd");
 	cr_assert_eq(precopy_backend_xfer_finish(x), -ENOENT);
+	precopy_backend_xfer_free(x);
+	precopy_fake_backend_free(b);
+}
+
+/* Abort closes the front-end fd at once, even while the back-end hangs, and
+ * never asks the back-end; a later transfer may start. */
+Test(backend, abort_does_not_wait)
+{
+	struct precopy_fake_backend_config c = { .version = PRECOPY_FAKE_BACKEND_CONFIG_VERSION,
+						 .fault = PRECOPY_FAKE_BE_HANG, .state_size = 100, .seed = 9,
+						 .fault_offset = 10 };
+	struct precopy_fake_backend *b = precopy_fake_backend_new(&c, NULL);
+	struct precopy_backend_xfer *x = precopy_backend_xfer_new(precopy_fake_backend_ops(), b, NULL, NULL);
+	int p[2], fd;
+
+	cr_assert(b && x);
+	/* the model stands for another process: its writes into a pipe we
+	 * closed must fail with EPIPE, not kill the test */
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(precopy_backend_xfer_abort(NULL), -EINVAL);
+	cr_assert_eq(precopy_backend_xfer_abort(x), -ENOENT, "nothing started");
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fd = precopy_backend_xfer_start(x, PRECOPY_BACKEND_SAVE, PRECOPY_BACKEND_PHASE_STOPPED, p);
+	cr_assert_geq(fd, 0);
+	while (precopy_fake_backend_bytes(b) < 10)
+		usleep(100);
+	cr_assert_eq(precopy_backend_xfer_abort(x), 0, "returns although the back-end hangs");
+	cr_assert(!fd_open(fd), "abort closes the front-end fd");
+	cr_assert_eq(precopy_backend_xfer_abort(x), -ENOENT);
+	cr_assert_eq(precopy_backend_xfer_finish(x), -ENOENT, "nothing left to check");
+	/* the model is still winding down: it refuses a new transfer until
+	 * released and checked (its own rule) */
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	cr_assert_eq(precopy_backend_xfer_start(x, PRECOPY_BACKEND_SAVE, PRECOPY_BACKEND_PHASE_STOPPED, p),
+		     -EALREADY);
+	cr_assert_eq(precopy_fake_backend_release(b), 0);
+	cr_assert_eq(precopy_fake_backend_ops()->check_state(b), -ETIMEDOUT);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fd = precopy_backend_xfer_start(x, PRECOPY_BACKEND_SAVE, PRECOPY_BACKEND_PHASE_STOPPED, p);
+	cr_assert_geq(fd, 0, "a new transfer after the old one was wound down");
+	cr_assert_eq(precopy_backend_xfer_abort(x), 0);
 	precopy_backend_xfer_free(x);
 	precopy_fake_backend_free(b);
 }

@@ -44,6 +44,13 @@ Test(engine_api, config_table)
 	precopy_bitmap_wrap(&small, w, 100);
 	H.cfg.ram_bitmap = &small;		cr_assert_eq(try_new(), -EINVAL, "nbits"); H.cfg.ram_bitmap = &H.live;
 	H.cfg.ram_source = PRECOPY_RAM_KVM;	cr_assert_eq(try_new(), -EINVAL, "no vm fd"); H.cfg.ram_source = PRECOPY_RAM_BITMAP;
+	/* KVM mode: the optional VMM bitmap must match the log too (checked
+	 * before anything reaches KVM, so any fd will do here) */
+	H.cfg.ram_source = PRECOPY_RAM_KVM; H.cfg.kvm_vm_fd = H.st[0]; H.cfg.ram_bitmap = &small;
+	cr_assert_eq(try_new(), -EINVAL, "KVM: VMM bitmap nbits");
+	small.words = NULL;			cr_assert_eq(try_new(), -EINVAL, "KVM: VMM bitmap without words");
+	small.words = w;
+	H.cfg.ram_source = PRECOPY_RAM_BITMAP; H.cfg.kvm_vm_fd = -1; H.cfg.ram_bitmap = &H.live;
 	H.cfg.devices = NULL;			cr_assert_eq(try_new(), -EINVAL); H.cfg.devices = H.devs;
 	dup[0] = H.devs[0]; dup[1] = H.devs[1]; dup[1].id = dup[0].id;
 	H.cfg.devices = dup;			cr_assert_eq(try_new(), -EINVAL, "duplicate id"); H.cfg.devices = H.devs;

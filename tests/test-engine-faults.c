@@ -170,3 +170,63 @@ Test(engine_faults, unknown_stop_copy_size_blocks_switchover)
 	cr_assert_eq(precopy_engine_cancel(H.src), 0);
 	assert_no_session();
 }
+
+/* A transition fails into ERROR and the reset behind it fails too: the
+ * device is left in ERROR. The migration fails once with a message naming
+ * the arc and the stuck device, every other device is RUNNING, nothing
+ * loops; a new start refuses at once while the device stays in ERROR; once
+ * the VMM has reset it, a migration works. At start and at switchover. */
+Test(engine_faults, reset_fails_too_device_left_in_error)
+{
+	static const struct {
+		uint32_t from, to;
+		const char *msg;
+	} arcs[] = {
+		{ VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_PRE_COPY, "start: device 11: RUNNING -> PRE_COPY" },
+		{ VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_STOP_COPY, "-> STOP_COPY" },
+	};
+
+	for (size_t c = 0; c < sizeof(arcs) / sizeof(arcs[0]); c++) {
+		struct precopy_engine_dev_info di;
+		struct precopy_engine_stats st;
+		struct precopy_fake_vfio_stats before, after;
+		struct run_result rr;
+		int r;
+
+		setup2();
+		cr_assert_eq(precopy_fake_vfio_fail_arc(H.sdev[1], arcs[c].from, arcs[c].to, EIO,
+							VFIO_DEVICE_STATE_ERROR, 1), 0);
+		cr_assert_eq(precopy_fake_vfio_fail_reset(H.sdev[1], EIO, 1), 0);
+		h_relink();
+		r = run_migration(200, &rr);
+		cr_assert_eq(r, -EIO, "case %zu: got %d (%s)", c, r, precopy_engine_strerror(H.src));
+		cr_assert(strstr(precopy_engine_strerror(H.src), arcs[c].msg), "case %zu: \"%s\"", c,
+			  precopy_engine_strerror(H.src));
+		cr_assert(strstr(precopy_engine_strerror(H.src),
+				 "device 11 left in ERROR (its reset failed too: Input/output error)"),
+			  "case %zu: \"%s\"", c, precopy_engine_strerror(H.src));
+		cr_assert_eq(precopy_engine_device_info(H.src, 1, &di), 0);
+		cr_assert_eq(di.state, VFIO_DEVICE_STATE_ERROR);
+		cr_assert_eq(di.reset_err, -EIO);
+		cr_assert_eq(di.was_reset, 0);
+		cr_assert_eq(fake_state(H.sdev[1]), VFIO_DEVICE_STATE_ERROR);
+		cr_assert_eq(fake_state(H.sdev[0]), VFIO_DEVICE_STATE_RUNNING, "the other device is unwound");
+		cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+		cr_assert_eq(st.phase, PRECOPY_ENGINE_IDLE);
+		cr_assert_eq(precopy_engine_cancel(H.src), 0, "nothing left to cancel");
+		/* a new start refuses before touching anything */
+		precopy_fake_vfio_get_stats(H.sdev[0], &before);
+		cr_assert_eq(precopy_engine_start(H.src), -EIO);
+		cr_assert(strstr(precopy_engine_strerror(H.src), "device 11 is in ERROR"), "\"%s\"",
+			  precopy_engine_strerror(H.src));
+		precopy_fake_vfio_get_stats(H.sdev[0], &after);
+		cr_assert_eq(after.arcs, before.arcs, "start moved a device although it refused");
+		cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+		cr_assert_eq(st.phase, PRECOPY_ENGINE_IDLE);
+		/* the VMM resets the device itself; the engine sees it at start */
+		cr_assert_eq(precopy_sys_ioctl(H.ssys, H.sfd[1], VFIO_DEVICE_RESET, NULL), 0);
+		h_migrate_ok();
+		h_teardown();
+		memset(&H, 0, sizeof(H));
+	}
+}

@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -61,10 +62,43 @@ struct harness {
 	pthread_t thr;
 	int threaded;
 	_Atomic int hold_dest, stop_thr, dest_acked; /* dest_acked: published by the destination's thread */
-	int thr_err;
+	_Atomic int src_done;              /* the source wrote its whole stream (or failed) */
+	_Atomic int thr_err;
+	/* fd-based back-ends (h_backends()): fake models behind forwarding
+	 * ops, so a test can swap a faulty model for a healthy one */
+	int nbe;
+	struct fwd_be { struct precopy_fake_backend *cur; } sbe[MAXDEV], dbe[MAXDEV];
+	struct precopy_engine_backend bes[MAXDEV];
+	struct precopy_dest_backend dbes[MAXDEV];
+	int keep_be_running;               /* run_migration: do not stop the back-ends */
 };
 
 static struct harness H;
+
+static int fwd_running(void *c) { return precopy_fake_backend_ops()->queues_running(((struct fwd_be *)c)->cur); }
+static int fwd_set_fd(void *c, uint32_t dir, uint32_t phase, int fd, int *reply)
+{
+	return precopy_fake_backend_ops()->set_state_fd(((struct fwd_be *)c)->cur, dir, phase, fd, reply);
+}
+static int fwd_check(void *c) { return precopy_fake_backend_ops()->check_state(((struct fwd_be *)c)->cur); }
+static const struct precopy_backend_ops fwd_ops = {
+	.version = PRECOPY_BACKEND_OPS_VERSION, .queues_running = fwd_running, .set_state_fd = fwd_set_fd,
+	.check_state = fwd_check,
+};
+
+/* Replace the model behind w (the old one is wound down and freed). */
+__attribute__((unused)) static void be_swap(struct fwd_be *w, uint32_t fault, uint64_t size, uint64_t seed,
+					    uint64_t fault_offset, int running)
+{
+	struct precopy_fake_backend_config c = { .version = PRECOPY_FAKE_BACKEND_CONFIG_VERSION, .fault = fault,
+						 .state_size = size, .seed = seed, .fault_offset = fault_offset };
+	int err;
+
+	precopy_fake_backend_free(w->cur);
+	w->cur = precopy_fake_backend_new(&c, &err);
+	cr_assert_not_null(w->cur, "fake back-end: %d", err);
+	cr_assert_eq(precopy_fake_backend_set_running(w->cur, running), 0);
+}
 
 static uint64_t rnd(void)
 {
@@ -119,7 +153,7 @@ static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 	H.lying.ctx = H.ssys->ctx;
 	for (int s = 0; s < 2; s++) {
 		size_t len = (s ? SLOT1_PAGES : SLOT0_PAGES) * (size_t)PS;
-		H.smem[s] = malloc(len);
+		H.smem[s] = aligned_alloc(PS, len); /* page aligned, as an IOMMU maps it */
 		H.dmem[s] = calloc(1, len);
 		cr_assert(H.smem[s] && H.dmem[s]);
 		for (size_t k = 0; k < len; k++)
@@ -169,12 +203,37 @@ static void h_engines(void)
 	cr_assert(H.dst, "dest_new: %d", err);
 }
 
+/* n back-ends, state sizes[i], on both sides (call between h_setup and
+ * h_engines). The source models run (the VM runs), the destination's are
+ * stopped (the guest has not started there). */
+__attribute__((unused)) static void h_backends(int n, const uint64_t *sizes)
+{
+	H.nbe = n;
+	for (int i = 0; i < n; i++) {
+		be_swap(&H.sbe[i], PRECOPY_FAKE_BE_OK, sizes[i], 77 + (uint64_t)i, 0, 1);
+		be_swap(&H.dbe[i], PRECOPY_FAKE_BE_OK, sizes[i], 77 + (uint64_t)i, 0, 0);
+		H.bes[i] = (struct precopy_engine_backend){ .id = 50 + (uint32_t)i, .name = "fake-backend",
+							    .ops = &fwd_ops, .ctx = &H.sbe[i],
+							    .state_bytes = sizes[i] };
+		H.dbes[i] = (struct precopy_dest_backend){ .id = 50 + (uint32_t)i, .ops = &fwd_ops, .ctx = &H.dbe[i] };
+	}
+	H.cfg.backends = H.bes;
+	H.cfg.nbackends = (uint32_t)n;
+	H.dcfgx.backends = H.dbes;
+	H.dcfgx.nbackends = (uint32_t)n;
+}
+
 static void h_teardown(void)
 {
 	precopy_engine_free(H.src);
 	precopy_dest_free(H.dst);
 	H.src = NULL;
 	H.dst = NULL;
+	for (int i = 0; i < H.nbe; i++) {
+		precopy_fake_backend_free(H.sbe[i].cur);
+		precopy_fake_backend_free(H.dbe[i].cur);
+		H.sbe[i].cur = H.dbe[i].cur = NULL;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (H.st[i] > 0)
 			close(H.st[i]);
@@ -261,14 +320,24 @@ static void *dest_thread(void *arg)
 			usleep(1000);
 			continue;
 		}
+		if (atomic_load(&H.thr_err)) {
+			/* the destination failed: swallow the rest of the stream so the
+			 * source never blocks on a full socket, until it is done */
+			uint8_t sink[4096];
+			struct pollfd p = { .fd = H.st[1], .events = POLLIN };
+
+			if (atomic_load(&H.src_done))
+				break;
+			if (poll(&p, 1, 10) > 0 && recv(H.st[1], sink, sizeof(sink), MSG_DONTWAIT) == 0)
+				break;
+			continue;
+		}
 		r = precopy_dest_poll(H.dst, 10);
 		atomic_store(&H.dest_acked, precopy_dest_acked(H.dst));
 		if (precopy_dest_ended(H.dst) == 1)
 			break;
-		if (r == 0 || (r < 0 && r != -EAGAIN)) {
-			H.thr_err = (int)r;
-			break;
-		}
+		if (r == 0 || (r < 0 && r != -EAGAIN))
+			atomic_store(&H.thr_err, r ? (int)r : -EPIPE);
 	}
 	return NULL;
 }
@@ -311,6 +380,8 @@ static int run_migration(int max_iter, struct run_result *rr)
 	int r;
 
 	memset(rr, 0, sizeof(*rr));
+	atomic_store(&H.src_done, 0);
+	atomic_store(&H.thr_err, 0);
 	r = precopy_dest_start(H.dst);
 	if (r < 0)
 		return r;
@@ -367,8 +438,11 @@ static int run_migration(int max_iter, struct run_result *rr)
 		r = -ETIMEDOUT;
 		goto fail;
 	}
-	/* stop the vCPUs: the guest writes nothing more */
+	/* stop the vCPUs and the back-ends' queues: the guest writes nothing more */
+	for (int i = 0; i < H.nbe && !H.keep_be_running; i++)
+		cr_assert_eq(precopy_fake_backend_set_running(H.sbe[i].cur, 0), 0);
 	r = precopy_engine_switchover(H.src);
+	atomic_store(&H.src_done, 1);
 	if (r < 0)
 		goto fail;
 	{
@@ -378,7 +452,8 @@ static int run_migration(int max_iter, struct run_result *rr)
 	if (H.threaded) {
 		pthread_join(H.thr, NULL);
 		H.threaded = 0;
-		cr_assert_eq(H.thr_err, 0, "destination thread: %d %s", H.thr_err, precopy_dest_strerror(H.dst));
+		if ((r = atomic_load(&H.thr_err)) < 0)
+			return r; /* the destination failed: precopy_dest_strerror() says why */
 	} else if ((r = dest_drain()) < 0) {
 		goto fail;
 	}
@@ -416,6 +491,29 @@ __attribute__((unused)) static void h_relink(void)
 	}
 	memset(H.dmem[0], 0, SLOT0_PAGES * PS);
 	memset(H.dmem[1], 0, SLOT1_PAGES * PS);
+}
+
+static int rp_ev_copy(void *opaque, const struct precopy_stream_rp_event *ev)
+{
+	*(struct precopy_stream_rp_event *)opaque = *ev;
+	return 0;
+}
+
+/* The return path (source end) holds an RP_ERROR for dev_id with code. */
+__attribute__((unused)) static void expect_rp_error(uint32_t dev_id, int code)
+{
+	struct precopy_stream_rp_decoder *dec;
+	struct precopy_stream_rp_event ev = { 0 };
+	uint8_t buf[512];
+	ssize_t n;
+
+	cr_assert_eq(precopy_stream_rp_decoder_new(&dec, rp_ev_copy, &ev), 0);
+	while ((n = recv(H.rp[0], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		cr_assert_geq(precopy_stream_rp_decoder_feed(dec, buf, (size_t)n), 0);
+	precopy_stream_rp_decoder_free(dec);
+	cr_assert_eq(ev.type, PRECOPY_STREAM_RP_EV_ERROR, "no RP_ERROR on the return path");
+	cr_assert_eq(ev.dev_id, dev_id, "RP_ERROR for device %u, expected %u", ev.dev_id, dev_id);
+	cr_assert_eq(ev.code, code, "RP_ERROR code %d, expected %d", ev.code, code);
 }
 
 /* Guest pages all equal and devices loaded: a successful migration. */

@@ -174,6 +174,7 @@ static ssize_t f_splice(void *c, int i, int o, size_t l, unsigned int fl) { retu
 static int f_poll(void *c, struct pollfd *p, unsigned int n, int t) { return f_unused(); }
 static int f_mmap(void *c, size_t l, int p, int fl, int fd, off_t o, void **out) { return f_unused(); }
 static int f_munmap(void *c, void *a, size_t l) { return f_unused(); }
+static int f_pipe2(void *c, int fds[2], int fl) { return f_unused(); }
 
 static const struct precopy_sys_ops fake_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
@@ -186,6 +187,7 @@ static const struct precopy_sys_ops fake_ops = {
 	.close = f_close,
 	.mmap = f_mmap,
 	.munmap = f_munmap,
+	.pipe2 = f_pipe2,
 };
 
 /* A healthy VFIO host. */

@@ -94,11 +94,12 @@ static int fs_open(void *c, const char *p, int fl) { return precopy_sys_real()->
 static int fs_close(void *c, int fd) { return precopy_sys_real()->ops->close(NULL, fd); }
 static int fs_mmap(void *c, size_t l, int p, int fl, int fd, off_t o, void **out) { return precopy_sys_real()->ops->mmap(NULL, l, p, fl, fd, o, out); }
 static int fs_munmap(void *c, void *a, size_t l) { return precopy_sys_real()->ops->munmap(NULL, a, l); }
+static int fs_pipe2(void *c, int fds[2], int fl) { return precopy_sys_real()->ops->pipe2(NULL, fds, fl); }
 
 static const struct precopy_sys_ops fault_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION, .ioctl = fs_ioctl, .read = fs_read, .write = fs_write,
 	.splice = fs_splice, .poll = fs_poll, .open = fs_open, .close = fs_close, .mmap = fs_mmap,
-	.munmap = fs_munmap,
+	.munmap = fs_munmap, .pipe2 = fs_pipe2,
 };
 
 static void fault_sys_init(struct fault_sys *f)

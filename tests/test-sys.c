@@ -194,6 +194,26 @@ Test(sys_real, mmap_munmap)
 	cr_assert_eq(precopy_sys_munmap(sys, p, (size_t)ps), 0);
 }
 
+Test(sys_real, pipe2_adds_cloexec_and_passes_flags)
+{
+	int fds[2] = { -1, -1 };
+	char c = 0;
+
+	cr_assert_eq(precopy_sys_pipe2(sys, fds, O_NONBLOCK), 0);
+	cr_assert(fds[0] >= 0 && fds[1] >= 0 && fds[0] != fds[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert(fcntl(fds[i], F_GETFD) & FD_CLOEXEC, "O_CLOEXEC was not added");
+		cr_assert(fcntl(fds[i], F_GETFL) & O_NONBLOCK, "O_NONBLOCK was not passed");
+	}
+	cr_assert_eq(precopy_sys_read(sys, fds[0], &c, 1), -EAGAIN, "fds[0] is the read end, empty");
+	cr_assert_eq(precopy_sys_write(sys, fds[1], "x", 1), 1);
+	cr_assert_eq(precopy_sys_read(sys, fds[0], &c, 1), 1);
+	cr_assert_eq(c, 'x');
+	cr_assert_eq(precopy_sys_close(sys, fds[0]), 0);
+	cr_assert_eq(precopy_sys_close(sys, fds[1]), 0);
+	cr_assert_eq(precopy_sys_pipe2(sys, fds, 0x7fffffff), -EINVAL, "unknown flags");
+}
+
 /* ---- precopy_sys_validate --------------------------------------------------- */
 
 TestSuite(sys_validate);
@@ -213,6 +233,8 @@ Test(sys_validate, wrong_version)
 
 	cr_assert_eq(precopy_sys_validate(&s), 0, "an exact copy of the real table is valid");
 	ops.version = 0;
+	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
+	ops.version = 1; /* the layout before pipe2 */
 	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
 	ops.version = PRECOPY_SYS_OPS_VERSION + 1;
 	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
@@ -236,6 +258,7 @@ Test(sys_validate, each_missing_op)
 		{ "close", offsetof(struct precopy_sys_ops, close) },
 		{ "mmap", offsetof(struct precopy_sys_ops, mmap) },
 		{ "munmap", offsetof(struct precopy_sys_ops, munmap) },
+		{ "pipe2", offsetof(struct precopy_sys_ops, pipe2) },
 	};
 	size_t i;
 

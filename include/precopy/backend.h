@@ -97,6 +97,15 @@ PRECOPY_API int precopy_backend_xfer_start(struct precopy_backend_xfer *x, uint3
  * After it returns, a new transfer may be started. */
 PRECOPY_API int precopy_backend_xfer_finish(struct precopy_backend_xfer *x);
 
+/* Abandons a started transfer without asking the back-end: closes the
+ * front-end fd (the back-end sees end of file, or EPIPE on its writes) and
+ * returns at once, so a failed migration never waits for a back-end that
+ * stopped answering. A new transfer may be started afterwards; whether the
+ * back-end accepts it while it still winds the old one down is its own
+ * business (the fake back-end says -EALREADY until its check_state ran).
+ * Returns 0, -EINVAL (NULL) or -ENOENT (no transfer started). */
+PRECOPY_API int precopy_backend_xfer_abort(struct precopy_backend_xfer *x);
+
 /* Releases the object, closing the front-end fd if a transfer is still
  * open (without asking the back-end). NULL is a no-op. */
 PRECOPY_API void precopy_backend_xfer_free(struct precopy_backend_xfer *x);

@@ -55,6 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "precopy/backend.h"
 #include "precopy/bitmap.h"
 #include "precopy/export.h"
 #include "precopy/kvm.h"
@@ -230,6 +231,27 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
  * sent; at switchover the rest of each device's state, DEV_END, then
  * STREAM_END. RAM never travels in this stream.
  *
+ * Why the engine moves device bytes itself rather than through the
+ * io_uring pump (precopy/pump.h), even in the STOP_COPY drain:
+ *  - the pump's wire unit is its own 16-byte "PCPF" frame, not a stream.h
+ *    record (20-byte header with its own CRC, payload CRC, DEV_END with the
+ *    device's byte total, DEV_INITIAL_SENT placed right after the initial
+ *    bytes). Carrying pump frames would need a new record kind, i.e. a
+ *    stream format version 2 that today's destinations reject, and the pump
+ *    has no hook to write DEV_DATA record headers instead of its frames;
+ *  - zero copy is not on offer for VFIO devices either way: the pump splices
+ *    only from pipes (PRECOPY_PUMP_DEV_PIPE); the in-tree drivers' migration
+ *    data fds implement read() but not splice_read, so every device byte
+ *    crosses user space on both paths. io_uring would add several devices'
+ *    reads in flight at once, which matters only with many devices whose
+ *    reads block;
+ *  - the io_uring path bypasses the sys seam (it runs only with
+ *    precopy_sys_real()), so against the fake kernel, where the engine is
+ *    tested, it would take its fallback path: an io_uring drain could not
+ *    be proved end to end.
+ * The format does allow a zero-copy DEV_DATA record without payload CRC
+ * (precopy_stream_encode_data_hdr()) for a source whose bytes sit in a pipe.
+ *
  * Engine phases and the calls each accepts (a table in engine/engine.c):
  *   IDLE      --start-->       PRECOPY
  *   PRECOPY   --switchover-->  SWITCHED   (sync, next_pages, pump, account,
@@ -275,7 +297,10 @@ enum precopy_ram_source {
 	 * precopy/kvm.h). The engine creates the KVM log at precopy_engine_new()
 	 * (which enables the mode on the VM: ring mode before any vCPU exists),
 	 * registers the slots, turns logging on at start and off at
-	 * complete/cancel. */
+	 * complete/cancel. KVM logs only what the guest writes: the VMM's own
+	 * writes to guest RAM through its mapping (device emulation, the
+	 * firmware's mailboxes) must be reported in the optional ram_bitmap,
+	 * which each sync then harvests as in RAM_BITMAP mode. */
 	PRECOPY_RAM_KVM = 2,
 };
 
@@ -295,11 +320,36 @@ struct precopy_engine_device {
 	/* Optional, borrowed: a dirty source for the pages this device writes,
 	 * used when the device has no DMA logging (e.g. the container's or
 	 * iommufd's dirty tracking). Started and stopped by the engine on the
-	 * RAM slots. */
+	 * RAM slots. Devices behind one container (or one iommufd HWPT) may
+	 * name the same tracker: it is started, read at each sync and stopped
+	 * once for all of them. */
 	struct precopy_dirty_source *tracker;
 	/* First estimate of one state-transition arc's latency (ns), replaced by
 	 * measurements as the engine moves the device. */
 	uint64_t transition_ns;
+};
+
+/* One fd-based back-end to migrate (a vhost-user style device back-end,
+ * precopy/backend.h). Its opaque state moves only while its queues are
+ * stopped, so all of it moves inside the downtime window: at
+ * precopy_engine_switchover(), after the VFIO devices' state, the engine
+ * creates a pipe (sys pipe2), hands the write end to the back-end (SAVE),
+ * reads the state to its end of data into DEV_DATA records under the
+ * back-end's stream id, asks the back-end whether its save succeeded
+ * (check_state) and then writes DEV_END. The VMM must have stopped the
+ * back-end's queues before switchover (else -EBUSY). In the stream a
+ * back-end is a device with DEV_SETUP mig_flags STOP_COPY, no PCI ids and
+ * initial_bytes 0; the destination knows it by its id
+ * (precopy_dest_config.backends). */
+struct precopy_engine_backend {
+	uint32_t id;                           /* stream id: unique among devices and
+						* back-ends, != PRECOPY_STREAM_DEV_NONE */
+	const char *name;                      /* as precopy_engine_device.name */
+	const struct precopy_backend_ops *ops; /* copied at precopy_engine_new() */
+	void *ctx;                             /* passed to every op */
+	/* Expected state size in bytes: the estimator counts it as stop-copy
+	 * bytes in the downtime (0: negligible). */
+	uint64_t state_bytes;
 };
 
 /* How a device's DMA dirtiness reaches the RAM log (engine status). */
@@ -321,7 +371,10 @@ struct precopy_engine_config {
 	const struct precopy_ram_slot *slots; /* copied; at least one */
 	uint32_t nslots;
 	uint32_t ram_source;               /* enum precopy_ram_source */
-	struct precopy_bitmap *ram_bitmap; /* RAM_BITMAP: the live bitmap (borrowed) */
+	struct precopy_bitmap *ram_bitmap; /* RAM_BITMAP: the live bitmap (borrowed,
+					    * required); RAM_KVM: optional live
+					    * bitmap of the VMM's own writes
+					    * (same layout), or NULL */
 	int kvm_vm_fd;                     /* RAM_KVM: the VM fd (borrowed) */
 	struct precopy_kvm_log_config kvm; /* RAM_KVM: mode and options */
 	/* devices (copied; may be empty) */
@@ -344,6 +397,11 @@ struct precopy_engine_config {
 	 * the cheap estimate's expected downtime is below this percentage of
 	 * the limit; 0: 200. */
 	uint32_t exact_margin_pct;
+	/* fd-based back-ends (copied; may be empty). Their stream ids share
+	 * one space with the devices', and devices plus back-ends count
+	 * against PRECOPY_STREAM_CAP_MAX_DEVICES. */
+	const struct precopy_engine_backend *backends;
+	uint32_t nbackends;
 };
 
 struct precopy_engine;
@@ -357,12 +415,16 @@ struct precopy_engine;
  *   -EINVAL  cfg NULL, unknown version, clock.now_ns missing, sys invalid,
  *            no slot, misaligned/overlapping slots or page sizes that differ
  *            or are not powers of two >= 4096, an unknown ram_source,
- *            RAM_BITMAP without ram_bitmap or with a different nbits,
+ *            RAM_BITMAP without ram_bitmap, a ram_bitmap (either mode)
+ *            without words or with a different nbits,
  *            RAM_KVM with kvm_vm_fd < 0 or a page size other than 4096,
  *            devices NULL with ndevices > 0, a duplicate or NONE id, a
  *            device_fd < 0, a bad name, both or neither of stream_fd / sink,
+ *            backends NULL with nbackends > 0, a back-end ops table that
+ *            precopy_backend_xfer_new() refuses, a back-end id used twice
+ *            (devices included) or NONE,
  *            max_chunk out of range, a bad policy
- *   -E2BIG   more than PRECOPY_STREAM_CAP_MAX_DEVICES devices
+ *   -E2BIG   more than PRECOPY_STREAM_CAP_MAX_DEVICES devices and back-ends
  *   -ENOTTY / -EOPNOTSUPP  a device cannot migrate (precopy_vfio_dev_new())
  *   -ENOMEM, or a KVM error from precopy_kvm_log_new() / _add_slot(). */
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err);
@@ -382,12 +444,14 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * dirty tracking started on the RAM slots (DMA logging, else the tracker,
  * else PRECOPY_TRACK_ALL), devices with PRE_COPY moved RUNNING -> PRE_COPY
  * (recovering to RUNNING on failure), the stream header and every
- * DEV_SETUP written. Returns 0, -EBUSY (a migration is running), or the
- * failing step's -errno (the engine is back in IDLE, everything undone,
- * precopy_engine_strerror() names the step). */
+ * DEV_SETUP written. A device a failed migration left in ERROR is read
+ * again first (the VMM may have reset it): still in ERROR, the start fails
+ * with -EIO before anything changes. Returns 0, -EBUSY (a migration is
+ * running), or the failing step's -errno (the engine is back in IDLE,
+ * everything undone, precopy_engine_strerror() names the step). */
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
 
-/* Harvest the RAM dirty source (KVM logs or the live bitmap) and every
+/* Harvest the RAM dirty sources (KVM logs, the live bitmap) and every
  * device's DMA log into the RAM log, chunk by chunk through bounded buffers.
  * A device's failed report marks its whole range dirty (nothing is lost)
  * and fails the migration. Returns the count of pages newly dirty in the
@@ -441,7 +505,9 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 
 /* What the last precopy_engine_decide() fed the estimator, for callers
  * (and tests) that replay it. devs gets up to max entries (in config
- * order). Returns the device count, -EINVAL, or -ENOENT (no decision yet). */
+ * order; each back-end follows the devices, as a device with stop-copy
+ * bytes = its state_bytes). Returns the count of entries (devices plus
+ * back-ends), -EINVAL, or -ENOENT (no decision yet). */
 struct precopy_engine_decide_input {
 	struct precopy_iteration iteration; /* the record it made */
 	int ack_received;
@@ -467,11 +533,17 @@ PRECOPY_API int precopy_engine_ack(struct precopy_engine *e);
  * (to RUNNING_P2P / PRE_COPY_P2P, for all P2P devices before any is
  * stopped), then every device to STOP_COPY, the final sync (RAM source and
  * device logs), every device's state read to its end of data into the
- * stream (DEV_END each), STREAM_END. The remaining dirty pages are then
+ * stream (DEV_END each), then every back-end's state (the VMM has stopped
+ * its queues: see struct precopy_engine_backend) read to its end of data
+ * and checked (DEV_END each), STREAM_END. The remaining dirty pages are then
  * handed out by precopy_engine_next_pages(). Measured transition latencies
  * update each device's estimate. Returns 0, -EBUSY (not in PRECOPY), or
  * -errno (every device back to RUNNING, migration cancelled: the VMM
- * resumes its vCPUs on the source). */
+ * resumes its vCPUs on the source). Back-end failures: -EBUSY (its queues
+ * run), the pipe's or the back-end's -errno from set_state_fd, -ETIMEDOUT
+ * (no end of data within io_timeout_ns), the back-end's check_state verdict
+ * (e.g. -EIO for a short state); a failed back-end transfer is abandoned
+ * without waiting for the back-end (precopy_backend_xfer_abort()). */
 PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e);
 
 /* End a successful migration, after the downtime window (the destination
@@ -483,9 +555,12 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
 
 /* Cancel the migration: every device back to RUNNING (reset where recovery
  * fails), logging stopped, session fds closed, migration memory freed. A
- * new precopy_engine_start() may follow. Returns 0 (also when nothing is
- * running), or the first -errno met while undoing (everything is still
- * attempted; the device status says which device). */
+ * new precopy_engine_start() may follow. A device in ERROR (its reset
+ * failed too) cannot be moved: it is left there, named in
+ * precopy_engine_strerror() and counted as an error (its -errno, or -EIO).
+ * Returns 0 (also when nothing is running), or the first -errno met while
+ * undoing (everything is still attempted; the device status says which
+ * device). */
 PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e);
 
 /* The last failure: "step: device N: ..." text, or "" if none. Valid until
@@ -519,11 +594,25 @@ struct precopy_engine_dev_info {
 	uint64_t bytes_sent;        /* DEV_DATA payload bytes this migration */
 	uint64_t transition_ns;     /* current per-arc latency estimate */
 	uint64_t last_transition_ns;/* latest measured set_state duration */
+	int reset_err;              /* the reset after its last failed transition
+				     * failed too (-errno): state is then ERROR */
 };
 
 /* Status of device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
 PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint32_t index,
 					   struct precopy_engine_dev_info *out);
+
+/* A back-end's status in the current or last migration. */
+struct precopy_engine_backend_info {
+	uint32_t id;
+	int err;             /* this back-end's failure in this migration, or 0 */
+	int checked;         /* 1: its save was checked successfully */
+	uint64_t bytes_sent; /* DEV_DATA payload bytes this migration */
+};
+
+/* Status of back-end `index` (config order). Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_engine_backend_info(const struct precopy_engine *e, uint32_t index,
+					    struct precopy_engine_backend_info *out);
 
 /* One iteration (filled at each precopy_engine_decide()). */
 struct precopy_engine_iter_stats {
@@ -602,6 +691,19 @@ struct precopy_dest_device {
 	int device_fd;    /* open VFIO device fd, borrowed */
 };
 
+/* An fd-based back-end on the destination (precopy/backend.h): at
+ * precopy_dest_start() the engine creates a pipe (sys pipe2) and hands its
+ * read end to the back-end (LOAD; its queues must be stopped, else
+ * -EBUSY); the back-end's DEV_DATA records are written into the pipe as
+ * they arrive; at its DEV_END the engine closes the pipe (the back-end's
+ * end of file) and asks the back-end (check_state): a failure there fails
+ * the incoming migration (RP_ERROR naming the back-end's id). */
+struct precopy_dest_backend {
+	uint32_t id;                           /* the stream's id for it */
+	const struct precopy_backend_ops *ops; /* copied */
+	void *ctx;
+};
+
 /* Return-path sink (instead of rp_fd): take all len bytes or -errno. */
 typedef int (*precopy_dest_rp_fn)(void *ctx, const void *buf, size_t len);
 
@@ -609,7 +711,7 @@ struct precopy_dest_config {
 	uint32_t version;               /* PRECOPY_DEST_CONFIG_VERSION */
 	struct precopy_clock clock;     /* required */
 	const struct precopy_sys *sys;  /* required */
-	const struct precopy_dest_device *devices; /* copied; at least one */
+	const struct precopy_dest_device *devices; /* copied; devices + back-ends >= 1 */
 	uint32_t ndevices;
 	int stream_fd;                  /* read by precopy_dest_poll(); -1: feed only */
 	int rp_fd;                      /* written through sys; or -1 and rp_sink */
@@ -617,29 +719,37 @@ struct precopy_dest_config {
 	void *rp_ctx;
 	struct precopy_stream_limits limits; /* zeros: defaults */
 	uint64_t io_timeout_ns;         /* longest device / rp write wait; 0: 10 s */
+	const struct precopy_dest_backend *backends; /* copied; may be empty */
+	uint32_t nbackends;
 };
 
 struct precopy_dest;
 
 /* Create a destination engine. Opens a handle on every device.
  * Returns it (free with precopy_dest_free()) or NULL with *err: -EINVAL
- * (NULL, version, clock, sys, no device, duplicate/NONE id, fd < 0, both or
- * neither of rp_fd / rp_sink, bad limits), -ENOTTY / -EOPNOTSUPP (a device
+ * (NULL, version, clock, sys, neither a device nor a back-end, devices or
+ * backends NULL with a count > 0, duplicate/NONE id among devices and
+ * back-ends, fd < 0, a back-end ops table precopy_backend_xfer_new()
+ * refuses, both or neither of rp_fd / rp_sink, bad limits), -E2BIG (more
+ * than PRECOPY_STREAM_CAP_MAX_DEVICES devices and back-ends), -ENOTTY / -EOPNOTSUPP (a device
  * cannot migrate), -ENOMEM. */
 PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err);
 
 /* Cancel if running, release everything (borrowed fds stay open). */
 PRECOPY_API void precopy_dest_free(struct precopy_dest *d);
 
-/* Every device to RESUMING, a fresh stream decoder. Returns 0, -EBUSY
- * (running), or -errno (devices back to RUNNING). */
+/* Every device to RESUMING, every back-end's LOAD transfer started, a
+ * fresh stream decoder. Returns 0, -EBUSY (running, or a back-end's queues
+ * run), or -errno (devices back to RUNNING, back-end transfers abandoned). */
 PRECOPY_API int precopy_dest_start(struct precopy_dest *d);
 
 /* Consume stream bytes (any split). Device data goes to the devices' data
  * fds as it arrives; the ACK is sent when due. Returns 0, -EBUSY (not
  * started), or -errno: the decoder's -EBADMSG / -EPROTO (a device the
- * config lacks is -EPROTO), a device write's -errno, the return path's
- * -errno (cancelled; precopy_dest_strerror() explains). */
+ * config lacks is -EPROTO), a device write's -errno, a back-end pipe
+ * write's -errno (-ETIMEDOUT when it stays full for io_timeout_ns) or its
+ * check_state verdict at DEV_END, the return path's -errno (cancelled;
+ * precopy_dest_strerror() explains). */
 PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len);
 
 /* Wait up to timeout_ms for stream_fd, read what is there (up to 64 KiB)
@@ -667,6 +777,12 @@ PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d);
 
 /* Last failure text or "". */
 PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d);
+
+/* Back-end `index` (config order): bytes written into its pipe so far and
+ * whether its load was checked successfully (1) or not yet (0).
+ * Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_dest_backend_state(const struct precopy_dest *d, uint32_t index, uint64_t *bytes,
+					   int *checked);
 
 /* Device `index` (config order): its VFIO state and bytes written to it.
  * Returns 0, -EINVAL, -ENOENT. */

@@ -23,7 +23,9 @@
 
 #include "precopy/export.h"
 
-#define PRECOPY_SYS_OPS_VERSION 1
+/* Version 2 added pipe2 at the end of the table; a version 1 table (built
+ * against the older, shorter struct) is rejected by precopy_sys_validate(). */
+#define PRECOPY_SYS_OPS_VERSION 2
 
 struct precopy_sys_ops {
 	uint32_t version; /* PRECOPY_SYS_OPS_VERSION */
@@ -40,6 +42,9 @@ struct precopy_sys_ops {
 	/* mmap(2): 0 and *out set, or -errno. */
 	int (*mmap)(void *ctx, size_t len, int prot, int flags, int fd, off_t offset, void **out);
 	int (*munmap)(void *ctx, void *addr, size_t len);
+	/* pipe2(2) with O_CLOEXEC added: 0 and fds[0] (read end), fds[1]
+	 * (write end) set, or -errno. (Version 2.) */
+	int (*pipe2)(void *ctx, int fds[2], int flags);
 };
 
 struct precopy_sys {
@@ -91,6 +96,10 @@ static inline int precopy_sys_mmap(const struct precopy_sys *s, size_t len, int 
 static inline int precopy_sys_munmap(const struct precopy_sys *s, void *addr, size_t len)
 {
 	return s->ops->munmap(s->ctx, addr, len);
+}
+static inline int precopy_sys_pipe2(const struct precopy_sys *s, int fds[2], int flags)
+{
+	return s->ops->pipe2(s->ctx, fds, flags);
 }
 
 #endif /* PRECOPY_SYS_H */

@@ -96,6 +96,7 @@ static inline int inj_poll(void *c, struct pollfd *p, unsigned int n, int t) { r
 static inline int inj_open(void *c, const char *p, int f) { return precopy_sys_open(precopy_sys_real(), p, f); }
 static inline int inj_close(void *c, int fd) { return precopy_sys_close(precopy_sys_real(), fd); }
 static inline int inj_munmap(void *c, void *a, size_t n) { return precopy_sys_munmap(precopy_sys_real(), a, n); }
+static inline int inj_pipe2(void *c, int fds[2], int f) { return precopy_sys_pipe2(precopy_sys_real(), fds, f); }
 static inline int inj_mmap(void *ctx, size_t len, int prot, int flags, int fd, off_t off, void **out)
 {
 	struct inject *in = ctx;
@@ -109,6 +110,7 @@ static const struct precopy_sys_ops inj_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
 	.ioctl = inj_ioctl, .read = inj_read, .write = inj_write, .splice = inj_splice,
 	.poll = inj_poll, .open = inj_open, .close = inj_close, .mmap = inj_mmap, .munmap = inj_munmap,
+	.pipe2 = inj_pipe2,
 };
 
 /* ---- fixture ------------------------------------------------------------ */
