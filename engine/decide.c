@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "precopy/engine.h"
+#include "json.h"
 
 #define MAX_WINDOW 64u
 
@@ -310,26 +311,13 @@ PRECOPY_API const char *precopy_action_name(uint32_t action)
 	return action < sizeof(names) / sizeof(names[0]) ? names[action] : "unknown";
 }
 
-/* JSON number or null for UNBOUNDED. */
-static const char *num(char *b, size_t n, uint64_t v)
-{
-	if (v == PRECOPY_UNBOUNDED)
-		snprintf(b, n, "null");
-	else
-		snprintf(b, n, "%llu", (unsigned long long)v);
-	return b;
-}
-
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len)
 {
 	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], rho[32];
 
 	if (!d)
 		return -EINVAL;
-	if (isfinite(d->rho))
-		snprintf(rho, sizeof(rho), "%.6g", d->rho);
-	else
-		snprintf(rho, sizeof(rho), "null");
+	json_double(rho, sizeof(rho), d->rho);
 	/* reason strings are static ASCII without quotes or backslashes */
 	return snprintf(buf, len,
 			"{\"action\":\"%s\",\"blocked\":%u,\"throttle\":%u,\"stalled\":%s,"
@@ -341,10 +329,10 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			precopy_action_name(d->action), d->blocked, d->throttle,
 			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
 			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
-			(unsigned long long)d->ram_pending, num(a, sizeof(a), d->device_stop_copy),
-			num(b, sizeof(b), d->device_precopy), num(c, sizeof(c), d->pending_bytes),
-			num(e, sizeof(e), d->transitions_ns), num(f, sizeof(f), d->expected_downtime_ns),
-			num(g, sizeof(g), d->predicted_iterations),
-			num(h, sizeof(h), d->predicted_time_ns),
+			(unsigned long long)d->ram_pending, json_u64(a, sizeof(a), d->device_stop_copy),
+			json_u64(b, sizeof(b), d->device_precopy), json_u64(c, sizeof(c), d->pending_bytes),
+			json_u64(e, sizeof(e), d->transitions_ns), json_u64(f, sizeof(f), d->expected_downtime_ns),
+			json_u64(g, sizeof(g), d->predicted_iterations),
+			json_u64(h, sizeof(h), d->predicted_time_ns),
 			(unsigned long long)d->stalled_since_ns);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "json.h"
 
 PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint32_t index,
 					   struct precopy_engine_dev_info *out)
@@ -57,26 +58,13 @@ PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct prec
 	return 0;
 }
 
-/* JSON number, or null for an unbounded value. */
-static const char *num(char *b, size_t n, uint64_t v)
-{
-	if (v == PRECOPY_UNBOUNDED)
-		snprintf(b, n, "null");
-	else
-		snprintf(b, n, "%llu", (unsigned long long)v);
-	return b;
-}
-
 PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats *s, char *buf, size_t len)
 {
 	char a[24], b[24], c[24], rho[32];
 
 	if (!s)
 		return -EINVAL;
-	if (isfinite(s->rho))
-		snprintf(rho, sizeof(rho), "%.6g", s->rho);
-	else
-		snprintf(rho, sizeof(rho), "null");
+	json_double(rho, sizeof(rho), s->rho);
 	return snprintf(buf, len,
 			"{\"iteration\":%llu,\"end_ns\":%llu,\"dirty_pages\":%llu,\"ram_bytes\":%llu,"
 			"\"device_bytes\":%llu,\"bandwidth_Bps\":%llu,\"pending\":{\"ram\":%llu,"
@@ -86,8 +74,8 @@ PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats 
 			(unsigned long long)s->dirty_pages, (unsigned long long)s->ram_bytes,
 			(unsigned long long)s->device_bytes, (unsigned long long)s->bandwidth_Bps,
 			(unsigned long long)s->ram_pending, (unsigned long long)s->device_precopy,
-			num(a, sizeof(a), s->device_stop_copy), num(b, sizeof(b), s->expected_downtime_ns), rho,
-			num(c, sizeof(c), s->predicted_time_ns), s->throttle, precopy_action_name(s->action),
+			json_u64(a, sizeof(a), s->device_stop_copy), json_u64(b, sizeof(b), s->expected_downtime_ns), rho,
+			json_u64(c, sizeof(c), s->predicted_time_ns), s->throttle, precopy_action_name(s->action),
 			s->exact ? "true" : "false");
 }
 
@@ -104,5 +92,5 @@ PRECOPY_API int precopy_engine_downtime_json(const struct precopy_engine_downtim
 			(unsigned long long)s->total_ns, (unsigned long long)s->final_ram_ns,
 			(unsigned long long)s->final_ram_pages, (unsigned long long)s->device_drain_ns,
 			(unsigned long long)s->device_bytes, (unsigned long long)s->transitions_ns,
-			(unsigned long long)s->fixed_ns, num(a, sizeof(a), s->expected_ns));
+			(unsigned long long)s->fixed_ns, json_u64(a, sizeof(a), s->expected_ns));
 }
