@@ -166,7 +166,7 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS) $(SIMBIN)
 	$(Q)./tests/run.sh $(TESTS)
 
 bench: deps

@@ -1,0 +1,139 @@
+/* precopy-sim's outputs through the built program: the CSV timeline agrees
+ * with the JSON, the SVG is a complete document with the parts an operator
+ * reads, and the exit status says how the run ended. The program is found
+ * next to this test's build directory (build/tests/.. -> build/precopy-sim). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char sim[PATH_MAX];
+
+static void find_sim(void)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	cr_assert_gt(n, 0, "readlink /proc/self/exe: %s", strerror(errno));
+	exe[n] = 0;
+	snprintf(sim, sizeof(sim), "%s/../precopy-sim", dirname(exe));
+	if (access(sim, X_OK))
+		cr_skip_test("%s not built (make test builds it)", sim);
+}
+
+/* Run a shell command; return its exit status and its stdout in out. */
+static int run(const char *cmd, char *out, size_t len)
+{
+	FILE *p = popen(cmd, "r");
+	size_t got = 0;
+	int st;
+
+	cr_assert_not_null(p, "popen %s", cmd);
+	while (out && got + 1 < len) {
+		size_t r = fread(out + got, 1, len - 1 - got, p);
+
+		if (!r)
+			break;
+		got += r;
+	}
+	if (out)
+		out[got] = 0;
+	st = pclose(p);
+	cr_assert(WIFEXITED(st), "%s did not exit", cmd);
+	return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	static char buf[1 << 20];
+	size_t n;
+
+	cr_assert_not_null(f, "open %s", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static long json_int(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	cr_assert_not_null(p, "no %s in %.200s", key, json);
+	return strtol(p + strlen(pat), NULL, 10);
+}
+
+Test(sim_output, csv_rows_match_json_iterations)
+{
+	static char json[1 << 20];
+	char cmd[PATH_MAX * 2], *csv;
+	long iters, rows = 0;
+
+	find_sim();
+	snprintf(cmd, sizeof(cmd), "%s --json --csv /tmp/precopy-sim-test-%d.csv", sim, getpid());
+	cr_assert_eq(run(cmd, json, sizeof(json)), 0, "built-in scenario should switch over");
+	iters = json_int(json, "iterations");
+	snprintf(cmd, sizeof(cmd), "/tmp/precopy-sim-test-%d.csv", getpid());
+	csv = slurp(cmd);
+	unlink(cmd);
+	cr_assert(!strncmp(csv, "iteration,t_ms,dirty_pages,", 27), "header: %.80s", csv);
+	for (char *l = strchr(csv, '\n'); l && l[1]; l = strchr(l + 1, '\n'))
+		rows++;
+	cr_expect_eq(rows, iters, "CSV has %ld rows, JSON %ld iterations", rows, iters);
+	cr_expect(strstr(csv, "\n1,"), "first iteration row");
+}
+
+Test(sim_output, svg_is_complete_and_labelled)
+{
+	char cmd[PATH_MAX * 2], path[64], *svg;
+
+	find_sim();
+	snprintf(path, sizeof(path), "/tmp/precopy-sim-test-%d.svg", getpid());
+	snprintf(cmd, sizeof(cmd), "%s --svg %s > /dev/null", sim, path);
+	cr_assert_eq(run(cmd, NULL, 0), 0);
+	svg = slurp(path);
+	unlink(path);
+	cr_expect(strstr(svg, "<svg"), "no <svg> element");
+	cr_expect(strstr(svg, "</svg>"), "document not closed");
+	cr_expect(strstr(svg, "downtime limit"), "limit line not labelled");
+	cr_expect(strstr(svg, "switchover"), "switchover not marked");
+	cr_expect(strstr(svg, "<polyline") || strstr(svg, "<path"), "no curve drawn");
+}
+
+Test(sim_output, exit_status_of_a_bad_scenario_and_a_cancel)
+{
+	char cmd[PATH_MAX * 2], out[4096];
+	char path[64];
+	FILE *f;
+
+	find_sim();
+	snprintf(path, sizeof(path), "/tmp/precopy-sim-bad-%d.ini", getpid());
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("[vm]\nmemory = 64Q\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", sim, path);
+	cr_expect_eq(run(cmd, out, sizeof(out)), 2, "bad unit: %s", out);
+	cr_expect(strstr(out, ":2") && strstr(out, "memory"), "message names line and key: %s", out);
+
+	/* rho >= 1 with a short timeout and timeout_action=cancel */
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("[vm]\nmemory = 1G\n[workload]\nmodel = uniform\nrate = 2G/s\n"
+	      "[link]\nbandwidth = 1Gbit/s\n[migration]\ntimeout = 20s\ntimeout_action = cancel\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s --json %s", sim, path);
+	static char json[1 << 20];
+	cr_expect_eq(run(cmd, json, sizeof(json)), 3, "cancel exit: %.300s", json);
+	cr_expect(strstr(json, "\"outcome\":\"cancelled\""), "%.300s", json);
+	unlink(path);
+}
