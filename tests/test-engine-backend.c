@@ -149,6 +149,9 @@ Test(engine_backend, config_errors)
 	H.dcfgx.backends = NULL;		DST_EINVAL("backends NULL"); H.dcfgx.backends = H.dbes;
 	H.dbes[0].ops = &bad;			DST_EINVAL("ops without check_state"); H.dbes[0].ops = &fwd_ops;
 	H.dcfgx.ndevices = 0; H.dcfgx.nbackends = 0; DST_EINVAL("nothing to load");
+	H.dcfgx.nbackends = PRECOPY_STREAM_CAP_MAX_DEVICES + 1; /* no device at this point */
+	cr_assert_null(precopy_dest_new(&H.dcfgx, &err));
+	cr_assert_eq(err, -E2BIG);
 	H.dcfgx.nbackends = 2;
 	H.cfg.nbackends = PRECOPY_STREAM_CAP_MAX_DEVICES;
 	cr_assert_null(precopy_engine_new(&H.cfg, &err));

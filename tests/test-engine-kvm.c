@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -135,16 +136,43 @@ static void sync_if_ring_full(void)
 	}
 }
 
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One round of waiting for the vCPU thread: sync if it waits for a harvest
+ * (ring full), fail rather than hang after a minute of real time. */
+static void wait_round(uint64_t start_ms, const char *what, int may_stop)
+{
+	if (!may_stop)
+		cr_assert_eq(atomic_load(&M.stopped), 0, "vCPU stopped while waiting for %s: %d", what,
+			     atomic_load(&M.vcpu_err));
+	cr_assert_lt(real_ms() - start_ms, 60000u, "no progress in 60 s waiting for %s", what);
+	sync_if_ring_full();
+	sched_yield();
+}
+
 /* Let at least n more guest writes land. */
 static void let_guest_write(uint32_t n)
 {
 	uint32_t before = guest_writes();
+	uint64_t t0 = real_ms();
 
-	while (guest_writes() - before < n) {
-		cr_assert_eq(atomic_load(&M.stopped), 0, "vCPU stopped: %d", atomic_load(&M.vcpu_err));
-		sync_if_ring_full();
-		sched_yield();
-	}
+	while (guest_writes() - before < n)
+		wait_round(t0, "guest writes", 0);
+}
+
+/* The guest acknowledged iteration k and is parked, waiting for go. */
+static void wait_acked(uint16_t k)
+{
+	uint64_t t0 = real_ms();
+
+	while (atomic_load(&M.acked) != k)
+		wait_round(t0, "the guest's acknowledgement", 0);
 }
 
 static void device_dma(void)
@@ -325,10 +353,7 @@ static unsigned migrate(void)
 		int64_t n;
 
 		/* the guest acknowledged iteration k (parked): let it go on */
-		while (atomic_load(&M.acked) != k) {
-			cr_assert_eq(atomic_load(&M.stopped), 0, "vCPU stopped: %d", atomic_load(&M.vcpu_err));
-			sched_yield();
-		}
+		wait_acked(k);
 		vmm_mb(MB_GO, k);
 		let_guest_write(32);
 		/* the migration thread's iteration, with the guest writing */
@@ -360,15 +385,17 @@ static unsigned migrate(void)
 	cr_assert(switched, "no switchover in %d iterations", MAX_ITER);
 	cr_assert_geq(k, MIN_ITER);
 	/* after the decision the guest and the devices still run a while */
-	while (atomic_load(&M.acked) != k + 1)
-		sched_yield();
+	wait_acked((uint16_t)(k + 1));
 	vmm_mb(MB_GO, (uint16_t)(k + 1));
 	let_guest_write(64);
 	device_dma();
 	/* stop the vCPU: it finishes its batch and exits */
 	vmm_mb(MB_ITER, STOP);
-	while (!atomic_load(&M.stopped))
-		sync_if_ring_full();
+	{
+		uint64_t t0 = real_ms();
+		while (!atomic_load(&M.stopped))
+			wait_round(t0, "the vCPU to stop", 1);
+	}
 	pthread_join(M.vcpu, NULL);
 	M.vcpu = 0;
 	cr_assert_eq(atomic_load(&M.vcpu_err), 0, "vCPU thread: %d", atomic_load(&M.vcpu_err));
