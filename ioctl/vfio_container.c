@@ -192,27 +192,20 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_type1_dirty_new(const stru
 		r = -EPROTO;
 		goto fail;
 	}
-	s = calloc(1, sizeof(*s));
+	cap.max_dirty_bitmap_size &= ~7ull;
+	/* a caller's buffer is capped at what one GET_BITMAP takes; without
+	 * one, start sizes it to the largest range */
+	if (buf_words > cap.max_dirty_bitmap_size / 8)
+		buf_words = cap.max_dirty_bitmap_size / 8;
+	s = dirty_source_alloc(&type1_ops, sys, container_fd, buf_words);
 	if (!s) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	s->ops = &type1_ops;
-	s->sys = sys;
-	s->fd = container_fd;
 	/* the kernel logs at, and only accepts, its smallest page size */
 	s->kernel_pgsize = cap.pgsize_bitmap & (~cap.pgsize_bitmap + 1);
-	s->max_bitmap_bytes = cap.max_dirty_bitmap_size & ~7ull;
-	if (buf_words) {
-		s->buf_fixed = 1;
-		s->buf_words = buf_words < s->max_bitmap_bytes / 8 ? buf_words : s->max_bitmap_bytes / 8;
-		s->buf = malloc(s->buf_words * 8);
-		if (!s->buf) {
-			free(s);
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
+	s->max_bitmap_bytes = cap.max_dirty_bitmap_size;
+	s->buf_fixed = buf_words != 0;
 	if (err)
 		*err = 0;
 	return s;
@@ -294,24 +287,15 @@ PRECOPY_API struct precopy_dirty_source *precopy_iommufd_dirty_new(const struct 
 		r = -EINVAL;
 		goto fail;
 	}
-	s = calloc(1, sizeof(*s));
+	s = dirty_source_alloc(&iommufd_ops, sys, iommufd,
+			       buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS);
 	if (!s) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	s->ops = &iommufd_ops;
-	s->sys = sys;
-	s->fd = iommufd;
 	s->hwpt_id = hwpt_id;
 	s->flags = flags;
 	s->buf_fixed = buf_words != 0;
-	s->buf_words = buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS;
-	s->buf = malloc(s->buf_words * 8);
-	if (!s->buf) {
-		free(s);
-		r = -ENOMEM;
-		goto fail;
-	}
 	if (err)
 		*err = 0;
 	return s;

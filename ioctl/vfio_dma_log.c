@@ -128,6 +128,24 @@ static const struct dirty_source_ops dma_log_ops = {
 	.stop = dl_stop,
 };
 
+struct precopy_dirty_source *dirty_source_alloc(const struct dirty_source_ops *ops,
+						const struct precopy_sys *sys, int fd, size_t buf_words)
+{
+	struct precopy_dirty_source *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->ops = ops;
+	s->sys = sys;
+	s->fd = fd;
+	s->buf_words = buf_words;
+	if (buf_words && !(s->buf = malloc(buf_words * 8))) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
 PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct precopy_sys *sys, int device_fd,
 								  uint32_t max_ranges, size_t buf_words, int *err)
 {
@@ -143,22 +161,13 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct p
 		r = r ? r : -EOPNOTSUPP;
 		goto fail;
 	}
-	s = calloc(1, sizeof(*s));
+	s = dirty_source_alloc(&dma_log_ops, sys, device_fd,
+			       buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS);
 	if (!s) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	s->ops = &dma_log_ops;
-	s->sys = sys;
-	s->fd = device_fd;
 	s->max_ranges = max_ranges ? max_ranges : CORE_MAX_RANGES;
-	s->buf_words = buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS;
-	s->buf = malloc(s->buf_words * 8);
-	if (!s->buf) {
-		free(s);
-		r = -ENOMEM;
-		goto fail;
-	}
 	if (err)
 		*err = 0;
 	return s;
