@@ -83,6 +83,10 @@ int main(int argc, char **argv)
 	r = bench_parse_opts(&o, argc, argv, "  --size BYTES   guest size (default 1T)\n", 1);
 	if (r)
 		return r > 0 ? 0 : 2;
+	if (o.aa) {
+		fprintf(stderr, "%s: --aa is not supported here (bench-bitmap has it)\n", argv[0]);
+		return 2;
+	}
 	if (o.list) {
 		printf("sim_1t  1 TiB guest, 4 KiB pages, 4 devices, 100 iterations of precopy-sim\n");
 		return 0;

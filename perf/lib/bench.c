@@ -363,7 +363,7 @@ static void usage(FILE *f, const char *prog, const char *extra, int default_reps
 {
 	fprintf(f,
 		"usage: %s [--case NAME] [--size BYTES] [--variant V] [--reps N] [--json] [--list]\n"
-		"       [--no-limit]\n"
+		"       [--no-limit] [--aa]\n"
 		"  --case NAME    run only the cases matching NAME (a name or a shell pattern)\n"
 		"  --size BYTES   source bitmap size for every case (e.g. 64M, 1G; default per case)\n"
 		"  --variant V    implementation variant (see below)\n"
@@ -371,6 +371,8 @@ static void usage(FILE *f, const char *prog, const char *extra, int default_reps
 		"  --json         print one JSON object instead of one line per case\n"
 		"  --list         print the case names and exit\n"
 		"  --no-limit     skip the limit loops (for profiling the figure alone)\n"
+		"  --aa           A/A check: time the limit loop in place of the measured call;\n"
+		"                 every ratio should come out near 1 (validates the method)\n"
 		"%s",
 		prog, default_reps, extra ? extra : "");
 }
@@ -386,6 +388,7 @@ int bench_parse_opts(struct bench_opts *o, int argc, char **argv, const char *ex
 		{ "json", no_argument, NULL, 'j' },
 		{ "list", no_argument, NULL, 'l' },
 		{ "no-limit", no_argument, NULL, 'n' },
+		{ "aa", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -396,7 +399,7 @@ int bench_parse_opts(struct bench_opts *o, int argc, char **argv, const char *ex
 	memset(o, 0, sizeof(*o));
 	o->reps = default_reps;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:v:r:jlnh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:s:v:r:jlnah", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->case_pattern = optarg;
@@ -429,6 +432,9 @@ int bench_parse_opts(struct bench_opts *o, int argc, char **argv, const char *ex
 			break;
 		case 'n':
 			o->no_limit = 1;
+			break;
+		case 'a':
+			o->aa = 1;
 			break;
 		case 'h':
 			usage(stdout, argv[0], extra, default_reps);

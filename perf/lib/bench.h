@@ -118,6 +118,8 @@ struct bench_opts {
 	int json;                 /* --json */
 	int list;                 /* --list: print the case names and exit */
 	int no_limit;             /* --no-limit: skip the limit loops (profiling) */
+	int aa;                   /* --aa: time the limit loop in place of the figure
+				   * (an A/A check of the method: ratios near 1) */
 };
 
 /* Parse the common options. Returns 0, 1 if --help was printed (exit 0),
