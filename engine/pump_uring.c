@@ -6,8 +6,14 @@
  * SAVE: a completed device read turns its slot into a frame on the ready
  * FIFO; the writer sends a batch of ready frames with one writev (or
  * write_fixed for one). A splice frame is its header, sent last in a batch,
- * then IORING_OP_SPLICE of its payload from the device pipe, whose bytes were
- * counted (FIONREAD) before the header was built.
+ * then a splice of its payload from the device pipe, whose bytes were
+ * counted (FIONREAD) before the header was built. io_uring runs every
+ * IORING_OP_SPLICE on an io-wq worker (a thread switch per frame), so where
+ * the stream lets a SPLICE_F_NONBLOCK splice return instead of waiting (a
+ * pipe, or an O_NONBLOCK fd) the pump's thread splices and waits for room
+ * with a ring poll (splice_step); other streams keep IORING_OP_SPLICE. A
+ * splice device with an empty pipe gets a POLLIN, not a read, so that its
+ * bytes are spliced rather than copied through a slot.
  * LOAD: one stream read at a time (header, ABORT payload, or a data piece
  * into a slot); data slots queue on their device and are written in order.
  *
