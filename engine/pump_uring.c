@@ -174,25 +174,18 @@ static int reap(struct precopy_pump *p, struct pump_call *c, bool wait, bool tim
 	struct io_uring_cqe *cqe = NULL;
 	int r;
 
-	/* one io_uring_enter both submits and waits */
+	io_uring_submit(&u->ring);
 	if (!wait) {
-		io_uring_submit(&u->ring);
 		r = io_uring_peek_cqe(&u->ring, &cqe);
 	} else if (timed) {
 		struct __kernel_timespec ts = {
 			.tv_sec = p->cfg.poll_interval_ms / 1000,
 			.tv_nsec = (long long)(p->cfg.poll_interval_ms % 1000) * 1000000,
 		};
-		r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		r = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
 	} else {
-		r = io_uring_submit_and_wait(&u->ring, 1);
-		if (r >= 0)
-			r = io_uring_peek_cqe(&u->ring, &cqe);
+		r = io_uring_wait_cqe(&u->ring, &cqe);
 	}
-	if (r > 0)
-		r = 0; /* SQEs submitted */
-	if (r == 0 && !cqe)
-		r = io_uring_peek_cqe(&u->ring, &cqe);
 	if (r == -EINTR || r == -EAGAIN)
 		return wait ? 0 : -ETIME;
 	if (r < 0)
