@@ -25,6 +25,7 @@ struct pump_dev {
 	bool ending;    /* EOD/ABORT queued, not yet written */
 	bool timed_out; /* the drain deadline passed while busy */
 	int8_t splice;  /* -1 unknown, 0 no, 1 yes */
+	bool rpolled;   /* SAVE, io_uring: a POLLIN on the empty pipe completed */
 	int pend_err;   /* SAVE: failure to report as ABORT once not busy */
 	/* LOAD: FIFO of slots waiting to be written to this device */
 	int wq_head, wq_tail;

@@ -6,22 +6,30 @@
  * SAVE: a completed device read turns its slot into a frame on the ready
  * FIFO; the writer sends a batch of ready frames with one writev (or
  * write_fixed for one). A splice frame is its header, sent last in a batch,
- * then IORING_OP_SPLICE of its payload from the device pipe, whose bytes were
- * counted (FIONREAD) before the header was built.
+ * then a splice of its payload from the device pipe, whose bytes were
+ * counted (FIONREAD) before the header was built. io_uring runs every
+ * IORING_OP_SPLICE on an io-wq worker (a thread switch per frame), so where
+ * the stream lets a SPLICE_F_NONBLOCK splice return instead of waiting (a
+ * pipe, or an O_NONBLOCK fd) the pump's thread splices and waits for room
+ * with a ring poll (splice_step); other streams keep IORING_OP_SPLICE. A
+ * splice device with an empty pipe gets a POLLIN, not a read, so that its
+ * bytes are spliced rather than copied through a slot.
  * LOAD: one stream read at a time (header, ABORT payload, or a data piece
  * into a slot); data slots queue on their device and are written in order.
  *
  * Every call ends quiesced: reads cancelled, writes complete, no CQE owed. */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "pump_internal.h"
 
-enum op { OP_READ = 1, OP_WRITE, OP_SPLICE, OP_SPOLL, OP_CANCEL, OP_SREAD, OP_DWRITE, OP_DPOLL };
+enum op { OP_READ = 1, OP_WRITE, OP_SPLICE, OP_SPOLL, OP_CANCEL, OP_SREAD, OP_DWRITE, OP_DPOLL, OP_RPOLL };
 #define UD(op, i) (((uint64_t)(op) << 32) | (uint32_t)(i))
 #define BATCH 16
 
@@ -34,6 +42,7 @@ struct slot {
 	uint32_t flags; /* SAVE: frame flags; LOAD: 1 = last piece of a frame */
 	uint32_t done;  /* LOAD: bytes written to the device so far */
 	bool splice;
+	bool poll; /* SAVE: S_READING is a POLLIN on a splice device, not a read */
 	int next;
 };
 
@@ -55,6 +64,7 @@ struct pump_uring {
 	size_t w_left;
 	int w_splice;
 	uint32_t w_splice_left;
+	bool splice_nowait; /* this call splices from the pump's thread */
 	/* LOAD */
 	bool sr_busy;
 	int sr_slot;
@@ -261,9 +271,23 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 			return;
 		if (d->splice) {
 			int avail = 0;
+			bool polled = d->rpolled;
 
+			d->rpolled = false;
 			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail < 0) {
 				d->splice = 0;
+			} else if (avail == 0 && !polled) {
+				/* empty now: wait for bytes with a poll so that they are
+				 * spliced when they come, not read into a slot */
+				s = slot_get(u);
+				sqe = sqe_get(u);
+				io_uring_prep_poll_add(sqe, d->fd, POLLIN);
+				sqe_set(u, sqe, OP_RPOLL, s);
+				u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .state = S_READING,
+							     .poll = true };
+				d->busy = true;
+				u->reads++;
+				continue;
 			} else if (avail > 0) {
 				s = slot_get(u);
 				u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .splice = true,
@@ -404,6 +428,59 @@ static void splice_by_copy(struct precopy_pump *p)
 	}
 }
 
+/* Moves the payload of the frame whose header just went out. io_uring
+ * never issues a splice inline (it always hands it to an io-wq worker, one
+ * thread switch per frame), so where the stream cannot block a splice that
+ * is asked not to (a pipe, or an O_NONBLOCK fd: see stream_splice_nowait())
+ * the pump's thread splices itself, and waits for room with a ring poll.
+ * The counted bytes are in the device pipe, so its side never waits. */
+static void splice_step(struct precopy_pump *p, struct pump_call *c)
+{
+	struct pump_uring *u = p->ur;
+	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
+
+	if (!u->splice_nowait) {
+		submit_splice(p);
+		return;
+	}
+	while (u->w_splice_left && !p->broken) {
+		ssize_t r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, u->w_splice_left,
+					       SPLICE_F_NONBLOCK);
+
+		if (r > 0) {
+			u->w_splice_left -= (uint32_t)r;
+		} else if (r == -EAGAIN) {
+			submit_stream_poll(p); /* its CQE calls us again */
+			return;
+		} else if (r == -EINVAL) {
+			splice_by_copy(p);
+		} else if (r != -EINTR) {
+			pump_fail_stream(p, r ? (int)r : -EIO, "splice inside a frame failed");
+		}
+	}
+	if (p->broken)
+		slot_put(u, u->w_splice);
+	else
+		frame_sent(p, c, u->w_splice);
+	u->w_splice = -1;
+}
+
+/* Whether a splice with SPLICE_F_NONBLOCK into the stream returns instead of
+ * waiting: into a pipe it does; into anything else only if the file is
+ * O_NONBLOCK (a socket waits for buffer room otherwise). Asked at every call
+ * because the caller owns the fd and may change its flags between calls.
+ * Direct fstat/fcntl: the io_uring path only runs on the real kernel. */
+static bool stream_splice_nowait(int fd)
+{
+	struct stat st;
+	int fl;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		return true;
+	fl = fcntl(fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
 static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_uring_cqe *cqe)
 {
 	struct pump_uring *u = p->ur;
@@ -442,6 +519,15 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		}
 		break;
 	}
+	case OP_RPOLL:
+		u->reads--;
+		dev_unbusy(&p->devs[u->slots[s].dev]);
+		/* readable, hung up or failed: FIONREAD, then a read if the pipe
+		 * is still empty, says which */
+		if (res != -ECANCELED && res != -EINTR)
+			p->devs[u->slots[s].dev].rpolled = true;
+		slot_put(u, s);
+		break;
 	case OP_WRITE: {
 		u->w_busy = false;
 		if (res == -EAGAIN) {
@@ -481,7 +567,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		}
 		u->w_n = 0;
 		if (u->w_splice >= 0)
-			submit_splice(p);
+			splice_step(p, c);
 		break;
 	}
 	case OP_SPLICE:
@@ -518,7 +604,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 				slot_put(u, u->w_slot[k]);
 			u->w_n = 0;
 		} else if (u->w_splice >= 0) {
-			submit_splice(p);
+			splice_step(p, c);
 		} else {
 			submit_write(p);
 		}
@@ -540,7 +626,7 @@ static void cancel_reads(struct precopy_pump *p, bool only_timed_out)
 		if (only_timed_out && !p->devs[u->slots[s].dev].timed_out)
 			continue;
 		sqe = sqe_get(u);
-		io_uring_prep_cancel64(sqe, UD(OP_READ, s), 0);
+		io_uring_prep_cancel64(sqe, UD(u->slots[s].poll ? OP_RPOLL : OP_READ, s), 0);
 		sqe_set(u, sqe, OP_CANCEL, (int)s);
 	}
 }
@@ -551,6 +637,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	bool stop = false, cancelled = false;
 	int r;
 
+	u->splice_nowait = stream_splice_nowait(p->cfg.stream_fd);
 	for (;;) {
 		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))
 			stop = true;

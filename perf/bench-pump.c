@@ -30,7 +30,8 @@
  * Usage: bench-pump [total_MiB_per_run (default 128) [case substring, or
  *        ^prefix [rounds (default 5)]]].
  * Environment (diagnosis only): PF=<extra pump flags, e.g. 1 = fallback,
- * 4 = no registered buffers>, PI=<poll interval ms>, DBG=1 (frame counts),
+ * 4 = no registered buffers>, PI=<poll interval ms>, QD=<pump queue depth
+ * instead of 2 per device, at least 8>, DBG=1 (frame counts),
  * PIN=0|1, ONLY=loop|pump (run one side only, for profiles). */
 #include <errno.h>
 #include <fcntl.h>
@@ -235,7 +236,9 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 			.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_SAVE, .stream_fd = s[1],
 			.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) |
 				 (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
-			.chunk_size = chunk, .queue_depth = (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
+			.chunk_size = chunk,
+			.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD"))
+						    : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
 			.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,
 		};
 		int err;

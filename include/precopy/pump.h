@@ -44,6 +44,16 @@
  * (io_uring bypasses the seam, so a fake kernel's fds must go through it).
  * precopy_pump_path() says which path is in use and why.
  *
+ * Throughput notes (io_uring path, SAVE). Devices added with
+ * PRECOPY_PUMP_DEV_PIPE are spliced: their bytes never cross user space.
+ * When the stream is a pipe, or its fd is O_NONBLOCK, the calling thread
+ * does those splices itself; on a blocking socket (or other blocking fd) the
+ * splice may wait for the peer, so io_uring's worker threads do it, at the
+ * cost of a thread switch per frame. Other devices are copied through
+ * queue_depth buffers of chunk_size bytes: where devices answer at once,
+ * queue_depth * chunk_size beyond the CPU cache costs more than it overlaps
+ * (see perf/README.md, "Pump").
+ *
  * ---------------------------------------------------------------- calls
  * No I/O is left in flight between calls: when precopy_pump_run() or
  * precopy_pump_drain() returns, every frame it started is complete on the

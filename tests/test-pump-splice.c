@@ -1,0 +1,362 @@
+/* The io_uring SAVE path with devices added as pipes (PRECOPY_PUMP_DEV_PIPE),
+ * checked byte for byte by a reader thread that parses the stream:
+ *  - where the stream cannot block a non-blocking splice (a pipe, or an
+ *    O_NONBLOCK socket) the pump's own thread splices each frame's payload
+ *    and, when the stream is full, resumes mid-frame after a ring poll (a
+ *    stream smaller than one frame makes that happen many times per frame);
+ *    a blocking socket stream keeps the io_uring splice;
+ *  - devices whose pipe is empty are polled (POLLIN), then spliced; one that
+ *    closes without data ends with EOD; a budgeted run() and a drain
+ *    deadline cancel those polls (a cancel aimed at the wrong operation
+ *    would leave the call waiting for ever). */
+#include <stdio.h>
+
+#include "test-pump.h"
+
+#define MAXDEV 8
+
+static uint32_t le32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static uint8_t pat(uint32_t dev, uint64_t off)
+{
+	return (uint8_t)(dev * 31u + off * 7u + (off >> 9));
+}
+
+/* ---------------------------------------------------------------- writers */
+
+struct feeder {
+	int fd;
+	uint32_t dev;
+	uint64_t size;
+	uint32_t piece; /* bytes per write */
+	bool trickle;   /* sleep between writes, so the pipe is often empty */
+	pthread_t t;
+};
+
+static void *feeder_main(void *a)
+{
+	struct feeder *f = a;
+	uint8_t *b = malloc(f->piece);
+	uint64_t off = 0;
+
+	while (b && off < f->size) {
+		size_t n = f->size - off < f->piece ? (size_t)(f->size - off) : f->piece;
+		ssize_t r;
+
+		for (size_t i = 0; i < n; i++)
+			b[i] = pat(f->dev, off + i);
+		r = write(f->fd, b, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		off += (uint64_t)r;
+		if (f->trickle)
+			usleep(300);
+	}
+	free(b);
+	close(f->fd);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+struct checker {
+	int fd;
+	size_t piece; /* bytes per read(2): small pieces keep the stream full */
+	uint64_t bytes[MAXDEV];
+	bool eod[MAXDEV];
+	uint64_t frames;
+	char err[160];
+	pthread_t t;
+};
+
+static void *checker_main(void *a)
+{
+	struct checker *c = a;
+	uint8_t *buf = malloc(c->piece);
+	uint8_t hdr[PRECOPY_FRAME_HDR_SIZE];
+	uint32_t have = 0, left = 0, dev = 0;
+	bool in_payload = false;
+
+	for (;;) {
+		ssize_t n = read(c->fd, buf, c->piece);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n && !c->err[0];) {
+			if (!in_payload) {
+				struct precopy_frame_hdr h;
+				int r;
+
+				hdr[have++] = buf[i++];
+				if (have < PRECOPY_FRAME_HDR_SIZE)
+					continue;
+				have = 0;
+				r = precopy_frame_decode(hdr, 0, &h);
+				if (r || h.dev_id >= MAXDEV || c->eod[h.dev_id] || (h.flags & PRECOPY_FRAME_ABORT)) {
+					snprintf(c->err, sizeof(c->err), "bad frame %d dev %u flags %u", r, h.dev_id,
+						 h.flags);
+					break;
+				}
+				c->frames++;
+				if (h.flags & PRECOPY_FRAME_EOD) {
+					c->eod[h.dev_id] = true;
+					continue;
+				}
+				dev = h.dev_id;
+				left = h.len;
+				in_payload = true;
+				continue;
+			}
+			if (buf[i] != pat(dev, c->bytes[dev])) {
+				snprintf(c->err, sizeof(c->err), "dev %u byte %llu: 0x%02x != 0x%02x", dev,
+					 (unsigned long long)c->bytes[dev], buf[i], pat(dev, c->bytes[dev]));
+				break;
+			}
+			c->bytes[dev]++;
+			i++;
+			if (--left == 0)
+				in_payload = false;
+		}
+	}
+	if (!c->err[0] && (in_payload || have))
+		snprintf(c->err, sizeof(c->err), "stream ends inside a frame");
+	free(buf);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- cases */
+
+enum stream_kind { ST_PIPE, ST_SOCK_NONBLOCK, ST_SOCK_BLOCKING };
+
+struct sc {
+	enum stream_kind stream;
+	int ndev;
+	uint64_t size;      /* per device; device i gets size + i * 4099 */
+	uint32_t chunk;
+	int stream_size;    /* pipe stream: F_SETPIPE_SZ (0: default) */
+	size_t read_piece;  /* reader's read(2) size */
+	bool trickle;
+	int empty_dev;      /* this device closes without data (-1: none) */
+	bool quiet;         /* devices filled before the drain in one write each
+			       (size + 4099 * (ndev - 1) <= 60 KiB), the
+			       stream read after it */
+};
+
+static struct precopy_pump *uring_pump(int stream, uint32_t chunk, uint64_t (*clk)(void *), void *cctx)
+{
+	struct precopy_pump *p = pump_make(PRECOPY_PUMP_SAVE, stream, 0, chunk, NULL, clk, cctx);
+
+	if (precopy_pump_path(p, NULL) != PRECOPY_PUMP_PATH_URING) {
+		precopy_pump_free(p);
+		cr_skip_test("io_uring is not available here: this suite tests the io_uring path");
+	}
+	return p;
+}
+
+static void stream_open(enum stream_kind k, int stream_size, int s[2])
+{
+	make_stream(k != ST_PIPE, s);
+	if (k == ST_PIPE && stream_size)
+		cr_assert_geq(fcntl(s[1], F_SETPIPE_SZ, stream_size), stream_size);
+	if (k == ST_SOCK_NONBLOCK)
+		cr_assert_eq(fcntl(s[1], F_SETFL, fcntl(s[1], F_GETFL) | O_NONBLOCK), 0);
+}
+
+/* Drains o->ndev pipe devices into the stream and checks what it carries. */
+static void splice_case(const struct sc *o)
+{
+	struct feeder f[MAXDEV];
+	struct checker c = { .piece = o->read_piece };
+	struct precopy_pump *p;
+	int s[2];
+	int64_t r;
+	uint64_t total = 0;
+
+	cr_assert_leq(o->ndev, MAXDEV);
+	stream_open(o->stream, o->stream_size, s);
+	if (o->quiet && o->stream != ST_PIPE) {
+		int sz = 1 << 20;
+
+		setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		setsockopt(s[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
+	p = uring_pump(s[1], o->chunk, NULL, NULL);
+	c.fd = s[0];
+	for (int i = 0; i < o->ndev; i++) {
+		int d[2];
+
+		cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
+		f[i] = (struct feeder){ .fd = d[1], .dev = (uint32_t)i, .piece = 5000 + 1000 * (uint32_t)i,
+					.size = i == o->empty_dev ? 0 : o->size + (uint64_t)i * 4099,
+					.trickle = o->trickle };
+		total += f[i].size;
+		cr_assert_eq(precopy_pump_add_device(p, (uint32_t)i, d[0], PRECOPY_PUMP_DEV_PIPE |
+								       PRECOPY_PUMP_DEV_CLOSE_AT_END), 0);
+	}
+	if (!o->quiet)
+		cr_assert_eq(pthread_create(&c.t, NULL, checker_main, &c), 0);
+	for (int i = 0; i < o->ndev; i++) {
+		if (o->quiet) {
+			f[i].piece = (uint32_t)f[i].size + 1; /* one write: whole pages */
+			feeder_main(&f[i]); /* fits in the pipe: returns at once */
+			f[i].t = pthread_self();
+		} else {
+			cr_assert_eq(pthread_create(&f[i].t, NULL, feeder_main, &f[i]), 0);
+		}
+	}
+	r = precopy_pump_drain(p, 0);
+	cr_assert_eq(r, (int64_t)total, "drain: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	for (int i = 0; i < o->ndev; i++) {
+		struct precopy_pump_dev_status st;
+
+		if (!o->quiet)
+			pthread_join(f[i].t, NULL);
+		cr_assert_eq(precopy_pump_dev_status(p, (uint32_t)i, &st), 0);
+		cr_assert_eq(st.state, PRECOPY_PUMP_DEV_EOF);
+		cr_assert_eq(st.bytes, f[i].size);
+	}
+	precopy_pump_free(p);
+	close(s[1]);
+	if (o->quiet) {
+		if (o->stream == ST_SOCK_NONBLOCK) /* the reader's end is blocking */
+			cr_assert_eq(fcntl(s[0], F_GETFL) & O_NONBLOCK, 0);
+		checker_main(&c);
+	} else {
+		pthread_join(c.t, NULL);
+	}
+	close(s[0]);
+	cr_assert_str_empty(c.err, "stream check: %s", c.err);
+	for (int i = 0; i < o->ndev; i++) {
+		cr_assert(c.eod[i], "dev %d: no EOD in the stream", i);
+		cr_assert_eq(c.bytes[i], f[i].size, "dev %d: %llu of %llu bytes in the stream", i,
+			     (unsigned long long)c.bytes[i], (unsigned long long)f[i].size);
+	}
+}
+
+/* Quiet cases: devices filled and closed before the drain, the stream read
+ * after it (it holds everything), so frames follow one another in order. */
+Test(pump_splice, quiet_pipe_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_PIPE, .ndev = 4, .size = 40000, .chunk = 16384,
+				  .stream_size = 1 << 20, .read_piece = 65536, .empty_dev = -1, .quiet = true });
+}
+
+Test(pump_splice, quiet_nonblocking_socket_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_SOCK_NONBLOCK, .ndev = 2, .size = 30000, .chunk = 16384,
+				  .read_piece = 65536, .empty_dev = -1, .quiet = true });
+}
+
+Test(pump_splice, quiet_blocking_socket_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_SOCK_BLOCKING, .ndev = 2, .size = 30000, .chunk = 16384,
+				  .read_piece = 65536, .empty_dev = -1, .quiet = true });
+}
+
+/* Busy cases: writers, pump and reader at once. */
+Test(pump_splice, busy_pipe_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_PIPE, .ndev = 4, .size = 3u << 20, .chunk = 65536,
+				  .read_piece = 65536, .empty_dev = -1 });
+}
+
+Test(pump_splice, stream_smaller_than_a_frame_resumes_mid_frame, .timeout = 60)
+{
+	/* 4 KiB stream, 256 KiB frames, a reader taking 1000 bytes at a time:
+	 * every frame's splice stops on a full stream many times */
+	splice_case(&(struct sc){ .stream = ST_PIPE, .ndev = 3, .size = 1u << 20, .chunk = 1u << 18,
+				  .stream_size = 4096, .read_piece = 1000, .empty_dev = -1 });
+}
+
+Test(pump_splice, busy_nonblocking_socket_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_SOCK_NONBLOCK, .ndev = 4, .size = 2u << 20, .chunk = 65536,
+				  .read_piece = 3000, .empty_dev = -1 });
+}
+
+Test(pump_splice, empty_pipes_are_polled_then_spliced, .timeout = 60)
+{
+	/* writers trickle, so device pipes are often empty; device 2 ends
+	 * without writing anything */
+	splice_case(&(struct sc){ .stream = ST_PIPE, .ndev = 5, .size = 200000, .chunk = 16384,
+				  .read_piece = 65536, .trickle = true, .empty_dev = 2 });
+}
+
+/* run() returns with nothing to move while a device pipe is empty (its poll
+ * cancelled), then moves the bytes once they arrive; a drain deadline on a
+ * device that never writes fails it with -ETIMEDOUT and an ABORT frame. */
+Test(pump_splice, run_and_deadline_cancel_device_polls, .timeout = 60)
+{
+	int s[2], d0[2], d1[2];
+	uint8_t b[100], hdr[PRECOPY_FRAME_HDR_SIZE + 100];
+	struct precopy_frame_hdr h;
+	struct precopy_pump_dev_status st;
+	struct precopy_pump *p;
+	int64_t r;
+
+	stream_open(ST_PIPE, 0, s);
+	p = uring_pump(s[1], 4096, NULL, NULL);
+	cr_assert_eq(pipe2(d0, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(d1, O_CLOEXEC), 0);
+	cr_assert_eq(precopy_pump_add_device(p, 1, d0[0], PRECOPY_PUMP_DEV_PIPE), 0);
+	cr_assert_eq(precopy_pump_add_device(p, 2, d1[0], PRECOPY_PUMP_DEV_PIPE), 0);
+	for (int k = 0; k < 3; k++)
+		cr_assert_eq(precopy_pump_run(p, NULL), 0, "empty pipes: nothing now");
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = pat(1, i);
+	cr_assert_eq(write(d0[1], b, sizeof(b)), (ssize_t)sizeof(b));
+	r = 0;
+	for (int k = 0; k < 100 && r == 0; k++)
+		r = precopy_pump_run(p, NULL);
+	cr_assert_eq(r, (int64_t)sizeof(b), "run: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	cr_assert_eq(read(s[0], hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	cr_assert_eq(precopy_frame_decode(hdr, 0, &h), 0);
+	cr_assert_eq(h.dev_id, 1);
+	cr_assert_eq(h.len, sizeof(b));
+	cr_assert_arr_eq(hdr + PRECOPY_FRAME_HDR_SIZE, b, sizeof(b));
+
+	close(d0[1]); /* device 1 ends; device 2 never writes nor ends */
+	r = precopy_pump_drain(p, mono_ns(NULL) + 50000000ull);
+	cr_assert_eq(r, -ETIMEDOUT, "drain: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	cr_assert_eq(precopy_pump_dev_status(p, 1, &st), 0);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_EOF);
+	cr_assert_eq(precopy_pump_dev_status(p, 2, &st), 0);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
+	cr_assert_eq(st.err, -ETIMEDOUT);
+	/* the stream holds device 1's EOD and device 2's ABORT(ETIMEDOUT) */
+	{
+		uint8_t rest[2 * PRECOPY_FRAME_HDR_SIZE + PRECOPY_FRAME_ABORT_LEN];
+		bool eod = false, abrt = false;
+		size_t off = 0;
+
+		cr_assert_eq(read(s[0], rest, sizeof(rest)), (ssize_t)sizeof(rest));
+		while (off < sizeof(rest)) {
+			cr_assert_eq(precopy_frame_decode(rest + off, 0, &h), 0);
+			off += PRECOPY_FRAME_HDR_SIZE;
+			if (h.flags & PRECOPY_FRAME_EOD) {
+				cr_assert_eq(h.dev_id, 1);
+				eod = true;
+			} else {
+				cr_assert_eq(h.flags, PRECOPY_FRAME_ABORT);
+				cr_assert_eq(h.dev_id, 2);
+				cr_assert_eq(le32(rest + off), (uint32_t)ETIMEDOUT);
+				off += PRECOPY_FRAME_ABORT_LEN;
+				abrt = true;
+			}
+		}
+		cr_assert(eod && abrt);
+	}
+	precopy_pump_free(p);
+	close(d1[1]);
+	close(d0[0]);
+	close(d1[0]);
+	close(s[0]);
+	close(s[1]);
+}
