@@ -27,8 +27,10 @@
  * Kinds: pipe (device pipes, stream pipe), sock (socketpairs for both),
  * pipe2sock (device pipes, stream socket). "splice" marks devices added with
  * PRECOPY_PUMP_DEV_PIPE (spliced to the stream), "copy" marks NO_SPLICE.
- * Usage: bench-pump [total_MiB_per_run (default 128) [case substring, or
- *        ^prefix [rounds (default 5)]]].
+ * Usage: bench-pump [total_MiB_per_run (default 128) [case filter [rounds
+ *        (default 5)]]]. The filter is a substring, or ^prefix, of the full
+ *        case name with its variant, e.g. "copy", "16dev-1024k-copy",
+ *        "^pipe-"; "" runs every case.
  * Environment (diagnosis only): PF=<extra pump flags, e.g. 1 = fallback,
  * 4 = no registered buffers>, PI=<poll interval ms>, QD=<pump queue depth
  * instead of 2 per device, at least 8>, DBG=1 (frame counts),
@@ -306,19 +308,39 @@ static double median(double *v, int n)
 
 static int only = -1; /* ONLY=loop or ONLY=pump (diagnosis: profile one side) */
 
-/* Variant 0 is the loop, 1 the pump with splice, 2 the pump without. */
+/* Whether the full case name (e.g. "pipe-4dev-64k-copy") passes the filter:
+ * NULL passes all, "^x" is a prefix, anything else a substring. */
+static bool wanted(const char *full, const char *filter)
+{
+	if (!filter)
+		return true;
+	if (filter[0] == '^')
+		return strncmp(full, filter + 1, strlen(filter + 1)) == 0;
+	return strstr(full, filter) != NULL;
+}
+
+/* Variant 0 is the loop, 1 the pump with splice, 2 the pump without. The
+ * loop always runs; a pump variant runs if its full name passes the filter. */
 static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, uint64_t total,
-		       int rounds, const uint8_t *src, uint8_t *buf)
+		       int rounds, const uint8_t *src, uint8_t *buf, const char *filter)
 {
 	double g[3][MAX_ROUNDS], pr[3][MAX_ROUNDS];
-	int first = (k == K_SOCK) ? 2 : 1; /* sockets cannot splice */
-	int nv = 3 - first + 1;
+	int vl[3], nv = 1;
 
+	vl[0] = 0;
+	for (int v = (k == K_SOCK) ? 2 : 1; v < 3; v++) { /* sockets cannot splice */
+		char full[80];
+
+		snprintf(full, sizeof(full), "%s%s", name, v == 1 ? "splice" : "copy");
+		if (wanted(full, filter))
+			vl[nv++] = v;
+	}
+	if (nv == 1)
+		return;
 	for (int r = 0; r < rounds; r++) {
 		for (int j = 0; j < nv; j++) {
-			/* variants in order 0,first.. on even rounds, reversed on odd */
-			int pos = (r % 2) ? nv - 1 - j : j;
-			int v = pos == 0 ? 0 : first + pos - 1;
+			/* variants in list order on even rounds, reversed on odd */
+			int v = vl[(r % 2) ? nv - 1 - j : j];
 
 			if (only >= 0 && ((only == 0) != (v == 0))) {
 				g[v][r] = 1; /* ONLY: the other side is not run */
@@ -326,8 +348,8 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 			}
 			g[v][r] = run(k, ndev, chunk, v != 0, v == 1, total, src, buf);
 		}
-		for (int v = first; v < 3; v++)
-			pr[v][r] = g[v][r] / g[0][r];
+		for (int j = 1; j < nv; j++)
+			pr[vl[j]][r] = g[vl[j]][r] / g[0][r];
 	}
 	{
 		double lim_min, lim_max, lim;
@@ -335,7 +357,8 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 		lim = median(g[0], rounds);
 		lim_min = g[0][0];
 		lim_max = g[0][rounds - 1];
-		for (int v = first; v < 3; v++) {
+		for (int j = 1; j < nv; j++) {
+			int v = vl[j];
 			double med = median(g[v], rounds), prm = median(pr[v], rounds);
 
 			printf("case=%s%s gbps=%.2f limit_gbps=%.2f ratio=%.2f gbps_min=%.2f gbps_max=%.2f "
@@ -380,10 +403,8 @@ int main(int argc, char **argv)
 				char name[64];
 
 				snprintf(name, sizeof(name), "%s-%ddev-%uk-", kind_name[k], ndevs[n], chunks[c] >> 10);
-				if (argc > 2 && (argv[2][0] == '^' ? strncmp(name, argv[2] + 1, strlen(argv[2] + 1))
-								     : !strstr(name, argv[2])))
-					continue;
-				bench_case(name, (enum kind)k, ndevs[n], chunks[c], total, rounds, src, buf);
+				bench_case(name, (enum kind)k, ndevs[n], chunks[c], total, rounds, src, buf,
+					   argc > 2 && argv[2][0] ? argv[2] : NULL);
 			}
 		}
 	}
