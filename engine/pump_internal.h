@@ -120,6 +120,19 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c);
 int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len);
 
 /* pump_uring.c */
+/* Test and diagnosis hooks of the io_uring SAVE path (not part of the API). */
+struct pump_uring_stats {
+	uint64_t ahead_max;  /* the read-ahead bound in force (bytes) */
+	uint64_t ahead_peak; /* most read-ahead bytes seen (see pump_uring.c) */
+	/* most device reads (or POLLINs) still in flight after an
+	 * io_uring_enter returned: devices that overlapped */
+	uint32_t async_reads_peak;
+};
+/* Fills *out; all zero when p is not on the io_uring path. */
+void pump_uring_stats(const struct precopy_pump *p, struct pump_uring_stats *out);
+/* Sets the read-ahead bound: 0 restores the default, UINT64_MAX removes
+ * it. Resets the peaks. No-op off the io_uring path. */
+void pump_uring_set_ahead(struct precopy_pump *p, uint64_t max);
 int pump_uring_init(struct precopy_pump *p);
 void pump_uring_exit(struct precopy_pump *p);
 int pump_uring_save(struct precopy_pump *p, struct pump_call *c);

@@ -14,6 +14,13 @@
  * with a ring poll (splice_step); other streams keep IORING_OP_SPLICE. A
  * splice device with an empty pipe gets a POLLIN, not a read, so that its
  * bytes are spliced rather than copied through a slot.
+ * Read-ahead: copy reads wait while the bytes read into slots and not yet
+ * written to the stream would pass a small bound (two chunks while that
+ * fits in 1 MiB, else one), and reads are entered in small batches: a read
+ * still in flight after an io_uring_enter (a device with nothing now, or
+ * one read by an io-wq worker) stops counting, so slow devices still
+ * overlap up to queue_depth while devices that answer at once cannot fill
+ * every slot with frames that then wait, cold, for the stream.
  * LOAD: one stream read at a time (header, ABORT payload, or a data piece
  * into a slot); data slots queue on their device and are written in order.
  *
@@ -43,6 +50,7 @@ struct slot {
 	uint32_t done;  /* LOAD: bytes written to the device so far */
 	bool splice;
 	bool poll; /* SAVE: S_READING is a POLLIN on a splice device, not a read */
+	bool ahead; /* SAVE: len counts in pump_uring.ahead (see there) */
 	int next;
 };
 
@@ -56,6 +64,17 @@ struct pump_uring {
 	/* SAVE */
 	int rq_head, rq_tail;
 	uint32_t reads;
+	/* SAVE read-ahead: bytes copied (or being copied) from devices into
+	 * slots and not yet written to the stream: frames ready or being
+	 * written, plus reads submitted that have not been through an
+	 * io_uring_enter yet (their requested length). A read still in flight
+	 * after an enter (a device with nothing now, or one that io_uring hands
+	 * to a worker) stops counting until it completes, so slow devices
+	 * still overlap up to queue_depth. New copy reads wait while ahead
+	 * would pass ahead_max (one read may always start when ahead is 0). */
+	uint64_t ahead, ahead_max;
+	uint32_t ahead_reads; /* S_READING slots with .ahead set */
+	struct pump_uring_stats st;
 	bool w_busy;
 	int w_slot[BATCH];
 	int w_n;
@@ -86,6 +105,38 @@ static void sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, in
 {
 	io_uring_sqe_set_data64(s, UD(op, i));
 	u->inflight++;
+}
+
+/* The default read-ahead bound: two chunks, so that one device read can
+ * proceed while a frame is being written, as long as the pair stays within
+ * AHEAD_CACHE bytes (about half of a common L2); one chunk above that.
+ * With devices that always answer at once on 2 CPUs, larger read-ahead
+ * lost to cache misses and smaller made no difference (perf/README.md,
+ * "Pump"). */
+#define AHEAD_CACHE (1u << 20)
+
+static uint64_t ahead_default(const struct precopy_pump *p)
+{
+	uint64_t two = 2 * (uint64_t)p->chunk;
+
+	return two <= AHEAD_CACHE ? two : p->chunk;
+}
+
+void pump_uring_stats(const struct precopy_pump *p, struct pump_uring_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (p->ur) {
+		*out = p->ur->st;
+		out->ahead_max = p->ur->ahead_max;
+	}
+}
+
+void pump_uring_set_ahead(struct precopy_pump *p, uint64_t max)
+{
+	if (!p->ur)
+		return;
+	p->ur->ahead_max = max ? max : ahead_default(p);
+	memset(&p->ur->st, 0, sizeof(p->ur->st));
 }
 
 int pump_uring_init(struct precopy_pump *p)
@@ -126,6 +177,7 @@ int pump_uring_init(struct precopy_pump *p)
 		}
 	}
 	u->rq_head = u->rq_tail = -1;
+	u->ahead_max = ahead_default(p);
 	u->w_splice = -1;
 	u->sr_slot = -1;
 	p->ur = u;
@@ -150,8 +202,29 @@ static int slot_get(struct pump_uring *u)
 	return u->nfree ? u->freel[--u->nfree] : -1;
 }
 
+static void ahead_drop(struct pump_uring *u, struct slot *sl)
+{
+	if (!sl->ahead)
+		return;
+	sl->ahead = false;
+	u->ahead -= sl->len;
+	if (sl->state == S_READING)
+		u->ahead_reads--;
+}
+
+static void ahead_add(struct pump_uring *u, struct slot *sl)
+{
+	sl->ahead = true;
+	u->ahead += sl->len;
+	if (sl->state == S_READING)
+		u->ahead_reads++;
+	if (u->ahead > u->st.ahead_peak)
+		u->st.ahead_peak = u->ahead;
+}
+
 static void slot_put(struct pump_uring *u, int s)
 {
+	ahead_drop(u, &u->slots[s]);
 	u->slots[s].state = S_FREE;
 	u->freel[u->nfree++] = s;
 }
@@ -253,12 +326,18 @@ static void queue_aborts(struct precopy_pump *p)
 	}
 }
 
+/* Starts a read (a POLLIN, or a splice frame) for each device that can take
+ * one, from p->rr on, while slots last. A copy read waits while the
+ * read-ahead would pass its bound; the first device that waits becomes
+ * p->rr, so that devices take turns. */
 static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
+	int64_t first_held = -1;
 
 	for (uint32_t k = 0; k < p->ndev && u->nfree; k++) {
-		struct pump_dev *d = &p->devs[(p->rr + k) % p->ndev];
+		uint32_t di = (p->rr + k) % p->ndev;
+		struct pump_dev *d = &p->devs[di];
 		uint64_t left = budget_left(c);
 		uint32_t len = left < p->chunk ? (uint32_t)left : p->chunk;
 		struct io_uring_sqe *sqe;
@@ -299,6 +378,11 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 				continue;
 			}
 		}
+		if (u->ahead && u->ahead + len > u->ahead_max) {
+			if (first_held < 0)
+				first_held = di;
+			continue;
+		}
 		s = slot_get(u);
 		buf = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
 		sqe = sqe_get(u);
@@ -308,10 +392,27 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 			io_uring_prep_read(sqe, d->fd, buf, len, (uint64_t)-1);
 		sqe_set(u, sqe, OP_READ, s);
 		u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .len = len, .state = S_READING };
+		ahead_add(u, &u->slots[s]);
 		c->reserved += len;
 		d->busy = true;
 		u->reads++;
 	}
+	if (first_held >= 0)
+		p->rr = (uint32_t)first_held;
+}
+
+/* After an io_uring_enter: the copy reads still in flight went
+ * asynchronous (nothing to read now, or handed to an io-wq worker); they
+ * stop counting as read-ahead until they complete. */
+static void ahead_settle(struct precopy_pump *p)
+{
+	struct pump_uring *u = p->ur;
+
+	if (u->reads > u->st.async_reads_peak)
+		u->st.async_reads_peak = u->reads;
+	for (uint32_t s = 0; s < p->depth && u->ahead_reads; s++)
+		if (u->slots[s].state == S_READING)
+			ahead_drop(u, &u->slots[s]);
 }
 
 static void submit_write(struct precopy_pump *p)
@@ -495,12 +596,14 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 
 		u->reads--;
 		c->reserved -= sl->len;
+		ahead_drop(u, sl);
 		dev_unbusy(d);
 		if (res > 0) {
 			sl->len = (uint32_t)res;
 			sl->flags = 0;
 			c->reserved += sl->len;
 			rq_push(u, s);
+			ahead_add(u, sl);
 		} else if (res == 0 && d->state == PRECOPY_PUMP_DEV_ACTIVE) {
 			sl->len = 0;
 			sl->flags = PRECOPY_FRAME_EOD;
@@ -669,9 +772,22 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			cancel_reads(p, false);
 			cancelled = true;
 		}
+		if (u->ahead_reads && !stop) {
+			/* reads not yet through an enter count against the read-ahead:
+			 * enter without waiting, so that those that do not complete at
+			 * once stop counting and more devices can start */
+			r = reap(p, c, false, false, save_cqe);
+			ahead_settle(p);
+			if (r < 0 && r != -ETIME) {
+				pump_fail_stream(p, r, "io_uring wait failed");
+				return r;
+			}
+			continue;
+		}
 		if (c->mode == PUMP_RUN && !stop && !u->w_busy && u->rq_head < 0) {
 			/* only reads in flight: what is not ready now is "nothing now" */
 			r = reap(p, c, false, false, save_cqe);
+			ahead_settle(p);
 			if (r == -ETIME) {
 				stop = true;
 				continue;
@@ -680,6 +796,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			bool timed = c->mode == PUMP_DRAIN && !stop;
 
 			r = reap(p, c, true, timed, save_cqe);
+			ahead_settle(p);
 			if (r == -ETIME) {
 				for (uint32_t i = 0; i < p->ndev; i++)
 					p->devs[i].idle = false;

@@ -50,9 +50,12 @@
  * does those splices itself; on a blocking socket (or other blocking fd) the
  * splice may wait for the peer, so io_uring's worker threads do it, at the
  * cost of a thread switch per frame. Other devices are copied through
- * queue_depth buffers of chunk_size bytes: where devices answer at once,
- * queue_depth * chunk_size beyond the CPU cache costs more than it overlaps
- * (see perf/README.md, "Pump").
+ * queue_depth buffers of chunk_size bytes. Reads that complete at once
+ * (pipes, sockets) stop while the bytes copied in and not yet written to
+ * the stream reach about two chunks, so that they are written while still
+ * in the CPU cache; reads that wait (a device with nothing yet, a VFIO
+ * data_fd read by an io_uring worker) do not count against that, so up to
+ * queue_depth of them overlap (see perf/README.md, "Pump").
  *
  * ---------------------------------------------------------------- calls
  * No I/O is left in flight between calls: when precopy_pump_run() or
