@@ -347,7 +347,7 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 		if (d->state != PRECOPY_PUMP_DEV_ACTIVE || d->busy || d->idle || d->ending)
 			continue;
 		if (!len)
-			return;
+			break;
 		if (d->splice) {
 			int avail = 0;
 			bool polled = d->rpolled;
@@ -381,6 +381,8 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 		if (u->ahead && u->ahead + len > u->ahead_max) {
 			if (first_held < 0)
 				first_held = di;
+			if (d->splice)
+				d->rpolled = true; /* its POLLIN already fired: read it next */
 			continue;
 		}
 		s = slot_get(u);
