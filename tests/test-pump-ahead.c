@@ -249,12 +249,12 @@ Test(pump_ahead, without_the_bound_every_device_reads_ahead)
 
 Test(pump_ahead, slow_devices_overlap_beyond_the_bound)
 {
-	/* empty device pipes, fed after 150 ms: each read goes asynchronous
+	/* empty device pipes, fed after 300 ms: each read goes asynchronous
 	 * (an io_uring poll) and stops counting, so all 6 devices are read at
 	 * once although the bound allows two 64 KiB chunks. The poll interval
 	 * (1 s) is longer than the delay: the pump must start the other reads
 	 * before it waits, not after a wait times out. */
-	struct ac o = { .ndev = 6, .size = 200 << 10, .chunk = 64 << 10, .depth = 16, .delay_ms = 150,
+	struct ac o = { .ndev = 6, .size = 200 << 10, .chunk = 64 << 10, .depth = 16, .delay_ms = 300,
 			.poll_ms = 1000 };
 	struct pump_uring_stats st;
 
