@@ -1,6 +1,6 @@
 /* engine/pump_internal.h — private state shared by the pump's source files:
  * pump.c (object, devices, status, dispatch), pump_frame.c (frame codec),
- * pump_fallback.c (sys path), pump_uring.c (io_uring path).
+ * pump_fallback.c (sys path), pump_uring*.c (io_uring path).
  * Not installed; not part of the API. */
 #ifndef PRECOPY_PUMP_INTERNAL_H
 #define PRECOPY_PUMP_INTERNAL_H
@@ -51,7 +51,7 @@ struct pump_call {
 	bool expired;         /* deadline seen */
 };
 
-struct pump_uring; /* pump_uring.c */
+struct pump_uring; /* pump_uring_internal.h */
 
 struct precopy_pump {
 	struct precopy_pump_config cfg;
@@ -119,7 +119,7 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c);
 /* Writes all len bytes to the stream through sys, polling on -EAGAIN. */
 int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len);
 
-/* pump_uring.c */
+/* pump_uring*.c */
 /* Test and diagnosis hooks of the io_uring SAVE path (not part of the API). */
 struct pump_uring_stats {
 	uint64_t ahead_max;  /* the read-ahead bound in force (bytes) */
