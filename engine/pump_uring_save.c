@@ -296,6 +296,15 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 		if (r > 0) {
 			u->w_splice_left -= (uint32_t)r;
 		} else if (r == -EAGAIN) {
+			int avail = 0;
+
+			/* the stream is full, or the device pipe lost bytes that were
+			 * counted into the header (someone else read it): waiting for
+			 * stream room would then spin, so fail like splice_by_copy */
+			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) == 0 && avail == 0) {
+				pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
+				break;
+			}
 			submit_stream_poll(p); /* its CQE calls us again */
 			return;
 		} else if (r == -EINVAL) {

@@ -9,7 +9,9 @@
  *    closes without data ends with EOD; a budgeted run() and a drain
  *    deadline cancel those polls (a cancel aimed at the wrong operation
  *    would leave the call waiting for ever). */
+#include <poll.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
 #include "test-pump.h"
 
@@ -357,6 +359,67 @@ Test(pump_splice, run_and_deadline_cancel_device_polls, .timeout = 60)
 	close(d1[1]);
 	close(d0[0]);
 	close(d1[0]);
+	close(s[0]);
+	close(s[1]);
+}
+
+/* Misuse: somebody else reads a device pipe while the pump is inside a frame
+ * whose header already counted those bytes. The pump must fail the stream
+ * with its reason, not wait for stream room for ever (it would spin: the
+ * stream has room, the device pipe stays empty). */
+struct thief {
+	int dev_rd, stream_rd;
+	atomic_bool done;
+	size_t stolen;
+	pthread_t t;
+};
+
+static void *thief_main(void *a)
+{
+	struct thief *th = a;
+	struct pollfd pfd = { .fd = th->stream_rd, .events = POLLIN };
+	uint8_t b[65536];
+	int avail = 0;
+
+	/* the header is on the stream: the pump is inside the frame */
+	if (poll(&pfd, 1, 10000) != 1)
+		return NULL;
+	usleep(20000); /* let it reach its wait for stream room */
+	if (ioctl(th->dev_rd, FIONREAD, &avail) == 0 && avail > 0)
+		th->stolen = (size_t)read(th->dev_rd, b, (size_t)avail < sizeof(b) ? (size_t)avail : sizeof(b));
+	while (!atomic_load(&th->done)) /* make room on the stream */
+		if (poll(&pfd, 1, 10) == 1 && read(th->stream_rd, b, sizeof(b)) <= 0)
+			break;
+	return NULL;
+}
+
+Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .timeout = 30)
+{
+	int s[2], d[2];
+	uint8_t b[32768];
+	struct thief th = { .stolen = 0 };
+	struct precopy_pump *p;
+	int64_t r;
+
+	stream_open(ST_PIPE, 4096, s); /* one page: the header fills it */
+	p = uring_pump(s[1], 16384, NULL, NULL);
+	cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
+	memset(b, 0x5a, sizeof(b));
+	cr_assert_eq(write(d[1], b, sizeof(b)), (ssize_t)sizeof(b));
+	cr_assert_eq(precopy_pump_add_device(p, 1, d[0], PRECOPY_PUMP_DEV_PIPE), 0);
+	th.dev_rd = d[0];
+	th.stream_rd = s[0];
+	atomic_init(&th.done, false);
+	cr_assert_eq(pthread_create(&th.t, NULL, thief_main, &th), 0);
+	r = precopy_pump_run(p, NULL);
+	atomic_store(&th.done, true);
+	pthread_join(th.t, NULL);
+	cr_assert_eq(th.stolen, sizeof(b), "the thief took %zu bytes", th.stolen);
+	cr_assert_eq(r, -EIO, "run: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	cr_assert(strstr(precopy_pump_strerror(p), "vanished"), "%s", precopy_pump_strerror(p));
+	precopy_pump_free(p);
+	close(d[1]);
+	close(d[0]);
 	close(s[0]);
 	close(s[1]);
 }
