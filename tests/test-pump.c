@@ -2,6 +2,14 @@
  * io_uring and fallback paths, pipe and socket streams, splice on and off,
  * budgeted interleaving with other records. Content is checked byte for
  * byte by the destination fake back-ends (seeded patterns). */
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/io_uring.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
 #include "test-pump.h"
 
 static const uint32_t paths[] = { 0, PRECOPY_PUMP_FORCE_FALLBACK };
@@ -177,4 +185,69 @@ Test(pump, path_query)
 	else
 		cr_assert_lt(why, 0, "fallback must say why");
 	precopy_pump_free(p);
+}
+
+/* Makes io_uring_setup fail with err in this test's process (Criterion runs
+ * each test in a process of its own): EPERM is what a kernel with
+ * kernel.io_uring_disabled=2 answers, ENOSYS one without io_uring. A seccomp
+ * filter rather than the sysctl, which would change the whole machine. */
+static void refuse_io_uring_setup(int err)
+{
+#if defined(__x86_64__)
+	const uint32_t arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+	const uint32_t arch = AUDIT_ARCH_AARCH64;
+#else
+	const uint32_t arch = 0;
+
+	cr_skip_test("this test knows the seccomp architecture of x86-64 and arm64 only");
+#endif
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((uint32_t)err & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	struct io_uring_params params = { 0 };
+
+	cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "no_new_privs: %s", strerror(errno));
+	cr_assert_eq(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog), 0, "seccomp: %s",
+		     strerror(errno));
+	errno = 0;
+	cr_assert_eq(syscall(__NR_io_uring_setup, 8, &params), -1, "the filter must refuse");
+	cr_assert_eq(errno, err);
+}
+
+/* The real io_uring_setup failing (not a forced fallback): the pump says
+ * which path it took and why, and moves every byte on the sys path. */
+static void setup_refused(int err)
+{
+	struct precopy_pump *p;
+	int why = 0;
+
+	refuse_io_uring_setup(err);
+	p = pump_make(PRECOPY_PUMP_SAVE, 1, 0, 0, NULL, NULL, NULL);
+	cr_assert_eq(precopy_pump_path(p, &why), PRECOPY_PUMP_PATH_FALLBACK);
+	cr_assert_eq(why, -err, "reason %d, want %d", why, -err);
+	precopy_pump_free(p);
+	p = pump_make(PRECOPY_PUMP_LOAD, 0, 0, 0, NULL, NULL, NULL);
+	cr_assert_eq(precopy_pump_path(p, &why), PRECOPY_PUMP_PATH_FALLBACK);
+	cr_assert_eq(why, -err);
+	precopy_pump_free(p);
+	roundtrip(&(struct rt){ .ndev = 4, .size = 300000, .skew = 4099, .chunk = 65536 });
+	roundtrip(&(struct rt){ .ndev = 4, .size = 300000, .skew = 4099, .chunk = 65536, .sock = true });
+}
+
+Test(pump, io_uring_disabled_eperm_falls_back, .timeout = 60)
+{
+	setup_refused(EPERM);
+}
+
+Test(pump, io_uring_missing_enosys_falls_back, .timeout = 60)
+{
+	setup_refused(ENOSYS);
 }
