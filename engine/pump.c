@@ -388,7 +388,9 @@ PRECOPY_API int64_t precopy_pump_drain(struct precopy_pump *p, uint64_t deadline
 
 	if (!p)
 		return -EINVAL;
+	p->stall_after_ns = deadline_ns ? deadline_ns + (uint64_t)p->cfg.poll_interval_ms * 1000000u : 0;
 	r = call(p, &c);
+	p->stall_after_ns = 0;
 	if (r < 0)
 		return r;
 	/* Report the failed device added first (deterministic order). */

@@ -2,6 +2,7 @@
  * `sys` seam, one operation at a time. Used where io_uring is unavailable,
  * forced off, or when the seam is a fake kernel. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -15,11 +16,17 @@ static uint64_t budget_left(const struct pump_call *c)
 	return c->max_bytes > c->moved ? c->max_bytes - c->moved : 0;
 }
 
+/* Waits up to one poll interval for fd. -ETIMEDOUT once a drain is one poll
+ * interval past its deadline: a stream (or destination device) that takes
+ * nothing then would otherwise keep the call in its write loop for ever. */
 static int wait_fd(struct precopy_pump *p, int fd, short events)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
-	int r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
+	int r;
 
+	if (p->stall_after_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= p->stall_after_ns)
+		return -ETIMEDOUT;
+	r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 	return r < 0 && r != -EINTR ? r : 0;
 }
 
@@ -85,7 +92,11 @@ static int splice_frame(struct precopy_pump *p, struct pump_call *c, struct pump
 	if (r)
 		return pump_fail_stream(p, r, "write failed");
 	while (left) {
-		ssize_t s = d->splice ? precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, left, 0)
+		/* SPLICE_F_NONBLOCK: a full stream pipe answers -EAGAIN and is
+		 * waited for with a bounded poll instead of blocking in the
+		 * kernel (a socket stream blocks unless it is O_NONBLOCK) */
+		ssize_t s = d->splice ? precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, left,
+							   SPLICE_F_NONBLOCK)
 				      : precopy_sys_read(&p->sys, d->fd, pump_slot(p, 0), left);
 
 		if (s > 0 && d->splice) {
@@ -98,9 +109,16 @@ static int splice_frame(struct precopy_pump *p, struct pump_call *c, struct pump
 		} else if (s == -EINVAL && d->splice) {
 			d->splice = 0;
 		} else if (s == -EAGAIN) {
+			int avail = 0;
+
+			/* the stream is full, unless the counted bytes left the
+			 * device pipe (someone else read it): then fail, not spin */
+			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) == 0 && avail == 0)
+				return pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
 			r = wait_fd(p, p->cfg.stream_fd, POLLOUT);
 			if (r)
-				return pump_fail_stream(p, r, "poll failed");
+				return pump_fail_stream(p, r, r == -ETIMEDOUT ? "no room before the drain deadline"
+									  : "poll failed");
 		} else if (s != -EINTR) {
 			/* the header promised bytes that cannot follow */
 			return pump_fail_stream(p, s ? (int)s : -EIO, "splice inside a frame failed");

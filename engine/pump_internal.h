@@ -79,6 +79,9 @@ struct precopy_pump {
 	uint32_t cur_left; /* payload bytes still to read */
 	uint8_t abort_buf[PRECOPY_FRAME_ABORT_LEN];
 	bool stream_eof;
+	/* precopy_pump_drain() with a deadline: past this time the sys path's
+	 * waits for an fd fail with -ETIMEDOUT (0: no limit) */
+	uint64_t stall_after_ns;
 	struct pump_uring *ur;
 };
 

@@ -60,6 +60,12 @@ struct pump_uring {
 	int w_splice;
 	uint32_t w_splice_left;
 	bool splice_nowait; /* this call splices from the pump's thread */
+	int stream_sndbuf;  /* blocking socket stream: SO_SNDBUF, else 0 */
+	bool spoll_fired;   /* splice_step runs right after a stream POLLOUT */
+	uint64_t w_ud;      /* user_data of the stream operation in flight */
+	uint64_t stream_grace_ns; /* DRAIN past its deadline: when a stream
+				   * operation still in flight is cancelled */
+	bool stream_cancelled;    /* that cancel went out (the stream failed) */
 	/* LOAD */
 	bool sr_busy;
 	int sr_slot;

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "pump_uring_internal.h"
@@ -174,6 +176,7 @@ static void submit_write(struct precopy_pump *p)
 				     (unsigned int)u->iov_n, (uint64_t)-1);
 	}
 	pump_ur_sqe_set(u, sqe, OP_WRITE, 0);
+	u->w_ud = UD(OP_WRITE, 0);
 	u->w_busy = true;
 }
 
@@ -185,6 +188,7 @@ static void submit_splice(struct precopy_pump *p)
 
 	io_uring_prep_splice(sqe, d->fd, -1, p->cfg.stream_fd, -1, u->w_splice_left, 0);
 	pump_ur_sqe_set(u, sqe, OP_SPLICE, u->w_splice);
+	u->w_ud = UD(OP_SPLICE, u->w_splice);
 	u->w_busy = true;
 }
 
@@ -195,7 +199,40 @@ static void submit_stream_poll(struct precopy_pump *p)
 
 	io_uring_prep_poll_add(sqe, p->cfg.stream_fd, POLLOUT);
 	pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
+	u->w_ud = UD(OP_SPOLL, 0);
 	u->w_busy = true;
+}
+
+/* The stream failed while one of its operations was in flight (a cancel
+ * after the drain deadline): its frames go nowhere, their slots are free. */
+static void stream_abandon(struct pump_uring *u)
+{
+	if (u->w_splice >= 0) {
+		pump_ur_slot_put(u, u->w_splice);
+		u->w_splice = -1;
+	}
+	for (int k = 0; k < u->w_n; k++)
+		pump_ur_slot_put(u, u->w_slot[k]);
+	u->w_n = 0;
+}
+
+/* A drain past its deadline whose stream still has not taken the frame in
+ * flight one poll interval later (a reader that stopped): fail the stream
+ * and cancel the operation, so that the call can end. The frame on the wire
+ * is cut short, which the reader sees as a truncated stream. */
+static void stream_deadline(struct precopy_pump *p)
+{
+	struct pump_uring *u = p->ur;
+	struct io_uring_sqe *sqe;
+
+	if (!u->w_busy || u->stream_cancelled || !u->stream_grace_ns ||
+	    p->cfg.now_ns(p->cfg.clock_ctx) < u->stream_grace_ns)
+		return;
+	pump_fail_stream(p, -ETIMEDOUT, "still busy one poll interval after the drain deadline");
+	sqe = pump_ur_sqe_get(u);
+	io_uring_prep_cancel64(sqe, u->w_ud, 0);
+	pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+	u->stream_cancelled = true;
 }
 
 /* Starts a batch of ready frames if the stream is free. */
@@ -274,25 +311,61 @@ static void splice_by_copy(struct precopy_pump *p)
 	}
 }
 
+/* Bytes a blocking socket stream takes now without waiting, by a
+ * conservative estimate: half its send buffer (the kernel doubles
+ * SO_SNDBUF to cover its own overhead) less what is queued (SIOCOUTQ).
+ * 0 when unknown. */
+static uint32_t stream_room(struct precopy_pump *p)
+{
+	int queued = 0;
+	int64_t room;
+
+	if (precopy_sys_ioctl(&p->sys, p->cfg.stream_fd, SIOCOUTQ, &queued) < 0 || queued < 0)
+		return 0;
+	room = (int64_t)(p->ur->stream_sndbuf / 2) - queued;
+	return room > 0 ? (uint32_t)(room < UINT32_MAX ? room : UINT32_MAX) : 0;
+}
+
 /* Moves the payload of the frame whose header just went out. io_uring
  * never issues a splice inline (it always hands it to an io-wq worker, one
- * thread switch per frame), so where the stream cannot block a splice that
- * is asked not to (a pipe, or an O_NONBLOCK fd: see stream_splice_nowait())
- * the pump's thread splices itself, and waits for room with a ring poll.
- * The counted bytes are in the device pipe, so its side never waits. */
+ * thread switch per frame), so the pump's thread splices itself where that
+ * cannot block it: into a pipe or an O_NONBLOCK fd (see
+ * stream_splice_nowait()), waiting for room with a ring poll; into a
+ * blocking socket, only as many bytes as its send buffer has room for
+ * (stream_room()), the rest after a ring poll or, if the estimate still
+ * says no room, through IORING_OP_SPLICE (which a deadline can cancel, so a
+ * peer that stops reading cannot hang the pump's thread). Other streams
+ * keep IORING_OP_SPLICE. The counted bytes are in the device pipe, so its
+ * side never waits. */
 static void splice_step(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
 	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
+	bool polled = u->spoll_fired;
 
-	if (!u->splice_nowait) {
+	u->spoll_fired = false;
+	if (!u->splice_nowait && !u->stream_sndbuf) {
 		submit_splice(p);
 		return;
 	}
 	while (u->w_splice_left && !p->broken) {
-		ssize_t r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, u->w_splice_left,
-					       SPLICE_F_NONBLOCK);
+		uint32_t want = u->w_splice_left;
+		ssize_t r;
 
+		if (!u->splice_nowait) {
+			uint32_t room = stream_room(p);
+
+			if (room < want && room < 4096) {
+				if (polled)
+					submit_splice(p); /* no room after POLLOUT: let io-wq wait */
+				else
+					submit_stream_poll(p);
+				return;
+			}
+			want = room < want ? room : want;
+			polled = false;
+		}
+		r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, want, SPLICE_F_NONBLOCK);
 		if (r > 0) {
 			u->w_splice_left -= (uint32_t)r;
 		} else if (r == -EAGAIN) {
@@ -334,6 +407,16 @@ static bool stream_splice_nowait(int fd)
 		return true;
 	fl = fcntl(fd, F_GETFL);
 	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* SO_SNDBUF of a socket stream (0 for anything else), read at every call
+ * like stream_splice_nowait(). */
+static int stream_sndbuf(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	return getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &l) == 0 && v > 0 ? v : 0;
 }
 
 static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_uring_cqe *cqe)
@@ -387,6 +470,10 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		break;
 	case OP_WRITE: {
 		u->w_busy = false;
+		if (u->stream_cancelled) {
+			stream_abandon(u);
+			break;
+		}
 		if (res == -EAGAIN) {
 			submit_stream_poll(p);
 			break;
@@ -429,6 +516,10 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 	}
 	case OP_SPLICE:
 		u->w_busy = false;
+		if (u->stream_cancelled) {
+			stream_abandon(u);
+			break;
+		}
 		if (res > 0) {
 			u->w_splice_left -= (uint32_t)res;
 		} else if (res == -EINVAL) {
@@ -451,6 +542,10 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		break;
 	case OP_SPOLL:
 		u->w_busy = false;
+		if (u->stream_cancelled) {
+			stream_abandon(u);
+			break;
+		}
 		if (res < 0 && res != -EINTR) {
 			pump_fail_stream(p, res, "poll failed");
 			if (u->w_splice >= 0) {
@@ -461,6 +556,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 				pump_ur_slot_put(u, u->w_slot[k]);
 			u->w_n = 0;
 		} else if (u->w_splice >= 0) {
+			u->spoll_fired = true;
 			splice_step(p, c);
 		} else {
 			submit_write(p);
@@ -495,6 +591,10 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	int r;
 
 	u->splice_nowait = stream_splice_nowait(p->cfg.stream_fd);
+	u->stream_sndbuf = u->splice_nowait ? 0 : stream_sndbuf(p->cfg.stream_fd);
+	u->spoll_fired = false;
+	u->stream_grace_ns = 0;
+	u->stream_cancelled = false;
 	for (;;) {
 		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))
 			stop = true;
@@ -502,7 +602,11 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			pump_timeout_devices(p);
 			cancel_reads(p, true);
 			cancelled = true;
+			u->stream_grace_ns = p->cfg.now_ns(p->cfg.clock_ctx) +
+					     (uint64_t)p->cfg.poll_interval_ms * 1000000u;
 		}
+		if (c->mode == PUMP_DRAIN && cancelled)
+			stream_deadline(p);
 		if (!p->broken)
 			queue_aborts(p);
 		if (!stop)

@@ -423,3 +423,49 @@ Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .ti
 	close(s[0]);
 	close(s[1]);
 }
+
+/* A blocking socket stream whose peer stops reading, on every path: the
+ * drain must still end soon after its deadline, with the stream failed
+ * (-ETIMEDOUT, the frame cut short) rather than wait for the peer for ever.
+ * io_uring splicing: the pump's thread splices only what the send buffer
+ * has room for, then polls, and the poll is cancelled; io_uring copying:
+ * the pending write is cancelled; the sys path: its waits are bounded
+ * (with an O_NONBLOCK stream, or a pipe, whose splices do not wait). */
+static void stalled_peer(enum stream_kind k, uint32_t pump_flags, uint32_t dev_flags)
+{
+	int s[2], d[2];
+	static uint8_t b[1u << 20];
+	struct precopy_pump *p;
+	uint64_t t0;
+	int64_t r;
+
+	stream_open(k, 0, s);
+	p = pump_make(PRECOPY_PUMP_SAVE, s[1], pump_flags, 1u << 20, NULL, NULL, NULL);
+	cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
+	cr_assert_geq(fcntl(d[1], F_SETPIPE_SZ, (int)sizeof(b)), (int)sizeof(b));
+	memset(b, 0xa5, sizeof(b));
+	cr_assert_eq(write(d[1], b, sizeof(b)), (ssize_t)sizeof(b));
+	cr_assert_eq(precopy_pump_add_device(p, 1, d[0], dev_flags), 0);
+	t0 = mono_ns(NULL);
+	r = precopy_pump_drain(p, t0 + 200000000ull);
+	cr_assert_eq(r, -ETIMEDOUT, "flags %#x/%#x: drain: %lld (%s): nobody reads the stream",
+		     pump_flags, dev_flags, (long long)r, precopy_pump_strerror(p));
+	cr_assert_lt(mono_ns(NULL) - t0, 10000000000ull, "ended %llu ms after the start",
+		     (unsigned long long)((mono_ns(NULL) - t0) / 1000000));
+	precopy_pump_free(p);
+	close(d[1]);
+	close(d[0]);
+	close(s[0]);
+	close(s[1]);
+}
+
+Test(pump_splice, blocking_socket_stream_with_a_stalled_peer_times_out, .timeout = 60)
+{
+	stalled_peer(ST_SOCK_BLOCKING, 0, PRECOPY_PUMP_DEV_PIPE);
+	stalled_peer(ST_SOCK_BLOCKING, 0, 0);
+	/* the sys path blocks in the kernel on a blocking fd (pump.h): it is
+	 * bounded with an O_NONBLOCK stream */
+	stalled_peer(ST_SOCK_NONBLOCK, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
+	stalled_peer(ST_SOCK_NONBLOCK, PRECOPY_PUMP_FORCE_FALLBACK, 0);
+	stalled_peer(ST_PIPE, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
+}

@@ -47,9 +47,11 @@
  * Throughput notes (io_uring path, SAVE). Devices added with
  * PRECOPY_PUMP_DEV_PIPE are spliced: their bytes never cross user space.
  * When the stream is a pipe, or its fd is O_NONBLOCK, the calling thread
- * does those splices itself; on a blocking socket (or other blocking fd) the
- * splice may wait for the peer, so io_uring's worker threads do it, at the
- * cost of a thread switch per frame. Other devices are copied through
+ * does those splices itself. Into a blocking socket it splices only as much
+ * as the socket's send buffer has room for (half of SO_SNDBUF less SIOCOUTQ,
+ * a conservative estimate), then waits for room with a ring poll; any other
+ * blocking fd gets io_uring's worker threads, at the cost of a thread switch
+ * per frame. Other devices are copied through
  * queue_depth buffers of chunk_size bytes. Reads that complete at once
  * (pipes, sockets) stop while the bytes copied in and not yet written to
  * the stream reach about two chunks, so that they are written while still
@@ -285,7 +287,13 @@ PRECOPY_API int64_t precopy_pump_run(struct precopy_pump *p, const struct precop
 /* Moves bytes until every device has ended (EOF or FAILED), for STOP_COPY
  * (SAVE) and the matching destination side (LOAD). deadline_ns is on the
  * config clock (0 = none): at the deadline each device still ACTIVE fails
- * with -ETIMEDOUT (SAVE sends its ABORT frame).
+ * with -ETIMEDOUT (SAVE sends its ABORT frame). A stream (LOAD: a device)
+ * that still takes nothing one poll interval after the deadline, e.g. a
+ * peer that stopped reading, fails the stream with -ETIMEDOUT instead of
+ * holding the call: the frame under way is cut short, which the reader
+ * sees as a truncated stream. On the sys path this needs an fd that does
+ * not block the thread in the kernel (a pipe, or an O_NONBLOCK socket): a
+ * write into a blocking socket waits for its peer there.
  * Returns payload bytes moved by this call if every device reached EOF;
  * otherwise, once every device has ended, the -errno of the failed device
  * added first (-ETIMEDOUT for a deadline), with precopy_pump_strerror()
