@@ -244,6 +244,29 @@ static void load_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 	}
 }
 
+/* At the drain deadline: a device write still waiting (a back-end that
+ * stopped reading its fd) is cancelled, its device having failed with
+ * -ETIMEDOUT, so that the call can end. Both ops are named because the
+ * write may have turned into a POLLOUT; the one not in flight is -ENOENT. */
+static void cancel_dev_writes(struct precopy_pump *p)
+{
+	struct pump_uring *u = p->ur;
+
+	for (uint32_t i = 0; i < p->ndev; i++) {
+		struct pump_dev *d = &p->devs[i];
+		struct io_uring_sqe *sqe;
+
+		if (!d->writing || d->state != PRECOPY_PUMP_DEV_FAILED || d->wq_head < 0)
+			continue;
+		sqe = pump_ur_sqe_get(u);
+		io_uring_prep_cancel64(sqe, UD(OP_DWRITE, d->wq_head), 0);
+		pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+		sqe = pump_ur_sqe_get(u);
+		io_uring_prep_cancel64(sqe, UD(OP_DPOLL, d->wq_head), 0);
+		pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+	}
+}
+
 int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
@@ -253,8 +276,10 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 	for (;;) {
 		bool more;
 
-		if (!c->expired && pump_expired(p, c) && c->mode == PUMP_DRAIN)
+		if (!c->expired && pump_expired(p, c) && c->mode == PUMP_DRAIN) {
 			pump_timeout_devices(p);
+			cancel_dev_writes(p);
+		}
 		more = submit_stream_read(p, c);
 		kick_dev_writes(p);
 		if (!more && u->sr_busy && !cancelled) {

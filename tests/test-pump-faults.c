@@ -376,3 +376,46 @@ Test(faults, backend_short_and_corrupt_state, .timeout = 30)
 		close(s[1]);
 	}
 }
+
+/* LOAD: a destination device that stops taking bytes (a back-end that no
+ * longer reads its pipe) while the stream still holds its frame. The drain
+ * ends at its deadline with the device failed (-ETIMEDOUT), on both paths,
+ * rather than waiting on the device for ever. */
+static void stalled_dest_device(uint32_t flags)
+{
+	static uint8_t frame[PRECOPY_FRAME_HDR_SIZE + (512u << 10)];
+	struct precopy_frame_hdr h = { .dev_id = 9, .flags = 0, .len = 512u << 10 };
+	struct precopy_pump_dev_status st;
+	struct precopy_pump *dst;
+	int s[2], d[2];
+	uint64_t t0;
+	int64_t r;
+
+	cr_assert_eq(pipe2(s, O_CLOEXEC), 0);
+	cr_assert_geq(fcntl(s[1], F_SETPIPE_SZ, 1u << 20), (int)sizeof(frame));
+	precopy_frame_encode(&h, frame);
+	memset(frame + PRECOPY_FRAME_HDR_SIZE, 0x3c, 512u << 10);
+	cr_assert_eq(write(s[1], frame, sizeof(frame)), (ssize_t)sizeof(frame));
+	cr_assert_eq(pipe2(d, O_CLOEXEC | O_NONBLOCK), 0); /* nobody reads d[0] */
+	dst = pump_make(PRECOPY_PUMP_LOAD, s[0], flags, 65536, NULL, NULL, NULL);
+	cr_assert_eq(precopy_pump_add_device(dst, 9, d[1], 0), 0);
+	t0 = mono_ns(NULL);
+	r = precopy_pump_drain(dst, t0 + 200000000ull);
+	cr_assert_eq(r, -ETIMEDOUT, "%s: drain: %lld (%s)", path_name(flags), (long long)r,
+		     precopy_pump_strerror(dst));
+	cr_assert_lt(mono_ns(NULL) - t0, 10000000000ull);
+	cr_assert_eq(precopy_pump_dev_status(dst, 9, &st), 0);
+	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
+	cr_assert_eq(st.err, -ETIMEDOUT);
+	precopy_pump_free(dst);
+	close(d[0]);
+	close(d[1]);
+	close(s[0]);
+	close(s[1]);
+}
+
+Test(faults, stalled_destination_device_times_out_uring, .timeout = 30) { stalled_dest_device(0); }
+Test(faults, stalled_destination_device_times_out_fallback, .timeout = 30)
+{
+	stalled_dest_device(PRECOPY_PUMP_FORCE_FALLBACK);
+}
