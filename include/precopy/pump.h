@@ -266,7 +266,10 @@ struct precopy_pump_budget {
 	 * remains of it. */
 	uint64_t max_bytes;
 	/* Stop once config->now_ns() >= deadline_ns; 0 = no deadline. The check
-	 * happens between operations: an operation already started completes. */
+	 * happens between operations: an operation already started completes,
+	 * and a SAVE frame under way is finished, so a stream that takes
+	 * nothing holds precopy_pump_run() until it does (only
+	 * precopy_pump_drain()'s deadline gives up on the stream). */
 	uint64_t deadline_ns;
 };
 
