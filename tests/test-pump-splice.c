@@ -9,6 +9,8 @@
  *    closes without data ends with EOD; a budgeted run() and a drain
  *    deadline cancel those polls (a cancel aimed at the wrong operation
  *    would leave the call waiting for ever). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
@@ -135,7 +137,7 @@ static void *checker_main(void *a)
 
 /* ---------------------------------------------------------------- cases */
 
-enum stream_kind { ST_PIPE, ST_SOCK_NONBLOCK, ST_SOCK_BLOCKING };
+enum stream_kind { ST_PIPE, ST_SOCK_NONBLOCK, ST_SOCK_BLOCKING, ST_TCP_BLOCKING };
 
 struct sc {
 	enum stream_kind stream;
@@ -162,8 +164,32 @@ static struct precopy_pump *uring_pump(int stream, uint32_t chunk, uint64_t (*cl
 	return p;
 }
 
+/* A connected TCP pair over loopback: s[0] the reader's end, s[1] the
+ * pump's (blocking), as a real migration stream would be. */
+static void tcp_pair(int s[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(l, 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 1), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	s[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(s[1], 0);
+	cr_assert_eq(connect(s[1], (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+	s[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(s[0], 0);
+	close(l);
+}
+
 static void stream_open(enum stream_kind k, int stream_size, int s[2])
 {
+	if (k == ST_TCP_BLOCKING) {
+		tcp_pair(s);
+		return;
+	}
 	make_stream(k != ST_PIPE, s);
 	if (k == ST_PIPE && stream_size)
 		cr_assert_geq(fcntl(s[1], F_SETPIPE_SZ, stream_size), stream_size);
@@ -275,6 +301,17 @@ Test(pump_splice, stream_smaller_than_a_frame_resumes_mid_frame, .timeout = 60)
 	 * every frame's splice stops on a full stream many times */
 	splice_case(&(struct sc){ .stream = ST_PIPE, .ndev = 3, .size = 1u << 20, .chunk = 1u << 18,
 				  .stream_size = 4096, .read_piece = 1000, .empty_dev = -1 });
+}
+
+/* A blocking TCP stream over loopback: the pump's thread splices into it
+ * only what SIOCOUTQ and SO_SNDBUF say it has room for (TCP counts SIOCOUTQ
+ * in payload bytes, AF_UNIX in buffer memory). */
+Test(pump_splice, busy_tcp_stream, .timeout = 60)
+{
+	splice_case(&(struct sc){ .stream = ST_TCP_BLOCKING, .ndev = 4, .size = 3u << 20,
+				  .chunk = 1u << 20, .read_piece = 65536, .empty_dev = -1 });
+	splice_case(&(struct sc){ .stream = ST_TCP_BLOCKING, .ndev = 3, .size = 1u << 20,
+				  .chunk = 65536, .read_piece = 1000, .trickle = true, .empty_dev = 1 });
 }
 
 Test(pump_splice, busy_nonblocking_socket_stream, .timeout = 60)
@@ -463,6 +500,8 @@ Test(pump_splice, blocking_socket_stream_with_a_stalled_peer_times_out, .timeout
 {
 	stalled_peer(ST_SOCK_BLOCKING, 0, PRECOPY_PUMP_DEV_PIPE);
 	stalled_peer(ST_SOCK_BLOCKING, 0, 0);
+	stalled_peer(ST_TCP_BLOCKING, 0, PRECOPY_PUMP_DEV_PIPE);
+	stalled_peer(ST_TCP_BLOCKING, 0, 0);
 	/* the sys path blocks in the kernel on a blocking fd (pump.h): it is
 	 * bounded with an O_NONBLOCK stream */
 	stalled_peer(ST_SOCK_NONBLOCK, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
