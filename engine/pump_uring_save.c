@@ -203,8 +203,8 @@ static void submit_stream_poll(struct precopy_pump *p)
 	u->w_busy = true;
 }
 
-/* The stream failed while one of its operations was in flight (a cancel
- * after the drain deadline): its frames go nowhere, their slots are free. */
+/* The stream failed (a poll error, or a cancel after the drain deadline)
+ * with frames under way: they go nowhere, their slots are free. */
 static void stream_abandon(struct pump_uring *u)
 {
 	if (u->w_splice >= 0) {
@@ -548,13 +548,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		}
 		if (res < 0 && res != -EINTR) {
 			pump_fail_stream(p, res, "poll failed");
-			if (u->w_splice >= 0) {
-				pump_ur_slot_put(u, u->w_splice);
-				u->w_splice = -1;
-			}
-			for (int k = 0; k < u->w_n; k++)
-				pump_ur_slot_put(u, u->w_slot[k]);
-			u->w_n = 0;
+			stream_abandon(u);
 		} else if (u->w_splice >= 0) {
 			u->spoll_fired = true;
 			splice_step(p, c);
