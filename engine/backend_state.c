@@ -84,20 +84,8 @@ close_both:
 	return r;
 }
 
-PRECOPY_API int precopy_backend_xfer_finish(struct precopy_backend_xfer *x)
-{
-	if (!x)
-		return -EINVAL;
-	if (!x->started)
-		return -ENOENT;
-	if (x->fd >= 0)
-		precopy_sys_close(&x->sys, x->fd);
-	x->fd = -1;
-	x->started = false;
-	return x->ops.check_state(x->ctx);
-}
-
-PRECOPY_API int precopy_backend_xfer_abort(struct precopy_backend_xfer *x)
+/* Closes the front-end's end of a started transfer. 0, or -EINVAL/-ENOENT. */
+static int xfer_close(struct precopy_backend_xfer *x)
 {
 	if (!x)
 		return -EINVAL;
@@ -108,6 +96,18 @@ PRECOPY_API int precopy_backend_xfer_abort(struct precopy_backend_xfer *x)
 	x->fd = -1;
 	x->started = false;
 	return 0;
+}
+
+PRECOPY_API int precopy_backend_xfer_finish(struct precopy_backend_xfer *x)
+{
+	int r = xfer_close(x);
+
+	return r ? r : x->ops.check_state(x->ctx);
+}
+
+PRECOPY_API int precopy_backend_xfer_abort(struct precopy_backend_xfer *x)
+{
+	return xfer_close(x);
 }
 
 PRECOPY_API void precopy_backend_xfer_free(struct precopy_backend_xfer *x)

@@ -2,6 +2,7 @@
  * the shared LOAD frame-parsing steps, and run/drain dispatch to the
  * io_uring path (pump_uring.c) or the sys path (pump_fallback.c). */
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,21 @@ bool pump_expired(struct precopy_pump *p, struct pump_call *c)
 	if (!c->expired && c->deadline_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= c->deadline_ns)
 		c->expired = true;
 	return c->expired;
+}
+
+bool pump_stalled(const struct precopy_pump *p)
+{
+	return p->stall_after_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= p->stall_after_ns;
+}
+
+bool pump_splice_lost(struct precopy_pump *p, struct pump_dev *d)
+{
+	int avail = 0;
+
+	if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
+		return false;
+	pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
+	return true;
 }
 
 bool pump_all_ended(const struct precopy_pump *p)

@@ -24,7 +24,7 @@ static int wait_fd(struct precopy_pump *p, int fd, short events)
 	struct pollfd pfd = { .fd = fd, .events = events };
 	int r;
 
-	if (p->stall_after_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= p->stall_after_ns)
+	if (pump_stalled(p))
 		return -ETIMEDOUT;
 	r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 	return r < 0 && r != -EINTR ? r : 0;
@@ -109,12 +109,8 @@ static int splice_frame(struct precopy_pump *p, struct pump_call *c, struct pump
 		} else if (s == -EINVAL && d->splice) {
 			d->splice = 0;
 		} else if (s == -EAGAIN) {
-			int avail = 0;
-
-			/* the stream is full, unless the counted bytes left the
-			 * device pipe (someone else read it): then fail, not spin */
-			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) == 0 && avail == 0)
-				return pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
+			if (pump_splice_lost(p, d))
+				return p->broken;
 			r = wait_fd(p, p->cfg.stream_fd, POLLOUT);
 			if (r)
 				return pump_fail_stream(p, r, r == -ETIMEDOUT ? "no room before the drain deadline"

@@ -91,6 +91,14 @@ int pump_fail_stream(struct precopy_pump *p, int err, const char *what);
 void pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what);
 void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags);
 bool pump_expired(struct precopy_pump *p, struct pump_call *c);
+/* A drain is one poll interval past its deadline (stall_after_ns): an fd
+ * that still takes nothing is given up on. */
+bool pump_stalled(const struct precopy_pump *p);
+/* After a splice answered -EAGAIN inside a frame: if the device pipe is
+ * empty, the bytes its header counted were taken by someone else (only the
+ * pump may read it). Fails the stream (-EIO) and returns true; waiting for
+ * stream room would spin otherwise. */
+bool pump_splice_lost(struct precopy_pump *p, struct pump_dev *d);
 bool pump_all_ended(const struct precopy_pump *p);
 /* LOAD: no device expects another frame (each saw EOD/ABORT or failed). */
 bool pump_load_done(const struct precopy_pump *p);

@@ -63,9 +63,8 @@ struct pump_uring {
 	int stream_sndbuf;  /* blocking socket stream: SO_SNDBUF, else 0 */
 	bool spoll_fired;   /* splice_step runs right after a stream POLLOUT */
 	uint64_t w_ud;      /* user_data of the stream operation in flight */
-	uint64_t stream_grace_ns; /* DRAIN past its deadline: when a stream
-				   * operation still in flight is cancelled */
-	bool stream_cancelled;    /* that cancel went out (the stream failed) */
+	bool stream_cancelled; /* a drain past its deadline cancelled the stream
+				* operation in flight (the stream failed) */
 	/* LOAD */
 	bool sr_busy;
 	int sr_slot;

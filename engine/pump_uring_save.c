@@ -225,8 +225,7 @@ static void stream_deadline(struct precopy_pump *p)
 	struct pump_uring *u = p->ur;
 	struct io_uring_sqe *sqe;
 
-	if (!u->w_busy || u->stream_cancelled || !u->stream_grace_ns ||
-	    p->cfg.now_ns(p->cfg.clock_ctx) < u->stream_grace_ns)
+	if (!u->w_busy || u->stream_cancelled || !pump_stalled(p))
 		return;
 	pump_fail_stream(p, -ETIMEDOUT, "still busy one poll interval after the drain deadline");
 	sqe = pump_ur_sqe_get(u);
@@ -369,15 +368,8 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 		if (r > 0) {
 			u->w_splice_left -= (uint32_t)r;
 		} else if (r == -EAGAIN) {
-			int avail = 0;
-
-			/* the stream is full, or the device pipe lost bytes that were
-			 * counted into the header (someone else read it): waiting for
-			 * stream room would then spin, so fail like splice_by_copy */
-			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) == 0 && avail == 0) {
-				pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
+			if (pump_splice_lost(p, d))
 				break;
-			}
 			submit_stream_poll(p); /* its CQE calls us again */
 			return;
 		} else if (r == -EINVAL) {
@@ -587,7 +579,6 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	u->splice_nowait = stream_splice_nowait(p->cfg.stream_fd);
 	u->stream_sndbuf = u->splice_nowait ? 0 : stream_sndbuf(p->cfg.stream_fd);
 	u->spoll_fired = false;
-	u->stream_grace_ns = 0;
 	u->stream_cancelled = false;
 	for (;;) {
 		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))
@@ -596,10 +587,8 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			pump_timeout_devices(p);
 			cancel_reads(p, true);
 			cancelled = true;
-			u->stream_grace_ns = p->cfg.now_ns(p->cfg.clock_ctx) +
-					     (uint64_t)p->cfg.poll_interval_ms * 1000000u;
 		}
-		if (c->mode == PUMP_DRAIN && cancelled)
+		if (cancelled) /* a drain past its deadline */
 			stream_deadline(p);
 		if (!p->broken)
 			queue_aborts(p);

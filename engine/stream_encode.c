@@ -153,26 +153,25 @@ PRECOPY_API int precopy_stream_encode_dev_end(void *buf, size_t cap, uint32_t de
 	return (int)(PRECOPY_STREAM_REC_HDR_SIZE + PRECOPY_STREAM_END_PAYLOAD);
 }
 
-PRECOPY_API int precopy_stream_encode_stream_end(void *buf, size_t cap)
+/* A record that is its header alone, for no device. */
+static int header_only(void *buf, size_t cap, uint8_t tag)
 {
 	int r = room(buf, cap, PRECOPY_STREAM_REC_HDR_SIZE);
 
 	if (r)
 		return r;
-	rec_hdr_put(buf, PRECOPY_STREAM_TAG_STREAM_END, PRECOPY_STREAM_F_PAYLOAD_CRC,
-		    PRECOPY_STREAM_DEV_NONE, 0, 0);
+	rec_hdr_put(buf, tag, PRECOPY_STREAM_F_PAYLOAD_CRC, PRECOPY_STREAM_DEV_NONE, 0, 0);
 	return (int)PRECOPY_STREAM_REC_HDR_SIZE;
+}
+
+PRECOPY_API int precopy_stream_encode_stream_end(void *buf, size_t cap)
+{
+	return header_only(buf, cap, PRECOPY_STREAM_TAG_STREAM_END);
 }
 
 PRECOPY_API int precopy_stream_encode_rp_ack(void *buf, size_t cap)
 {
-	int r = room(buf, cap, PRECOPY_STREAM_REC_HDR_SIZE);
-
-	if (r)
-		return r;
-	rec_hdr_put(buf, PRECOPY_STREAM_TAG_RP_ACK, PRECOPY_STREAM_F_PAYLOAD_CRC,
-		    PRECOPY_STREAM_DEV_NONE, 0, 0);
-	return (int)PRECOPY_STREAM_REC_HDR_SIZE;
+	return header_only(buf, cap, PRECOPY_STREAM_TAG_RP_ACK);
 }
 
 PRECOPY_API int precopy_stream_encode_rp_error(void *buf, size_t cap, uint32_t dev_id, int code,

@@ -535,6 +535,18 @@ struct ctx {
 
 static struct bench_samples fig_s, cpu_s, lim_s[BENCH_ISA_COUNT], limt_s;
 
+/* One limit-loop call from the reset state; its time into s (NULL: untimed). */
+static void time_limit(struct run *r, int isa, struct bench_samples *s)
+{
+	uint64_t t0;
+
+	reset(r);
+	t0 = bench_now_ns();
+	limit(r, (enum bench_isa)isa);
+	if (s)
+		bench_samples_add(s, bench_now_ns() - t0);
+}
+
 static void run_case(struct ctx *x, const struct bcase *c)
 {
 	struct run r;
@@ -562,8 +574,7 @@ static void run_case(struct ctx *x, const struct bcase *c)
 	for (isa = 0; isa < BENCH_ISA_COUNT && !x->o.no_limit; isa++) {
 		if (!bench_isa_supported(isa))
 			continue;
-		reset(&r);
-		limit(&r, isa);
+		time_limit(&r, isa, NULL);
 	}
 
 	/* Small (cache-resident) cases take well under a millisecond per call:
@@ -591,10 +602,7 @@ static void run_case(struct ctx *x, const struct bcase *c)
 		for (isa = 0; isa < BENCH_ISA_COUNT && !x->o.no_limit; isa++) {
 			if (!bench_isa_supported(isa))
 				continue;
-			reset(&r);
-			t0 = bench_now_ns();
-			limit(&r, isa);
-			bench_samples_add(&lim_s[isa], bench_now_ns() - t0);
+			time_limit(&r, isa, &lim_s[isa]);
 		}
 	}
 	for (isa = 0; isa < BENCH_ISA_COUNT; isa++)
@@ -608,12 +616,8 @@ static void run_case(struct ctx *x, const struct bcase *c)
 	for (int rep = 0; ok && rep < reps; rep++) {
 		for (int side = 0; side < 2; side++) {
 			if ((side == 0) == (rep % 2 == 0)) {
-				if (best < 0)
-					continue;
-				reset(&r);
-				t0 = bench_now_ns();
-				limit(&r, best);
-				bench_samples_add(&limt_s, bench_now_ns() - t0);
+				if (best >= 0)
+					time_limit(&r, best, &limt_s);
 				continue;
 			}
 			reset(&r);
