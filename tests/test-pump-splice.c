@@ -430,7 +430,7 @@ static void *thief_main(void *a)
 	return NULL;
 }
 
-Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .timeout = 30)
+static void stolen_mid_frame(bool fallback)
 {
 	int s[2], d[2];
 	uint8_t b[32768];
@@ -439,7 +439,9 @@ Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .ti
 	int64_t r;
 
 	stream_open(ST_PIPE, 4096, s); /* one page: the header fills it */
-	p = uring_pump(s[1], 16384, NULL, NULL);
+	p = fallback ? pump_make(PRECOPY_PUMP_SAVE, s[1], PRECOPY_PUMP_FORCE_FALLBACK, 16384, NULL, NULL,
+				 NULL)
+		     : uring_pump(s[1], 16384, NULL, NULL);
 	cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
 	memset(b, 0x5a, sizeof(b));
 	cr_assert_eq(write(d[1], b, sizeof(b)), (ssize_t)sizeof(b));
@@ -459,6 +461,16 @@ Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .ti
 	close(d[0]);
 	close(s[0]);
 	close(s[1]);
+}
+
+Test(pump_splice, bytes_stolen_from_a_device_pipe_mid_frame_fail_the_stream, .timeout = 30)
+{
+	stolen_mid_frame(false);
+}
+
+Test(pump_splice, bytes_stolen_mid_frame_fail_the_stream_on_the_sys_path, .timeout = 30)
+{
+	stolen_mid_frame(true);
 }
 
 /* A blocking socket stream whose peer stops reading, on every path: the
