@@ -2,7 +2,9 @@
  * the shared LOAD frame-parsing steps, and run/drain dispatch to the
  * io_uring path (pump_uring.c) or the sys path (pump_fallback.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +260,7 @@ PRECOPY_API struct precopy_pump *precopy_pump_new(const struct precopy_pump_conf
 		goto out;
 	p->cfg = *cfg;
 	p->sys = *sys;
+	p->real_sys = sys == precopy_sys_real();
 	p->chunk = cfg->chunk_size ? cfg->chunk_size : PRECOPY_PUMP_DEFAULT_CHUNK;
 	p->depth = cfg->queue_depth ? cfg->queue_depth : PRECOPY_PUMP_DEFAULT_DEPTH;
 	p->max_payload = cfg->max_payload ? cfg->max_payload : PRECOPY_FRAME_MAX_PAYLOAD;
@@ -365,6 +368,49 @@ PRECOPY_API const char *precopy_pump_strerror(const struct precopy_pump *p)
 	return p ? p->msg : "";
 }
 
+/* A send into a blocking socket waits in the kernel until the peer makes
+ * room: for ever if it stopped reading, out of reach of the drain deadline.
+ * So for the length of a SAVE call the stream's SO_SNDTIMEO is one poll
+ * interval (unless the caller's own is shorter): a send or splice then
+ * returns what it moved, or -EAGAIN, and the pump polls and reads its clock
+ * as with an O_NONBLOCK fd. A frame still goes out in one splice when the
+ * peer keeps up, which the room estimates this replaced did not allow.
+ * Pipes and O_NONBLOCK fds need nothing; neither do fds that are not
+ * sockets (getsockopt fails) or a fake kernel's fds. */
+static void send_bound_begin(struct precopy_pump *p)
+{
+	int fd = p->cfg.stream_fd, fl;
+	struct timeval tv = { .tv_sec = p->cfg.poll_interval_ms / 1000,
+			      .tv_usec = (p->cfg.poll_interval_ms % 1000) * 1000 };
+	struct timeval *old = &p->send_timeo_saved;
+	socklen_t l = sizeof(*old);
+
+	p->send_bounded = false;
+	if (!p->real_sys || p->cfg.dir != PRECOPY_PUMP_SAVE)
+		return;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK))
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, old, &l) != 0 || l != sizeof(*old))
+		return;
+	if ((old->tv_sec || old->tv_usec) && timercmp(old, &tv, <=)) {
+		p->send_bounded = true; /* the caller's bound is tighter: keep it */
+		*old = (struct timeval){ .tv_sec = -1 }; /* nothing to put back */
+		return;
+	}
+	p->send_bounded = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0;
+}
+
+static void send_bound_end(struct precopy_pump *p)
+{
+	if (p->send_bounded && p->send_timeo_saved.tv_sec >= 0 &&
+	    setsockopt(p->cfg.stream_fd, SOL_SOCKET, SO_SNDTIMEO, &p->send_timeo_saved,
+		       sizeof(p->send_timeo_saved)) != 0 &&
+	    !p->broken)
+		pump_fail_stream(p, -errno, "restoring the caller's SO_SNDTIMEO failed");
+	p->send_bounded = false;
+}
+
 static int64_t call(struct precopy_pump *p, struct pump_call *c)
 {
 	int r;
@@ -373,10 +419,14 @@ static int64_t call(struct precopy_pump *p, struct pump_call *c)
 		return p->broken;
 	for (uint32_t i = 0; i < p->ndev; i++)
 		p->devs[i].idle = false;
+	send_bound_begin(p);
 	if (p->cfg.dir == PRECOPY_PUMP_SAVE)
 		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_save(p, c) : pump_fb_save(p, c);
 	else
 		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_load(p, c) : pump_fb_load(p, c);
+	send_bound_end(p);
+	if (p->broken && r >= 0)
+		r = p->broken;
 	if (p->ndev)
 		p->rr = (p->rr + 1) % p->ndev;
 	if (r < 0)

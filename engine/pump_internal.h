@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #include "precopy/pump.h"
 #include "precopy/sys.h"
@@ -82,6 +83,12 @@ struct precopy_pump {
 	/* precopy_pump_drain() with a deadline: past this time the sys path's
 	 * waits for an fd fail with -ETIMEDOUT (0: no limit) */
 	uint64_t stall_after_ns;
+	bool real_sys; /* config->sys is precopy_sys_real(): fds are the kernel's */
+	/* SAVE into a blocking socket: for the length of a call the stream's
+	 * SO_SNDTIMEO is one poll interval (the caller's value is kept here and
+	 * put back), so no send or splice into it waits longer than that */
+	bool send_bounded;
+	struct timeval send_timeo_saved;
 	struct pump_uring *ur;
 };
 

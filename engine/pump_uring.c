@@ -11,8 +11,9 @@
  * counted (FIONREAD) before the header was built. io_uring runs every
  * IORING_OP_SPLICE on an io-wq worker (a thread switch per frame), so where
  * the stream lets a SPLICE_F_NONBLOCK splice return instead of waiting (a
- * pipe, or an O_NONBLOCK fd) the pump's thread splices and waits for room
- * with a ring poll (splice_step); other streams keep IORING_OP_SPLICE. A
+ * pipe, an O_NONBLOCK fd, or a blocking socket whose sends the call bounds
+ * with SO_SNDTIMEO) the pump's thread splices and waits for room with a
+ * ring poll (splice_step); other streams keep IORING_OP_SPLICE. A
  * splice device with an empty pipe gets a POLLIN, not a read, so that its
  * bytes are spliced rather than copied through a slot.
  * Read-ahead: copy reads wait while the bytes read into slots and not yet

@@ -60,8 +60,6 @@ struct pump_uring {
 	int w_splice;
 	uint32_t w_splice_left;
 	bool splice_nowait; /* this call splices from the pump's thread */
-	int stream_sndbuf;  /* blocking socket stream: SO_SNDBUF, else 0 */
-	bool spoll_fired;   /* splice_step runs right after a stream POLLOUT */
 	uint64_t w_ud;      /* user_data of the stream operation in flight */
 	bool stream_cancelled; /* a drain past its deadline cancelled the stream
 				* operation in flight (the stream failed) */

@@ -3,9 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <linux/sockios.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "pump_uring_internal.h"
@@ -310,61 +308,28 @@ static void splice_by_copy(struct precopy_pump *p)
 	}
 }
 
-/* Bytes a blocking socket stream takes now without waiting, by a
- * conservative estimate: half its send buffer (the kernel doubles
- * SO_SNDBUF to cover its own overhead) less what is queued (SIOCOUTQ).
- * 0 when unknown. */
-static uint32_t stream_room(struct precopy_pump *p)
-{
-	int queued = 0;
-	int64_t room;
-
-	if (precopy_sys_ioctl(&p->sys, p->cfg.stream_fd, SIOCOUTQ, &queued) < 0 || queued < 0)
-		return 0;
-	room = (int64_t)(p->ur->stream_sndbuf / 2) - queued;
-	return room > 0 ? (uint32_t)(room < UINT32_MAX ? room : UINT32_MAX) : 0;
-}
-
 /* Moves the payload of the frame whose header just went out. io_uring
  * never issues a splice inline (it always hands it to an io-wq worker, one
  * thread switch per frame), so the pump's thread splices itself where that
- * cannot block it: into a pipe or an O_NONBLOCK fd (see
- * stream_splice_nowait()), waiting for room with a ring poll; into a
- * blocking socket, only as many bytes as its send buffer has room for
- * (stream_room()), the rest after a ring poll or, if the estimate still
- * says no room, through IORING_OP_SPLICE (which a deadline can cancel, so a
- * peer that stops reading cannot hang the pump's thread). Other streams
- * keep IORING_OP_SPLICE. The counted bytes are in the device pipe, so its
- * side never waits. */
+ * cannot block it for long: into a pipe or an O_NONBLOCK fd (see
+ * stream_splice_nowait()), or a blocking socket whose sends this call
+ * bounds to one poll interval (send_bound_begin() in pump.c). What the
+ * stream does not take goes after a ring poll for room, which a drain
+ * deadline can cancel. Other streams keep IORING_OP_SPLICE. The counted
+ * bytes are in the device pipe, so its side never waits. */
 static void splice_step(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
 	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
-	bool polled = u->spoll_fired;
 
-	u->spoll_fired = false;
-	if (!u->splice_nowait && !u->stream_sndbuf) {
+	if (!u->splice_nowait) {
 		submit_splice(p);
 		return;
 	}
 	while (u->w_splice_left && !p->broken) {
-		uint32_t want = u->w_splice_left;
-		ssize_t r;
+		ssize_t r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, u->w_splice_left,
+					       SPLICE_F_NONBLOCK);
 
-		if (!u->splice_nowait) {
-			uint32_t room = stream_room(p);
-
-			if (room < want && room < 4096) {
-				if (polled)
-					submit_splice(p); /* no room after POLLOUT: let io-wq wait */
-				else
-					submit_stream_poll(p);
-				return;
-			}
-			want = room < want ? room : want;
-			polled = false;
-		}
-		r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, want, SPLICE_F_NONBLOCK);
 		if (r > 0) {
 			u->w_splice_left -= (uint32_t)r;
 		} else if (r == -EAGAIN) {
@@ -387,7 +352,8 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 
 /* Whether a splice with SPLICE_F_NONBLOCK into the stream returns instead of
  * waiting: into a pipe it does; into anything else only if the file is
- * O_NONBLOCK (a socket waits for buffer room otherwise). Asked at every call
+ * O_NONBLOCK (a blocking socket waits for buffer room, up to its SO_SNDTIMEO,
+ * which send_bound_begin() sets for the call). Asked at every call
  * because the caller owns the fd and may change its flags between calls.
  * Direct fstat/fcntl: the io_uring path only runs on the real kernel. */
 static bool stream_splice_nowait(int fd)
@@ -399,16 +365,6 @@ static bool stream_splice_nowait(int fd)
 		return true;
 	fl = fcntl(fd, F_GETFL);
 	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
-/* SO_SNDBUF of a socket stream (0 for anything else), read at every call
- * like stream_splice_nowait(). */
-static int stream_sndbuf(int fd)
-{
-	int v = 0;
-	socklen_t l = sizeof(v);
-
-	return getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &l) == 0 && v > 0 ? v : 0;
 }
 
 static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_uring_cqe *cqe)
@@ -542,7 +498,6 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 			pump_fail_stream(p, res, "poll failed");
 			stream_abandon(u);
 		} else if (u->w_splice >= 0) {
-			u->spoll_fired = true;
 			splice_step(p, c);
 		} else {
 			submit_write(p);
@@ -576,9 +531,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	bool stop = false, cancelled = false;
 	int r;
 
-	u->splice_nowait = stream_splice_nowait(p->cfg.stream_fd);
-	u->stream_sndbuf = u->splice_nowait ? 0 : stream_sndbuf(p->cfg.stream_fd);
-	u->spoll_fired = false;
+	u->splice_nowait = p->send_bounded || stream_splice_nowait(p->cfg.stream_fd);
 	u->stream_cancelled = false;
 	for (;;) {
 		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))

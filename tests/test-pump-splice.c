@@ -4,7 +4,8 @@
  *    O_NONBLOCK socket) the pump's own thread splices each frame's payload
  *    and, when the stream is full, resumes mid-frame after a ring poll (a
  *    stream smaller than one frame makes that happen many times per frame);
- *    a blocking socket stream keeps the io_uring splice;
+ *    so does a blocking socket, whose sends the pump bounds to one poll
+ *    interval (SO_SNDTIMEO) for the length of a call and then restores;
  *  - devices whose pipe is empty are polled (POLLIN), then spliced; one that
  *    closes without data ends with EOD; a budgeted run() and a drain
  *    deadline cancel those polls (a cancel aimed at the wrong operation
@@ -303,9 +304,9 @@ Test(pump_splice, stream_smaller_than_a_frame_resumes_mid_frame, .timeout = 60)
 				  .stream_size = 4096, .read_piece = 1000, .empty_dev = -1 });
 }
 
-/* A blocking TCP stream over loopback: the pump's thread splices into it
- * only what SIOCOUTQ and SO_SNDBUF say it has room for (TCP counts SIOCOUTQ
- * in payload bytes, AF_UNIX in buffer memory). */
+/* A blocking TCP stream over loopback: the pump's thread splices whole
+ * frames into it, each send bounded by SO_SNDTIMEO, resuming after a ring
+ * poll where a send timed out part way. */
 Test(pump_splice, busy_tcp_stream, .timeout = 60)
 {
 	splice_case(&(struct sc){ .stream = ST_TCP_BLOCKING, .ndev = 4, .size = 3u << 20,
@@ -476,10 +477,11 @@ Test(pump_splice, bytes_stolen_mid_frame_fail_the_stream_on_the_sys_path, .timeo
 /* A blocking socket stream whose peer stops reading, on every path: the
  * drain must still end soon after its deadline, with the stream failed
  * (-ETIMEDOUT, the frame cut short) rather than wait for the peer for ever.
- * io_uring splicing: the pump's thread splices only what the send buffer
- * has room for, then polls, and the poll is cancelled; io_uring copying:
- * the pending write is cancelled; the sys path: its waits are bounded
- * (with an O_NONBLOCK stream, or a pipe, whose splices do not wait). */
+ * io_uring splicing: the pump's thread splices until a send times out
+ * (SO_SNDTIMEO, one poll interval), then polls, and the poll is cancelled;
+ * io_uring copying: the pending write is cancelled; the sys path: every
+ * write and splice waits at most one poll interval (SO_SNDTIMEO on a
+ * blocking socket; a pipe or an O_NONBLOCK socket does not wait). */
 static void stalled_peer(enum stream_kind k, uint32_t pump_flags, uint32_t dev_flags)
 {
 	int s[2], d[2];
@@ -514,9 +516,71 @@ Test(pump_splice, blocking_socket_stream_with_a_stalled_peer_times_out, .timeout
 	stalled_peer(ST_SOCK_BLOCKING, 0, 0);
 	stalled_peer(ST_TCP_BLOCKING, 0, PRECOPY_PUMP_DEV_PIPE);
 	stalled_peer(ST_TCP_BLOCKING, 0, 0);
-	/* the sys path blocks in the kernel on a blocking fd (pump.h): it is
-	 * bounded with an O_NONBLOCK stream */
+	stalled_peer(ST_SOCK_BLOCKING, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
+	stalled_peer(ST_SOCK_BLOCKING, PRECOPY_PUMP_FORCE_FALLBACK, 0);
+	stalled_peer(ST_TCP_BLOCKING, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
+	stalled_peer(ST_TCP_BLOCKING, PRECOPY_PUMP_FORCE_FALLBACK, 0);
 	stalled_peer(ST_SOCK_NONBLOCK, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
 	stalled_peer(ST_SOCK_NONBLOCK, PRECOPY_PUMP_FORCE_FALLBACK, 0);
 	stalled_peer(ST_PIPE, PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
+}
+
+static long timeo_us(int fd)
+{
+	struct timeval tv;
+	socklen_t l = sizeof(tv);
+
+	cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l), 0);
+	return tv.tv_sec * 1000000L + tv.tv_usec;
+}
+
+/* The pump bounds a blocking socket's sends only for the length of a call:
+ * afterwards the caller's SO_SNDTIMEO is back, whatever it was (none, longer
+ * than the poll interval, or shorter, which the pump keeps as it is), on
+ * both paths, after a drain that moved bytes and after one that failed on a
+ * stalled peer. */
+static void sndtimeo_restored(uint32_t pump_flags, long caller_us, bool stall)
+{
+	struct timeval tv = { .tv_sec = caller_us / 1000000L, .tv_usec = caller_us % 1000000L };
+	static uint8_t b[1u << 20];
+	size_t len = stall ? sizeof(b) : 20000;
+	int s[2], d[2];
+	struct precopy_pump *p;
+	int64_t r;
+	long before;
+
+	stream_open(ST_SOCK_BLOCKING, 0, s);
+	cr_assert_eq(setsockopt(s[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+	before = timeo_us(s[1]); /* the kernel keeps it in jiffies */
+	cr_assert(caller_us ? before > 0 && before < 10000 + caller_us : before == 0);
+	p = pump_make(PRECOPY_PUMP_SAVE, s[1], pump_flags, 1u << 20, NULL, NULL, NULL);
+	cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
+	cr_assert_geq(fcntl(d[1], F_SETPIPE_SZ, (int)sizeof(b)), (int)sizeof(b));
+	memset(b, 0x5a, len);
+	cr_assert_eq(write(d[1], b, len), (ssize_t)len);
+	close(d[1]);
+	cr_assert_eq(precopy_pump_add_device(p, 1, d[0], PRECOPY_PUMP_DEV_PIPE), 0);
+	r = precopy_pump_drain(p, stall ? mono_ns(NULL) + 100000000ull : 0);
+	if (stall)
+		cr_assert_eq(r, -ETIMEDOUT, "drain: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	else
+		cr_assert_eq(r, (int64_t)len, "drain: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	cr_assert_eq(timeo_us(s[1]), before, "flags %#x, caller %ld us, stall %d: SO_SNDTIMEO %ld us after the call",
+		     pump_flags, before, stall, timeo_us(s[1]));
+	precopy_pump_free(p);
+	close(d[0]);
+	close(s[0]);
+	close(s[1]);
+}
+
+Test(pump_splice, a_blocking_socket_gets_its_send_timeout_back, .timeout = 60)
+{
+	static const long caller[] = { 0, 5000000L, 2000L }; /* none, longer, shorter */
+	static const uint32_t paths[] = { 0, PRECOPY_PUMP_FORCE_FALLBACK };
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		for (size_t j = 0; j < sizeof(caller) / sizeof(caller[0]); j++) {
+			sndtimeo_restored(paths[i], caller[j], false);
+			sndtimeo_restored(paths[i], caller[j], true);
+		}
 }

@@ -46,12 +46,10 @@
  *
  * Throughput notes (io_uring path, SAVE). Devices added with
  * PRECOPY_PUMP_DEV_PIPE are spliced: their bytes never cross user space.
- * When the stream is a pipe, or its fd is O_NONBLOCK, the calling thread
- * does those splices itself. Into a blocking socket it splices only as much
- * as the socket's send buffer has room for (half of SO_SNDBUF less SIOCOUTQ,
- * a conservative estimate), then waits for room with a ring poll; any other
- * blocking fd gets io_uring's worker threads, at the cost of a thread switch
- * per frame. Other devices are copied through
+ * When the stream is a pipe, a socket, or an O_NONBLOCK fd, the calling
+ * thread does those splices itself, and waits for room with a ring poll;
+ * any other blocking fd gets io_uring's worker threads, at the cost of a
+ * thread switch per frame. Other devices are copied through
  * queue_depth buffers of chunk_size bytes. Reads that complete at once
  * (pipes, sockets) stop while the bytes copied in and not yet written to
  * the stream reach about two chunks, so that they are written while still
@@ -153,7 +151,11 @@ struct precopy_pump_config {
 	/* The syscall seam; NULL means precopy_sys_real(). Must validate. */
 	const struct precopy_sys *sys;
 	/* The migration stream (SAVE: written, LOAD: read). Owned by the caller,
-	 * never closed by the pump. Blocking or O_NONBLOCK. */
+	 * never closed by the pump. Blocking or O_NONBLOCK. SAVE into a
+	 * blocking socket: for the length of each run/drain call the pump sets
+	 * its SO_SNDTIMEO to poll_interval_ms (unless the caller's is already
+	 * shorter), so that no send waits for the peer longer than that, and
+	 * puts the caller's value back before returning. */
 	int stream_fd;
 	uint32_t flags; /* PRECOPY_PUMP_* flags above */
 	/* SAVE: largest payload per frame. LOAD: largest piece moved at once
@@ -294,9 +296,9 @@ PRECOPY_API int64_t precopy_pump_run(struct precopy_pump *p, const struct precop
  * that still takes nothing one poll interval after the deadline, e.g. a
  * peer that stopped reading, fails the stream with -ETIMEDOUT instead of
  * holding the call: the frame under way is cut short, which the reader
- * sees as a truncated stream. On the sys path this needs an fd that does
- * not block the thread in the kernel (a pipe, or an O_NONBLOCK socket): a
- * write into a blocking socket waits for its peer there.
+ * sees as a truncated stream. This holds on both paths for pipes and
+ * sockets (blocking or not, see stream_fd); a blocking stream of another
+ * kind (a character device, say) may hold the sys path in the kernel.
  * Returns payload bytes moved by this call if every device reached EOF;
  * otherwise, once every device has ended, the -errno of the failed device
  * added first (-ETIMEDOUT for a deadline), with precopy_pump_strerror()
