@@ -393,7 +393,8 @@ static void send_bound_begin(struct precopy_pump *p)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, old, &l) != 0 || l != sizeof(*old))
 		return;
-	if ((old->tv_sec || old->tv_usec) && timercmp(old, &tv, <=)) {
+	if ((old->tv_sec || old->tv_usec) &&
+	    (old->tv_sec < tv.tv_sec || (old->tv_sec == tv.tv_sec && old->tv_usec <= tv.tv_usec))) {
 		p->send_bounded = true; /* the caller's bound is tighter: keep it */
 		*old = (struct timeval){ .tv_sec = -1 }; /* nothing to put back */
 		return;
