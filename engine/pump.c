@@ -373,8 +373,8 @@ PRECOPY_API const char *precopy_pump_strerror(const struct precopy_pump *p)
  * So for the length of a SAVE call the stream's SO_SNDTIMEO is one poll
  * interval (unless the caller's own is shorter): a send or splice then
  * returns what it moved, or -EAGAIN, and the pump polls and reads its clock
- * as with an O_NONBLOCK fd. A frame still goes out in one splice when the
- * peer keeps up, which the room estimates this replaced did not allow.
+ * as with an O_NONBLOCK fd, while a frame still goes out in one splice
+ * when the peer keeps up.
  * Pipes and O_NONBLOCK fds need nothing; neither do fds that are not
  * sockets (getsockopt fails) or a fake kernel's fds. */
 static void send_bound_begin(struct precopy_pump *p)
