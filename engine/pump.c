@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,8 +376,10 @@ PRECOPY_API const char *precopy_pump_strerror(const struct precopy_pump *p)
  * returns what it moved, or -EAGAIN, and the pump polls and reads its clock
  * as with an O_NONBLOCK fd, while a frame still goes out in one splice
  * when the peer keeps up.
- * Pipes and O_NONBLOCK fds need nothing; neither do fds that are not
- * sockets (getsockopt fails) or a fake kernel's fds. */
+ * Pipes and O_NONBLOCK fds need nothing (stream_nowait says so for the
+ * io_uring path); neither do fds that are not sockets (getsockopt fails) or
+ * a fake kernel's fds. Asked at every call: the caller owns the fd and may
+ * change its flags between calls. */
 static void send_bound_begin(struct precopy_pump *p)
 {
 	int fd = p->cfg.stream_fd, fl;
@@ -384,12 +387,22 @@ static void send_bound_begin(struct precopy_pump *p)
 			      .tv_usec = (p->cfg.poll_interval_ms % 1000) * 1000 };
 	struct timeval *old = &p->send_timeo_saved;
 	socklen_t l = sizeof(*old);
+	struct stat st;
 
 	p->send_bounded = false;
+	p->stream_nowait = false;
 	if (!p->real_sys || p->cfg.dir != PRECOPY_PUMP_SAVE)
 		return;
 	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || (fl & O_NONBLOCK))
+	if (fl >= 0 && (fl & O_NONBLOCK)) {
+		p->stream_nowait = true;
+		return;
+	}
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		p->stream_nowait = true;
+		return;
+	}
+	if (fl < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, old, &l) != 0 || l != sizeof(*old))
 		return;

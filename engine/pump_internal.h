@@ -89,6 +89,9 @@ struct precopy_pump {
 	 * put back), so no send or splice into it waits longer than that */
 	bool send_bounded;
 	struct timeval send_timeo_saved;
+	/* SAVE, real fds: the stream is a pipe or O_NONBLOCK, so a splice with
+	 * SPLICE_F_NONBLOCK into it returns instead of waiting (set per call) */
+	bool stream_nowait;
 	struct pump_uring *ur;
 };
 

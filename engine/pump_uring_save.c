@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 
 #include "pump_uring_internal.h"
 
@@ -311,9 +310,9 @@ static void splice_by_copy(struct precopy_pump *p)
 /* Moves the payload of the frame whose header just went out. io_uring
  * never issues a splice inline (it always hands it to an io-wq worker, one
  * thread switch per frame), so the pump's thread splices itself where that
- * cannot block it for long: into a pipe or an O_NONBLOCK fd (see
- * stream_splice_nowait()), or a blocking socket whose sends this call
- * bounds to one poll interval (send_bound_begin() in pump.c). What the
+ * cannot block it for long: into a pipe or an O_NONBLOCK fd, or a blocking
+ * socket whose sends this call bounds to one poll interval (both decided
+ * by send_bound_begin() in pump.c). What the
  * stream does not take goes after a ring poll for room, which a drain
  * deadline can cancel. Other streams keep IORING_OP_SPLICE. The counted
  * bytes are in the device pipe, so its side never waits. */
@@ -348,23 +347,6 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 	else
 		frame_sent(p, c, u->w_splice);
 	u->w_splice = -1;
-}
-
-/* Whether a splice with SPLICE_F_NONBLOCK into the stream returns instead of
- * waiting: into a pipe it does; into anything else only if the file is
- * O_NONBLOCK (a blocking socket waits for buffer room, up to its SO_SNDTIMEO,
- * which send_bound_begin() sets for the call). Asked at every call
- * because the caller owns the fd and may change its flags between calls.
- * Direct fstat/fcntl: the io_uring path only runs on the real kernel. */
-static bool stream_splice_nowait(int fd)
-{
-	struct stat st;
-	int fl;
-
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-		return true;
-	fl = fcntl(fd, F_GETFL);
-	return fl >= 0 && (fl & O_NONBLOCK);
 }
 
 static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_uring_cqe *cqe)
@@ -531,7 +513,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	bool stop = false, cancelled = false;
 	int r;
 
-	u->splice_nowait = p->send_bounded || stream_splice_nowait(p->cfg.stream_fd);
+	u->splice_nowait = p->send_bounded || p->stream_nowait;
 	u->stream_cancelled = false;
 	for (;;) {
 		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))
