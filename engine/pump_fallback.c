@@ -146,7 +146,7 @@ static int save_one(struct precopy_pump *p, struct pump_call *c, struct pump_dev
 		else if (avail > 0)
 			return splice_frame(p, c, d, (uint32_t)avail < len ? (uint32_t)avail : len) ?: 1;
 	}
-	r = precopy_sys_read(&p->sys, d->fd, pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, len);
+	r = precopy_sys_read(&p->sys, d->fd, pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, pump_copy_len(p, d, len));
 	if (r > 0)
 		return emit(p, c, d, 0, (uint32_t)r) ?: 1;
 	if (r == 0) {

@@ -92,6 +92,7 @@ struct precopy_pump {
 	/* SAVE, real fds: the stream is a pipe or O_NONBLOCK, so a splice with
 	 * SPLICE_F_NONBLOCK into it returns instead of waiting (set per call) */
 	bool stream_nowait;
+	bool stream_pipe; /* SAVE, real fds: the stream is a pipe (set per call) */
 	struct pump_uring *ur;
 };
 
@@ -113,6 +114,11 @@ bool pump_all_ended(const struct precopy_pump *p);
 /* LOAD: no device expects another frame (each saw EOD/ABORT or failed). */
 bool pump_load_done(const struct precopy_pump *p);
 uint8_t *pump_slot(struct precopy_pump *p, uint32_t i);
+/* SAVE: the size of the next copy read from d, given len (the chunk, or less
+ * by budget): at most PUMP_PIPE_PIECE from a device pipe into a pipe stream
+ * (why: pump.c). */
+#define PUMP_PIPE_PIECE (64u << 10)
+uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len);
 int pump_find(const struct precopy_pump *p, uint32_t id);
 /* LOAD: header bytes complete in p->hdr: decode and select the device.
  * On an EOD frame p->eod_dev names the device (the caller completes it with

@@ -120,6 +120,7 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 				continue;
 			}
 		}
+		len = pump_copy_len(p, d, len);
 		if (u->ahead && u->ahead + len > u->ahead_max) {
 			if (first_held < 0)
 				first_held = di;

@@ -33,7 +33,8 @@
  *        "^pipe-"; "" runs every case.
  * Environment (diagnosis only): PF=<extra pump flags, e.g. 1 = fallback,
  * 4 = no registered buffers>, PI=<poll interval ms>, QD=<pump queue depth
- * instead of 2 per device, at least 8>, DBG=1 (frame counts),
+ * instead of 2 per device, at least 8>, PCHUNK=<pump chunk_size instead of
+ * the case's chunk>, DBG=1 (frame counts),
  * PIN=0|1, ONLY=loop|pump (run one side only, for profiles). */
 #include <errno.h>
 #include <fcntl.h>
@@ -238,7 +239,7 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 			.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_SAVE, .stream_fd = s[1],
 			.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) |
 				 (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
-			.chunk_size = chunk,
+			.chunk_size = getenv("PCHUNK") ? (uint32_t)atoi(getenv("PCHUNK")) : chunk,
 			.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD"))
 						    : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
 			.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,

@@ -584,3 +584,72 @@ Test(pump_splice, a_blocking_socket_gets_its_send_timeout_back, .timeout = 60)
 			sndtimeo_restored(paths[i], caller[j], true);
 		}
 }
+
+/* Copies (NO_SPLICE) from a device pipe into a pipe stream move at most
+ * 64 KiB per frame, so that neither pipe's other end waits for a whole
+ * 1 MiB copy (a pipe wakes its peer only when a read or write ends); into
+ * a socket stream a frame takes what the device pipe holds, up to the
+ * chunk. The bytes are the same either way: 512 KiB queued in a device
+ * pipe, drained with 1 MiB chunks on both paths, parsed from the stream. */
+static void pipe_copy_frames(enum stream_kind k, uint32_t path, uint32_t want_max, uint64_t want_frames)
+{
+	enum { SIZE = 512 << 10 };
+	static uint8_t b[SIZE + 64 * PRECOPY_FRAME_HDR_SIZE];
+	int s[2], d[2], big = 4 << 20;
+	uint32_t max = 0;
+	uint64_t frames = 0, payload = 0;
+	size_t have = 0;
+	struct precopy_pump *p;
+	int64_t r;
+
+	stream_open(k, 1 << 20, s);
+	if (k != ST_PIPE)
+		cr_assert_eq(setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
+	p = pump_make(PRECOPY_PUMP_SAVE, s[1], path | PRECOPY_PUMP_NO_SPLICE, 1u << 20, NULL, NULL, NULL);
+	cr_assert_eq(pipe2(d, O_CLOEXEC), 0);
+	cr_assert_geq(fcntl(d[1], F_SETPIPE_SZ, SIZE), SIZE);
+	for (uint32_t i = 0; i < SIZE; i++)
+		b[i] = pat(3, i);
+	cr_assert_eq(write(d[1], b, SIZE), (ssize_t)SIZE);
+	close(d[1]);
+	cr_assert_eq(precopy_pump_add_device(p, 3, d[0], PRECOPY_PUMP_DEV_PIPE), 0);
+	r = precopy_pump_drain(p, 0);
+	cr_assert_eq(r, SIZE, "drain: %lld (%s)", (long long)r, precopy_pump_strerror(p));
+	precopy_pump_free(p);
+	close(s[1]);
+	for (ssize_t n; (n = read(s[0], b + have, sizeof(b) - have)) > 0;)
+		have += (size_t)n;
+	close(s[0]);
+	close(d[0]);
+	for (size_t off = 0; off < have;) {
+		struct precopy_frame_hdr h;
+
+		cr_assert_leq(off + PRECOPY_FRAME_HDR_SIZE, have, "stream ends inside a header");
+		cr_assert_eq(precopy_frame_decode(b + off, 0, &h), 0);
+		off += PRECOPY_FRAME_HDR_SIZE;
+		cr_assert_eq(h.dev_id, 3);
+		if (h.flags & PRECOPY_FRAME_EOD)
+			break;
+		cr_assert_leq(off + h.len, have, "stream ends inside a frame");
+		for (uint32_t i = 0; i < h.len; i++)
+			cr_assert_eq(b[off + i], pat(3, payload + i), "byte %llu", (unsigned long long)(payload + i));
+		off += h.len;
+		payload += h.len;
+		frames++;
+		max = h.len > max ? h.len : max;
+	}
+	cr_assert_eq(payload, SIZE);
+	cr_assert_eq(max, want_max, "%s stream, %s: largest frame %u, expected %u", k == ST_PIPE ? "pipe" : "socket",
+		     path_name(path), max, want_max);
+	cr_assert_eq(frames, want_frames, "%llu frames", (unsigned long long)frames);
+}
+
+Test(pump_splice, copies_through_two_pipes_go_in_64k_frames, .timeout = 60)
+{
+	static const uint32_t paths[] = { 0, PRECOPY_PUMP_FORCE_FALLBACK };
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		pipe_copy_frames(ST_PIPE, paths[i], 64u << 10, 8);
+		pipe_copy_frames(ST_SOCK_BLOCKING, paths[i], 512u << 10, 1);
+	}
+}

@@ -55,7 +55,11 @@
  * the stream reach about two chunks, so that they are written while still
  * in the CPU cache; reads that wait (a device with nothing yet, a VFIO
  * data_fd read by an io_uring worker) do not count against that, so up to
- * queue_depth of them overlap (see perf/README.md, "Pump").
+ * queue_depth of them overlap (see perf/README.md, "Pump"). A device pipe
+ * copied (not spliced) into a pipe stream goes in frames of at most 64 KiB
+ * whatever chunk_size is: a pipe wakes its other end only when a read or
+ * write ends, so smaller pieces let the device's writer and the stream's
+ * reader run alongside the pump.
  *
  * ---------------------------------------------------------------- calls
  * No I/O is left in flight between calls: when precopy_pump_run() or
@@ -208,7 +212,9 @@ PRECOPY_API enum precopy_pump_path precopy_pump_path(const struct precopy_pump *
 				      only the pump reads: its queued bytes are
 				      counted (FIONREAD) and spliced to the
 				      stream without crossing user space, unless
-				      PRECOPY_PUMP_NO_SPLICE. Never set it for
+				      PRECOPY_PUMP_NO_SPLICE (then copied, in
+				      frames of at most 64 KiB into a pipe
+				      stream). Never set it for
 				      other fds (a VFIO data_fd, a file). */
 
 /* Adds a device (flags: PRECOPY_PUMP_DEV_*). SAVE: fd is read (data_fd in PRE_COPY/STOP_COPY, the read
