@@ -81,7 +81,8 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 		uint32_t di = (p->rr + k) % p->ndev;
 		struct pump_dev *d = &p->devs[di];
 		uint64_t left = pump_ur_budget_left(c);
-		uint32_t len = left < p->chunk ? (uint32_t)left : p->chunk;
+		uint32_t len = left < p->chunk ? (uint32_t)left : p->chunk, piece;
+		uint64_t bound;
 		struct io_uring_sqe *sqe;
 		uint8_t *buf;
 		int s;
@@ -120,14 +121,19 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 				continue;
 			}
 		}
-		len = pump_copy_len(p, d, len);
-		if (u->ahead && u->ahead + len > u->ahead_max) {
+		/* a read cut into a piece (pump_copy_len) has its own bound, two
+		 * pieces: on pipe-16dev-1024k-copy a 1 MiB bound over 64 KiB pieces
+		 * gave 0.90-1.24 of the plain loop, 128 KiB 1.30-1.43 */
+		piece = pump_copy_len(p, d, len);
+		bound = piece < len && 2 * (uint64_t)piece < u->ahead_max ? 2 * (uint64_t)piece : u->ahead_max;
+		if (u->ahead && u->ahead + piece > bound) {
 			if (first_held < 0)
 				first_held = di;
 			if (d->splice)
 				d->rpolled = true; /* its POLLIN already fired: read it next */
 			continue;
 		}
+		len = piece;
 		s = pump_ur_slot_get(u);
 		buf = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
 		sqe = pump_ur_sqe_get(u);

@@ -8,6 +8,8 @@
  *  - devices that answer late (empty pipes fed after a delay, read through
  *    PRECOPY_PUMP_NO_SPLICE): their reads go asynchronous and stop counting,
  *    so every device has a read in flight at once, far beyond the bound;
+ *  - device pipes copied into a pipe stream are read in 64 KiB pieces
+ *    (pump_copy_len), and read ahead by two pieces, not two chunks;
  *  - run() with a budget under the bound moves every byte, in order.
  * Every case checks the stream byte for byte. */
 #include <stdio.h>
@@ -132,6 +134,7 @@ struct ac {
 	uint32_t pause_us;  /* reader pause per read */
 	uint64_t budget;    /* > 0: run() calls with this budget, not drain() */
 	uint32_t poll_ms;   /* config poll_interval_ms (0: 2) */
+	uint32_t dev_flags; /* added to PRECOPY_PUMP_DEV_CLOSE_AT_END */
 };
 
 static void ahead_case(const struct ac *o, struct pump_uring_stats *st)
@@ -171,7 +174,8 @@ static void ahead_case(const struct ac *o, struct pump_uring_stats *st)
 		} else {
 			cr_assert_eq(pthread_create(&f[i].t, NULL, feeder_main, &f[i]), 0);
 		}
-		cr_assert_eq(precopy_pump_add_device(p, (uint32_t)i, d[0], PRECOPY_PUMP_DEV_CLOSE_AT_END), 0);
+		cr_assert_eq(precopy_pump_add_device(p, (uint32_t)i, d[0], PRECOPY_PUMP_DEV_CLOSE_AT_END | o->dev_flags),
+			     0);
 	}
 	c.fd = s[0];
 	cr_assert_eq(pthread_create(&c.t, NULL, checker_main, &c), 0);
@@ -277,4 +281,21 @@ Test(pump_ahead, budgeted_runs_under_the_bound_move_everything)
 		ahead_case(&o, &st);
 		cr_assert_leq(st.ahead_peak, st.ahead_max);
 	}
+}
+
+Test(pump_ahead, pieces_of_a_device_pipe_have_a_bound_of_two_pieces)
+{
+	/* 1 MiB chunks (a 1 MiB bound), but device pipes copied into a pipe
+	 * stream go in 64 KiB pieces: at most two of them read ahead, where 8
+	 * devices could otherwise hold 8 pieces (512 KiB) while the stream
+	 * drains slowly */
+	struct ac o = { .ndev = 8, .size = 256 << 10, .chunk = 1 << 20, .depth = 32, .pause_us = 100,
+			.dev_flags = PRECOPY_PUMP_DEV_PIPE };
+	struct pump_uring_stats st;
+
+	ahead_case(&o, &st);
+	cr_assert_eq(st.ahead_max, 1 << 20);
+	cr_assert_gt(st.ahead_peak, 0);
+	cr_assert_leq(st.ahead_peak, 2 * PUMP_PIPE_PIECE, "read ahead %llu > two pieces",
+		      (unsigned long long)st.ahead_peak);
 }
