@@ -110,7 +110,8 @@ uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
  * full device pipe keeps its writer asleep for the whole copy, and the
  * 1 MiB frame it makes does the same to a reader of a pipe stream. Reads of
  * 64 KiB let both ends run alongside the pump: pipe-4dev-1024k-copy went
- * from 0.90-1.03 to 1.31-1.72 of the plain loop (perf/README.md, "Pump");
+ * from 0.90-1.03 to 1.46-1.66 of the plain loop (paired medians of three
+ * alternations, perf/README.md, "Pump");
  * 32 KiB and 128 KiB did worse. Only into a pipe stream: into a socket
  * (which wakes its reader per message) 64 KiB frames made pipe2sock copies
  * slower. Spliced frames are not cut: they copy nothing. */
