@@ -112,7 +112,7 @@ uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
  * 64 KiB let both ends run alongside the pump: pipe-4dev-1024k-copy went
  * from 0.90-1.03 to 1.46-1.66 of the plain loop (paired medians of three
  * alternations, perf/README.md, "Pump");
- * 32 KiB and 128 KiB did worse. Only into a pipe stream: into a socket
+ * 128 KiB did worse, 32 KiB no better. Only into a pipe stream: into a socket
  * (which wakes its reader per message) 64 KiB frames made pipe2sock copies
  * slower. Spliced frames are not cut: they copy nothing. */
 uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len)
