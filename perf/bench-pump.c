@@ -247,8 +247,11 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 		int err;
 
 		p = precopy_pump_new(&cfg, &err);
-		if (!p)
-			die("precopy_pump_new");
+		if (!p) {
+			fprintf(stderr, "precopy_pump_new (chunk %u, depth %u): %s\n", cfg.chunk_size,
+				cfg.queue_depth, strerror(-err));
+			exit(1);
+		}
 		for (int i = 0; i < ndev; i++)
 			precopy_pump_add_device(p, (uint32_t)i, dev[i], k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0);
 	}
