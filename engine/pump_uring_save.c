@@ -363,6 +363,14 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 	int s = (int)(uint32_t)cqe->user_data;
 	int res = cqe->res;
 
+	if (op == OP_WRITE || op == OP_SPLICE || op == OP_SPOLL) {
+		/* the stream's one operation is over; after a cancel its frames go nowhere */
+		u->w_busy = false;
+		if (u->stream_cancelled) {
+			stream_abandon(u);
+			return;
+		}
+	}
 	switch (op) {
 	case OP_READ: {
 		struct slot *sl = &u->slots[s];
@@ -406,11 +414,6 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		pump_ur_slot_put(u, s);
 		break;
 	case OP_WRITE: {
-		u->w_busy = false;
-		if (u->stream_cancelled) {
-			stream_abandon(u);
-			break;
-		}
 		if (res == -EAGAIN) {
 			submit_stream_poll(p);
 			break;
@@ -452,11 +455,6 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		break;
 	}
 	case OP_SPLICE:
-		u->w_busy = false;
-		if (u->stream_cancelled) {
-			stream_abandon(u);
-			break;
-		}
 		if (res > 0) {
 			u->w_splice_left -= (uint32_t)res;
 		} else if (res == -EINVAL) {
@@ -478,11 +476,6 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		}
 		break;
 	case OP_SPOLL:
-		u->w_busy = false;
-		if (u->stream_cancelled) {
-			stream_abandon(u);
-			break;
-		}
 		if (res < 0 && res != -EINTR) {
 			pump_fail_stream(p, res, "poll failed");
 			stream_abandon(u);
