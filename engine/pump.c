@@ -111,7 +111,8 @@ uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
  * 1 MiB frame it makes does the same to a reader of a pipe stream. Reads of
  * 64 KiB let both ends run alongside the pump: pipe-4dev-1024k-copy went
  * from 0.90-1.03 to 1.46-1.66 of the plain loop (paired medians of three
- * alternations, perf/README.md, "Pump");
+ * alternations, perf/pump-history.md, "Copies through pipes in 64 KiB
+ * pieces");
  * 128 KiB did worse, 32 KiB no better. Only into a pipe stream: into a socket
  * (which wakes its reader per message) 64 KiB frames made pipe2sock copies
  * slower. Spliced frames are not cut: they copy nothing. */

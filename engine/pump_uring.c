@@ -54,8 +54,8 @@ void pump_ur_sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, i
  * proceed while a frame is being written, as long as the pair stays within
  * AHEAD_CACHE bytes (about half of a common L2); one chunk above that.
  * With devices that always answer at once on 2 CPUs, larger read-ahead
- * lost to cache misses and smaller made no difference (perf/README.md,
- * "Pump"). */
+ * lost to cache misses and smaller made no difference (perf/pump-history.md,
+ * "Figures (2026-11-22, commit a120313): bounded read-ahead"). */
 #define AHEAD_CACHE (1u << 20)
 
 static uint64_t ahead_default(const struct precopy_pump *p)

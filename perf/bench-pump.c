@@ -17,7 +17,22 @@
  * alike. Printed per variant:
  *   case=<name> gbps=<median pump> limit_gbps=<median loop> ratio=<gbps/limit>
  *   then the spread: gbps_min/max, limit_min/max, and the paired ratio of
- *   each round (pump / loop of the same round): pr_min/pr_med/pr_max.
+ *   each round (pump / loop of the same round): pr_min/pr_med/pr_max;
+ *   then where the ratio comes from, from getrusage(RUSAGE_SELF) (every
+ *   thread of the process: writers, reader, loop or pump, io_uring's
+ *   workers) over each run, medians:
+ *     busy_l, busy_p   share of the machine's CPUs the process kept busy,
+ *                      loop and pump runs (1.00 = every CPU, all the time);
+ *     cpu_eff          the loop's CPU time per byte / the pump's (paired per
+ *                      round): above 1 the pump costs less CPU per byte;
+ *     cpu_ceiling      cpu_eff / busy_l: the ratio the pump would reach if it
+ *                      kept every CPU busy at its measured cost per byte.
+ *                      ratio = (busy_p / busy_l) x cpu_eff, so a case whose
+ *                      cpu_ceiling is below its target cannot reach the
+ *                      target by overlap alone: the CPU cost per byte has to
+ *                      fall;
+ *     rd_l, rd_p       share of one CPU the reader thread (the network's
+ *                      stand-in) used: near 1.00 the reader is the limit.
  * Pinning (PIN=1, off by default): the measured thread (loop or pump, and
  * the io_uring workers it creates) on the first allowed CPU, the writer and
  * reader threads on the others. On a 2-CPU machine that puts every helper
@@ -34,7 +49,8 @@
  * Environment (diagnosis only): PF=<extra pump flags, e.g. 1 = fallback,
  * 4 = no registered buffers>, PI=<poll interval ms>, QD=<pump queue depth
  * instead of 2 per device, at least 8>, PCHUNK=<pump chunk_size instead of
- * the case's chunk>, DBG=1 (frame counts),
+ * the case's chunk>, SNDBUF=<SO_SNDBUF for a socket stream's sending end;
+ * the kernel doubles it>, DBG=1 (frame counts),
  * PIN=0|1, ONLY=loop|pump (run one side only, for profiles). */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,6 +164,7 @@ static void *writer_main(void *a)
 struct reader {
 	int fd;
 	uint64_t got;
+	double cpu; /* its own CPU seconds, at the end */
 	pthread_t t;
 };
 
@@ -163,6 +181,12 @@ static void *reader_main(void *a)
 			r->got += (uint64_t)n;
 		else if (!(n < 0 && errno == EINTR))
 			break;
+	}
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		r->cpu = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	}
 	return NULL;
 }
@@ -213,10 +237,33 @@ static void copy_loop(int *dev, int ndev, int stream, uint32_t chunk, uint8_t *b
 	free(done);
 }
 
-/* One run; returns Gbit/s of payload. */
-static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice, uint64_t total,
-		  const uint8_t *src, uint8_t *buf)
+/* CPU seconds this process has used so far, every thread counted: the
+ * writers, the reader, the loop or pump thread and io_uring's io-wq workers
+ * (which are threads of the process). */
+static double cpu_seconds(void)
 {
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static int ncpu = 1;          /* CPUs this process may run on */
+static int stream_sndbuf = 0; /* SNDBUF=: SO_SNDBUF of a socket stream's sending end */
+
+/* What one run used: the share of the machine's CPUs the process kept
+ * busy, its CPU time per KiB moved, and the share of one CPU the reader
+ * thread (the network's stand-in) used. */
+struct cpu_use {
+	double busy, ns_per_kib, reader;
+};
+
+/* One run; returns Gbit/s of payload and fills *cu. */
+static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice, uint64_t total,
+		  const uint8_t *src, uint8_t *buf, struct cpu_use *cu)
+{
+	double c0, c1;
 	struct writer *w = calloc((size_t)ndev, sizeof(*w));
 	int *dev = calloc((size_t)ndev, sizeof(int));
 	struct precopy_pump *p = NULL;
@@ -226,6 +273,9 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 
 	pin_self(false);
 	mkpair(k != K_PIPE, s, chunk);
+	if (k != K_PIPE && stream_sndbuf > 0 &&
+	    setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &stream_sndbuf, sizeof(stream_sndbuf)))
+		die("SO_SNDBUF");
 	rd.fd = s[0];
 	for (int i = 0; i < ndev; i++) {
 		int d[2];
@@ -255,11 +305,12 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 		for (int i = 0; i < ndev; i++)
 			precopy_pump_add_device(p, (uint32_t)i, dev[i], k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0);
 	}
+	c0 = cpu_seconds();
+	t0 = now_ns(NULL);
 	pthread_create(&rd.t, NULL, reader_main, &rd);
 	for (int i = 0; i < ndev; i++)
 		pthread_create(&w[i].t, NULL, writer_main, &w[i]);
 
-	t0 = now_ns(NULL);
 	if (pump) {
 		int64_t r = precopy_pump_drain(p, 0);
 
@@ -273,6 +324,7 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 	close(s[1]);
 	pthread_join(rd.t, NULL);
 	t1 = now_ns(NULL);
+	c1 = cpu_seconds();
 	if (p && getenv("DBG")) {
 		struct precopy_pump_dev_status st;
 
@@ -292,6 +344,9 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 	}
 	free(w);
 	free(dev);
+	cu->busy = (c1 - c0) * 1e9 / (double)(t1 - t0) / ncpu;
+	cu->ns_per_kib = (c1 - c0) * 1e9 / (double)((per * (uint64_t)ndev) >> 10);
+	cu->reader = rd.cpu * 1e9 / (double)(t1 - t0);
 	return (double)(per * (uint64_t)ndev) * 8 / (double)(t1 - t0);
 }
 
@@ -328,7 +383,8 @@ static bool wanted(const char *full, const char *filter)
 static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, uint64_t total,
 		       int rounds, const uint8_t *src, uint8_t *buf, const char *filter)
 {
-	double g[3][MAX_ROUNDS], pr[3][MAX_ROUNDS];
+	double g[3][MAX_ROUNDS], pr[3][MAX_ROUNDS], busy[3][MAX_ROUNDS], rdr[3][MAX_ROUNDS], eff[3][MAX_ROUNDS];
+	struct cpu_use cu[3];
 	int vl[3], nv = 1;
 
 	vl[0] = 0;
@@ -347,16 +403,21 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 			int v = vl[(r % 2) ? nv - 1 - j : j];
 
 			if (only >= 0 && ((only == 0) != (v == 0))) {
-				g[v][r] = 1; /* ONLY: the other side is not run */
+				g[v][r] = busy[v][r] = rdr[v][r] = 1; /* ONLY: the other side is not run */
+				cu[v] = (struct cpu_use){ 1, 1, 1 };
 				continue;
 			}
-			g[v][r] = run(k, ndev, chunk, v != 0, v == 1, total, src, buf);
+			g[v][r] = run(k, ndev, chunk, v != 0, v == 1, total, src, buf, &cu[v]);
+			busy[v][r] = cu[v].busy;
+			rdr[v][r] = cu[v].reader;
 		}
-		for (int j = 1; j < nv; j++)
+		for (int j = 1; j < nv; j++) {
 			pr[vl[j]][r] = g[vl[j]][r] / g[0][r];
+			eff[vl[j]][r] = cu[0].ns_per_kib / cu[vl[j]].ns_per_kib;
+		}
 	}
 	{
-		double lim_min, lim_max, lim;
+		double lim_min, lim_max, lim, busy_l = median(busy[0], rounds), rd_l = median(rdr[0], rounds);
 
 		lim = median(g[0], rounds);
 		lim_min = g[0][0];
@@ -364,11 +425,14 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 		for (int j = 1; j < nv; j++) {
 			int v = vl[j];
 			double med = median(g[v], rounds), prm = median(pr[v], rounds);
+			double e = median(eff[v], rounds);
 
 			printf("case=%s%s gbps=%.2f limit_gbps=%.2f ratio=%.2f gbps_min=%.2f gbps_max=%.2f "
-			       "limit_min=%.2f limit_max=%.2f pr_min=%.2f pr_med=%.2f pr_max=%.2f\n",
+			       "limit_min=%.2f limit_max=%.2f pr_min=%.2f pr_med=%.2f pr_max=%.2f "
+			       "busy_l=%.2f busy_p=%.2f cpu_eff=%.2f cpu_ceiling=%.2f rd_l=%.2f rd_p=%.2f\n",
 			       name, v == 1 ? "splice" : "copy", med, lim, med / lim, g[v][0], g[v][rounds - 1],
-			       lim_min, lim_max, pr[v][0], prm, pr[v][rounds - 1]);
+			       lim_min, lim_max, pr[v][0], prm, pr[v][rounds - 1], busy_l, median(busy[v], rounds),
+			       e, e / busy_l, rd_l, median(rdr[v], rounds));
 			fflush(stdout);
 		}
 	}
@@ -380,18 +444,31 @@ int main(int argc, char **argv)
 	static const uint32_t chunks[] = { 64u << 10, 1u << 20 };
 	uint64_t total = (argc > 1 ? strtoull(argv[1], NULL, 0) : 128) << 20;
 	int rounds = argc > 3 ? atoi(argv[3]) : 5;
-	uint8_t *src = malloc(1u << 20), *buf = malloc((1u << 20) + PRECOPY_FRAME_HDR_SIZE);
 	struct precopy_pump_config probe = { .version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_SAVE,
 					     .stream_fd = 1, .now_ns = now_ns };
-	struct precopy_pump *pp = precopy_pump_new(&probe, NULL);
+	struct precopy_pump *pp;
+	uint8_t *src, *buf;
 	int why = 0;
 
 	if (rounds < 1 || rounds > MAX_ROUNDS) {
 		fprintf(stderr, "rounds: 1 .. %d\n", MAX_ROUNDS);
 		return 2;
 	}
+	src = malloc(1u << 20);
+	buf = malloc((1u << 20) + PRECOPY_FRAME_HDR_SIZE);
+	if (!src || !buf)
+		die("malloc");
+	pp = precopy_pump_new(&probe, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pin_setup();
+	{
+		cpu_set_t cs;
+
+		if (sched_getaffinity(0, sizeof(cs), &cs) == 0 && CPU_COUNT(&cs) > 0)
+			ncpu = CPU_COUNT(&cs);
+	}
+	if (getenv("SNDBUF"))
+		stream_sndbuf = atoi(getenv("SNDBUF"));
 	if (getenv("ONLY"))
 		only = strcmp(getenv("ONLY"), "loop") == 0 ? 0 : 1;
 	memset(src, 0xa5, 1u << 20);
