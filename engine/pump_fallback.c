@@ -19,15 +19,24 @@ static uint64_t budget_left(const struct pump_call *c)
 /* Waits up to one poll interval for fd. -ETIMEDOUT once a drain is one poll
  * interval past its deadline: a stream (or destination device) that takes
  * nothing then would otherwise keep the call in its write loop for ever. */
-static int wait_fd(struct precopy_pump *p, int fd, short events)
+static int wait_fd_ready(struct precopy_pump *p, int fd, short events, bool *ready)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
 	int r;
 
+	*ready = false;
 	if (pump_stalled(p))
 		return -ETIMEDOUT;
 	r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
+	*ready = r > 0;
 	return r < 0 && r != -EINTR ? r : 0;
+}
+
+static int wait_fd(struct precopy_pump *p, int fd, short events)
+{
+	bool ready;
+
+	return wait_fd_ready(p, fd, events, &ready);
 }
 
 int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len)
@@ -303,11 +312,38 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 			want = p->cur_left;
 		} else {
 			uint64_t left = budget_left(c);
+			struct pump_dev *d = p->cur_dev >= 0 ? &p->devs[p->cur_dev] : NULL;
 
 			dst = buf;
 			want = p->cur_left < p->chunk ? p->cur_left : p->chunk;
 			if (left < want)
 				want = (uint32_t)left;
+			if (d && d->splice && d->state == PRECOPY_PUMP_DEV_ACTIVE) {
+				int wfd = -1;
+				short wev = 0;
+				int n = pump_load_splice(p, c, d, want, &wfd, &wev);
+
+				if (n > 0)
+					continue;
+				if (n == 0) {
+					bool ready;
+					int e = wait_fd_ready(p, wfd, wev, &ready);
+
+					if (e && wfd == fd)
+						return pump_fail_stream(p, e, "poll failed");
+					if (e) {
+						pump_dev_fail(p, d, e, "write failed");
+						p->cur_dev = -1;
+					}
+					if (wfd == fd && !ready)
+						p->load_spolled = false; /* nothing came yet: wait again */
+					continue;
+				}
+			}
+			if (d)
+				want = pump_copy_len(p, d, want);
+			if (want > p->load_piece_max)
+				p->load_piece_max = want;
 		}
 		r = precopy_sys_read(&p->sys, fd, dst, want);
 		if (r == 0) {

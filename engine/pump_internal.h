@@ -92,7 +92,12 @@ struct precopy_pump {
 	/* SAVE, real fds: the stream is a pipe or O_NONBLOCK, so a splice with
 	 * SPLICE_F_NONBLOCK into it returns instead of waiting (set per call) */
 	bool stream_nowait;
-	bool stream_pipe; /* SAVE, real fds: the stream is a pipe (set per call) */
+	bool stream_pipe; /* real fds: the stream is a pipe (set per call) */
+	/* LOAD: the last splice step waited for the stream's POLLIN; if the
+	 * stream still counts no bytes after it, a read finds its end */
+	bool load_spolled;
+	uint64_t load_spliced; /* LOAD: payload bytes spliced, both paths (tests) */
+	uint32_t load_piece_max; /* LOAD: largest copy piece asked for (tests) */
 	struct pump_uring *ur;
 };
 
@@ -114,11 +119,20 @@ bool pump_all_ended(const struct precopy_pump *p);
 /* LOAD: no device expects another frame (each saw EOD/ABORT or failed). */
 bool pump_load_done(const struct precopy_pump *p);
 uint8_t *pump_slot(struct precopy_pump *p, uint32_t i);
-/* SAVE: the size of the next copy read from d, given len (the chunk, or less
- * by budget): at most PUMP_PIPE_PIECE from a device pipe into a pipe stream
- * (why: pump.c). */
+/* The size of the next copy between device d and the stream, given len
+ * (the chunk, or less by budget or frame): at most PUMP_PIPE_PIECE between a
+ * device pipe and a pipe stream, both directions (why: pump.c). */
 #define PUMP_PIPE_PIECE (64u << 10)
 uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len);
+/* LOAD: moves up to want payload bytes of the current frame (p->cur_dev,
+ * which is d) from the stream straight into d's pipe, both paths. Returns
+ * the bytes moved (> 0; frame state, counters and c->moved updated); 0 when
+ * it has to wait first, for events *wev on fd *wfd (the stream's POLLIN or
+ * the device's POLLOUT); -1 when these bytes must be copied instead (the
+ * stream signalled but counts no bytes: its end or an error, which a read
+ * reports; or the pair cannot splice, and d->splice is now 0 for good). */
+int pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t want, int *wfd,
+		     short *wev);
 int pump_find(const struct precopy_pump *p, uint32_t id);
 /* LOAD: header bytes complete in p->hdr: decode and select the device.
  * On an EOD frame p->eod_dev names the device (the caller completes it with

@@ -67,6 +67,7 @@ struct pump_uring {
 	bool sr_busy;
 	int sr_slot;
 	uint32_t dwrites;
+	bool spliced; /* this turn spliced payload into a device pipe */
 };
 
 /* An SQE, submitting the queue first if it is full. */

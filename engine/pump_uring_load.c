@@ -108,13 +108,39 @@ static bool submit_stream_read(struct precopy_pump *p, struct pump_call *c)
 	} else {
 		uint64_t left = pump_ur_budget_left(c);
 		uint32_t want = p->cur_left < p->chunk ? p->cur_left : p->chunk;
-		int s = pump_ur_slot_get(u);
+		struct pump_dev *d = p->cur_dev >= 0 ? &p->devs[p->cur_dev] : NULL;
+		int s;
 		uint8_t *b;
 
-		if (s < 0)
-			return true; /* wait for a device write to free a slot */
 		if (left < want)
 			want = (uint32_t)left;
+		/* a device pipe takes its payload by splice, on this thread (io_uring
+		 * would hand every IORING_OP_SPLICE to a worker), once no copy of
+		 * its own is queued ahead of it */
+		if (d && d->splice && d->state == PRECOPY_PUMP_DEV_ACTIVE && d->wq_head < 0 && !d->writing) {
+			int wfd = -1;
+			short wev = 0;
+			int n = pump_load_splice(p, c, d, want, &wfd, &wev);
+
+			if (n > 0) {
+				u->spliced = true;
+				return true;
+			}
+			if (n == 0) {
+				sqe = pump_ur_sqe_get(u);
+				io_uring_prep_poll_add(sqe, wfd, (unsigned)wev);
+				pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
+				u->sr_busy = true;
+				return true;
+			}
+		}
+		if (d)
+			want = pump_copy_len(p, d, want);
+		if (want > p->load_piece_max)
+			p->load_piece_max = want;
+		s = pump_ur_slot_get(u);
+		if (s < 0)
+			return true; /* wait for a device write to free a slot */
 		u->slots[s] = (struct slot){ .dev = p->cur_dev, .len = want, .state = S_READING };
 		b = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
 		sqe = pump_ur_sqe_get(u);
@@ -280,6 +306,7 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 			pump_timeout_devices(p);
 			cancel_dev_writes(p);
 		}
+		u->spliced = false;
 		more = submit_stream_read(p, c);
 		kick_dev_writes(p);
 		if (!more && u->sr_busy && !cancelled) {
@@ -299,7 +326,9 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 			if (!u->sr_busy && !u->dwrites)
 				continue;
 		}
-		r = pump_ur_reap(p, c, true, c->deadline_ns != 0, load_cqe);
+		/* after a splice, only collect what completed: the next splice may
+		 * be possible at once */
+		r = pump_ur_reap(p, c, !u->spliced, c->deadline_ns != 0, load_cqe);
 		if (r < 0 && r != -ETIME) {
 			pump_fail_stream(p, r, "io_uring wait failed");
 			return r;

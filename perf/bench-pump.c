@@ -42,6 +42,14 @@
  * Kinds: pipe (device pipes, stream pipe), sock (socketpairs for both),
  * pipe2sock (device pipes, stream socket). "splice" marks devices added with
  * PRECOPY_PUMP_DEV_PIPE (spliced to the stream), "copy" marks NO_SPLICE.
+ * LOAD cases ("load-..."): the destination side. A producer thread (the
+ * network) writes the framed stream, devices taking turns a chunk at a
+ * time, then their EODs; one reader thread per device drains its fd; the
+ * loop reads each header, then the payload a chunk at a time, writing it to
+ * the device. Kinds pipe, sock, and sock2pipe (a socket stream into device
+ * pipes, as a TCP stream into back-ends' state pipes). "splice" devices are
+ * added with DEV_PIPE (payload spliced from the stream). In the cpu
+ * columns, rd_l/rd_p are the producer's share.
  * Usage: bench-pump [total_MiB_per_run (default 128) [case filter [rounds
  *        (default 5)]]]. The filter is a substring, or ^prefix, of the full
  *        case name with its variant, e.g. "copy", "16dev-1024k-copy",
@@ -70,6 +78,8 @@
 
 enum kind { K_PIPE, K_SOCK, K_PIPE2SOCK };
 static const char *const kind_name[] = { "pipe", "sock", "pipe2sock" };
+/* LOAD reads the third kind backwards: a socket stream into device pipes */
+static const char *const load_kind_name[] = { "pipe", "sock", "sock2pipe" };
 
 static uint64_t now_ns(void *ctx)
 {
@@ -161,6 +171,14 @@ static void *writer_main(void *a)
 	return NULL;
 }
 
+static double thread_cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 struct reader {
 	int fd;
 	uint64_t got;
@@ -182,12 +200,7 @@ static void *reader_main(void *a)
 		else if (!(n < 0 && errno == EINTR))
 			break;
 	}
-	{
-		struct timespec ts;
-
-		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-		r->cpu = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	}
+	r->cpu = thread_cpu_seconds();
 	return NULL;
 }
 
@@ -235,6 +248,96 @@ static void copy_loop(int *dev, int ndev, int stream, uint32_t chunk, uint8_t *b
 		}
 	}
 	free(done);
+}
+
+/* LOAD: the producer plays the source side of the network: it writes the
+ * framed stream, devices taking turns a chunk at a time, then each
+ * device's EOD, and closes the stream. */
+struct producer {
+	int fd, ndev;
+	uint64_t per; /* payload bytes per device */
+	uint32_t chunk;
+	const uint8_t *src;
+	double cpu;
+	pthread_t t;
+};
+
+static void *producer_main(void *a)
+{
+	struct producer *pr = a;
+	uint8_t *f = malloc(PRECOPY_FRAME_HDR_SIZE + (size_t)pr->chunk);
+
+	if (!f)
+		die("malloc");
+	pin_self(true);
+	memcpy(f + PRECOPY_FRAME_HDR_SIZE, pr->src, pr->chunk);
+	for (uint64_t left = pr->per; left;) {
+		uint32_t n = left < pr->chunk ? (uint32_t)left : pr->chunk;
+
+		for (int i = 0; i < pr->ndev; i++) {
+			struct precopy_frame_hdr h = { .dev_id = (uint32_t)i, .len = n };
+
+			precopy_frame_encode(&h, f);
+			if (write_all(pr->fd, f, PRECOPY_FRAME_HDR_SIZE + (size_t)n))
+				die("producer: write stream");
+		}
+		left -= n;
+	}
+	for (int i = 0; i < pr->ndev; i++) {
+		struct precopy_frame_hdr h = { .dev_id = (uint32_t)i, .flags = PRECOPY_FRAME_EOD };
+
+		precopy_frame_encode(&h, f);
+		if (write_all(pr->fd, f, PRECOPY_FRAME_HDR_SIZE))
+			die("producer: write stream");
+	}
+	close(pr->fd);
+	free(f);
+	pr->cpu = thread_cpu_seconds();
+	return NULL;
+}
+
+static int read_all(int fd, uint8_t *b, size_t n)
+{
+	while (n) {
+		ssize_t r = read(fd, b, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		b += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* The plain LOAD loop: read a header, then its payload a chunk at a time,
+ * each piece written to the device; an EOD closes the device's fd. */
+static void load_loop(int stream, int *dev, int ndev, uint32_t chunk, uint8_t *buf)
+{
+	for (int active = ndev; active;) {
+		uint8_t hb[PRECOPY_FRAME_HDR_SIZE];
+		struct precopy_frame_hdr h;
+
+		if (read_all(stream, hb, sizeof(hb)) || precopy_frame_decode(hb, chunk, &h) ||
+		    h.dev_id >= (uint32_t)ndev)
+			die("load loop: stream");
+		if (h.flags & PRECOPY_FRAME_EOD) {
+			close(dev[h.dev_id]);
+			dev[h.dev_id] = -1;
+			active--;
+			continue;
+		}
+		for (uint32_t left = h.len; left;) {
+			ssize_t n = read(stream, buf, left < chunk ? left : chunk);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0 || write_all(dev[h.dev_id], buf, (size_t)n))
+				die("load loop: payload");
+			left -= (uint32_t)n;
+		}
+	}
 }
 
 /* CPU seconds this process has used so far, every thread counted: the
@@ -350,6 +453,98 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 	return (double)(per * (uint64_t)ndev) * 8 / (double)(t1 - t0);
 }
 
+/* One LOAD run: the producer writes the stream, one reader per device
+ * drains it; the loop or the pump moves the frames between them. Kinds:
+ * pipe (all pipes), sock (all socketpairs), pipe2sock read backwards:
+ * a socket stream into device pipes (a TCP stream into back-ends' state
+ * pipes on the destination). Returns Gbit/s of payload and fills *cu. */
+static double run_load(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice, uint64_t total,
+		       const uint8_t *src, uint8_t *buf, struct cpu_use *cu)
+{
+	struct reader *rd = calloc((size_t)ndev, sizeof(*rd));
+	int *dev = calloc((size_t)ndev, sizeof(int));
+	uint64_t t0, t1, per = total / (uint64_t)ndev;
+	struct precopy_pump *p = NULL;
+	struct producer pr;
+	double c0, c1;
+	int s[2];
+
+	if (!rd || !dev)
+		die("calloc");
+	pin_self(false);
+	mkpair(k != K_PIPE, s, chunk);
+	if (k != K_PIPE && stream_sndbuf > 0 &&
+	    setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &stream_sndbuf, sizeof(stream_sndbuf)))
+		die("SO_SNDBUF");
+	pr = (struct producer){ .fd = s[1], .ndev = ndev, .per = per, .chunk = chunk, .src = src };
+	for (int i = 0; i < ndev; i++) {
+		int d[2];
+
+		mkpair(k == K_SOCK, d, chunk);
+		dev[i] = d[1];
+		rd[i].fd = d[0];
+	}
+	if (pump) {
+		struct precopy_pump_config cfg = {
+			.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_LOAD, .stream_fd = s[0],
+			.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) |
+				 (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
+			.chunk_size = getenv("PCHUNK") ? (uint32_t)atoi(getenv("PCHUNK")) : chunk,
+			.max_payload = chunk,
+			.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD"))
+						    : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
+			.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,
+		};
+		int err;
+
+		p = precopy_pump_new(&cfg, &err);
+		if (!p) {
+			fprintf(stderr, "precopy_pump_new (LOAD, chunk %u, depth %u): %s\n", cfg.chunk_size,
+				cfg.queue_depth, strerror(-err));
+			exit(1);
+		}
+		for (int i = 0; i < ndev; i++)
+			if (precopy_pump_add_device(p, (uint32_t)i, dev[i],
+						    PRECOPY_PUMP_DEV_CLOSE_AT_END |
+							    (k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0)))
+				die("precopy_pump_add_device");
+	}
+	c0 = cpu_seconds();
+	t0 = now_ns(NULL);
+	pthread_create(&pr.t, NULL, producer_main, &pr);
+	for (int i = 0; i < ndev; i++)
+		pthread_create(&rd[i].t, NULL, reader_main, &rd[i]);
+	if (pump) {
+		if (precopy_pump_drain(p, 0) < 0) {
+			fprintf(stderr, "drain (LOAD): %s\n", precopy_pump_strerror(p));
+			exit(1);
+		}
+	} else {
+		load_loop(s[0], dev, ndev, chunk, buf);
+	}
+	for (int i = 0; i < ndev; i++)
+		pthread_join(rd[i].t, NULL);
+	t1 = now_ns(NULL);
+	c1 = cpu_seconds();
+	pthread_join(pr.t, NULL);
+	precopy_pump_free(p); /* the devices' fds were closed at their EOD */
+	close(s[0]);
+	for (int i = 0; i < ndev; i++) {
+		close(rd[i].fd);
+		if (rd[i].got != per) {
+			fprintf(stderr, "LOAD: device %d got %llu of %llu bytes\n", i,
+				(unsigned long long)rd[i].got, (unsigned long long)per);
+			exit(1);
+		}
+	}
+	free(rd);
+	free(dev);
+	cu->busy = (c1 - c0) * 1e9 / (double)(t1 - t0) / ncpu;
+	cu->ns_per_kib = (c1 - c0) * 1e9 / (double)((per * (uint64_t)ndev) >> 10);
+	cu->reader = pr.cpu * 1e9 / (double)(t1 - t0);
+	return (double)(per * (uint64_t)ndev) * 8 / (double)(t1 - t0);
+}
+
 static int cmpd(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -380,7 +575,7 @@ static bool wanted(const char *full, const char *filter)
 
 /* Variant 0 is the loop, 1 the pump with splice, 2 the pump without. The
  * loop always runs; a pump variant runs if its full name passes the filter. */
-static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, uint64_t total,
+static void bench_case(const char *name, bool load, enum kind k, int ndev, uint32_t chunk, uint64_t total,
 		       int rounds, const uint8_t *src, uint8_t *buf, const char *filter)
 {
 	double g[3][MAX_ROUNDS], pr[3][MAX_ROUNDS], busy[3][MAX_ROUNDS], rdr[3][MAX_ROUNDS], eff[3][MAX_ROUNDS];
@@ -388,7 +583,7 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 	int vl[3], nv = 1;
 
 	vl[0] = 0;
-	for (int v = (k == K_SOCK) ? 2 : 1; v < 3; v++) { /* sockets cannot splice */
+	for (int v = (k == K_SOCK) ? 2 : 1; v < 3; v++) { /* splices need a device pipe */
 		char full[80];
 
 		snprintf(full, sizeof(full), "%s%s", name, v == 1 ? "splice" : "copy");
@@ -407,7 +602,8 @@ static void bench_case(const char *name, enum kind k, int ndev, uint32_t chunk, 
 				cu[v] = (struct cpu_use){ 1, 1, 1 };
 				continue;
 			}
-			g[v][r] = run(k, ndev, chunk, v != 0, v == 1, total, src, buf, &cu[v]);
+			g[v][r] = load ? run_load(k, ndev, chunk, v != 0, v == 1, total, src, buf, &cu[v])
+				       : run(k, ndev, chunk, v != 0, v == 1, total, src, buf, &cu[v]);
 			busy[v][r] = cu[v].busy;
 			rdr[v][r] = cu[v].reader;
 		}
@@ -478,14 +674,17 @@ int main(int argc, char **argv)
 	       pp && precopy_pump_path(pp, &why) == PRECOPY_PUMP_PATH_URING ? "io_uring" : "fallback", why,
 	       pin ? "on (measured thread on the first CPU, helpers on the others)" : "off");
 	precopy_pump_free(pp);
-	for (int k = 0; k < 3; k++) {
-		for (size_t c = 0; c < 2; c++) {
-			for (size_t n = 0; n < 3; n++) {
-				char name[64];
+	for (int dir = 0; dir < 2; dir++) { /* SAVE cases, then LOAD ("load-...") */
+		for (int k = 0; k < 3; k++) {
+			for (size_t c = 0; c < 2; c++) {
+				for (size_t n = 0; n < 3; n++) {
+					char name[64];
 
-				snprintf(name, sizeof(name), "%s-%ddev-%uk-", kind_name[k], ndevs[n], chunks[c] >> 10);
-				bench_case(name, (enum kind)k, ndevs[n], chunks[c], total, rounds, src, buf,
-					   argc > 2 && argv[2][0] ? argv[2] : NULL);
+					snprintf(name, sizeof(name), "%s%s-%ddev-%uk-", dir ? "load-" : "",
+						 dir ? load_kind_name[k] : kind_name[k], ndevs[n], chunks[c] >> 10);
+					bench_case(name, dir == 1, (enum kind)k, ndevs[n], chunks[c], total, rounds, src,
+						   buf, argc > 2 && argv[2][0] ? argv[2] : NULL);
+				}
 			}
 		}
 	}

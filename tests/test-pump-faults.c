@@ -8,6 +8,8 @@
 
 #include "test-pump.h"
 
+#include "../engine/pump_internal.h" /* load_spliced: the splice path ran */
+
 static void ignore_sigpipe(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -186,7 +188,7 @@ static void *slow_reader_main(void *arg)
 	return NULL;
 }
 
-static void abort_behind_queued_writes(uint32_t flags)
+static void abort_behind_queued_writes(uint32_t flags, uint32_t dev_flags)
 {
 	enum { FR = 4, LEN = 8192 };
 	uint8_t buf[PRECOPY_FRAME_HDR_SIZE + LEN];
@@ -216,7 +218,7 @@ static void abort_behind_queued_writes(uint32_t flags)
 		cr_assert_eq(write(s[1], buf, PRECOPY_FRAME_HDR_SIZE + 4), PRECOPY_FRAME_HDR_SIZE + 4);
 	}
 	dst = pump_make(PRECOPY_PUMP_LOAD, s[0], flags, 4096, NULL, NULL, NULL);
-	cr_assert_eq(precopy_pump_add_device(dst, 5, dp[1], 0), 0);
+	cr_assert_eq(precopy_pump_add_device(dst, 5, dp[1], dev_flags), 0);
 	rd.dev_rd = dp[0];
 	rd.stream_rd = s[0];
 	cr_assert_eq(pthread_create(&rd.t, NULL, slow_reader_main, &rd), 0);
@@ -228,6 +230,9 @@ static void abort_behind_queued_writes(uint32_t flags)
 	cr_assert_eq(st.bytes, FR * LEN, "%s: every byte before the ABORT is written (%llu)",
 		     path_name(flags), (unsigned long long)st.bytes);
 	cr_assert_eq(st.frames, FR + 1, "4 data frames and the ABORT");
+	if (dev_flags & PRECOPY_PUMP_DEV_PIPE)
+		cr_assert_eq(dst->load_spliced, FR * LEN, "%s: spliced %llu", path_name(flags),
+			     (unsigned long long)dst->load_spliced);
 	close(dp[1]);
 	pthread_join(rd.t, NULL);
 	cr_assert_eq(rd.got, FR * LEN, "the device received %llu bytes", (unsigned long long)rd.got);
@@ -238,10 +243,19 @@ static void abort_behind_queued_writes(uint32_t flags)
 	close(s[1]);
 }
 
-Test(faults, abort_behind_queued_writes_uring, .timeout = 30) { abort_behind_queued_writes(0); }
+Test(faults, abort_behind_queued_writes_uring, .timeout = 30) { abort_behind_queued_writes(0, 0); }
 Test(faults, abort_behind_queued_writes_fallback, .timeout = 30)
 {
-	abort_behind_queued_writes(PRECOPY_PUMP_FORCE_FALLBACK);
+	abort_behind_queued_writes(PRECOPY_PUMP_FORCE_FALLBACK, 0);
+}
+/* the same device pipe taking its payload by splice (test-pump-load-splice.c) */
+Test(faults, abort_behind_spliced_payload_uring, .timeout = 30)
+{
+	abort_behind_queued_writes(0, PRECOPY_PUMP_DEV_PIPE);
+}
+Test(faults, abort_behind_spliced_payload_fallback, .timeout = 30)
+{
+	abort_behind_queued_writes(PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
 }
 
 /* Short writes on the stream: 7 bytes per write through the seam (fallback),
@@ -381,7 +395,7 @@ Test(faults, backend_short_and_corrupt_state, .timeout = 30)
  * longer reads its pipe) while the stream still holds its frame. The drain
  * ends at its deadline with the device failed (-ETIMEDOUT), on both paths,
  * rather than waiting on the device for ever. */
-static void stalled_dest_device(uint32_t flags)
+static void stalled_dest_device(uint32_t flags, uint32_t dev_flags)
 {
 	static uint8_t frame[PRECOPY_FRAME_HDR_SIZE + (512u << 10)];
 	struct precopy_frame_hdr h = { .dev_id = 9, .flags = 0, .len = 512u << 10 };
@@ -398,7 +412,7 @@ static void stalled_dest_device(uint32_t flags)
 	cr_assert_eq(write(s[1], frame, sizeof(frame)), (ssize_t)sizeof(frame));
 	cr_assert_eq(pipe2(d, O_CLOEXEC | O_NONBLOCK), 0); /* nobody reads d[0] */
 	dst = pump_make(PRECOPY_PUMP_LOAD, s[0], flags, 65536, NULL, NULL, NULL);
-	cr_assert_eq(precopy_pump_add_device(dst, 9, d[1], 0), 0);
+	cr_assert_eq(precopy_pump_add_device(dst, 9, d[1], dev_flags), 0);
 	t0 = mono_ns(NULL);
 	r = precopy_pump_drain(dst, t0 + 200000000ull);
 	cr_assert_eq(r, -ETIMEDOUT, "%s: drain: %lld (%s)", path_name(flags), (long long)r,
@@ -407,6 +421,8 @@ static void stalled_dest_device(uint32_t flags)
 	cr_assert_eq(precopy_pump_dev_status(dst, 9, &st), 0);
 	cr_assert_eq(st.state, PRECOPY_PUMP_DEV_FAILED);
 	cr_assert_eq(st.err, -ETIMEDOUT);
+	if (dev_flags & PRECOPY_PUMP_DEV_PIPE)
+		cr_assert_gt(dst->load_spliced, 0, "%s: nothing spliced", path_name(flags));
 	precopy_pump_free(dst);
 	close(d[0]);
 	close(d[1]);
@@ -414,8 +430,16 @@ static void stalled_dest_device(uint32_t flags)
 	close(s[1]);
 }
 
-Test(faults, stalled_destination_device_times_out_uring, .timeout = 30) { stalled_dest_device(0); }
+Test(faults, stalled_destination_device_times_out_uring, .timeout = 30) { stalled_dest_device(0, 0); }
 Test(faults, stalled_destination_device_times_out_fallback, .timeout = 30)
 {
-	stalled_dest_device(PRECOPY_PUMP_FORCE_FALLBACK);
+	stalled_dest_device(PRECOPY_PUMP_FORCE_FALLBACK, 0);
+}
+Test(faults, stalled_spliced_destination_device_times_out_uring, .timeout = 30)
+{
+	stalled_dest_device(0, PRECOPY_PUMP_DEV_PIPE);
+}
+Test(faults, stalled_spliced_destination_device_times_out_fallback, .timeout = 30)
+{
+	stalled_dest_device(PRECOPY_PUMP_FORCE_FALLBACK, PRECOPY_PUMP_DEV_PIPE);
 }

@@ -165,26 +165,6 @@ static struct precopy_pump *uring_pump(int stream, uint32_t chunk, uint64_t (*cl
 	return p;
 }
 
-/* A connected TCP pair over loopback: s[0] the reader's end, s[1] the
- * pump's (blocking), as a real migration stream would be. */
-static void tcp_pair(int s[2])
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(l, 0);
-	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(l, 1), 0);
-	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	s[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(s[1], 0);
-	cr_assert_eq(connect(s[1], (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
-	s[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	cr_assert_geq(s[0], 0);
-	close(l);
-}
-
 static void stream_open(enum stream_kind k, int stream_size, int s[2])
 {
 	if (k == ST_TCP_BLOCKING) {

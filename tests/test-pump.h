@@ -6,9 +6,11 @@
 
 #pragma GCC diagnostic ignored "-Wunused-function"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -146,6 +148,26 @@ static void make_stream(bool sock, int fds[2])
 		cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
 }
 
+/* A connected TCP pair over loopback: s[0] the reader's end, s[1] the
+ * pump's (blocking), as a real migration stream would be. */
+static void tcp_pair(int s[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(l, 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 1), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	s[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(s[1], 0);
+	cr_assert_eq(connect(s[1], (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+	s[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(s[0], 0);
+	close(l);
+}
+
 /* One device end to end: a SAVE fake back-end feeding the source pump and a
  * LOAD fake back-end checking what the destination pump delivers. */
 struct rt_dev {
@@ -154,8 +176,11 @@ struct rt_dev {
 	int src_fd, dst_fd;
 };
 
-static void rt_dev_open(struct rt_dev *d, struct precopy_pump *src, struct precopy_pump *dst, uint32_t id,
-			uint64_t size, uint64_t seed, uint32_t src_fault, uint64_t fault_off)
+/* dst_flags: the destination device's PRECOPY_PUMP_DEV_* flags (its fd is
+ * the write end of the LOAD back-end's state pipe). */
+static void rt_dev_open_flags(struct rt_dev *d, struct precopy_pump *src, struct precopy_pump *dst, uint32_t id,
+			      uint64_t size, uint64_t seed, uint32_t src_fault, uint64_t fault_off,
+			      uint32_t dst_flags)
 {
 	struct precopy_fake_backend_config sc = { .version = PRECOPY_FAKE_BACKEND_CONFIG_VERSION,
 						  .fault = src_fault, .state_size = size, .seed = seed,
@@ -179,7 +204,13 @@ static void rt_dev_open(struct rt_dev *d, struct precopy_pump *src, struct preco
 	if (src)
 		cr_assert_eq(precopy_pump_add_device(src, id, d->src_fd, PRECOPY_PUMP_DEV_PIPE), 0);
 	if (dst)
-		cr_assert_eq(precopy_pump_add_device(dst, id, d->dst_fd, 0), 0);
+		cr_assert_eq(precopy_pump_add_device(dst, id, d->dst_fd, dst_flags), 0);
+}
+
+static void rt_dev_open(struct rt_dev *d, struct precopy_pump *src, struct precopy_pump *dst, uint32_t id,
+			uint64_t size, uint64_t seed, uint32_t src_fault, uint64_t fault_off)
+{
+	rt_dev_open_flags(d, src, dst, id, size, seed, src_fault, fault_off, 0);
 }
 
 /* Finishes both transfers; returns the destination back-end's verdict and
@@ -240,6 +271,10 @@ struct rt {
 	uint64_t budget;    /* 0: drain at once; else run() in slices first */
 	const struct precopy_sys *src_sys, *dst_sys; /* NULL: real */
 	bool small_nonblock_stream; /* 4 KiB O_NONBLOCK stream pipe (writer side) */
+	uint32_t dst_flags;  /* destination devices' PRECOPY_PUMP_DEV_* flags */
+	int stream[2];       /* a stream made by the caller (both > 0), e.g. TCP */
+	/* called with both pumps once every check passed, before they are freed */
+	void (*after)(const struct rt *o, struct precopy_pump *src, struct precopy_pump *dst, uint64_t total);
 };
 
 static void roundtrip(const struct rt *o)
@@ -251,7 +286,12 @@ static void roundtrip(const struct rt *o)
 	int64_t r;
 	int s[2];
 
-	make_stream(o->sock, s);
+	if (o->stream[0] > 0 && o->stream[1] > 0) {
+		s[0] = o->stream[0];
+		s[1] = o->stream[1];
+	} else {
+		make_stream(o->sock, s);
+	}
 	if (o->small_nonblock_stream) {
 		cr_assert_geq(fcntl(s[1], F_SETPIPE_SZ, 4096), 4096);
 		cr_assert_eq(fcntl(s[1], F_SETFL, fcntl(s[1], F_GETFL) | O_NONBLOCK), 0);
@@ -261,7 +301,7 @@ static void roundtrip(const struct rt *o)
 	for (int i = 0; i < o->ndev; i++) {
 		uint64_t sz = o->size + (uint64_t)i * o->skew;
 
-		rt_dev_open(&d[i], src, dst, (uint32_t)(100 + i), sz, 0x1234 + (uint64_t)i, 0, 0);
+		rt_dev_open_flags(&d[i], src, dst, (uint32_t)(100 + i), sz, 0x1234 + (uint64_t)i, 0, 0, o->dst_flags);
 		total += sz;
 	}
 	load_start(&lj, dst);
@@ -299,6 +339,8 @@ static void roundtrip(const struct rt *o)
 		cr_assert_eq(dv, 0, "dev %d (%llu bytes, %s): destination back-end verdict %d", i,
 			     (unsigned long long)sz, path_name(o->flags), dv);
 	}
+	if (o->after)
+		o->after(o, src, dst, total);
 	precopy_pump_free(src);
 	precopy_pump_free(dst);
 	close(s[0]);

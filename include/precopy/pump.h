@@ -9,7 +9,8 @@
  *   LOAD (destination):  stream fd --read--> frames --write--> device fds
  *
  * It runs on io_uring (liburing: one ring, registered buffers, several
- * devices in flight at once, splice(2) from devices added as pipes) and falls back
+ * devices in flight at once, splice(2) to and from devices added as pipes)
+ * and falls back
  * to plain read/write through the `sys` seam where io_uring is unavailable
  * or not allowed (see "Paths" below).
  *
@@ -60,6 +61,15 @@
  * whatever chunk_size is: a pipe wakes its other end only when a read or
  * write ends, so smaller pieces let the device's writer and the stream's
  * reader run alongside the pump.
+ *
+ * LOAD: a device added with PRECOPY_PUMP_DEV_PIPE (the write end of a
+ * back-end's state pipe) takes its payload by splice straight from the
+ * stream, on the calling thread, when the stream can splice (a pipe or a
+ * socket, TCP included), on both paths. The stream's FIONREAD is asked
+ * before each splice, so that none sleeps on an empty blocking socket (which
+ * ignores SPLICE_F_NONBLOCK); a full device pipe is waited for with a poll.
+ * Copies (PRECOPY_PUMP_NO_SPLICE, or a device the stream cannot splice to)
+ * from a pipe stream into a device pipe move at most 64 KiB at a time.
  *
  * ---------------------------------------------------------------- calls
  * No I/O is left in flight between calls: when precopy_pump_run() or
@@ -214,7 +224,12 @@ PRECOPY_API enum precopy_pump_path precopy_pump_path(const struct precopy_pump *
 				      stream without crossing user space, unless
 				      PRECOPY_PUMP_NO_SPLICE (then copied, in
 				      frames of at most 64 KiB into a pipe
-				      stream). Never set it for
+				      stream). LOAD: fd is the write end of a
+				      pipe that only the pump writes: payload
+				      is spliced into it from a pipe or socket
+				      stream, unless PRECOPY_PUMP_NO_SPLICE
+				      (then copied, at most 64 KiB at a time
+				      from a pipe stream). Never set it for
 				      other fds (a VFIO data_fd, a file). */
 
 /* Adds a device (flags: PRECOPY_PUMP_DEV_*). SAVE: fd is read (data_fd in PRE_COPY/STOP_COPY, the read
@@ -244,9 +259,9 @@ struct precopy_pump_dev_status {
  *                to the stream (header and every payload byte accepted).
  *   SAVE frames  this device's frames written whole to the stream,
  *                its EOD or ABORT frame included.
- *   LOAD bytes   payload bytes a write(2) to the device fd accepted; a
- *                frame cut by a device write error counts the bytes that
- *                went in. Payload of a frame that arrives for a device
+ *   LOAD bytes   payload bytes a write(2) or splice(2) to the device fd
+ *                accepted; a frame cut by a device write error counts the
+ *                bytes that went in. Payload of a frame that arrives for a device
  *                already FAILED is read from the stream and dropped.
  *   LOAD frames  this device's data frames whose payload was written to
  *                the device fd in full, plus its EOD or ABORT frame once it
