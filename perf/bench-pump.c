@@ -362,6 +362,47 @@ struct cpu_use {
 	double busy, ns_per_kib, reader;
 };
 
+/* The pump of one run, with the diagnosis knobs (PF, PCHUNK, QD, PI) and
+ * its devices: pipes as PRECOPY_PUMP_DEV_PIPE; on LOAD closed at their EOD
+ * (their readers see the end). */
+static struct precopy_pump *bench_pump_new(enum precopy_pump_dir dir, int stream, enum kind k, int ndev,
+					   uint32_t chunk, bool splice, const int *dev)
+{
+	struct precopy_pump_config cfg = {
+		.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = dir, .stream_fd = stream,
+		.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) | (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
+		.chunk_size = getenv("PCHUNK") ? (uint32_t)atoi(getenv("PCHUNK")) : chunk,
+		.max_payload = dir == PRECOPY_PUMP_LOAD ? chunk : 0,
+		.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD")) : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
+		.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,
+	};
+	uint32_t flags = (k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0) |
+			 (dir == PRECOPY_PUMP_LOAD ? PRECOPY_PUMP_DEV_CLOSE_AT_END : 0);
+	struct precopy_pump *p;
+	int err;
+
+	p = precopy_pump_new(&cfg, &err);
+	if (!p) {
+		fprintf(stderr, "precopy_pump_new (%s, chunk %u, depth %u): %s\n",
+			dir == PRECOPY_PUMP_LOAD ? "LOAD" : "SAVE", cfg.chunk_size, cfg.queue_depth, strerror(-err));
+		exit(1);
+	}
+	for (int i = 0; i < ndev; i++)
+		if (precopy_pump_add_device(p, (uint32_t)i, dev[i], flags))
+			die("precopy_pump_add_device");
+	return p;
+}
+
+/* Fills *cu from one run's CPU seconds (c0, c1), clock (t0, t1), payload
+ * bytes and the network stand-in's own CPU seconds. */
+static void cpu_use_fill(struct cpu_use *cu, double c0, double c1, uint64_t t0, uint64_t t1, uint64_t bytes,
+			 double net_cpu)
+{
+	cu->busy = (c1 - c0) * 1e9 / (double)(t1 - t0) / ncpu;
+	cu->ns_per_kib = (c1 - c0) * 1e9 / (double)(bytes >> 10);
+	cu->reader = net_cpu * 1e9 / (double)(t1 - t0);
+}
+
 /* One run; returns Gbit/s of payload and fills *cu. */
 static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice, uint64_t total,
 		  const uint8_t *src, uint8_t *buf, struct cpu_use *cu)
@@ -387,27 +428,8 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 		dev[i] = d[0];
 		w[i] = (struct writer){ .fd = d[1], .bytes = per, .chunk = chunk, .buf = src };
 	}
-	if (pump) {
-		struct precopy_pump_config cfg = {
-			.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_SAVE, .stream_fd = s[1],
-			.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) |
-				 (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
-			.chunk_size = getenv("PCHUNK") ? (uint32_t)atoi(getenv("PCHUNK")) : chunk,
-			.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD"))
-						    : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
-			.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,
-		};
-		int err;
-
-		p = precopy_pump_new(&cfg, &err);
-		if (!p) {
-			fprintf(stderr, "precopy_pump_new (chunk %u, depth %u): %s\n", cfg.chunk_size,
-				cfg.queue_depth, strerror(-err));
-			exit(1);
-		}
-		for (int i = 0; i < ndev; i++)
-			precopy_pump_add_device(p, (uint32_t)i, dev[i], k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0);
-	}
+	if (pump)
+		p = bench_pump_new(PRECOPY_PUMP_SAVE, s[1], k, ndev, chunk, splice, dev);
 	c0 = cpu_seconds();
 	t0 = now_ns(NULL);
 	pthread_create(&rd.t, NULL, reader_main, &rd);
@@ -447,9 +469,7 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 	}
 	free(w);
 	free(dev);
-	cu->busy = (c1 - c0) * 1e9 / (double)(t1 - t0) / ncpu;
-	cu->ns_per_kib = (c1 - c0) * 1e9 / (double)((per * (uint64_t)ndev) >> 10);
-	cu->reader = rd.cpu * 1e9 / (double)(t1 - t0);
+	cpu_use_fill(cu, c0, c1, t0, t1, per * (uint64_t)ndev, rd.cpu);
 	return (double)(per * (uint64_t)ndev) * 8 / (double)(t1 - t0);
 }
 
@@ -484,31 +504,8 @@ static double run_load(enum kind k, int ndev, uint32_t chunk, bool pump, bool sp
 		dev[i] = d[1];
 		rd[i].fd = d[0];
 	}
-	if (pump) {
-		struct precopy_pump_config cfg = {
-			.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_LOAD, .stream_fd = s[0],
-			.flags = (splice ? 0 : PRECOPY_PUMP_NO_SPLICE) |
-				 (getenv("PF") ? (uint32_t)atoi(getenv("PF")) : 0),
-			.chunk_size = getenv("PCHUNK") ? (uint32_t)atoi(getenv("PCHUNK")) : chunk,
-			.max_payload = chunk,
-			.queue_depth = getenv("QD") ? (uint32_t)atoi(getenv("QD"))
-						    : (uint32_t)(ndev * 2 < 8 ? 8 : ndev * 2),
-			.now_ns = now_ns, .poll_interval_ms = getenv("PI") ? (uint32_t)atoi(getenv("PI")) : 0,
-		};
-		int err;
-
-		p = precopy_pump_new(&cfg, &err);
-		if (!p) {
-			fprintf(stderr, "precopy_pump_new (LOAD, chunk %u, depth %u): %s\n", cfg.chunk_size,
-				cfg.queue_depth, strerror(-err));
-			exit(1);
-		}
-		for (int i = 0; i < ndev; i++)
-			if (precopy_pump_add_device(p, (uint32_t)i, dev[i],
-						    PRECOPY_PUMP_DEV_CLOSE_AT_END |
-							    (k != K_SOCK ? PRECOPY_PUMP_DEV_PIPE : 0)))
-				die("precopy_pump_add_device");
-	}
+	if (pump)
+		p = bench_pump_new(PRECOPY_PUMP_LOAD, s[0], k, ndev, chunk, splice, dev);
 	c0 = cpu_seconds();
 	t0 = now_ns(NULL);
 	pthread_create(&pr.t, NULL, producer_main, &pr);
@@ -539,9 +536,7 @@ static double run_load(enum kind k, int ndev, uint32_t chunk, bool pump, bool sp
 	}
 	free(rd);
 	free(dev);
-	cu->busy = (c1 - c0) * 1e9 / (double)(t1 - t0) / ncpu;
-	cu->ns_per_kib = (c1 - c0) * 1e9 / (double)((per * (uint64_t)ndev) >> 10);
-	cu->reader = pr.cpu * 1e9 / (double)(t1 - t0);
+	cpu_use_fill(cu, c0, c1, t0, t1, per * (uint64_t)ndev, pr.cpu);
 	return (double)(per * (uint64_t)ndev) * 8 / (double)(t1 - t0);
 }
 
