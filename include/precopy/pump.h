@@ -87,6 +87,9 @@
  * pump unusable: that call and every later run/drain return the same -errno,
  * and precopy_pump_strerror() describes it. A device-level failure only stops
  * that device (its status says FAILED with its -errno).
+ * Writing or splicing into a pipe whose reader has gone raises SIGPIPE, as
+ * any write(2) would: the process must ignore or block it (VMMs do), and
+ * the pump then sees -EPIPE.
  *
  * Thread safety: a pump is not thread-safe; one thread at a time may call
  * functions on it. Distinct pumps are independent. The frame functions are
