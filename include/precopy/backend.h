@@ -83,7 +83,9 @@ PRECOPY_API struct precopy_backend_xfer *precopy_backend_xfer_new(const struct p
  * on failure). SAVE gives [1] to the back-end and keeps [0]; LOAD gives [0]
  * and keeps [1]. If the back-end replies with its own fd, the kept end is
  * closed and the reply fd is used instead.
- * Returns the front-end fd (add it to a pump; do not close it and do not use
+ * Returns the front-end fd (add it to a pump, with PRECOPY_PUMP_DEV_PIPE when
+ * it is the kept end of pipe_fds, so that its bytes are spliced both ways; a
+ * back-end's own reply fd may be of any kind. Do not close it and do not use
  * PRECOPY_PUMP_DEV_CLOSE_AT_END: precopy_backend_xfer_finish() closes it), or
  * -EINVAL, -EBUSY (queues running; checked before anything is handed over),
  * -EALREADY, or the back-end's -errno. */
