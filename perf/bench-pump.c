@@ -58,10 +58,13 @@
  * 4 = no registered buffers>, PI=<poll interval ms>, QD=<pump queue depth
  * instead of 2 per device, at least 8>, PCHUNK=<pump chunk_size instead of
  * the case's chunk>, SNDBUF=<SO_SNDBUF for a socket stream's sending end;
- * the kernel doubles it>, DBG=1 (frame counts),
+ * the kernel doubles it>, TCP=1 (socket streams are TCP over loopback,
+ * whose send buffer the kernel sizes by itself), DBG=1 (frame counts),
  * PIN=0|1, ONLY=loop|pump (run one side only, for profiles). */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -107,6 +110,32 @@ static void mkpair(bool sock, int fds[2], uint32_t chunk)
 		/* room for a whole chunk, as a migration setup would size it */
 		fcntl(fds[1], F_SETPIPE_SZ, chunk < 65536 ? 65536 : (int)chunk);
 	}
+}
+
+/* The stream: as mkpair(), or with TCP=1 (diagnosis) and a socket kind, a
+ * TCP connection over loopback (fds[0] the reading end, fds[1] the
+ * writing end), whose send buffer the kernel sizes by itself. */
+static void mkstream(bool sock, int fds[2], uint32_t chunk)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int l;
+
+	if (!sock || !getenv("TCP")) {
+		mkpair(sock, fds, chunk);
+		return;
+	}
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&a, &al))
+		die("tcp listen");
+	fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fds[1] < 0 || connect(fds[1], (struct sockaddr *)&a, sizeof(a)))
+		die("tcp connect");
+	fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (fds[0] < 0)
+		die("tcp accept");
+	close(l);
 }
 
 /* CPU placement: the measured thread on cpu_main, helpers on cpu_help. */
@@ -416,7 +445,7 @@ static double run(enum kind k, int ndev, uint32_t chunk, bool pump, bool splice,
 	uint64_t t0, t1, per = total / (uint64_t)ndev;
 
 	pin_self(false);
-	mkpair(k != K_PIPE, s, chunk);
+	mkstream(k != K_PIPE, s, chunk);
 	if (k != K_PIPE && stream_sndbuf > 0 &&
 	    setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &stream_sndbuf, sizeof(stream_sndbuf)))
 		die("SO_SNDBUF");
@@ -492,7 +521,7 @@ static double run_load(enum kind k, int ndev, uint32_t chunk, bool pump, bool sp
 	if (!rd || !dev)
 		die("calloc");
 	pin_self(false);
-	mkpair(k != K_PIPE, s, chunk);
+	mkstream(k != K_PIPE, s, chunk);
 	if (k != K_PIPE && stream_sndbuf > 0 &&
 	    setsockopt(s[1], SOL_SOCKET, SO_SNDBUF, &stream_sndbuf, sizeof(stream_sndbuf)))
 		die("SO_SNDBUF");
