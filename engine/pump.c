@@ -162,7 +162,7 @@ int pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_de
 		*wev = POLLOUT;
 		return 0;
 	}
-	if (r <= 0 || (size_t)r > want) {
+	if (r <= 0) {
 		/* -EINVAL: these fds cannot splice; anything else is for a read
 		 * or a write to say, naming the side that failed */
 		if (r != -EINTR)

@@ -233,10 +233,12 @@ static void *reader_main(void *a)
 	return NULL;
 }
 
-static int write_all(int fd, const uint8_t *b, size_t n)
+/* Moves all n bytes (out: write, else read), retrying on EINTR; -1 on an
+ * error or an early end. */
+static int io_all(int fd, uint8_t *b, size_t n, bool out)
 {
 	while (n) {
-		ssize_t r = write(fd, b, n);
+		ssize_t r = out ? write(fd, b, n) : read(fd, b, n);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -247,6 +249,9 @@ static int write_all(int fd, const uint8_t *b, size_t n)
 	}
 	return 0;
 }
+
+static int write_all(int fd, uint8_t *b, size_t n) { return io_all(fd, b, n, true); }
+static int read_all(int fd, uint8_t *b, size_t n) { return io_all(fd, b, n, false); }
 
 /* The plain copy loop: the limit. */
 static void copy_loop(int *dev, int ndev, int stream, uint32_t chunk, uint8_t *buf)
@@ -323,21 +328,6 @@ static void *producer_main(void *a)
 	free(f);
 	pr->cpu = thread_cpu_seconds();
 	return NULL;
-}
-
-static int read_all(int fd, uint8_t *b, size_t n)
-{
-	while (n) {
-		ssize_t r = read(fd, b, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
 }
 
 /* The plain LOAD loop: read a header, then its payload a chunk at a time,

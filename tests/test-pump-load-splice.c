@@ -257,33 +257,50 @@ Test(pump_load_splice, a_device_reader_gone_mid_frame_fails_that_device_fallback
 	reader_gone(PRECOPY_PUMP_FORCE_FALLBACK);
 }
 
+/* One data frame for device 0 that declares `declared` payload bytes, of
+ * which only the first `sent` (pattern seed 70) are written to fd. */
+static void write_cut_frame(int fd, uint32_t declared, uint32_t sent)
+{
+	uint8_t *buf = malloc(PRECOPY_FRAME_HDR_SIZE + (size_t)sent);
+	struct precopy_frame_hdr h = { .dev_id = 0, .len = declared };
+
+	cr_assert(buf);
+	cr_assert_eq(precopy_frame_encode(&h, buf), 0);
+	precopy_sim_pattern_fill(70, 0, buf + PRECOPY_FRAME_HDR_SIZE, sent);
+	cr_assert_eq(write(fd, buf, PRECOPY_FRAME_HDR_SIZE + sent), (ssize_t)(PRECOPY_FRAME_HDR_SIZE + sent));
+	free(buf);
+}
+
+/* After a call that left device 0 without its end: exactly `spliced`
+ * bytes went by splice, and its sink got them, intact. Frees p. */
+static void cut_frame_done(struct precopy_pump *p, struct sink *k, uint32_t flags, uint64_t spliced)
+{
+	cr_assert_eq(p->load_spliced, spliced, "%s: spliced %llu", path_name(flags),
+		     (unsigned long long)p->load_spliced);
+	precopy_pump_free(p);
+	close_unended(k, (const bool[1]){ false }, 1);
+	pthread_join(k[0].t, NULL);
+	cr_assert_eq(k[0].got, spliced);
+	cr_assert_eq(k[0].bad, 0, "pattern mismatch at %zu", k[0].bad - 1);
+}
+
 /* A stream that ends inside a spliced frame is truncated, not complete. */
 static void truncated(uint32_t flags)
 {
-	uint8_t buf[PRECOPY_FRAME_HDR_SIZE + 5000];
-	struct precopy_frame_hdr h = { .dev_id = 0, .len = 9000 };
 	struct sink k[1] = { 0 };
 	struct precopy_pump *p;
 	int64_t r;
 	int s[2];
 
 	cr_assert_eq(pipe2(s, O_CLOEXEC), 0);
-	cr_assert_eq(precopy_frame_encode(&h, buf), 0);
-	precopy_sim_pattern_fill(70, 0, buf + PRECOPY_FRAME_HDR_SIZE, 5000);
-	cr_assert_eq(write(s[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	write_cut_frame(s[1], 9000, 5000);
 	close(s[1]);
 	p = hand_pump(s[0], flags, 65536, 1, k);
 	r = precopy_pump_drain(p, 0);
 	cr_assert_eq(r, -EBADMSG, "%s: drain %lld", path_name(flags), (long long)r);
 	cr_assert(strstr(precopy_pump_strerror(p), "truncated inside the frame of device 0"), "%s",
 		  precopy_pump_strerror(p));
-	cr_assert_eq(p->load_spliced, 5000, "%s: spliced %llu", path_name(flags),
-		     (unsigned long long)p->load_spliced);
-	precopy_pump_free(p);
-	close_unended(k, (const bool[1]){ false }, 1);
-	pthread_join(k[0].t, NULL);
-	cr_assert_eq(k[0].got, 5000);
-	cr_assert_eq(k[0].bad, 0);
+	cut_frame_done(p, k, flags, 5000);
 	close(s[0]);
 }
 
@@ -298,8 +315,6 @@ Test(pump_load_splice, a_stream_cut_inside_a_spliced_frame_is_truncated_fallback
  * socket (a blocking socket ignores SPLICE_F_NONBLOCK). */
 static void idle_tcp(uint32_t flags)
 {
-	uint8_t buf[PRECOPY_FRAME_HDR_SIZE + 1000];
-	struct precopy_frame_hdr h = { .dev_id = 0, .len = 5000 };
 	struct sink k[1] = { 0 };
 	struct precopy_pump *p;
 	uint64_t t0;
@@ -307,19 +322,13 @@ static void idle_tcp(uint32_t flags)
 	int s[2];
 
 	tcp_pair(s);
-	cr_assert_eq(precopy_frame_encode(&h, buf), 0);
-	precopy_sim_pattern_fill(70, 0, buf + PRECOPY_FRAME_HDR_SIZE, 1000);
-	cr_assert_eq(write(s[1], buf, sizeof(buf)), (ssize_t)sizeof(buf)); /* 1000 of 5000 */
+	write_cut_frame(s[1], 5000, 1000);
 	p = hand_pump(s[0], flags, 65536, 1, k);
 	t0 = mono_ns(NULL);
 	r = precopy_pump_drain(p, t0 + 200000000ull);
 	cr_assert_eq(r, -ETIMEDOUT, "%s: drain %lld (%s)", path_name(flags), (long long)r, precopy_pump_strerror(p));
 	cr_assert_lt(mono_ns(NULL) - t0, 10000000000ull);
-	cr_assert_eq(p->load_spliced, 1000, "%s: spliced %llu", path_name(flags), (unsigned long long)p->load_spliced);
-	precopy_pump_free(p);
-	close_unended(k, (const bool[1]){ false }, 1);
-	pthread_join(k[0].t, NULL);
-	cr_assert_eq(k[0].got, 1000);
+	cut_frame_done(p, k, flags, 1000);
 	close(s[0]);
 	close(s[1]);
 }
