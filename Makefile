@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # precopy — plain Makefile. Quiet by default; V=1 shows full commands.
 #
 #   make            library (static + shared), tools, benchmarks into build/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bitmap storage: NUMA-placed (libnuma), plain anonymous mapping, or the
  * caller's own words. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Runtime choice of SIMD variant: CPU detection, PRECOPY_SIMD, forcing. */
 #include <errno.h>
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Snapshot-and-clear of a bitmap that other threads keep setting bits in. */
 #include <errno.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Walking set bits: next set bit, bulk extraction into page numbers, and
  * coalescing into (first, count) runs. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: the per-ISA kernels behind the bitmap API, and the dispatcher.
  *
  * Every kernel works on whole 64-bit words; the callers in merge.c,

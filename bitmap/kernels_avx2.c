@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* AVX2 kernels (+ BMI2, POPCNT). Compiled with those flags (Makefile:
  * *_avx2.c); only called where the CPU has them. Vector bodies handle
  * whole 4-word blocks; the few tail words go through the scalar helpers. */

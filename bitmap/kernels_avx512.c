@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* AVX-512 kernels (F/BW/VL/DQ + VPOPCNTDQ + VBMI2 + BMI2). Compiled with
  * those flags (Makefile: *_avx512.c); only called where the CPU has them.
  *

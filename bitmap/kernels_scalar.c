@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scalar kernels: portable C, no ISA extension. The reference the SIMD
  * variants are tested against, and the fallback on CPUs without AVX2. */
 #include "kernels.h"

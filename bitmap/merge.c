@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Merge at any bit offset (fused OR + count), single bits, ranges, counts. */
 #include <errno.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parallel merge: a small pool of workers, each owning contiguous 4 KiB
  * pieces of the destination (so no cache line is written by two of them),
  * running on the NUMA node of its piece. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Merging a log kept at another page size: expansion (a bigger source
  * page marks several destination pages) and combining (any dirty source
  * sub-page marks the destination page), and the chunked merge loop that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fd-based back-ends as devices of the source engine (precopy/backend.h):
  * their transfer objects, their DEV_SETUP records, and at switchover the
  * save of each one's state through a pipe into DEV_DATA records, the

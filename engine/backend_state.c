@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fd-based back-end state transfer (vhost-user SET_DEVICE_STATE_FD model):
  * checks the back-end is stopped, hands it its end of the caller's pipe,
  * keeps the other end for the pump, and at the end closes it and asks the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Estimates (bandwidth, dirty rate, rho, expected downtime, prediction)
  * and the switchover decision. Pure arithmetic on caller-measured numbers. */
 #include <errno.h>

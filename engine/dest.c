@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The destination engine: devices to RESUMING, the device-state stream
  * decoded incrementally (precopy/stream.h) with each DEV_DATA slice written
  * to its device's data fd (or its fd-based back-end's load pipe) as it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source side of the device-state stream and of the return path:
  * records written to the stream fd (through sys) or the sink, device
  * pre-copy data read from the data fds into DEV_DATA records, the

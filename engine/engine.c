@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source engine: configuration, lifecycle (start, cancel, failure) and
  * per-device status. */
 #include <errno.h>

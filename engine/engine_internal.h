@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source engine's private state, shared by engine/engine.c (config,
  * lifecycle, per-device status), engine/sync.c (dirty harvest, page
  * hand-out), engine/devio.c (stream and return path, device pre-copy data),

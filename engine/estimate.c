@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Feeding the estimator (engine/decide.c): the VMM's account of each
  * iteration, the cheap estimate (cached device sizes, RAM pending at the
  * last sync) and the exact query (fresh precopy info and stop-copy sizes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal: small JSON formatting helpers shared by the engine's outputs. */
 #ifndef PRECOPY_ENGINE_JSON_H
 #define PRECOPY_ENGINE_JSON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pump object: creation and path selection, devices, status, messages,
  * the shared LOAD frame-parsing steps, and run/drain dispatch to the
  * io_uring path (pump_uring.c) or the sys path (pump_fallback.c). */

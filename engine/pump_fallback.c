@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The sys path of the pump: plain read/write/splice/poll through the
  * `sys` seam, one operation at a time. Used where io_uring is unavailable,
  * forced off, or when the seam is a fake kernel. */

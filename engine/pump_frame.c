@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The frame codec: the 16-byte little-endian frame header of pump.h.
  * Pure functions; no I/O. */
 #include <errno.h>

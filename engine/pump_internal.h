@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/pump_internal.h — private state shared by the pump's source files:
  * pump.c (object, devices, status, dispatch), pump_frame.c (frame codec),
  * pump_fallback.c (sys path), pump_uring*.c (io_uring path).

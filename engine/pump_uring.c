@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring path of the pump (liburing), in three files: this one (the
  * ring, slots, reaping), pump_uring_save.c and pump_uring_load.c. One ring,
  * the pump's slots as registered buffers, one read (SAVE) or write (LOAD) in flight per device

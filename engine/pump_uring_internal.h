@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the pump's io_uring path (pump_uring.c: ring, slots and
  * reaping; pump_uring_save.c: device fds -> stream; pump_uring_load.c:
  * stream -> device fds). The design notes are at the top of pump_uring.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pump's io_uring SAVE path: device fds -> framed stream (design notes
  * at the top of pump_uring.c). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Source engine status and statistics: per-device status, the engine's
  * counters, the last iteration and the downtime breakdown, as structs and
  * as JSON. */

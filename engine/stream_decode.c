@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/stream_decode.c — incremental (push) decoder of the device-state
  * stream: framing, limits, per-device ordering, events. Pure code. */
 #include <errno.h>

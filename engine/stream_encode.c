@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/stream_encode.c — stateless encoders for the device-state stream
  * and its return path: each writes one record into a caller buffer. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/stream_rp.c — incremental decoder of the return path
  * (destination -> source): RP_ACK (switchover-ack) and RP_ERROR. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/stream_wire.c — CRC-32C and the record header codec shared by the
  * device-state stream encoder and decoders. */
 #include <errno.h>

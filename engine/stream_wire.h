@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine/stream_wire.h — private helpers shared by the stream encoder and
  * the two decoders: little-endian accessors, the record header codec, and
  * the bounded error-message formatter. The wire format itself is documented

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Switchover and completion on the source: quiesce every device (P2P
  * states) before stopping any, STOP_COPY, the final sync once nothing can
  * dirty memory any more, every device's state to its end of data, the end

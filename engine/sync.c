@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The RAM dirty log: its allocation, the harvest of the RAM dirty source
  * (KVM or the caller's live bitmap) and of every device's DMA log into it,
  * and the hand-out of dirty page runs to the VMM. Device logs are merged

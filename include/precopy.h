@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy.h — umbrella header: includes every public precopy header. */
 #ifndef PRECOPY_H
 #define PRECOPY_H

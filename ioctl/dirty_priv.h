@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ioctl/dirty_priv.h — the private layout of struct precopy_dirty_source,
  * shared by the generic part and device DMA logging (vfio_dma_log.c) and by
  * container dirty tracking, type1 and iommufd (vfio_container.c). Each kind

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log, bitmap modes: KVM_GET_DIRTY_LOG (classic), and
  * KVM_GET_DIRTY_LOG followed by KVM_CLEAR_DIRTY_LOG (manual protect).
  *

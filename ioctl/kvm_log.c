@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log: capability checks, creation, slot and vCPU registration,
  * turning logging on and off, and the sync dispatcher. The sync bodies live
  * in kvm_bitmap.c (classic, manual) and kvm_ring.c (dirty ring). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ioctl/kvm_priv.h — private layout of struct precopy_kvm_log, shared by
  * kvm_log.c (set-up), kvm_bitmap.c (classic and manual sync) and
  * kvm_ring.c (dirty ring sync). Not installed. */

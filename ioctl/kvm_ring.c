@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log, ring mode: harvest every vCPU's kvm_dirty_gfn ring, merge
  * the pages into the RAM log, hand the entries back, reset the rings.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* PCI discovery through libpci: addresses, enumeration, driver and IOMMU
  * group of each function, and where a VFIO cdev exists. */
 #include <dirent.h>

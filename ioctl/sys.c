@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The real syscall table: the one place where errno becomes a return value. */
 #include <errno.h>
 #include <fcntl.h>

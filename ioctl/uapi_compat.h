@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ioctl/uapi_compat.h — the one place for kernel uAPI definitions newer than
  * the installed headers (Debian's linux-libc-dev for 6.1 has <linux/vfio.h>
  * without PRE_COPY and without the cdev/iommufd device ioctls, and no

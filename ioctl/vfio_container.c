@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Container dirty tracking as dirty sources, for devices without DMA
  * logging: the VFIO type1 container (VFIO_IOMMU_DIRTY_PAGES, its limits
  * read from VFIO_IOMMU_GET_INFO's migration capability) and an iommufd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Dirty sources: a small ops table (start, report into the RAM log, stop;
  * see dirty_priv.h), the generic functions over it, and its implementation
  * over VFIO device DMA logging (container tracking is vfio_container.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* VFIO_DEVICE_FEATURE and the small stateless queries built on it. */
 #include <errno.h>
 #include <stdlib.h>

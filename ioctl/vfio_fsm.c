@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The VFIO migration state machine as data: which state follows `cur` on
  * the way to `target`, for a device with a given set of migration flags.
  * The decisions match the kernel's vfio_mig_get_next_state() (they are part

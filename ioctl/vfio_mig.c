@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A device's migration session: state changes one arc at a time with
  * recovery and reset, the data fd the arcs hand out, and the reads, writes
  * and size queries that go with it. */

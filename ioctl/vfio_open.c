@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Opening a VFIO device: the legacy group/container path and the device
  * cdev path bound to an iommufd. Every syscall goes through the sys seam. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* perf/bench-bitmap.c — the bitmap engine against this machine's limits.
  *
  * One line per case:

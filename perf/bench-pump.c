@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench-pump — the device-state pump against a plain read/write copy loop.
  *
  * For each case, N device fds are fed by writer threads (playing devices

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench-sim — precopy-sim at scale: the real engine over the fake kernel on
  * a virtual clock, with bitmaps of the simulated size.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # perf/record.sh CASE [bench-bitmap args] — profile one benchmark case.
 #
 # Builds $BUILD/perf/bench-bitmap if needed (BUILD defaults to build, relative

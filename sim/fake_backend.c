@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fd-based back-end model (see precopy/sim.h): a back-end whose state
  * moves through a real pipe on its own thread, with fault injection. It
  * stands for another process, so it makes real syscalls on its own fd. */

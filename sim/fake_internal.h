@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sim/fake_internal.h — shared between the fake kernel's files; not public. */
 #ifndef PRECOPY_FAKE_INTERNAL_H
 #define PRECOPY_FAKE_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A userspace model of iommufd's dirty tracking contract: one IOAS, its
  * mappings, hardware page tables over it, IOMMU_HWPT_SET_DIRTY_TRACKING
  * and IOMMU_HWPT_GET_DIRTY_BITMAP with iommufd's generic size checks, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fake kernel: a sys table whose ioctls on fake fds go to userspace
  * models, and whose other calls go to the real kernel. One mutex guards the
  * fd table, the fault rules and the models. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A userspace model of a KVM VM's dirty-log contract (x86): memory slots
  * as KVM_SET_USER_MEMORY_REGION creates, moves, re-flags and deletes them,
  * a dirty bitmap per slot that logs (KVM_MEM_LOG_DIRTY_PAGES), classic

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A userspace model of a VFIO type1 (v2) container's observable contract
  * for dirty tracking: VFIO_IOMMU_GET_INFO with the migration capability,
  * DMA mappings, and VFIO_IOMMU_DIRTY_PAGES (START / STOP / GET_BITMAP) with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A userspace model of a VFIO migration driver's observable contract: the
  * VFIO_DEVICE_FEATURE checks and errno of the vfio core, the FSM (through
  * precopy_vfio_fsm_next, arc by arc, as a driver walks it), PRE_COPY

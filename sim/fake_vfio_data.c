@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The VFIO device model's migration data sessions: each is an AF_UNIX
  * socketpair whose user end is the data_fd the FSM hands out, carrying a
  * deterministic byte stream (saving) or checking one (resuming); PRE_COPY

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The VFIO device model's DMA: writes of real bytes into the guest memory
  * it was given, the DMA-logging tracker those writes mark
  * (VFIO_DEVICE_FEATURE_DMA_LOGGING_START/REPORT/STOP with range combining),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sim/fake_vfio_priv.h — the VFIO device model's state, shared by the files
  * that implement it: fake_vfio.c (the FSM as a driver walks it,
  * VFIO_DEVICE_FEATURE as the vfio core checks it, reset, the model's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fault injection for the fake kernel: the Nth matching call of an
  * operation fails with a chosen errno, or transfers fewer bytes. */
 #include <errno.h>

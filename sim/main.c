@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-sim: the pre-copy engine on a virtual clock over the fake kernel.
  * Options and output only; the run is sim/simulate.c. */
 #include <errno.h>

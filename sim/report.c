@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-sim's outputs: one JSON object, a human summary, the per-iteration
  * timeline as CSV, an SVG plot an operator can read at a glance, and the
  * one-line progress display. Everything here is a pure function of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scenario files: INI parsed with libinih, every key checked against a table
  * of known keys with its unit, errors naming the file, the line and the key:
  *

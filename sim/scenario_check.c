@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scenario defaults and the checks that span several keys. Kept apart from
  * the INI parser (sim/scenario.c, which needs libinih) so that programs
  * building scenarios in code (the benchmark) link without it. */

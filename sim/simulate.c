@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The simulator's driver: the real source engine (precopy_engine_*) and the
  * real destination engine (precopy_dest_*) run over two fake kernels on one
  * virtual clock, and this file plays the VMM and the network.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sim/simulator.h — precopy-sim's pieces: the scenario (sim/scenario.c parses
  * it from INI), the synthetic guest workloads (sim/workload.c), the driver
  * that runs the real source and destination engines over the fake kernel on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Synthetic guest workloads: they set bits in the engine's live RAM bitmap
  * (one bit per guest page) as the guest would dirty pages, at a rate in
  * bytes per second of virtual time, scaled by the throttle.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs every Criterion suite given (verbose, so skips are reported), prints
 # each one's failures, skips and synthesis, and closes with one summary line
 # over all of them. Exits non-zero if any test failed or crashed, or if a

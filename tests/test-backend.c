@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fd-based back-end state transfer: the front-end's rules (stopped only,
  * one transfer at a time, fds owned and closed), the fake back-end model's
  * verdicts, and a save -> pump -> load -> check round trip. */

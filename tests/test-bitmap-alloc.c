@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-alloc.c — precopy_bitmap_alloc() placements (local,
  * interleave, node 0, a node that does not exist), zeroed 4 KiB-aligned
  * memory, the origin it reports, and wrap/free not freeing caller memory. */

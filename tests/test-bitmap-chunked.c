@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-chunked.c — precopy_bitmap_merge_chunked(): a reader
  * serves slices of one big reference log; the chunked merge must equal one
  * reference merge of the whole log, the reader must see exactly the chunk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-errors.c — table-driven bad input for the bitmap API:
  * each row gives the exact -errno, and after every error the destination
  * (compared with a copy, guard words included) must be untouched. Merge

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-harvest.c — precopy_bitmap_harvest(): single-threaded
  * semantics against the reference (live cleared, snap OR'ed, count of newly
  * set bits, tails), and under concurrency: writer threads set bits with

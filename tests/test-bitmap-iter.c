@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-iter.c — count, count_range, next_set, extract, runs,
  * test, set/clear range and zero against the reference, for every SIMD
  * variant, at densities 40%, 1%, 0.01%, 0, 100% and clustered, odd sizes;

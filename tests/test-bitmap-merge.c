@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-merge.c — precopy_bitmap_merge() against the bit-by-bit
  * reference, for every SIMD variant the CPU has: every destination offset
  * 0..127, lengths around word and vector boundaries, source densities from

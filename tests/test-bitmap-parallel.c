@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-parallel.c — precopy_bitmap_merge_parallel() with pools
  * of 1, 2 and 3 workers against the reference and the serial merge, at many
  * offsets and lengths (below 4 KiB of destination up to 2^24 bits), pool

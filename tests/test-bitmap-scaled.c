@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-bitmap-scaled.c — precopy_bitmap_merge_scaled() against the
  * reference, for every SIMD variant: every power-of-two page ratio from 1/512
  * to 512 (plus the 2^20 limit), offsets in several alignment classes (0, one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Estimates and switchover decisions: table-driven. */
 #include <criterion/criterion.h>
 #include <errno.h>

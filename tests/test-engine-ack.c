@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Switchover-ack ordering: the source never switches over before the ACK,
  * a slow destination delays switchover, a device without PRE_COPY needs no
  * ACK, and an ACK twice, too early or after the switchover decision is a

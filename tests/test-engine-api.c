@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Engine API: config validation (exact -errno per missing or bad member),
  * calls in the wrong phase, and the decision plumbing: every decision the
  * engine returns equals what engine/decide.c returns for the inputs the

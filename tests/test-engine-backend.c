@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fd-based back-ends as engine devices, end to end over the fake kernel and
  * the fake back-end model (precopy/sim.h): each back-end's state moves at
  * switchover, after the vCPUs and its queues stop, through a pipe into the

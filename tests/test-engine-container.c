@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Container dirty tracking in the engine, end to end over the fake kernel:
  * devices without DMA logging whose DMA is seen by the IOMMU they sit
  * behind, a VFIO type1 container or an iommufd hardware page table, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Faults on the destination side, end to end: a device write that fails,
  * a device that refuses RESUMING, a device whose loaded state fails its
  * check at RESUMING -> STOP, and a stream corrupted on the way. Each time

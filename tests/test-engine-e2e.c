@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* End to end over the fake kernel: a source and a destination engine over
  * socketpairs, 1-4 devices, guest RAM written by a synthetic workload and
  * by device DMA. At the end the destination RAM equals the source RAM byte

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cancel at every phase, and faults injected at each fake-kernel call the
  * engine makes: each ends with a clear error, every device RUNNING, the
  * migration's fds closed; then a new migration on the same engine works. */

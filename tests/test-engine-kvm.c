@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source engine in RAM_KVM mode against the real /dev/kvm, end to end.
  *
  * A real-mode guest (tests/lib/kvm_guest.c, the "oracle writer") keeps

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The policy's throttle and timeout decisions reached end to end: a guest
  * that dirties far more than a slow link can carry (the VMM applies each
  * THROTTLE level to it, which slows it but not enough), on the engine's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared harness for the engine suites: a source and a destination engine
  * over two fake kernels, connected by a socketpair (stream) and another
  * (return path); guest RAM as two memory slots per side; fake VFIO devices

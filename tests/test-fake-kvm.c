@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fake KVM VM dirty log against real KVM: the same tables run on both
  * back-ends, so the model cannot drift from the kernel.
  *  - an ioctl script (capabilities, slot rules, GET/CLEAR rules) with the

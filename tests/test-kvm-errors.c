@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log: every -errno the API documents, against the real
  * /dev/kvm, with the failures only a misbehaving kernel produces injected
  * through the forwarding sys table of kvm_fixture.h; and, for each failing

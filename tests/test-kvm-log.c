@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log against the real /dev/kvm: a real-mode guest writes a known
  * set of pages; each mode must report exactly that set, at the right bits
  * of the RAM log, and nothing on the next sync; manual mode must CLEAR

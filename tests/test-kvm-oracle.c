@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* KVM dirty log oracle, in the spirit of the kernel's dirty_log_test: a
  * real-mode guest writes the current iteration number into pseudo-random
  * pages while a vCPU thread keeps it running, and the main thread harvests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared by the PCI suites: a prepared sysfs tree in a temporary directory,
  * laid out as the kernel lays out /sys/bus/pci (devices/<addr>/ with
  * vendor, device, class, revision, config, and the driver, iommu_group and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Opening VFIO devices (group + container, cdev + iommufd) through the sys
  * seam: a scripted fake kernel checks the exact ioctl sequence and
  * arguments, injects a failure at every step (the step's -errno comes back,

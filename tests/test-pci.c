@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* PCI discovery: address parsing/formatting (table-driven, round trips),
  * enumeration of this machine cross-checked against /sys/bus/pci read
  * directly, libpci's fill flags against the sysfs links (differential), a

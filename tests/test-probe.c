@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-probe, run as a program: its --json output is parsed by a strict
  * JSON parser (below, tested on its own first) and compared with
  * /sys/bus/pci read directly; the table names every device; a prepared sysfs

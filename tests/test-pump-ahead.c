@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring SAVE path's read-ahead bound (engine/pump_uring.c), through
  * the internal hooks of engine/pump_internal.h:
  *  - devices that always answer at once (pipes holding all their bytes) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Faults at every step of a pump transfer: EIO reading a device (real, from
  * /proc/self/mem past a mapping, and injected through the sys seam), short
  * writes on the stream, a device that never reaches end of data, a stream

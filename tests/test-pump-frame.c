@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The frame codec (table-driven), the destination's validation of every
  * header on both paths (exact -errno, clear message, nothing over-read), and
  * the pump's argument checks. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* LOAD splices: a destination device added with PRECOPY_PUMP_DEV_PIPE (the
  * write end of a back-end's state pipe) takes its payload straight from the
  * stream by splice(2), on both paths, from a pipe, an AF_UNIX socket and a

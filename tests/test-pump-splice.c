@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The io_uring SAVE path with devices added as pipes (PRECOPY_PUMP_DEV_PIPE),
  * checked byte for byte by a reader thread that parses the stream:
  *  - where the stream cannot block a non-blocking splice (a pipe, or an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Round trips through the pump: 1, 4 and 16 devices, 0 bytes to 256 MiB,
  * io_uring and fallback paths, pipe and socket streams, splice on and off,
  * budgeted interleaving with other records. Content is checked byte for

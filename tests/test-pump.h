@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the pump suites (tests/test-pump*.c): clocks, a
  * fault-injecting sys table, and a source -> stream -> destination round
  * trip whose devices are fake back-ends writing/checking seeded patterns. */

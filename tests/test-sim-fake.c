@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The simulator's additions to the fake VFIO device: the fast state-stream
  * fill/check against the byte-by-byte definition (every alignment and
  * length class across 8 KiB block and 32 KiB table boundaries), and DMA

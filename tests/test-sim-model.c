@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-sim against the models it must follow: the geometric series of a
  * sequential workload (round i sends M * rho^i), the expected count of
  * distinct pages under uniform random writes (N (1 - (1 - 1/N)^k)), no

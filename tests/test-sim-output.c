@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-sim's outputs through the built program: the CSV timeline agrees
  * with the JSON, the SVG is a complete document with the parts an operator
  * reads, and the exit status says how the run ended. The program is found

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-sim scenarios: units, every parse error with its exact message
  * (file, line, key), the built-in scenario equal to sim/scenarios/default.ini,
  * and a run of every shipped example (scaled down 8x: every byte size and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* CRC-32C: the SSE4.2 path and the portable table path against a bitwise
  * reference. Criterion runs each test in its own process, so setting
  * PRECOPY_SIMD before the first CRC picks the path for that test. */

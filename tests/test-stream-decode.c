@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-decode.c — the forward-stream decoder on valid input:
  * round trips of every record kind, the same events for every way of
  * splitting the input, payload passed through without buffering, progress

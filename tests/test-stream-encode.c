@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-encode.c — CRC-32C against known vectors and a bitwise
  * reference, and the encoders' byte layout and argument errors. */
 #include "test-stream-util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-errors.c — every error class of the forward-stream
  * decoder with its exact -errno and message, the same result for any split
  * of the input, truncation at every position, sticky failure, callback

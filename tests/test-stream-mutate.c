@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-mutate.c — randomized mutation of valid streams (fixed
  * seeds, so failures reproduce): the decoders must end in a clean -EBADMSG
  * or -EPROTO with an "offset N: " message, or accept; never crash or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-rp.c — the return path: ACK and ERROR round trips under
  * every split, ACK twice, anything after ERROR, malformed messages,
  * truncation. */

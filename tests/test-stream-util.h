@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-stream-util.h — helpers shared by the test-stream*.c suites:
  * a growable byte buffer with record builders (valid ones through the
  * public encoders, raw ones with any field value), and an event recorder

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test-sys.c — the real syscall table turns errno into a negative
  * return (and passes results through), and precopy_sys_validate() rejects
  * unusable tables with -EINVAL. */

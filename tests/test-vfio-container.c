@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Container dirty tracking against the fake kernel: the type1 container
  * (VFIO_IOMMU_DIRTY_PAGES) and iommufd (IOMMU_HWPT_*_DIRTY_*), first as raw
  * ioctls with the exact -errno of each misuse (tables), then as dirty

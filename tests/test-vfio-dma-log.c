@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Device DMA logging as a dirty source, against the fake device: START
  * validation and range combining, REPORT merged chunk by chunk into a RAM
  * bitmap with page-size conversion, and a failing REPORT marking its range

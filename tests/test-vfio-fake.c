@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fake VFIO device against the kernel's contract, table-driven: the
  * VFIO_DEVICE_FEATURE checks and errno, the FSM (compared with
  * precopy_vfio_fsm_path for every flags x cur x target), data fds, precopy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The VFIO migration FSM: exhaustive over every cur x target x flags, checked
  * against an independent model built from the uAPI's list of direct arcs
  * (breadth-first shortest paths), plus the combination paths the kernel

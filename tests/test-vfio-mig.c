@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Device migration sessions through the library against the fake kernel:
  * state changes arc by arc, data fds opened and closed by the right arcs,
  * recovery and reset paths under injected failures, and a full

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Checks for the Debian packages precopy needs and installs the missing ones
 # (as root, after apt-get update). Where it cannot, prints the exact command.
 # Used by `make deps`, which `make test`, `make bench` and `make sim` run first.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy-probe — what this host offers for VFIO live migration.
  *
  * Lists the PCI functions (address, vendor:device, class, driver, IOMMU

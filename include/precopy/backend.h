@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/backend.h — fd-based back-end state transfer.
  *
  * The model of vhost-user's SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE: a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/bitmap.h — dirty bitmaps: allocate, merge, count, iterate, harvest.
  *
  * A bitmap is an array of uint64_t words plus a bit count, one bit per page,

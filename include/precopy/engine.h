@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/engine.h — the pre-copy engine: source and destination migration
  * engines, and the estimates and switchover decisions they are built on.
  *

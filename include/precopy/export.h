@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/export.h — symbol visibility for libprecopy.
  *
  * The library is built with -fvisibility=hidden; only declarations marked

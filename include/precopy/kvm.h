@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/kvm.h — guest RAM dirty logs from KVM, merged into the RAM dirty log.
  *
  * The library does not own the VM: the VMM created the VM, its memory slots

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/pci.h — PCI discovery (libpci) and opening VFIO devices.
  *
  * What a host offers: every PCI function with its IDs, class, bound driver,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/pump.h — the device-state data pump and its frame layer.
  *
  * Device state is bytes behind file descriptors: a VFIO device's data_fd in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/sim.h — the simulator's fake kernel and device models.
  *
  * Thread safety: stated per section below. The fake kernel serializes its

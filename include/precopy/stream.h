@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/stream.h — the device-state migration stream and its return path.
  *
  * The source engine sends each device's state (setup, config, data chunks,

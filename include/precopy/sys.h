@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/sys.h — the syscall seam.
  *
  * Every system call that libprecopy makes toward the kernel (VFIO, KVM,

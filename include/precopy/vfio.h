@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* precopy/vfio.h — VFIO device features, the migration state machine,
  * device migration sessions, and device dirty tracking (DMA logging and
  * container dirty tracking).

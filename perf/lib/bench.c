@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* perf/lib/bench.c — timing, statistics, limit loops, thread team, options
  * and output for the perf/bench-* programs. See bench.h. */
 #include "bench.h"

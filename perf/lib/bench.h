@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* perf/lib/bench.h — shared helpers for the perf/bench-* programs.
  *
  * What every benchmark here does the same way:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/fuzz-stream.c — libFuzzer harness for the device-state stream
  * decoder and the return-path decoder (built by `make fuzz`).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/lib/bitref.c — bit-by-bit reference for the bitmap engine (see bitref.h). */
 #include "bitref.h"
 

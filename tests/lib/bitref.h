@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/lib/bitref.h — a plain, bit-by-bit reference for the bitmap engine,
  * plus test helpers (seeded PRNG, random and clustered bitmaps, guarded
  * buffers). Test-only: nothing here is fast, everything here is obvious.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/lib/kvm_fixture.h — shared by the KVM dirty-log suites
  * (test-kvm-log.c, test-kvm-errors.c): the RAM log layout, a sys table that
  * forwards to the real kernel but can fail or bend chosen calls, and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A tiny VMM for the KVM dirty-log tests (see kvm_guest.h). */
 #include <errno.h>
 #include <stdio.h>

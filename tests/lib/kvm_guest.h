@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/lib/kvm_guest.h — a tiny VMM for the KVM dirty-log tests: one VM,
  * a few anonymous memory slots, one vCPU in 16-bit real mode running
  * hand-assembled code. It plays the VMM's part (it owns every fd), so it

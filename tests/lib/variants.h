@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/lib/variants.h — run one test body once per SIMD variant.
  *
  * VARIANT_TESTS(suite, name, fn) defines three Criterion tests,
