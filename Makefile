@@ -168,6 +168,7 @@ deps:
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS) $(SIMBIN)
+	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)./tests/run.sh $(TESTS)
 
 bench: deps

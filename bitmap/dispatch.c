@@ -7,7 +7,7 @@
 
 #include "kernels.h"
 
-static const struct bitmap_kernels *active;
+static const struct precopy__bitmap_kernels *active;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 PRECOPY_API int precopy_bitmap_simd_supported(enum precopy_simd v)
@@ -30,19 +30,19 @@ PRECOPY_API int precopy_bitmap_simd_supported(enum precopy_simd v)
 	return 0;
 }
 
-static const struct bitmap_kernels *table_of(enum precopy_simd v)
+static const struct precopy__bitmap_kernels *table_of(enum precopy_simd v)
 {
 	switch (v) {
 	case PRECOPY_SIMD_AVX512:
-		return &bitmap_kernels_avx512;
+		return &precopy__bitmap_kernels_avx512;
 	case PRECOPY_SIMD_AVX2:
-		return &bitmap_kernels_avx2;
+		return &precopy__bitmap_kernels_avx2;
 	default:
-		return &bitmap_kernels_scalar;
+		return &precopy__bitmap_kernels_scalar;
 	}
 }
 
-static const struct bitmap_kernels *best(void)
+static const struct precopy__bitmap_kernels *best(void)
 {
 	const char *env = getenv("PRECOPY_SIMD");
 	enum precopy_simd want = PRECOPY_SIMD_AUTO;
@@ -60,10 +60,10 @@ static const struct bitmap_kernels *best(void)
 			return table_of(want);
 	}
 	if (precopy_bitmap_simd_supported(PRECOPY_SIMD_AVX512))
-		return &bitmap_kernels_avx512;
+		return &precopy__bitmap_kernels_avx512;
 	if (precopy_bitmap_simd_supported(PRECOPY_SIMD_AVX2))
-		return &bitmap_kernels_avx2;
-	return &bitmap_kernels_scalar;
+		return &precopy__bitmap_kernels_avx2;
+	return &precopy__bitmap_kernels_scalar;
 }
 
 static void init_once(void)
@@ -72,9 +72,9 @@ static void init_once(void)
 	__atomic_store_n(&active, best(), __ATOMIC_RELEASE);
 }
 
-const struct bitmap_kernels *bitmap_kernels(void)
+const struct precopy__bitmap_kernels *precopy__bitmap_kernels(void)
 {
-	const struct bitmap_kernels *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
+	const struct precopy__bitmap_kernels *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
 
 	if (k)
 		return k;
@@ -99,7 +99,7 @@ PRECOPY_API int precopy_bitmap_simd_force(enum precopy_simd v)
 
 PRECOPY_API enum precopy_simd precopy_bitmap_simd_active(void)
 {
-	return bitmap_kernels()->variant;
+	return precopy__bitmap_kernels()->variant;
 }
 
 PRECOPY_API const char *precopy_bitmap_simd_name(enum precopy_simd v)

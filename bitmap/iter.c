@@ -11,7 +11,7 @@
 
 PRECOPY_API uint64_t precopy_bitmap_next_set(const struct precopy_bitmap *bm, uint64_t from)
 {
-	const struct bitmap_kernels *k = bitmap_kernels();
+	const struct precopy__bitmap_kernels *k = precopy__bitmap_kernels();
 	uint64_t w, nw, x;
 
 	if (!bm || !bm->words || from >= bm->nbits)
@@ -47,7 +47,7 @@ static size_t extract_word(uint64_t *out, size_t room, uint64_t x, uint64_t base
 PRECOPY_API int64_t precopy_bitmap_extract(const struct precopy_bitmap *bm, uint64_t *cursor,
 					   uint64_t *pages, size_t max)
 {
-	const struct bitmap_kernels *k = bitmap_kernels();
+	const struct precopy__bitmap_kernels *k = precopy__bitmap_kernels();
 	uint64_t pos, full, rest;
 	size_t c = 0;
 
@@ -110,7 +110,7 @@ PRECOPY_API int64_t precopy_bitmap_extract(const struct precopy_bitmap *bm, uint
 PRECOPY_API int64_t precopy_bitmap_runs(const struct precopy_bitmap *bm, uint64_t *cursor,
 					struct precopy_page_run *runs, size_t max)
 {
-	const struct bitmap_kernels *k = bitmap_kernels();
+	const struct precopy__bitmap_kernels *k = precopy__bitmap_kernels();
 	uint64_t pos, nw, w, first = 0;
 	size_t c = 0;
 	int in = 0;

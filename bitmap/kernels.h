@@ -12,7 +12,7 @@
 
 #include "precopy/bitmap.h"
 
-struct bitmap_kernels {
+struct precopy__bitmap_kernels {
 	enum precopy_simd variant;
 	/* d[i] |= s[i] for i < n. Returns the count of bits newly set in d.
 	 * Words of d whose s word is zero are not written. */
@@ -38,12 +38,12 @@ struct bitmap_kernels {
 	size_t (*extract)(uint64_t *out, const uint64_t *w, size_t n, uint64_t base);
 };
 
-extern const struct bitmap_kernels bitmap_kernels_scalar;
-extern const struct bitmap_kernels bitmap_kernels_avx2;
-extern const struct bitmap_kernels bitmap_kernels_avx512;
+extern const struct precopy__bitmap_kernels precopy__bitmap_kernels_scalar;
+extern const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx2;
+extern const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx512;
 
 /* The kernels in use (forced or detected). Never NULL. */
-const struct bitmap_kernels *bitmap_kernels(void);
+const struct precopy__bitmap_kernels *precopy__bitmap_kernels(void);
 
 /* ---- small shared helpers ---------------------------------------------- */
 
@@ -95,14 +95,14 @@ static inline unsigned log2_u64(uint64_t x)
  * d[0], restricted to destination words [wlo, whi) relative to d (the
  * parallel merge gives each worker its own window; the serial merge passes
  * 0, UINT64_MAX). Returns the newly-set count. No bounds checks. */
-uint64_t bitmap_merge_window(const struct bitmap_kernels *k, uint64_t *d, unsigned o,
+uint64_t precopy__bitmap_merge_window(const struct precopy__bitmap_kernels *k, uint64_t *d, unsigned o,
 			     const uint64_t *src, uint64_t nbits, uint64_t wlo, uint64_t whi);
 
 /* Set bits [first, first + count) of words; returns the count newly set. */
-uint64_t bitmap_set_bits(uint64_t *words, uint64_t first, uint64_t count);
+uint64_t precopy__bitmap_set_bits(uint64_t *words, uint64_t first, uint64_t count);
 
 /* Validate a bit range against a bitmap: -EINVAL for NULL / zero count,
  * -ERANGE past the end. */
-int bitmap_check_range(const struct precopy_bitmap *bm, uint64_t first, uint64_t count);
+int precopy__bitmap_check_range(const struct precopy_bitmap *bm, uint64_t first, uint64_t count);
 
 #endif /* PRECOPY_BITMAP_KERNELS_H */

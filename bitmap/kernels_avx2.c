@@ -172,7 +172,7 @@ static size_t v256_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t 
 	return c;
 }
 
-const struct bitmap_kernels bitmap_kernels_avx2 = {
+const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx2 = {
 	.variant = PRECOPY_SIMD_AVX2,
 	.or_count = v256_or_count,
 	.or_count_shift = v256_or_count_shift,

@@ -293,7 +293,7 @@ static size_t v512_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t 
 	return c;
 }
 
-const struct bitmap_kernels bitmap_kernels_avx512 = {
+const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx512 = {
 	.variant = PRECOPY_SIMD_AVX512,
 	.or_count = v512_or_count,
 	.or_count_shift = v512_or_count_shift,

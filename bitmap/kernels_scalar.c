@@ -128,7 +128,7 @@ static size_t sc_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t ba
 	return c;
 }
 
-const struct bitmap_kernels bitmap_kernels_scalar = {
+const struct precopy__bitmap_kernels precopy__bitmap_kernels_scalar = {
 	.variant = PRECOPY_SIMD_SCALAR,
 	.or_count = sc_or_count,
 	.or_count_shift = sc_or_count_shift,

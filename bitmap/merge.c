@@ -5,7 +5,7 @@
 
 #include "kernels.h"
 
-int bitmap_check_range(const struct precopy_bitmap *bm, uint64_t first, uint64_t count)
+int precopy__bitmap_check_range(const struct precopy_bitmap *bm, uint64_t first, uint64_t count)
 {
 	if (!bm || !bm->words || !count)
 		return -EINVAL;
@@ -24,7 +24,7 @@ static int clip(uint64_t *lo, uint64_t *hi, uint64_t wlo, uint64_t whi)
 	return *lo < *hi;
 }
 
-uint64_t bitmap_merge_window(const struct bitmap_kernels *k, uint64_t *d, unsigned o,
+uint64_t precopy__bitmap_merge_window(const struct precopy__bitmap_kernels *k, uint64_t *d, unsigned o,
 			     const uint64_t *src, uint64_t nbits, uint64_t wlo, uint64_t whi)
 {
 	uint64_t nsw = nbits >> 6; /* full source words */
@@ -67,17 +67,17 @@ uint64_t bitmap_merge_window(const struct bitmap_kernels *k, uint64_t *d, unsign
 PRECOPY_API int64_t precopy_bitmap_merge(struct precopy_bitmap *dst, uint64_t dst_bit,
 					 const uint64_t *src, uint64_t nbits)
 {
-	int r = bitmap_check_range(dst, dst_bit, nbits);
+	int r = precopy__bitmap_check_range(dst, dst_bit, nbits);
 
 	if (r)
 		return r;
 	if (!src)
 		return -EINVAL;
-	return (int64_t)bitmap_merge_window(bitmap_kernels(), dst->words + (dst_bit >> 6),
+	return (int64_t)precopy__bitmap_merge_window(precopy__bitmap_kernels(), dst->words + (dst_bit >> 6),
 					    dst_bit & 63, src, nbits, 0, UINT64_MAX);
 }
 
-uint64_t bitmap_set_bits(uint64_t *words, uint64_t first, uint64_t count)
+uint64_t precopy__bitmap_set_bits(uint64_t *words, uint64_t first, uint64_t count)
 {
 	uint64_t w = first >> 6, last = first + count - 1, lw = last >> 6, cnt = 0;
 	uint64_t head = ~0ull << (first & 63), tailm = ~0ull >> (63 - (last & 63));
@@ -94,14 +94,14 @@ uint64_t bitmap_set_bits(uint64_t *words, uint64_t first, uint64_t count)
 
 PRECOPY_API int64_t precopy_bitmap_set_range(struct precopy_bitmap *bm, uint64_t first, uint64_t count)
 {
-	int r = bitmap_check_range(bm, first, count);
+	int r = precopy__bitmap_check_range(bm, first, count);
 
-	return r ? r : (int64_t)bitmap_set_bits(bm->words, first, count);
+	return r ? r : (int64_t)precopy__bitmap_set_bits(bm->words, first, count);
 }
 
 PRECOPY_API int64_t precopy_bitmap_clear_range(struct precopy_bitmap *bm, uint64_t first, uint64_t count)
 {
-	int r = bitmap_check_range(bm, first, count);
+	int r = precopy__bitmap_check_range(bm, first, count);
 	uint64_t w, lw, last, head, tailm, cnt = 0;
 
 	if (r)
@@ -115,7 +115,7 @@ PRECOPY_API int64_t precopy_bitmap_clear_range(struct precopy_bitmap *bm, uint64
 	}
 	cnt += popcount64(bm->words[w] & head);
 	bm->words[w] &= ~head;
-	cnt += bitmap_kernels()->popcount(bm->words + w + 1, lw - w - 1);
+	cnt += precopy__bitmap_kernels()->popcount(bm->words + w + 1, lw - w - 1);
 	memset(bm->words + w + 1, 0, (lw - w - 1) * 8);
 	cnt += popcount64(bm->words[lw] & tailm);
 	bm->words[lw] &= ~tailm;
@@ -157,14 +157,14 @@ PRECOPY_API uint64_t precopy_bitmap_count(const struct precopy_bitmap *bm)
 	if (!bm || !bm->words || !bm->nbits)
 		return 0;
 	full = bm->nbits >> 6;
-	return bitmap_kernels()->popcount(bm->words, full) +
+	return precopy__bitmap_kernels()->popcount(bm->words, full) +
 	       ((bm->nbits & 63) ? popcount64(bm->words[full] & low_mask(bm->nbits & 63)) : 0);
 }
 
 PRECOPY_API int64_t precopy_bitmap_count_range(const struct precopy_bitmap *bm, uint64_t first,
 					       uint64_t count)
 {
-	int r = bitmap_check_range(bm, first, count);
+	int r = precopy__bitmap_check_range(bm, first, count);
 	uint64_t w, lw, last, head, tailm;
 
 	if (r)
@@ -174,6 +174,6 @@ PRECOPY_API int64_t precopy_bitmap_count_range(const struct precopy_bitmap *bm, 
 	if (w == lw)
 		return popcount64(bm->words[w] & head & tailm);
 	return (int64_t)(popcount64(bm->words[w] & head) +
-			 bitmap_kernels()->popcount(bm->words + w + 1, lw - w - 1) +
+			 precopy__bitmap_kernels()->popcount(bm->words + w + 1, lw - w - 1) +
 			 popcount64(bm->words[lw] & tailm));
 }

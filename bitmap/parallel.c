@@ -14,7 +14,7 @@
 #define MAX_WORKERS 64u
 
 struct job {
-	const struct bitmap_kernels *k;
+	const struct precopy__bitmap_kernels *k;
 	uint64_t *d;          /* destination word holding the first bit */
 	unsigned o;           /* bit offset in *d */
 	const uint64_t *src;
@@ -75,7 +75,7 @@ static void run_share(struct precopy_merge_pool *p, unsigned i)
 		if (get_mempolicy(&node, NULL, 0, j->d + lo, MPOL_F_NODE | MPOL_F_ADDR) == 0 && node >= 0)
 			numa_run_on_node(node);
 	}
-	p->w[i].result = bitmap_merge_window(j->k, j->d, j->o, j->src, j->nbits, lo, hi);
+	p->w[i].result = precopy__bitmap_merge_window(j->k, j->d, j->o, j->src, j->nbits, lo, hi);
 }
 
 static void *worker_main(void *arg)
@@ -170,13 +170,13 @@ PRECOPY_API int64_t precopy_bitmap_merge_parallel(struct precopy_merge_pool *poo
 
 	if (!pool)
 		return -EINVAL;
-	r = bitmap_check_range(dst, dst_bit, nbits);
+	r = precopy__bitmap_check_range(dst, dst_bit, nbits);
 	if (r)
 		return r;
 	if (!src)
 		return -EINVAL;
 	pool->job = (struct job){
-		.k = bitmap_kernels(),
+		.k = precopy__bitmap_kernels(),
 		.d = dst->words + (dst_bit >> 6),
 		.o = dst_bit & 63,
 		.src = src,
@@ -184,7 +184,7 @@ PRECOPY_API int64_t precopy_bitmap_merge_parallel(struct precopy_merge_pool *poo
 		.nwords = ((dst_bit & 63) + nbits + 63) / 64,
 	};
 	if (pool->n == 1 || pool->job.nwords <= PIECE_WORDS) {
-		pool->w[0].result = bitmap_merge_window(pool->job.k, pool->job.d, pool->job.o, src,
+		pool->w[0].result = precopy__bitmap_merge_window(pool->job.k, pool->job.d, pool->job.o, src,
 							nbits, 0, UINT64_MAX);
 		return (int64_t)pool->w[0].result;
 	}

@@ -77,13 +77,13 @@ static void copy_bits(uint64_t *out, const uint64_t *src, uint64_t from, uint64_
 		out[nw - 1] &= low_mask(nbits & 63);
 }
 
-static uint64_t merge_at(const struct bitmap_kernels *k, struct precopy_bitmap *dst, uint64_t bit,
+static uint64_t merge_at(const struct precopy__bitmap_kernels *k, struct precopy_bitmap *dst, uint64_t bit,
 			 const uint64_t *src, uint64_t nbits)
 {
-	return bitmap_merge_window(k, dst->words + (bit >> 6), bit & 63, src, nbits, 0, UINT64_MAX);
+	return precopy__bitmap_merge_window(k, dst->words + (bit >> 6), bit & 63, src, nbits, 0, UINT64_MAX);
 }
 
-static uint64_t expand(const struct bitmap_kernels *k, struct precopy_bitmap *dst,
+static uint64_t expand(const struct precopy__bitmap_kernels *k, struct precopy_bitmap *dst,
 		       const struct scaled_plan *p, const uint64_t *src, uint64_t nbits)
 {
 	uint64_t tmp[TMP_WORDS], cnt = 0, r = 1ull << p->log2r;
@@ -102,7 +102,7 @@ static uint64_t expand(const struct bitmap_kernels *k, struct precopy_bitmap *ds
 				tmp[span - 1] &= low_mask(nbits & 63);
 			n = k->extract(pages, tmp, span, wi * 64);
 			for (uint64_t j = 0; j < n; j++)
-				cnt += bitmap_set_bits(dst->words, p->first + (pages[j] << p->log2r), r);
+				cnt += precopy__bitmap_set_bits(dst->words, p->first + (pages[j] << p->log2r), r);
 			wi += span;
 		}
 		return cnt;
@@ -131,7 +131,7 @@ static uint64_t expand(const struct bitmap_kernels *k, struct precopy_bitmap *ds
 }
 
 /* 1 if any of source bits [from, from + n) is set. */
-static int any_bits(const struct bitmap_kernels *k, const uint64_t *src, uint64_t from, uint64_t n)
+static int any_bits(const struct precopy__bitmap_kernels *k, const uint64_t *src, uint64_t from, uint64_t n)
 {
 	uint64_t w = from >> 6, last = from + n - 1, lw = last >> 6;
 	uint64_t head = ~0ull << (from & 63), tailm = ~0ull >> (63 - (last & 63));
@@ -143,7 +143,7 @@ static int any_bits(const struct bitmap_kernels *k, const uint64_t *src, uint64_
 	return k->find_nonzero(src + w + 1, lw - w - 1) < lw - w - 1;
 }
 
-static uint64_t combine(const struct bitmap_kernels *k, struct precopy_bitmap *dst,
+static uint64_t combine(const struct precopy__bitmap_kernels *k, struct precopy_bitmap *dst,
 			const struct scaled_plan *p, const uint64_t *src, uint64_t nbits)
 {
 	uint64_t r = 1ull << p->log2r, cnt = 0, pos = 0, out = p->first;
@@ -152,7 +152,7 @@ static uint64_t combine(const struct bitmap_kernels *k, struct precopy_bitmap *d
 		uint64_t head = r - p->phase < nbits ? r - p->phase : nbits;
 
 		if (any_bits(k, src, 0, head))
-			cnt += bitmap_set_bits(dst->words, out, 1);
+			cnt += precopy__bitmap_set_bits(dst->words, out, 1);
 		pos = head;
 		out++;
 	}
@@ -207,7 +207,7 @@ PRECOPY_API int64_t precopy_bitmap_merge_scaled(struct precopy_bitmap *dst, uint
 						uint64_t offset, const uint64_t *src, uint64_t src_bits,
 						uint64_t src_page_size)
 {
-	const struct bitmap_kernels *k = bitmap_kernels();
+	const struct precopy__bitmap_kernels *k = precopy__bitmap_kernels();
 	struct scaled_plan p;
 	int r = plan_scaled(dst, dst_page_size, offset, src, src_bits, src_page_size, &p);
 
@@ -260,7 +260,7 @@ PRECOPY_API int precopy_bitmap_merge_chunked(struct precopy_bitmap *dst, uint64_
 			uint64_t span = end - dst_base; /* <= dst->nbits * dst_page_size */
 			uint64_t hi = span / dst_page_size + !!(span % dst_page_size);
 
-			total += bitmap_set_bits(dst->words, lo, hi - lo);
+			total += precopy__bitmap_set_bits(dst->words, lo, hi - lo);
 			if (newly_dirty)
 				*newly_dirty = total;
 			return r;

@@ -13,7 +13,7 @@
 
 #include "engine_internal.h"
 
-int eng_be_setup(struct precopy_engine *e)
+int precopy__eng_be_setup(struct precopy_engine *e)
 {
 	const struct precopy_engine_config *c = &e->cfg;
 	int err;
@@ -40,7 +40,7 @@ int eng_be_setup(struct precopy_engine *e)
 	return 0;
 }
 
-void eng_be_free(struct precopy_engine *e)
+void precopy__eng_be_free(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->nbe; i++)
 		precopy_backend_xfer_free(e->bes[i].x);
@@ -49,7 +49,7 @@ void eng_be_free(struct precopy_engine *e)
 	e->nbe = 0;
 }
 
-void eng_be_reset(struct precopy_engine *e)
+void precopy__eng_be_reset(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->nbe; i++) {
 		e->bes[i].err = e->bes[i].checked = 0;
@@ -57,7 +57,7 @@ void eng_be_reset(struct precopy_engine *e)
 	}
 }
 
-void eng_be_abort_all(struct precopy_engine *e)
+void precopy__eng_be_abort_all(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->nbe; i++) {
 		struct ebe *b = &e->bes[i];
@@ -68,7 +68,7 @@ void eng_be_abort_all(struct precopy_engine *e)
 	}
 }
 
-int eng_be_emit_setup(struct precopy_engine *e)
+int precopy__eng_be_emit_setup(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->nbe; i++) {
 		struct ebe *b = &e->bes[i];
@@ -81,17 +81,17 @@ int eng_be_emit_setup(struct precopy_engine *e)
 		memcpy(s.name, b->name, sizeof(s.name));
 		n = precopy_stream_encode_dev_setup(e->rec, e->rec_cap, &s);
 		if (n < 0) {
-			eng_seterr(e, n, "stream: encoding setup of back-end %u: %s", b->cfg.id, strerror(-n));
+			precopy__eng_seterr(e, n, "stream: encoding setup of back-end %u: %s", b->cfg.id, strerror(-n));
 			return n;
 		}
-		n = eng_emit(e, e->rec, (size_t)n);
+		n = precopy__eng_emit(e, e->rec, (size_t)n);
 		if (n < 0)
 			return n;
 	}
 	return 0;
 }
 
-void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s)
+void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s)
 {
 	for (uint32_t i = 0; i < e->nbe; i++) {
 		memset(&s[i], 0, sizeof(s[i]));
@@ -103,12 +103,12 @@ void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *
 static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *what)
 {
 	b->err = r;
-	eng_seterr(e, r, "switchover: back-end %u: %s: %s", b->cfg.id, what, strerror(-r));
+	precopy__eng_seterr(e, r, "switchover: back-end %u: %s: %s", b->cfg.id, what, strerror(-r));
 	return r;
 }
 
 /* Save one back-end's state into the stream. Returns bytes or -errno (the
- * transfer is left for eng_be_abort_all()). */
+ * transfer is left for precopy__eng_be_abort_all()). */
 static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 {
 	struct eng_wait w = { 0, 0 };
@@ -133,7 +133,7 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 		if (got == 0)
 			break;
 		if (got == -EAGAIN || got == -EINTR) {
-			r = eng_wait_fd(e, b->fd, POLLIN, &w);
+			r = precopy__eng_wait_fd(e, b->fd, POLLIN, &w);
 			if (r == -ETIMEDOUT)
 				return be_fail(e, b, r, "no end of its state within the I/O timeout");
 			if (r < 0)
@@ -146,7 +146,7 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 		n = precopy_stream_encode_data(e->rec, e->rec_cap, b->cfg.id, e->payload, (uint32_t)got);
 		if (n < 0)
 			return be_fail(e, b, n, "encoding its data");
-		r = eng_emit(e, e->rec, (size_t)n);
+		r = precopy__eng_emit(e, e->rec, (size_t)n);
 		if (r < 0)
 			return r;
 		b->bytes_sent += (uint64_t)got;
@@ -160,11 +160,11 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 	n = precopy_stream_encode_dev_end(e->rec, e->rec_cap, b->cfg.id, b->bytes_sent);
 	if (n < 0)
 		return be_fail(e, b, n, "encoding its end");
-	r = eng_emit(e, e->rec, (size_t)n);
+	r = precopy__eng_emit(e, e->rec, (size_t)n);
 	return r < 0 ? r : (int64_t)b->bytes_sent;
 }
 
-int64_t eng_be_save_all(struct precopy_engine *e)
+int64_t precopy__eng_be_save_all(struct precopy_engine *e)
 {
 	uint64_t total = 0;
 

@@ -26,7 +26,7 @@
 
 static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev);
 
-int eng_stream_open(struct precopy_engine *e)
+int precopy__eng_stream_open(struct precopy_engine *e)
 {
 	int r;
 
@@ -40,7 +40,7 @@ int eng_stream_open(struct precopy_engine *e)
 	return r;
 }
 
-void eng_stream_close(struct precopy_engine *e)
+void precopy__eng_stream_close(struct precopy_engine *e)
 {
 	free(e->rec);
 	free(e->payload);
@@ -49,10 +49,10 @@ void eng_stream_close(struct precopy_engine *e)
 	e->rp = NULL;
 }
 
-int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w)
+int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
-	uint64_t now = eng_now(e);
+	uint64_t now = precopy__eng_now(e);
 	int r;
 
 	if (!w->deadline)
@@ -66,7 +66,7 @@ int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait 
 }
 
 /* Write all of buf to the stream. */
-int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
+int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	struct eng_wait w = { 0, 0 };
@@ -74,7 +74,7 @@ int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 	if (e->cfg.sink) {
 		int r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
 		if (r < 0)
-			eng_seterr(e, r, "stream: sink: %s", strerror(-r));
+			precopy__eng_seterr(e, r, "stream: sink: %s", strerror(-r));
 		return r < 0 ? r : 0;
 	}
 	while (len) {
@@ -89,21 +89,21 @@ int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
-			int r = eng_wait_fd(e, e->cfg.stream_fd, POLLOUT, &w);
+			int r = precopy__eng_wait_fd(e, e->cfg.stream_fd, POLLOUT, &w);
 
 			if (r == -ETIMEDOUT) {
-				eng_seterr(e, -ETIMEDOUT, "stream: write blocked for longer than the I/O timeout");
+				precopy__eng_seterr(e, -ETIMEDOUT, "stream: write blocked for longer than the I/O timeout");
 				return -ETIMEDOUT;
 			}
 			if (r < 0) {
-				eng_seterr(e, r, "stream: poll: %s", strerror(-r));
+				precopy__eng_seterr(e, r, "stream: poll: %s", strerror(-r));
 				return r;
 			}
 			continue;
 		}
 		if (n == 0)
 			n = -EIO;
-		eng_seterr(e, (int)n, "stream: write: %s", strerror((int)-n));
+		precopy__eng_seterr(e, (int)n, "stream: write: %s", strerror((int)-n));
 		return (int)n;
 	}
 	return 0;
@@ -112,13 +112,13 @@ int eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t id)
 {
 	if (n < 0) {
-		eng_seterr(e, n, "stream: encoding %s of device %u: %s", what, id, strerror(-n));
+		precopy__eng_seterr(e, n, "stream: encoding %s of device %u: %s", what, id, strerror(-n));
 		return n;
 	}
-	return eng_emit(e, e->rec, (size_t)n);
+	return precopy__eng_emit(e, e->rec, (size_t)n);
 }
 
-int eng_emit_setup_all(struct precopy_engine *e)
+int precopy__eng_emit_setup_all(struct precopy_engine *e)
 {
 	int r = emit_rec(e, precopy_stream_encode_stream_hdr(e->rec, e->rec_cap, e->ndev + e->nbe,
 								   e->cfg.max_chunk),
@@ -139,11 +139,11 @@ int eng_emit_setup_all(struct precopy_engine *e)
 		memcpy(s.name, d->name, sizeof(s.name));
 		r = emit_rec(e, precopy_stream_encode_dev_setup(e->rec, e->rec_cap, &s), "setup", d->cfg.id);
 	}
-	return r < 0 ? r : eng_be_emit_setup(e);
+	return r < 0 ? r : precopy__eng_be_emit_setup(e);
 }
 
 /* DEV_INITIAL_SENT once a PRE_COPY device's initial bytes are all sent. */
-int eng_dev_initial_check(struct precopy_engine *e, struct edev *d)
+int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d)
 {
 	if (!d->pre_copy || d->initial_sent || d->init_left)
 		return 0;
@@ -152,7 +152,7 @@ int eng_dev_initial_check(struct precopy_engine *e, struct edev *d)
 			d->cfg.id);
 }
 
-int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first)
+int precopy__eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first)
 {
 	uint64_t init = 0, dirty = 0;
 	int r;
@@ -162,7 +162,7 @@ int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first)
 	r = precopy_vfio_dev_precopy_info(d->vd, &init, &dirty);
 	if (r < 0) {
 		d->err = r;
-		eng_seterr(e, r, "device %u: precopy info: %s", d->cfg.id, strerror(-r));
+		precopy__eng_seterr(e, r, "device %u: precopy info: %s", d->cfg.id, strerror(-r));
 		return r;
 	}
 	/* The countdown starts from the first report and only falls with the
@@ -203,17 +203,17 @@ static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
 		if (n == -ENOMSG)
 			d->init_left = 0; /* the device has nothing at all, initial included */
 		d->idle = 1;
-		r = eng_dev_initial_check(e, d);
+		r = precopy__eng_dev_initial_check(e, d);
 		return r < 0 ? r : 0;
 	}
 	if (n < 0) {
 		d->err = (int)n;
-		eng_seterr(e, (int)n, "pump: device %u: data read: %s", d->cfg.id, strerror((int)-n));
+		precopy__eng_seterr(e, (int)n, "pump: device %u: data read: %s", d->cfg.id, strerror((int)-n));
 		return n;
 	}
 	r = emit_data(e, d, (size_t)n);
 	if (r == 0)
-		r = eng_dev_initial_check(e, d);
+		r = precopy__eng_dev_initial_check(e, d);
 	return r < 0 ? r : n;
 }
 
@@ -224,12 +224,12 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_PUMP))
+	if (!precopy__eng_allowed(e, OP_PUMP))
 		return -EBUSY;
-	r = eng_rp_poll(e);
+	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return eng_fail(e, r);
-	t0 = eng_now(e);
+		return precopy__eng_fail(e, r);
+	t0 = precopy__eng_now(e);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 		/* budget 0: at most what the device reported plus one chunk, so a
@@ -258,7 +258,7 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 			}
 			n = pump_one(e, d, want);
 			if (n < 0)
-				return eng_fail(e, (int)n);
+				return precopy__eng_fail(e, (int)n);
 			total += (uint64_t)n;
 			d->call_left -= (uint64_t)n;
 			if (!budget && !d->call_left)
@@ -267,12 +267,12 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 		}
 	} while (active);
 out:
-	e->it_dev_ns += eng_now(e) - t0;
+	e->it_dev_ns += precopy__eng_now(e) - t0;
 	return (int64_t)total;
 }
 
 /* Read a device's state to its end of data (STOP_COPY), then DEV_END. */
-int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
+int64_t precopy__eng_dev_drain(struct precopy_engine *e, struct edev *d)
 {
 	struct eng_wait w = { 0, 0 };
 	uint64_t total = 0;
@@ -287,23 +287,23 @@ int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
 			struct precopy_vfio_dev_status st;
 
 			precopy_vfio_dev_status(d->vd, &st);
-			r = eng_wait_fd(e, st.data_fd, POLLIN, &w);
+			r = precopy__eng_wait_fd(e, st.data_fd, POLLIN, &w);
 			if (r == -ETIMEDOUT) {
 				d->err = -ETIMEDOUT;
-				eng_seterr(e, -ETIMEDOUT, "switchover: device %u: no end of data within the I/O timeout",
+				precopy__eng_seterr(e, -ETIMEDOUT, "switchover: device %u: no end of data within the I/O timeout",
 					   d->cfg.id);
 				return -ETIMEDOUT;
 			}
 			if (r < 0) {
 				d->err = r;
-				eng_seterr(e, r, "switchover: device %u: poll: %s", d->cfg.id, strerror(-r));
+				precopy__eng_seterr(e, r, "switchover: device %u: poll: %s", d->cfg.id, strerror(-r));
 				return r;
 			}
 			continue;
 		}
 		if (n < 0) {
 			d->err = (int)n;
-			eng_seterr(e, (int)n, "switchover: device %u: data read: %s", d->cfg.id, strerror((int)-n));
+			precopy__eng_seterr(e, (int)n, "switchover: device %u: data read: %s", d->cfg.id, strerror((int)-n));
 			return n;
 		}
 		w.deadline = w.waited_ns = 0;
@@ -319,24 +319,24 @@ int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d)
 
 /* ---- the return path ------------------------------------------------------------ */
 
-int eng_ack(struct precopy_engine *e)
+int precopy__eng_ack(struct precopy_engine *e)
 {
 	if (e->switch_decided) {
-		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived after the switchover decision");
+		precopy__eng_seterr(e, -EPROTO, "return path: switchover-ack arrived after the switchover decision");
 		return -EPROTO;
 	}
 	if (e->acked) {
-		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived twice");
+		precopy__eng_seterr(e, -EPROTO, "return path: switchover-ack arrived twice");
 		return -EPROTO;
 	}
 	if (!e->need_ack) {
-		eng_seterr(e, -EPROTO, "return path: switchover-ack arrived but no device is in PRE_COPY");
+		precopy__eng_seterr(e, -EPROTO, "return path: switchover-ack arrived but no device is in PRE_COPY");
 		return -EPROTO;
 	}
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 		if (d->pre_copy && !d->initial_sent) {
-			eng_seterr(e, -EPROTO,
+			precopy__eng_seterr(e, -EPROTO,
 				   "return path: switchover-ack arrived too early: device %u has not sent its initial data",
 				   d->cfg.id);
 			return -EPROTO;
@@ -351,11 +351,11 @@ static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev)
 	struct precopy_engine *e = opaque;
 
 	if (ev->type == PRECOPY_STREAM_RP_EV_ACK)
-		return eng_ack(e);
+		return precopy__eng_ack(e);
 	if (ev->dev_id == PRECOPY_STREAM_DEV_NONE)
-		eng_seterr(e, -ev->code, "return path: destination error: %s (%s)", ev->reason, strerror(ev->code));
+		precopy__eng_seterr(e, -ev->code, "return path: destination error: %s (%s)", ev->reason, strerror(ev->code));
 	else
-		eng_seterr(e, -ev->code, "return path: destination error on device %u: %s (%s)", ev->dev_id,
+		precopy__eng_seterr(e, -ev->code, "return path: destination error on device %u: %s (%s)", ev->dev_id,
 			   ev->reason, strerror(ev->code));
 	return -ev->code;
 }
@@ -365,12 +365,12 @@ static int rp_feed(struct precopy_engine *e, const void *buf, size_t len)
 	int r = precopy_stream_rp_decoder_feed(e->rp, buf, len);
 
 	if (r < 0)
-		eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
+		precopy__eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
 	return r;
 }
 
 /* Read what the return path holds now, without blocking. */
-int eng_rp_poll(struct precopy_engine *e)
+int precopy__eng_rp_poll(struct precopy_engine *e)
 {
 	uint8_t buf[RP_BUF];
 
@@ -385,7 +385,7 @@ int eng_rp_poll(struct precopy_engine *e)
 		if (p == -EINTR)
 			continue;
 		if (p < 0) {
-			eng_seterr(e, p, "return path: poll: %s", strerror(-p));
+			precopy__eng_seterr(e, p, "return path: poll: %s", strerror(-p));
 			return p;
 		}
 		if (p == 0)
@@ -394,18 +394,18 @@ int eng_rp_poll(struct precopy_engine *e)
 		if (n == -EAGAIN || n == -EINTR)
 			return 0;
 		if (n < 0) {
-			eng_seterr(e, (int)n, "return path: read: %s", strerror((int)-n));
+			precopy__eng_seterr(e, (int)n, "return path: read: %s", strerror((int)-n));
 			return (int)n;
 		}
 		if (n == 0) {
 			e->rp_eof = 1;
 			r = precopy_stream_rp_decoder_finish(e->rp);
 			if (r < 0) {
-				eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
+				precopy__eng_seterr(e, r, "return path: %s", precopy_stream_rp_decoder_error(e->rp));
 				return r;
 			}
 			if (e->need_ack && !e->acked && !e->switch_decided) {
-				eng_seterr(e, -EPIPE, "return path: closed by the destination before its switchover-ack");
+				precopy__eng_seterr(e, -EPIPE, "return path: closed by the destination before its switchover-ack");
 				return -EPIPE;
 			}
 			return 0;
@@ -422,10 +422,10 @@ PRECOPY_API int precopy_engine_rp_feed(struct precopy_engine *e, const void *buf
 
 	if (!e || (!buf && len))
 		return -EINVAL;
-	if (!eng_allowed(e, OP_RP))
+	if (!precopy__eng_allowed(e, OP_RP))
 		return -EBUSY;
 	r = rp_feed(e, buf, len);
-	return r < 0 ? eng_fail(e, r) : 0;
+	return r < 0 ? precopy__eng_fail(e, r) : 0;
 }
 
 PRECOPY_API int precopy_engine_ack(struct precopy_engine *e)
@@ -434,8 +434,8 @@ PRECOPY_API int precopy_engine_ack(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_RP))
+	if (!precopy__eng_allowed(e, OP_RP))
 		return -EBUSY;
-	r = eng_ack(e);
-	return r < 0 ? eng_fail(e, r) : 0;
+	r = precopy__eng_ack(e);
+	return r < 0 ? precopy__eng_fail(e, r) : 0;
 }

@@ -24,17 +24,17 @@ static const uint32_t allowed[] = {
 	[PRECOPY_ENGINE_DONE] = OP_START,
 };
 
-int eng_allowed(const struct precopy_engine *e, uint32_t op)
+int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op)
 {
 	return (allowed[e->phase] & op) != 0;
 }
 
-uint64_t eng_now(const struct precopy_engine *e)
+uint64_t precopy__eng_now(const struct precopy_engine *e)
 {
 	return e->cfg.clock.now_ns(e->cfg.clock.ctx);
 }
 
-void eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...)
+void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -46,7 +46,7 @@ void eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...)
 	va_end(ap);
 }
 
-uint32_t eng_dev_state(const struct edev *d)
+uint32_t precopy__eng_dev_state(const struct edev *d)
 {
 	struct precopy_vfio_dev_status st;
 
@@ -55,7 +55,7 @@ uint32_t eng_dev_state(const struct edev *d)
 	return st.state;
 }
 
-int eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
+int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
 {
 	struct precopy_vfio_dev_status before, after;
 	uint64_t t0, dt;
@@ -65,9 +65,9 @@ int eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint
 	precopy_vfio_dev_status(d->vd, &before);
 	if (before.state == target)
 		return 0;
-	t0 = eng_now(e);
+	t0 = precopy__eng_now(e);
 	r = precopy_vfio_dev_set_state(d->vd, target, recover);
-	dt = eng_now(e) - t0;
+	dt = precopy__eng_now(e) - t0;
 	precopy_vfio_dev_status(d->vd, &after);
 	if (r < 0) {
 		d->err = r;
@@ -277,7 +277,7 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = setup_slots(e);
 	if (r < 0)
 		goto fail_free;
-	r = eng_log_alloc(e);
+	r = precopy__eng_log_alloc(e);
 	if (r < 0)
 		goto fail_free;
 	if (e->cfg.ram_source == PRECOPY_RAM_KVM) {
@@ -288,7 +288,7 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = setup_devices(e);
 	if (r < 0)
 		goto fail_free;
-	r = eng_be_setup(e);
+	r = precopy__eng_be_setup(e);
 	if (r < 0)
 		goto fail_free;
 	if (err)
@@ -312,7 +312,7 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 		precopy_vfio_dev_free(e->devs[i].vd);
 	}
 	free(e->devs);
-	eng_be_free(e);
+	precopy__eng_be_free(e);
 	free(e->dstat);
 	precopy_kvm_log_free(e->kvm);
 	precopy_bitmap_free(&e->log);
@@ -358,7 +358,7 @@ static void reset_migration(struct precopy_engine *e)
 		d->stop_copy = 0;
 		d->sc_known = 0;
 	}
-	eng_be_reset(e);
+	precopy__eng_be_reset(e);
 }
 
 /* A device the last migration left in ERROR may have been reset by the VMM
@@ -371,18 +371,18 @@ static int recheck_error_devices(struct precopy_engine *e)
 		struct precopy_vfio_dev *nv;
 		int err;
 
-		if (eng_dev_state(d) != VFIO_DEVICE_STATE_ERROR)
+		if (precopy__eng_dev_state(d) != VFIO_DEVICE_STATE_ERROR)
 			continue;
 		nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
 		if (!nv) {
-			eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id, strerror(-err));
+			precopy__eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id, strerror(-err));
 			return err;
 		}
 		precopy_vfio_dev_free(d->vd);
 		d->vd = nv;
-		if (eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
+		if (precopy__eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
 			d->err = -EIO;
-			eng_seterr(e, -EIO, "start: device %u is in ERROR (a failed transition and a failed reset left it "
+			precopy__eng_seterr(e, -EIO, "start: device %u is in ERROR (a failed transition and a failed reset left it "
 				   "there): reset it before migrating", d->cfg.id);
 			return -EIO;
 		}
@@ -396,7 +396,7 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_START))
+	if (!precopy__eng_allowed(e, OP_START))
 		return -EBUSY;
 	reset_migration(e);
 	if (!e->est)
@@ -406,16 +406,16 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 		return r;
 	e->migrations++;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
-	r = eng_stream_open(e);
+	r = precopy__eng_stream_open(e);
 	if (r < 0) {
-		eng_seterr(e, r, "start: stream buffers: %s", strerror(-r));
-		return eng_fail(e, r);
+		precopy__eng_seterr(e, r, "start: stream buffers: %s", strerror(-r));
+		return precopy__eng_fail(e, r);
 	}
 	if (e->kvm) {
 		r = precopy_kvm_log_start(e->kvm);
 		if (r < 0) {
-			eng_seterr(e, r, "start: KVM dirty logging: %s", strerror(-r));
-			return eng_fail(e, r);
+			precopy__eng_seterr(e, r, "start: KVM dirty logging: %s", strerror(-r));
+			return precopy__eng_fail(e, r);
 		}
 		e->kvm_started = 1;
 	}
@@ -423,33 +423,33 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	 * harvest of the caller's bitmap that follows is what it dirtied. */
 	precopy_bitmap_zero(&e->log);
 	e->dirty_count = 0;
-	eng_log_mark_all(e);
-	r = eng_tracking_start(e);
+	precopy__eng_log_mark_all(e);
+	r = precopy__eng_tracking_start(e);
 	if (r < 0)
-		return eng_fail(e, r);
+		return precopy__eng_fail(e, r);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 
 		if (!(d->mig_flags & VFIO_MIGRATION_PRE_COPY))
 			continue;
-		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING);
+		r = precopy__eng_dev_move(e, d, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
-			eng_seterr(e, r, "start: device %u: RUNNING -> PRE_COPY: %s", d->cfg.id, strerror(-r));
-			return eng_fail(e, r);
+			precopy__eng_seterr(e, r, "start: device %u: RUNNING -> PRE_COPY: %s", d->cfg.id, strerror(-r));
+			return precopy__eng_fail(e, r);
 		}
 		d->pre_copy = 1;
 		e->need_ack = 1;
-		r = eng_dev_refresh_info(e, d, 1); /* the first info starts the countdown */
+		r = precopy__eng_dev_refresh_info(e, d, 1); /* the first info starts the countdown */
 		if (r < 0)
-			return eng_fail(e, r);
+			return precopy__eng_fail(e, r);
 	}
-	r = eng_emit_setup_all(e);
+	r = precopy__eng_emit_setup_all(e);
 	if (r < 0)
-		return eng_fail(e, r);
+		return precopy__eng_fail(e, r);
 	for (uint32_t i = 0; i < e->ndev; i++) {
-		r = eng_dev_initial_check(e, &e->devs[i]);
+		r = precopy__eng_dev_initial_check(e, &e->devs[i]);
 		if (r < 0)
-			return eng_fail(e, r);
+			return precopy__eng_fail(e, r);
 	}
 	return 0;
 }
@@ -467,7 +467,7 @@ static int stuck_in_error(struct precopy_engine *e, struct edev *d)
 	if (st.state != VFIO_DEVICE_STATE_ERROR)
 		return 0;
 	if (!e->err)
-		eng_seterr(e, -EIO, "device %u is in ERROR", d->cfg.id);
+		precopy__eng_seterr(e, -EIO, "device %u is in ERROR", d->cfg.id);
 	else if (len < sizeof(e->errmsg) - 1)
 		snprintf(e->errmsg + len, sizeof(e->errmsg) - len, "; device %u left in ERROR", d->cfg.id);
 	len = strlen(e->errmsg);
@@ -491,14 +491,14 @@ static int unwind(struct precopy_engine *e)
 				first = d->err ? d->err : -EIO;
 			continue;
 		}
-		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		r = precopy__eng_dev_move(e, d, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0 && !first)
 			first = r;
 		/* any session left (e.g. the device was reset) is closed */
 		precopy_vfio_dev_end_session(d->vd);
 	}
-	eng_be_abort_all(e);
-	r = eng_tracking_stop(e);
+	precopy__eng_be_abort_all(e);
+	r = precopy__eng_tracking_stop(e);
 	if (r < 0 && !first)
 		first = r;
 	if (e->kvm_started) {
@@ -507,12 +507,12 @@ static int unwind(struct precopy_engine *e)
 			first = r;
 		e->kvm_started = 0;
 	}
-	eng_stream_close(e);
+	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_IDLE;
 	return first;
 }
 
-int eng_fail(struct precopy_engine *e, int err)
+int precopy__eng_fail(struct precopy_engine *e, int err)
 {
 	unwind(e);
 	return err;

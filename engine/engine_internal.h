@@ -107,21 +107,21 @@ struct precopy_engine {
 };
 
 /* engine.c */
-int eng_allowed(const struct precopy_engine *e, uint32_t op);
-uint64_t eng_now(const struct precopy_engine *e);
-void eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);
+uint64_t precopy__eng_now(const struct precopy_engine *e);
+void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Cancel after a failure: keeps e->err / errmsg, returns err. */
-int eng_fail(struct precopy_engine *e, int err);
+int precopy__eng_fail(struct precopy_engine *e, int err);
 /* Move a device, measuring the latency into its estimate. */
-int eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover);
-uint32_t eng_dev_state(const struct edev *d);
+int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover);
+uint32_t precopy__eng_dev_state(const struct edev *d);
 
 /* sync.c */
-int eng_log_alloc(struct precopy_engine *e);
-int eng_tracking_start(struct precopy_engine *e);
-int eng_tracking_stop(struct precopy_engine *e);
-void eng_log_mark_all(struct precopy_engine *e);
-int64_t eng_sync(struct precopy_engine *e);
+int precopy__eng_log_alloc(struct precopy_engine *e);
+int precopy__eng_tracking_start(struct precopy_engine *e);
+int precopy__eng_tracking_stop(struct precopy_engine *e);
+void precopy__eng_log_mark_all(struct precopy_engine *e);
+int64_t precopy__eng_sync(struct precopy_engine *e);
 
 /* devio.c */
 /* A bounded wait for an fd: io_timeout_ns on the engine's clock, or as
@@ -134,25 +134,25 @@ struct eng_wait {
 /* Poll fd for events once (one poll interval at most). Returns 0 (ready or
  * not: try the I/O again), -ETIMEDOUT once the wait is over, or poll's
  * -errno. */
-int eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w);
-int eng_stream_open(struct precopy_engine *e);
-void eng_stream_close(struct precopy_engine *e);
-int eng_emit(struct precopy_engine *e, const void *buf, size_t len);
-int eng_emit_setup_all(struct precopy_engine *e);
-int eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
+int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w);
+int precopy__eng_stream_open(struct precopy_engine *e);
+void precopy__eng_stream_close(struct precopy_engine *e);
+int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len);
+int precopy__eng_emit_setup_all(struct precopy_engine *e);
+int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
 /* Fresh precopy info (dirty bytes; with first, the initial countdown). */
-int eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
-int64_t eng_dev_drain(struct precopy_engine *e, struct edev *d);
-int eng_rp_poll(struct precopy_engine *e);
-int eng_ack(struct precopy_engine *e);
+int precopy__eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
+int64_t precopy__eng_dev_drain(struct precopy_engine *e, struct edev *d);
+int precopy__eng_rp_poll(struct precopy_engine *e);
+int precopy__eng_ack(struct precopy_engine *e);
 
 /* backend_dev.c */
-int eng_be_setup(struct precopy_engine *e);
-void eng_be_free(struct precopy_engine *e);
-void eng_be_reset(struct precopy_engine *e);
-void eng_be_abort_all(struct precopy_engine *e);
-int eng_be_emit_setup(struct precopy_engine *e);
-void eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
-int64_t eng_be_save_all(struct precopy_engine *e);
+int precopy__eng_be_setup(struct precopy_engine *e);
+void precopy__eng_be_free(struct precopy_engine *e);
+void precopy__eng_be_reset(struct precopy_engine *e);
+void precopy__eng_be_abort_all(struct precopy_engine *e);
+int precopy__eng_be_emit_setup(struct precopy_engine *e);
+void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
+int64_t precopy__eng_be_save_all(struct precopy_engine *e);
 
 #endif /* PRECOPY_ENGINE_INTERNAL_H */

@@ -25,7 +25,7 @@ PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_by
 {
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_ACCOUNT))
+	if (!precopy__eng_allowed(e, OP_ACCOUNT))
 		return -EBUSY;
 	if (e->phase == PRECOPY_ENGINE_SWITCHED) {
 		e->dt.final_ram_ns = sat_add(e->dt.final_ram_ns, send_ns);
@@ -39,7 +39,7 @@ PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_by
 /* Arcs a device still has to take into STOP_COPY inside the downtime. */
 static uint64_t arcs_to_stop_copy(const struct edev *d)
 {
-	int n = precopy_vfio_fsm_path(eng_dev_state(d), VFIO_DEVICE_STATE_STOP_COPY, d->mig_flags, NULL, 0);
+	int n = precopy_vfio_fsm_path(precopy__eng_dev_state(d), VFIO_DEVICE_STATE_STOP_COPY, d->mig_flags, NULL, 0);
 
 	return n > 0 ? (uint64_t)n : 1;
 }
@@ -72,7 +72,7 @@ static void fill_status(struct precopy_engine *e)
 		}
 		s->transition_ns = sat_mul(d->trans_est, arcs_in_downtime(d));
 	}
-	eng_be_fill_status(e, e->dstat + e->ndev);
+	precopy__eng_be_fill_status(e, e->dstat + e->ndev);
 }
 
 /* Fresh sizes from every device, then a RAM sync. A failed stop-copy size
@@ -85,7 +85,7 @@ static int exact_query(struct precopy_engine *e)
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 		uint64_t sz = 0;
-		int r = eng_dev_refresh_info(e, d, 0);
+		int r = precopy__eng_dev_refresh_info(e, d, 0);
 
 		if (r < 0)
 			return r;
@@ -93,7 +93,7 @@ static int exact_query(struct precopy_engine *e)
 		d->sc_known = r == 0;
 		d->stop_copy = r == 0 ? sz : 0;
 	}
-	n = eng_sync(e);
+	n = precopy__eng_sync(e);
 	return n < 0 ? (int)n : 0;
 }
 
@@ -143,20 +143,20 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 
 	if (!e || !d)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_DECIDE))
+	if (!precopy__eng_allowed(e, OP_DECIDE))
 		return -EBUSY;
-	r = eng_rp_poll(e);
+	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return eng_fail(e, r);
+		return precopy__eng_fail(e, r);
 	fill_status(e);
 	exact = near(e);
 	if (exact) {
 		r = exact_query(e);
 		if (r < 0)
-			return eng_fail(e, r);
+			return precopy__eng_fail(e, r);
 		fill_status(e);
 	}
-	now = eng_now(e);
+	now = precopy__eng_now(e);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *dv = &e->devs[i];
 		uint64_t grown = sat_add(dv->dirty, dv->dirty_read);
@@ -174,14 +174,14 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	it.ram_pending = sat_mul(exact ? e->dirty_count : e->last_sync_pending, e->ps);
 	r = precopy_estimator_record(e->est, &it);
 	if (r < 0) {
-		eng_seterr(e, r, "decide: the clock went backwards");
-		return eng_fail(e, r);
+		precopy__eng_seterr(e, r, "decide: the clock went backwards");
+		return precopy__eng_fail(e, r);
 	}
 	e->iterations++;
 	r = precopy_estimator_decide(e->est, e->dstat, e->ndev + e->nbe, e->acked, now, d);
 	if (r < 0) {
-		eng_seterr(e, r, "decide: estimator: %s", strerror(-r));
-		return eng_fail(e, r);
+		precopy__eng_seterr(e, r, "decide: estimator: %s", strerror(-r));
+		return precopy__eng_fail(e, r);
 	}
 	e->last_in.iteration = it;
 	e->last_in.ack_received = e->acked;

@@ -15,7 +15,7 @@
 
 #include "pump_internal.h"
 
-void pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
+void precopy__pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -24,12 +24,12 @@ void pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-int pump_fail_stream(struct precopy_pump *p, int err, const char *what)
+int precopy__pump_fail_stream(struct precopy_pump *p, int err, const char *what)
 {
 	if (p->broken)
 		return p->broken;
 	p->broken = err;
-	pump_set_msg(p, "stream: %s: %s", what, strerror(-err));
+	precopy__pump_set_msg(p, "stream: %s: %s", what, strerror(-err));
 	return err;
 }
 
@@ -41,18 +41,18 @@ static void dev_close(struct precopy_pump *p, struct pump_dev *d)
 	}
 }
 
-void pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what)
+void precopy__pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what)
 {
 	if (d->state != PRECOPY_PUMP_DEV_ACTIVE)
 		return;
 	d->state = PRECOPY_PUMP_DEV_FAILED;
 	d->err = err;
 	d->what = what;
-	pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id, what, strerror(-err),
+	precopy__pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id, what, strerror(-err),
 		     (unsigned long long)d->bytes);
 }
 
-void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags)
+void precopy__pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags)
 {
 	d->frames++;
 	if (flags)
@@ -64,29 +64,29 @@ void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags)
 	}
 }
 
-bool pump_expired(struct precopy_pump *p, struct pump_call *c)
+bool precopy__pump_expired(struct precopy_pump *p, struct pump_call *c)
 {
 	if (!c->expired && c->deadline_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= c->deadline_ns)
 		c->expired = true;
 	return c->expired;
 }
 
-bool pump_stalled(const struct precopy_pump *p)
+bool precopy__pump_stalled(const struct precopy_pump *p)
 {
 	return p->stall_after_ns && p->cfg.now_ns(p->cfg.clock_ctx) >= p->stall_after_ns;
 }
 
-bool pump_splice_lost(struct precopy_pump *p, struct pump_dev *d)
+bool precopy__pump_splice_lost(struct precopy_pump *p, struct pump_dev *d)
 {
 	int avail = 0;
 
 	if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
 		return false;
-	pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
+	precopy__pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
 	return true;
 }
 
-bool pump_all_ended(const struct precopy_pump *p)
+bool precopy__pump_all_ended(const struct precopy_pump *p)
 {
 	for (uint32_t i = 0; i < p->ndev; i++)
 		if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE || p->devs[i].ending)
@@ -94,7 +94,7 @@ bool pump_all_ended(const struct precopy_pump *p)
 	return true;
 }
 
-bool pump_load_done(const struct precopy_pump *p)
+bool precopy__pump_load_done(const struct precopy_pump *p)
 {
 	for (uint32_t i = 0; i < p->ndev; i++)
 		if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE && !p->devs[i].eod_seen)
@@ -102,7 +102,7 @@ bool pump_load_done(const struct precopy_pump *p)
 	return true;
 }
 
-uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
+uint8_t *precopy__pump_slot(struct precopy_pump *p, uint32_t i)
 {
 	return p->buf + (size_t)i * p->slot_size;
 }
@@ -122,7 +122,7 @@ uint8_t *pump_slot(struct precopy_pump *p, uint32_t i)
  * and 16 devices, paired medians of three alternations, 0.60-0.79 ->
  * 1.05-1.45, 0.95-1.11 -> 0.94-1.37, 0.88-0.99 -> 1.24-1.77; frames are
  * the source's, only the pieces moved at once are cut. */
-uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len)
+uint32_t precopy__pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len)
 {
 	if ((d->flags & PRECOPY_PUMP_DEV_PIPE) && p->stream_pipe && len > PUMP_PIPE_PIECE)
 		return PUMP_PIPE_PIECE;
@@ -134,7 +134,7 @@ uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, u
  * it), so a splice from an empty one would sleep in the kernel past any
  * deadline. With bytes there it returns what it moved. SPLICE_F_NONBLOCK
  * keeps it from waiting for room in the device pipe. */
-int pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t want, int *wfd,
+int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t want, int *wfd,
 		     short *wev)
 {
 	int fd = p->cfg.stream_fd, avail = 0;
@@ -182,7 +182,7 @@ int pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_de
 	return (int)r;
 }
 
-int pump_find(const struct precopy_pump *p, uint32_t id)
+int precopy__pump_find(const struct precopy_pump *p, uint32_t id)
 {
 	for (uint32_t i = 0; i < p->ndev; i++)
 		if (p->devs[i].id == id)
@@ -190,14 +190,14 @@ int pump_find(const struct precopy_pump *p, uint32_t id)
 	return -1;
 }
 
-void pump_timeout_devices(struct precopy_pump *p)
+void precopy__pump_timeout_devices(struct precopy_pump *p)
 {
 	for (uint32_t i = 0; i < p->ndev; i++) {
 		struct pump_dev *d = &p->devs[i];
 
 		if (d->state != PRECOPY_PUMP_DEV_ACTIVE || d->ending || d->eod_seen)
 			continue;
-		pump_dev_fail(p, d, -ETIMEDOUT, "no end of data before the deadline");
+		precopy__pump_dev_fail(p, d, -ETIMEDOUT, "no end of data before the deadline");
 		if (p->cfg.dir != PRECOPY_PUMP_SAVE)
 			continue;
 		/* SAVE: an ABORT frame follows once the fd is no longer busy */
@@ -211,7 +211,7 @@ void pump_timeout_devices(struct precopy_pump *p)
 
 /* ---------------------------------------------------------------- LOAD steps */
 
-int pump_load_header(struct precopy_pump *p)
+int precopy__pump_load_header(struct precopy_pump *p)
 {
 	struct precopy_frame_hdr h;
 	struct pump_dev *d;
@@ -221,29 +221,29 @@ int pump_load_header(struct precopy_pump *p)
 	p->hdr_have = 0;
 	if (r) {
 		p->broken = r;
-		pump_set_msg(p,
+		precopy__pump_set_msg(p,
 			     "stream: invalid frame header (magic 0x%08x dev %u flags 0x%x len %u, "
 			     "limit %u): %s",
 			     pump_le32(p->hdr), pump_le32(p->hdr + 4), pump_le32(p->hdr + 8),
 			     pump_le32(p->hdr + 12), p->max_payload, strerror(-r));
 		return r;
 	}
-	i = pump_find(p, h.dev_id);
+	i = precopy__pump_find(p, h.dev_id);
 	if (i < 0) {
 		p->broken = -EPROTO;
-		pump_set_msg(p, "stream: frame for unknown device %u (flags 0x%x len %u)", h.dev_id,
+		precopy__pump_set_msg(p, "stream: frame for unknown device %u (flags 0x%x len %u)", h.dev_id,
 			     h.flags, h.len);
 		return -EPROTO;
 	}
 	d = &p->devs[i];
 	if (d->state == PRECOPY_PUMP_DEV_EOF || d->eod_seen) {
 		p->broken = -EPROTO;
-		pump_set_msg(p, "stream: frame for device %u after its EOD or ABORT frame", h.dev_id);
+		precopy__pump_set_msg(p, "stream: frame for device %u after its EOD or ABORT frame", h.dev_id);
 		return -EPROTO;
 	}
 	p->cur = h;
 	if (h.flags & PRECOPY_FRAME_EOD) {
-		/* the path calls pump_load_eod() once earlier writes are done */
+		/* the path calls precopy__pump_load_eod() once earlier writes are done */
 		d->eod_seen = true;
 		p->eod_dev = i;
 		return 0;
@@ -255,9 +255,9 @@ int pump_load_header(struct precopy_pump *p)
 	return 0;
 }
 
-int pump_load_abort(struct precopy_pump *p)
+int precopy__pump_load_abort(struct precopy_pump *p)
 {
-	int i = pump_find(p, p->cur.dev_id);
+	int i = precopy__pump_find(p, p->cur.dev_id);
 	uint32_t e = pump_le32(p->abort_buf);
 
 	p->in_payload = false;
@@ -268,29 +268,29 @@ int pump_load_abort(struct precopy_pump *p)
 	return i;
 }
 
-void pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d)
+void precopy__pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d)
 {
 	d->frames++;
-	pump_dev_fail(p, d, d->abort_err, "the source reported a failed transfer");
+	precopy__pump_dev_fail(p, d, d->abort_err, "the source reported a failed transfer");
 }
 
-void pump_load_eod(struct precopy_pump *p, struct pump_dev *d)
+void precopy__pump_load_eod(struct precopy_pump *p, struct pump_dev *d)
 {
-	pump_dev_done(p, d, PRECOPY_FRAME_EOD);
+	precopy__pump_dev_done(p, d, PRECOPY_FRAME_EOD);
 }
 
-int pump_load_eof(struct precopy_pump *p, enum pump_mode mode)
+int precopy__pump_load_eof(struct precopy_pump *p, enum pump_mode mode)
 {
 	p->stream_eof = true;
 	if (p->hdr_have || p->in_payload) {
 		p->broken = -EBADMSG;
 		if (p->in_payload)
-			pump_set_msg(p,
+			precopy__pump_set_msg(p,
 				     "stream: truncated inside the frame of device %u (%u of %u payload "
 				     "bytes missing)",
 				     p->cur.dev_id, p->cur_left, p->cur.len);
 		else
-			pump_set_msg(p, "stream: truncated inside a frame header (%u of %u bytes)",
+			precopy__pump_set_msg(p, "stream: truncated inside a frame header (%u of %u bytes)",
 				     p->hdr_have, PRECOPY_FRAME_HDR_SIZE);
 		return -EBADMSG;
 	}
@@ -298,7 +298,7 @@ int pump_load_eof(struct precopy_pump *p, enum pump_mode mode)
 		for (uint32_t i = 0; i < p->ndev; i++) {
 			if (p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE) {
 				p->broken = -EBADMSG;
-				pump_set_msg(p, "stream: ended before device %u sent its end of data",
+				precopy__pump_set_msg(p, "stream: ended before device %u sent its end of data",
 					     p->devs[i].id);
 				return -EBADMSG;
 			}
@@ -359,7 +359,7 @@ PRECOPY_API struct precopy_pump *precopy_pump_new(const struct precopy_pump_conf
 	} else if (sys != precopy_sys_real()) {
 		p->path_reason = -EOPNOTSUPP;
 	} else {
-		p->path_reason = pump_uring_init(p);
+		p->path_reason = precopy__pump_uring_init(p);
 		if (p->path_reason == 0)
 			p->path = PRECOPY_PUMP_PATH_URING;
 	}
@@ -375,7 +375,7 @@ PRECOPY_API void precopy_pump_free(struct precopy_pump *p)
 	if (!p)
 		return;
 	if (p->path == PRECOPY_PUMP_PATH_URING)
-		pump_uring_exit(p);
+		precopy__pump_uring_exit(p);
 	free(p->devs);
 	free(p->buf);
 	free(p);
@@ -398,7 +398,7 @@ PRECOPY_API int precopy_pump_add_device(struct precopy_pump *p, uint32_t id, int
 		return -EINVAL;
 	if (p->broken)
 		return p->broken;
-	if (pump_find(p, id) >= 0)
+	if (precopy__pump_find(p, id) >= 0)
 		return -EEXIST;
 	if (p->ndev >= PRECOPY_PUMP_MAX_DEVICES)
 		return -ENOSPC;
@@ -430,7 +430,7 @@ PRECOPY_API int precopy_pump_dev_status(const struct precopy_pump *p, uint32_t i
 
 	if (!p || !out)
 		return -EINVAL;
-	i = pump_find(p, id);
+	i = precopy__pump_find(p, id);
 	if (i < 0)
 		return -ENOENT;
 	out->id = id;
@@ -498,7 +498,7 @@ static void send_bound_end(struct precopy_pump *p)
 	    setsockopt(p->cfg.stream_fd, SOL_SOCKET, SO_SNDTIMEO, &p->send_timeo_saved,
 		       sizeof(p->send_timeo_saved)) != 0 &&
 	    !p->broken)
-		pump_fail_stream(p, -errno, "restoring the caller's SO_SNDTIMEO failed");
+		precopy__pump_fail_stream(p, -errno, "restoring the caller's SO_SNDTIMEO failed");
 	p->send_bounded = false;
 }
 
@@ -512,9 +512,9 @@ static int64_t call(struct precopy_pump *p, struct pump_call *c)
 		p->devs[i].idle = false;
 	send_bound_begin(p);
 	if (p->cfg.dir == PRECOPY_PUMP_SAVE)
-		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_save(p, c) : pump_fb_save(p, c);
+		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_save(p, c) : precopy__pump_fb_save(p, c);
 	else
-		r = p->path == PRECOPY_PUMP_PATH_URING ? pump_uring_load(p, c) : pump_fb_load(p, c);
+		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_load(p, c) : precopy__pump_fb_load(p, c);
 	send_bound_end(p);
 	if (p->broken && r >= 0)
 		r = p->broken;
@@ -555,7 +555,7 @@ PRECOPY_API int64_t precopy_pump_drain(struct precopy_pump *p, uint64_t deadline
 		struct pump_dev *d = &p->devs[i];
 
 		if (d->state == PRECOPY_PUMP_DEV_FAILED) {
-			pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id,
+			precopy__pump_set_msg(p, "device %u: %s: %s (after %llu bytes)", d->id,
 				     d->what ? d->what : "failed", strerror(-d->err),
 				     (unsigned long long)d->bytes);
 			return d->err;

@@ -26,7 +26,7 @@ static int wait_fd_ready(struct precopy_pump *p, int fd, short events, bool *rea
 	int r;
 
 	*ready = false;
-	if (pump_stalled(p))
+	if (precopy__pump_stalled(p))
 		return -ETIMEDOUT;
 	r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 	*ready = r > 0;
@@ -40,7 +40,7 @@ static int wait_fd(struct precopy_pump *p, int fd, short events)
 	return wait_fd_ready(p, fd, events, &ready);
 }
 
-int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len)
+int precopy__pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len)
 {
 	while (len) {
 		ssize_t r = precopy_sys_write(&p->sys, fd, b, len);
@@ -65,25 +65,25 @@ int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t l
 static int emit(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t flags,
 		uint32_t len)
 {
-	uint8_t *s = pump_slot(p, 0);
+	uint8_t *s = precopy__pump_slot(p, 0);
 	struct precopy_frame_hdr h = { .dev_id = d->id, .flags = flags, .len = len };
 	int r;
 
 	precopy_frame_encode(&h, s);
-	r = pump_fb_write_all(p, p->cfg.stream_fd, s, PRECOPY_FRAME_HDR_SIZE + (size_t)len);
+	r = precopy__pump_fb_write_all(p, p->cfg.stream_fd, s, PRECOPY_FRAME_HDR_SIZE + (size_t)len);
 	if (r)
-		return pump_fail_stream(p, r, "write failed");
+		return precopy__pump_fail_stream(p, r, "write failed");
 	if (!flags) {
 		d->bytes += len;
 		c->moved += len;
 	}
-	pump_dev_done(p, d, flags);
+	precopy__pump_dev_done(p, d, flags);
 	return 0;
 }
 
 static int emit_abort(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, int err)
 {
-	pump_put_le32(pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, (uint32_t)-err);
+	pump_put_le32(precopy__pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, (uint32_t)-err);
 	return emit(p, c, d, PRECOPY_FRAME_ABORT, PRECOPY_FRAME_ABORT_LEN);
 }
 
@@ -98,43 +98,43 @@ static int splice_frame(struct precopy_pump *p, struct pump_call *c, struct pump
 	int r;
 
 	precopy_frame_encode(&h, hdr);
-	r = pump_fb_write_all(p, p->cfg.stream_fd, hdr, sizeof(hdr));
+	r = precopy__pump_fb_write_all(p, p->cfg.stream_fd, hdr, sizeof(hdr));
 	if (r)
-		return pump_fail_stream(p, r, "write failed");
+		return precopy__pump_fail_stream(p, r, "write failed");
 	while (left) {
 		/* SPLICE_F_NONBLOCK: a full stream pipe answers -EAGAIN and is
 		 * waited for with a bounded poll instead of blocking in the
 		 * kernel (a socket stream blocks unless it is O_NONBLOCK) */
 		ssize_t s = d->splice ? precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, left,
 							   SPLICE_F_NONBLOCK)
-				      : precopy_sys_read(&p->sys, d->fd, pump_slot(p, 0), left);
+				      : precopy_sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0), left);
 
 		if (s > 0 && d->splice) {
 			left -= (uint32_t)s;
 		} else if (s > 0) {
-			r = pump_fb_write_all(p, p->cfg.stream_fd, pump_slot(p, 0), (size_t)s);
+			r = precopy__pump_fb_write_all(p, p->cfg.stream_fd, precopy__pump_slot(p, 0), (size_t)s);
 			if (r)
-				return pump_fail_stream(p, r, "write failed");
+				return precopy__pump_fail_stream(p, r, "write failed");
 			left -= (uint32_t)s;
 		} else if (s == -EINVAL && d->splice) {
 			d->splice = 0;
 		} else if (s == -EAGAIN) {
-			if (pump_splice_lost(p, d))
+			if (precopy__pump_splice_lost(p, d))
 				return p->broken;
 			r = wait_fd(p, p->cfg.stream_fd, POLLOUT);
 			if (r)
-				return pump_fail_stream(p, r, r == -ETIMEDOUT ? "no room before the drain deadline"
+				return precopy__pump_fail_stream(p, r, r == -ETIMEDOUT ? "no room before the drain deadline"
 									  : "poll failed");
 		} else if (s != -EINTR) {
 			/* the header promised bytes that cannot follow */
-			return pump_fail_stream(p, s ? (int)s : -EIO, "splice inside a frame failed");
+			return precopy__pump_fail_stream(p, s ? (int)s : -EIO, "splice inside a frame failed");
 		}
 	}
 	if (d->splice < 0)
 		d->splice = 1;
 	d->bytes += n;
 	c->moved += n;
-	pump_dev_done(p, d, 0);
+	precopy__pump_dev_done(p, d, 0);
 	return 0;
 }
 
@@ -156,7 +156,7 @@ static int save_one(struct precopy_pump *p, struct pump_call *c, struct pump_dev
 		else if (avail > 0)
 			return splice_frame(p, c, d, (uint32_t)avail < len ? (uint32_t)avail : len) ?: 1;
 	}
-	r = precopy_sys_read(&p->sys, d->fd, pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, pump_copy_len(p, d, len));
+	r = precopy_sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, precopy__pump_copy_len(p, d, len));
 	if (r > 0)
 		return emit(p, c, d, 0, (uint32_t)r) ?: 1;
 	if (r == 0) {
@@ -169,11 +169,11 @@ static int save_one(struct precopy_pump *p, struct pump_call *c, struct pump_dev
 	}
 	if (r == -EINTR)
 		return 0;
-	pump_dev_fail(p, d, (int)r, "read failed");
+	precopy__pump_dev_fail(p, d, (int)r, "read failed");
 	return emit_abort(p, c, d, (int)r) ?: 1;
 }
 
-int pump_fb_save(struct precopy_pump *p, struct pump_call *c)
+int precopy__pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pollfd *pfd = calloc(p->ndev ? p->ndev : 1, sizeof(*pfd));
 	uint32_t *map = calloc(p->ndev ? p->ndev : 1, sizeof(*map));
@@ -191,10 +191,10 @@ int pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 			r = p->broken;
 			break;
 		}
-		if (pump_expired(p, c)) {
+		if (precopy__pump_expired(p, c)) {
 			if (c->mode == PUMP_RUN)
 				break;
-			pump_timeout_devices(p);
+			precopy__pump_timeout_devices(p);
 		}
 		for (uint32_t i = 0; i < p->ndev; i++) {
 			struct pump_dev *d = &p->devs[i];
@@ -208,7 +208,7 @@ int pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 					goto out;
 			}
 		}
-		if (pump_all_ended(p) || budget_left(c) == 0)
+		if (precopy__pump_all_ended(p) || budget_left(c) == 0)
 			break;
 		for (uint32_t k = 0; k < p->ndev; k++) {
 			uint32_t i = (p->rr + k) % p->ndev;
@@ -222,7 +222,7 @@ int pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 		if (n) {
 			r = precopy_sys_poll(&p->sys, pfd, n, 0);
 			if (r < 0 && r != -EINTR) {
-				r = pump_fail_stream(p, r, "poll failed");
+				r = precopy__pump_fail_stream(p, r, "poll failed");
 				break;
 			}
 			r = 0;
@@ -259,7 +259,7 @@ int pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 		}
 		r = precopy_sys_poll(&p->sys, n ? pfd : NULL, n, (int)p->cfg.poll_interval_ms);
 		if (r < 0 && r != -EINTR) {
-			r = pump_fail_stream(p, r, "poll failed");
+			r = precopy__pump_fail_stream(p, r, "poll failed");
 			break;
 		}
 		r = 0;
@@ -272,10 +272,10 @@ out:
 
 /* ---------------------------------------------------------------- LOAD */
 
-int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
+int precopy__pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 {
 	int fd = p->cfg.stream_fd;
-	uint8_t *buf = pump_slot(p, 0);
+	uint8_t *buf = precopy__pump_slot(p, 0);
 
 	for (;;) {
 		bool boundary = !p->in_payload && p->hdr_have == 0;
@@ -285,15 +285,15 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 
 		if (p->broken)
 			return p->broken;
-		if (boundary && pump_load_done(p))
+		if (boundary && precopy__pump_load_done(p))
 			return 0;
 		if (p->stream_eof)
-			return pump_load_eof(p, c->mode);
+			return precopy__pump_load_eof(p, c->mode);
 		if (budget_left(c) == 0)
 			return 0;
-		if (pump_expired(p, c)) {
+		if (precopy__pump_expired(p, c)) {
 			if (c->mode == PUMP_DRAIN)
-				pump_timeout_devices(p);
+				precopy__pump_timeout_devices(p);
 			return 0;
 		}
 		if (c->deadline_ns) {
@@ -301,7 +301,7 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 
 			r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 			if (r < 0 && r != -EINTR)
-				return pump_fail_stream(p, (int)r, "poll failed");
+				return precopy__pump_fail_stream(p, (int)r, "poll failed");
 			if (r <= 0)
 				continue;
 		}
@@ -322,7 +322,7 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 			if (d && d->splice && d->state == PRECOPY_PUMP_DEV_ACTIVE) {
 				int wfd = -1;
 				short wev = 0;
-				int n = pump_load_splice(p, c, d, want, &wfd, &wev);
+				int n = precopy__pump_load_splice(p, c, d, want, &wfd, &wev);
 
 				if (n > 0)
 					continue;
@@ -331,9 +331,9 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 					int e = wait_fd_ready(p, wfd, wev, &ready);
 
 					if (e && wfd == fd)
-						return pump_fail_stream(p, e, "poll failed");
+						return precopy__pump_fail_stream(p, e, "poll failed");
 					if (e) {
-						pump_dev_fail(p, d, e, "write failed");
+						precopy__pump_dev_fail(p, d, e, "write failed");
 						p->cur_dev = -1;
 					}
 					if (wfd == fd && !ready)
@@ -342,7 +342,7 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 				}
 			}
 			if (d)
-				want = pump_copy_len(p, d, want);
+				want = precopy__pump_copy_len(p, d, want);
 			if (want > p->load_piece_max)
 				p->load_piece_max = want;
 		}
@@ -354,20 +354,20 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 		if (r == -EAGAIN) {
 			r = wait_fd(p, fd, POLLIN);
 			if (r)
-				return pump_fail_stream(p, (int)r, "poll failed");
+				return precopy__pump_fail_stream(p, (int)r, "poll failed");
 			continue;
 		}
 		if (r == -EINTR)
 			continue;
 		if (r < 0)
-			return pump_fail_stream(p, (int)r, "read failed");
+			return precopy__pump_fail_stream(p, (int)r, "read failed");
 
 		if (!p->in_payload) {
 			p->hdr_have += (uint32_t)r;
-			if (p->hdr_have == PRECOPY_FRAME_HDR_SIZE && pump_load_header(p))
+			if (p->hdr_have == PRECOPY_FRAME_HDR_SIZE && precopy__pump_load_header(p))
 				return p->broken;
 			if (p->eod_dev >= 0) {
-				pump_load_eod(p, &p->devs[p->eod_dev]);
+				precopy__pump_load_eod(p, &p->devs[p->eod_dev]);
 				p->eod_dev = -1;
 			}
 			continue;
@@ -377,20 +377,20 @@ int pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 			if (!p->cur_left) {
 				/* every earlier payload byte of the device
 				 * was written synchronously already */
-				int i = pump_load_abort(p);
+				int i = precopy__pump_load_abort(p);
 
 				if (i >= 0)
-					pump_load_abort_apply(p, &p->devs[i]);
+					precopy__pump_load_abort_apply(p, &p->devs[i]);
 			}
 			continue;
 		}
 		c->moved += (uint64_t)r;
 		if (p->cur_dev >= 0) {
 			struct pump_dev *d = &p->devs[p->cur_dev];
-			int e = pump_fb_write_all(p, d->fd, buf, (size_t)r);
+			int e = precopy__pump_fb_write_all(p, d->fd, buf, (size_t)r);
 
 			if (e) {
-				pump_dev_fail(p, d, e, "write failed");
+				precopy__pump_dev_fail(p, d, e, "write failed");
 				p->cur_dev = -1;
 			} else {
 				d->bytes += (uint64_t)r;

@@ -77,7 +77,7 @@ struct precopy_pump {
 	bool in_payload;
 	struct precopy_frame_hdr cur;
 	int cur_dev;       /* index, or -1 when discarding */
-	int eod_dev;       /* set by pump_load_header on an EOD frame, else -1 */
+	int eod_dev;       /* set by precopy__pump_load_header on an EOD frame, else -1 */
 	uint32_t cur_left; /* payload bytes still to read */
 	uint8_t abort_buf[PRECOPY_FRAME_ABORT_LEN];
 	bool stream_eof;
@@ -103,28 +103,28 @@ struct precopy_pump {
 };
 
 /* pump.c */
-void pump_set_msg(struct precopy_pump *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int pump_fail_stream(struct precopy_pump *p, int err, const char *what);
-void pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what);
-void pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags);
-bool pump_expired(struct precopy_pump *p, struct pump_call *c);
+void precopy__pump_set_msg(struct precopy_pump *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int precopy__pump_fail_stream(struct precopy_pump *p, int err, const char *what);
+void precopy__pump_dev_fail(struct precopy_pump *p, struct pump_dev *d, int err, const char *what);
+void precopy__pump_dev_done(struct precopy_pump *p, struct pump_dev *d, uint32_t flags);
+bool precopy__pump_expired(struct precopy_pump *p, struct pump_call *c);
 /* A drain is one poll interval past its deadline (stall_after_ns): an fd
  * that still takes nothing is given up on. */
-bool pump_stalled(const struct precopy_pump *p);
+bool precopy__pump_stalled(const struct precopy_pump *p);
 /* After a splice answered -EAGAIN inside a frame: if the device pipe is
  * empty, the bytes its header counted were taken by someone else (only the
  * pump may read it). Fails the stream (-EIO) and returns true; waiting for
  * stream room would spin otherwise. */
-bool pump_splice_lost(struct precopy_pump *p, struct pump_dev *d);
-bool pump_all_ended(const struct precopy_pump *p);
+bool precopy__pump_splice_lost(struct precopy_pump *p, struct pump_dev *d);
+bool precopy__pump_all_ended(const struct precopy_pump *p);
 /* LOAD: no device expects another frame (each saw EOD/ABORT or failed). */
-bool pump_load_done(const struct precopy_pump *p);
-uint8_t *pump_slot(struct precopy_pump *p, uint32_t i);
+bool precopy__pump_load_done(const struct precopy_pump *p);
+uint8_t *precopy__pump_slot(struct precopy_pump *p, uint32_t i);
 /* The size of the next copy between device d and the stream, given len
  * (the chunk, or less by budget or frame): at most PUMP_PIPE_PIECE between a
  * device pipe and a pipe stream, both directions (why: pump.c). */
 #define PUMP_PIPE_PIECE (64u << 10)
-uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len);
+uint32_t precopy__pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, uint32_t len);
 /* LOAD: moves up to want payload bytes of the current frame (p->cur_dev,
  * which is d) from the stream straight into d's pipe, both paths. Returns
  * the bytes moved (> 0; frame state, counters and c->moved updated); 0 when
@@ -132,38 +132,38 @@ uint32_t pump_copy_len(const struct precopy_pump *p, const struct pump_dev *d, u
  * the device's POLLOUT); -1 when these bytes must be copied instead (the
  * stream signalled but counts no bytes: its end or an error, which a read
  * reports; or the pair cannot splice, and d->splice is now 0 for good). */
-int pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t want, int *wfd,
+int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struct pump_dev *d, uint32_t want, int *wfd,
 		     short *wev);
-int pump_find(const struct precopy_pump *p, uint32_t id);
+int precopy__pump_find(const struct precopy_pump *p, uint32_t id);
 /* LOAD: header bytes complete in p->hdr: decode and select the device.
  * On an EOD frame p->eod_dev names the device (the caller completes it with
- * pump_load_eod() once its earlier payload is written) and the caller must
+ * precopy__pump_load_eod() once its earlier payload is written) and the caller must
  * reset p->eod_dev to -1. Returns 0 or a stream-level error (recorded). */
-int pump_load_header(struct precopy_pump *p);
+int precopy__pump_load_header(struct precopy_pump *p);
 /* LOAD: the 4 ABORT payload bytes are in p->abort_buf: no frame may follow
  * for that device; its errno is kept in abort_err. Returns the device index
- * (the caller applies the ABORT with pump_load_abort_apply() once every
+ * (the caller applies the ABORT with precopy__pump_load_abort_apply() once every
  * earlier payload byte of the device is written), or -1. */
-int pump_load_abort(struct precopy_pump *p);
+int precopy__pump_load_abort(struct precopy_pump *p);
 /* LOAD: an ABORT frame takes effect: count it and fail the device (a no-op
  * for the state if a device write already failed it). */
-void pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d);
+void precopy__pump_load_abort_apply(struct precopy_pump *p, struct pump_dev *d);
 /* LOAD: a device reached EOD in the stream. */
-void pump_load_eod(struct precopy_pump *p, struct pump_dev *d);
+void precopy__pump_load_eod(struct precopy_pump *p, struct pump_dev *d);
 /* LOAD: stream EOF at a frame boundary or inside a frame. */
-int pump_load_eof(struct precopy_pump *p, enum pump_mode mode);
+int precopy__pump_load_eof(struct precopy_pump *p, enum pump_mode mode);
 /* SAVE: timeout every still active device that is not busy. */
-void pump_timeout_devices(struct precopy_pump *p);
+void precopy__pump_timeout_devices(struct precopy_pump *p);
 
 /* pump_fallback.c */
-int pump_fb_save(struct precopy_pump *p, struct pump_call *c);
-int pump_fb_load(struct precopy_pump *p, struct pump_call *c);
+int precopy__pump_fb_save(struct precopy_pump *p, struct pump_call *c);
+int precopy__pump_fb_load(struct precopy_pump *p, struct pump_call *c);
 /* Writes all len bytes to the stream through sys, polling on -EAGAIN. */
-int pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len);
+int precopy__pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len);
 
 /* pump_uring*.c */
 /* Test and diagnosis hooks of the io_uring SAVE path (not part of the API). */
-struct pump_uring_stats {
+struct precopy__pump_uring_stats {
 	uint64_t ahead_max;  /* the read-ahead bound in force (bytes) */
 	uint64_t ahead_peak; /* most read-ahead bytes seen (see pump_uring.c) */
 	/* most device reads (or POLLINs) still in flight after an
@@ -171,14 +171,14 @@ struct pump_uring_stats {
 	uint32_t async_reads_peak;
 };
 /* Fills *out; all zero when p is not on the io_uring path. */
-void pump_uring_stats(const struct precopy_pump *p, struct pump_uring_stats *out);
+void precopy__pump_uring_stats(const struct precopy_pump *p, struct precopy__pump_uring_stats *out);
 /* Sets the read-ahead bound: 0 restores the default, UINT64_MAX removes
  * it. Resets the peaks. No-op off the io_uring path. */
-void pump_uring_set_ahead(struct precopy_pump *p, uint64_t max);
-int pump_uring_init(struct precopy_pump *p);
-void pump_uring_exit(struct precopy_pump *p);
-int pump_uring_save(struct precopy_pump *p, struct pump_call *c);
-int pump_uring_load(struct precopy_pump *p, struct pump_call *c);
+void precopy__pump_uring_set_ahead(struct precopy_pump *p, uint64_t max);
+int precopy__pump_uring_init(struct precopy_pump *p);
+void precopy__pump_uring_exit(struct precopy_pump *p);
+int precopy__pump_uring_save(struct precopy_pump *p, struct pump_call *c);
+int precopy__pump_uring_load(struct precopy_pump *p, struct pump_call *c);
 
 static inline uint32_t pump_le32(const uint8_t *b)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The io_uring path of the pump (liburing), in three files: this one (the
- * ring, slots, reaping), pump_uring_save.c and pump_uring_load.c. One ring,
+ * ring, slots, reaping), precopy__pump_uring_save.c and precopy__pump_uring_load.c. One ring,
  * the pump's slots as registered buffers, one read (SAVE) or write (LOAD) in flight per device
  * and several devices at once, one stream operation at a time (frames on a
  * stream must not interleave), splice from a device pipe to the stream.
@@ -34,7 +34,7 @@
 
 #include "pump_uring_internal.h"
 
-struct io_uring_sqe *pump_ur_sqe_get(struct pump_uring *u)
+struct io_uring_sqe *precopy__pump_ur_sqe_get(struct pump_uring *u)
 {
 	struct io_uring_sqe *s = io_uring_get_sqe(&u->ring);
 
@@ -45,7 +45,7 @@ struct io_uring_sqe *pump_ur_sqe_get(struct pump_uring *u)
 	return s; /* the ring holds more entries than ops can be in flight */
 }
 
-void pump_ur_sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, int i)
+void precopy__pump_ur_sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, int i)
 {
 	io_uring_sqe_set_data64(s, UD(op, i));
 	u->inflight++;
@@ -66,7 +66,7 @@ static uint64_t ahead_default(const struct precopy_pump *p)
 	return two <= AHEAD_CACHE ? two : p->chunk;
 }
 
-void pump_uring_stats(const struct precopy_pump *p, struct pump_uring_stats *out)
+void precopy__pump_uring_stats(const struct precopy_pump *p, struct precopy__pump_uring_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (p->ur) {
@@ -75,7 +75,7 @@ void pump_uring_stats(const struct precopy_pump *p, struct pump_uring_stats *out
 	}
 }
 
-void pump_uring_set_ahead(struct precopy_pump *p, uint64_t max)
+void precopy__pump_uring_set_ahead(struct precopy_pump *p, uint64_t max)
 {
 	if (!p->ur)
 		return;
@@ -83,7 +83,7 @@ void pump_uring_set_ahead(struct precopy_pump *p, uint64_t max)
 	memset(&p->ur->st, 0, sizeof(p->ur->st));
 }
 
-int pump_uring_init(struct precopy_pump *p)
+int precopy__pump_uring_init(struct precopy_pump *p)
 {
 	struct pump_uring *u = calloc(1, sizeof(*u));
 	unsigned int entries = 8;
@@ -114,7 +114,7 @@ int pump_uring_init(struct precopy_pump *p)
 
 		if (v) {
 			for (uint32_t i = 0; i < p->depth; i++)
-				v[i] = (struct iovec){ pump_slot(p, i), p->slot_size };
+				v[i] = (struct iovec){ precopy__pump_slot(p, i), p->slot_size };
 			/* without registration (e.g. RLIMIT_MEMLOCK) plain ops work */
 			u->fixed = io_uring_register_buffers(&u->ring, v, p->depth) == 0;
 			free(v);
@@ -128,7 +128,7 @@ int pump_uring_init(struct precopy_pump *p)
 	return 0;
 }
 
-void pump_uring_exit(struct precopy_pump *p)
+void precopy__pump_uring_exit(struct precopy_pump *p)
 {
 	struct pump_uring *u = p->ur;
 
@@ -141,12 +141,12 @@ void pump_uring_exit(struct precopy_pump *p)
 	p->ur = NULL;
 }
 
-int pump_ur_slot_get(struct pump_uring *u)
+int precopy__pump_ur_slot_get(struct pump_uring *u)
 {
 	return u->nfree ? u->freel[--u->nfree] : -1;
 }
 
-void pump_ur_ahead_drop(struct pump_uring *u, struct slot *sl)
+void precopy__pump_ur_ahead_drop(struct pump_uring *u, struct slot *sl)
 {
 	if (!sl->ahead)
 		return;
@@ -156,14 +156,14 @@ void pump_ur_ahead_drop(struct pump_uring *u, struct slot *sl)
 		u->ahead_reads--;
 }
 
-void pump_ur_slot_put(struct pump_uring *u, int s)
+void precopy__pump_ur_slot_put(struct pump_uring *u, int s)
 {
-	pump_ur_ahead_drop(u, &u->slots[s]);
+	precopy__pump_ur_ahead_drop(u, &u->slots[s]);
 	u->slots[s].state = S_FREE;
 	u->freel[u->nfree++] = s;
 }
 
-uint64_t pump_ur_budget_left(const struct pump_call *c)
+uint64_t precopy__pump_ur_budget_left(const struct pump_call *c)
 {
 	uint64_t used = c->moved + c->reserved;
 
@@ -174,7 +174,7 @@ uint64_t pump_ur_budget_left(const struct pump_call *c)
 
 /* Waits for at least one CQE (bounded by the poll interval when timed) and
  * hands every available CQE to fn. Returns 0, -ETIME, or a ring error. */
-int pump_ur_reap(struct precopy_pump *p, struct pump_call *c, bool wait, bool timed,
+int precopy__pump_ur_reap(struct precopy_pump *p, struct pump_call *c, bool wait, bool timed,
 		void (*fn)(struct precopy_pump *, struct pump_call *, struct io_uring_cqe *))
 {
 	struct pump_uring *u = p->ur;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Private to the pump's io_uring path (pump_uring.c: ring, slots and
- * reaping; pump_uring_save.c: device fds -> stream; pump_uring_load.c:
+ * reaping; precopy__pump_uring_save.c: device fds -> stream; precopy__pump_uring_load.c:
  * stream -> device fds). The design notes are at the top of pump_uring.c.
  * Same thread-safety as the pump: one thread at a time per pump. */
 #ifndef PRECOPY_PUMP_URING_INTERNAL_H
@@ -51,7 +51,7 @@ struct pump_uring {
 	 * would pass ahead_max (one read may always start when ahead is 0). */
 	uint64_t ahead, ahead_max;
 	uint32_t ahead_reads; /* S_READING slots with .ahead set */
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 	bool w_busy;
 	int w_slot[BATCH];
 	int w_n;
@@ -72,21 +72,21 @@ struct pump_uring {
 };
 
 /* An SQE, submitting the queue first if it is full. */
-struct io_uring_sqe *pump_ur_sqe_get(struct pump_uring *u);
+struct io_uring_sqe *precopy__pump_ur_sqe_get(struct pump_uring *u);
 /* Tags an SQE with (op, slot) and counts the CQE it owes. */
-void pump_ur_sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, int i);
+void precopy__pump_ur_sqe_set(struct pump_uring *u, struct io_uring_sqe *s, enum op op, int i);
 /* A free slot (most recently freed first: warm in cache), or -1. */
-int pump_ur_slot_get(struct pump_uring *u);
+int precopy__pump_ur_slot_get(struct pump_uring *u);
 /* Frees a slot, dropping what it counted toward the read-ahead. */
-void pump_ur_slot_put(struct pump_uring *u, int s);
+void precopy__pump_ur_slot_put(struct pump_uring *u, int s);
 /* Stops counting a slot toward the SAVE read-ahead (no-op if it did not). */
-void pump_ur_ahead_drop(struct pump_uring *u, struct slot *sl);
+void precopy__pump_ur_ahead_drop(struct pump_uring *u, struct slot *sl);
 /* Bytes this call may still move or reserve; UINT64_MAX without a budget. */
-uint64_t pump_ur_budget_left(const struct pump_call *c);
+uint64_t precopy__pump_ur_budget_left(const struct pump_call *c);
 /* Submits, waits for at least one CQE (bounded by the poll interval when
  * timed) and hands every available CQE to fn. Returns 0, -ETIME, or a ring
  * error. */
-int pump_ur_reap(struct precopy_pump *p, struct pump_call *c, bool wait, bool timed,
+int precopy__pump_ur_reap(struct precopy_pump *p, struct pump_call *c, bool wait, bool timed,
 		 void (*fn)(struct precopy_pump *, struct pump_call *, struct io_uring_cqe *));
 
 #endif

@@ -36,7 +36,7 @@ static void dq_drop(struct precopy_pump *p, struct pump_dev *d)
 	while (s >= 0) {
 		int n = u->slots[s].next;
 
-		pump_ur_slot_put(u, s);
+		precopy__pump_ur_slot_put(u, s);
 		s = n;
 	}
 }
@@ -51,9 +51,9 @@ static void end_check(struct precopy_pump *p, struct pump_dev *d)
 		return;
 	d->end_pending = 0;
 	if (end & PRECOPY_FRAME_EOD)
-		pump_load_eod(p, d);
+		precopy__pump_load_eod(p, d);
 	else
-		pump_load_abort_apply(p, d);
+		precopy__pump_load_abort_apply(p, d);
 }
 
 static void kick_dev_writes(struct precopy_pump *p)
@@ -70,13 +70,13 @@ static void kick_dev_writes(struct precopy_pump *p)
 		if (d->writing || s < 0)
 			continue;
 		sl = &u->slots[s];
-		b = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE + sl->done;
-		sqe = pump_ur_sqe_get(u);
+		b = precopy__pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE + sl->done;
+		sqe = precopy__pump_ur_sqe_get(u);
 		if (u->fixed)
 			io_uring_prep_write_fixed(sqe, d->fd, b, sl->len - sl->done, (uint64_t)-1, s);
 		else
 			io_uring_prep_write(sqe, d->fd, b, sl->len - sl->done, (uint64_t)-1);
-		pump_ur_sqe_set(u, sqe, OP_DWRITE, s);
+		precopy__pump_ur_sqe_set(u, sqe, OP_DWRITE, s);
 		sl->state = S_WRITING;
 		d->writing = true;
 		u->dwrites++;
@@ -94,20 +94,20 @@ static bool submit_stream_read(struct precopy_pump *p, struct pump_call *c)
 
 	if (p->broken || p->stream_eof || c->expired)
 		return false;
-	if ((boundary && pump_load_done(p)) || pump_ur_budget_left(c) == 0)
+	if ((boundary && precopy__pump_load_done(p)) || precopy__pump_ur_budget_left(c) == 0)
 		return false;
 	if (u->sr_busy)
 		return true;
 	if (!p->in_payload) {
-		sqe = pump_ur_sqe_get(u);
+		sqe = precopy__pump_ur_sqe_get(u);
 		io_uring_prep_read(sqe, fd, p->hdr + p->hdr_have, PRECOPY_FRAME_HDR_SIZE - p->hdr_have,
 				   (uint64_t)-1);
 	} else if (p->cur.flags & PRECOPY_FRAME_ABORT) {
-		sqe = pump_ur_sqe_get(u);
+		sqe = precopy__pump_ur_sqe_get(u);
 		io_uring_prep_read(sqe, fd, p->abort_buf + (PRECOPY_FRAME_ABORT_LEN - p->cur_left),
 				   p->cur_left, (uint64_t)-1);
 	} else {
-		uint64_t left = pump_ur_budget_left(c);
+		uint64_t left = precopy__pump_ur_budget_left(c);
 		uint32_t want = p->cur_left < p->chunk ? p->cur_left : p->chunk;
 		struct pump_dev *d = p->cur_dev >= 0 ? &p->devs[p->cur_dev] : NULL;
 		int s;
@@ -121,37 +121,37 @@ static bool submit_stream_read(struct precopy_pump *p, struct pump_call *c)
 		if (d && d->splice && d->state == PRECOPY_PUMP_DEV_ACTIVE && d->wq_head < 0 && !d->writing) {
 			int wfd = -1;
 			short wev = 0;
-			int n = pump_load_splice(p, c, d, want, &wfd, &wev);
+			int n = precopy__pump_load_splice(p, c, d, want, &wfd, &wev);
 
 			if (n > 0) {
 				u->spliced = true;
 				return true;
 			}
 			if (n == 0) {
-				sqe = pump_ur_sqe_get(u);
+				sqe = precopy__pump_ur_sqe_get(u);
 				io_uring_prep_poll_add(sqe, wfd, (unsigned)wev);
-				pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
+				precopy__pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
 				u->sr_busy = true;
 				return true;
 			}
 		}
 		if (d)
-			want = pump_copy_len(p, d, want);
+			want = precopy__pump_copy_len(p, d, want);
 		if (want > p->load_piece_max)
 			p->load_piece_max = want;
-		s = pump_ur_slot_get(u);
+		s = precopy__pump_ur_slot_get(u);
 		if (s < 0)
 			return true; /* wait for a device write to free a slot */
 		u->slots[s] = (struct slot){ .dev = p->cur_dev, .len = want, .state = S_READING };
-		b = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
-		sqe = pump_ur_sqe_get(u);
+		b = precopy__pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
+		sqe = precopy__pump_ur_sqe_get(u);
 		if (u->fixed)
 			io_uring_prep_read_fixed(sqe, fd, b, want, (uint64_t)-1, s);
 		else
 			io_uring_prep_read(sqe, fd, b, want, (uint64_t)-1);
 		u->sr_slot = s;
 	}
-	pump_ur_sqe_set(u, sqe, OP_SREAD, 0);
+	precopy__pump_ur_sqe_set(u, sqe, OP_SREAD, 0);
 	u->sr_busy = true;
 	return true;
 }
@@ -164,22 +164,22 @@ static void sread_done(struct precopy_pump *p, struct pump_call *c, int res)
 	u->sr_slot = -1;
 	if (res <= 0) {
 		if (s >= 0)
-			pump_ur_slot_put(u, s);
+			precopy__pump_ur_slot_put(u, s);
 		if (res == 0)
 			p->stream_eof = true;
 		else if (res == -EAGAIN) {
-			struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+			struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 
 			io_uring_prep_poll_add(sqe, p->cfg.stream_fd, POLLIN);
-			pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
+			precopy__pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
 			u->sr_busy = true;
 		} else if (res != -ECANCELED && res != -EINTR)
-			pump_fail_stream(p, res, "read failed");
+			precopy__pump_fail_stream(p, res, "read failed");
 		return;
 	}
 	if (!p->in_payload) {
 		p->hdr_have += (uint32_t)res;
-		if (p->hdr_have == PRECOPY_FRAME_HDR_SIZE && pump_load_header(p) == 0 && p->eod_dev >= 0) {
+		if (p->hdr_have == PRECOPY_FRAME_HDR_SIZE && precopy__pump_load_header(p) == 0 && p->eod_dev >= 0) {
 			p->devs[p->eod_dev].end_pending = PRECOPY_FRAME_EOD;
 			end_check(p, &p->devs[p->eod_dev]);
 			p->eod_dev = -1;
@@ -189,7 +189,7 @@ static void sread_done(struct precopy_pump *p, struct pump_call *c, int res)
 	p->cur_left -= (uint32_t)res;
 	if (p->cur.flags & PRECOPY_FRAME_ABORT) {
 		if (!p->cur_left) {
-			int i = pump_load_abort(p);
+			int i = precopy__pump_load_abort(p);
 
 			if (i >= 0) {
 				p->devs[i].end_pending = PRECOPY_FRAME_ABORT;
@@ -205,7 +205,7 @@ static void sread_done(struct precopy_pump *p, struct pump_call *c, int res)
 	if (p->cur_dev >= 0 && p->devs[p->cur_dev].state == PRECOPY_PUMP_DEV_ACTIVE)
 		dq_push(p, &p->devs[p->cur_dev], s);
 	else
-		pump_ur_slot_put(u, s);
+		precopy__pump_ur_slot_put(u, s);
 	if (!p->cur_left)
 		p->in_payload = false;
 }
@@ -227,7 +227,7 @@ static void load_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 	case OP_SPOLL:
 		u->sr_busy = false;
 		if (res < 0 && res != -EINTR && res != -ECANCELED)
-			pump_fail_stream(p, res, "poll failed");
+			precopy__pump_fail_stream(p, res, "poll failed");
 		break;
 	case OP_DWRITE:
 	case OP_DPOLL:
@@ -239,10 +239,10 @@ static void load_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		if (op == OP_DPOLL && (res >= 0 || res == -EINTR))
 			break; /* writable again: kick_dev_writes resubmits */
 		if (op == OP_DWRITE && res == -EAGAIN) {
-			struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+			struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 
 			io_uring_prep_poll_add(sqe, d->fd, POLLOUT);
-			pump_ur_sqe_set(u, sqe, OP_DPOLL, s);
+			precopy__pump_ur_sqe_set(u, sqe, OP_DPOLL, s);
 			d->writing = true;
 			break;
 		}
@@ -255,10 +255,10 @@ static void load_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 					d->wq_tail = -1;
 				if (sl->flags)
 					d->frames++;
-				pump_ur_slot_put(u, s);
+				precopy__pump_ur_slot_put(u, s);
 			}
 		} else if (res != -EINTR) {
-			pump_dev_fail(p, d, res ? res : -EIO, "write failed");
+			precopy__pump_dev_fail(p, d, res ? res : -EIO, "write failed");
 			if (p->cur_dev == (int)(d - p->devs))
 				p->cur_dev = -1;
 		}
@@ -285,16 +285,16 @@ static void cancel_dev_writes(struct precopy_pump *p)
 
 		if (!d->writing || d->state != PRECOPY_PUMP_DEV_FAILED || d->wq_head < 0)
 			continue;
-		sqe = pump_ur_sqe_get(u);
+		sqe = precopy__pump_ur_sqe_get(u);
 		io_uring_prep_cancel64(sqe, UD(OP_DWRITE, d->wq_head), 0);
-		pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
-		sqe = pump_ur_sqe_get(u);
+		precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+		sqe = precopy__pump_ur_sqe_get(u);
 		io_uring_prep_cancel64(sqe, UD(OP_DPOLL, d->wq_head), 0);
-		pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+		precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
 	}
 }
 
-int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
+int precopy__pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
 	bool cancelled = false;
@@ -303,8 +303,8 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 	for (;;) {
 		bool more;
 
-		if (!c->expired && pump_expired(p, c) && c->mode == PUMP_DRAIN) {
-			pump_timeout_devices(p);
+		if (!c->expired && precopy__pump_expired(p, c) && c->mode == PUMP_DRAIN) {
+			precopy__pump_timeout_devices(p);
 			cancel_dev_writes(p);
 		}
 		u->spliced = false;
@@ -312,13 +312,13 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 		kick_dev_writes(p);
 		if (!more && u->sr_busy && !cancelled) {
 			/* the stream read (or its poll) is not wanted any more */
-			struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+			struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 
 			io_uring_prep_cancel64(sqe, UD(OP_SREAD, 0), 0);
-			pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
-			sqe = pump_ur_sqe_get(u);
+			precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+			sqe = precopy__pump_ur_sqe_get(u);
 			io_uring_prep_cancel64(sqe, UD(OP_SPOLL, 0), 0);
-			pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+			precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
 			cancelled = true;
 		}
 		if (!u->inflight) {
@@ -329,15 +329,15 @@ int pump_uring_load(struct precopy_pump *p, struct pump_call *c)
 		}
 		/* after a splice, only collect what completed: the next splice may
 		 * be possible at once */
-		r = pump_ur_reap(p, c, !u->spliced, c->deadline_ns != 0, load_cqe);
+		r = precopy__pump_ur_reap(p, c, !u->spliced, c->deadline_ns != 0, load_cqe);
 		if (r < 0 && r != -ETIME) {
-			pump_fail_stream(p, r, "io_uring wait failed");
+			precopy__pump_fail_stream(p, r, "io_uring wait failed");
 			return r;
 		}
 	}
 	if (p->broken)
 		return p->broken;
 	if (p->stream_eof)
-		return pump_load_eof(p, c->mode);
+		return precopy__pump_load_eof(p, c->mode);
 	return 0;
 }

@@ -59,11 +59,11 @@ static void queue_aborts(struct precopy_pump *p)
 		struct pump_dev *d = &p->devs[i];
 		int s;
 
-		if (!d->pend_err || d->busy || (s = pump_ur_slot_get(u)) < 0)
+		if (!d->pend_err || d->busy || (s = precopy__pump_ur_slot_get(u)) < 0)
 			continue;
 		u->slots[s] = (struct slot){ .dev = (int)i, .len = PRECOPY_FRAME_ABORT_LEN,
 					     .flags = PRECOPY_FRAME_ABORT };
-		pump_put_le32(pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE, (uint32_t)-d->pend_err);
+		pump_put_le32(precopy__pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE, (uint32_t)-d->pend_err);
 		d->pend_err = 0;
 		rq_push(u, s);
 	}
@@ -81,7 +81,7 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 	for (uint32_t k = 0; k < p->ndev && u->nfree; k++) {
 		uint32_t di = (p->rr + k) % p->ndev;
 		struct pump_dev *d = &p->devs[di];
-		uint64_t left = pump_ur_budget_left(c);
+		uint64_t left = precopy__pump_ur_budget_left(c);
 		uint32_t len = left < p->chunk ? (uint32_t)left : p->chunk, piece;
 		uint64_t bound;
 		struct io_uring_sqe *sqe;
@@ -102,17 +102,17 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 			} else if (avail == 0 && !polled) {
 				/* empty now: wait for bytes with a poll so that they are
 				 * spliced when they come, not read into a slot */
-				s = pump_ur_slot_get(u);
-				sqe = pump_ur_sqe_get(u);
+				s = precopy__pump_ur_slot_get(u);
+				sqe = precopy__pump_ur_sqe_get(u);
 				io_uring_prep_poll_add(sqe, d->fd, POLLIN);
-				pump_ur_sqe_set(u, sqe, OP_RPOLL, s);
+				precopy__pump_ur_sqe_set(u, sqe, OP_RPOLL, s);
 				u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .state = S_READING,
 							     .poll = true };
 				d->busy = true;
 				u->reads++;
 				continue;
 			} else if (avail > 0) {
-				s = pump_ur_slot_get(u);
+				s = precopy__pump_ur_slot_get(u);
 				u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .splice = true,
 							     .len = (uint32_t)avail < len ? (uint32_t)avail
 											  : len };
@@ -122,10 +122,10 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 				continue;
 			}
 		}
-		/* a read cut into a piece (pump_copy_len) has its own bound, two
+		/* a read cut into a piece (precopy__pump_copy_len) has its own bound, two
 		 * pieces: on pipe-16dev-1024k-copy a 1 MiB bound over 64 KiB pieces
 		 * gave 0.90-1.24 of the plain loop, 128 KiB 1.30-1.43 */
-		piece = pump_copy_len(p, d, len);
+		piece = precopy__pump_copy_len(p, d, len);
 		bound = piece < len && 2 * (uint64_t)piece < u->ahead_max ? 2 * (uint64_t)piece : u->ahead_max;
 		if (u->ahead && u->ahead + piece > bound) {
 			if (first_held < 0)
@@ -135,14 +135,14 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 			continue;
 		}
 		len = piece;
-		s = pump_ur_slot_get(u);
-		buf = pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
-		sqe = pump_ur_sqe_get(u);
+		s = precopy__pump_ur_slot_get(u);
+		buf = precopy__pump_slot(p, (uint32_t)s) + PRECOPY_FRAME_HDR_SIZE;
+		sqe = precopy__pump_ur_sqe_get(u);
 		if (u->fixed)
 			io_uring_prep_read_fixed(sqe, d->fd, buf, len, (uint64_t)-1, s);
 		else
 			io_uring_prep_read(sqe, d->fd, buf, len, (uint64_t)-1);
-		pump_ur_sqe_set(u, sqe, OP_READ, s);
+		precopy__pump_ur_sqe_set(u, sqe, OP_READ, s);
 		u->slots[s] = (struct slot){ .dev = (int)(d - p->devs), .len = len, .state = S_READING };
 		ahead_add(u, &u->slots[s]);
 		c->reserved += len;
@@ -164,13 +164,13 @@ static void ahead_settle(struct precopy_pump *p)
 		u->st.async_reads_peak = u->reads;
 	for (uint32_t s = 0; s < p->depth && u->ahead_reads; s++)
 		if (u->slots[s].state == S_READING)
-			pump_ur_ahead_drop(u, &u->slots[s]);
+			precopy__pump_ur_ahead_drop(u, &u->slots[s]);
 }
 
 static void submit_write(struct precopy_pump *p)
 {
 	struct pump_uring *u = p->ur;
-	struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+	struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 
 	if (u->iov_n == 1 && u->fixed && u->w_n == 1 && u->iov_first == 0) {
 		int s = u->w_slot[0];
@@ -180,7 +180,7 @@ static void submit_write(struct precopy_pump *p)
 		io_uring_prep_writev(sqe, p->cfg.stream_fd, u->iov + u->iov_first,
 				     (unsigned int)u->iov_n, (uint64_t)-1);
 	}
-	pump_ur_sqe_set(u, sqe, OP_WRITE, 0);
+	precopy__pump_ur_sqe_set(u, sqe, OP_WRITE, 0);
 	u->w_ud = UD(OP_WRITE, 0);
 	u->w_busy = true;
 }
@@ -188,11 +188,11 @@ static void submit_write(struct precopy_pump *p)
 static void submit_splice(struct precopy_pump *p)
 {
 	struct pump_uring *u = p->ur;
-	struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+	struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
 
 	io_uring_prep_splice(sqe, d->fd, -1, p->cfg.stream_fd, -1, u->w_splice_left, 0);
-	pump_ur_sqe_set(u, sqe, OP_SPLICE, u->w_splice);
+	precopy__pump_ur_sqe_set(u, sqe, OP_SPLICE, u->w_splice);
 	u->w_ud = UD(OP_SPLICE, u->w_splice);
 	u->w_busy = true;
 }
@@ -200,10 +200,10 @@ static void submit_splice(struct precopy_pump *p)
 static void submit_stream_poll(struct precopy_pump *p)
 {
 	struct pump_uring *u = p->ur;
-	struct io_uring_sqe *sqe = pump_ur_sqe_get(u);
+	struct io_uring_sqe *sqe = precopy__pump_ur_sqe_get(u);
 
 	io_uring_prep_poll_add(sqe, p->cfg.stream_fd, POLLOUT);
-	pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
+	precopy__pump_ur_sqe_set(u, sqe, OP_SPOLL, 0);
 	u->w_ud = UD(OP_SPOLL, 0);
 	u->w_busy = true;
 }
@@ -213,11 +213,11 @@ static void submit_stream_poll(struct precopy_pump *p)
 static void stream_abandon(struct pump_uring *u)
 {
 	if (u->w_splice >= 0) {
-		pump_ur_slot_put(u, u->w_splice);
+		precopy__pump_ur_slot_put(u, u->w_splice);
 		u->w_splice = -1;
 	}
 	for (int k = 0; k < u->w_n; k++)
-		pump_ur_slot_put(u, u->w_slot[k]);
+		precopy__pump_ur_slot_put(u, u->w_slot[k]);
 	u->w_n = 0;
 }
 
@@ -230,12 +230,12 @@ static void stream_deadline(struct precopy_pump *p)
 	struct pump_uring *u = p->ur;
 	struct io_uring_sqe *sqe;
 
-	if (!u->w_busy || u->stream_cancelled || !pump_stalled(p))
+	if (!u->w_busy || u->stream_cancelled || !precopy__pump_stalled(p))
 		return;
-	pump_fail_stream(p, -ETIMEDOUT, "still busy one poll interval after the drain deadline");
-	sqe = pump_ur_sqe_get(u);
+	precopy__pump_fail_stream(p, -ETIMEDOUT, "still busy one poll interval after the drain deadline");
+	sqe = precopy__pump_ur_sqe_get(u);
 	io_uring_prep_cancel64(sqe, u->w_ud, 0);
-	pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
+	precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, 0);
 	u->stream_cancelled = true;
 }
 
@@ -251,7 +251,7 @@ static void writer_kick(struct precopy_pump *p)
 	while (u->w_n < BATCH && u->rq_head >= 0) {
 		int s = rq_pop(u);
 		struct slot *sl = &u->slots[s];
-		uint8_t *b = pump_slot(p, (uint32_t)s);
+		uint8_t *b = precopy__pump_slot(p, (uint32_t)s);
 		struct precopy_frame_hdr h = { .dev_id = p->devs[sl->dev].id, .flags = sl->flags,
 					       .len = sl->len };
 
@@ -284,8 +284,8 @@ static void frame_sent(struct precopy_pump *p, struct pump_call *c, int s)
 			d->splice = 1;
 		dev_unbusy(d);
 	}
-	pump_dev_done(p, d, sl->flags);
-	pump_ur_slot_put(u, s);
+	precopy__pump_dev_done(p, d, sl->flags);
+	precopy__pump_ur_slot_put(u, s);
 }
 
 /* A splice the ends refused after its header went out: the counted bytes are
@@ -294,7 +294,7 @@ static void splice_by_copy(struct precopy_pump *p)
 {
 	struct pump_uring *u = p->ur;
 	struct pump_dev *d = &p->devs[u->slots[u->w_splice].dev];
-	uint8_t *b = pump_slot(p, (uint32_t)u->w_splice) + PRECOPY_FRAME_HDR_SIZE;
+	uint8_t *b = precopy__pump_slot(p, (uint32_t)u->w_splice) + PRECOPY_FRAME_HDR_SIZE;
 
 	d->splice = 0;
 	while (u->w_splice_left && !p->broken) {
@@ -303,12 +303,12 @@ static void splice_by_copy(struct precopy_pump *p)
 		if (r == -EINTR)
 			continue;
 		if (r <= 0) {
-			pump_fail_stream(p, r ? (int)r : -EIO, "device bytes behind a sent header vanished");
+			precopy__pump_fail_stream(p, r ? (int)r : -EIO, "device bytes behind a sent header vanished");
 			return;
 		}
-		r = pump_fb_write_all(p, p->cfg.stream_fd, b, (size_t)r) ?: r;
+		r = precopy__pump_fb_write_all(p, p->cfg.stream_fd, b, (size_t)r) ?: r;
 		if (r < 0) {
-			pump_fail_stream(p, (int)r, "write failed");
+			precopy__pump_fail_stream(p, (int)r, "write failed");
 			return;
 		}
 		u->w_splice_left -= (uint32_t)r;
@@ -340,18 +340,18 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 		if (r > 0) {
 			u->w_splice_left -= (uint32_t)r;
 		} else if (r == -EAGAIN) {
-			if (pump_splice_lost(p, d))
+			if (precopy__pump_splice_lost(p, d))
 				break;
 			submit_stream_poll(p); /* its CQE calls us again */
 			return;
 		} else if (r == -EINVAL) {
 			splice_by_copy(p);
 		} else if (r != -EINTR) {
-			pump_fail_stream(p, r ? (int)r : -EIO, "splice inside a frame failed");
+			precopy__pump_fail_stream(p, r ? (int)r : -EIO, "splice inside a frame failed");
 		}
 	}
 	if (p->broken)
-		pump_ur_slot_put(u, u->w_splice);
+		precopy__pump_ur_slot_put(u, u->w_splice);
 	else
 		frame_sent(p, c, u->w_splice);
 	u->w_splice = -1;
@@ -379,7 +379,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 
 		u->reads--;
 		c->reserved -= sl->len;
-		pump_ur_ahead_drop(u, sl);
+		precopy__pump_ur_ahead_drop(u, sl);
 		dev_unbusy(d);
 		if (res > 0) {
 			sl->len = (uint32_t)res;
@@ -393,12 +393,12 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 			d->ending = true;
 			rq_push(u, s);
 		} else {
-			pump_ur_slot_put(u, s);
+			precopy__pump_ur_slot_put(u, s);
 			if (res == -EAGAIN || res == -ENOMSG)
 				d->idle = true;
 			else if (res < 0 && res != -ECANCELED && res != -EINTR &&
 				 d->state == PRECOPY_PUMP_DEV_ACTIVE) {
-				pump_dev_fail(p, d, res, "read failed");
+				precopy__pump_dev_fail(p, d, res, "read failed");
 				d->ending = true;
 				d->pend_err = res;
 			}
@@ -412,7 +412,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		 * is still empty, says which */
 		if (res != -ECANCELED && res != -EINTR)
 			p->devs[u->slots[s].dev].rpolled = true;
-		pump_ur_slot_put(u, s);
+		precopy__pump_ur_slot_put(u, s);
 		break;
 	case OP_WRITE: {
 		if (res == -EAGAIN) {
@@ -420,9 +420,9 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 			break;
 		}
 		if (res <= 0) {
-			pump_fail_stream(p, res ? res : -EIO, "write failed");
+			precopy__pump_fail_stream(p, res ? res : -EIO, "write failed");
 			for (int k = 0; k < u->w_n; k++)
-				pump_ur_slot_put(u, u->w_slot[k]);
+				precopy__pump_ur_slot_put(u, u->w_slot[k]);
 			u->w_n = 0;
 			break;
 		}
@@ -464,10 +464,10 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 			submit_stream_poll(p);
 			break;
 		} else if (res != -EINTR) {
-			pump_fail_stream(p, res ? res : -EIO, "splice inside a frame failed");
+			precopy__pump_fail_stream(p, res ? res : -EIO, "splice inside a frame failed");
 		}
 		if (p->broken) {
-			pump_ur_slot_put(u, u->w_splice);
+			precopy__pump_ur_slot_put(u, u->w_splice);
 			u->w_splice = -1;
 		} else if (u->w_splice_left) {
 			submit_splice(p);
@@ -478,7 +478,7 @@ static void save_cqe(struct precopy_pump *p, struct pump_call *c, struct io_urin
 		break;
 	case OP_SPOLL:
 		if (res < 0 && res != -EINTR) {
-			pump_fail_stream(p, res, "poll failed");
+			precopy__pump_fail_stream(p, res, "poll failed");
 			stream_abandon(u);
 		} else if (u->w_splice >= 0) {
 			splice_step(p, c);
@@ -502,13 +502,13 @@ static void cancel_reads(struct precopy_pump *p, bool only_timed_out)
 			continue;
 		if (only_timed_out && !p->devs[u->slots[s].dev].timed_out)
 			continue;
-		sqe = pump_ur_sqe_get(u);
+		sqe = precopy__pump_ur_sqe_get(u);
 		io_uring_prep_cancel64(sqe, UD(u->slots[s].poll ? OP_RPOLL : OP_READ, s), 0);
-		pump_ur_sqe_set(u, sqe, OP_CANCEL, (int)s);
+		precopy__pump_ur_sqe_set(u, sqe, OP_CANCEL, (int)s);
 	}
 }
 
-int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
+int precopy__pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 {
 	struct pump_uring *u = p->ur;
 	bool stop = false, cancelled = false;
@@ -517,10 +517,10 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 	u->splice_nowait = p->send_bounded || p->stream_nowait;
 	u->stream_cancelled = false;
 	for (;;) {
-		if (!stop && (p->broken || (c->mode == PUMP_RUN && pump_expired(p, c))))
+		if (!stop && (p->broken || (c->mode == PUMP_RUN && precopy__pump_expired(p, c))))
 			stop = true;
-		if (!stop && c->mode == PUMP_DRAIN && pump_expired(p, c) && !cancelled) {
-			pump_timeout_devices(p);
+		if (!stop && c->mode == PUMP_DRAIN && precopy__pump_expired(p, c) && !cancelled) {
+			precopy__pump_timeout_devices(p);
 			cancel_reads(p, true);
 			cancelled = true;
 		}
@@ -532,7 +532,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			submit_reads(p, c);
 		writer_kick(p);
 		if (!u->inflight && (u->rq_head < 0 || p->broken)) {
-			if (stop || p->broken || pump_all_ended(p))
+			if (stop || p->broken || precopy__pump_all_ended(p))
 				break;
 			if (c->mode == PUMP_RUN) {
 				bool any = false;
@@ -540,7 +540,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 				for (uint32_t i = 0; i < p->ndev; i++)
 					any |= p->devs[i].state == PRECOPY_PUMP_DEV_ACTIVE && !p->devs[i].idle &&
 					       !p->devs[i].ending;
-				if (!any || pump_ur_budget_left(c) == 0)
+				if (!any || precopy__pump_ur_budget_left(c) == 0)
 					break;
 				continue;
 			}
@@ -553,17 +553,17 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			/* reads not yet through an enter count against the read-ahead:
 			 * enter without waiting, so that those that do not complete at
 			 * once stop counting and more devices can start */
-			r = pump_ur_reap(p, c, false, false, save_cqe);
+			r = precopy__pump_ur_reap(p, c, false, false, save_cqe);
 			ahead_settle(p);
 			if (r < 0 && r != -ETIME) {
-				pump_fail_stream(p, r, "io_uring wait failed");
+				precopy__pump_fail_stream(p, r, "io_uring wait failed");
 				return r;
 			}
 			continue;
 		}
 		if (c->mode == PUMP_RUN && !stop && !u->w_busy && u->rq_head < 0) {
 			/* only reads in flight: what is not ready now is "nothing now" */
-			r = pump_ur_reap(p, c, false, false, save_cqe);
+			r = precopy__pump_ur_reap(p, c, false, false, save_cqe);
 			ahead_settle(p);
 			if (r == -ETIME) {
 				stop = true;
@@ -572,7 +572,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 		} else {
 			bool timed = c->mode == PUMP_DRAIN && !stop;
 
-			r = pump_ur_reap(p, c, true, timed, save_cqe);
+			r = precopy__pump_ur_reap(p, c, true, timed, save_cqe);
 			ahead_settle(p);
 			if (r == -ETIME) {
 				for (uint32_t i = 0; i < p->ndev; i++)
@@ -581,7 +581,7 @@ int pump_uring_save(struct precopy_pump *p, struct pump_call *c)
 			}
 		}
 		if (r < 0 && r != -ETIME) {
-			pump_fail_stream(p, r, "io_uring wait failed");
+			precopy__pump_fail_stream(p, r, "io_uring wait failed");
 			return r;
 		}
 	}

@@ -118,7 +118,7 @@ static int fail(struct precopy_stream_decoder *d, int err, uint64_t off, const c
 	va_list ap;
 
 	va_start(ap, fmt);
-	stream_verrmsg(d->msg, off, fmt, ap);
+	precopy__stream_verrmsg(d->msg, off, fmt, ap);
 	va_end(ap);
 	d->err = err;
 	return err;
@@ -132,10 +132,10 @@ static int emit(struct precopy_stream_decoder *d, struct precopy_stream_event *e
 	r = d->fn(d->opaque, ev);
 	if (r < 0 && ev->dev_id == PRECOPY_STREAM_DEV_NONE)
 		return fail(d, r, d->rec_off, "event callback failed on %s (error %d)",
-			    rec_tag_name(d->h.tag), r);
+			    precopy__rec_tag_name(d->h.tag), r);
 	if (r < 0)
 		return fail(d, r, d->rec_off, "event callback failed on %s for device %u (error %d)",
-			    rec_tag_name(d->h.tag), ev->dev_id, r);
+			    precopy__rec_tag_name(d->h.tag), ev->dev_id, r);
 	return 0;
 }
 
@@ -170,7 +170,7 @@ static int dev_rec_of(uint8_t tag)
 static int check_len(struct precopy_stream_decoder *d)
 {
 	uint32_t len = d->h.len, lim;
-	const char *name = rec_tag_name(d->h.tag);
+	const char *name = precopy__rec_tag_name(d->h.tag);
 
 	switch (d->h.tag) {
 	case PRECOPY_STREAM_TAG_STREAM_HDR:
@@ -215,7 +215,7 @@ static int on_header(struct precopy_stream_decoder *d)
 	uint8_t tag;
 	int r, kind;
 
-	r = rec_hdr_get(d->hbuf, &d->h, &why);
+	r = precopy__rec_hdr_get(d->hbuf, &d->h, &why);
 	if (r)
 		return fail(d, r, d->rec_off, "%s", why);
 	tag = d->h.tag;
@@ -224,9 +224,9 @@ static int on_header(struct precopy_stream_decoder *d)
 	kind = dev_rec_of(tag);
 	if (kind < 0 && d->h.dev_id != PRECOPY_STREAM_DEV_NONE)
 		return fail(d, -EBADMSG, d->rec_off, "%s record with device id %u (must be NONE)",
-			    rec_tag_name(tag), d->h.dev_id);
+			    precopy__rec_tag_name(tag), d->h.dev_id);
 	if (!d->header_seen && tag != PRECOPY_STREAM_TAG_STREAM_HDR)
-		return fail(d, -EPROTO, d->rec_off, "%s record before STREAM_HDR", rec_tag_name(tag));
+		return fail(d, -EPROTO, d->rec_off, "%s record before STREAM_HDR", precopy__rec_tag_name(tag));
 	if (d->header_seen && tag == PRECOPY_STREAM_TAG_STREAM_HDR)
 		return fail(d, -EPROTO, d->rec_off, "STREAM_HDR twice");
 	r = check_len(d);
@@ -240,10 +240,10 @@ static int on_header(struct precopy_stream_decoder *d)
 
 		if (!dv)
 			return fail(d, -EPROTO, d->rec_off, "%s record for unknown device %u",
-				    rec_tag_name(tag), d->h.dev_id);
+				    precopy__rec_tag_name(tag), d->h.dev_id);
 		arc = &dev_fsm[dv->phase][kind];
 		if (arc->next < 0)
-			return fail(d, -EPROTO, d->rec_off, "%s for device %u %s", rec_tag_name(tag),
+			return fail(d, -EPROTO, d->rec_off, "%s for device %u %s", precopy__rec_tag_name(tag),
 				    dv->id, arc->why);
 		if (kind == R_SETUP && d->n_setup >= d->declared)
 			return fail(d, -EPROTO, d->rec_off,
@@ -286,7 +286,7 @@ static int check_payload_crc(struct precopy_stream_decoder *d)
 {
 	if ((d->h.flags & PRECOPY_STREAM_F_PAYLOAD_CRC) && d->crc != d->h.payload_crc)
 		return fail(d, -EBADMSG, d->rec_off, "%s payload CRC mismatch (0x%08x, header says 0x%08x)",
-			    rec_tag_name(d->h.tag), d->crc, d->h.payload_crc);
+			    precopy__rec_tag_name(d->h.tag), d->crc, d->h.payload_crc);
 	return 0;
 }
 
@@ -339,7 +339,7 @@ static int on_setup(struct precopy_stream_decoder *d, const uint8_t *p)
 	if (flags & ~PRECOPY_STREAM_MIG_ALL)
 		return fail(d, -EBADMSG, d->rec_off, "DEV_SETUP for device %u with unknown flags 0x%x",
 			    dv->id, flags);
-	if (!bytes_printable(p + PRECOPY_STREAM_SETUP_FIXED, name_len))
+	if (!precopy__bytes_printable(p + PRECOPY_STREAM_SETUP_FIXED, name_len))
 		return fail(d, -EBADMSG, d->rec_off, "DEV_SETUP for device %u with a non-printable name",
 			    dv->id);
 	if (!(flags & PRECOPY_STREAM_MIG_STOP_COPY))
@@ -492,7 +492,7 @@ PRECOPY_API int precopy_stream_decoder_feed(struct precopy_stream_decoder *d, co
 			d->hhave += n;
 			d->off += n;
 			if (d->hhave == PRECOPY_STREAM_PREAMBLE_SIZE) {
-				if (memcmp(d->hbuf, stream_preamble, PRECOPY_STREAM_PREAMBLE_SIZE))
+				if (memcmp(d->hbuf, precopy__stream_preamble, PRECOPY_STREAM_PREAMBLE_SIZE))
 					return fail(d, -EBADMSG, 0,
 						    "bad preamble: not a precopy device-state stream");
 				d->rx = RX_HDR;
@@ -568,7 +568,7 @@ PRECOPY_API int precopy_stream_decoder_finish(struct precopy_stream_decoder *d)
 	default:
 		return fail(d, -EBADMSG, d->rec_off,
 			    "truncated inside a %s record (%u of %u payload bytes)",
-			    rec_tag_name(d->h.tag), d->phave, d->h.len);
+			    precopy__rec_tag_name(d->h.tag), d->phave, d->h.len);
 	}
 }
 

@@ -31,9 +31,9 @@ PRECOPY_API int precopy_stream_encode_stream_hdr(void *buf, size_t cap, uint32_t
 	put_le32(pl + 4, 0);
 	put_le32(pl + 8, device_count);
 	put_le32(pl + 12, max_chunk);
-	memcpy(p, stream_preamble, PRECOPY_STREAM_PREAMBLE_SIZE);
+	memcpy(p, precopy__stream_preamble, PRECOPY_STREAM_PREAMBLE_SIZE);
 	p += PRECOPY_STREAM_PREAMBLE_SIZE;
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_STREAM_HDR, PRECOPY_STREAM_F_PAYLOAD_CRC,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_STREAM_HDR, PRECOPY_STREAM_F_PAYLOAD_CRC,
 		    PRECOPY_STREAM_DEV_NONE, sizeof(pl), precopy_stream_crc32c(0, pl, sizeof(pl)));
 	memcpy(p + PRECOPY_STREAM_REC_HDR_SIZE, pl, sizeof(pl));
 	return (int)PRECOPY_STREAM_START_SIZE;
@@ -52,7 +52,7 @@ PRECOPY_API int precopy_stream_encode_dev_setup(void *buf, size_t cap,
 		return -EINVAL;
 	name_len = strnlen(setup->name, sizeof(setup->name));
 	if (name_len > PRECOPY_STREAM_NAME_MAX ||
-	    !bytes_printable((const uint8_t *)setup->name, name_len))
+	    !precopy__bytes_printable((const uint8_t *)setup->name, name_len))
 		return -EINVAL;
 	len = PRECOPY_STREAM_SETUP_FIXED + name_len;
 	r = room(buf, cap, PRECOPY_STREAM_REC_HDR_SIZE + len);
@@ -67,7 +67,7 @@ PRECOPY_API int precopy_stream_encode_dev_setup(void *buf, size_t cap,
 	put_le16(pl + 18, 0);
 	put_le32(pl + 20, 0);
 	memcpy(pl + PRECOPY_STREAM_SETUP_FIXED, setup->name, name_len);
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_SETUP, PRECOPY_STREAM_F_PAYLOAD_CRC, setup->dev_id,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_SETUP, PRECOPY_STREAM_F_PAYLOAD_CRC, setup->dev_id,
 		    (uint32_t)len, precopy_stream_crc32c(0, pl, len));
 	return (int)(PRECOPY_STREAM_REC_HDR_SIZE + len);
 }
@@ -85,7 +85,7 @@ PRECOPY_API int precopy_stream_encode_dev_config(void *buf, size_t cap, uint32_t
 		return r;
 	if (len)
 		memmove(p + PRECOPY_STREAM_REC_HDR_SIZE, blob, len);
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_CONFIG, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id, len,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_CONFIG, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id, len,
 		    precopy_stream_crc32c(0, p + PRECOPY_STREAM_REC_HDR_SIZE, len));
 	return (int)(PRECOPY_STREAM_REC_HDR_SIZE + len);
 }
@@ -99,7 +99,7 @@ PRECOPY_API int precopy_stream_encode_data_hdr(void *buf, size_t cap, uint32_t d
 	r = room(buf, cap, PRECOPY_STREAM_REC_HDR_SIZE);
 	if (r)
 		return r;
-	rec_hdr_put(buf, PRECOPY_STREAM_TAG_DEV_DATA, 0, dev_id, len, 0);
+	precopy__rec_hdr_put(buf, PRECOPY_STREAM_TAG_DEV_DATA, 0, dev_id, len, 0);
 	return (int)PRECOPY_STREAM_REC_HDR_SIZE;
 }
 
@@ -116,7 +116,7 @@ PRECOPY_API int precopy_stream_encode_data(void *buf, size_t cap, uint32_t dev_i
 	if (r)
 		return r;
 	memmove(p + PRECOPY_STREAM_REC_HDR_SIZE, payload, len);
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_DATA, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id, len,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_DATA, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id, len,
 		    precopy_stream_crc32c(0, p + PRECOPY_STREAM_REC_HDR_SIZE, len));
 	return (int)(PRECOPY_STREAM_REC_HDR_SIZE + len);
 }
@@ -130,7 +130,7 @@ PRECOPY_API int precopy_stream_encode_initial_sent(void *buf, size_t cap, uint32
 	r = room(buf, cap, PRECOPY_STREAM_REC_HDR_SIZE);
 	if (r)
 		return r;
-	rec_hdr_put(buf, PRECOPY_STREAM_TAG_DEV_INITIAL_SENT, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
+	precopy__rec_hdr_put(buf, PRECOPY_STREAM_TAG_DEV_INITIAL_SENT, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
 		    0, 0);
 	return (int)PRECOPY_STREAM_REC_HDR_SIZE;
 }
@@ -147,7 +147,7 @@ PRECOPY_API int precopy_stream_encode_dev_end(void *buf, size_t cap, uint32_t de
 	if (r)
 		return r;
 	put_le64(p + PRECOPY_STREAM_REC_HDR_SIZE, total_data_bytes);
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_END, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_DEV_END, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
 		    PRECOPY_STREAM_END_PAYLOAD,
 		    precopy_stream_crc32c(0, p + PRECOPY_STREAM_REC_HDR_SIZE,
 					  PRECOPY_STREAM_END_PAYLOAD));
@@ -161,7 +161,7 @@ static int header_only(void *buf, size_t cap, uint8_t tag)
 
 	if (r)
 		return r;
-	rec_hdr_put(buf, tag, PRECOPY_STREAM_F_PAYLOAD_CRC, PRECOPY_STREAM_DEV_NONE, 0, 0);
+	precopy__rec_hdr_put(buf, tag, PRECOPY_STREAM_F_PAYLOAD_CRC, PRECOPY_STREAM_DEV_NONE, 0, 0);
 	return (int)PRECOPY_STREAM_REC_HDR_SIZE;
 }
 
@@ -196,7 +196,7 @@ PRECOPY_API int precopy_stream_encode_rp_error(void *buf, size_t cap, uint32_t d
 		uint8_t c = (uint8_t)reason[i];
 		pl[PRECOPY_STREAM_ERROR_FIXED + i] = (c < 0x20 || c > 0x7E) ? '?' : c;
 	}
-	rec_hdr_put(p, PRECOPY_STREAM_TAG_RP_ERROR, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
+	precopy__rec_hdr_put(p, PRECOPY_STREAM_TAG_RP_ERROR, PRECOPY_STREAM_F_PAYLOAD_CRC, dev_id,
 		    (uint32_t)len, precopy_stream_crc32c(0, pl, len));
 	return (int)(PRECOPY_STREAM_REC_HDR_SIZE + len);
 }

@@ -33,7 +33,7 @@ static int fail(struct precopy_stream_rp_decoder *rp, int err, uint64_t off, con
 	va_list ap;
 
 	va_start(ap, fmt);
-	stream_verrmsg(rp->msg, off, fmt, ap);
+	precopy__stream_verrmsg(rp->msg, off, fmt, ap);
 	va_end(ap);
 	rp->err = err;
 	return err;
@@ -47,14 +47,14 @@ static int emit(struct precopy_stream_rp_decoder *rp, struct precopy_stream_rp_e
 	r = rp->fn(rp->opaque, ev);
 	if (r < 0)
 		return fail(rp, r, rp->rec_off, "event callback failed on %s (error %d)",
-			    rec_tag_name(rp->h.tag), r);
+			    precopy__rec_tag_name(rp->h.tag), r);
 	return 0;
 }
 
 static int on_header(struct precopy_stream_rp_decoder *rp)
 {
 	const char *why = NULL;
-	int r = rec_hdr_get(rp->hbuf, &rp->h, &why);
+	int r = precopy__rec_hdr_get(rp->hbuf, &rp->h, &why);
 
 	if (r)
 		return fail(rp, r, rp->rec_off, "%s", why);
@@ -74,7 +74,7 @@ static int on_header(struct precopy_stream_rp_decoder *rp)
 		return fail(rp, -EBADMSG, rp->rec_off, "unknown return-path tag 0x%02x", rp->h.tag);
 	}
 	if (rp->errored)
-		return fail(rp, -EPROTO, rp->rec_off, "%s after RP_ERROR", rec_tag_name(rp->h.tag));
+		return fail(rp, -EPROTO, rp->rec_off, "%s after RP_ERROR", precopy__rec_tag_name(rp->h.tag));
 	if (rp->h.tag == PRECOPY_STREAM_TAG_RP_ACK && rp->acked)
 		return fail(rp, -EPROTO, rp->rec_off, "RP_ACK twice");
 	rp->in_payload = 1;
@@ -82,7 +82,7 @@ static int on_header(struct precopy_stream_rp_decoder *rp)
 	return 0;
 bad_len:
 	return fail(rp, -EBADMSG, rp->rec_off, "%s message with invalid length %u",
-		    rec_tag_name(rp->h.tag), rp->h.len);
+		    precopy__rec_tag_name(rp->h.tag), rp->h.len);
 }
 
 static int on_payload(struct precopy_stream_rp_decoder *rp)
@@ -95,7 +95,7 @@ static int on_payload(struct precopy_stream_rp_decoder *rp)
 	if ((rp->h.flags & PRECOPY_STREAM_F_PAYLOAD_CRC) &&
 	    precopy_stream_crc32c(0, p, rp->h.len) != rp->h.payload_crc)
 		return fail(rp, -EBADMSG, rp->rec_off, "%s payload CRC mismatch",
-			    rec_tag_name(rp->h.tag));
+			    precopy__rec_tag_name(rp->h.tag));
 	rp->in_payload = 0;
 	rp->hhave = 0;
 	if (rp->h.tag == PRECOPY_STREAM_TAG_RP_ACK) {
@@ -112,7 +112,7 @@ static int on_payload(struct precopy_stream_rp_decoder *rp)
 			    "RP_ERROR length %u does not match its reason length %u", rp->h.len, rlen);
 	if (code < 1 || code > PRECOPY_STREAM_CODE_MAX)
 		return fail(rp, -EBADMSG, rp->rec_off, "RP_ERROR with invalid code %u", code);
-	if (!bytes_printable(p + PRECOPY_STREAM_ERROR_FIXED, rlen))
+	if (!precopy__bytes_printable(p + PRECOPY_STREAM_ERROR_FIXED, rlen))
 		return fail(rp, -EBADMSG, rp->rec_off, "RP_ERROR with a non-printable reason");
 	memcpy(rp->reason, p + PRECOPY_STREAM_ERROR_FIXED, rlen);
 	rp->reason[rlen] = '\0';
@@ -178,7 +178,7 @@ PRECOPY_API int precopy_stream_rp_decoder_finish(struct precopy_stream_rp_decode
 	if (rp->in_payload)
 		return fail(rp, -EBADMSG, rp->rec_off,
 			    "truncated inside a %s message (%u of %u payload bytes)",
-			    rec_tag_name(rp->h.tag), rp->phave, rp->h.len);
+			    precopy__rec_tag_name(rp->h.tag), rp->phave, rp->h.len);
 	if (rp->hhave)
 		return fail(rp, -EBADMSG, rp->rec_off,
 			    "truncated inside a message header (%zu of %u bytes)", rp->hhave,

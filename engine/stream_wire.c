@@ -10,7 +10,7 @@
 
 #include "stream_wire.h"
 
-const uint8_t stream_preamble[PRECOPY_STREAM_PREAMBLE_SIZE] = {
+const uint8_t precopy__stream_preamble[PRECOPY_STREAM_PREAMBLE_SIZE] = {
 	0x89, 'P', 'C', 'S', 0x0D, 0x0A, 0x1A, 0x0A,
 };
 
@@ -100,7 +100,7 @@ PRECOPY_API uint32_t precopy_stream_crc32c(uint32_t crc, const void *buf, size_t
 
 /* ---- record header --------------------------------------------------------- */
 
-void rec_hdr_put(uint8_t *p, uint8_t tag, uint8_t flags, uint32_t dev_id, uint32_t len,
+void precopy__rec_hdr_put(uint8_t *p, uint8_t tag, uint8_t flags, uint32_t dev_id, uint32_t len,
 		 uint32_t payload_crc)
 {
 	p[0] = tag;
@@ -112,7 +112,7 @@ void rec_hdr_put(uint8_t *p, uint8_t tag, uint8_t flags, uint32_t dev_id, uint32
 	put_le32(p + 16, precopy_stream_crc32c(0, p, 16));
 }
 
-int rec_hdr_get(const uint8_t *p, struct rec_hdr *h, const char **why)
+int precopy__rec_hdr_get(const uint8_t *p, struct rec_hdr *h, const char **why)
 {
 	if (precopy_stream_crc32c(0, p, 16) != get_le32(p + 16)) {
 		*why = "record header CRC mismatch";
@@ -138,7 +138,7 @@ int rec_hdr_get(const uint8_t *p, struct rec_hdr *h, const char **why)
 	return 0;
 }
 
-const char *rec_tag_name(uint8_t tag)
+const char *precopy__rec_tag_name(uint8_t tag)
 {
 	switch (tag) {
 	case PRECOPY_STREAM_TAG_STREAM_HDR: return "STREAM_HDR";
@@ -154,7 +154,7 @@ const char *rec_tag_name(uint8_t tag)
 	}
 }
 
-int bytes_printable(const uint8_t *p, size_t n)
+int precopy__bytes_printable(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (p[i] < 0x20 || p[i] > 0x7E)
@@ -162,7 +162,7 @@ int bytes_printable(const uint8_t *p, size_t n)
 	return 1;
 }
 
-void stream_verrmsg(char *buf, uint64_t offset, const char *fmt, va_list ap)
+void precopy__stream_verrmsg(char *buf, uint64_t offset, const char *fmt, va_list ap)
 {
 	int n = snprintf(buf, STREAM_ERRMSG_MAX, "offset %llu: ", (unsigned long long)offset);
 
@@ -171,11 +171,11 @@ void stream_verrmsg(char *buf, uint64_t offset, const char *fmt, va_list ap)
 	vsnprintf(buf + n, STREAM_ERRMSG_MAX - (size_t)n, fmt, ap);
 }
 
-void stream_errmsg(char *buf, uint64_t offset, const char *fmt, ...)
+void precopy__stream_errmsg(char *buf, uint64_t offset, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	stream_verrmsg(buf, offset, fmt, ap);
+	precopy__stream_verrmsg(buf, offset, fmt, ap);
 	va_end(ap);
 }

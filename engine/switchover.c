@@ -21,16 +21,16 @@ static int quiesce_all(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
-		uint32_t cur = eng_dev_state(d), target;
+		uint32_t cur = precopy__eng_dev_state(d), target;
 		int r;
 
 		if (!(d->mig_flags & VFIO_MIGRATION_P2P))
 			continue;
 		target = cur == VFIO_DEVICE_STATE_PRE_COPY ? VFIO_DEVICE_STATE_PRE_COPY_P2P : VFIO_DEVICE_STATE_RUNNING_P2P;
-		r = eng_dev_move(e, d, target, VFIO_DEVICE_STATE_RUNNING);
+		r = precopy__eng_dev_move(e, d, target, VFIO_DEVICE_STATE_RUNNING);
 		e->dt.transitions_ns = sat_add(e->dt.transitions_ns, d->trans_last);
 		if (r < 0) {
-			eng_seterr(e, r, "switchover: device %u: %s -> %s: %s", d->cfg.id, precopy_vfio_state_name(cur),
+			precopy__eng_seterr(e, r, "switchover: device %u: %s -> %s: %s", d->cfg.id, precopy_vfio_state_name(cur),
 				   precopy_vfio_state_name(target), strerror(-r));
 			return r;
 		}
@@ -42,12 +42,12 @@ static int stop_copy_all(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
-		uint32_t cur = eng_dev_state(d);
-		int r = eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_RUNNING);
+		uint32_t cur = precopy__eng_dev_state(d);
+		int r = precopy__eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP_COPY, VFIO_DEVICE_STATE_RUNNING);
 
 		e->dt.transitions_ns = sat_add(e->dt.transitions_ns, d->trans_last);
 		if (r < 0) {
-			eng_seterr(e, r, "switchover: device %u: %s -> STOP_COPY: %s", d->cfg.id,
+			precopy__eng_seterr(e, r, "switchover: device %u: %s -> STOP_COPY: %s", d->cfg.id,
 				   precopy_vfio_state_name(cur), strerror(-r));
 			return r;
 		}
@@ -64,48 +64,48 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_SWITCHOVER))
+	if (!precopy__eng_allowed(e, OP_SWITCHOVER))
 		return -EBUSY;
 	/* An ACK (or an error) still queued on the return path is judged now. */
-	r = eng_rp_poll(e);
+	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return eng_fail(e, r);
+		return precopy__eng_fail(e, r);
 	e->switch_decided = 1;
 	memset(&e->dt, 0, sizeof(e->dt));
 	e->dt.fixed_ns = e->cfg.policy.fixed_downtime_ns;
 	e->dt.expected_ns = e->last_expected;
-	e->sw_start_ns = eng_now(e);
+	e->sw_start_ns = precopy__eng_now(e);
 	for (uint32_t i = 0; i < e->ndev; i++)
 		e->devs[i].trans_last = 0;
 	r = quiesce_all(e);
 	if (r == 0)
 		r = stop_copy_all(e);
 	if (r < 0)
-		return eng_fail(e, r);
+		return precopy__eng_fail(e, r);
 	/* vCPUs (the VMM) and devices are stopped: nothing dirties RAM now. */
-	n = eng_sync(e);
+	n = precopy__eng_sync(e);
 	if (n < 0)
-		return eng_fail(e, (int)n);
+		return precopy__eng_fail(e, (int)n);
 	e->dt.final_ram_pages = e->dirty_count;
-	t = eng_now(e);
+	t = precopy__eng_now(e);
 	for (uint32_t i = 0; i < e->ndev; i++) {
-		n = eng_dev_drain(e, &e->devs[i]);
+		n = precopy__eng_dev_drain(e, &e->devs[i]);
 		if (n < 0)
-			return eng_fail(e, (int)n);
+			return precopy__eng_fail(e, (int)n);
 		e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
 	}
 	/* back-ends: the VMM stopped their queues with the vCPUs */
-	n = eng_be_save_all(e);
+	n = precopy__eng_be_save_all(e);
 	if (n < 0)
-		return eng_fail(e, (int)n);
+		return precopy__eng_fail(e, (int)n);
 	e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
 	rec = e->rec;
 	r = precopy_stream_encode_stream_end(rec, e->rec_cap);
 	if (r > 0)
-		r = eng_emit(e, rec, (size_t)r);
+		r = precopy__eng_emit(e, rec, (size_t)r);
 	if (r < 0)
-		return eng_fail(e, r);
-	e->dt.device_drain_ns = eng_now(e) - t;
+		return precopy__eng_fail(e, r);
+	e->dt.device_drain_ns = precopy__eng_now(e) - t;
 	e->phase = PRECOPY_ENGINE_SWITCHED;
 	return 0;
 }
@@ -116,24 +116,24 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_COMPLETE))
+	if (!precopy__eng_allowed(e, OP_COMPLETE))
 		return -EBUSY;
 	/* The downtime window closed when the VMM called us. */
-	e->dt.total_ns = eng_now(e) - e->sw_start_ns;
-	r = eng_tracking_stop(e);
+	e->dt.total_ns = precopy__eng_now(e) - e->sw_start_ns;
+	r = precopy__eng_tracking_stop(e);
 	if (r < 0) {
 		first = r;
-		eng_seterr(e, r, "complete: stopping dirty tracking: %s", strerror(-r));
+		precopy__eng_seterr(e, r, "complete: stopping dirty tracking: %s", strerror(-r));
 	}
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 
 		/* STOP_COPY -> STOP ends the session; recovery is pointless here:
 		 * the guest runs on the destination. */
-		r = eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_ERROR);
+		r = precopy__eng_dev_move(e, d, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_ERROR);
 		if (r < 0 && !first) {
 			first = r;
-			eng_seterr(e, r, "complete: device %u: STOP_COPY -> STOP: %s", d->cfg.id, strerror(-r));
+			precopy__eng_seterr(e, r, "complete: device %u: STOP_COPY -> STOP: %s", d->cfg.id, strerror(-r));
 		}
 		precopy_vfio_dev_end_session(d->vd);
 	}
@@ -142,10 +142,10 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
 		e->kvm_started = 0;
 		if (r < 0 && !first) {
 			first = r;
-			eng_seterr(e, r, "complete: KVM dirty logging off: %s", strerror(-r));
+			precopy__eng_seterr(e, r, "complete: KVM dirty logging off: %s", strerror(-r));
 		}
 	}
-	eng_stream_close(e);
+	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_DONE;
 	return first;
 }

@@ -11,7 +11,7 @@
 
 #include "engine_internal.h"
 
-int eng_log_alloc(struct precopy_engine *e)
+int precopy__eng_log_alloc(struct precopy_engine *e)
 {
 	uint64_t nbits = e->log.nbits;
 
@@ -37,7 +37,7 @@ static uint64_t set_all(struct precopy_engine *e)
 /* The start of a migration: every page is to be sent once. This is not
  * dirtying (it must not count toward the dirty rate, or every migration
  * would see rho > 1 in its first iteration). */
-void eng_log_mark_all(struct precopy_engine *e)
+void precopy__eng_log_mark_all(struct precopy_engine *e)
 {
 	e->dirty_count += set_all(e);
 }
@@ -57,7 +57,7 @@ static struct precopy_dirty_range *slot_ranges(struct precopy_engine *e)
 
 /* Start each device's dirty tracking on the RAM slots: its own DMA log, the
  * configured tracker, or nothing (every sync then marks all RAM dirty). */
-int eng_tracking_start(struct precopy_engine *e)
+int precopy__eng_tracking_start(struct precopy_engine *e)
 {
 	struct precopy_dirty_range *ranges;
 	int r = 0;
@@ -66,7 +66,7 @@ int eng_tracking_start(struct precopy_engine *e)
 		return 0;
 	ranges = slot_ranges(e);
 	if (!ranges) {
-		eng_seterr(e, -ENOMEM, "start: dirty tracking: out of memory");
+		precopy__eng_seterr(e, -ENOMEM, "start: dirty tracking: out of memory");
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < e->ndev && r == 0; i++) {
@@ -89,7 +89,7 @@ int eng_tracking_start(struct precopy_engine *e)
 		r = precopy_dirty_source_start(src, ranges, e->cfg.nslots, e->ps);
 		if (r < 0) {
 			d->err = r;
-			eng_seterr(e, r, "start: device %u: %s start: %s", d->cfg.id,
+			precopy__eng_seterr(e, r, "start: device %u: %s start: %s", d->cfg.id,
 				   d->dma ? "DMA logging" : "dirty tracker", strerror(-r));
 			break;
 		}
@@ -101,7 +101,7 @@ int eng_tracking_start(struct precopy_engine *e)
 }
 
 /* Stop every started tracker. Returns the first -errno. */
-int eng_tracking_stop(struct precopy_engine *e)
+int precopy__eng_tracking_stop(struct precopy_engine *e)
 {
 	int first = 0;
 
@@ -129,7 +129,7 @@ int eng_tracking_stop(struct precopy_engine *e)
 /* Harvest everything into the log. Returns pages newly dirty or -errno
  * (with the error recorded; what could be merged was merged, and a device
  * whose report failed had its ranges marked dirty). */
-int64_t eng_sync(struct precopy_engine *e)
+int64_t precopy__eng_sync(struct precopy_engine *e)
 {
 	uint64_t newly = 0;
 	int first = 0;
@@ -139,7 +139,7 @@ int64_t eng_sync(struct precopy_engine *e)
 	if (e->cfg.ram_bitmap) {
 		int64_t n = precopy_bitmap_harvest(e->cfg.ram_bitmap, &e->log);
 		if (n < 0) {
-			eng_seterr(e, (int)n, "sync: RAM bitmap harvest: %s", strerror((int)-n));
+			precopy__eng_seterr(e, (int)n, "sync: RAM bitmap harvest: %s", strerror((int)-n));
 			return n;
 		}
 		newly += (uint64_t)n;
@@ -147,7 +147,7 @@ int64_t eng_sync(struct precopy_engine *e)
 	if (e->cfg.ram_source == PRECOPY_RAM_KVM) {
 		int64_t n = precopy_kvm_log_sync(e->kvm);
 		if (n < 0) {
-			eng_seterr(e, (int)n, "sync: KVM dirty log: %s", strerror((int)-n));
+			precopy__eng_seterr(e, (int)n, "sync: KVM dirty log: %s", strerror((int)-n));
 			first = (int)n;
 		} else {
 			newly += (uint64_t)n;
@@ -169,7 +169,7 @@ int64_t eng_sync(struct precopy_engine *e)
 		newly += nd;
 		if (r < 0) {
 			d->err = r;
-			eng_seterr(e, r, "sync: device %u: dirty log report: %s", d->cfg.id, strerror(-r));
+			precopy__eng_seterr(e, r, "sync: device %u: dirty log report: %s", d->cfg.id, strerror(-r));
 			if (!first)
 				first = r;
 		}
@@ -187,11 +187,11 @@ PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_SYNC))
+	if (!precopy__eng_allowed(e, OP_SYNC))
 		return -EBUSY;
-	n = eng_sync(e);
+	n = precopy__eng_sync(e);
 	if (n < 0)
-		return eng_fail(e, (int)n);
+		return precopy__eng_fail(e, (int)n);
 	return n;
 }
 
@@ -203,7 +203,7 @@ PRECOPY_API int64_t precopy_engine_next_pages(struct precopy_engine *e, struct p
 
 	if (!e || !runs || !max_runs)
 		return -EINVAL;
-	if (!eng_allowed(e, OP_PAGES))
+	if (!precopy__eng_allowed(e, OP_PAGES))
 		return -EBUSY;
 	while (n < max_runs && (!max_pages || pages < max_pages)) {
 		struct precopy_page_run run;

@@ -48,7 +48,7 @@ struct precopy_dirty_source {
 /* A zeroed source of one kind on fd, with a bounded buffer of buf_words
  * words (none when 0: the kind sizes it at start). NULL only when out of
  * memory. Freed by precopy_dirty_source_free(). (vfio_dma_log.c) */
-struct precopy_dirty_source *dirty_source_alloc(const struct dirty_source_ops *ops,
+struct precopy_dirty_source *precopy__dirty_source_alloc(const struct dirty_source_ops *ops,
 						const struct precopy_sys *sys, int fd, size_t buf_words);
 
 #endif /* PRECOPY_IOCTL_DIRTY_PRIV_H */

@@ -198,7 +198,7 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_type1_dirty_new(const stru
 	 * one, start sizes it to the largest range */
 	if (buf_words > cap.max_dirty_bitmap_size / 8)
 		buf_words = cap.max_dirty_bitmap_size / 8;
-	s = dirty_source_alloc(&type1_ops, sys, container_fd, buf_words);
+	s = precopy__dirty_source_alloc(&type1_ops, sys, container_fd, buf_words);
 	if (!s) {
 		r = -ENOMEM;
 		goto fail;
@@ -288,7 +288,7 @@ PRECOPY_API struct precopy_dirty_source *precopy_iommufd_dirty_new(const struct 
 		r = -EINVAL;
 		goto fail;
 	}
-	s = dirty_source_alloc(&iommufd_ops, sys, iommufd,
+	s = precopy__dirty_source_alloc(&iommufd_ops, sys, iommufd,
 			       buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS);
 	if (!s) {
 		r = -ENOMEM;

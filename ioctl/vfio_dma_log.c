@@ -129,7 +129,7 @@ static const struct dirty_source_ops dma_log_ops = {
 	.stop = dl_stop,
 };
 
-struct precopy_dirty_source *dirty_source_alloc(const struct dirty_source_ops *ops,
+struct precopy_dirty_source *precopy__dirty_source_alloc(const struct dirty_source_ops *ops,
 						const struct precopy_sys *sys, int fd, size_t buf_words)
 {
 	struct precopy_dirty_source *s = calloc(1, sizeof(*s));
@@ -162,7 +162,7 @@ PRECOPY_API struct precopy_dirty_source *precopy_vfio_dma_log_new(const struct p
 		r = r ? r : -EOPNOTSUPP;
 		goto fail;
 	}
-	s = dirty_source_alloc(&dma_log_ops, sys, device_fd,
+	s = precopy__dirty_source_alloc(&dma_log_ops, sys, device_fd,
 			       buf_words ? buf_words : PRECOPY_DIRTY_DEFAULT_BUF_WORDS);
 	if (!s) {
 		r = -ENOMEM;

@@ -10,7 +10,7 @@
  *    PRECOPY_PUMP_NO_SPLICE): their reads go asynchronous and stop counting,
  *    so every device has a read in flight at once, far beyond the bound;
  *  - device pipes copied into a pipe stream are read in 64 KiB pieces
- *    (pump_copy_len), and read ahead by two pieces, not two chunks;
+ *    (precopy__pump_copy_len), and read ahead by two pieces, not two chunks;
  *  - run() with a budget under the bound moves every byte, in order.
  * Every case checks the stream byte for byte. */
 #include <stdio.h>
@@ -130,7 +130,7 @@ struct ac {
 	uint64_t size;      /* per device */
 	uint32_t chunk;
 	uint32_t depth;
-	uint64_t ahead;     /* pump_uring_set_ahead(): 0 default, UINT64_MAX none */
+	uint64_t ahead;     /* precopy__pump_uring_set_ahead(): 0 default, UINT64_MAX none */
 	uint32_t delay_ms;  /* > 0: devices start empty and are fed late */
 	uint32_t pause_us;  /* reader pause per read */
 	uint64_t budget;    /* > 0: run() calls with this budget, not drain() */
@@ -138,7 +138,7 @@ struct ac {
 	uint32_t dev_flags; /* added to PRECOPY_PUMP_DEV_CLOSE_AT_END */
 };
 
-static void ahead_case(const struct ac *o, struct pump_uring_stats *st)
+static void ahead_case(const struct ac *o, struct precopy__pump_uring_stats *st)
 {
 	struct precopy_pump_config cfg = {
 		.version = PRECOPY_PUMP_CONFIG_VERSION, .dir = PRECOPY_PUMP_SAVE,
@@ -160,7 +160,7 @@ static void ahead_case(const struct ac *o, struct pump_uring_stats *st)
 		precopy_pump_free(p);
 		cr_skip_test("io_uring is not available here: the read-ahead bound is on the io_uring path");
 	}
-	pump_uring_set_ahead(p, o->ahead);
+	precopy__pump_uring_set_ahead(p, o->ahead);
 	for (int i = 0; i < o->ndev; i++) {
 		int d[2];
 
@@ -193,7 +193,7 @@ static void ahead_case(const struct ac *o, struct pump_uring_stats *st)
 	}
 	r = precopy_pump_drain(p, 0);
 	cr_assert_geq(r, 0, "drain: %s", precopy_pump_strerror(p));
-	pump_uring_stats(p, st);
+	precopy__pump_uring_stats(p, st);
 	close(s[1]);
 	cr_assert_eq(pthread_join(c.t, NULL), 0);
 	cr_assert_str_empty(c.err, "%s", c.err);
@@ -217,7 +217,7 @@ Test(pump_ahead, fast_devices_slow_stream_stay_within_the_bound)
 	/* 8 devices x 16 reads of 4 KiB, depth 32: unbounded, every device
 	 * would hold a read (8 x 4 KiB) while the stream drains slowly */
 	struct ac o = { .ndev = 8, .size = 64 << 10, .chunk = 4096, .depth = 32, .pause_us = 100 };
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 
 	ahead_case(&o, &st);
 	cr_assert_eq(st.ahead_max, 2 * 4096, "default bound: two 4 KiB chunks, got %llu",
@@ -231,7 +231,7 @@ Test(pump_ahead, an_explicit_bound_holds)
 {
 	struct ac o = { .ndev = 8, .size = 64 << 10, .chunk = 4096, .depth = 32, .pause_us = 50,
 			.ahead = 5 * 4096 };
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 
 	ahead_case(&o, &st);
 	cr_assert_eq(st.ahead_max, 5 * 4096);
@@ -245,7 +245,7 @@ Test(pump_ahead, without_the_bound_every_device_reads_ahead)
 	/* the differential: the counter sees what the bound prevents */
 	struct ac o = { .ndev = 8, .size = 64 << 10, .chunk = 4096, .depth = 32, .pause_us = 100,
 			.ahead = UINT64_MAX };
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 
 	ahead_case(&o, &st);
 	cr_assert_geq(st.ahead_peak, 8 * 4096, "unbounded read ahead only %llu",
@@ -261,7 +261,7 @@ Test(pump_ahead, slow_devices_overlap_beyond_the_bound)
 	 * before it waits, not after a wait times out. */
 	struct ac o = { .ndev = 6, .size = 200 << 10, .chunk = 64 << 10, .depth = 16, .delay_ms = 300,
 			.poll_ms = 1000 };
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 
 	ahead_case(&o, &st);
 	cr_assert_eq(st.ahead_max, 2 * (64 << 10));
@@ -277,7 +277,7 @@ Test(pump_ahead, budgeted_runs_under_the_bound_move_everything)
 	for (size_t k = 0; k < sizeof(budgets) / sizeof(budgets[0]); k++) {
 		struct ac o = { .ndev = 4, .size = 40 << 10, .chunk = 4096, .depth = 16, .pause_us = 20,
 				.budget = budgets[k] };
-		struct pump_uring_stats st;
+		struct precopy__pump_uring_stats st;
 
 		ahead_case(&o, &st);
 		cr_assert_leq(st.ahead_peak, st.ahead_max);
@@ -292,7 +292,7 @@ Test(pump_ahead, pieces_of_a_device_pipe_have_a_bound_of_two_pieces)
 	 * drains slowly */
 	struct ac o = { .ndev = 8, .size = 256 << 10, .chunk = 1 << 20, .depth = 32, .pause_us = 100,
 			.dev_flags = PRECOPY_PUMP_DEV_PIPE };
-	struct pump_uring_stats st;
+	struct precopy__pump_uring_stats st;
 
 	ahead_case(&o, &st);
 	cr_assert_eq(st.ahead_max, 1 << 20);

@@ -44,7 +44,7 @@ static void spliced_roundtrip(enum stream st, uint32_t flags, uint32_t chunk, ui
 	roundtrip(&o);
 }
 
-Test(pump_load_splice, device_pipes_take_every_payload_byte_by_splice, .timeout = 120)
+Test(precopy__pump_load_splice, device_pipes_take_every_payload_byte_by_splice, .timeout = 120)
 {
 	for (size_t p = 0; p < 2; p++)
 		for (int st = ST_PIPE; st <= ST_TCP; st++) {
@@ -53,7 +53,7 @@ Test(pump_load_splice, device_pipes_take_every_payload_byte_by_splice, .timeout 
 		}
 }
 
-Test(pump_load_splice, sizes_from_zero_and_sixteen_devices, .timeout = 120)
+Test(precopy__pump_load_splice, sizes_from_zero_and_sixteen_devices, .timeout = 120)
 {
 	static const uint64_t sizes[] = { 0, 1, 4095, 65537 };
 
@@ -65,7 +65,7 @@ Test(pump_load_splice, sizes_from_zero_and_sixteen_devices, .timeout = 120)
 						.after = check_spliced });
 }
 
-Test(pump_load_splice, no_splice_flag_or_no_dev_pipe_copies, .timeout = 120)
+Test(precopy__pump_load_splice, no_splice_flag_or_no_dev_pipe_copies, .timeout = 120)
 {
 	for (size_t p = 0; p < 2; p++) {
 		spliced_roundtrip(ST_PIPE, paths[p] | PRECOPY_PUMP_NO_SPLICE, 65536, PRECOPY_PUMP_DEV_PIPE, false);
@@ -199,8 +199,8 @@ static void budget_case(uint32_t flags)
 	close(s[0]);
 }
 
-Test(pump_load_splice, budgets_hold_per_call_uring, .timeout = 60) { budget_case(0); }
-Test(pump_load_splice, budgets_hold_per_call_fallback, .timeout = 60) { budget_case(PRECOPY_PUMP_FORCE_FALLBACK); }
+Test(precopy__pump_load_splice, budgets_hold_per_call_uring, .timeout = 60) { budget_case(0); }
+Test(precopy__pump_load_splice, budgets_hold_per_call_fallback, .timeout = 60) { budget_case(PRECOPY_PUMP_FORCE_FALLBACK); }
 
 /* Device 1's reader closes its pipe after 100000 bytes, inside a frame: that
  * device fails with -EPIPE and the rest of its frames are read and dropped;
@@ -252,8 +252,8 @@ static void reader_gone(uint32_t flags)
 	close(s[0]);
 }
 
-Test(pump_load_splice, a_device_reader_gone_mid_frame_fails_that_device_uring, .timeout = 60) { reader_gone(0); }
-Test(pump_load_splice, a_device_reader_gone_mid_frame_fails_that_device_fallback, .timeout = 60)
+Test(precopy__pump_load_splice, a_device_reader_gone_mid_frame_fails_that_device_uring, .timeout = 60) { reader_gone(0); }
+Test(precopy__pump_load_splice, a_device_reader_gone_mid_frame_fails_that_device_fallback, .timeout = 60)
 {
 	reader_gone(PRECOPY_PUMP_FORCE_FALLBACK);
 }
@@ -305,8 +305,8 @@ static void truncated(uint32_t flags)
 	close(s[0]);
 }
 
-Test(pump_load_splice, a_stream_cut_inside_a_spliced_frame_is_truncated_uring, .timeout = 30) { truncated(0); }
-Test(pump_load_splice, a_stream_cut_inside_a_spliced_frame_is_truncated_fallback, .timeout = 30)
+Test(precopy__pump_load_splice, a_stream_cut_inside_a_spliced_frame_is_truncated_uring, .timeout = 30) { truncated(0); }
+Test(precopy__pump_load_splice, a_stream_cut_inside_a_spliced_frame_is_truncated_fallback, .timeout = 30)
 {
 	truncated(PRECOPY_PUMP_FORCE_FALLBACK);
 }
@@ -334,15 +334,15 @@ static void idle_tcp(uint32_t flags)
 	close(s[1]);
 }
 
-Test(pump_load_splice, an_idle_blocking_tcp_stream_ends_at_the_deadline_uring, .timeout = 30) { idle_tcp(0); }
-Test(pump_load_splice, an_idle_blocking_tcp_stream_ends_at_the_deadline_fallback, .timeout = 30)
+Test(precopy__pump_load_splice, an_idle_blocking_tcp_stream_ends_at_the_deadline_uring, .timeout = 30) { idle_tcp(0); }
+Test(precopy__pump_load_splice, an_idle_blocking_tcp_stream_ends_at_the_deadline_fallback, .timeout = 30)
 {
 	idle_tcp(PRECOPY_PUMP_FORCE_FALLBACK);
 }
 
 /* Copies (PRECOPY_PUMP_NO_SPLICE) from a pipe stream into a device pipe move
  * at most 64 KiB at a time whatever the chunk, as on SAVE (pump.c,
- * pump_copy_len); from a socket stream they move whole chunks. A 150000-byte
+ * precopy__pump_copy_len); from a socket stream they move whole chunks. A 150000-byte
  * frame, 1 MiB chunks, both paths. */
 static void load_pieces(uint32_t flags, bool sock)
 {
@@ -375,7 +375,7 @@ static void load_pieces(uint32_t flags, bool sock)
 	close(s[0]);
 }
 
-Test(pump_load_splice, copies_from_a_pipe_stream_into_a_device_pipe_go_in_64k_pieces, .timeout = 30)
+Test(precopy__pump_load_splice, copies_from_a_pipe_stream_into_a_device_pipe_go_in_64k_pieces, .timeout = 30)
 {
 	for (size_t i = 0; i < 2; i++) {
 		load_pieces(paths[i], false);
