@@ -37,11 +37,12 @@
 
 enum kind { K_MERGE, K_SCALED, K_EXTRACT, K_RUNS, K_HARVEST, K_PARALLEL };
 enum fill { F_DENSE, F_RANDOM, F_CLUSTER };
-enum limk { L_OR, L_READ, L_RMW, L_OR_CLEAR };
+enum limk { L_OR, L_READ, L_RMW, L_OR_CLEAR, L_CH_RUNS };
 enum tgt { T_NONE, T_RATIO_MIN, T_GBPS_MIN, T_NSPP_MAX };
 
 static const char *const limk_name[] = {
 	[L_OR] = "or", [L_READ] = "read", [L_RMW] = "rmw", [L_OR_CLEAR] = "or+clear",
+	[L_CH_RUNS] = "ch-runs",
 };
 
 /* Bits per cluster for F_CLUSTER: a 2 MiB region of 4 KiB pages (a huge
@@ -104,6 +105,12 @@ static const struct bcase cases[] = {
 	  "precopy_bitmap_runs in batches of 4096, runs of 512; limit plain read" },
 	{ "runs-40pct", K_RUNS, 32 * MiB, F_RANDOM, 0.40, 0, 0, 0, 0, L_READ, T_NONE, 0,
 	  "precopy_bitmap_runs in batches of 4096, 40% random (short runs); limit plain read" },
+	{ "runs-1pct-vs-ch", K_RUNS, 32 * MiB, F_RANDOM, 0.01, 0, 0, 0, 0, L_CH_RUNS, T_RATIO_MIN,
+	  1.2, "precopy_bitmap_runs, 1% random (isolated pages); peer: Cloud Hypervisor's algorithm" },
+	{ "runs-1pct-clustered-vs-ch", K_RUNS, 32 * MiB, F_CLUSTER, 0.01, 0, 0, 0, 0, L_CH_RUNS,
+	  T_RATIO_MIN, 2.0, "precopy_bitmap_runs, runs of 512; peer: Cloud Hypervisor's algorithm" },
+	{ "runs-40pct-vs-ch", K_RUNS, 32 * MiB, F_RANDOM, 0.40, 0, 0, 0, 0, L_CH_RUNS, T_RATIO_MIN,
+	  2.0, "precopy_bitmap_runs, 40% random (short runs); peer: Cloud Hypervisor's algorithm" },
 	{ "harvest-1pct", K_HARVEST, 32 * MiB, F_RANDOM, 0.01, 0, 0, 0, 0, L_OR_CLEAR, T_NONE, 0,
 	  "precopy_bitmap_harvest (atomic xchg), 1% random live; limit plain B|=A;A=0" },
 	{ "harvest-0.01pct", K_HARVEST, 32 * MiB, F_RANDOM, 0.0001, 0, 0, 0, 0, L_OR_CLEAR, T_NONE,
@@ -422,6 +429,48 @@ static void team_or(void *arg, unsigned int index, unsigned int nthreads)
 	bench_limit_or(r->isa, r->dst.words + b, r->src.words + b, e - b);
 }
 
+/* The peer for the runs-*-vs-ch cases, written here after the algorithm of
+ * Cloud Hypervisor's MemoryRangeTable::from_dirty_bitmap (vm-migration,
+ * protocol.rs): a word at a time, each set bit found by a trailing-zero
+ * scan, either extends the current range (it is the page right after it)
+ * or starts a new one. Ranges go into the same BATCH-sized buffer the
+ * library fills (flushed, as a sender would, when full), so that the two
+ * differ in algorithm only, not in allocation. Returns the range count. */
+static int64_t ch_runs(const uint64_t *words, uint64_t nwords, struct precopy_page_run *out)
+{
+	uint64_t end = UINT64_MAX; /* one past the current range's last page */
+	size_t c = 0;
+	int64_t total = 0;
+
+	for (uint64_t i = 0; i < nwords; i++) {
+		for (uint64_t w = words[i]; w; w &= w - 1) {
+			uint64_t page = i * 64 + (uint64_t)__builtin_ctzll(w);
+
+			if (c && page == end) {
+				out[c - 1].count++;
+			} else {
+				if (c == BATCH) {
+					total += (int64_t)c;
+					bench_sink(out[c - 1].first);
+					c = 0;
+				}
+				out[c].first = page;
+				out[c].count = 1;
+				c++;
+			}
+			end = page + 1;
+		}
+	}
+	return total + (int64_t)c;
+}
+
+/* The limit kinds that are one loop, not one per ISA (a peer's algorithm,
+ * compiled as the library is): timed under the first ISA only. */
+static int limit_isa_ok(const struct bcase *c, int isa)
+{
+	return bench_isa_supported((enum bench_isa)isa) && (c->lim != L_CH_RUNS || isa == 0);
+}
+
 /* The plain loop that stands for the machine's limit. */
 static void limit(struct run *r, enum bench_isa isa)
 {
@@ -444,6 +493,9 @@ static void limit(struct run *r, enum bench_isa isa)
 		break;
 	case L_OR_CLEAR:
 		bench_limit_or_clear(isa, r->dst.words, r->src.words, r->src_words);
+		break;
+	case L_CH_RUNS:
+		bench_sink((uint64_t)ch_runs(r->src.words, r->src_words, r->runs));
 		break;
 	}
 }
@@ -573,7 +625,7 @@ static void run_case(struct ctx *x, const struct bcase *c)
 	got = figure(&r);
 	ok = check(&r, got, why, sizeof(why)) == 0;
 	for (isa = 0; isa < BENCH_ISA_COUNT && !x->o.no_limit; isa++) {
-		if (!bench_isa_supported(isa))
+		if (!limit_isa_ok(c, isa))
 			continue;
 		time_limit(&r, isa, NULL);
 	}
@@ -601,7 +653,7 @@ static void run_case(struct ctx *x, const struct bcase *c)
 	 * library call *was* the limit loop (see --aa and perf/README.md). */
 	for (int rep = 0; ok && rep < (reps < 3 ? 3 : reps); rep++) {
 		for (isa = 0; isa < BENCH_ISA_COUNT && !x->o.no_limit; isa++) {
-			if (!bench_isa_supported(isa))
+			if (!limit_isa_ok(c, isa))
 				continue;
 			time_limit(&r, isa, &lim_s[isa]);
 		}
