@@ -102,6 +102,38 @@ PRECOPY_API int64_t precopy_bitmap_extract(const struct precopy_bitmap *bm, uint
 	return (int64_t)c;
 }
 
+/* The runs of a word none of whose runs crosses its edges (the bit before
+ * it is clear, and so is its bit 63): starts s = x & ~(x << 1), ends (the
+ * clear bit after each run) e = ~x & (x << 1), paired in order. A sparse
+ * log has zero, one or two runs in most words: those are written without a
+ * branch (an empty slot is written and not counted; the caller leaves room
+ * for 64), so the cost does not hinge on predicting how many there are. */
+static inline void w_runs_inside(struct precopy_page_run *runs, size_t *c, uint64_t x,
+				 uint64_t base)
+{
+	const uint64_t hi = 1ull << 63; /* keeps the bit scan defined on 0 */
+	uint64_t s = x & ~(x << 1), e = ~x & (x << 1);
+	size_t n = *c;
+
+	for (int i = 0; i < 2; i++) {
+		unsigned a = (unsigned)__builtin_ctzll(s | hi), b = (unsigned)__builtin_ctzll(e | hi);
+
+		runs[n].first = base + a;
+		runs[n].count = b - a;
+		n += s != 0;
+		s &= s - 1;
+		e &= e - 1;
+	}
+	for (; s; s &= s - 1, e &= e - 1) {
+		unsigned a = (unsigned)__builtin_ctzll(s), b = (unsigned)__builtin_ctzll(e);
+
+		runs[n].first = base + a;
+		runs[n].count = b - a;
+		n++;
+	}
+	*c = n;
+}
+
 /* Runs are found a word at a time: with x the word's bits and `in` whether
  * the bit before it is set, (x & ~(x << 1 | in)) marks run starts and
  * (~x & (x << 1 | in)) marks the first clear bit after a run. Their union
@@ -130,8 +162,14 @@ PRECOPY_API int64_t precopy_bitmap_runs(const struct precopy_bitmap *bm, uint64_
 			x &= ~0ull << (pos & 63); /* bits before the cursor are not ours */
 		if (w == nw - 1 && (bm->nbits & 63))
 			x &= low_mask(bm->nbits & 63); /* nor are tail bits */
-		if (!in && !x) { /* skip empty words a vector at a time */
-			w += k->find_nonzero(bm->words + w + 1, nw - w - 1);
+		if (!in && w + 4 <= nw && !(x | bm->words[w + 1] | bm->words[w + 2] | bm->words[w + 3])) {
+			/* four empty words: skip the rest of the gap a vector at
+			 * a time (a shorter gap is cheaper to walk through) */
+			w += 3 + k->find_nonzero(bm->words + w + 4, nw - w - 4);
+			continue;
+		}
+		if (!in && !(x >> 63) && max - c >= 64) {
+			w_runs_inside(runs, &c, x, w * 64);
 			continue;
 		}
 		if (in && x == ~0ull)
