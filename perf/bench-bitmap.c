@@ -35,7 +35,7 @@
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
 
-enum kind { K_MERGE, K_SCALED, K_EXTRACT, K_RUNS, K_HARVEST, K_PARALLEL };
+enum kind { K_MERGE, K_SCALED, K_EXTRACT, K_RUNS, K_HARVEST, K_LIVE, K_PARALLEL };
 enum fill { F_DENSE, F_RANDOM, F_CLUSTER };
 enum limk { L_OR, L_READ, L_RMW, L_OR_CLEAR, L_CH_RUNS };
 enum tgt { T_NONE, T_RATIO_MIN, T_GBPS_MIN, T_NSPP_MAX };
@@ -115,6 +115,10 @@ static const struct bcase cases[] = {
 	  "precopy_bitmap_harvest (atomic xchg), 1% random live; limit plain B|=A;A=0" },
 	{ "harvest-0.01pct", K_HARVEST, 32 * MiB, F_RANDOM, 0.0001, 0, 0, 0, 0, L_OR_CLEAR, T_NONE,
 	  0, "precopy_bitmap_harvest (atomic xchg), 0.01% random live; limit plain B|=A;A=0" },
+	{ "live-harvest-1pct", K_LIVE, 32 * MiB, F_RANDOM, 0.01, 0, 0, 0, 0, L_OR_CLEAR, T_RATIO_MIN,
+	  0.5, "precopy_live_bitmap_harvest (flip, wait, plain drain), 1% random; limit plain B|=A;A=0" },
+	{ "live-harvest-0.01pct", K_LIVE, 32 * MiB, F_RANDOM, 0.0001, 0, 0, 0, 0, L_OR_CLEAR,
+	  T_NONE, 0, "precopy_live_bitmap_harvest, 0.01% random; limit plain B|=A;A=0" },
 	{ "merge-parallel-1", K_PARALLEL, 64 * MiB, F_DENSE, 0.5, 0, 0, 0, 1, L_OR, T_NONE, 0,
 	  "precopy_bitmap_merge_parallel, 1 worker; limit B|=A on 1 thread" },
 	{ "merge-parallel-2", K_PARALLEL, 64 * MiB, F_DENSE, 0.5, 0, 0, 0, 2, L_OR, T_NONE, 0,
@@ -129,6 +133,7 @@ struct run {
 	struct precopy_bitmap src;  /* source; the live bitmap for harvest */
 	struct precopy_bitmap dst;  /* destination; the snapshot for harvest */
 	struct precopy_bitmap tmpl; /* harvest: what live is reset to */
+	struct precopy_live_bitmap *live; /* K_LIVE; src is then the limit's copy */
 	uint64_t src_bits, src_words, dst_bits, dst_words;
 	uint64_t *pages;
 	struct precopy_page_run *runs;
@@ -337,6 +342,13 @@ static int setup(struct run *r, const struct bcase *c, uint64_t src_bytes)
 			return -ENOMEM;
 		break;
 	}
+	case K_LIVE:
+		r->live = precopy_live_bitmap_new(r->src_bits, PRECOPY_NUMA_LOCAL, &err);
+		if (!r->live) {
+			fprintf(stderr, "bench-bitmap: precopy_live_bitmap_new: %s\n", strerror(-err));
+			return err < 0 ? err : -ENOMEM;
+		}
+		/* fall through */
 	case K_HARVEST:
 		err = alloc_bm(&r->tmpl, r->src_bits, "template");
 		if (err < 0)
@@ -368,6 +380,7 @@ static void teardown(struct run *r)
 	precopy_bitmap_free(&r->src);
 	precopy_bitmap_free(&r->dst);
 	precopy_bitmap_free(&r->tmpl);
+	precopy_live_bitmap_free(r->live);
 }
 
 /* ---- the timed calls ------------------------------------------------------ */
@@ -381,6 +394,18 @@ static void reset(struct run *r)
 	case K_SCALED:
 		dst_reset(r->dst.words, r->dst_words);
 		break;
+	case K_LIVE: {
+		/* the buffer writers are in now, as writers would leave it */
+		struct precopy_live_section s;
+
+		precopy_live_bitmap_enter(r->live, &s);
+		memcpy(s.bm->words, r->tmpl.words, r->src_words * 8);
+		precopy_live_bitmap_exit(&s);
+		/* and src is what the limit drains */
+		memcpy(r->src.words, r->tmpl.words, r->src_words * 8);
+		memset(r->dst.words, 0, r->dst_words * 8);
+		break;
+	}
 	case K_HARVEST:
 		memcpy(r->src.words, r->tmpl.words, r->src_words * 8);
 		memset(r->dst.words, 0, r->dst_words * 8);
@@ -416,6 +441,8 @@ static int64_t figure(struct run *r)
 		return n < 0 ? n : total;
 	case K_HARVEST:
 		return precopy_bitmap_harvest(&r->src, &r->dst);
+	case K_LIVE:
+		return precopy_live_bitmap_harvest(r->live, &r->dst);
 	}
 	return -EINVAL;
 }
@@ -532,6 +559,23 @@ static int check(struct run *r, int64_t got, char *why, size_t len)
 		for (uint64_t i = 0; i < r->src_words; i++) {
 			if (r->src.words[i] || r->dst.words[i] != r->tmpl.words[i]) {
 				snprintf(why, len, "word:%llu", (unsigned long long)i);
+				return -1;
+			}
+		}
+		break;
+	case K_LIVE:
+		for (uint64_t i = 0; i < r->src_words; i++) {
+			if (r->dst.words[i] != r->tmpl.words[i]) {
+				snprintf(why, len, "word:%llu", (unsigned long long)i);
+				return -1;
+			}
+		}
+		/* nothing left behind in either buffer */
+		for (int k = 0; k < 2; k++) {
+			memset(r->dst.words, 0, r->dst_words * 8);
+			n = precopy_live_bitmap_harvest(r->live, &r->dst);
+			if (n != 0) {
+				snprintf(why, len, "left:%lld", (long long)n);
 				return -1;
 			}
 		}

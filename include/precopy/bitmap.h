@@ -207,6 +207,60 @@ PRECOPY_API int64_t precopy_bitmap_runs(const struct precopy_bitmap *bm, uint64_
  * differ). */
 PRECOPY_API int64_t precopy_bitmap_harvest(struct precopy_bitmap *live, struct precopy_bitmap *snap);
 
+/* ---- live bitmaps: many writers, one harvester, no atomic per word ------ */
+
+/* A live bitmap is two buffers: writers set bits in the current one inside
+ * short sections; precopy_live_bitmap_harvest() makes the other one current,
+ * waits until no writer is left in the one it flipped away from, and moves
+ * that one into a snapshot with plain vector code (no atomic per word, as
+ * precopy_bitmap_harvest() needs). The memory-ordering contract is in
+ * docs/live-bitmap.md.
+ *
+ * Thread safety: enter/exit/set from any number of threads at once;
+ * harvest from one thread at a time (not concurrently with itself or
+ * free). A writer's page writes made before precopy_live_bitmap_exit() are
+ * visible to the thread that harvests its bits. */
+struct precopy_live_bitmap;
+
+/* A writer's section (caller storage, one per section in flight). */
+struct precopy_live_section {
+	struct precopy_bitmap *bm; /* set bits here with precopy_bitmap_set_atomic() */
+	unsigned long *active;     /* internal */
+};
+
+/* A live bitmap of nbits zeroed bits, both buffers placed as
+ * precopy_bitmap_alloc() places one. Free with precopy_live_bitmap_free().
+ * Returns NULL with *err (if err) set to -EINVAL (nbits 0, bad placement)
+ * or -ENOMEM. */
+PRECOPY_API struct precopy_live_bitmap *precopy_live_bitmap_new(uint64_t nbits, int placement,
+								 int *err);
+/* Release it (no writer may be inside). NULL is a no-op. */
+PRECOPY_API void precopy_live_bitmap_free(struct precopy_live_bitmap *l);
+/* Bits per buffer (0 for NULL). */
+PRECOPY_API uint64_t precopy_live_bitmap_nbits(const struct precopy_live_bitmap *l);
+
+/* Begin a section: s->bm is the buffer to set bits in (with
+ * precopy_bitmap_set_atomic() or precopy_bitmap_set_range() where this thread is
+ * the only writer of those words) until precopy_live_bitmap_exit(s). Keep
+ * sections short (a batch of pages, not a time slice): a harvest waits for
+ * the writers of the buffer it drains. Returns 0, -EINVAL (NULL). */
+PRECOPY_API int precopy_live_bitmap_enter(struct precopy_live_bitmap *l,
+					  struct precopy_live_section *s);
+/* End a section begun by precopy_live_bitmap_enter(). */
+PRECOPY_API void precopy_live_bitmap_exit(struct precopy_live_section *s);
+/* One bit in a section of its own: 1 newly set, 0 already set, -ERANGE
+ * past the end, -EINVAL (NULL). */
+PRECOPY_API int precopy_live_bitmap_set(struct precopy_live_bitmap *l, uint64_t bit);
+
+/* Move every bit set before this call into snap (OR: bits already in snap
+ * stay) and clear them from l. Returns the count of bits newly set in snap,
+ * -EINVAL (NULL, snap's nbits differ, snap is one of l's buffers), or
+ * -EBUSY: a writer stayed inside its section across the wait bound (a few
+ * thousand yields); nothing was written to snap, nothing is lost, and the
+ * next call takes those bits with the rest. */
+PRECOPY_API int64_t precopy_live_bitmap_harvest(struct precopy_live_bitmap *l,
+						struct precopy_bitmap *snap);
+
 /* ---- SIMD variants ----------------------------------------------------- */
 
 enum precopy_simd {
