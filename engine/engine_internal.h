@@ -96,6 +96,8 @@ struct precopy_engine {
 	int have_decision;
 	uint64_t last_bw;
 	uint64_t last_expected;
+	uint64_t last_dirty_rate;
+	uint64_t first_record_ns;             /* when the first iteration began */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;
 	/* switchover */

@@ -80,6 +80,7 @@ static void fill_status(struct precopy_engine *e)
  * info or sync fails the migration. */
 static int exact_query(struct precopy_engine *e)
 {
+	uint64_t cursor;
 	int64_t n;
 
 	for (uint32_t i = 0; i < e->ndev; i++) {
@@ -93,25 +94,93 @@ static int exact_query(struct precopy_engine *e)
 		d->sc_known = r == 0;
 		d->stop_copy = r == 0 ? sz : 0;
 	}
+	/* In the middle of a pass the sync must not move the hand-out back to
+	 * the first page: pages after the cursor (still to be sent in this
+	 * pass) would wait behind pages re-dirtied before it, for ever with a
+	 * hot set at the start of RAM. Pages it finds before the cursor go in
+	 * the next pass. */
+	cursor = e->cursor;
 	n = precopy__eng_sync(e);
+	if (e->dirty_count && cursor < e->log.nbits)
+		e->cursor = cursor;
 	return n < 0 ? (int)n : 0;
+}
+
+/* The cheap estimate: cached device sizes and `pages` of RAM at the last
+ * measured bandwidth, into *tmp. 0 if it cannot be made (no decision yet,
+ * no bandwidth, a device size unknown). */
+static int cheap(struct precopy_engine *e, uint64_t pages, struct precopy_decision *tmp)
+{
+	uint64_t bw = e->cfg.policy.switchover_bw_Bps ? e->cfg.policy.switchover_bw_Bps : e->last_bw;
+
+	/* in the first pass: what the VMM accounted so far */
+	if (!bw && e->it_send_ns)
+		bw = (uint64_t)((long double)e->it_ram_bytes * 1e9L / (long double)e->it_send_ns);
+	if (!bw)
+		return 0;
+	for (uint32_t i = 0; i < e->ndev; i++)
+		if (!e->devs[i].sc_known)
+			return 0; /* retry the size that blocks switchover */
+	memset(tmp, 0, sizeof(*tmp));
+	precopy_downtime_model(sat_mul(pages, e->ps), e->dstat, e->ndev + e->nbe, bw,
+			       e->cfg.policy.fixed_downtime_ns, tmp);
+	tmp->bandwidth_Bps = bw;
+	return 1;
+}
+
+static int within_margin(const struct precopy_engine *e, const struct precopy_decision *tmp)
+{
+	uint64_t limit = e->cfg.policy.downtime_limit_ns;
+
+	return (unsigned __int128)tmp->expected_downtime_ns * 100u <=
+	       (unsigned __int128)limit * e->cfg.exact_margin_pct;
 }
 
 /* Does the cheap estimate say switchover may be near? */
 static int near(struct precopy_engine *e)
 {
 	struct precopy_decision tmp;
-	uint64_t bw = e->cfg.policy.switchover_bw_Bps ? e->cfg.policy.switchover_bw_Bps : e->last_bw;
-	uint64_t limit = e->cfg.policy.downtime_limit_ns;
 
-	if (!e->have_decision || !bw)
-		return 1;
-	for (uint32_t i = 0; i < e->ndev; i++)
-		if (!e->devs[i].sc_known)
-			return 1; /* retry the size that blocks switchover */
-	precopy_downtime_model(sat_mul(e->last_sync_pending, e->ps), e->dstat, e->ndev + e->nbe, bw,
-			       e->cfg.policy.fixed_downtime_ns, &tmp);
-	return tmp.expected_downtime_ns / 100 <= limit / 100 * e->cfg.exact_margin_pct;
+	return !e->have_decision || !cheap(e, e->last_sync_pending, &tmp) || within_margin(e, &tmp);
+}
+
+/* A call in the middle of a pass (pages still dirty and not handed out):
+ * if the pages still to send, at the measured bandwidth, are not within the
+ * exact query's margin of the limit, say CONTINUE from the cheap estimate
+ * without recording an iteration. Returns 1 if it did, 0 if the call is to
+ * end the iteration (sync, record, decide) as at the end of a pass. */
+static int midpass_check(struct precopy_engine *e, uint64_t now, struct precopy_decision *d)
+{
+	const struct precopy_policy *pol = &e->cfg.policy;
+
+	int have;
+
+	if (!e->dirty_count || e->cursor >= e->log.nbits)
+		return 0; /* the end of a pass */
+	if (e->have_decision && pol->timeout_ns && now >= e->first_record_ns &&
+	    now - e->first_record_ns >= pol->timeout_ns)
+		return 0; /* the estimator applies the timeout action */
+	have = cheap(e, e->dirty_count, d);
+	if (have && within_margin(e, d))
+		return 0;
+	if (!have) {
+		/* no bandwidth yet (the first pass) or a device size unknown:
+		 * the pass goes on, the end of it asks again */
+		memset(d, 0, sizeof(*d));
+		d->ram_pending = sat_mul(e->dirty_count, e->ps);
+		d->pending_bytes = d->ram_pending;
+		d->expected_downtime_ns = PRECOPY_UNBOUNDED;
+	}
+	d->action = PRECOPY_CONTINUE;
+	d->reason = "";
+	d->iteration = e->iterations;
+	d->throttle = e->last_iter.throttle;
+	d->blocked = have ? PRECOPY_BLOCK_DOWNTIME : PRECOPY_BLOCK_NO_BANDWIDTH;
+	d->dirty_rate_Bps = e->last_dirty_rate;
+	d->rho = e->last_iter.rho;
+	d->predicted_iterations = PRECOPY_UNBOUNDED;
+	d->predicted_time_ns = PRECOPY_UNBOUNDED;
+	return 1;
 }
 
 static void iter_stats(struct precopy_engine *e, const struct precopy_decision *d, int exact)
@@ -149,7 +218,9 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	if (r < 0)
 		return precopy__eng_fail(e, r);
 	fill_status(e);
-	exact = near(e);
+	if (midpass_check(e, precopy__eng_now(e), d))
+		return 0;
+	exact = e->dirty_count || near(e);
 	if (exact) {
 		r = exact_query(e);
 		if (r < 0)
@@ -172,6 +243,8 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	it.bytes_sent = sat_add(e->it_ram_bytes, e->it_dev_bytes);
 	it.dirtied_bytes = sat_add(sat_mul(e->it_dirty_pages, e->ps), dev_dirtied);
 	it.ram_pending = sat_mul(exact ? e->dirty_count : e->last_sync_pending, e->ps);
+	if (!e->iterations)
+		e->first_record_ns = now >= it.send_ns ? now - it.send_ns : 0;
 	r = precopy_estimator_record(e->est, &it);
 	if (r < 0) {
 		precopy__eng_seterr(e, r, "decide: the clock went backwards");
@@ -189,6 +262,7 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	e->last_in.exact = exact;
 	e->have_decision = 1;
 	e->last_bw = d->bandwidth_Bps;
+	e->last_dirty_rate = d->dirty_rate_Bps;
 	e->last_expected = d->expected_downtime_ns;
 	iter_stats(e, d, exact);
 	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;

@@ -49,6 +49,7 @@ void sim_scenario_init(struct sim_scenario *sc)
 	sc->throttle_increment = 10;
 	sc->throttle_max = 99;
 	sc->fixed_downtime_ns = 5000000;
+	sc->window_ns = 100000000;
 }
 
 void sim_scenario_release(struct sim_scenario *sc)

@@ -118,6 +118,7 @@ struct run {
 	uint64_t init_arrival[SIM_MAX_DEVICES]; /* 0: not yet */
 	int dest_err;
 	uint64_t writes_mark;
+	int pass_open; /* the last iteration ended before its pass did */
 };
 
 static uint64_t now_rel(const struct run *r)
@@ -364,18 +365,31 @@ static int push_iter(struct sim_result *res, const struct sim_iter *it)
 	return 0;
 }
 
-/* Every dirty page the engine hands out, as bytes. */
-static int64_t take_pages(struct run *r)
+/* Dirty pages the engine hands out, up to max_pages (0: all), as bytes;
+ * *drained says whether the log had no more after the cursor. */
+static int64_t take_pages(struct run *r, uint64_t max_pages, int *drained)
 {
 	struct precopy_ram_run runs[RUNS];
 	uint64_t pages = 0;
 	int64_t n;
 
-	while ((n = precopy_engine_next_pages(r->e, runs, RUNS, 0)) > 0)
+	*drained = 0;
+	while (!max_pages || pages < max_pages) {
+		n = precopy_engine_next_pages(r->e, runs, RUNS, max_pages ? max_pages - pages : 0);
+		if (n < 0)
+			return n;
+		if (n == 0) {
+			*drained = 1;
+			break;
+		}
 		for (int64_t i = 0; i < n; i++)
 			pages += runs[i].pages;
-	if (n < 0)
-		return n;
+	}
+	if (!*drained) { /* the window ended exactly at the last dirty page */
+		struct precopy_engine_stats st;
+
+		*drained = precopy_engine_stats(r->e, &st) == 0 && st.dirty_now == 0;
+	}
 	return (int64_t)(pages * r->sc->page_size);
 }
 
@@ -394,57 +408,89 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* One iteration; fills *it and *d. Returns 0 or -errno (engine failed). */
+/* One iteration; fills *it and *d. Returns 0 or -errno (engine failed).
+ * Pages go out in windows of window_ns of link time (0: one window); after each window
+ * that leaves pages behind, the engine is asked mid-pass (it answers from
+ * its cheap estimate, or ends the iteration with a sync when switchover
+ * may be near). */
 static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct precopy_decision *d)
 {
 	struct precopy_engine_stats st;
-	uint64_t t_start = r->clk.now, t, min_ns;
-	int64_t n, ram, dev = 0;
-	int e;
+	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, window_pages, iters0;
+	int64_t n, dev = 0, w;
+	int e, drained = 0, decided = 0;
 
 	memset(it, 0, sizeof(*it));
 	sim_workload_run(r->wl, now_rel(r));
 	if ((e = deliver_rp(r)) < 0)
 		return e;
-	n = precopy_engine_sync(r->e);
-	if (n < 0)
-		return engine_fail(r, "sync", (int)n), (int)n;
-	ram = take_pages(r);
-	if (ram < 0)
-		return engine_fail(r, "next_pages", (int)ram), (int)ram;
-	t = r->clk.now;
-	link_send(r, (uint64_t)ram);
-	e = precopy_engine_account(r->e, (uint64_t)ram, r->clk.now - t);
-	if (e < 0)
-		return engine_fail(r, "account", e), e;
-	if (r->sc->ndevs) {
+	/* a pass that a mid-pass decision interrupted goes on where it
+	 * stopped (the engine synced then); a new pass starts with a sync */
+	if (!r->pass_open) {
+		n = precopy_engine_sync(r->e);
+		if (n < 0)
+			return engine_fail(r, "sync", (int)n), (int)n;
+	}
+	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * r->sc->window_ns) / 1000000000u) /
+		       r->sc->page_size;
+	if (!window_pages && r->sc->window_ns)
+		window_pages = 1;
+	precopy_engine_stats(r->e, &st);
+	iters0 = st.last.iteration;
+	while (!drained) {
+		w = take_pages(r, window_pages, &drained);
+		if (w < 0)
+			return engine_fail(r, "next_pages", (int)w), (int)w;
+		t = r->clk.now;
+		link_send(r, (uint64_t)w);
+		ram += (uint64_t)w;
+		e = precopy_engine_account(r->e, (uint64_t)w, r->clk.now - t);
+		if (e < 0)
+			return engine_fail(r, "account", e), e;
+		if (drained)
+			break;
+		sim_workload_run(r->wl, now_rel(r));
+		if ((e = deliver_rp(r)) < 0)
+			return e;
+		e = precopy_engine_decide(r->e, d);
+		if (e < 0)
+			return engine_fail(r, "decide", e), e;
+		if (d->iteration != iters0 || d->action != PRECOPY_CONTINUE) {
+			decided = 1; /* the engine synced and recorded an iteration */
+			break;
+		}
+	}
+	if (r->sc->ndevs && !(decided && (d->action == PRECOPY_SWITCHOVER ||
+					  d->action == PRECOPY_FORCE_SWITCHOVER || d->action == PRECOPY_ABORT))) {
 		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
-		dev = precopy_engine_pump(r->e, (uint64_t)ram > slice ? (uint64_t)ram : slice);
+		dev = precopy_engine_pump(r->e, ram > slice ? ram : slice);
 		if (dev < 0)
 			return engine_fail(r, "pump", (int)dev), (int)dev;
 	}
-	min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
-	if (r->clk.now - t_start < min_ns) {
-		uint64_t idle_to = t_start + min_ns;
-		/* waiting for the ACK: no longer than until it arrives */
-		if (waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
-			idle_to = ack_due(r);
-		if (idle_to > r->clk.now)
-			r->clk.now = idle_to;
+	if (!decided) {
+		min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
+		if (r->clk.now - t_start < min_ns) {
+			uint64_t idle_to = t_start + min_ns;
+			/* waiting for the ACK: no longer than until it arrives */
+			if (waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
+				idle_to = ack_due(r);
+			if (idle_to > r->clk.now)
+				r->clk.now = idle_to;
+		}
+		sim_workload_run(r->wl, now_rel(r));
+		if ((e = deliver_rp(r)) < 0)
+			return e;
+		e = precopy_engine_decide(r->e, d);
+		if (e < 0)
+			return engine_fail(r, "decide", e), e;
 	}
-	sim_workload_run(r->wl, now_rel(r));
-	if ((e = deliver_rp(r)) < 0)
-		return e;
-	e = precopy_engine_decide(r->e, d);
-	if (e < 0)
-		return engine_fail(r, "decide", e), e;
 	precopy_engine_stats(r->e, &st);
 	it->iteration = st.last.iteration;
 	it->t_ns = now_rel(r);
 	it->dirty_pages = st.last.dirty_pages;
 	it->page_writes = sim_workload_writes(r->wl) - r->writes_mark;
 	r->writes_mark = sim_workload_writes(r->wl);
-	it->ram_bytes = (uint64_t)ram;
+	it->ram_bytes = ram;
 	it->device_bytes = st.last.device_bytes;
 	it->duration_ns = r->clk.now - t_start;
 	it->bandwidth_Bps = d->bandwidth_Bps;
@@ -454,6 +500,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->throttle = d->throttle;
 	it->action = d->action;
 	it->stalled = (int)d->stalled;
+	it->midpass = decided;
+	r->pass_open = decided;
 	return 0;
 }
 
@@ -464,7 +512,7 @@ static int switch_over(struct run *r)
 	struct sim_result *res = r->res;
 	uint64_t t_sw, t, load = 0;
 	int64_t ram;
-	int e;
+	int e, drained;
 
 	sim_workload_run(r->wl, now_rel(r));
 	sim_workload_stop(r->wl);
@@ -473,7 +521,7 @@ static int switch_over(struct run *r)
 	if (e < 0)
 		return engine_fail(r, "switchover", e), e;
 	res->dt_switchover_ns = r->clk.now - t_sw;
-	ram = take_pages(r);
+	ram = take_pages(r, 0, &drained);
 	if (ram < 0)
 		return engine_fail(r, "final pages", (int)ram), (int)ram;
 	t = r->clk.now;

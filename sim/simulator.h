@@ -85,6 +85,9 @@ struct sim_scenario {
 	uint32_t throttle_initial, throttle_increment, throttle_max;
 	uint64_t fixed_downtime_ns;
 	uint64_t max_iterations;   /* then the timeout action; 0: 100000 */
+	uint64_t window_ns;        /* RAM link time between two questions to the
+				    * engine inside a pass; 0: only at the end of
+				    * each pass (default 100 ms) */
 	/* [device.NAME] */
 	struct sim_device devs[SIM_MAX_DEVICES];
 	uint32_t ndevs;
@@ -173,6 +176,7 @@ struct sim_iter {
 	uint32_t throttle;
 	uint32_t action;           /* enum precopy_action */
 	int stalled;
+	int midpass;               /* 1: ended by a decision before its pass did */
 };
 
 struct sim_result {

@@ -72,6 +72,9 @@ struct harness {
 	struct precopy_engine_backend bes[MAXDEV];
 	struct precopy_dest_backend dbes[MAXDEV];
 	int keep_be_running;               /* run_migration: do not stop the back-ends */
+	uint64_t window_pages;             /* run_migration: pages per question to the
+					    * engine inside a pass; 0: whole passes */
+	int pass_open;                     /* the last window left pages in the pass */
 };
 
 static struct harness H;
@@ -247,6 +250,9 @@ static void h_teardown(void)
 		free(H.smem[s]);
 		free(H.dmem[s]);
 	}
+	/* everything released: a second teardown (the suite's fini after a
+	 * test's own) is a no-op */
+	memset(&H, 0, sizeof(H));
 }
 
 static uint8_t *page_ptr(uint8_t **mem, uint64_t gpa)
@@ -285,20 +291,33 @@ static void device_dma(void)
 
 /* The VMM's side of an iteration: copy what the engine hands out. Returns
  * bytes copied. */
-static uint64_t copy_pages(void)
+static uint64_t copy_pages_upto(uint64_t max_pages)
 {
 	struct precopy_ram_run runs[8];
 	uint64_t bytes = 0;
 	int64_t n;
 
-	while ((n = precopy_engine_next_pages(H.src, runs, 8, 16)) > 0) {
+	H.pass_open = 0;
+	for (;;) {
+		if (max_pages && bytes / PS >= max_pages) {
+			H.pass_open = 1;
+			break;
+		}
+		n = precopy_engine_next_pages(H.src, runs, 8, max_pages ? max_pages - bytes / PS : 16);
+		cr_assert_geq(n, 0);
+		if (n == 0)
+			break;
 		for (int64_t i = 0; i < n; i++) {
 			memcpy(page_ptr(H.dmem, runs[i].gpa), page_ptr(H.smem, runs[i].gpa), runs[i].pages * PS);
 			bytes += runs[i].pages * PS;
 		}
 	}
-	cr_assert_geq(n, 0);
 	return bytes;
+}
+
+static uint64_t copy_pages(void)
+{
+	return copy_pages_upto(0);
 }
 
 /* Feed the destination whatever is on the stream now (single-threaded). */
@@ -396,10 +415,12 @@ static int run_migration(int max_iter, struct run_result *rr)
 	for (rr->iterations = 0; rr->iterations < max_iter; rr->iterations++) {
 		uint64_t bytes;
 
-		n = precopy_engine_sync(H.src);
-		if (n < 0)
-			goto fail_n;
-		bytes = copy_pages();
+		if (!H.pass_open) { /* a pass starts with a sync */
+			n = precopy_engine_sync(H.src);
+			if (n < 0)
+				goto fail_n;
+		}
+		bytes = copy_pages_upto(H.window_pages);
 		atomic_fetch_add(&vnow, bytes); /* 1 GB/s */
 		n = precopy_engine_pump(H.src, 48 * 1024);
 		if (n < 0)
@@ -408,7 +429,8 @@ static int run_migration(int max_iter, struct run_result *rr)
 		cr_assert_eq(r, 0);
 		if (!H.threaded && (r = dest_drain()) < 0)
 			goto fail;
-		guest_writes(6);
+		/* per whole pass, or one page per window inside passes */
+		guest_writes(H.window_pages ? 1 : 6);
 		device_dma();
 		atomic_fetch_add(&vnow, 100000);
 		r = precopy_engine_decide(H.src, &d);

@@ -126,11 +126,11 @@ Test(sim_output, exit_status_of_a_bad_scenario_and_a_cancel)
 	cr_expect_eq(run(cmd, out, sizeof(out)), 2, "bad unit: %s", out);
 	cr_expect(strstr(out, ":2") && strstr(out, "memory"), "message names line and key: %s", out);
 
-	/* rho >= 1 with a short timeout and timeout_action=cancel */
+	/* rho >= 1, no throttling, a short timeout and timeout_action=cancel */
 	f = fopen(path, "w");
 	cr_assert_not_null(f);
 	fputs("[vm]\nmemory = 1G\n[workload]\nmodel = uniform\nrate = 2G/s\n"
-	      "[link]\nbandwidth = 1Gbit/s\n[migration]\ntimeout = 20s\ntimeout_action = cancel\n", f);
+	      "[link]\nbandwidth = 1Gbit/s\n[migration]\ntimeout = 20s\ntimeout_action = cancel\nthrottle_initial = 0\n", f);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "%s --json %s", sim, path);
 	static char json[1 << 20];
