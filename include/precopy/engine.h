@@ -491,12 +491,21 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
  * breakdown). Returns 0, -EBUSY (not in PRECOPY or SWITCHED). */
 PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns);
 
-/* Decide after an iteration. Runs the cheap estimate (cached device sizes,
- * RAM pending from the last sync); when it says switchover may be near (or
- * nothing was measured yet) runs the exact query: fresh precopy info and
- * stop-copy size from every device and a RAM sync. Then records the
- * iteration in the estimator and asks it (engine/decide.c) with the
- * devices' status and the switchover-ack state. Reads the return path
+/* Decide after an iteration, or in the middle of one. Runs the cheap
+ * estimate (cached device sizes, RAM pending); when it says switchover may
+ * be near (or nothing was measured yet) runs the exact query: fresh precopy
+ * info and stop-copy size from every device and a RAM sync. Then records
+ * the iteration in the estimator and asks it (engine/decide.c) with the
+ * devices' status and the switchover-ack state.
+ * In the middle of a pass (precopy_engine_next_pages() has pages left after
+ * its cursor) the cheap estimate counts those pages at the last measured
+ * bandwidth; while it is above exact_margin_pct of the limit the call
+ * answers CONTINUE with those figures and records nothing (d->iteration
+ * unchanged). Otherwise the iteration ends here: the sync adds newly dirty
+ * pages to the log and the cursor stays where it was (pages before it wait
+ * for the next pass, after the VMM's next precopy_engine_sync()). Calling
+ * it after every ~100 ms of sending is what lets a guest whose dirty set
+ * per pass never fits switch over between two syncs that do fit. Reads the return path
  * first. A failed stop-copy size query leaves that size unknown, which
  * blocks switchover. *d gets the decision and the numbers behind it.
  * Returns 0, -EINVAL (d NULL), -EBUSY (not in PRECOPY), or -errno
