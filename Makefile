@@ -35,10 +35,13 @@ endif
 PKGS    := liburing libpci numa
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -fPIC -fvisibility=hidden -pthread
+CXXFLAGS += -std=c++17 -pedantic -Wall -Wextra
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
+CXXFLAGS += -Werror
 endif
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -62,6 +65,7 @@ TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
 BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+CXX_SRCS   := $(sort $(wildcard tests/cxx/*.cpp))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
@@ -73,6 +77,7 @@ STATIC  := $(BUILD)/libprecopy.a
 SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
@@ -139,6 +144,12 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
+# C++ programs against the shared library, as a C++ VMM would link it
+$(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CXX     $@")
+	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lprecopy -Wl,-rpath,$(abspath $(BUILD))
+
 $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
@@ -167,8 +178,10 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS) $(SIMBIN)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN)
 	$(Q)./tests/check-symbols.sh $(STATIC)
+	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
+	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)
 
 bench: deps
