@@ -6,6 +6,8 @@
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario (once it exists)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make check-install  install into a temporary prefix, build and run the
+#                   examples against it through pkg-config (shared and static)
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
@@ -81,13 +83,15 @@ CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
+# headers `make install` installs
+PUBLIC_HDRS := $(sort $(wildcard include/precopy/*.h))
 
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
 
-.PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps check-install
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
-lib: $(STATIC) $(SHARED) $(BUILD)/libprecopy.pc
+lib: $(STATIC) $(SHARED)
 
 # ---- compile --------------------------------------------------------------
 $(BUILD)/obj/%_avx512.o: %_avx512.c
@@ -123,10 +127,6 @@ $(SIMLIB): $(SIMLIB_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(if $^,$(AR) rcs $@ $^,printf '!<arch>\n' > $@)
-
-$(BUILD)/libprecopy.pc: libprecopy.pc.in Makefile
-	@mkdir -p $(@D)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- programs ---------------------------------------------------------------
 $(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
@@ -184,6 +184,9 @@ test: deps
 	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)
 
+check-install: deps
+	$(Q)./tests/check-install.sh
+
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
 	$(Q)set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
@@ -193,6 +196,9 @@ sim: deps
 	$(Q)$(MAKE) --no-print-directory $(SIMBIN)
 	$(Q)$(SIMBIN)
 
+# The .pc is written here, not at build time, so that it names the PREFIX,
+# LIBDIR and INCDIR of this install (a plain `make` followed by
+# `make install PREFIX=X` gets prefix=X).
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(BINDIR)
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
@@ -200,8 +206,10 @@ install: lib
 	ln -sf libprecopy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libprecopy.so
 	install -m 644 include/precopy.h $(DESTDIR)$(INCDIR)/
-	install -m 644 include/precopy/*.h $(DESTDIR)$(INCDIR)/precopy/
-	install -m 644 $(BUILD)/libprecopy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 $(PUBLIC_HDRS) $(DESTDIR)$(INCDIR)/precopy/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+	  libprecopy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	$(if $(TOOLS),$(MAKE) --no-print-directory $(TOOLS) && install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
 
 uninstall:

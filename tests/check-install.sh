@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# tests/check-install.sh — what a VMM's build sees after `make install`.
+# A plain `make lib` first (so that a stale build-time .pc would show),
+# then `make install PREFIX=<temporary dir>`; then, through pkg-config and
+# nothing else:
+#   - the installed libprecopy.pc names that prefix;
+#   - tests/install/smoke.c and every examples/*.c are built against the
+#     installed tree twice: dynamically (pkg-config --libs) and statically
+#     (the archive, with pkg-config --static --libs for its dependencies),
+#     and each binary is checked to use the library it was linked with;
+#   - each binary runs: exit 0 passes, 77 is a skip (its message says why),
+#     anything else fails.
+# CC (default cc) builds the programs; MAKE_JOBS (default 2) the library.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cc=${CC:-cc}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+fail=0 ran=0 skipped=0
+
+make -s -j"${MAKE_JOBS:-2}" lib
+make -s install PREFIX="$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+
+got=$(pkg-config --variable=prefix libprecopy)
+if [ "$got" != "$prefix" ]; then
+    echo "check-install: installed libprecopy.pc says prefix=$got, installed into $prefix" >&2
+    exit 1
+fi
+for v in libdir includedir; do
+    d=$(pkg-config --variable=$v libprecopy)
+    case $d in "$prefix"/*) ;; *) echo "check-install: $v=$d is outside $prefix" >&2; exit 1 ;; esac
+done
+
+cflags=$(pkg-config --cflags libprecopy)
+dyn_libs=$(pkg-config --libs libprecopy)
+# the archive by name (GNU ld's -l:FILE), so that the linker cannot pick
+# the shared object that sits beside it; its dependencies from Libs.private
+# and Requires.private
+static_libs=$(pkg-config --static --libs libprecopy | sed 's/-lprecopy\b/-l:libprecopy.a/')
+
+run() { # name binary
+    local rc=0 out
+    out=$("$2" 2>&1) || rc=$?
+    case $rc in
+        0) ran=$((ran + 1)); printf '  %-28s ok: %s\n' "$1" "$(printf '%s\n' "$out" | tail -n 1)" ;;
+        77) skipped=$((skipped + 1)); printf '  %-28s %s\n' "$1" "$(printf '%s\n' "$out" | tail -n 1)" ;;
+        *) fail=1; echo "check-install: $1 exited $rc:" >&2; printf '%s\n' "$out" >&2 ;;
+    esac
+}
+
+for src in tests/install/*.c examples/*.c; do
+    [ -e "$src" ] || continue
+    name=$(basename "$src" .c)
+    # shellcheck disable=SC2086
+    if ! "$cc" -std=gnu11 -Wall -Wextra -Werror -pthread $cflags -o "$tmp/$name-dynamic" "$src" \
+            $dyn_libs -Wl,-rpath,"$prefix/lib"; then
+        echo "check-install: $src does not build against the installed shared library" >&2; fail=1; continue
+    fi
+    # shellcheck disable=SC2086
+    if ! "$cc" -std=gnu11 -Wall -Wextra -Werror -pthread $cflags -o "$tmp/$name-static" "$src" \
+            $static_libs; then
+        echo "check-install: $src does not link statically with pkg-config --static --libs" >&2; fail=1; continue
+    fi
+    if ! ldd "$tmp/$name-dynamic" | grep -q "$prefix/lib/libprecopy.so"; then
+        echo "check-install: $name-dynamic does not load the installed libprecopy.so" >&2; fail=1
+    fi
+    if ldd "$tmp/$name-static" | grep -q libprecopy; then
+        echo "check-install: $name-static still needs libprecopy.so" >&2; fail=1
+    fi
+    run "$name (shared)" "$tmp/$name-dynamic"
+    run "$name (static)" "$tmp/$name-static"
+done
+[ "$fail" -eq 0 ] || exit 1
+echo "check-install: prefix and .pc right; $ran runs passed, $skipped skipped (shared and static builds)"
