@@ -83,8 +83,9 @@ CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
-# headers `make install` installs
-PUBLIC_HDRS := $(sort $(wildcard include/precopy/*.h))
+# headers `make install` installs: not the fake kernel's (precopy/sim.h),
+# which only the test and simulator archive libprecopy-sim.a implements
+PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/precopy/*.h)))
 
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)

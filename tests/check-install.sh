@@ -4,7 +4,9 @@
 # A plain `make lib` first (so that a stale build-time .pc would show),
 # then `make install PREFIX=<temporary dir>`; then, through pkg-config and
 # nothing else:
-#   - the installed libprecopy.pc names that prefix;
+#   - the installed libprecopy.pc names that prefix, and precopy/sim.h (the
+#     fake kernel's header, which no installed library implements) is not
+#     installed;
 #   - tests/install/smoke.c and every examples/*.c are built against the
 #     installed tree twice: dynamically (pkg-config --libs) and statically
 #     (the archive, with pkg-config --static --libs for its dependencies),
@@ -33,6 +35,10 @@ for v in libdir includedir; do
     d=$(pkg-config --variable=$v libprecopy)
     case $d in "$prefix"/*) ;; *) echo "check-install: $v=$d is outside $prefix" >&2; exit 1 ;; esac
 done
+if [ -e "$prefix/include/precopy/sim.h" ]; then
+    echo "check-install: precopy/sim.h is installed, but no installed library defines its functions" >&2
+    exit 1
+fi
 
 cflags=$(pkg-config --cflags libprecopy)
 dyn_libs=$(pkg-config --libs libprecopy)
