@@ -13,8 +13,10 @@
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
 # (builds into build-san/ unless BUILD is given), CC=clang, BUILD=dir.
 
-VERSION_MAJOR := 0
-VERSION       := 0.1.0
+# the version comes from include/precopy/version.h, its one source
+version_part = $(shell sed -n 's/^\#define PRECOPY_VERSION_$(1) \([0-9]*\).*/\1/p' include/precopy/version.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SONAME        := libprecopy.so.$(VERSION_MAJOR)
 
 PREFIX  ?= /usr/local

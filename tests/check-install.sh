@@ -4,9 +4,9 @@
 # A plain `make lib` first (so that a stale build-time .pc would show),
 # then `make install PREFIX=<temporary dir>`; then, through pkg-config and
 # nothing else:
-#   - the installed libprecopy.pc names that prefix, and precopy/sim.h (the
-#     fake kernel's header, which no installed library implements) is not
-#     installed;
+#   - the installed libprecopy.pc names that prefix and the headers'
+#     version, and precopy/sim.h (the fake kernel's header, which no
+#     installed library implements) is not installed;
 #   - tests/install/smoke.c and every examples/*.c are built against the
 #     installed tree twice: dynamically (pkg-config --libs) and statically
 #     (the archive, with pkg-config --static --libs for its dependencies),
@@ -40,6 +40,12 @@ if [ -e "$prefix/include/precopy/sim.h" ]; then
     exit 1
 fi
 
+hdr=$(sed -n 's/^#define PRECOPY_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' \
+      "$prefix/include/precopy/version.h" | paste -sd.)
+if [ "$(pkg-config --modversion libprecopy)" != "$hdr" ]; then
+    echo "check-install: libprecopy.pc says version $(pkg-config --modversion libprecopy), the headers $hdr" >&2
+    exit 1
+fi
 cflags=$(pkg-config --cflags libprecopy)
 dyn_libs=$(pkg-config --libs libprecopy)
 # the archive by name (GNU ld's -l:FILE), so that the linker cannot pick
@@ -70,10 +76,14 @@ for src in tests/install/*.c examples/*.c; do
             $static_libs; then
         echo "check-install: $src does not link statically with pkg-config --static --libs" >&2; fail=1; continue
     fi
-    if ! ldd "$tmp/$name-dynamic" | grep -q "$prefix/lib/libprecopy.so"; then
+    # (ldd's output is kept first: under pipefail, grep -q closing the pipe
+    # early would fail the pipeline)
+    deps=$(ldd "$tmp/$name-dynamic")
+    if ! grep -qF "$prefix/lib/libprecopy.so" <<<"$deps"; then
         echo "check-install: $name-dynamic does not load the installed libprecopy.so" >&2; fail=1
     fi
-    if ldd "$tmp/$name-static" | grep -q libprecopy; then
+    deps=$(ldd "$tmp/$name-static")
+    if grep -q libprecopy <<<"$deps"; then
         echo "check-install: $name-static still needs libprecopy.so" >&2; fail=1
     fi
     run "$name (shared)" "$tmp/$name-dynamic"

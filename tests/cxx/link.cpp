@@ -22,6 +22,9 @@ static void check(bool ok, const char *what)
 
 int main()
 {
+	// precopy/version.h
+	check(precopy_version() == PRECOPY_VERSION, "version.h: library and headers agree");
+
 	// precopy/sys.h
 	const struct precopy_sys *sys = precopy_sys_real();
 	check(sys != nullptr && precopy_sys_validate(sys) == 0, "sys.h: precopy_sys_real() validates");
@@ -74,6 +77,6 @@ int main()
 
 	if (failures)
 		return 1;
-	std::printf("link-cxx: C++17 program linked against libprecopy, %d headers called\n", 9);
+	std::printf("link-cxx: C++17 program linked against libprecopy, %d headers called\n", 10);
 	return 0;
 }

@@ -57,6 +57,9 @@ int main(void)
 	if (precopy_pci_scan(NULL, NULL, NULL, 0) != -EINVAL)
 		return fail("pci: a scan into NULL must be refused");
 
-	printf("smoke: installed libprecopy works, the estimator says %s\n", precopy_action_name(d.action));
+	if (precopy_version() != PRECOPY_VERSION)
+		return fail("precopy_version() differs from the installed headers' PRECOPY_VERSION");
+	printf("smoke: libprecopy %d.%d.%d works, the estimator says %s\n", PRECOPY_VERSION_MAJOR,
+	       PRECOPY_VERSION_MINOR, PRECOPY_VERSION_PATCH, precopy_action_name(d.action));
 	return 0;
 }
