@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
 # precopy — plain Makefile. Quiet by default; V=1 shows full commands.
 #
-#   make            library (static + shared), tools, benchmarks into build/
+#   make            library (static + shared), tools, simulator, benchmarks into build/
 #   make test       build and run the Criterion suites (installs deps if missing)
 #   make bench      run the benchmarks in perf/
-#   make sim        run precopy-sim on its built-in scenario (once it exists)
+#   make sim        run precopy-sim on its built-in scenario
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make check-install  install into a temporary prefix, build and run the
 #                   examples against it through pkg-config (shared and static)
@@ -84,7 +84,7 @@ TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
-SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
+SIMBIN  := $(BUILD)/precopy-sim
 # headers `make install` installs: not the fake kernel's (precopy/sim.h),
 # which only the test and simulator archive libprecopy-sim.a implements
 PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/precopy/*.h)))
@@ -92,7 +92,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/prec
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
 
-.PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps check-install
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
@@ -129,7 +129,7 @@ $(SHARED): $(LIB_OBJS) include/libprecopy.map
 $(SIMLIB): $(SIMLIB_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
-	$(Q)rm -f $@ && $(if $^,$(AR) rcs $@ $^,printf '!<arch>\n' > $@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # ---- programs ---------------------------------------------------------------
 $(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
@@ -195,7 +195,6 @@ bench: deps
 	$(Q)set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
 
 sim: deps
-	$(Q)if [ -z "$(SIMBIN)" ]; then echo "precopy-sim is not built yet (issue 6); run 'make bench' for now" >&2; exit 2; fi
 	$(Q)$(MAKE) --no-print-directory $(SIMBIN)
 	$(Q)$(SIMBIN)
 
