@@ -8,6 +8,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make check-install  install into a temporary prefix, build and run the
 #                   examples against it through pkg-config (shared and static)
+#   make check-bindgen  the Rust bindings of precopy.h (bindgen, rustc layout
+#                   tests); skips where bindgen is not installed
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
@@ -92,7 +94,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/prec
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
 
-.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
@@ -189,6 +191,9 @@ test: deps
 
 check-install: deps
 	$(Q)./tests/check-install.sh
+
+check-bindgen: deps
+	$(Q)./tests/check-bindgen.sh
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
