@@ -5,11 +5,13 @@
 #   make test       build and run the Criterion suites (installs deps if missing)
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools,
+#                   man pages generated from the headers and the tools' --help)
 #   make check-install  install into a temporary prefix, build and run the
 #                   examples against it through pkg-config (shared and static)
 #   make check-bindgen  the Rust bindings of precopy.h (bindgen, rustc layout
 #                   tests); skips where bindgen is not installed
+#   make man        man pages into build/man (man -l build/man/man3/precopy.3)
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
@@ -25,6 +27,7 @@ PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build-san
@@ -94,7 +97,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/prec
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
 
-.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
@@ -195,6 +198,10 @@ check-install: deps
 check-bindgen: deps
 	$(Q)./tests/check-bindgen.sh
 
+# man pages into $(BUILD)/man from the headers and the tools' --help
+man: $(TOOLS) $(SIMBIN)
+	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN)
+
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
 	$(Q)set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
@@ -217,11 +224,19 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
 	  libprecopy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
-	$(if $(TOOLS),$(MAKE) --no-print-directory $(TOOLS) && install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
+	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN)
+	install -m 755 $(TOOLS) $(SIMBIN) $(DESTDIR)$(BINDIR)/
+	$(MAKE) --no-print-directory man
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(BUILD)/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(BUILD)/man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprecopy.* $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN)))
+	rm -f $(DESTDIR)$(MANDIR)/man1/precopy-*.1 $(DESTDIR)$(MANDIR)/man3/precopy.3 \
+	      $(DESTDIR)$(MANDIR)/man3/precopy_*.3
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -7,6 +7,9 @@
 #   - the installed libprecopy.pc names that prefix and the headers'
 #     version, and precopy/sim.h (the fake kernel's header, which no
 #     installed library implements) is not installed;
+#   - every function libprecopy.so exports and every installed tool has a
+#     man page, each renders without a groff warning, and
+#     `man 3 precopy_engine_new` opens the engine's page;
 #   - tests/install/smoke.c and every examples/*.c are built against the
 #     installed tree twice: dynamically (pkg-config --libs) and statically
 #     (the archive, with pkg-config --static --libs for its dependencies),
@@ -46,6 +49,33 @@ if [ "$(pkg-config --modversion libprecopy)" != "$hdr" ]; then
     echo "check-install: libprecopy.pc says version $(pkg-config --modversion libprecopy), the headers $hdr" >&2
     exit 1
 fi
+# man pages: one for every function the shared object exports, one for
+# every installed tool; each renders without a groff warning; and
+# `man 3 precopy_engine_new` opens the engine's page
+man=$prefix/share/man
+exported=$(nm -D --defined-only "$prefix/lib/libprecopy.so" | awk '$2 == "T" && $3 ~ /^precopy_/ { sub(/@.*/, "", $3); print $3 }')
+[ -n "$exported" ] || { echo "check-install: no exported function found in libprecopy.so" >&2; exit 1; }
+for fn in $exported; do
+    [ -f "$man/man3/$fn.3" ] || { echo "check-install: no man page for $fn" >&2; fail=1; }
+done
+for t in "$prefix"/bin/*; do
+    [ -f "$man/man1/$(basename "$t").1" ] || { echo "check-install: no man page for $(basename "$t")" >&2; fail=1; }
+done
+if command -v groff >/dev/null 2>&1; then
+    for p in "$man"/man1/*.1 "$man"/man3/*.3; do
+        grep -q '^\.so ' "$p" && continue
+        w=$(groff -man -ww -z "$p" 2>&1)
+        [ -z "$w" ] || { echo "check-install: $p: $w" >&2; fail=1; }
+    done
+fi
+if command -v man >/dev/null 2>&1; then
+    page=$(MANPATH=$man man -P cat 3 precopy_engine_new 2>/dev/null | sed -n '/^NAME/{n;p;q}')
+    case $page in *precopy_engine*) ;;
+        *) echo "check-install: man 3 precopy_engine_new shows '$page'" >&2; fail=1 ;; esac
+fi
+[ "$fail" -eq 0 ] || exit 1
+nman=$(ls "$man"/man3 | wc -l)
+
 cflags=$(pkg-config --cflags libprecopy)
 dyn_libs=$(pkg-config --libs libprecopy)
 # the archive by name (GNU ld's -l:FILE), so that the linker cannot pick
@@ -90,4 +120,4 @@ for src in tests/install/*.c examples/*.c; do
     run "$name (static)" "$tmp/$name-static"
 done
 [ "$fail" -eq 0 ] || exit 1
-echo "check-install: prefix and .pc right; $ran runs passed, $skipped skipped (shared and static builds)"
+echo "check-install: prefix and .pc right, $nman section-3 man pages; $ran runs passed, $skipped skipped (shared and static builds)"
