@@ -1,24 +1,33 @@
 # SPDX-License-Identifier: MIT
 # precopy — plain Makefile. Quiet by default; V=1 shows full commands.
 #
-#   make            library (static + shared), tools, benchmarks into build/
+#   make            library (static + shared), tools, simulator, benchmarks into build/
 #   make test       build and run the Criterion suites (installs deps if missing)
 #   make bench      run the benchmarks in perf/
-#   make sim        run precopy-sim on its built-in scenario (once it exists)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make sim        run precopy-sim on its built-in scenario
+#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools,
+#                   man pages generated from the headers and the tools' --help)
+#   make check-install  install into a temporary prefix, build and run the
+#                   examples against it through pkg-config (shared and static)
+#   make check-bindgen  the Rust bindings of precopy.h (bindgen, rustc layout
+#                   tests); skips where bindgen is not installed
+#   make man        man pages into build/man (man -l build/man/man3/precopy.3)
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
 # (builds into build-san/ unless BUILD is given), CC=clang, BUILD=dir.
 
-VERSION_MAJOR := 0
-VERSION       := 0.1.0
+# the version comes from include/precopy/version.h, its one source
+version_part = $(shell sed -n 's/^\#define PRECOPY_VERSION_$(1) \([0-9]*\).*/\1/p' include/precopy/version.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SONAME        := libprecopy.so.$(VERSION_MAJOR)
 
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build-san
@@ -35,10 +44,13 @@ endif
 PKGS    := liburing libpci numa
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -fPIC -fvisibility=hidden -pthread
+CXXFLAGS += -std=c++17 -pedantic -Wall -Wextra
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
+CXXFLAGS += -Werror
 endif
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -62,6 +74,7 @@ TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
 BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+CXX_SRCS   := $(sort $(wildcard tests/cxx/*.cpp))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
@@ -73,16 +86,20 @@ STATIC  := $(BUILD)/libprecopy.a
 SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
-SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
+SIMBIN  := $(BUILD)/precopy-sim
+# headers `make install` installs: not the fake kernel's (precopy/sim.h),
+# which only the test and simulator archive libprecopy-sim.a implements
+PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/precopy/*.h)))
 
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
 
-.PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps
+.PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
-lib: $(STATIC) $(SHARED) $(BUILD)/libprecopy.pc
+lib: $(STATIC) $(SHARED)
 
 # ---- compile --------------------------------------------------------------
 $(BUILD)/obj/%_avx512.o: %_avx512.c
@@ -117,11 +134,7 @@ $(SHARED): $(LIB_OBJS) include/libprecopy.map
 $(SIMLIB): $(SIMLIB_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
-	$(Q)rm -f $@ && $(if $^,$(AR) rcs $@ $^,printf '!<arch>\n' > $@)
-
-$(BUILD)/libprecopy.pc: libprecopy.pc.in Makefile
-	@mkdir -p $(@D)
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # ---- programs ---------------------------------------------------------------
 $(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
@@ -138,6 +151,12 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
+
+# C++ programs against the shared library, as a C++ VMM would link it
+$(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CXX     $@")
+	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lprecopy -Wl,-rpath,$(abspath $(BUILD))
 
 $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
@@ -167,19 +186,33 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(TOOLS) $(SIMBIN)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN)
 	$(Q)./tests/check-symbols.sh $(STATIC)
+	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
+	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)
+
+check-install: deps
+	$(Q)./tests/check-install.sh
+
+check-bindgen: deps
+	$(Q)./tests/check-bindgen.sh
+
+# man pages into $(BUILD)/man from the headers and the tools' --help
+man: $(TOOLS) $(SIMBIN)
+	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
 	$(Q)set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
 
 sim: deps
-	$(Q)if [ -z "$(SIMBIN)" ]; then echo "precopy-sim is not built yet (issue 6); run 'make bench' for now" >&2; exit 2; fi
 	$(Q)$(MAKE) --no-print-directory $(SIMBIN)
 	$(Q)$(SIMBIN)
 
+# The .pc is written here, not at build time, so that it names the PREFIX,
+# LIBDIR and INCDIR of this install (a plain `make` followed by
+# `make install PREFIX=X` gets prefix=X).
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(BINDIR)
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
@@ -187,13 +220,23 @@ install: lib
 	ln -sf libprecopy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libprecopy.so
 	install -m 644 include/precopy.h $(DESTDIR)$(INCDIR)/
-	install -m 644 include/precopy/*.h $(DESTDIR)$(INCDIR)/precopy/
-	install -m 644 $(BUILD)/libprecopy.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-	$(if $(TOOLS),$(MAKE) --no-print-directory $(TOOLS) && install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
+	install -m 644 $(PUBLIC_HDRS) $(DESTDIR)$(INCDIR)/precopy/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+	  libprecopy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
+	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN)
+	install -m 755 $(TOOLS) $(SIMBIN) $(DESTDIR)$(BINDIR)/
+	$(MAKE) --no-print-directory man
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(BUILD)/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(BUILD)/man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprecopy.* $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN)))
+	rm -f $(DESTDIR)$(MANDIR)/man1/precopy-*.1 $(DESTDIR)$(MANDIR)/man3/precopy.3 \
+	      $(DESTDIR)$(MANDIR)/man3/precopy_*.3
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -4,6 +4,7 @@
 #define PRECOPY_H
 
 #include "precopy/export.h"
+#include "precopy/version.h"
 #include "precopy/sys.h"
 #include "precopy/bitmap.h"
 #include "precopy/vfio.h"

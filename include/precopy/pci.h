@@ -27,6 +27,10 @@
 #include "precopy/export.h"
 #include "precopy/sys.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- addresses ------------------------------------------------------------ */
 
 /* A PCI function address: domain:bus:device.function. */
@@ -237,5 +241,9 @@ PRECOPY_API int precopy_pci_vfio_open(const struct precopy_sys *sys,
  * Returns 0, -EINVAL for an invalid sys or NULL fds, or the first close
  * error (the other fds are still closed). */
 PRECOPY_API int precopy_vfio_fds_close(const struct precopy_sys *sys, struct precopy_vfio_fds *fds);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* PRECOPY_PCI_H */

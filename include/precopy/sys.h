@@ -24,6 +24,10 @@
 
 #include "precopy/export.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Version 2 added pipe2 at the end of the table; a version 1 table (built
  * against the older, shorter struct) is rejected by precopy_sys_validate(). */
 #define PRECOPY_SYS_OPS_VERSION 2
@@ -102,5 +106,9 @@ static inline int precopy_sys_pipe2(const struct precopy_sys *s, int fds[2], int
 {
 	return s->ops->pipe2(s->ctx, fds, flags);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* PRECOPY_SYS_H */
