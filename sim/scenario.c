@@ -102,16 +102,23 @@ static int number(const char **s, uint64_t *ip, double *frac, int *has_frac)
 	return 0;
 }
 
+/* ip.frac x mult, the fraction rounded to the nearest unit. The rounded
+ * fraction is what is added, so a value whose rounding carries past
+ * 2^64 - 1 ("17179869183.9999999999G") is -ERANGE, not a wrap to 0. */
 static int scaled(uint64_t ip, double frac, uint64_t mult, uint64_t *out)
 {
-	double f = frac * (double)mult;
+	double f = floor(frac * (double)mult + 0.5);
+	uint64_t add;
 
 	if (mult && ip > UINT64_MAX / mult)
 		return -ERANGE;
 	ip *= mult;
-	if (f >= 0x1.0p64 || ip > UINT64_MAX - (uint64_t)f)
+	if (!(f < 0x1.0p64))
 		return -ERANGE;
-	*out = ip + (uint64_t)llround(f);
+	add = (uint64_t)f;
+	if (add > UINT64_MAX - ip)
+		return -ERANGE;
+	*out = ip + add;
 	return 0;
 }
 

@@ -34,6 +34,12 @@ static const struct unit_case units[] = {
 	{ 0, "64Q", -EINVAL, 0 },          { 0, "", -EINVAL, 0 },            { 0, "G", -EINVAL, 0 },
 	{ 0, "-1G", -EINVAL, 0 },          { 0, "1.G", -EINVAL, 0 },         { 0, "16777216T", -ERANGE, 0 },
 	{ 0, "99999999999999999999", -ERANGE, 0 },
+	/* the rounded fraction carries past 2^64 - 1: an error, not a wrap to 0 */
+	{ 0, "17179869183.9999999999G", -ERANGE, 0 }, { 0, "16777215.99999999999999999T", -ERANGE, 0 },
+	{ 0, "17179869183.4G", 0, 0xFFFFFFFFC0000000ull + 429496730ull },
+	{ 0, "16777215.99999999999T", 0, 0xFFFFFFFFFFFFFFF5ull },
+	{ 1, "17179869183.9999999999G/s", -ERANGE, 0 }, { 1, "18446744073.7095516159999Gbit/s", -ERANGE, 0 },
+	{ 2, "18446744073.7095516159999s", -ERANGE, 0 },
 	{ 1, "500M/s", 0, 500ull << 20 },  { 1, "1250M/s", 0, 1250ull << 20 }, { 1, "10Gbit/s", 0, 1250000000ull },
 	{ 1, "1Gbit/s", 0, 125000000ull }, { 1, "100Mbit/s", 0, 12500000ull }, { 1, "8bit/s", 0, 1 },
 	{ 1, "2G/s", 0, 2ull << 30 },      { 1, "25 Gbit/s", 0, 3125000000ull }, { 1, "500M", -EINVAL, 0 },
