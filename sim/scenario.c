@@ -10,6 +10,7 @@
  * so messages have line numbers whatever options libinih was built with,
  * and it sees section headers (even of empty sections) as they come. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "precopy/engine.h"
 #include "simulator.h"
@@ -240,6 +243,84 @@ int sim_parse_time(const char *s, uint64_t *ns)
 	return scaled(ip, frac, mult, ns);
 }
 
+/* ---- reading a file --------------------------------------------------------- */
+
+/* The whole of a regular file of at most max bytes, NUL-terminated, in
+ * *text (free() it). Anything else (a FIFO, a device such as /dev/zero, a
+ * directory, a larger file, a NUL byte) is refused with "PATH: why" in
+ * err: -EINVAL, or -errno when the file cannot be opened or read. The open
+ * does not block on a FIFO (O_NONBLOCK), and a file that grows after the
+ * fstat is still cut at max + 1 bytes and refused. */
+static int read_text_file(const char *path, size_t max, const char *what, char **text, char *err,
+			  size_t err_len)
+{
+	struct stat st;
+	size_t len = 0;
+	char *buf;
+	int fd, r;
+
+	*text = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "%s: not a regular file (%s must be a plain file)", path, what);
+		close(fd);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > max) {
+		snprintf(err, err_len, "%s: too large (%llu bytes; %s is at most %zu bytes)", path,
+			 (unsigned long long)st.st_size, what, max);
+		close(fd);
+		return -EINVAL;
+	}
+	buf = malloc(max + 2);
+	if (!buf) {
+		snprintf(err, err_len, "%s: out of memory", path);
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < max + 1) {
+		ssize_t n = read(fd, buf + len, max + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, err_len, "%s: read error: %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len > max) {
+		snprintf(err, err_len, "%s: too large (it grew; %s is at most %zu bytes)", path, what, max);
+		free(buf);
+		return -EINVAL;
+	}
+	buf[len] = '\0';
+	if (strlen(buf) != len) {
+		snprintf(err, err_len, "%s: not a text file (NUL byte)", path);
+		free(buf);
+		return -EINVAL;
+	}
+	*text = buf;
+	return 0;
+}
+
 /* ---- the key table ------------------------------------------------------ */
 
 enum sec { SEC_NONE = -1, SEC_VM, SEC_WORKLOAD, SEC_LINK, SEC_MIGRATION, SEC_DEVICE, SEC_COUNT };
@@ -341,7 +422,7 @@ static char *reader(char *str, int num, void *stream)
 	struct pctx *p = stream;
 	size_t n = 0;
 
-	if (!p->text[p->pos] || num < 2)
+	if (!p->text[p->pos] || num < 2 || p->failed)
 		return NULL;
 	while (p->text[p->pos] && n + 1 < (size_t)num) {
 		char c = p->text[p->pos++];
@@ -351,6 +432,15 @@ static char *reader(char *str, int num, void *stream)
 	}
 	str[n] = '\0';
 	p->line++;
+	if (n && str[n - 1] != '\n' && p->text[p->pos]) {
+		if (p->text[p->pos] == '\n') {
+			p->pos++; /* the line fits without its newline */
+		} else {
+			/* libinih would take the rest of the line as a line of its own */
+			perr(p, NULL, "line too long (at most %d characters)", num - 1);
+			return NULL;
+		}
+	}
 	return str;
 }
 
@@ -471,13 +561,13 @@ static int parse_phases(struct pctx *p, const char *key, const char *v)
 }
 
 /* The trace file: "time_ms,pages" per line, times not decreasing; blank
- * lines and lines starting with '#' are skipped. */
+ * lines and lines starting with '#' are skipped. A regular file of at most
+ * SIM_TRACE_MAX_BYTES. */
 static int parse_trace(struct pctx *p, const char *key, const char *v)
 {
 	struct sim_scenario *sc = p->sc;
-	char path[PATH_MAX], line[256];
-	FILE *f;
-	int ln = 0;
+	char path[PATH_MAX], msg[SIM_ERR_MAX], *text, *line, *next;
+	int ln = 0, r;
 	size_t cap = 0;
 
 	if (v[0] != '/' && p->dir_of) {
@@ -488,33 +578,45 @@ static int parse_trace(struct pctx *p, const char *key, const char *v)
 		snprintf(path, sizeof(path), "%s", v);
 	}
 	snprintf(sc->trace_path, sizeof(sc->trace_path), "%s", v);
-	f = fopen(path, "r");
-	if (!f)
-		return perr(p, key, "cannot read trace \"%s\": %s", path, strerror(errno));
+	r = read_text_file(path, SIM_TRACE_MAX_BYTES, "a trace", &text, msg, sizeof(msg));
+	if (r < 0) {
+		if (r == -EINVAL)
+			return perr(p, key, "cannot use trace %s", msg);
+		return perr(p, key, "cannot read trace \"%s\": %s", path, strerror(-r));
+	}
 	free(sc->trace);
 	sc->trace = NULL;
 	sc->ntrace = 0;
-	while (fgets(line, sizeof(line), f)) {
+	for (line = text; *line; line = next) {
 		unsigned long long t, n;
 		char extra;
 		const char *s = skip_ws(line);
 
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = '\0';
 		ln++;
-		if (*s == '#' || *s == '\n' || *s == '\r' || !*s)
+		if (*s == '#' || *s == '\r' || !*s)
 			continue;
-		if (sscanf(s, "%llu , %llu %c", &t, &n, &extra) != 2 || t > UINT64_MAX / 1000000) {
-			fclose(f);
+		if (sscanf(s, "%llu , %llu %c", &t, &n, &extra) != 2 || t > UINT64_MAX / 1000000 ||
+		    strchr(s, '-')) {
+			free(text);
 			return perr(p, key, "%s:%d: bad trace line (time_ms,pages)", path, ln);
 		}
+		if (n > SIM_MAX_TRACE_PAGES) {
+			free(text);
+			return perr(p, key, "%s:%d: %llu page writes in one event is too many (at most %llu)", path,
+				    ln, n, (unsigned long long)SIM_MAX_TRACE_PAGES);
+		}
 		if (sc->ntrace && t * 1000000 < sc->trace[sc->ntrace - 1].t_ns) {
-			fclose(f);
+			free(text);
 			return perr(p, key, "%s:%d: trace time goes backwards", path, ln);
 		}
 		if (sc->ntrace == cap) {
 			size_t nc = cap ? cap * 2 : 256;
 			struct sim_trace_event *ne = realloc(sc->trace, nc * sizeof(*ne));
 			if (!ne) {
-				fclose(f);
+				free(text);
 				return perr(p, key, "out of memory");
 			}
 			sc->trace = ne;
@@ -524,7 +626,7 @@ static int parse_trace(struct pctx *p, const char *key, const char *v)
 		sc->trace[sc->ntrace].pages = n;
 		sc->ntrace++;
 	}
-	fclose(f);
+	free(text);
 	if (!sc->ntrace)
 		return perr(p, key, "trace \"%s\" has no event", path);
 	return 1;
@@ -774,48 +876,13 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len)
 {
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t len = 0, cap = 0;
+	char *text;
 	int r;
 
 	sim_scenario_init(sc);
-	if (!f) {
-		r = -errno;
-		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+	r = read_text_file(path, SIM_SCENARIO_MAX_BYTES, "a scenario", &text, err, err_len);
+	if (r < 0)
 		return r;
-	}
-	for (;;) {
-		size_t n;
-		if (cap - len < 4097) {
-			char *nt = realloc(text, cap ? cap * 2 : 8192);
-			if (!nt) {
-				free(text);
-				fclose(f);
-				snprintf(err, err_len, "%s: out of memory", path);
-				return -ENOMEM;
-			}
-			text = nt;
-			cap = cap ? cap * 2 : 8192;
-		}
-		n = fread(text + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	r = ferror(f) ? -EIO : 0;
-	fclose(f);
-	if (r < 0) {
-		free(text);
-		snprintf(err, err_len, "%s: read error", path);
-		return r;
-	}
-	text[len] = '\0';
-	if (strlen(text) != len) {
-		free(text);
-		snprintf(err, err_len, "%s: not a text file (NUL byte)", path);
-		return -EINVAL;
-	}
 	r = sim_scenario_parse_string(sc, path, text, err, err_len);
 	free(text);
 	return r;

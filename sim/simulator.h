@@ -23,6 +23,9 @@
 #define SIM_MAX_DEVICES 64
 #define SIM_MAX_PHASES 64
 #define SIM_ERR_MAX 512
+#define SIM_SCENARIO_MAX_BYTES (1u << 20)   /* a scenario file */
+#define SIM_TRACE_MAX_BYTES (64u << 20)     /* a trace file */
+#define SIM_MAX_TRACE_PAGES (1ull << 32)    /* page writes in one trace event */
 
 enum sim_model {
 	SIM_MODEL_UNIFORM = 0,    /* random pages, uniformly over all RAM */
@@ -109,7 +112,10 @@ int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t err_len)
 
 /* Parse an INI scenario. `name` is what error messages call the file. On
  * failure, err says "FILE:LINE: [section] key: problem" (or "FILE: ..." for
- * an unreadable file). Returns 0, -EINVAL (bad scenario), -ENOENT/-errno
+ * an unreadable file). sim_scenario_load() reads only a regular file of at
+ * most SIM_SCENARIO_MAX_BYTES without NUL bytes (-EINVAL otherwise: a FIFO,
+ * /dev/zero, a directory); a trace file it names, one of at most
+ * SIM_TRACE_MAX_BYTES. Returns 0, -EINVAL (bad scenario), -ENOENT/-errno
  * (cannot read). The scenario is initialized first; release it with
  * sim_scenario_release() in every case. */
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len);

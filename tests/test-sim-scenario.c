@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "precopy/engine.h"
@@ -86,6 +87,9 @@ static const struct err_case errs[] = {
 	  "t.ini:2: [network]: unknown section (known: vm, workload, link, migration, device.NAME)" },
 	{ "[vm\nmemory = 1G\n", "t.ini:1: syntax error (expected [section] or key = value)" },
 	{ "[vm]\njust some words\n", "t.ini:2: syntax error (expected [section] or key = value)" },
+	{ "[vm]\n; 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234\n",
+	  "t.ini:2: line too long (at most 199 characters)" },
 	{ "[workload]\nmodel = random\n",
 	  "t.ini:2: [workload] model: unknown model \"random\" (uniform, hotset, zipf, sequential, phases, trace)" },
 	{ "[workload]\nrate = 200M\n", "t.ini:2: [workload] rate: bad rate \"200M\" (bytes: 500M/s; bits: 10Gbit/s)" },
@@ -162,6 +166,69 @@ Test(sim_scenario, files_missing_and_not_text)
 	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "not a text file"), "%s", err);
 	unlink(path);
+}
+
+/* A file of n bytes: comment lines (c, then padding), then tail. */
+static void write_sized(const char *path, size_t n, char c, const char *tail)
+{
+	FILE *f = fopen(path, "w");
+	size_t pad = n - strlen(tail);
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	for (size_t i = 0; i < pad; i++)
+		fputc(i == pad - 1 || i % 64 == 63 ? '\n' : i % 64 ? '-' : c, f);
+	fputs(tail, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+Test(sim_scenario, only_regular_files_up_to_1_MiB)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX], dir[] = "/tmp/precopy-sim-test-XXXXXX", path[64], text[256];
+
+	cr_assert_not_null(mkdtemp(dir));
+	/* devices, directories and FIFOs: refused at once, even a FIFO with no writer */
+	cr_assert_eq(sim_scenario_load(&sc, "/dev/zero", err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "/dev/zero: not a regular file (a scenario must be a plain file)");
+	cr_assert_eq(sim_scenario_load(&sc, dir, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	unlink(path);
+
+	/* 1 MiB is accepted, one byte more is not */
+	snprintf(path, sizeof(path), "%s/big.ini", dir);
+	write_sized(path, SIM_SCENARIO_MAX_BYTES, ';', "[vm]\nmemory = 1G\n");
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sc.memory, 1ull << 30);
+	sim_scenario_release(&sc);
+	write_sized(path, SIM_SCENARIO_MAX_BYTES + 1, ';', "[vm]\nmemory = 1G\n");
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s: too large (1048577 bytes; a scenario is at most 1048576 bytes)", path);
+	cr_assert_str_eq(err, text);
+	unlink(path);
+
+	/* the trace it names: the same rule, the message on the key's line */
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", "[workload]\nmodel = trace\ntrace = /dev/zero\n", err,
+					       sizeof(err)),
+		     -EINVAL);
+	cr_assert_str_eq(err, "t.ini:3: [workload] trace: cannot use trace /dev/zero: not a regular file (a trace "
+			      "must be a plain file)");
+	sim_scenario_release(&sc);
+	snprintf(path, sizeof(path), "%s/t.csv", dir);
+	write_sized(path, 64, '#', "0,1\n10,4294967297\n");
+	snprintf(text, sizeof(text), "[workload]\nmodel = trace\ntrace = %s\n", path);
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, ":3: 4294967297 page writes in one event is too many (at most 4294967296)"), "%s", err);
+	sim_scenario_release(&sc);
+	write_sized(path, 64, '#', "0,1\n10,-1\n");
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, ":3: bad trace line (time_ms,pages)"), "%s", err);
+	sim_scenario_release(&sc);
+	unlink(path);
+	rmdir(dir);
 }
 
 Test(sim_scenario, values_land_where_they_belong)
