@@ -144,7 +144,10 @@ void sim_workload_free(struct sim_workload *w);
 
 /* The guest writes from its last time up to t_ns (virtual, since the start
  * of the migration) at its rate x (100 - throttle) / 100: sets the bits of
- * the pages written. Returns the page writes made (not distinct pages). */
+ * the pages written. Returns the page writes made (not distinct pages).
+ * A step of at least as many writes as pages draws each page once, with the
+ * chance those writes give it, instead of each write: O(pages), not
+ * O(writes). */
 uint64_t sim_workload_run(struct sim_workload *w, uint64_t t_ns);
 
 /* Throttle (percent, 0..99) from now on. */
