@@ -114,15 +114,11 @@ int main(int argc, char **argv)
 		sim_scenario_release(&sc);
 		return EXIT_BAD_SCENARIO;
 	}
-	if (seed) {
-		char *end;
-		errno = 0;
-		sc.seed = strtoull(seed, &end, 10);
-		if (!*seed || *end || errno) {
-			fprintf(stderr, "precopy-sim: --seed: bad number \"%s\"\n", seed);
-			sim_scenario_release(&sc);
-			return EXIT_BAD_SCENARIO;
-		}
+	/* the file's rule for [workload] seed, not a second one */
+	if (seed && sim_scenario_set(&sc, "--seed", "workload", "seed", seed, err, sizeof(err)) < 0) {
+		fprintf(stderr, "precopy-sim: %s\n", err);
+		sim_scenario_release(&sc);
+		return EXIT_BAD_SCENARIO;
 	}
 	show_progress = show_progress && isatty(STDERR_FILENO);
 	e = sim_run(&sc, &res, show_progress ? progress : NULL, stderr);

@@ -407,7 +407,9 @@ static int perr(struct pctx *p, const char *key, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (key)
+	if (key && !p->line) /* a value from elsewhere: sim_scenario_set() */
+		snprintf(p->err, p->err_len, "%s: [%s] %s: %s", p->name, p->secname, key, msg);
+	else if (key)
 		snprintf(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, p->line, p->secname, key, msg);
 	else
 		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, p->line, msg);
@@ -682,6 +684,8 @@ static int set_value(struct pctx *p, const struct key *k, const char *v)
 		return 1;
 	case K_U64:
 		r = parse_uint(v, UINT64_MAX, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "%s is out of range (0..%llu)", v, (unsigned long long)UINT64_MAX);
 		if (r < 0)
 			return perr(p, k->name, "bad number \"%s\"", v);
 		*(uint64_t *)dst = u;
@@ -872,6 +876,51 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 	}
 	free(p);
 	return 0;
+}
+
+int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,
+		     const char *value, char *err, size_t err_len)
+{
+	struct pctx *p;
+	char msg[SIM_ERR_MAX];
+	int r = -EINVAL;
+
+	if (err_len)
+		err[0] = '\0';
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, err_len, "%s: out of memory", origin);
+		return -ENOMEM;
+	}
+	p->sc = sc;
+	p->name = origin;
+	p->err = err;
+	p->err_len = err_len;
+	p->sec = SEC_NONE;
+	snprintf(p->secname, sizeof(p->secname), "%s", section);
+	for (int i = 0; i < SEC_DEVICE; i++)
+		if (!strcmp(section, sec_names[i]))
+			p->sec = i;
+	for (size_t i = 0; i < NKEYS && p->sec != SEC_NONE; i++) {
+		if (keys[i].sec != p->sec || strcmp(keys[i].name, key))
+			continue;
+		if (!*value && keys[i].kind != K_RATE_OPT)
+			perr(p, key, "no value");
+		else
+			set_value(p, &keys[i], value);
+		if (p->failed)
+			break;
+		if (sim_scenario_check(sc, msg, sizeof(msg)) < 0) {
+			snprintf(err, err_len, "%s: %s", origin, msg);
+			break;
+		}
+		r = 0;
+		break;
+	}
+	if (r < 0 && !p->failed && !err[0])
+		snprintf(err, err_len, "%s: [%s] %s: no such key", origin, section, key);
+	free(p);
+	return r;
 }
 
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len)

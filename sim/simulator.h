@@ -27,6 +27,20 @@
 #define SIM_TRACE_MAX_BYTES (64u << 20)     /* a trace file */
 #define SIM_MAX_TRACE_PAGES (1ull << 32)    /* page writes in one trace event */
 
+/* What the model represents (sim_scenario_check() refuses more; the
+ * reasons are in docs/sim-input.md):
+ *  - memory up to 2^52 bytes (4096T, a 52-bit guest physical space);
+ *  - link and switchover bandwidth up to 2^40 B/s (1T/s, 8.8 Tbit/s): the
+ *    virtual clock counts whole nanoseconds, and a 4K page then still takes
+ *    3.7 ns, so every send the engine measures lasts a few ns at least
+ *    (at 2^60 B/s whole iterations took 0 ns and no bandwidth was measured);
+ *  - guest and device DMA write rates up to 2^40 B/s: no host's memory
+ *    takes writes faster (the workload's work per step is bounded by the
+ *    memory, not by the rate: sim_workload_run()). */
+#define SIM_MAX_MEMORY (1ull << 52)
+#define SIM_MAX_BANDWIDTH_BPS (1ull << 40)
+#define SIM_MAX_RATE_BPS (1ull << 40)
+
 enum sim_model {
 	SIM_MODEL_UNIFORM = 0,    /* random pages, uniformly over all RAM */
 	SIM_MODEL_HOTSET = 1,     /* hot_fraction of writes in the first hot_size bytes */
@@ -106,8 +120,9 @@ void sim_device_init(struct sim_device *d, const char *name);
 /* Release what the scenario owns (the trace). */
 void sim_scenario_release(struct sim_scenario *sc);
 
-/* Cross-key checks after parsing (also for scenarios built in code).
- * Returns 0, or -EINVAL with "what: why" in err (err_len bytes). */
+/* Cross-key checks and the limits above, after parsing (also for scenarios
+ * built in code; sim_run() calls it). Returns 0, or -EINVAL with
+ * "[section] key: why" in err (err_len bytes). */
 int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t err_len);
 
 /* Parse an INI scenario. `name` is what error messages call the file. On
@@ -121,6 +136,14 @@ int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t err_len)
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len);
 int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const char *text, char *err,
 			      size_t err_len);
+
+/* Set one key of the [vm], [workload], [link] or [migration] section from
+ * text, with the parser's own rules (the command line's --seed is
+ * [workload] seed), then check the whole scenario again. `origin` is what
+ * the message calls the source of the value: on failure err says
+ * "ORIGIN: [section] key: problem". Returns 0 or -EINVAL. */
+int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,
+		     const char *value, char *err, size_t err_len);
 
 /* The built-in scenario (`make sim`), as INI text. */
 extern const char sim_default_scenario[];

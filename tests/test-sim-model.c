@@ -358,7 +358,7 @@ Test(sim_model, huge_rate_on_a_small_vm_runs_in_seconds, .timeout = 60)
 {
 	/* 1 GiB written at 1T/s for 600 s of virtual time: 1.6e11 page writes,
 	 * which took 5 minutes one bitmap write at a time */
-	struct sim_scenario sc = base(GiB, GiB, 1ull << 40, SIM_MODEL_UNIFORM);
+	struct sim_scenario sc = base(GiB, GiB, SIM_MAX_RATE_BPS, SIM_MODEL_UNIFORM);
 	struct sim_result r;
 
 	sc.timeout_ns = 600 * S;
@@ -368,5 +368,23 @@ Test(sim_model, huge_rate_on_a_small_vm_runs_in_seconds, .timeout = 60)
 	for (size_t i = 1; i < r.niters; i++)
 		cr_assert_eq(r.iters[i].dirty_pages, sc.memory / sc.page_size, "iteration %zu: not every page dirty", i + 1);
 	cr_assert_lt(r.wall_s, 20.0, "took %.1f s", r.wall_s);
+	sim_result_release(&r);
+}
+
+Test(sim_model, bandwidth_at_the_limit_is_measured_and_above_it_refused)
+{
+	struct sim_scenario sc = base(4 * GiB, SIM_MAX_BANDWIDTH_BPS, GiB, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER, "%s (%s)", sim_outcome_name(r.outcome), r.error);
+	cr_assert_gt(r.niters, 0);
+	for (size_t i = 0; i < r.niters; i++)
+		cr_assert_gt(r.iters[i].bandwidth_Bps, 0, "iteration %zu measured no bandwidth", i + 1);
+	sim_result_release(&r);
+	/* 2^60 B/s: every send took 0 ns and the converging VM was cancelled */
+	sc.bandwidth_Bps = 1ull << 60;
+	cr_assert_eq(sim_run(&sc, &r, NULL, NULL), -EINVAL);
+	cr_assert(strstr(r.error, "[link] bandwidth: 1152921504606846976 B/s is above the limit"), "%s", r.error);
 	sim_result_release(&r);
 }

@@ -138,3 +138,19 @@ Test(sim_output, exit_status_of_a_bad_scenario_and_a_cancel)
 	cr_expect(strstr(json, "\"outcome\":\"cancelled\""), "%.300s", json);
 	unlink(path);
 }
+
+/* --seed and [workload] seed: one rule (the parser's), one message */
+Test(sim_output, seed_on_the_command_line_follows_the_file_rule)
+{
+	static const char *const bad[] = { "-1", "+1", " 1", "1x", "0x10", "18446744073709551616", "" };
+	char cmd[PATH_MAX * 2], out[4096];
+
+	find_sim();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --seed '%s' --json 2>&1 >/dev/null", sim, bad[i]);
+		cr_expect_eq(run(cmd, out, sizeof(out)), 2, "--seed '%s' accepted: %s", bad[i], out);
+		cr_expect(strstr(out, "precopy-sim: --seed: [workload] seed: "), "--seed '%s': %s", bad[i], out);
+	}
+	snprintf(cmd, sizeof(cmd), "%s --seed 18446744073709551615 --json >/dev/null", sim);
+	cr_expect_eq(run(cmd, NULL, 0), 0, "the largest seed is refused");
+}

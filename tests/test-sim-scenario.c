@@ -82,6 +82,34 @@ static const struct err_case errs[] = {
 	{ "[vm]\nmemory =\n", "t.ini:2: [vm] memory: no value" },
 	{ "\n\n[vm]\npage_size = 3K\n", "t.ini:4: [vm] page_size: must be a power of two >= 4K" },
 	{ "[vm]\nmemory = 10000\n", "t.ini:2: [vm] memory: must be a non-zero multiple of page_size" },
+	{ "[vm]\nmemory = 16777215.99999999999T\n",
+	  "t.ini:2: [vm] memory: 18446744073709551605 bytes is above the limit of 4503599627370496 bytes (4096T, a 52-bit "
+	  "guest physical address space)" },
+	{ "[vm]\nmemory = 4097T\n",
+	  "t.ini:2: [vm] memory: 4504699138998272 bytes is above the limit of 4503599627370496 bytes (4096T, a 52-bit "
+	  "guest physical address space)" },
+	{ "[vm]\nvcpus = 0\n", "t.ini:2: [vm] vcpus: must be >= 1" },
+	{ "[workload]\nseed = -1\n", "t.ini:2: [workload] seed: bad number \"-1\"" },
+	{ "[workload]\nseed = 18446744073709551616\n",
+	  "t.ini:2: [workload] seed: 18446744073709551616 is out of range (0..18446744073709551615)" },
+	{ "[link]\nbandwidth = 1025G/s\n",
+	  "t.ini:2: [link] bandwidth: 1100585369600 B/s is above the limit of 1099511627776 B/s (1T/s: the virtual "
+	  "clock counts whole ns, and a 4K page must take a few of them)" },
+	{ "[link]\nbandwidth = 9223372036854775807bit/s\n",
+	  "t.ini:2: [link] bandwidth: 1152921504606846975 B/s is above the limit of 1099511627776 B/s (1T/s: the "
+	  "virtual clock counts whole ns, and a 4K page must take a few of them)" },
+	{ "[migration]\nswitchover_bandwidth = 2T/s\n",
+	  "t.ini:2: [migration] switchover_bandwidth: 2199023255552 B/s is above the limit of 1099511627776 B/s (1T/s, "
+	  "as [link] bandwidth)" },
+	{ "[workload]\nrate = 16777215T/s\n",
+	  "t.ini:2: [workload] rate: 18446742974197923840 B/s is above the limit of 1099511627776 B/s (1T/s, beyond any "
+	  "host's memory bandwidth)" },
+	{ "[workload]\nmodel = phases\nphases = 1s:1M/s,2s:2T/s\n",
+	  "t.ini:3: [workload] phases: phase 2's rate: 2199023255552 B/s is above the limit of 1099511627776 B/s (1T/s, "
+	  "beyond any host's memory bandwidth)" },
+	{ "[device.d]\ndma_rate = 1025G/s\n",
+	  "t.ini:2: [device.d] dma_rate: 1100585369600 B/s is above the limit of 1099511627776 B/s (1T/s, beyond any "
+	  "host's memory bandwidth)" },
 	{ "memory = 64G\n", "t.ini:1: memory: key outside of any section" },
 	{ "[vm]\n[network]\nbandwidth = 1G/s\n",
 	  "t.ini:2: [network]: unknown section (known: vm, workload, link, migration, device.NAME)" },
