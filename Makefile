@@ -61,11 +61,14 @@ PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
 TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
 BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
+# what the tools share (the JSON string writer); libprecopy-sim.a carries it too
+TOOLLIB_SRCS:= $(sort $(filter-out $(TOOL_SRCS),$(wildcard tools/*.c)))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
-SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS))
+TOOLLIB_OBJS:= $(call obj,$(TOOLLIB_SRCS))
+SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS)) $(TOOLLIB_OBJS)
 TESTLIB_OBJS:= $(call obj,$(TESTLIB_SRCS))
 PERFLIB_OBJS:= $(call obj,$(PERFLIB_SRCS))
 
@@ -124,10 +127,10 @@ $(BUILD)/libprecopy.pc: libprecopy.pc.in Makefile
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- programs ---------------------------------------------------------------
-$(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
+$(BUILD)/precopy-%: tools/precopy-%.c $(TOOLLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLLIB_OBJS) $(STATIC) $(LDLIBS)
 
 $(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
@@ -153,7 +156,7 @@ fuzz:
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
 	@echo "built: $(FUZZERS)  (run one: $(FUZZ_BUILD)/fuzz-NAME -max_total_time=60)"
 
-$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS)
+$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_SRCS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/objs CC=$(FUZZ_CC) \
