@@ -45,7 +45,10 @@ static void usage(FILE *f)
 		"  2  bad usage or bad scenario (the message names file, line and key), or\n"
 		"     a --csv/--svg file cannot be opened for writing (checked before the run)\n"
 		"  3  cancelled (the timeout with timeout_action=cancel)\n"
-		"  4  forced switchover (the timeout with timeout_action=force: limit exceeded)\n");
+		"  4  forced switchover (the timeout with timeout_action=force: limit exceeded)\n"
+		"\n");
+	sim_scenario_keys_help(f);
+	fprintf(f, "\nLimits and file rules: docs/sim-input.md. Examples: sim/scenarios/.\n");
 }
 
 static void progress(void *ctx, const struct sim_result *r, const struct sim_iter *it, uint64_t now_ns)

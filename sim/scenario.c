@@ -334,46 +334,47 @@ struct key {
 	const char *name;
 	int kind;
 	size_t off; /* into struct sim_scenario, or struct sim_device for SEC_DEVICE */
+	const char *help; /* for --help (sim_scenario_keys_help()) */
 };
 
 #define SC(f) offsetof(struct sim_scenario, f)
 #define DV(f) offsetof(struct sim_device, f)
 
 static const struct key keys[] = {
-	{ SEC_VM, "memory", K_SIZE, SC(memory) },
-	{ SEC_VM, "page_size", K_SIZE, SC(page_size) },
-	{ SEC_VM, "vcpus", K_U32, SC(vcpus) },
-	{ SEC_WORKLOAD, "model", K_MODEL, SC(model) },
-	{ SEC_WORKLOAD, "rate", K_RATE, SC(rate_Bps) },
-	{ SEC_WORKLOAD, "hot_size", K_SIZE, SC(hot_size) },
-	{ SEC_WORKLOAD, "hot_fraction", K_FRACTION, SC(hot_fraction) },
-	{ SEC_WORKLOAD, "zipf_s", K_POSITIVE, SC(zipf_s) },
-	{ SEC_WORKLOAD, "phases", K_PHASES, 0 },
-	{ SEC_WORKLOAD, "trace", K_TRACE, 0 },
-	{ SEC_WORKLOAD, "seed", K_U64, SC(seed) },
-	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps) },
-	{ SEC_LINK, "latency", K_TIME, SC(latency_ns) },
-	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns) },
-	{ SEC_MIGRATION, "policy", K_POLICY, 0 },
-	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns) },
-	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action) },
-	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps) },
-	{ SEC_MIGRATION, "throttle_initial", K_PERCENT, SC(throttle_initial) },
-	{ SEC_MIGRATION, "throttle_increment", K_PERCENT, SC(throttle_increment) },
-	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max) },
-	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns) },
-	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations) },
-	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes) },
-	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps) },
-	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes) },
-	{ SEC_DEVICE, "dma_rate", K_RATE, DV(dma_rate_Bps) },
-	{ SEC_DEVICE, "pre_copy", K_BOOL, DV(pre_copy) },
-	{ SEC_DEVICE, "p2p", K_BOOL, DV(p2p) },
-	{ SEC_DEVICE, "transition", K_TIME, DV(transition_ns) },
-	{ SEC_DEVICE, "dest_load", K_TIME, DV(dest_load_ns) },
-	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size) },
-	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges) },
-	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging) },
+	{ SEC_VM, "memory", K_SIZE, SC(memory), "guest RAM" },
+	{ SEC_VM, "page_size", K_SIZE, SC(page_size), "guest page (a power of two >= 4K)" },
+	{ SEC_VM, "vcpus", K_U32, SC(vcpus), "vCPUs (>= 1)" },
+	{ SEC_WORKLOAD, "model", K_MODEL, SC(model), "uniform, hotset, zipf, sequential, phases or trace" },
+	{ SEC_WORKLOAD, "rate", K_RATE, SC(rate_Bps), "guest page writes, in bytes per second" },
+	{ SEC_WORKLOAD, "hot_size", K_SIZE, SC(hot_size), "hotset: the hot set, at the start of RAM" },
+	{ SEC_WORKLOAD, "hot_fraction", K_FRACTION, SC(hot_fraction), "hotset: the share of writes into it (0..1)" },
+	{ SEC_WORKLOAD, "zipf_s", K_POSITIVE, SC(zipf_s), "zipf: the exponent (> 0)" },
+	{ SEC_WORKLOAD, "phases", K_PHASES, 0, "phases: DURATION:RATE,... repeated" },
+	{ SEC_WORKLOAD, "trace", K_TRACE, 0, "trace: a file of \"time_ms,pages\" lines" },
+	{ SEC_WORKLOAD, "seed", K_U64, SC(seed), "random seed (0..2^64-1; --seed overrides)" },
+	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps), "the migration link" },
+	{ SEC_LINK, "latency", K_TIME, SC(latency_ns), "one way" },
+	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns), "the limit the engine plans for" },
+	{ SEC_MIGRATION, "policy", K_POLICY, 0, "precopy" },
+	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns), "then timeout_action (0s: none)" },
+	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action), "cancel or force" },
+	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps), "for the downtime estimate (empty: measured)" },
+	{ SEC_MIGRATION, "throttle_initial", K_PERCENT, SC(throttle_initial), "auto-converge first throttle, % (0: off)" },
+	{ SEC_MIGRATION, "throttle_increment", K_PERCENT, SC(throttle_increment), "auto-converge step, %" },
+	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max), "auto-converge ceiling, % (<= 99)" },
+	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns), "the VMM's own cost inside the downtime" },
+	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations), "then the timeout action (0: 100000)" },
+	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes), "pre-copy initial data" },
+	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps), "state dirtied per second in pre-copy" },
+	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes), "state left at stop-copy" },
+	{ SEC_DEVICE, "dma_rate", K_RATE, DV(dma_rate_Bps), "guest RAM the device writes per second" },
+	{ SEC_DEVICE, "pre_copy", K_BOOL, DV(pre_copy), "the device has pre-copy (VFIO_MIGRATION_PRE_COPY)" },
+	{ SEC_DEVICE, "p2p", K_BOOL, DV(p2p), "the device has P2P states" },
+	{ SEC_DEVICE, "transition", K_TIME, DV(transition_ns), "each VFIO state arc" },
+	{ SEC_DEVICE, "dest_load", K_TIME, DV(dest_load_ns), "destination load of its state" },
+	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size), "DMA-logging page" },
+	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges), "DMA-logging tracker ranges (>= 1)" },
+	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging), "the device supports DMA logging" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -876,6 +877,105 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 	}
 	free(p);
 	return 0;
+}
+
+/* A value of a key's kind as a scenario would write it (for defaults). */
+static void format_value(char *b, size_t n, int kind, const void *dst)
+{
+	static const char units[] = "KMGT";
+	uint64_t u = kind == K_U32 || kind == K_PERCENT || kind == K_ACTION ? *(const uint32_t *)dst
+		     : kind == K_SIZE || kind == K_RATE || kind == K_RATE_OPT || kind == K_TIME || kind == K_U64
+			     ? *(const uint64_t *)dst
+			     : 0;
+	int i;
+
+	switch (kind) {
+	case K_SIZE:
+	case K_RATE:
+	case K_RATE_OPT:
+		if (kind == K_RATE_OPT && !u) {
+			snprintf(b, n, "(measured)");
+			return;
+		}
+		for (i = 3; i >= 0 && (!u || u % (1ull << (10 * (i + 1)))); i--)
+			;
+		if (kind != K_SIZE && u && i < 0 && u <= UINT64_MAX / 8 && !(u * 8 % 1000000000ull))
+			snprintf(b, n, "%lluGbit/s", (unsigned long long)(u * 8 / 1000000000ull));
+		else if (i >= 0)
+			snprintf(b, n, "%llu%c%s", (unsigned long long)(u >> (10 * (i + 1))), units[i],
+				 kind == K_SIZE ? "" : "/s");
+		else
+			snprintf(b, n, "%llu%s", (unsigned long long)u, kind == K_SIZE ? "" : "/s");
+		return;
+	case K_TIME:
+		if (u % 1000000ull)
+			snprintf(b, n, "%lluus", (unsigned long long)(u / 1000));
+		else if (u % 1000000000ull)
+			snprintf(b, n, "%llums", (unsigned long long)(u / 1000000));
+		else
+			snprintf(b, n, "%llus", (unsigned long long)(u / 1000000000ull));
+		return;
+	case K_U32:
+	case K_U64:
+	case K_PERCENT:
+		snprintf(b, n, "%llu", (unsigned long long)u);
+		return;
+	case K_FRACTION:
+	case K_POSITIVE:
+		snprintf(b, n, "%g", *(const double *)dst);
+		return;
+	case K_BOOL:
+		snprintf(b, n, "%s", *(const int *)dst ? "yes" : "no");
+		return;
+	case K_MODEL: {
+		static const char *const m[] = { "uniform", "hotset", "zipf", "sequential", "phases", "trace" };
+		int v = *(const int *)dst;
+		snprintf(b, n, "%s", v >= 0 && v < 6 ? m[v] : "?");
+		return;
+	}
+	case K_ACTION:
+		snprintf(b, n, "%s", u == PRECOPY_TIMEOUT_FORCE ? "force" : "cancel");
+		return;
+	case K_POLICY:
+		snprintf(b, n, "precopy");
+		return;
+	}
+	snprintf(b, n, "(none)");
+}
+
+void sim_scenario_keys_help(FILE *f)
+{
+	static const char *const kinds[] = {
+		[K_SIZE] = "size", [K_RATE] = "rate", [K_TIME] = "time", [K_U32] = "integer", [K_U64] = "integer",
+		[K_FRACTION] = "number", [K_POSITIVE] = "number", [K_BOOL] = "yes/no", [K_MODEL] = "name",
+		[K_ACTION] = "name", [K_POLICY] = "name", [K_PHASES] = "list", [K_TRACE] = "path",
+		[K_PERCENT] = "percent", [K_RATE_OPT] = "rate",
+	};
+	struct sim_scenario sc;
+	struct sim_device dev;
+	int sec = SEC_NONE;
+
+	sim_scenario_init(&sc);
+	sim_device_init(&dev, "d");
+	fprintf(f, "scenario keys (KEY  KIND  DEFAULT  meaning):\n"
+		   "  sizes take K, M, G, T (powers of 1024); rates are sizes per second (500M/s)\n"
+		   "  or bits per second (10Gbit/s, powers of 1000); times take us, ms or s\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		char def[64];
+
+		if (k->sec != sec) {
+			sec = k->sec;
+			fprintf(f, "  [%s%s]\n", sec_names[sec], sec == SEC_DEVICE ? ".NAME" : "");
+		}
+		if (k->kind == K_PHASES || k->kind == K_TRACE)
+			snprintf(def, sizeof(def), "(none)");
+		else
+			format_value(def, sizeof(def), k->kind,
+				     (const char *)(k->sec == SEC_DEVICE ? (const void *)&dev : (const void *)&sc) + k->off);
+		fprintf(f, "    %-20s %-8s %-12s %s\n", k->name, kinds[k->kind], def, k->help);
+	}
+	sim_scenario_release(&sc);
 }
 
 int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,

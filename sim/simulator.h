@@ -145,6 +145,11 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,
 		     const char *value, char *err, size_t err_len);
 
+/* Every key the parser knows, by section, with its kind, its default and
+ * what it means: generated from the parser's key table (precopy-sim
+ * --help). */
+void sim_scenario_keys_help(FILE *f);
+
 /* The built-in scenario (`make sim`), as INI text. */
 extern const char sim_default_scenario[];
 

@@ -399,3 +399,71 @@ Test(sim_scenario, every_shipped_scenario_runs_as_expected, .timeout = 120)
 	closedir(dir);
 	cr_assert_geq(n, 5, "only %d scenarios in " SCEN_DIR, n);
 }
+
+/* precopy-sim --help's key list comes from the parser's table: the same
+ * keys as the parser's "known:" list for every section, and each default
+ * shown, fed back to the parser, gives the default itself. */
+Test(sim_scenario, help_lists_every_key_with_its_true_default)
+{
+	char *buf = NULL, line[256], sec[64] = "", known[512] = "", listed[512] = "";
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int nsec = 0, nkeys = 0;
+
+	cr_assert_not_null(f);
+	sim_scenario_keys_help(f);
+	cr_assert_eq(fclose(f), 0);
+	f = fmemopen(buf, len, "r");
+	cr_assert_not_null(f);
+	for (int more = 1; more;) {
+		char key[64], kind[32], def[64];
+
+		more = fgets(line, sizeof(line), f) != NULL;
+		if (!more || sscanf(line, "  [%63[^]]]", key) == 1) {
+			/* a section ends: its keys against the parser's list */
+			if (sec[0]) {
+				struct sim_scenario sc;
+				char text[128], err[SIM_ERR_MAX], *k;
+
+				snprintf(text, sizeof(text), "[%s]\nno_such_key = 1\n", sec);
+				cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+				k = strstr(err, "(known: ");
+				cr_assert_not_null(k, "%s", err);
+				snprintf(known, sizeof(known), "%s", k + 8);
+				known[strlen(known) - 1] = 0;
+				cr_expect_str_eq(listed, known, "[%s]: --help lists other keys than the parser knows", sec);
+				sim_scenario_release(&sc);
+				nsec++;
+			}
+			if (more)
+				snprintf(sec, sizeof(sec), "%s", strcmp(key, "device.NAME") ? key : "device.d");
+			listed[0] = 0;
+			continue;
+		}
+		if (!sec[0] || sscanf(line, "    %63s %31s %63s", key, kind, def) != 3)
+			continue;
+		snprintf(listed + strlen(listed), sizeof(listed) - strlen(listed), "%s%s", listed[0] ? ", " : "", key);
+		nkeys++;
+		if (def[0] != '(') {
+			struct sim_scenario sc, want;
+			char text[256], err[SIM_ERR_MAX];
+
+			snprintf(text, sizeof(text), "[%s]\n%s = %s\n", sec, key, def);
+			cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), 0, "%s: %s", text, err);
+			sim_scenario_init(&want);
+			snprintf(want.source, sizeof(want.source), "t.ini");
+			if (!strncmp(sec, "device.", 7)) {
+				sim_device_init(&want.devs[0], "d");
+				want.devs[0].line = 1;
+				want.ndevs = 1;
+			}
+			cr_expect(!memcmp(&sc, &want, sizeof(sc)), "[%s] %s: the default shown, %s, is not the default",
+				  sec, key, def);
+			sim_scenario_release(&sc);
+		}
+	}
+	fclose(f);
+	free(buf);
+	cr_expect_eq(nsec, 5, "%d sections", nsec);
+	cr_expect_geq(nkeys, 30, "%d keys", nkeys);
+}
