@@ -151,10 +151,14 @@ $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 FUZZ_CC    ?= clang
 FUZZ_BUILD := build-fuzz
 FUZZERS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+# FUZZ_SECONDS=N: also run every harness N seconds from its seed corpus
+# tests/fuzz/corpus-NAME (tests/fuzz/run.sh; FUZZ_MERGE=1 keeps new inputs).
+FUZZ_SECONDS ?=
 fuzz:
 	$(Q)if [ -z "$(FUZZ_SRCS)" ]; then echo "no fuzz harness in tests/fuzz/" >&2; exit 2; fi
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
-	@echo "built: $(FUZZERS)  (run one: $(FUZZ_BUILD)/fuzz-NAME -max_total_time=60)"
+	$(Q)if [ -n "$(FUZZ_SECONDS)" ]; then ./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS); \
+	else echo "built: $(FUZZERS)  (run each: make fuzz FUZZ_SECONDS=60)"; fi
 
 $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_SRCS)
 	@mkdir -p $(@D)
