@@ -15,9 +15,12 @@ for f in "$@"; do
     name=$(basename "$f"); name=${name#fuzz-}
     corpus=$root/tests/fuzz/corpus-$name
     exe=$(cd "$(dirname "$f")" && pwd)/$(basename "$f")
-    if [ ! -d "$corpus" ]; then echo "fuzz: $name: no seed corpus $corpus" >&2; status=1; continue; fi
     work=$(mktemp -d "${TMPDIR:-/tmp}/precopy-fuzz-$name.XXXXXX")
     mkdir "$work/new"
+    if [ ! -d "$corpus" ]; then
+        echo "fuzz: $name: no seed corpus $corpus; starting from nothing" >&2
+        corpus=$work/seed; mkdir "$corpus"
+    fi
     (cd "$work" && "$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$work/" new "$corpus") > "$work/log" 2>&1
     rc=$?
