@@ -73,12 +73,15 @@ PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
 TEST_SRCS  := $(sort $(wildcard tests/test-*.c))
 BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
+# what the tools share (the JSON string writer); libprecopy-sim.a carries it too
+TOOLLIB_SRCS:= $(sort $(filter-out $(TOOL_SRCS),$(wildcard tools/*.c)))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 CXX_SRCS   := $(sort $(wildcard tests/cxx/*.cpp))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
-SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS))
+TOOLLIB_OBJS:= $(call obj,$(TOOLLIB_SRCS))
+SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS)) $(TOOLLIB_OBJS)
 TESTLIB_OBJS:= $(call obj,$(TESTLIB_SRCS))
 PERFLIB_OBJS:= $(call obj,$(PERFLIB_SRCS))
 
@@ -137,10 +140,10 @@ $(SIMLIB): $(SIMLIB_OBJS)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # ---- programs ---------------------------------------------------------------
-$(BUILD)/precopy-%: tools/precopy-%.c $(STATIC)
+$(BUILD)/precopy-%: tools/precopy-%.c $(TOOLLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLLIB_OBJS) $(STATIC) $(LDLIBS)
 
 $(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
@@ -167,12 +170,16 @@ $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 FUZZ_CC    ?= clang
 FUZZ_BUILD := build-fuzz
 FUZZERS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+# FUZZ_SECONDS=N: also run every harness N seconds from its seed corpus
+# tests/fuzz/corpus-NAME (tests/fuzz/run.sh; FUZZ_MERGE=1 keeps new inputs).
+FUZZ_SECONDS ?=
 fuzz:
 	$(Q)if [ -z "$(FUZZ_SRCS)" ]; then echo "no fuzz harness in tests/fuzz/" >&2; exit 2; fi
 	$(Q)$(MAKE) --no-print-directory $(FUZZERS)
-	@echo "built: $(FUZZERS)  (run one: $(FUZZ_BUILD)/fuzz-NAME -max_total_time=60)"
+	$(Q)if [ -n "$(FUZZ_SECONDS)" ]; then ./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS); \
+	else echo "built: $(FUZZERS)  (run each: make fuzz FUZZ_SECONDS=60)"; fi
 
-$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS)
+$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_SRCS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/objs CC=$(FUZZ_CC) \

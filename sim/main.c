@@ -40,10 +40,15 @@ static void usage(FILE *f)
 		"exit status:\n"
 		"  0  switchover within the run (whether the simulated downtime met the\n"
 		"     limit is in the summary and in the JSON's \"limit_met\")\n"
-		"  1  the run failed (an engine or device error; the message says which)\n"
-		"  2  bad usage or bad scenario (the message names file, line and key)\n"
+		"  1  the run failed (an engine or device error; the message says which),\n"
+		"     or an output (stdout, --csv, --svg) could not be written\n"
+		"  2  bad usage or bad scenario (the message names file, line and key), or\n"
+		"     a --csv/--svg file cannot be opened for writing (checked before the run)\n"
 		"  3  cancelled (the timeout with timeout_action=cancel)\n"
-		"  4  forced switchover (the timeout with timeout_action=force: limit exceeded)\n");
+		"  4  forced switchover (the timeout with timeout_action=force: limit exceeded)\n"
+		"\n");
+	sim_scenario_keys_help(f);
+	fprintf(f, "\nLimits and file rules: docs/sim-input.md. Examples: sim/scenarios/.\n");
 }
 
 static void progress(void *ctx, const struct sim_result *r, const struct sim_iter *it, uint64_t now_ns)
@@ -51,28 +56,52 @@ static void progress(void *ctx, const struct sim_result *r, const struct sim_ite
 	sim_report_progress(ctx, r, it, now_ns);
 }
 
-static int write_file(const char *path, int (*fn)(FILE *, const struct sim_scenario *, const struct sim_result *),
-		      const struct sim_scenario *sc, const struct sim_result *r)
-{
-	FILE *f = fopen(path, "w");
-	int e;
+/* An output file given on the command line, opened before the run so that
+ * an unwritable path is a usage error (exit 2) found at once, not after
+ * the whole run. */
+struct output {
+	const char *opt, *path;
+	FILE *f;
+};
 
-	if (!f) {
-		fprintf(stderr, "precopy-sim: %s: %s\n", path, strerror(errno));
-		return -errno;
-	}
-	e = fn(f, sc, r);
-	if (fclose(f) != 0 || e < 0) {
-		fprintf(stderr, "precopy-sim: %s: write error\n", path);
-		return -EIO;
+static int open_output(struct output *o)
+{
+	if (!o->path)
+		return 0;
+	o->f = fopen(o->path, "w");
+	if (!o->f) {
+		fprintf(stderr, "precopy-sim: %s %s: cannot open for writing: %s\n", o->opt, o->path, strerror(errno));
+		return -1;
 	}
 	return 0;
+}
+
+/* Close an output; a write error anywhere in it is reported here. */
+static int close_output(FILE *f, const char *what, const char *path)
+{
+	int bad = ferror(f), e = 0;
+
+	errno = 0;
+	if (fflush(f) != 0 || bad)
+		e = errno ? errno : EIO;
+	if (fclose(f) != 0 && !e)
+		e = errno ? errno : EIO;
+	if (!e)
+		return 0;
+	fprintf(stderr, "precopy-sim: %s%s%s: write error: %s\n", what, path ? " " : "", path ? path : "", strerror(e));
+	return -1;
 }
 
 static int csv_fn(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
 {
 	(void)sc;
 	return sim_report_csv(f, r);
+}
+
+/* stdout, at the end of every path that wrote to it: 0 or EXIT_FAILED */
+static int finish_stdout(int code)
+{
+	return close_output(stdout, "stdout", NULL) < 0 ? EXIT_FAILED : code;
 }
 
 int main(int argc, char **argv)
@@ -83,8 +112,9 @@ int main(int argc, char **argv)
 		{ "no-progress", no_argument, NULL, 'P' }, { "print-default", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },      { NULL, 0, NULL, 0 },
 	};
-	const char *csv = NULL, *svg = NULL, *seed = NULL;
-	int json = 0, show_progress = 1, c, e, code;
+	struct output csv = { "--csv", NULL, NULL }, svg = { "--svg", NULL, NULL };
+	const char *seed = NULL;
+	int json = 0, show_progress = 1, output_failed = 0, c, e, code;
 	struct sim_scenario sc;
 	struct sim_result res;
 	char err[SIM_ERR_MAX];
@@ -92,12 +122,12 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
-		case 'c': csv = optarg; break;
-		case 's': svg = optarg; break;
+		case 'c': csv.path = optarg; break;
+		case 's': svg.path = optarg; break;
 		case 'S': seed = optarg; break;
 		case 'P': show_progress = 0; break;
-		case 'D': fputs(sim_default_scenario, stdout); return 0;
-		case 'h': usage(stdout); return 0;
+		case 'D': fputs(sim_default_scenario, stdout); return finish_stdout(0);
+		case 'h': usage(stdout); return finish_stdout(0);
 		default: usage(stderr); return EXIT_BAD_SCENARIO;
 		}
 	}
@@ -114,15 +144,17 @@ int main(int argc, char **argv)
 		sim_scenario_release(&sc);
 		return EXIT_BAD_SCENARIO;
 	}
-	if (seed) {
-		char *end;
-		errno = 0;
-		sc.seed = strtoull(seed, &end, 10);
-		if (!*seed || *end || errno) {
-			fprintf(stderr, "precopy-sim: --seed: bad number \"%s\"\n", seed);
-			sim_scenario_release(&sc);
-			return EXIT_BAD_SCENARIO;
-		}
+	/* the file's rule for [workload] seed, not a second one */
+	if (seed && sim_scenario_set(&sc, "--seed", "workload", "seed", seed, err, sizeof(err)) < 0) {
+		fprintf(stderr, "precopy-sim: %s\n", err);
+		sim_scenario_release(&sc);
+		return EXIT_BAD_SCENARIO;
+	}
+	if (open_output(&csv) < 0 || open_output(&svg) < 0) {
+		if (csv.f)
+			fclose(csv.f);
+		sim_scenario_release(&sc);
+		return EXIT_BAD_SCENARIO;
 	}
 	show_progress = show_progress && isatty(STDERR_FILENO);
 	e = sim_run(&sc, &res, show_progress ? progress : NULL, stderr);
@@ -132,16 +164,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "precopy-sim: %s\n", res.error[0] ? res.error : strerror(-e));
 		sim_result_release(&res);
 		sim_scenario_release(&sc);
+		if (csv.f)
+			fclose(csv.f);
+		if (svg.f)
+			fclose(svg.f);
 		return e == -EINVAL ? EXIT_BAD_SCENARIO : EXIT_FAILED;
 	}
 	if (json)
 		sim_report_json(stdout, &sc, &res);
 	else
 		sim_report_summary(stdout, &sc, &res);
-	if (csv && write_file(csv, csv_fn, &sc, &res) < 0)
-		res.outcome = SIM_FAILED;
-	if (svg && write_file(svg, sim_report_svg, &sc, &res) < 0)
-		res.outcome = SIM_FAILED;
+	if (csv.f) {
+		csv_fn(csv.f, &sc, &res);
+		if (close_output(csv.f, csv.opt, csv.path) < 0)
+			output_failed = 1;
+	}
+	if (svg.f) {
+		sim_report_svg(svg.f, &sc, &res);
+		if (close_output(svg.f, svg.opt, svg.path) < 0)
+			output_failed = 1;
+	}
 	if (!json)
 		fprintf(stdout, "  (simulated in %.2f s of real time)\n", res.wall_s);
 	switch (res.outcome) {
@@ -155,5 +197,6 @@ int main(int argc, char **argv)
 	}
 	sim_result_release(&res);
 	sim_scenario_release(&sc);
-	return code;
+	code = finish_stdout(code);
+	return output_failed ? EXIT_FAILED : code;
 }

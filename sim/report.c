@@ -11,6 +11,7 @@
 
 #include "precopy/engine.h"
 #include "simulator.h"
+#include "../tools/json.h"
 
 static double ms(uint64_t ns)
 {
@@ -55,19 +56,10 @@ static void json_ms_or_null(FILE *f, const char *key, uint64_t ns, int null_if)
 		fprintf(f, "\"%s\":%.3f", key, ms(ns));
 }
 
+/* One escaper for every tool: tools/json.h (invalid UTF-8 becomes U+FFFD). */
 static void json_str(FILE *f, const char *s)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
+	tool_json_str(f, s);
 }
 
 int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)

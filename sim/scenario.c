@@ -10,6 +10,7 @@
  * so messages have line numbers whatever options libinih was built with,
  * and it sees section headers (even of empty sections) as they come. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "precopy/engine.h"
 #include "simulator.h"
@@ -102,16 +105,23 @@ static int number(const char **s, uint64_t *ip, double *frac, int *has_frac)
 	return 0;
 }
 
+/* ip.frac x mult, the fraction rounded to the nearest unit. The rounded
+ * fraction is what is added, so a value whose rounding carries past
+ * 2^64 - 1 ("17179869183.9999999999G") is -ERANGE, not a wrap to 0. */
 static int scaled(uint64_t ip, double frac, uint64_t mult, uint64_t *out)
 {
-	double f = frac * (double)mult;
+	double f = floor(frac * (double)mult + 0.5);
+	uint64_t add;
 
 	if (mult && ip > UINT64_MAX / mult)
 		return -ERANGE;
 	ip *= mult;
-	if (f >= 0x1.0p64 || ip > UINT64_MAX - (uint64_t)f)
+	if (!(f < 0x1.0p64))
 		return -ERANGE;
-	*out = ip + (uint64_t)llround(f);
+	add = (uint64_t)f;
+	if (add > UINT64_MAX - ip)
+		return -ERANGE;
+	*out = ip + add;
 	return 0;
 }
 
@@ -233,6 +243,84 @@ int sim_parse_time(const char *s, uint64_t *ns)
 	return scaled(ip, frac, mult, ns);
 }
 
+/* ---- reading a file --------------------------------------------------------- */
+
+/* The whole of a regular file of at most max bytes, NUL-terminated, in
+ * *text (free() it). Anything else (a FIFO, a device such as /dev/zero, a
+ * directory, a larger file, a NUL byte) is refused with "PATH: why" in
+ * err: -EINVAL, or -errno when the file cannot be opened or read. The open
+ * does not block on a FIFO (O_NONBLOCK), and a file that grows after the
+ * fstat is still cut at max + 1 bytes and refused. */
+static int read_text_file(const char *path, size_t max, const char *what, char **text, char *err,
+			  size_t err_len)
+{
+	struct stat st;
+	size_t len = 0;
+	char *buf;
+	int fd, r;
+
+	*text = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "%s: not a regular file (%s must be a plain file)", path, what);
+		close(fd);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > max) {
+		snprintf(err, err_len, "%s: too large (%llu bytes; %s is at most %zu bytes)", path,
+			 (unsigned long long)st.st_size, what, max);
+		close(fd);
+		return -EINVAL;
+	}
+	buf = malloc(max + 2);
+	if (!buf) {
+		snprintf(err, err_len, "%s: out of memory", path);
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < max + 1) {
+		ssize_t n = read(fd, buf + len, max + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, err_len, "%s: read error: %s", path, strerror(errno));
+			free(buf);
+			close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len > max) {
+		snprintf(err, err_len, "%s: too large (it grew; %s is at most %zu bytes)", path, what, max);
+		free(buf);
+		return -EINVAL;
+	}
+	buf[len] = '\0';
+	if (strlen(buf) != len) {
+		snprintf(err, err_len, "%s: not a text file (NUL byte)", path);
+		free(buf);
+		return -EINVAL;
+	}
+	*text = buf;
+	return 0;
+}
+
 /* ---- the key table ------------------------------------------------------ */
 
 enum sec { SEC_NONE = -1, SEC_VM, SEC_WORKLOAD, SEC_LINK, SEC_MIGRATION, SEC_DEVICE, SEC_COUNT };
@@ -246,46 +334,47 @@ struct key {
 	const char *name;
 	int kind;
 	size_t off; /* into struct sim_scenario, or struct sim_device for SEC_DEVICE */
+	const char *help; /* for --help (sim_scenario_keys_help()) */
 };
 
 #define SC(f) offsetof(struct sim_scenario, f)
 #define DV(f) offsetof(struct sim_device, f)
 
 static const struct key keys[] = {
-	{ SEC_VM, "memory", K_SIZE, SC(memory) },
-	{ SEC_VM, "page_size", K_SIZE, SC(page_size) },
-	{ SEC_VM, "vcpus", K_U32, SC(vcpus) },
-	{ SEC_WORKLOAD, "model", K_MODEL, SC(model) },
-	{ SEC_WORKLOAD, "rate", K_RATE, SC(rate_Bps) },
-	{ SEC_WORKLOAD, "hot_size", K_SIZE, SC(hot_size) },
-	{ SEC_WORKLOAD, "hot_fraction", K_FRACTION, SC(hot_fraction) },
-	{ SEC_WORKLOAD, "zipf_s", K_POSITIVE, SC(zipf_s) },
-	{ SEC_WORKLOAD, "phases", K_PHASES, 0 },
-	{ SEC_WORKLOAD, "trace", K_TRACE, 0 },
-	{ SEC_WORKLOAD, "seed", K_U64, SC(seed) },
-	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps) },
-	{ SEC_LINK, "latency", K_TIME, SC(latency_ns) },
-	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns) },
-	{ SEC_MIGRATION, "policy", K_POLICY, 0 },
-	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns) },
-	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action) },
-	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps) },
-	{ SEC_MIGRATION, "throttle_initial", K_PERCENT, SC(throttle_initial) },
-	{ SEC_MIGRATION, "throttle_increment", K_PERCENT, SC(throttle_increment) },
-	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max) },
-	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns) },
-	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations) },
-	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes) },
-	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps) },
-	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes) },
-	{ SEC_DEVICE, "dma_rate", K_RATE, DV(dma_rate_Bps) },
-	{ SEC_DEVICE, "pre_copy", K_BOOL, DV(pre_copy) },
-	{ SEC_DEVICE, "p2p", K_BOOL, DV(p2p) },
-	{ SEC_DEVICE, "transition", K_TIME, DV(transition_ns) },
-	{ SEC_DEVICE, "dest_load", K_TIME, DV(dest_load_ns) },
-	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size) },
-	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges) },
-	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging) },
+	{ SEC_VM, "memory", K_SIZE, SC(memory), "guest RAM" },
+	{ SEC_VM, "page_size", K_SIZE, SC(page_size), "guest page (a power of two >= 4K)" },
+	{ SEC_VM, "vcpus", K_U32, SC(vcpus), "vCPUs (>= 1)" },
+	{ SEC_WORKLOAD, "model", K_MODEL, SC(model), "uniform, hotset, zipf, sequential, phases or trace" },
+	{ SEC_WORKLOAD, "rate", K_RATE, SC(rate_Bps), "guest page writes, in bytes per second" },
+	{ SEC_WORKLOAD, "hot_size", K_SIZE, SC(hot_size), "hotset: the hot set, at the start of RAM" },
+	{ SEC_WORKLOAD, "hot_fraction", K_FRACTION, SC(hot_fraction), "hotset: the share of writes into it (0..1)" },
+	{ SEC_WORKLOAD, "zipf_s", K_POSITIVE, SC(zipf_s), "zipf: the exponent (> 0)" },
+	{ SEC_WORKLOAD, "phases", K_PHASES, 0, "phases: DURATION:RATE,... repeated" },
+	{ SEC_WORKLOAD, "trace", K_TRACE, 0, "trace: a file of \"time_ms,pages\" lines" },
+	{ SEC_WORKLOAD, "seed", K_U64, SC(seed), "random seed (0..2^64-1; --seed overrides)" },
+	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps), "the migration link" },
+	{ SEC_LINK, "latency", K_TIME, SC(latency_ns), "one way" },
+	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns), "the limit the engine plans for" },
+	{ SEC_MIGRATION, "policy", K_POLICY, 0, "precopy" },
+	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns), "then timeout_action (0s: none)" },
+	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action), "cancel or force" },
+	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps), "for the downtime estimate (empty: measured)" },
+	{ SEC_MIGRATION, "throttle_initial", K_PERCENT, SC(throttle_initial), "auto-converge first throttle, % (0: off)" },
+	{ SEC_MIGRATION, "throttle_increment", K_PERCENT, SC(throttle_increment), "auto-converge step, %" },
+	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max), "auto-converge ceiling, % (<= 99)" },
+	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns), "the VMM's own cost inside the downtime" },
+	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations), "then the timeout action (0: 100000)" },
+	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes), "pre-copy initial data" },
+	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps), "state dirtied per second in pre-copy" },
+	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes), "state left at stop-copy" },
+	{ SEC_DEVICE, "dma_rate", K_RATE, DV(dma_rate_Bps), "guest RAM the device writes per second" },
+	{ SEC_DEVICE, "pre_copy", K_BOOL, DV(pre_copy), "the device has pre-copy (VFIO_MIGRATION_PRE_COPY)" },
+	{ SEC_DEVICE, "p2p", K_BOOL, DV(p2p), "the device has P2P states" },
+	{ SEC_DEVICE, "transition", K_TIME, DV(transition_ns), "each VFIO state arc" },
+	{ SEC_DEVICE, "dest_load", K_TIME, DV(dest_load_ns), "destination load of its state" },
+	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size), "DMA-logging page" },
+	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges), "DMA-logging tracker ranges (>= 1)" },
+	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging), "the device supports DMA logging" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -319,7 +408,9 @@ static int perr(struct pctx *p, const char *key, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (key)
+	if (key && !p->line) /* a value from elsewhere: sim_scenario_set() */
+		snprintf(p->err, p->err_len, "%s: [%s] %s: %s", p->name, p->secname, key, msg);
+	else if (key)
 		snprintf(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, p->line, p->secname, key, msg);
 	else
 		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, p->line, msg);
@@ -334,7 +425,7 @@ static char *reader(char *str, int num, void *stream)
 	struct pctx *p = stream;
 	size_t n = 0;
 
-	if (!p->text[p->pos] || num < 2)
+	if (!p->text[p->pos] || num < 2 || p->failed)
 		return NULL;
 	while (p->text[p->pos] && n + 1 < (size_t)num) {
 		char c = p->text[p->pos++];
@@ -344,6 +435,15 @@ static char *reader(char *str, int num, void *stream)
 	}
 	str[n] = '\0';
 	p->line++;
+	if (n && str[n - 1] != '\n' && p->text[p->pos]) {
+		if (p->text[p->pos] == '\n') {
+			p->pos++; /* the line fits without its newline */
+		} else {
+			/* libinih would take the rest of the line as a line of its own */
+			perr(p, NULL, "line too long (at most %d characters)", num - 1);
+			return NULL;
+		}
+	}
 	return str;
 }
 
@@ -464,13 +564,13 @@ static int parse_phases(struct pctx *p, const char *key, const char *v)
 }
 
 /* The trace file: "time_ms,pages" per line, times not decreasing; blank
- * lines and lines starting with '#' are skipped. */
+ * lines and lines starting with '#' are skipped. A regular file of at most
+ * SIM_TRACE_MAX_BYTES. */
 static int parse_trace(struct pctx *p, const char *key, const char *v)
 {
 	struct sim_scenario *sc = p->sc;
-	char path[PATH_MAX], line[256];
-	FILE *f;
-	int ln = 0;
+	char path[PATH_MAX], msg[SIM_ERR_MAX], *text, *line, *next;
+	int ln = 0, r;
 	size_t cap = 0;
 
 	if (v[0] != '/' && p->dir_of) {
@@ -481,33 +581,45 @@ static int parse_trace(struct pctx *p, const char *key, const char *v)
 		snprintf(path, sizeof(path), "%s", v);
 	}
 	snprintf(sc->trace_path, sizeof(sc->trace_path), "%s", v);
-	f = fopen(path, "r");
-	if (!f)
-		return perr(p, key, "cannot read trace \"%s\": %s", path, strerror(errno));
+	r = read_text_file(path, SIM_TRACE_MAX_BYTES, "a trace", &text, msg, sizeof(msg));
+	if (r < 0) {
+		if (r == -EINVAL)
+			return perr(p, key, "cannot use trace %s", msg);
+		return perr(p, key, "cannot read trace \"%s\": %s", path, strerror(-r));
+	}
 	free(sc->trace);
 	sc->trace = NULL;
 	sc->ntrace = 0;
-	while (fgets(line, sizeof(line), f)) {
+	for (line = text; *line; line = next) {
 		unsigned long long t, n;
 		char extra;
 		const char *s = skip_ws(line);
 
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = '\0';
 		ln++;
-		if (*s == '#' || *s == '\n' || *s == '\r' || !*s)
+		if (*s == '#' || *s == '\r' || !*s)
 			continue;
-		if (sscanf(s, "%llu , %llu %c", &t, &n, &extra) != 2 || t > UINT64_MAX / 1000000) {
-			fclose(f);
+		if (sscanf(s, "%llu , %llu %c", &t, &n, &extra) != 2 || t > UINT64_MAX / 1000000 ||
+		    strchr(s, '-')) {
+			free(text);
 			return perr(p, key, "%s:%d: bad trace line (time_ms,pages)", path, ln);
 		}
+		if (n > SIM_MAX_TRACE_PAGES) {
+			free(text);
+			return perr(p, key, "%s:%d: %llu page writes in one event is too many (at most %llu)", path,
+				    ln, n, (unsigned long long)SIM_MAX_TRACE_PAGES);
+		}
 		if (sc->ntrace && t * 1000000 < sc->trace[sc->ntrace - 1].t_ns) {
-			fclose(f);
+			free(text);
 			return perr(p, key, "%s:%d: trace time goes backwards", path, ln);
 		}
 		if (sc->ntrace == cap) {
 			size_t nc = cap ? cap * 2 : 256;
 			struct sim_trace_event *ne = realloc(sc->trace, nc * sizeof(*ne));
 			if (!ne) {
-				fclose(f);
+				free(text);
 				return perr(p, key, "out of memory");
 			}
 			sc->trace = ne;
@@ -517,7 +629,7 @@ static int parse_trace(struct pctx *p, const char *key, const char *v)
 		sc->trace[sc->ntrace].pages = n;
 		sc->ntrace++;
 	}
-	fclose(f);
+	free(text);
 	if (!sc->ntrace)
 		return perr(p, key, "trace \"%s\" has no event", path);
 	return 1;
@@ -573,6 +685,8 @@ static int set_value(struct pctx *p, const struct key *k, const char *v)
 		return 1;
 	case K_U64:
 		r = parse_uint(v, UINT64_MAX, &u);
+		if (r == -ERANGE)
+			return perr(p, k->name, "%s is out of range (0..%llu)", v, (unsigned long long)UINT64_MAX);
 		if (r < 0)
 			return perr(p, k->name, "bad number \"%s\"", v);
 		*(uint64_t *)dst = u;
@@ -765,50 +879,159 @@ int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const c
 	return 0;
 }
 
+/* A value of a key's kind as a scenario would write it (for defaults). */
+static void format_value(char *b, size_t n, int kind, const void *dst)
+{
+	static const char units[] = "KMGT";
+	uint64_t u = kind == K_U32 || kind == K_PERCENT || kind == K_ACTION ? *(const uint32_t *)dst
+		     : kind == K_SIZE || kind == K_RATE || kind == K_RATE_OPT || kind == K_TIME || kind == K_U64
+			     ? *(const uint64_t *)dst
+			     : 0;
+	int i;
+
+	switch (kind) {
+	case K_SIZE:
+	case K_RATE:
+	case K_RATE_OPT:
+		if (kind == K_RATE_OPT && !u) {
+			snprintf(b, n, "(measured)");
+			return;
+		}
+		for (i = 3; i >= 0 && (!u || u % (1ull << (10 * (i + 1)))); i--)
+			;
+		if (kind != K_SIZE && u && i < 0 && u <= UINT64_MAX / 8 && !(u * 8 % 1000000000ull))
+			snprintf(b, n, "%lluGbit/s", (unsigned long long)(u * 8 / 1000000000ull));
+		else if (i >= 0)
+			snprintf(b, n, "%llu%c%s", (unsigned long long)(u >> (10 * (i + 1))), units[i],
+				 kind == K_SIZE ? "" : "/s");
+		else
+			snprintf(b, n, "%llu%s", (unsigned long long)u, kind == K_SIZE ? "" : "/s");
+		return;
+	case K_TIME:
+		if (u % 1000000ull)
+			snprintf(b, n, "%lluus", (unsigned long long)(u / 1000));
+		else if (u % 1000000000ull)
+			snprintf(b, n, "%llums", (unsigned long long)(u / 1000000));
+		else
+			snprintf(b, n, "%llus", (unsigned long long)(u / 1000000000ull));
+		return;
+	case K_U32:
+	case K_U64:
+	case K_PERCENT:
+		snprintf(b, n, "%llu", (unsigned long long)u);
+		return;
+	case K_FRACTION:
+	case K_POSITIVE:
+		snprintf(b, n, "%g", *(const double *)dst);
+		return;
+	case K_BOOL:
+		snprintf(b, n, "%s", *(const int *)dst ? "yes" : "no");
+		return;
+	case K_MODEL: {
+		static const char *const m[] = { "uniform", "hotset", "zipf", "sequential", "phases", "trace" };
+		int v = *(const int *)dst;
+		snprintf(b, n, "%s", v >= 0 && v < 6 ? m[v] : "?");
+		return;
+	}
+	case K_ACTION:
+		snprintf(b, n, "%s", u == PRECOPY_TIMEOUT_FORCE ? "force" : "cancel");
+		return;
+	case K_POLICY:
+		snprintf(b, n, "precopy");
+		return;
+	}
+	snprintf(b, n, "(none)");
+}
+
+void sim_scenario_keys_help(FILE *f)
+{
+	static const char *const kinds[] = {
+		[K_SIZE] = "size", [K_RATE] = "rate", [K_TIME] = "time", [K_U32] = "integer", [K_U64] = "integer",
+		[K_FRACTION] = "number", [K_POSITIVE] = "number", [K_BOOL] = "yes/no", [K_MODEL] = "name",
+		[K_ACTION] = "name", [K_POLICY] = "name", [K_PHASES] = "list", [K_TRACE] = "path",
+		[K_PERCENT] = "percent", [K_RATE_OPT] = "rate",
+	};
+	struct sim_scenario sc;
+	struct sim_device dev;
+	int sec = SEC_NONE;
+
+	sim_scenario_init(&sc);
+	sim_device_init(&dev, "d");
+	fprintf(f, "scenario keys (KEY  KIND  DEFAULT  meaning):\n"
+		   "  sizes take K, M, G, T (powers of 1024); rates are sizes per second (500M/s)\n"
+		   "  or bits per second (10Gbit/s, powers of 1000); times take us, ms or s\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		char def[64];
+
+		if (k->sec != sec) {
+			sec = k->sec;
+			fprintf(f, "  [%s%s]\n", sec_names[sec], sec == SEC_DEVICE ? ".NAME" : "");
+		}
+		if (k->kind == K_PHASES || k->kind == K_TRACE)
+			snprintf(def, sizeof(def), "(none)");
+		else
+			format_value(def, sizeof(def), k->kind,
+				     (const char *)(k->sec == SEC_DEVICE ? (const void *)&dev : (const void *)&sc) + k->off);
+		fprintf(f, "    %-20s %-8s %-12s %s\n", k->name, kinds[k->kind], def, k->help);
+	}
+	sim_scenario_release(&sc);
+}
+
+int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,
+		     const char *value, char *err, size_t err_len)
+{
+	struct pctx *p;
+	char msg[SIM_ERR_MAX];
+	int r = -EINVAL;
+
+	if (err_len)
+		err[0] = '\0';
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, err_len, "%s: out of memory", origin);
+		return -ENOMEM;
+	}
+	p->sc = sc;
+	p->name = origin;
+	p->err = err;
+	p->err_len = err_len;
+	p->sec = SEC_NONE;
+	snprintf(p->secname, sizeof(p->secname), "%s", section);
+	for (int i = 0; i < SEC_DEVICE; i++)
+		if (!strcmp(section, sec_names[i]))
+			p->sec = i;
+	for (size_t i = 0; i < NKEYS && p->sec != SEC_NONE; i++) {
+		if (keys[i].sec != p->sec || strcmp(keys[i].name, key))
+			continue;
+		if (!*value && keys[i].kind != K_RATE_OPT)
+			perr(p, key, "no value");
+		else
+			set_value(p, &keys[i], value);
+		if (p->failed)
+			break;
+		if (sim_scenario_check(sc, msg, sizeof(msg)) < 0) {
+			snprintf(err, err_len, "%s: %s", origin, msg);
+			break;
+		}
+		r = 0;
+		break;
+	}
+	if (r < 0 && !p->failed && !err[0])
+		snprintf(err, err_len, "%s: [%s] %s: no such key", origin, section, key);
+	free(p);
+	return r;
+}
+
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len)
 {
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t len = 0, cap = 0;
+	char *text;
 	int r;
 
 	sim_scenario_init(sc);
-	if (!f) {
-		r = -errno;
-		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+	r = read_text_file(path, SIM_SCENARIO_MAX_BYTES, "a scenario", &text, err, err_len);
+	if (r < 0)
 		return r;
-	}
-	for (;;) {
-		size_t n;
-		if (cap - len < 4097) {
-			char *nt = realloc(text, cap ? cap * 2 : 8192);
-			if (!nt) {
-				free(text);
-				fclose(f);
-				snprintf(err, err_len, "%s: out of memory", path);
-				return -ENOMEM;
-			}
-			text = nt;
-			cap = cap ? cap * 2 : 8192;
-		}
-		n = fread(text + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	r = ferror(f) ? -EIO : 0;
-	fclose(f);
-	if (r < 0) {
-		free(text);
-		snprintf(err, err_len, "%s: read error", path);
-		return r;
-	}
-	text[len] = '\0';
-	if (strlen(text) != len) {
-		free(text);
-		snprintf(err, err_len, "%s: not a text file (NUL byte)", path);
-		return -EINVAL;
-	}
 	r = sim_scenario_parse_string(sc, path, text, err, err_len);
 	free(text);
 	return r;

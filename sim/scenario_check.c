@@ -68,6 +68,18 @@ static int fail(char *err, size_t len, const char *msg)
 	return -EINVAL;
 }
 
+#define RATE_WHY "1T/s, beyond any host's memory bandwidth"
+
+/* "[section] key: VALUE UNIT is above the limit of LIMIT UNIT (why)" */
+static int above(char *err, size_t len, const char *what, uint64_t v, const char *unit, uint64_t limit,
+		 const char *why)
+{
+	if (err && len)
+		snprintf(err, len, "%s: %llu %s is above the limit of %llu %s (%s)", what, (unsigned long long)v, unit,
+			 (unsigned long long)limit, unit, why);
+	return -EINVAL;
+}
+
 int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t len)
 {
 	char m[SIM_ERR_MAX];
@@ -76,10 +88,30 @@ int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t len)
 		return fail(err, len, "no scenario");
 	if (!sc->page_size || (sc->page_size & (sc->page_size - 1)) || sc->page_size < 4096)
 		return fail(err, len, "[vm] page_size: must be a power of two >= 4K");
+	if (sc->page_size > SIM_MAX_MEMORY)
+		return above(err, len, "[vm] page_size", sc->page_size, "bytes", SIM_MAX_MEMORY, "4096T");
+	if (sc->memory > SIM_MAX_MEMORY)
+		return above(err, len, "[vm] memory", sc->memory, "bytes", SIM_MAX_MEMORY,
+			     "4096T, a 52-bit guest physical address space");
 	if (!sc->memory || sc->memory % sc->page_size)
 		return fail(err, len, "[vm] memory: must be a non-zero multiple of page_size");
+	if (!sc->vcpus)
+		return fail(err, len, "[vm] vcpus: must be >= 1");
 	if (!sc->bandwidth_Bps)
 		return fail(err, len, "[link] bandwidth: must be > 0");
+	if (sc->bandwidth_Bps > SIM_MAX_BANDWIDTH_BPS)
+		return above(err, len, "[link] bandwidth", sc->bandwidth_Bps, "B/s", SIM_MAX_BANDWIDTH_BPS,
+			     "1T/s: the virtual clock counts whole ns, and a 4K page must take a few of them");
+	if (sc->switchover_bw_Bps > SIM_MAX_BANDWIDTH_BPS)
+		return above(err, len, "[migration] switchover_bandwidth", sc->switchover_bw_Bps, "B/s",
+			     SIM_MAX_BANDWIDTH_BPS, "1T/s, as [link] bandwidth");
+	if (sc->rate_Bps > SIM_MAX_RATE_BPS)
+		return above(err, len, "[workload] rate", sc->rate_Bps, "B/s", SIM_MAX_RATE_BPS, RATE_WHY);
+	for (uint32_t i = 0; i < sc->nphases; i++)
+		if (sc->phases[i].rate_Bps > SIM_MAX_RATE_BPS) {
+			snprintf(m, sizeof(m), "[workload] phases: phase %u's rate", i + 1);
+			return above(err, len, m, sc->phases[i].rate_Bps, "B/s", SIM_MAX_RATE_BPS, RATE_WHY);
+		}
 	if (!sc->downtime_limit_ns)
 		return fail(err, len, "[migration] downtime_limit: must be > 0");
 	if (sc->model == SIM_MODEL_HOTSET && (!sc->hot_size || sc->hot_size > sc->memory))
@@ -103,6 +135,10 @@ int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t len)
 		if (!d->page_size || (d->page_size & (d->page_size - 1)) || d->page_size < 4096) {
 			snprintf(m, sizeof(m), "[device.%s] page_size: must be a power of two >= 4K", d->name);
 			return fail(err, len, m);
+		}
+		if (d->dma_rate_Bps > SIM_MAX_RATE_BPS) {
+			snprintf(m, sizeof(m), "[device.%s] dma_rate", d->name);
+			return above(err, len, m, d->dma_rate_Bps, "B/s", SIM_MAX_RATE_BPS, RATE_WHY);
 		}
 		if (!d->max_ranges) {
 			snprintf(m, sizeof(m), "[device.%s] max_ranges: must be >= 1", d->name);

@@ -23,6 +23,23 @@
 #define SIM_MAX_DEVICES 64
 #define SIM_MAX_PHASES 64
 #define SIM_ERR_MAX 512
+#define SIM_SCENARIO_MAX_BYTES (1u << 20)   /* a scenario file */
+#define SIM_TRACE_MAX_BYTES (64u << 20)     /* a trace file */
+#define SIM_MAX_TRACE_PAGES (1ull << 32)    /* page writes in one trace event */
+
+/* What the model represents (sim_scenario_check() refuses more; the
+ * reasons are in docs/sim-input.md):
+ *  - memory up to 2^52 bytes (4096T, a 52-bit guest physical space);
+ *  - link and switchover bandwidth up to 2^40 B/s (1T/s, 8.8 Tbit/s): the
+ *    virtual clock counts whole nanoseconds, and a 4K page then still takes
+ *    3.7 ns, so every send the engine measures lasts a few ns at least
+ *    (at 2^60 B/s whole iterations took 0 ns and no bandwidth was measured);
+ *  - guest and device DMA write rates up to 2^40 B/s: no host's memory
+ *    takes writes faster (the workload's work per step is bounded by the
+ *    memory, not by the rate: sim_workload_run()). */
+#define SIM_MAX_MEMORY (1ull << 52)
+#define SIM_MAX_BANDWIDTH_BPS (1ull << 40)
+#define SIM_MAX_RATE_BPS (1ull << 40)
 
 enum sim_model {
 	SIM_MODEL_UNIFORM = 0,    /* random pages, uniformly over all RAM */
@@ -106,18 +123,35 @@ void sim_device_init(struct sim_device *d, const char *name);
 /* Release what the scenario owns (the trace). */
 void sim_scenario_release(struct sim_scenario *sc);
 
-/* Cross-key checks after parsing (also for scenarios built in code).
- * Returns 0, or -EINVAL with "what: why" in err (err_len bytes). */
+/* Cross-key checks and the limits above, after parsing (also for scenarios
+ * built in code; sim_run() calls it). Returns 0, or -EINVAL with
+ * "[section] key: why" in err (err_len bytes). */
 int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t err_len);
 
 /* Parse an INI scenario. `name` is what error messages call the file. On
  * failure, err says "FILE:LINE: [section] key: problem" (or "FILE: ..." for
- * an unreadable file). Returns 0, -EINVAL (bad scenario), -ENOENT/-errno
+ * an unreadable file). sim_scenario_load() reads only a regular file of at
+ * most SIM_SCENARIO_MAX_BYTES without NUL bytes (-EINVAL otherwise: a FIFO,
+ * /dev/zero, a directory); a trace file it names, one of at most
+ * SIM_TRACE_MAX_BYTES. Returns 0, -EINVAL (bad scenario), -ENOENT/-errno
  * (cannot read). The scenario is initialized first; release it with
  * sim_scenario_release() in every case. */
 int sim_scenario_load(struct sim_scenario *sc, const char *path, char *err, size_t err_len);
 int sim_scenario_parse_string(struct sim_scenario *sc, const char *name, const char *text, char *err,
 			      size_t err_len);
+
+/* Set one key of the [vm], [workload], [link] or [migration] section from
+ * text, with the parser's own rules (the command line's --seed is
+ * [workload] seed), then check the whole scenario again. `origin` is what
+ * the message calls the source of the value: on failure err says
+ * "ORIGIN: [section] key: problem". Returns 0 or -EINVAL. */
+int sim_scenario_set(struct sim_scenario *sc, const char *origin, const char *section, const char *key,
+		     const char *value, char *err, size_t err_len);
+
+/* Every key the parser knows, by section, with its kind, its default and
+ * what it means: generated from the parser's key table (precopy-sim
+ * --help). */
+void sim_scenario_keys_help(FILE *f);
 
 /* The built-in scenario (`make sim`), as INI text. */
 extern const char sim_default_scenario[];
@@ -141,7 +175,10 @@ void sim_workload_free(struct sim_workload *w);
 
 /* The guest writes from its last time up to t_ns (virtual, since the start
  * of the migration) at its rate x (100 - throttle) / 100: sets the bits of
- * the pages written. Returns the page writes made (not distinct pages). */
+ * the pages written. Returns the page writes made (not distinct pages).
+ * A step of at least as many writes as pages draws each page once, with the
+ * chance those writes give it, instead of each write: O(pages), not
+ * O(writes). */
 uint64_t sim_workload_run(struct sim_workload *w, uint64_t t_ns);
 
 /* Throttle (percent, 0..99) from now on. */

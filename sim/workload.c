@@ -38,6 +38,7 @@ struct sim_workload {
 	uint64_t trace_base;         /* start of the current trace cycle */
 	/* zipf (rejection-inversion) constants */
 	double z_s, z_hx1, z_hn, z_q;
+	double z_harm;               /* sum of k^-s over every rank (0: not yet) */
 };
 
 static uint64_t splitmix(uint64_t *s)
@@ -159,6 +160,12 @@ static void write_zipf(struct sim_workload *w, uint64_t n)
 
 static void write_sequential(struct sim_workload *w, uint64_t n)
 {
+	if (n >= w->npages) {
+		/* every page; the cursor ends where n single steps leave it */
+		precopy_bitmap_set_range(w->live, 0, w->npages);
+		w->seq = (uint64_t)(((unsigned __int128)w->seq + n) % w->npages);
+		return;
+	}
 	while (n) {
 		uint64_t take = w->npages - w->seq;
 
@@ -172,11 +179,104 @@ static void write_sequential(struct sim_workload *w, uint64_t n)
 	}
 }
 
+/* ---- many writes at once ------------------------------------------------- */
+
+/* A uniform double in (0, 1]. */
+static double unit_open(struct sim_workload *w)
+{
+	return ((double)(splitmix(&w->rng) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+/* n writes over pages [lo, hi), each page written by one write with
+ * probability p: a page is left as it was with probability r = (1 - p)^n,
+ * else set. Walks geometric gaps (between the pages left when r <= 1/2,
+ * between the pages set otherwise): O(pages x min(r, 1 - r)) draws plus
+ * the runs set. */
+static void write_region(struct sim_workload *w, uint64_t lo, uint64_t hi, double p, uint64_t n)
+{
+	double lr = (double)n * log1p(-p), r = exp(lr);
+	uint64_t pos = lo;
+
+	if (lo >= hi || !(p > 0.0))
+		return; /* no write lands here */
+	if (r < 0x1.0p-64) {
+		precopy_bitmap_set_range(w->live, lo, hi - lo);
+		return;
+	}
+	if (r <= 0.5) {
+		/* set runs of pages, skipping each page left alone */
+		double l1r = log1p(-r);
+		while (pos < hi) {
+			double g = floor(log(unit_open(w)) / l1r);
+			uint64_t run = !(g < (double)(hi - pos)) ? hi - pos : (uint64_t)g;
+
+			precopy_bitmap_set_range(w->live, pos, run);
+			pos += run + 1;
+		}
+	} else {
+		/* set single pages, skipping runs of pages left alone */
+		uint64_t *words = w->live->words;
+		while (pos < hi) {
+			double g = floor(log(unit_open(w)) / lr);
+
+			if (!(g < (double)(hi - pos)))
+				break;
+			pos += (uint64_t)g;
+			set_page(words, pos++);
+		}
+	}
+}
+
+/* Zipf: page of rank k written with probability p_k = k^-s / H(N, s). */
+static void write_zipf_many(struct sim_workload *w, uint64_t n)
+{
+	uint64_t *words = w->live->words, np = w->npages;
+
+	if (w->z_harm == 0.0)
+		for (uint64_t k = np; k >= 1; k--) /* smallest terms first */
+			w->z_harm += h_fn(w, (double)k);
+	for (uint64_t k = 1; k <= np; k++) {
+		double pk = h_fn(w, (double)k) / w->z_harm, r = exp((double)n * log1p(-pk));
+
+		if (r < 0x1.0p-64 || unit_open(w) > r)
+			set_page(words, (uint64_t)(((unsigned __int128)(k - 1) * w->scatter) % np));
+	}
+}
+
+/* At least as many writes as pages: per page rather than per write, so the
+ * work is bounded by the memory, not by rate x time. Each page's chance of
+ * being written is the one n single writes give it; pages are drawn
+ * independently (the multinomial's slight negative correlation between
+ * pages is not kept). */
+static void write_many(struct sim_workload *w, uint64_t n)
+{
+	uint64_t np = w->npages, hp = w->hot_pages;
+	double f;
+
+	switch (w->sc->model) {
+	case SIM_MODEL_HOTSET:
+		f = w->hot_threshold == UINT64_MAX ? 1.0 : (double)w->hot_threshold * 0x1.0p-64;
+		write_region(w, 0, hp, f / (double)hp + (1.0 - f) / (double)np, n);
+		write_region(w, hp, np, (1.0 - f) / (double)np, n);
+		break;
+	case SIM_MODEL_ZIPF:
+		write_zipf_many(w, n);
+		break;
+	default:
+		write_region(w, 0, np, 1.0 / (double)np, n);
+		break;
+	}
+}
+
 static void write_pages(struct sim_workload *w, uint64_t n)
 {
 	if (!n)
 		return;
 	w->writes += n;
+	if (n >= w->npages && w->sc->model != SIM_MODEL_SEQUENTIAL) {
+		write_many(w, n);
+		return;
+	}
 	switch (w->sc->model) {
 	case SIM_MODEL_HOTSET:
 		write_hotset(w, n);

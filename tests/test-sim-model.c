@@ -8,6 +8,7 @@
  * determinism. Scenarios are built in code and scaled down (1-4 GiB guests)
  * so the suite takes seconds. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,4 +346,98 @@ Test(sim_model, mid_pass_decisions_catch_what_passes_miss)
 		mid.downtime_ns / 1e6);
 	sim_result_release(&pass);
 	sim_result_release(&mid);
+}
+
+/* The distinct pages n writes leave, expected from each page's chance
+ * 1 - (1 - p_page)^n, against the workload on an empty bitmap: below N
+ * writes one bitmap write per write, from N writes on the per-page path. */
+static double expect_distinct(const struct sim_scenario *sc, uint64_t npages, uint64_t n)
+{
+	double e = 0, N = (double)npages;
+
+	if (sc->model == SIM_MODEL_UNIFORM)
+		return N * -expm1((double)n * log1p(-1.0 / N));
+	if (sc->model == SIM_MODEL_HOTSET) {
+		double hp = (double)(sc->hot_size / sc->page_size), f = sc->hot_fraction;
+		double ph = f / hp + (1 - f) / N, pc = (1 - f) / N;
+		return hp * -expm1((double)n * log1p(-ph)) + (N - hp) * -expm1((double)n * log1p(-pc));
+	}
+	double h = 0;
+	for (uint64_t k = 1; k <= npages; k++)
+		h += pow((double)k, -sc->zipf_s);
+	for (uint64_t k = 1; k <= npages; k++)
+		e += -expm1((double)n * log1p(-pow((double)k, -sc->zipf_s) / h));
+	return e;
+}
+
+Test(sim_model, many_writes_per_step_match_the_model_and_cost_memory_not_rate)
+{
+	/* the second hot set takes every write: no write reaches the cold pages */
+	static const int models[] = { SIM_MODEL_UNIFORM, SIM_MODEL_HOTSET, SIM_MODEL_HOTSET, SIM_MODEL_ZIPF };
+	static const double per_page[] = { 0.5, 0.999, 1.0, 3.0, 20.0, 1e6 };
+	const uint64_t npages = 1 << 16;
+
+	for (size_t m = 0; m < 4; m++) {
+		for (size_t j = 0; j < sizeof(per_page) / sizeof(per_page[0]); j++) {
+			struct sim_scenario sc = base(npages * 4096, GiB, 0, models[m]);
+			uint64_t n = (uint64_t)(per_page[j] * (double)npages);
+			struct precopy_bitmap bm;
+			struct sim_workload *w;
+			double want, got, sd;
+			int err;
+
+			sc.hot_size = npages * 4096 / 16;
+			sc.hot_fraction = m == 2 ? 1.0 : 0.9;
+			sc.zipf_s = 1.1;
+			sc.seed = 3 + j;
+			sc.rate_Bps = n * 4096; /* n writes in one second */
+			cr_assert_eq(precopy_bitmap_alloc(&bm, npages, PRECOPY_NUMA_LOCAL), 0);
+			w = sim_workload_new(&sc, &bm, &err);
+			cr_assert_not_null(w, "%d", err);
+			cr_assert_eq(sim_workload_run(w, S), n);
+			got = (double)precopy_bitmap_count(&bm);
+			want = expect_distinct(&sc, npages, n);
+			/* independent pages: the variance is at most want (1 - want / N) */
+			sd = sqrt(want * (1 - want / (double)npages));
+			cr_assert(fabs(got - want) <= 5 * sd + 2, "model %d, %g writes per page: %.0f distinct pages, %.1f expected",
+				  models[m], per_page[j], got, want);
+			sim_workload_free(w);
+			precopy_bitmap_free(&bm);
+		}
+	}
+}
+
+Test(sim_model, huge_rate_on_a_small_vm_runs_in_seconds, .timeout = 60)
+{
+	/* 1 GiB written at 1T/s for 600 s of virtual time: 1.6e11 page writes,
+	 * which took 5 minutes one bitmap write at a time */
+	struct sim_scenario sc = base(GiB, GiB, SIM_MAX_RATE_BPS, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+
+	sc.timeout_ns = 600 * S;
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_CANCELLED);
+	cr_assert_geq(r.total_ns, sc.timeout_ns);
+	for (size_t i = 1; i < r.niters; i++)
+		cr_assert_eq(r.iters[i].dirty_pages, sc.memory / sc.page_size, "iteration %zu: not every page dirty", i + 1);
+	cr_assert_lt(r.wall_s, 20.0, "took %.1f s", r.wall_s);
+	sim_result_release(&r);
+}
+
+Test(sim_model, bandwidth_at_the_limit_is_measured_and_above_it_refused)
+{
+	struct sim_scenario sc = base(4 * GiB, SIM_MAX_BANDWIDTH_BPS, GiB, SIM_MODEL_UNIFORM);
+	struct sim_result r;
+
+	run_ok(&sc, &r);
+	cr_assert_eq(r.outcome, SIM_SWITCHOVER, "%s (%s)", sim_outcome_name(r.outcome), r.error);
+	cr_assert_gt(r.niters, 0);
+	for (size_t i = 0; i < r.niters; i++)
+		cr_assert_gt(r.iters[i].bandwidth_Bps, 0, "iteration %zu measured no bandwidth", i + 1);
+	sim_result_release(&r);
+	/* 2^60 B/s: every send took 0 ns and the converging VM was cancelled */
+	sc.bandwidth_Bps = 1ull << 60;
+	cr_assert_eq(sim_run(&sc, &r, NULL, NULL), -EINVAL);
+	cr_assert(strstr(r.error, "[link] bandwidth: 1152921504606846976 B/s is above the limit"), "%s", r.error);
+	sim_result_release(&r);
 }

@@ -138,3 +138,61 @@ Test(sim_output, exit_status_of_a_bad_scenario_and_a_cancel)
 	cr_expect(strstr(json, "\"outcome\":\"cancelled\""), "%.300s", json);
 	unlink(path);
 }
+
+/* --seed and [workload] seed: one rule (the parser's), one message */
+Test(sim_output, seed_on_the_command_line_follows_the_file_rule)
+{
+	static const char *const bad[] = { "-1", "+1", " 1", "1x", "0x10", "18446744073709551616", "" };
+	char cmd[PATH_MAX * 2], out[4096];
+
+	find_sim();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --seed '%s' --json 2>&1 >/dev/null", sim, bad[i]);
+		cr_expect_eq(run(cmd, out, sizeof(out)), 2, "--seed '%s' accepted: %s", bad[i], out);
+		cr_expect(strstr(out, "precopy-sim: --seed: [workload] seed: "), "--seed '%s': %s", bad[i], out);
+	}
+	snprintf(cmd, sizeof(cmd), "%s --seed 18446744073709551615 --json >/dev/null", sim);
+	cr_expect_eq(run(cmd, NULL, 0), 0, "the largest seed is refused");
+}
+
+/* stdout and every output file are flushed and closed with their errors
+ * checked: a full disk is exit 1 with a message, never a silent 0 */
+Test(sim_output, unwritable_stdout_or_file_is_exit_1_with_a_message)
+{
+	static const char *const cases[][2] = {
+		{ "--json", "precopy-sim: stdout: write error: No space left on device" },
+		{ "", "precopy-sim: stdout: write error: No space left on device" },
+		{ "--print-default", "precopy-sim: stdout: write error: No space left on device" },
+		{ "--help", "precopy-sim: stdout: write error: No space left on device" },
+	};
+	char cmd[PATH_MAX * 2], out[4096];
+
+	find_sim();
+	if (access("/dev/full", W_OK))
+		cr_skip_test("no /dev/full");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --no-progress %s 2>&1 >/dev/full", sim, cases[i][0]);
+		cr_expect_eq(run(cmd, out, sizeof(out)), 1, "%s: %s", cases[i][0], out);
+		cr_expect(strstr(out, cases[i][1]), "%s: %s", cases[i][0], out);
+	}
+	snprintf(cmd, sizeof(cmd), "%s --csv /dev/full --svg /dev/full 2>&1 >/dev/null", sim);
+	cr_expect_eq(run(cmd, out, sizeof(out)), 1, "%s", out);
+	cr_expect(strstr(out, "precopy-sim: --csv /dev/full: write error: No space left on device"), "%s", out);
+	cr_expect(strstr(out, "precopy-sim: --svg /dev/full: write error: No space left on device"), "%s", out);
+}
+
+/* an output that cannot be opened is a usage error found before the run */
+Test(sim_output, unopenable_output_is_exit_2_before_the_run)
+{
+	static const char *const opts[] = { "--csv", "--svg" };
+	char cmd[PATH_MAX * 2], out[4096], want[256];
+
+	find_sim();
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof(cmd), "%s --json %s /nonexistent/out 2>&1", sim, opts[i]);
+		cr_expect_eq(run(cmd, out, sizeof(out)), 2, "%s: %s", opts[i], out);
+		snprintf(want, sizeof(want), "precopy-sim: %s /nonexistent/out: cannot open for writing: No such file or "
+					     "directory\n", opts[i]);
+		cr_expect_str_eq(out, want, "no run, no JSON, one message");
+	}
+}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "precopy/engine.h"
@@ -34,6 +35,12 @@ static const struct unit_case units[] = {
 	{ 0, "64Q", -EINVAL, 0 },          { 0, "", -EINVAL, 0 },            { 0, "G", -EINVAL, 0 },
 	{ 0, "-1G", -EINVAL, 0 },          { 0, "1.G", -EINVAL, 0 },         { 0, "16777216T", -ERANGE, 0 },
 	{ 0, "99999999999999999999", -ERANGE, 0 },
+	/* the rounded fraction carries past 2^64 - 1: an error, not a wrap to 0 */
+	{ 0, "17179869183.9999999999G", -ERANGE, 0 }, { 0, "16777215.99999999999999999T", -ERANGE, 0 },
+	{ 0, "17179869183.4G", 0, 0xFFFFFFFFC0000000ull + 429496730ull },
+	{ 0, "16777215.99999999999T", 0, 0xFFFFFFFFFFFFFFF5ull },
+	{ 1, "17179869183.9999999999G/s", -ERANGE, 0 }, { 1, "18446744073.7095516159999Gbit/s", -ERANGE, 0 },
+	{ 2, "18446744073.7095516159999s", -ERANGE, 0 },
 	{ 1, "500M/s", 0, 500ull << 20 },  { 1, "1250M/s", 0, 1250ull << 20 }, { 1, "10Gbit/s", 0, 1250000000ull },
 	{ 1, "1Gbit/s", 0, 125000000ull }, { 1, "100Mbit/s", 0, 12500000ull }, { 1, "8bit/s", 0, 1 },
 	{ 1, "2G/s", 0, 2ull << 30 },      { 1, "25 Gbit/s", 0, 3125000000ull }, { 1, "500M", -EINVAL, 0 },
@@ -75,11 +82,42 @@ static const struct err_case errs[] = {
 	{ "[vm]\nmemory =\n", "t.ini:2: [vm] memory: no value" },
 	{ "\n\n[vm]\npage_size = 3K\n", "t.ini:4: [vm] page_size: must be a power of two >= 4K" },
 	{ "[vm]\nmemory = 10000\n", "t.ini:2: [vm] memory: must be a non-zero multiple of page_size" },
+	{ "[vm]\nmemory = 16777215.99999999999T\n",
+	  "t.ini:2: [vm] memory: 18446744073709551605 bytes is above the limit of 4503599627370496 bytes (4096T, a 52-bit "
+	  "guest physical address space)" },
+	{ "[vm]\nmemory = 4097T\n",
+	  "t.ini:2: [vm] memory: 4504699138998272 bytes is above the limit of 4503599627370496 bytes (4096T, a 52-bit "
+	  "guest physical address space)" },
+	{ "[vm]\nvcpus = 0\n", "t.ini:2: [vm] vcpus: must be >= 1" },
+	{ "[workload]\nseed = -1\n", "t.ini:2: [workload] seed: bad number \"-1\"" },
+	{ "[workload]\nseed = 18446744073709551616\n",
+	  "t.ini:2: [workload] seed: 18446744073709551616 is out of range (0..18446744073709551615)" },
+	{ "[link]\nbandwidth = 1025G/s\n",
+	  "t.ini:2: [link] bandwidth: 1100585369600 B/s is above the limit of 1099511627776 B/s (1T/s: the virtual "
+	  "clock counts whole ns, and a 4K page must take a few of them)" },
+	{ "[link]\nbandwidth = 9223372036854775807bit/s\n",
+	  "t.ini:2: [link] bandwidth: 1152921504606846975 B/s is above the limit of 1099511627776 B/s (1T/s: the "
+	  "virtual clock counts whole ns, and a 4K page must take a few of them)" },
+	{ "[migration]\nswitchover_bandwidth = 2T/s\n",
+	  "t.ini:2: [migration] switchover_bandwidth: 2199023255552 B/s is above the limit of 1099511627776 B/s (1T/s, "
+	  "as [link] bandwidth)" },
+	{ "[workload]\nrate = 16777215T/s\n",
+	  "t.ini:2: [workload] rate: 18446742974197923840 B/s is above the limit of 1099511627776 B/s (1T/s, beyond any "
+	  "host's memory bandwidth)" },
+	{ "[workload]\nmodel = phases\nphases = 1s:1M/s,2s:2T/s\n",
+	  "t.ini:3: [workload] phases: phase 2's rate: 2199023255552 B/s is above the limit of 1099511627776 B/s (1T/s, "
+	  "beyond any host's memory bandwidth)" },
+	{ "[device.d]\ndma_rate = 1025G/s\n",
+	  "t.ini:2: [device.d] dma_rate: 1100585369600 B/s is above the limit of 1099511627776 B/s (1T/s, beyond any "
+	  "host's memory bandwidth)" },
 	{ "memory = 64G\n", "t.ini:1: memory: key outside of any section" },
 	{ "[vm]\n[network]\nbandwidth = 1G/s\n",
 	  "t.ini:2: [network]: unknown section (known: vm, workload, link, migration, device.NAME)" },
 	{ "[vm\nmemory = 1G\n", "t.ini:1: syntax error (expected [section] or key = value)" },
 	{ "[vm]\njust some words\n", "t.ini:2: syntax error (expected [section] or key = value)" },
+	{ "[vm]\n; 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+	  "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234\n",
+	  "t.ini:2: line too long (at most 199 characters)" },
 	{ "[workload]\nmodel = random\n",
 	  "t.ini:2: [workload] model: unknown model \"random\" (uniform, hotset, zipf, sequential, phases, trace)" },
 	{ "[workload]\nrate = 200M\n", "t.ini:2: [workload] rate: bad rate \"200M\" (bytes: 500M/s; bits: 10Gbit/s)" },
@@ -156,6 +194,69 @@ Test(sim_scenario, files_missing_and_not_text)
 	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "not a text file"), "%s", err);
 	unlink(path);
+}
+
+/* A file of n bytes: comment lines (c, then padding), then tail. */
+static void write_sized(const char *path, size_t n, char c, const char *tail)
+{
+	FILE *f = fopen(path, "w");
+	size_t pad = n - strlen(tail);
+
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	for (size_t i = 0; i < pad; i++)
+		fputc(i == pad - 1 || i % 64 == 63 ? '\n' : i % 64 ? '-' : c, f);
+	fputs(tail, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+Test(sim_scenario, only_regular_files_up_to_1_MiB)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX], dir[] = "/tmp/precopy-sim-test-XXXXXX", path[64], text[256];
+
+	cr_assert_not_null(mkdtemp(dir));
+	/* devices, directories and FIFOs: refused at once, even a FIFO with no writer */
+	cr_assert_eq(sim_scenario_load(&sc, "/dev/zero", err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "/dev/zero: not a regular file (a scenario must be a plain file)");
+	cr_assert_eq(sim_scenario_load(&sc, dir, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	unlink(path);
+
+	/* 1 MiB is accepted, one byte more is not */
+	snprintf(path, sizeof(path), "%s/big.ini", dir);
+	write_sized(path, SIM_SCENARIO_MAX_BYTES, ';', "[vm]\nmemory = 1G\n");
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sc.memory, 1ull << 30);
+	sim_scenario_release(&sc);
+	write_sized(path, SIM_SCENARIO_MAX_BYTES + 1, ';', "[vm]\nmemory = 1G\n");
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), -EINVAL);
+	snprintf(text, sizeof(text), "%s: too large (1048577 bytes; a scenario is at most 1048576 bytes)", path);
+	cr_assert_str_eq(err, text);
+	unlink(path);
+
+	/* the trace it names: the same rule, the message on the key's line */
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", "[workload]\nmodel = trace\ntrace = /dev/zero\n", err,
+					       sizeof(err)),
+		     -EINVAL);
+	cr_assert_str_eq(err, "t.ini:3: [workload] trace: cannot use trace /dev/zero: not a regular file (a trace "
+			      "must be a plain file)");
+	sim_scenario_release(&sc);
+	snprintf(path, sizeof(path), "%s/t.csv", dir);
+	write_sized(path, 64, '#', "0,1\n10,4294967297\n");
+	snprintf(text, sizeof(text), "[workload]\nmodel = trace\ntrace = %s\n", path);
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, ":3: 4294967297 page writes in one event is too many (at most 4294967296)"), "%s", err);
+	sim_scenario_release(&sc);
+	write_sized(path, 64, '#', "0,1\n10,-1\n");
+	cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, ":3: bad trace line (time_ms,pages)"), "%s", err);
+	sim_scenario_release(&sc);
+	unlink(path);
+	rmdir(dir);
 }
 
 Test(sim_scenario, values_land_where_they_belong)
@@ -297,4 +398,72 @@ Test(sim_scenario, every_shipped_scenario_runs_as_expected, .timeout = 120)
 	}
 	closedir(dir);
 	cr_assert_geq(n, 5, "only %d scenarios in " SCEN_DIR, n);
+}
+
+/* precopy-sim --help's key list comes from the parser's table: the same
+ * keys as the parser's "known:" list for every section, and each default
+ * shown, fed back to the parser, gives the default itself. */
+Test(sim_scenario, help_lists_every_key_with_its_true_default)
+{
+	char *buf = NULL, line[256], sec[64] = "", known[512] = "", listed[512] = "";
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int nsec = 0, nkeys = 0;
+
+	cr_assert_not_null(f);
+	sim_scenario_keys_help(f);
+	cr_assert_eq(fclose(f), 0);
+	f = fmemopen(buf, len, "r");
+	cr_assert_not_null(f);
+	for (int more = 1; more;) {
+		char key[64], kind[32], def[64];
+
+		more = fgets(line, sizeof(line), f) != NULL;
+		if (!more || sscanf(line, "  [%63[^]]]", key) == 1) {
+			/* a section ends: its keys against the parser's list */
+			if (sec[0]) {
+				struct sim_scenario sc;
+				char text[128], err[SIM_ERR_MAX], *k;
+
+				snprintf(text, sizeof(text), "[%s]\nno_such_key = 1\n", sec);
+				cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), -EINVAL);
+				k = strstr(err, "(known: ");
+				cr_assert_not_null(k, "%s", err);
+				snprintf(known, sizeof(known), "%s", k + 8);
+				known[strlen(known) - 1] = 0;
+				cr_expect_str_eq(listed, known, "[%s]: --help lists other keys than the parser knows", sec);
+				sim_scenario_release(&sc);
+				nsec++;
+			}
+			if (more)
+				snprintf(sec, sizeof(sec), "%s", strcmp(key, "device.NAME") ? key : "device.d");
+			listed[0] = 0;
+			continue;
+		}
+		if (!sec[0] || sscanf(line, "    %63s %31s %63s", key, kind, def) != 3)
+			continue;
+		snprintf(listed + strlen(listed), sizeof(listed) - strlen(listed), "%s%s", listed[0] ? ", " : "", key);
+		nkeys++;
+		if (def[0] != '(') {
+			struct sim_scenario sc, want;
+			char text[256], err[SIM_ERR_MAX];
+
+			snprintf(text, sizeof(text), "[%s]\n%s = %s\n", sec, key, def);
+			cr_assert_eq(sim_scenario_parse_string(&sc, "t.ini", text, err, sizeof(err)), 0, "%s: %s", text, err);
+			sim_scenario_init(&want);
+			snprintf(want.source, sizeof(want.source), "t.ini");
+			if (!strncmp(sec, "device.", 7)) {
+				sim_device_init(&want.devs[0], "d");
+				want.devs[0].line = 1;
+				want.ndevs = 1;
+			}
+			cr_expect(!memcmp(&sc, &want, sizeof(sc)), "[%s] %s: the default shown, %s, is not the default",
+				  sec, key, def);
+			sim_scenario_release(&sc);
+		}
+	}
+	fclose(f);
+	free(buf);
+	cr_expect_eq(nsec, 5, "%d sections", nsec);
+	cr_expect_geq(nkeys, 30, "%d keys", nkeys);
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <precopy.h>
+#include "json.h"
 
 /* VFIO_MIGRATION_* bits, as <linux/vfio.h> (and precopy/vfio.h) define them. */
 static const struct {
@@ -159,61 +160,10 @@ static bool migratable(const struct vfio_report *r)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s, 0 if invalid. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n, i;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0)
-		n = 2, cp = s[0] & 0x1f;
-	else if ((s[0] & 0xf0) == 0xe0)
-		n = 3, cp = s[0] & 0x0f;
-	else if ((s[0] & 0xf8) == 0xf0)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* A JSON string: quotes, backslash and control characters escaped, invalid
- * UTF-8 replaced by U+FFFD. NULL prints null. */
+/* One escaper for every tool: tools/json.h (invalid UTF-8 becomes U+FFFD). */
 static void json_str(FILE *o, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-
-	if (!s) {
-		fputs("null", o);
-		return;
-	}
-	fputc('"', o);
-	while (*p) {
-		size_t n;
-
-		if (*p == '"' || *p == '\\') {
-			fputc('\\', o);
-			fputc(*p++, o);
-		} else if (*p < 0x20) {
-			fprintf(o, "\\u%04x", *p++);
-		} else if ((n = utf8_len(p)) == 0) {
-			fputs("\\ufffd", o);
-			p++;
-		} else {
-			fwrite(p, 1, n, o);
-			p += n;
-		}
-	}
-	fputc('"', o);
+	tool_json_str(o, s);
 }
 
 static const char *or_null(const char *s)
