@@ -15,6 +15,7 @@
 
 #include "precopy/engine.h"
 #include "../ioctl/uapi_compat.h"
+#include "../ioctl/sys_retry.h"
 
 #define READ_BUF (64u * 1024)
 
@@ -228,7 +229,7 @@ static int rp_write(struct precopy_dest *d, const void *buf, size_t len)
 	if (d->cfg.rp_sink)
 		return d->cfg.rp_sink(d->cfg.rp_ctx, buf, len);
 	while (len) {
-		ssize_t w = precopy_sys_write(d->cfg.sys, d->cfg.rp_fd, p, len);
+		ssize_t w = precopy__sys_write(d->cfg.sys, d->cfg.rp_fd, p, len);
 
 		if (w > 0) {
 			p += w;
@@ -239,7 +240,7 @@ static int rp_write(struct precopy_dest *d, const void *buf, size_t len)
 				deadline = now(d) + d->cfg.io_timeout_ns;
 			else if (now(d) >= deadline)
 				return -ETIMEDOUT;
-			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
+			precopy__sys_poll(d->cfg.sys, &pfd, 1, 10);
 		} else {
 			return w ? (int)w : -EIO;
 		}
@@ -267,7 +268,7 @@ static int be_start(struct precopy_dest *d, struct dbe *b)
 
 	b->setup = b->checked = 0;
 	b->bytes = 0;
-	r = precopy_sys_pipe2(d->cfg.sys, fds, 0);
+	r = precopy__sys_pipe2(d->cfg.sys, fds, 0);
 	if (r < 0) {
 		seterr(d, r, "start: back-end %u: creating the state pipe: %s", b->id, strerror(-r));
 		return r;
@@ -281,7 +282,7 @@ static int be_start(struct precopy_dest *d, struct dbe *b)
 	}
 	b->fd = r;
 	/* our end only: the back-end's end keeps the mode it chooses */
-	r = precopy_sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
+	r = precopy__sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
 	if (r < 0) {
 		seterr(d, r, "start: back-end %u: non-blocking state fd: %s", b->id, strerror(-r));
 		return r;
@@ -355,7 +356,7 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 			}
 			precopy_vfio_dev_status(v->vd, &st);
 			pfd.fd = st.data_fd;
-			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
+			precopy__sys_poll(d->cfg.sys, &pfd, 1, 10);
 		} else {
 			seterr(d, (int)w, "device %u: data write: %s", v->id, strerror((int)-w));
 			d->err_dev = v->id;
@@ -372,7 +373,7 @@ static int be_write(struct precopy_dest *d, struct dbe *b, const uint8_t *p, siz
 	uint64_t deadline = 0, waited = 0;
 
 	while (len) {
-		ssize_t w = precopy_sys_write(d->cfg.sys, b->fd, p, len);
+		ssize_t w = precopy__sys_write(d->cfg.sys, b->fd, p, len);
 
 		if (w > 0) {
 			p += w;
@@ -391,7 +392,7 @@ static int be_write(struct precopy_dest *d, struct dbe *b, const uint8_t *p, siz
 				d->err_dev = b->id;
 				return -ETIMEDOUT;
 			}
-			if (precopy_sys_poll(d->cfg.sys, &pfd, 1, 10) == 0)
+			if (precopy__sys_poll(d->cfg.sys, &pfd, 1, 10) == 0)
 				waited += 10000000u;
 		} else {
 			seterr(d, (int)w, "back-end %u: writing its state: %s", b->id, strerror((int)-w));
@@ -544,14 +545,14 @@ PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
 	pfd.fd = d->cfg.stream_fd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;
-	r = precopy_sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
+	r = precopy__sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
 	if (r == 0 || r == -EINTR)
 		return -EAGAIN;
 	if (r < 0) {
 		seterr(d, r, "stream: poll: %s", strerror(-r));
 		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
 	}
-	n = precopy_sys_read(d->cfg.sys, d->cfg.stream_fd, d->buf, READ_BUF);
+	n = precopy__sys_read(d->cfg.sys, d->cfg.stream_fd, d->buf, READ_BUF);
 	if (n == -EAGAIN || n == -EINTR)
 		return -EAGAIN;
 	if (n < 0) {

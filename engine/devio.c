@@ -21,6 +21,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
+#include "../ioctl/sys_retry.h"
 
 #define RP_BUF 512
 
@@ -59,7 +60,7 @@ int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct 
 		w->deadline = now + e->cfg.io_timeout_ns;
 	else if (now >= w->deadline || w->waited_ns >= e->cfg.io_timeout_ns)
 		return -ETIMEDOUT;
-	r = precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
+	r = precopy__sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
 	if (r == 0)
 		w->waited_ns += (uint64_t)e->cfg.poll_interval_ms * 1000000u;
 	return r < 0 && r != -EINTR ? r : 0;
@@ -78,7 +79,7 @@ int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 		return r < 0 ? r : 0;
 	}
 	while (len) {
-		ssize_t n = precopy_sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
+		ssize_t n = precopy__sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
 
 		if (n > 0) {
 			p += n;
@@ -378,7 +379,7 @@ int precopy__eng_rp_poll(struct precopy_engine *e)
 		return 0;
 	for (;;) {
 		struct pollfd pfd = { .fd = e->cfg.rp_fd, .events = POLLIN };
-		int p = precopy_sys_poll(e->cfg.sys, &pfd, 1, 0);
+		int p = precopy__sys_poll(e->cfg.sys, &pfd, 1, 0);
 		ssize_t n;
 		int r;
 
@@ -390,7 +391,7 @@ int precopy__eng_rp_poll(struct precopy_engine *e)
 		}
 		if (p == 0)
 			return 0;
-		n = precopy_sys_read(e->cfg.sys, e->cfg.rp_fd, buf, sizeof(buf));
+		n = precopy__sys_read(e->cfg.sys, e->cfg.rp_fd, buf, sizeof(buf));
 		if (n == -EAGAIN || n == -EINTR)
 			return 0;
 		if (n < 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "pump_internal.h"
+#include "../ioctl/sys_retry.h"
 
 void precopy__pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
 {
@@ -36,7 +37,7 @@ int precopy__pump_fail_stream(struct precopy_pump *p, int err, const char *what)
 static void dev_close(struct precopy_pump *p, struct pump_dev *d)
 {
 	if ((d->flags & PRECOPY_PUMP_DEV_CLOSE_AT_END) && d->fd >= 0) {
-		precopy_sys_close(&p->sys, d->fd);
+		precopy__sys_close(&p->sys, d->fd);
 		d->fd = -1;
 	}
 }
@@ -80,7 +81,7 @@ bool precopy__pump_splice_lost(struct precopy_pump *p, struct pump_dev *d)
 {
 	int avail = 0;
 
-	if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
+	if (precopy__sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
 		return false;
 	precopy__pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
 	return true;
@@ -140,7 +141,7 @@ int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struc
 	int fd = p->cfg.stream_fd, avail = 0;
 	ssize_t r;
 
-	if (precopy_sys_ioctl(&p->sys, fd, FIONREAD, &avail) < 0 || avail < 0) {
+	if (precopy__sys_ioctl(&p->sys, fd, FIONREAD, &avail) < 0 || avail < 0) {
 		d->splice = 0;
 		return -1;
 	}
@@ -157,7 +158,7 @@ int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struc
 	p->load_spolled = false;
 	if ((uint32_t)avail < want)
 		want = (uint32_t)avail;
-	r = precopy_sys_splice(&p->sys, fd, d->fd, want, SPLICE_F_NONBLOCK);
+	r = precopy__sys_splice(&p->sys, fd, d->fd, want, SPLICE_F_NONBLOCK);
 	if (r == -EAGAIN) {
 		*wfd = d->fd; /* the stream has bytes: the device pipe is full */
 		*wev = POLLOUT;

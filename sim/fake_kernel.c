@@ -237,10 +237,11 @@ static int f_close(void *ctx, int fd)
 
 	pthread_mutex_lock(&fk->lock);
 	r = fk_fault_check(fk, PRECOPY_FAKE_OP_CLOSE, fd, 0, NULL, NULL);
-	if (r < 0) {
+	if (r < 0 && r != -EINTR) {
 		pthread_mutex_unlock(&fk->lock);
 		return r;
 	}
+	/* Linux releases the fd even when close() answers EINTR */
 	switch (kind_of(fk, fd, &obj)) {
 	case FK_DEVICE:
 		fake_vfio_device_closed(obj);
@@ -261,7 +262,11 @@ static int f_close(void *ctx, int fd)
 		break;
 	}
 	fk_unregister(fk, fd);
-	r = real()->ops->close(NULL, fd);
+	{
+		int c = real()->ops->close(NULL, fd);
+
+		r = c < 0 ? c : r; /* r: 0, or the injected -EINTR */
+	}
 	pthread_mutex_unlock(&fk->lock);
 	return r;
 }

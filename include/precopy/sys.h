@@ -9,7 +9,9 @@
  * library objects unchanged.
  *
  * Contract of every op: return >= 0 on success (a count where the syscall
- * returns one) and -errno on failure; never rely on errno.
+ * returns one) and -errno on failure; never rely on errno. -EINTR means the
+ * call did nothing: the library makes it again (up to 1000 times in a row),
+ * except close, whose -EINTR it takes as "closed", as on Linux.
  *
  * Thread safety: the real table is stateless and may be used from any
  * thread. A fake table documents its own rules (sim/).
