@@ -112,7 +112,7 @@ static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *w
  * transfer is left for precopy__eng_be_abort_all()). */
 static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 {
-	struct eng_wait w = { 0, 0 };
+	struct precopy__io_wait w = { 0, 0 };
 	int fds[2], one = 1, r, n;
 
 	r = precopy__sys_pipe2(e->cfg.sys, fds, 0);
