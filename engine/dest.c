@@ -37,6 +37,7 @@ struct dbe {
 	uint32_t id;
 	struct precopy_backend_xfer *x;
 	int fd;               /* our end of the load pipe while loading, or -1 */
+	int fd_kind;          /* PRECOPY__FD_*: what fd turned out to be */
 	int setup, checked;
 	uint64_t bytes;
 };
@@ -52,6 +53,7 @@ struct precopy_dest {
 	struct precopy_stream_decoder *dec;
 	uint32_t declared;
 	int acked;
+	int rp_kind;          /* PRECOPY__FD_*: what rp_fd turned out to be */
 	uint8_t *buf;
 	int err;
 	uint32_t err_dev;     /* the device or back-end the failure concerns, or NONE */
@@ -228,7 +230,7 @@ static struct precopy__io_bound io_bound(const struct precopy_dest *d)
 static int rp_write(struct precopy_dest *d, const void *buf, size_t len, const char *what)
 {
 	struct precopy__io_bound b = io_bound(d);
-	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = d->cfg.rp_fd };
+	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = d->cfg.rp_fd, .kind = d->rp_kind };
 	struct precopy__io_result res;
 	int r;
 
@@ -239,6 +241,7 @@ static int rp_write(struct precopy_dest *d, const void *buf, size_t len, const c
 		return r < 0 ? r : 0;
 	}
 	r = precopy__io_write_fd(&b, &f, buf, len, &res);
+	d->rp_kind = f.kind;
 	if (r == -ETIMEDOUT)
 		seterr(d, r, "return path: %s: the return path took no byte within the I/O timeout", what);
 	else if (r < 0)
@@ -279,6 +282,7 @@ static int be_start(struct precopy_dest *d, struct dbe *b)
 		return r;
 	}
 	b->fd = r;
+	b->fd_kind = PRECOPY__FD_UNKNOWN;
 	/* our end only: the back-end's end keeps the mode it chooses */
 	r = precopy__sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
 	if (r < 0) {
@@ -356,10 +360,11 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 static int be_write(struct precopy_dest *d, struct dbe *b, const uint8_t *p, size_t len)
 {
 	struct precopy__io_bound bd = io_bound(d);
-	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = b->fd };
+	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = b->fd, .kind = b->fd_kind };
 	struct precopy__io_result res;
 	int r = precopy__io_write_fd(&bd, &f, p, len, &res);
 
+	b->fd_kind = f.kind;
 	b->bytes += res.done;
 	if (r == -ETIMEDOUT)
 		seterr(d, r, "back-end %u: writing its state: the state pipe took no byte within the I/O timeout",

@@ -67,7 +67,7 @@ int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct 
 int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 {
 	struct precopy__io_bound b = precopy__eng_io_bound(e);
-	struct precopy__io_fd f = { .sys = e->cfg.sys, .fd = e->cfg.stream_fd };
+	struct precopy__io_fd f = { .sys = e->cfg.sys, .fd = e->cfg.stream_fd, .kind = e->stream_kind };
 	struct precopy__io_result res;
 	int r;
 
@@ -78,6 +78,7 @@ int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 		return r < 0 ? r : 0;
 	}
 	r = precopy__io_write_fd(&b, &f, buf, len, &res);
+	e->stream_kind = f.kind;
 	if (r == -ETIMEDOUT)
 		precopy__eng_seterr(e, r, "stream: write: the stream took no byte within the I/O timeout");
 	else if (r < 0)

@@ -87,6 +87,7 @@ struct precopy_engine {
 	size_t rec_cap;
 	struct precopy_stream_rp_decoder *rp;
 	int rp_eof;
+	int stream_kind;                /* PRECOPY__FD_*: what stream_fd turned out to be */
 	int need_ack, acked, switch_decided;
 	/* the iteration being accounted */
 	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;

@@ -62,7 +62,7 @@ ssize_t precopy__io_fd_write(void *ctx, const void *buf, size_t len)
 {
 	struct precopy__io_fd *f = ctx;
 
-	return precopy__sys_write(f->sys, f->fd, buf, len);
+	return precopy__sys_write_nosig(f->sys, f->fd, buf, len, &f->kind);
 }
 
 int precopy__io_write_fd(const struct precopy__io_bound *b, struct precopy__io_fd *f, const void *buf, size_t len,

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "precopy/engine.h"
+#include "../ioctl/sys_nosig.h"
 
 struct precopy__io_bound {
 	const struct precopy_sys *sys;
@@ -53,11 +54,14 @@ struct precopy__io_result {
 int precopy__io_write_all(const struct precopy__io_bound *b, int poll_fd, precopy__io_write_fn fn, void *ctx,
 			  const void *buf, size_t len, struct precopy__io_result *res);
 
-/* The write step for a plain fd through b->sys (ctx: a struct
- * precopy__io_fd). */
+/* The write step for a plain fd through sys (ctx: a struct
+ * precopy__io_fd): precopy__sys_write_nosig(), so no write raises SIGPIPE
+ * in the host. kind: PRECOPY__FD_UNKNOWN at first, then what the writes
+ * learnt of fd; keep it across writes to the same fd. */
 struct precopy__io_fd {
 	const struct precopy_sys *sys;
 	int fd;
+	int kind;
 };
 ssize_t precopy__io_fd_write(void *ctx, const void *buf, size_t len);
 

@@ -82,6 +82,13 @@ static inline int precopy__sys_pipe2(const struct precopy_sys *s, int fds[2], in
 	PRECOPY__EINTR_AGAIN(int, precopy_sys_pipe2(s, fds, flags));
 }
 
+/* -ENOSYS where the table has no send. */
+static inline ssize_t precopy__sys_send(const struct precopy_sys *s, int fd, const void *buf, size_t len,
+					int flags)
+{
+	PRECOPY__EINTR_AGAIN(ssize_t, precopy_sys_send(s, fd, buf, len, flags));
+}
+
 static inline int precopy__sys_close(const struct precopy_sys *s, int fd)
 {
 	int r = precopy_sys_close(s, fd);

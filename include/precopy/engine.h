@@ -382,7 +382,7 @@ struct precopy_engine_config {
 	const struct precopy_engine_device *devices;
 	uint32_t ndevices;
 	/* the stream: exactly one of stream_fd >= 0 (written through sys,
-	 * blocking or not) or sink */
+	 * blocking or not, never raising SIGPIPE: precopy/sys.h) or sink */
 	int stream_fd;
 	precopy_engine_sink_fn sink;
 	void *sink_ctx;

@@ -83,7 +83,7 @@ enum precopy_fake_op {
  * A hit returns -err without doing anything, or, when err is 0, caps a
  * read/write/splice to short_len bytes (a short transfer) and lets it run.
  * A close hit with EINTR closes the fd and then returns -EINTR, as Linux
- * does. */
+ * does. PRECOPY_FAKE_OP_WRITE matches send too (a write to a socket). */
 struct precopy_fault {
 	enum precopy_fake_op op;
 	unsigned long request;
