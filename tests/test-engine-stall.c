@@ -6,7 +6,9 @@
  * state pipe. A full fd (poll times out) and a fd that polls ready but
  * answers -EAGAIN both end with -ETIMEDOUT and a message naming the step
  * after io_timeout_ns worth of poll rounds, never a hang (each test has a
- * guard timeout). */
+ * guard timeout). The source's read waits at switchover (a device's end of
+ * data, a back-end's saved state) end the same way when every read answers
+ * -EAGAIN. */
 #include <fcntl.h>
 
 #include "test-engine.h"
@@ -188,4 +190,50 @@ Test(engine_stall, dest_backend_pipe_refuses)
 	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_dest_strerror(H.dst));
 	assert_msg(precopy_dest_strerror(H.dst),
 		   "back-end 50: writing its state: the state pipe took no byte within the I/O timeout");
+}
+
+/* ---- the source's read waits --------------------------------------------- */
+
+/* A reads rule: every read on the source's fake kernel answers -EAGAIN
+ * from now on (the data fds poll ready: the model has bytes). */
+static void refuse_reads(struct precopy_fake_kernel *fk)
+{
+	struct precopy_fault f = { .op = PRECOPY_FAKE_OP_READ, .nth = 1, .times = FOREVER, .err = EAGAIN };
+	cr_assert_eq(precopy_fake_fault_add(fk, &f), 0);
+}
+
+/* At switchover a device's data fd never reaches its end of data. */
+Test(engine_stall, source_switchover_device_read_refuses)
+{
+	struct precopy_decision d;
+	int r;
+
+	setup(2, 0, 1, 0);
+	cr_assert_eq(precopy_dest_start(H.dst), 0);
+	cr_assert_eq(precopy_engine_start(H.src), 0);
+	cr_assert_geq(precopy_engine_sync(H.src), 0);
+	cr_assert_eq(precopy_engine_decide(H.src, &d), 0);
+	refuse_reads(H.sfk);
+	r = precopy_engine_switchover(H.src);
+	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_engine_strerror(H.src));
+	assert_msg(precopy_engine_strerror(H.src), "switchover: device 10: no end of data within the I/O timeout");
+	assert_all_running();
+}
+
+/* At switchover a back-end's state pipe never reaches its end. */
+Test(engine_stall, source_switchover_backend_read_refuses)
+{
+	struct precopy_decision d;
+	int r;
+
+	setup(0, 1, 1, 0);
+	cr_assert_eq(precopy_dest_start(H.dst), 0);
+	cr_assert_eq(precopy_engine_start(H.src), 0);
+	cr_assert_geq(precopy_engine_sync(H.src), 0);
+	cr_assert_eq(precopy_engine_decide(H.src, &d), 0);
+	cr_assert_eq(precopy_fake_backend_set_running(H.sbe[0].cur, 0), 0);
+	refuse_reads(H.sfk);
+	r = precopy_engine_switchover(H.src);
+	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_engine_strerror(H.src));
+	assert_msg(precopy_engine_strerror(H.src), "switchover: back-end 50: no end of its state within the I/O timeout");
 }
