@@ -15,6 +15,7 @@
 
 #include "pump_internal.h"
 #include "../ioctl/sys_retry.h"
+#include "../ioctl/sys_nosig.h"
 
 void precopy__pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
 {
@@ -503,8 +504,20 @@ static void send_bound_end(struct precopy_pump *p)
 	p->send_bounded = false;
 }
 
+/* Did this call meet a reader that had gone (stream or device pipe)? */
+static int saw_epipe(const struct precopy_pump *p, int r)
+{
+	if (r == -EPIPE || p->broken == -EPIPE)
+		return 1;
+	for (uint32_t i = 0; i < p->ndev; i++)
+		if (p->devs[i].err == -EPIPE)
+			return 1;
+	return 0;
+}
+
 static int64_t call(struct precopy_pump *p, struct pump_call *c)
 {
+	struct precopy__sigpipe_guard g;
 	int r;
 
 	if (p->broken)
@@ -512,10 +525,15 @@ static int64_t call(struct precopy_pump *p, struct pump_call *c)
 	for (uint32_t i = 0; i < p->ndev; i++)
 		p->devs[i].idle = false;
 	send_bound_begin(p);
+	/* writes and splices (sys or io_uring, run on this thread) into a
+	 * stream or device pipe whose reader has gone raise no SIGPIPE in the
+	 * host: blocked for the call, the one they queued taken back */
+	precopy__sigpipe_begin(&g);
 	if (p->cfg.dir == PRECOPY_PUMP_SAVE)
 		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_save(p, c) : precopy__pump_fb_save(p, c);
 	else
 		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_load(p, c) : precopy__pump_fb_load(p, c);
+	precopy__sigpipe_end(&g, saw_epipe(p, r));
 	send_bound_end(p);
 	if (p->broken && r >= 0)
 		r = p->broken;

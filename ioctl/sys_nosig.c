@@ -11,35 +11,51 @@
 #include "sys_nosig.h"
 #include "sys_retry.h"
 
-/* The write with SIGPIPE blocked on this thread. A write to a pipe or a
- * socket whose reader has gone queues SIGPIPE on the writing thread; with
- * the signal blocked it stays pending, and is taken back here with a
- * zero-timeout sigtimedwait. A SIGPIPE already pending before the call
- * (the host blocks SIGPIPE and has one queued) is the host's: standard
- * signals do not queue twice, so ours merged into it and nothing is
- * taken. */
-static ssize_t write_sigpipe_blocked(const struct precopy_sys *s, int fd, const void *buf, size_t len)
+/* A write to a pipe or a socket whose reader has gone queues SIGPIPE on
+ * the writing thread; with the signal blocked it stays pending, and is
+ * taken back with a zero-timeout sigtimedwait. A SIGPIPE already pending
+ * before (the host blocks SIGPIPE and has one queued) is the host's:
+ * standard signals do not queue twice, so ours merged into it and nothing
+ * is taken. */
+void precopy__sigpipe_begin(struct precopy__sigpipe_guard *g)
 {
-	static const struct timespec zero = { 0, 0 };
-	sigset_t pipe_set, old, pending;
-	int blocked, was_pending = 0;
-	ssize_t r;
+	sigset_t pipe_set, pending;
 
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
-	blocked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
-	if (blocked && sigpending(&pending) == 0)
-		was_pending = sigismember(&pending, SIGPIPE) == 1;
-	r = precopy__sys_write(s, fd, buf, len);
-	if (!blocked)
-		return r;
-	if (r == -EPIPE && !was_pending) {
+	g->was_pending = 0;
+	g->blocked = pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old) == 0;
+	if (g->blocked && sigpending(&pending) == 0)
+		g->was_pending = sigismember(&pending, SIGPIPE) == 1;
+}
+
+void precopy__sigpipe_end(struct precopy__sigpipe_guard *g, int got_epipe)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t pipe_set;
+
+	if (!g->blocked)
+		return;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	if (got_epipe && !g->was_pending) {
 		int n = 0;
 
 		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR && ++n < PRECOPY__EINTR_RETRIES)
 			;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* The write with SIGPIPE blocked on this thread for the call. */
+static ssize_t write_sigpipe_blocked(const struct precopy_sys *s, int fd, const void *buf, size_t len)
+{
+	struct precopy__sigpipe_guard g;
+	ssize_t r;
+
+	precopy__sigpipe_begin(&g);
+	r = precopy__sys_write(s, fd, buf, len);
+	precopy__sigpipe_end(&g, r == -EPIPE);
 	return r;
 }
 
