@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 
 #include "engine_internal.h"
+#include "../ioctl/sys_retry.h"
 
 int precopy__eng_be_setup(struct precopy_engine *e)
 {
@@ -111,10 +112,10 @@ static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *w
  * transfer is left for precopy__eng_be_abort_all()). */
 static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 {
-	struct eng_wait w = { 0, 0 };
+	struct precopy__io_wait w = { 0, 0 };
 	int fds[2], one = 1, r, n;
 
-	r = precopy_sys_pipe2(e->cfg.sys, fds, 0);
+	r = precopy__sys_pipe2(e->cfg.sys, fds, 0);
 	if (r < 0)
 		return be_fail(e, b, r, "creating the state pipe");
 	r = precopy_backend_xfer_start(b->x, PRECOPY_BACKEND_SAVE, PRECOPY_BACKEND_PHASE_STOPPED, fds);
@@ -124,11 +125,11 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 					   : "handing it the state fd (SAVE)");
 	b->fd = r;
 	/* our end only: the back-end's end keeps the mode it chooses */
-	r = precopy_sys_ioctl(e->cfg.sys, b->fd, FIONBIO, &one);
+	r = precopy__sys_ioctl(e->cfg.sys, b->fd, FIONBIO, &one);
 	if (r < 0)
 		return be_fail(e, b, r, "non-blocking state fd");
 	for (;;) {
-		ssize_t got = precopy_sys_read(e->cfg.sys, b->fd, e->payload, e->cfg.max_chunk);
+		ssize_t got = precopy__sys_read(e->cfg.sys, b->fd, e->payload, e->cfg.max_chunk);
 
 		if (got == 0)
 			break;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "precopy/backend.h"
+#include "../ioctl/sys_retry.h"
 
 struct precopy_backend_xfer {
 	struct precopy_backend_ops ops;
@@ -67,12 +68,12 @@ PRECOPY_API int precopy_backend_xfer_start(struct precopy_backend_xfer *x, uint3
 	r = x->ops.set_state_fd(x->ctx, dir, phase, give, &reply);
 	if (r < 0) {
 		if (reply >= 0)
-			precopy_sys_close(&x->sys, reply);
-		precopy_sys_close(&x->sys, keep);
+			precopy__sys_close(&x->sys, reply);
+		precopy__sys_close(&x->sys, keep);
 		return r;
 	}
 	if (reply >= 0) {
-		precopy_sys_close(&x->sys, keep);
+		precopy__sys_close(&x->sys, keep);
 		keep = reply;
 	}
 	x->fd = keep;
@@ -80,8 +81,8 @@ PRECOPY_API int precopy_backend_xfer_start(struct precopy_backend_xfer *x, uint3
 	return keep;
 
 close_both:
-	precopy_sys_close(&x->sys, pipe_fds[0]);
-	precopy_sys_close(&x->sys, pipe_fds[1]);
+	precopy__sys_close(&x->sys, pipe_fds[0]);
+	precopy__sys_close(&x->sys, pipe_fds[1]);
 	return r;
 }
 
@@ -93,7 +94,7 @@ static int xfer_close(struct precopy_backend_xfer *x)
 	if (!x->started)
 		return -ENOENT;
 	if (x->fd >= 0)
-		precopy_sys_close(&x->sys, x->fd);
+		precopy__sys_close(&x->sys, x->fd);
 	x->fd = -1;
 	x->started = false;
 	return 0;
@@ -116,6 +117,6 @@ PRECOPY_API void precopy_backend_xfer_free(struct precopy_backend_xfer *x)
 	if (!x)
 		return;
 	if (x->fd >= 0)
-		precopy_sys_close(&x->sys, x->fd);
+		precopy__sys_close(&x->sys, x->fd);
 	free(x);
 }

@@ -14,9 +14,12 @@
 #include <string.h>
 
 #include "precopy/engine.h"
+#include "io_bound.h"
 #include "../ioctl/uapi_compat.h"
+#include "../ioctl/sys_retry.h"
 
 #define READ_BUF (64u * 1024)
+#define POLL_MS 10 /* longest single poll of a write wait */
 
 enum { D_IDLE, D_LOADING, D_ENDED, D_DONE };
 
@@ -34,6 +37,7 @@ struct dbe {
 	uint32_t id;
 	struct precopy_backend_xfer *x;
 	int fd;               /* our end of the load pipe while loading, or -1 */
+	int fd_kind;          /* PRECOPY__FD_*: what fd turned out to be */
 	int setup, checked;
 	uint64_t bytes;
 };
@@ -49,6 +53,7 @@ struct precopy_dest {
 	struct precopy_stream_decoder *dec;
 	uint32_t declared;
 	int acked;
+	int rp_kind;          /* PRECOPY__FD_*: what rp_fd turned out to be */
 	uint8_t *buf;
 	int err;
 	uint32_t err_dev;     /* the device or back-end the failure concerns, or NONE */
@@ -66,11 +71,6 @@ static void seterr(struct precopy_dest *d, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->errmsg, sizeof(d->errmsg), fmt, ap);
 	va_end(ap);
-}
-
-static uint64_t now(const struct precopy_dest *d)
-{
-	return d->cfg.clock.now_ns(d->cfg.clock.ctx);
 }
 
 static int on_event(void *opaque, const struct precopy_stream_event *ev);
@@ -219,32 +219,34 @@ PRECOPY_API void precopy_dest_free(struct precopy_dest *d)
 	free(d);
 }
 
-/* Write all of buf to the return path. */
-static int rp_write(struct precopy_dest *d, const void *buf, size_t len)
+static struct precopy__io_bound io_bound(const struct precopy_dest *d)
 {
-	const uint8_t *p = buf;
-	uint64_t deadline = 0;
+	return (struct precopy__io_bound){ .sys = d->cfg.sys, .clock = d->cfg.clock,
+					   .timeout_ns = d->cfg.io_timeout_ns, .poll_ms = POLL_MS };
+}
 
-	if (d->cfg.rp_sink)
-		return d->cfg.rp_sink(d->cfg.rp_ctx, buf, len);
-	while (len) {
-		ssize_t w = precopy_sys_write(d->cfg.sys, d->cfg.rp_fd, p, len);
+/* Write all of buf to the return path; on failure errmsg says why, after
+ * "return path: <what>: " (the first failure only, as always). */
+static int rp_write(struct precopy_dest *d, const void *buf, size_t len, const char *what)
+{
+	struct precopy__io_bound b = io_bound(d);
+	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = d->cfg.rp_fd, .kind = d->rp_kind };
+	struct precopy__io_result res;
+	int r;
 
-		if (w > 0) {
-			p += w;
-			len -= (size_t)w;
-		} else if (w == -EAGAIN || w == -EINTR) {
-			struct pollfd pfd = { .fd = d->cfg.rp_fd, .events = POLLOUT };
-			if (!deadline)
-				deadline = now(d) + d->cfg.io_timeout_ns;
-			else if (now(d) >= deadline)
-				return -ETIMEDOUT;
-			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
-		} else {
-			return w ? (int)w : -EIO;
-		}
+	if (d->cfg.rp_sink) {
+		r = d->cfg.rp_sink(d->cfg.rp_ctx, buf, len);
+		if (r < 0)
+			seterr(d, r, "return path: %s: sink: %s", what, strerror(-r));
+		return r < 0 ? r : 0;
 	}
-	return 0;
+	r = precopy__io_write_fd(&b, &f, buf, len, &res);
+	d->rp_kind = f.kind;
+	if (r == -ETIMEDOUT)
+		seterr(d, r, "return path: %s: the return path took no byte within the I/O timeout", what);
+	else if (r < 0)
+		seterr(d, r, "return path: %s: %s: %s", what, res.in_poll ? "poll" : "write", strerror(-r));
+	return r;
 }
 
 /* Fail: tell the source (best effort), put every device back to RUNNING. */
@@ -255,7 +257,7 @@ static int fail(struct precopy_dest *d, int err, uint32_t dev_id)
 					       d->errmsg);
 
 	if (n > 0)
-		rp_write(d, rec, (size_t)n);
+		rp_write(d, rec, (size_t)n, "sending RP_ERROR"); /* best effort: errmsg keeps the first failure */
 	unwind(d);
 	return err;
 }
@@ -267,7 +269,7 @@ static int be_start(struct precopy_dest *d, struct dbe *b)
 
 	b->setup = b->checked = 0;
 	b->bytes = 0;
-	r = precopy_sys_pipe2(d->cfg.sys, fds, 0);
+	r = precopy__sys_pipe2(d->cfg.sys, fds, 0);
 	if (r < 0) {
 		seterr(d, r, "start: back-end %u: creating the state pipe: %s", b->id, strerror(-r));
 		return r;
@@ -280,8 +282,9 @@ static int be_start(struct precopy_dest *d, struct dbe *b)
 		return r;
 	}
 	b->fd = r;
+	b->fd_kind = PRECOPY__FD_UNKNOWN;
 	/* our end only: the back-end's end keeps the mode it chooses */
-	r = precopy_sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
+	r = precopy__sys_ioctl(d->cfg.sys, b->fd, FIONBIO, &one);
 	if (r < 0) {
 		seterr(d, r, "start: back-end %u: non-blocking state fd: %s", b->id, strerror(-r));
 		return r;
@@ -329,77 +332,49 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 	return 0;
 }
 
-static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, size_t len)
+static ssize_t dev_write_step(void *ctx, const void *buf, size_t len)
 {
-	uint64_t deadline = 0;
-
-	while (len) {
-		ssize_t w = precopy_vfio_dev_write(v->vd, p, len);
-
-		if (w > 0) {
-			p += w;
-			len -= (size_t)w;
-			v->bytes += (uint64_t)w;
-			deadline = 0;
-		} else if (w == -EAGAIN || w == -EINTR || w == 0) {
-			struct precopy_vfio_dev_status st;
-			struct pollfd pfd = { .events = POLLOUT };
-
-			if (!deadline)
-				deadline = now(d) + d->cfg.io_timeout_ns;
-			else if (now(d) >= deadline) {
-				seterr(d, -ETIMEDOUT, "device %u: data write blocked for longer than the I/O timeout",
-				       v->id);
-				d->err_dev = v->id;
-				return -ETIMEDOUT;
-			}
-			precopy_vfio_dev_status(v->vd, &st);
-			pfd.fd = st.data_fd;
-			precopy_sys_poll(d->cfg.sys, &pfd, 1, 10);
-		} else {
-			seterr(d, (int)w, "device %u: data write: %s", v->id, strerror((int)-w));
-			d->err_dev = v->id;
-			return (int)w;
-		}
-	}
-	return 0;
+	return precopy_vfio_dev_write(ctx, buf, len);
 }
 
-/* Write a back-end's slice into its load pipe (non-blocking, bounded wait;
- * the wait also counts poll intervals, as a virtual clock may stand still). */
+static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, size_t len)
+{
+	struct precopy__io_bound b = io_bound(d);
+	struct precopy_vfio_dev_status st;
+	struct precopy__io_result res;
+	int r;
+
+	precopy_vfio_dev_status(v->vd, &st);
+	r = precopy__io_write_all(&b, st.data_fd, dev_write_step, v->vd, p, len, &res);
+	v->bytes += res.done;
+	if (r == -ETIMEDOUT)
+		seterr(d, r, "device %u: data write: the device took no byte within the I/O timeout", v->id);
+	else if (r < 0)
+		seterr(d, r, "device %u: data %s: %s", v->id, res.in_poll ? "poll" : "write", strerror(-r));
+	if (r < 0)
+		d->err_dev = v->id;
+	return r;
+}
+
+/* Write a back-end's slice into its load pipe (non-blocking, bounded wait). */
 static int be_write(struct precopy_dest *d, struct dbe *b, const uint8_t *p, size_t len)
 {
-	uint64_t deadline = 0, waited = 0;
+	struct precopy__io_bound bd = io_bound(d);
+	struct precopy__io_fd f = { .sys = d->cfg.sys, .fd = b->fd, .kind = b->fd_kind };
+	struct precopy__io_result res;
+	int r = precopy__io_write_fd(&bd, &f, p, len, &res);
 
-	while (len) {
-		ssize_t w = precopy_sys_write(d->cfg.sys, b->fd, p, len);
-
-		if (w > 0) {
-			p += w;
-			len -= (size_t)w;
-			b->bytes += (uint64_t)w;
-			deadline = waited = 0;
-		} else if (w == -EAGAIN || w == -EINTR) {
-			struct pollfd pfd = { .fd = b->fd, .events = POLLOUT };
-			uint64_t t = now(d);
-
-			if (!deadline)
-				deadline = t + d->cfg.io_timeout_ns;
-			else if (t >= deadline || waited >= d->cfg.io_timeout_ns) {
-				seterr(d, -ETIMEDOUT, "back-end %u: state pipe full for longer than the I/O timeout",
-				       b->id);
-				d->err_dev = b->id;
-				return -ETIMEDOUT;
-			}
-			if (precopy_sys_poll(d->cfg.sys, &pfd, 1, 10) == 0)
-				waited += 10000000u;
-		} else {
-			seterr(d, (int)w, "back-end %u: writing its state: %s", b->id, strerror((int)-w));
-			d->err_dev = b->id;
-			return (int)w;
-		}
-	}
-	return 0;
+	b->fd_kind = f.kind;
+	b->bytes += res.done;
+	if (r == -ETIMEDOUT)
+		seterr(d, r, "back-end %u: writing its state: the state pipe took no byte within the I/O timeout",
+		       b->id);
+	else if (r < 0)
+		seterr(d, r, "back-end %u: %s its state: %s", b->id, res.in_poll ? "polling the pipe for" : "writing",
+		       strerror(-r));
+	if (r < 0)
+		d->err_dev = b->id;
+	return r;
 }
 
 /* DEV_END of a back-end: close the pipe (its end of file), ask it. */
@@ -503,11 +478,13 @@ static int check_ack(struct precopy_dest *d)
 	if (!precopy)
 		return 0;
 	n = precopy_stream_encode_rp_ack(rec, sizeof(rec));
-	r = n < 0 ? n : rp_write(d, rec, (size_t)n);
-	if (r < 0) {
-		seterr(d, r, "return path: sending the switchover-ack: %s", strerror(-r));
-		return r;
+	if (n < 0) {
+		seterr(d, n, "return path: encoding the switchover-ack: %s", strerror(-n));
+		return n;
 	}
+	r = rp_write(d, rec, (size_t)n, "sending the switchover-ack");
+	if (r < 0)
+		return r;
 	d->acked = 1;
 	return 0;
 }
@@ -544,14 +521,14 @@ PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
 	pfd.fd = d->cfg.stream_fd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;
-	r = precopy_sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
+	r = precopy__sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
 	if (r == 0 || r == -EINTR)
 		return -EAGAIN;
 	if (r < 0) {
 		seterr(d, r, "stream: poll: %s", strerror(-r));
 		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
 	}
-	n = precopy_sys_read(d->cfg.sys, d->cfg.stream_fd, d->buf, READ_BUF);
+	n = precopy__sys_read(d->cfg.sys, d->cfg.stream_fd, d->buf, READ_BUF);
 	if (n == -EAGAIN || n == -EINTR)
 		return -EAGAIN;
 	if (n < 0) {

@@ -21,6 +21,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
+#include "../ioctl/sys_retry.h"
 
 #define RP_BUF 512
 
@@ -49,64 +50,40 @@ void precopy__eng_stream_close(struct precopy_engine *e)
 	e->rp = NULL;
 }
 
-int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w)
+struct precopy__io_bound precopy__eng_io_bound(const struct precopy_engine *e)
 {
-	struct pollfd pfd = { .fd = fd, .events = events };
-	uint64_t now = precopy__eng_now(e);
-	int r;
+	return (struct precopy__io_bound){ .sys = e->cfg.sys, .clock = e->cfg.clock,
+					   .timeout_ns = e->cfg.io_timeout_ns, .poll_ms = e->cfg.poll_interval_ms };
+}
 
-	if (!w->deadline)
-		w->deadline = now + e->cfg.io_timeout_ns;
-	else if (now >= w->deadline || w->waited_ns >= e->cfg.io_timeout_ns)
-		return -ETIMEDOUT;
-	r = precopy_sys_poll(e->cfg.sys, &pfd, 1, (int)e->cfg.poll_interval_ms);
-	if (r == 0)
-		w->waited_ns += (uint64_t)e->cfg.poll_interval_ms * 1000000u;
-	return r < 0 && r != -EINTR ? r : 0;
+int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct precopy__io_wait *w)
+{
+	struct precopy__io_bound b = precopy__eng_io_bound(e);
+
+	return precopy__io_wait_fd(&b, fd, events, w);
 }
 
 /* Write all of buf to the stream. */
 int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	struct eng_wait w = { 0, 0 };
+	struct precopy__io_bound b = precopy__eng_io_bound(e);
+	struct precopy__io_fd f = { .sys = e->cfg.sys, .fd = e->cfg.stream_fd, .kind = e->stream_kind };
+	struct precopy__io_result res;
+	int r;
 
 	if (e->cfg.sink) {
-		int r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
+		r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
 		if (r < 0)
 			precopy__eng_seterr(e, r, "stream: sink: %s", strerror(-r));
 		return r < 0 ? r : 0;
 	}
-	while (len) {
-		ssize_t n = precopy_sys_write(e->cfg.sys, e->cfg.stream_fd, p, len);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			w.deadline = w.waited_ns = 0;
-			continue;
-		}
-		if (n == -EINTR)
-			continue;
-		if (n == -EAGAIN) {
-			int r = precopy__eng_wait_fd(e, e->cfg.stream_fd, POLLOUT, &w);
-
-			if (r == -ETIMEDOUT) {
-				precopy__eng_seterr(e, -ETIMEDOUT, "stream: write blocked for longer than the I/O timeout");
-				return -ETIMEDOUT;
-			}
-			if (r < 0) {
-				precopy__eng_seterr(e, r, "stream: poll: %s", strerror(-r));
-				return r;
-			}
-			continue;
-		}
-		if (n == 0)
-			n = -EIO;
-		precopy__eng_seterr(e, (int)n, "stream: write: %s", strerror((int)-n));
-		return (int)n;
-	}
-	return 0;
+	r = precopy__io_write_fd(&b, &f, buf, len, &res);
+	e->stream_kind = f.kind;
+	if (r == -ETIMEDOUT)
+		precopy__eng_seterr(e, r, "stream: write: the stream took no byte within the I/O timeout");
+	else if (r < 0)
+		precopy__eng_seterr(e, r, "stream: %s: %s", res.in_poll ? "poll" : "write", strerror(-r));
+	return r;
 }
 
 static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t id)
@@ -274,7 +251,7 @@ out:
 /* Read a device's state to its end of data (STOP_COPY), then DEV_END. */
 int64_t precopy__eng_dev_drain(struct precopy_engine *e, struct edev *d)
 {
-	struct eng_wait w = { 0, 0 };
+	struct precopy__io_wait w = { 0, 0 };
 	uint64_t total = 0;
 	int r;
 
@@ -378,7 +355,7 @@ int precopy__eng_rp_poll(struct precopy_engine *e)
 		return 0;
 	for (;;) {
 		struct pollfd pfd = { .fd = e->cfg.rp_fd, .events = POLLIN };
-		int p = precopy_sys_poll(e->cfg.sys, &pfd, 1, 0);
+		int p = precopy__sys_poll(e->cfg.sys, &pfd, 1, 0);
 		ssize_t n;
 		int r;
 
@@ -390,7 +367,7 @@ int precopy__eng_rp_poll(struct precopy_engine *e)
 		}
 		if (p == 0)
 			return 0;
-		n = precopy_sys_read(e->cfg.sys, e->cfg.rp_fd, buf, sizeof(buf));
+		n = precopy__sys_read(e->cfg.sys, e->cfg.rp_fd, buf, sizeof(buf));
 		if (n == -EAGAIN || n == -EINTR)
 			return 0;
 		if (n < 0) {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "precopy/engine.h"
+#include "io_bound.h"
 
 /* One device: configuration, handles and this migration's status. Nothing
  * here is shared between devices or engines. */
@@ -86,6 +87,7 @@ struct precopy_engine {
 	size_t rec_cap;
 	struct precopy_stream_rp_decoder *rp;
 	int rp_eof;
+	int stream_kind;                /* PRECOPY__FD_*: what stream_fd turned out to be */
 	int need_ack, acked, switch_decided;
 	/* the iteration being accounted */
 	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;
@@ -126,17 +128,13 @@ void precopy__eng_log_mark_all(struct precopy_engine *e);
 int64_t precopy__eng_sync(struct precopy_engine *e);
 
 /* devio.c */
-/* A bounded wait for an fd: io_timeout_ns on the engine's clock, or as
- * many poll intervals spent waiting, whichever comes first (a virtual
- * clock may stand still while the engine waits on a real fd). Zero it
- * before a wait and after progress. */
-struct eng_wait {
-	uint64_t deadline, waited_ns;
-};
-/* Poll fd for events once (one poll interval at most). Returns 0 (ready or
- * not: try the I/O again), -ETIMEDOUT once the wait is over, or poll's
- * -errno. */
-int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct eng_wait *w);
+/* The engine's I/O bound: io_timeout_ns on its clock, poll_interval_ms. */
+struct precopy__io_bound precopy__eng_io_bound(const struct precopy_engine *e);
+/* precopy__io_wait_fd() under the engine's bound: a wait for an fd ends
+ * after io_timeout_ns on the engine's clock or as many poll intervals
+ * without progress, whichever comes first. Zero w before a wait and after
+ * progress. */
+int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct precopy__io_wait *w);
 int precopy__eng_stream_open(struct precopy_engine *e);
 void precopy__eng_stream_close(struct precopy_engine *e);
 int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len);

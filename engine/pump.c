@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "pump_internal.h"
+#include "../ioctl/sys_retry.h"
+#include "../ioctl/sys_nosig.h"
 
 void precopy__pump_set_msg(struct precopy_pump *p, const char *fmt, ...)
 {
@@ -36,7 +38,7 @@ int precopy__pump_fail_stream(struct precopy_pump *p, int err, const char *what)
 static void dev_close(struct precopy_pump *p, struct pump_dev *d)
 {
 	if ((d->flags & PRECOPY_PUMP_DEV_CLOSE_AT_END) && d->fd >= 0) {
-		precopy_sys_close(&p->sys, d->fd);
+		precopy__sys_close(&p->sys, d->fd);
 		d->fd = -1;
 	}
 }
@@ -80,7 +82,7 @@ bool precopy__pump_splice_lost(struct precopy_pump *p, struct pump_dev *d)
 {
 	int avail = 0;
 
-	if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
+	if (precopy__sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail != 0)
 		return false;
 	precopy__pump_fail_stream(p, -EIO, "device bytes behind a sent header vanished");
 	return true;
@@ -140,7 +142,7 @@ int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struc
 	int fd = p->cfg.stream_fd, avail = 0;
 	ssize_t r;
 
-	if (precopy_sys_ioctl(&p->sys, fd, FIONREAD, &avail) < 0 || avail < 0) {
+	if (precopy__sys_ioctl(&p->sys, fd, FIONREAD, &avail) < 0 || avail < 0) {
 		d->splice = 0;
 		return -1;
 	}
@@ -157,7 +159,7 @@ int precopy__pump_load_splice(struct precopy_pump *p, struct pump_call *c, struc
 	p->load_spolled = false;
 	if ((uint32_t)avail < want)
 		want = (uint32_t)avail;
-	r = precopy_sys_splice(&p->sys, fd, d->fd, want, SPLICE_F_NONBLOCK);
+	r = precopy__sys_splice(&p->sys, fd, d->fd, want, SPLICE_F_NONBLOCK);
 	if (r == -EAGAIN) {
 		*wfd = d->fd; /* the stream has bytes: the device pipe is full */
 		*wev = POLLOUT;
@@ -502,8 +504,20 @@ static void send_bound_end(struct precopy_pump *p)
 	p->send_bounded = false;
 }
 
+/* Did this call meet a reader that had gone (stream or device pipe)? */
+static int saw_epipe(const struct precopy_pump *p, int r)
+{
+	if (r == -EPIPE || p->broken == -EPIPE)
+		return 1;
+	for (uint32_t i = 0; i < p->ndev; i++)
+		if (p->devs[i].err == -EPIPE)
+			return 1;
+	return 0;
+}
+
 static int64_t call(struct precopy_pump *p, struct pump_call *c)
 {
+	struct precopy__sigpipe_guard g;
 	int r;
 
 	if (p->broken)
@@ -511,10 +525,15 @@ static int64_t call(struct precopy_pump *p, struct pump_call *c)
 	for (uint32_t i = 0; i < p->ndev; i++)
 		p->devs[i].idle = false;
 	send_bound_begin(p);
+	/* writes and splices (sys or io_uring, run on this thread) into a
+	 * stream or device pipe whose reader has gone raise no SIGPIPE in the
+	 * host: blocked for the call, the one they queued taken back */
+	precopy__sigpipe_begin(&g);
 	if (p->cfg.dir == PRECOPY_PUMP_SAVE)
 		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_save(p, c) : precopy__pump_fb_save(p, c);
 	else
 		r = p->path == PRECOPY_PUMP_PATH_URING ? precopy__pump_uring_load(p, c) : precopy__pump_fb_load(p, c);
+	precopy__sigpipe_end(&g, saw_epipe(p, r));
 	send_bound_end(p);
 	if (p->broken && r >= 0)
 		r = p->broken;

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 
 #include "pump_internal.h"
+#include "../ioctl/sys_retry.h"
 
 static uint64_t budget_left(const struct pump_call *c)
 {
@@ -28,7 +29,7 @@ static int wait_fd_ready(struct precopy_pump *p, int fd, short events, bool *rea
 	*ready = false;
 	if (precopy__pump_stalled(p))
 		return -ETIMEDOUT;
-	r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
+	r = precopy__sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 	*ready = r > 0;
 	return r < 0 && r != -EINTR ? r : 0;
 }
@@ -43,7 +44,7 @@ static int wait_fd(struct precopy_pump *p, int fd, short events)
 int precopy__pump_fb_write_all(struct precopy_pump *p, int fd, const uint8_t *b, size_t len)
 {
 	while (len) {
-		ssize_t r = precopy_sys_write(&p->sys, fd, b, len);
+		ssize_t r = precopy__sys_write(&p->sys, fd, b, len);
 
 		if (r > 0) {
 			b += r;
@@ -105,9 +106,9 @@ static int splice_frame(struct precopy_pump *p, struct pump_call *c, struct pump
 		/* SPLICE_F_NONBLOCK: a full stream pipe answers -EAGAIN and is
 		 * waited for with a bounded poll instead of blocking in the
 		 * kernel (a socket stream blocks unless it is O_NONBLOCK) */
-		ssize_t s = d->splice ? precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, left,
+		ssize_t s = d->splice ? precopy__sys_splice(&p->sys, d->fd, p->cfg.stream_fd, left,
 							   SPLICE_F_NONBLOCK)
-				      : precopy_sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0), left);
+				      : precopy__sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0), left);
 
 		if (s > 0 && d->splice) {
 			left -= (uint32_t)s;
@@ -151,12 +152,12 @@ static int save_one(struct precopy_pump *p, struct pump_call *c, struct pump_dev
 	if (d->splice) {
 		int avail = 0;
 
-		if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail < 0)
+		if (precopy__sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail < 0)
 			d->splice = 0;
 		else if (avail > 0)
 			return splice_frame(p, c, d, (uint32_t)avail < len ? (uint32_t)avail : len) ?: 1;
 	}
-	r = precopy_sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, precopy__pump_copy_len(p, d, len));
+	r = precopy__sys_read(&p->sys, d->fd, precopy__pump_slot(p, 0) + PRECOPY_FRAME_HDR_SIZE, precopy__pump_copy_len(p, d, len));
 	if (r > 0)
 		return emit(p, c, d, 0, (uint32_t)r) ?: 1;
 	if (r == 0) {
@@ -220,7 +221,7 @@ int precopy__pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 			map[n++] = i;
 		}
 		if (n) {
-			r = precopy_sys_poll(&p->sys, pfd, n, 0);
+			r = precopy__sys_poll(&p->sys, pfd, n, 0);
 			if (r < 0 && r != -EINTR) {
 				r = precopy__pump_fail_stream(p, r, "poll failed");
 				break;
@@ -257,7 +258,7 @@ int precopy__pump_fb_save(struct precopy_pump *p, struct pump_call *c)
 			}
 			d->idle = false;
 		}
-		r = precopy_sys_poll(&p->sys, n ? pfd : NULL, n, (int)p->cfg.poll_interval_ms);
+		r = precopy__sys_poll(&p->sys, n ? pfd : NULL, n, (int)p->cfg.poll_interval_ms);
 		if (r < 0 && r != -EINTR) {
 			r = precopy__pump_fail_stream(p, r, "poll failed");
 			break;
@@ -299,7 +300,7 @@ int precopy__pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 		if (c->deadline_ns) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
-			r = precopy_sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
+			r = precopy__sys_poll(&p->sys, &pfd, 1, (int)p->cfg.poll_interval_ms);
 			if (r < 0 && r != -EINTR)
 				return precopy__pump_fail_stream(p, (int)r, "poll failed");
 			if (r <= 0)
@@ -346,7 +347,7 @@ int precopy__pump_fb_load(struct precopy_pump *p, struct pump_call *c)
 			if (want > p->load_piece_max)
 				p->load_piece_max = want;
 		}
-		r = precopy_sys_read(&p->sys, fd, dst, want);
+		r = precopy__sys_read(&p->sys, fd, dst, want);
 		if (r == 0) {
 			p->stream_eof = true;
 			continue;

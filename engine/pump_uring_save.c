@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 
 #include "pump_uring_internal.h"
+#include "../ioctl/sys_retry.h"
 
 static void ahead_add(struct pump_uring *u, struct slot *sl)
 {
@@ -97,7 +98,7 @@ static void submit_reads(struct precopy_pump *p, struct pump_call *c)
 			bool polled = d->rpolled;
 
 			d->rpolled = false;
-			if (precopy_sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail < 0) {
+			if (precopy__sys_ioctl(&p->sys, d->fd, FIONREAD, &avail) < 0 || avail < 0) {
 				d->splice = 0;
 			} else if (avail == 0 && !polled) {
 				/* empty now: wait for bytes with a poll so that they are
@@ -298,7 +299,7 @@ static void splice_by_copy(struct precopy_pump *p)
 
 	d->splice = 0;
 	while (u->w_splice_left && !p->broken) {
-		ssize_t r = precopy_sys_read(&p->sys, d->fd, b, u->w_splice_left);
+		ssize_t r = precopy__sys_read(&p->sys, d->fd, b, u->w_splice_left);
 
 		if (r == -EINTR)
 			continue;
@@ -334,7 +335,7 @@ static void splice_step(struct precopy_pump *p, struct pump_call *c)
 		return;
 	}
 	while (u->w_splice_left && !p->broken) {
-		ssize_t r = precopy_sys_splice(&p->sys, d->fd, p->cfg.stream_fd, u->w_splice_left,
+		ssize_t r = precopy__sys_splice(&p->sys, d->fd, p->cfg.stream_fd, u->w_splice_left,
 					       SPLICE_F_NONBLOCK);
 
 		if (r > 0) {

@@ -21,6 +21,7 @@
 
 #include "precopy/kvm.h"
 #include "kvm_priv.h"
+#include "sys_retry.h"
 
 /* Issue KVM_CLEAR_DIRTY_LOG for the set bits of s->buf. Returns the count
  * of ioctls issued or -errno. */
@@ -51,7 +52,7 @@ static int64_t clear_reported(struct precopy_kvm_log *log, struct kvm_slot_state
 			.first_page = first_page,
 			.dirty_bitmap = &s->buf[first],
 		};
-		int r = precopy_sys_ioctl(&log->sys, log->vm_fd, KVM_CLEAR_DIRTY_LOG, &c);
+		int r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_CLEAR_DIRTY_LOG, &c);
 		if (r < 0)
 			return r;
 		ioctls++;
@@ -82,7 +83,7 @@ int64_t precopy_kvm_priv_sync_bitmap(struct precopy_kvm_log *log)
 		memset(&g, 0, sizeof(g));
 		g.slot = s->d.slot;
 		g.dirty_bitmap = s->buf;
-		r = precopy_sys_ioctl(&log->sys, log->vm_fd, KVM_GET_DIRTY_LOG, &g);
+		r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_GET_DIRTY_LOG, &g);
 		if (r < 0)
 			return r;
 		log->st.last_ioctls++;

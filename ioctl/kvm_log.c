@@ -12,12 +12,13 @@
 
 #include "precopy/kvm.h"
 #include "kvm_priv.h"
+#include "sys_retry.h"
 
 #define PAGE_MASK_4K ((uint64_t)PRECOPY_KVM_PAGE_SIZE - 1)
 
 static int64_t check_ext(const struct precopy_sys *sys, int vm_fd, long cap)
 {
-	return precopy_sys_ioctl(sys, vm_fd, KVM_CHECK_EXTENSION, (void *)cap);
+	return precopy__sys_ioctl(sys, vm_fd, KVM_CHECK_EXTENSION, (void *)cap);
 }
 
 /* Which ring capability to enable: the acquire/release one where the
@@ -140,7 +141,7 @@ static int enable_mode(struct precopy_kvm_log *log)
 		cap.args[0] = log->cfg.ring_bytes;
 		break;
 	}
-	r = precopy_sys_ioctl(&log->sys, log->vm_fd, KVM_ENABLE_CAP, &cap);
+	r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_ENABLE_CAP, &cap);
 	return r < 0 ? (int)r : 0;
 }
 
@@ -192,7 +193,7 @@ PRECOPY_API void precopy_kvm_log_free(struct precopy_kvm_log *log)
 		return;
 	for (size_t i = 0; i < log->nvcpus; i++)
 		if (log->vcpus[i].mapped)
-			precopy_sys_munmap(&log->sys, log->vcpus[i].gfns, log->cfg.ring_bytes);
+			precopy__sys_munmap(&log->sys, log->vcpus[i].gfns, log->cfg.ring_bytes);
 	for (size_t i = 0; i < log->nslots; i++)
 		free(log->slots[i].buf);
 	free(log->slots);
@@ -274,7 +275,7 @@ PRECOPY_API int precopy_kvm_log_add_vcpu(struct precopy_kvm_log *log, int vcpu_f
 	} else {
 		void *p = NULL;
 		off_t off = (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize();
-		r = precopy_sys_mmap(&log->sys, log->cfg.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		r = precopy__sys_mmap(&log->sys, log->cfg.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
 				     vcpu_fd, off, &p);
 		if (r < 0)
 			return r;
@@ -295,7 +296,7 @@ static int set_region(struct precopy_kvm_log *log, const struct kvm_slot_state *
 		.memory_size = s->d.memory_size,
 		.userspace_addr = s->d.userspace_addr,
 	};
-	int e = precopy_sys_ioctl(&log->sys, log->vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
+	int e = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
 	return e < 0 ? e : 0;
 }
 

@@ -26,6 +26,7 @@
 
 #include "precopy/kvm.h"
 #include "kvm_priv.h"
+#include "sys_retry.h"
 
 static struct kvm_slot_state *find_slot(struct precopy_kvm_log *log, uint32_t slot)
 {
@@ -150,7 +151,7 @@ int64_t precopy_kvm_priv_sync_ring(struct precopy_kvm_log *log)
 	if (!log->pending_reset)
 		return newly;
 
-	r = precopy_sys_ioctl(&log->sys, log->vm_fd, KVM_RESET_DIRTY_RINGS, NULL);
+	r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_RESET_DIRTY_RINGS, NULL);
 	log->st.last_ioctls++;
 	if (r < 0)
 		return r; /* entries stay marked; the next sync resets them */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "precopy/sys.h"
@@ -68,6 +69,11 @@ static int real_pipe2(void *ctx, int fds[2], int flags)
 	return (int)ret_or_errno(pipe2(fds, flags | O_CLOEXEC));
 }
 
+static ssize_t real_send(void *ctx, int fd, const void *buf, size_t len, int flags)
+{
+	return ret_or_errno(send(fd, buf, len, flags));
+}
+
 static const struct precopy_sys_ops real_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
 	.ioctl = real_ioctl,
@@ -80,6 +86,7 @@ static const struct precopy_sys_ops real_ops = {
 	.mmap = real_mmap,
 	.munmap = real_munmap,
 	.pipe2 = real_pipe2,
+	.send = real_send,
 };
 
 static const struct precopy_sys real_sys = { .ops = &real_ops, .ctx = NULL };
@@ -93,7 +100,8 @@ PRECOPY_API int precopy_sys_validate(const struct precopy_sys *sys)
 {
 	const struct precopy_sys_ops *o;
 
-	if (!sys || !(o = sys->ops) || o->version != PRECOPY_SYS_OPS_VERSION)
+	if (!sys || !(o = sys->ops) || o->version < PRECOPY_SYS_OPS_VERSION_MIN ||
+	    o->version > PRECOPY_SYS_OPS_VERSION)
 		return -EINVAL;
 	if (!o->ioctl || !o->read || !o->write || !o->splice || !o->poll || !o->open ||
 	    !o->close || !o->mmap || !o->munmap || !o->pipe2)

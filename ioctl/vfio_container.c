@@ -14,6 +14,7 @@
 #include "precopy/vfio.h"
 #include "dirty_priv.h"
 #include "uapi_compat.h"
+#include "sys_retry.h"
 
 /* Bytes of bitmap for npages pages, whole u64 words (the kernel's rule). */
 static uint64_t bitmap_bytes(uint64_t npages)
@@ -62,7 +63,7 @@ static int type1_mig_cap(const struct precopy_sys *sys, int fd, struct vfio_iomm
 	uint32_t need;
 	int r;
 
-	r = precopy_sys_ioctl(sys, fd, VFIO_IOMMU_GET_INFO, &info);
+	r = precopy__sys_ioctl(sys, fd, VFIO_IOMMU_GET_INFO, &info);
 	if (r < 0)
 		return r;
 	if (!(info.flags & VFIO_IOMMU_INFO_CAPS))
@@ -74,7 +75,7 @@ static int type1_mig_cap(const struct precopy_sys *sys, int fd, struct vfio_iomm
 	if (!buf)
 		return -ENOMEM;
 	((struct vfio_iommu_type1_info *)(void *)buf)->argsz = need;
-	r = precopy_sys_ioctl(sys, fd, VFIO_IOMMU_GET_INFO, buf);
+	r = precopy__sys_ioctl(sys, fd, VFIO_IOMMU_GET_INFO, buf);
 	if (r >= 0) {
 		const struct vfio_iommu_type1_info *got = (const void *)buf;
 		/* The chain may have grown between the calls (a group attached):
@@ -98,7 +99,7 @@ struct type1_get {
 static int type1_flag(struct precopy_dirty_source *s, uint32_t flag)
 {
 	struct vfio_iommu_type1_dirty_bitmap d = { .argsz = sizeof(d), .flags = flag };
-	int r = precopy_sys_ioctl(s->sys, s->fd, VFIO_IOMMU_DIRTY_PAGES, &d);
+	int r = precopy__sys_ioctl(s->sys, s->fd, VFIO_IOMMU_DIRTY_PAGES, &d);
 
 	return r < 0 ? r : 0;
 }
@@ -146,7 +147,7 @@ static int t1_read(void *ctx, uint64_t addr, uint64_t len, uint64_t page_size, u
 	a.get.bitmap.pgsize = page_size;
 	a.get.bitmap.size = bitmap_bytes(len / page_size);
 	a.get.bitmap.data = (__u64 *)words;
-	r = precopy_sys_ioctl(s->sys, s->fd, VFIO_IOMMU_DIRTY_PAGES, &a);
+	r = precopy__sys_ioctl(s->sys, s->fd, VFIO_IOMMU_DIRTY_PAGES, &a);
 	return r < 0 ? r : 0;
 }
 
@@ -225,7 +226,7 @@ static int hwpt_track(struct precopy_dirty_source *s, int on)
 		.flags = on ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0,
 		.hwpt_id = s->hwpt_id,
 	};
-	int r = precopy_sys_ioctl(s->sys, s->fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &c);
+	int r = precopy__sys_ioctl(s->sys, s->fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &c);
 
 	return r < 0 ? r : 0;
 }
@@ -250,7 +251,7 @@ static int fd_read(void *ctx, uint64_t addr, uint64_t len, uint64_t page_size, u
 		.page_size = page_size,
 		.data = (uintptr_t)words,
 	};
-	int r = precopy_sys_ioctl(s->sys, s->fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g);
+	int r = precopy__sys_ioctl(s->sys, s->fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g);
 
 	return r < 0 ? r : 0;
 }

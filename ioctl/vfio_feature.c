@@ -6,6 +6,7 @@
 
 #include "precopy/vfio.h"
 #include "uapi_compat.h"
+#include "sys_retry.h"
 
 #define OPS_MASK (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE)
 
@@ -56,7 +57,7 @@ PRECOPY_API int precopy_vfio_feature(const struct precopy_sys *sys, int device_f
 	f->flags = flags | feature;
 	if (len)
 		memcpy(f->data, data, len);
-	r = precopy_sys_ioctl(sys, device_fd, VFIO_DEVICE_FEATURE, f);
+	r = precopy__sys_ioctl(sys, device_fd, VFIO_DEVICE_FEATURE, f);
 	if (len && !(flags & VFIO_DEVICE_FEATURE_PROBE))
 		memcpy(data, f->data, len);
 	if (f != &small.hdr)
@@ -116,7 +117,7 @@ PRECOPY_API int precopy_vfio_precopy_info(const struct precopy_sys *sys, int dat
 
 	if (!sys)
 		return -EINVAL;
-	r = precopy_sys_ioctl(sys, data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info);
+	r = precopy__sys_ioctl(sys, data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info);
 	if (r < 0)
 		return r;
 	if (initial_bytes)

@@ -8,6 +8,7 @@
 
 #include "precopy/vfio.h"
 #include "uapi_compat.h"
+#include "sys_retry.h"
 
 struct precopy_vfio_dev {
 	const struct precopy_sys *sys;
@@ -30,7 +31,7 @@ static int get_state(struct precopy_vfio_dev *dev, uint32_t *state)
 static void close_data(struct precopy_vfio_dev *dev)
 {
 	if (dev->st.data_fd >= 0) {
-		precopy_sys_close(dev->sys, dev->st.data_fd);
+		precopy__sys_close(dev->sys, dev->st.data_fd);
 		dev->st.data_fd = -1;
 	}
 }
@@ -147,7 +148,7 @@ static void do_reset(struct precopy_vfio_dev *dev)
 	int r;
 
 	dev->st.resets++;
-	r = precopy_sys_ioctl(dev->sys, dev->fd, VFIO_DEVICE_RESET, NULL);
+	r = precopy__sys_ioctl(dev->sys, dev->fd, VFIO_DEVICE_RESET, NULL);
 	close_data(dev); /* a reset ends the session either way */
 	if (r < 0) {
 		dev->st.reset_err = r;
@@ -204,7 +205,7 @@ PRECOPY_API ssize_t precopy_vfio_dev_read(struct precopy_vfio_dev *dev, void *bu
 		return -EINVAL;
 	if (dev->st.data_fd < 0)
 		return -EBADF;
-	r = precopy_sys_read(dev->sys, dev->st.data_fd, buf, len);
+	r = precopy__sys_read(dev->sys, dev->st.data_fd, buf, len);
 	if (r > 0)
 		dev->st.bytes_read += (uint64_t)r;
 	return r;
@@ -220,7 +221,7 @@ PRECOPY_API ssize_t precopy_vfio_dev_write(struct precopy_vfio_dev *dev, const v
 		return -EBADF;
 	if (dev->st.state != VFIO_DEVICE_STATE_RESUMING)
 		return -EINVAL;
-	r = precopy_sys_write(dev->sys, dev->st.data_fd, buf, len);
+	r = precopy__sys_write(dev->sys, dev->st.data_fd, buf, len);
 	if (r > 0)
 		dev->st.bytes_written += (uint64_t)r;
 	return r;
@@ -253,7 +254,7 @@ PRECOPY_API int precopy_vfio_dev_end_session(struct precopy_vfio_dev *dev)
 		return -EINVAL;
 	if (dev->st.data_fd < 0)
 		return 0;
-	r = precopy_sys_close(dev->sys, dev->st.data_fd);
+	r = precopy__sys_close(dev->sys, dev->st.data_fd);
 	dev->st.data_fd = -1;
 	return r < 0 ? r : 0;
 }

@@ -10,6 +10,7 @@
 
 #include "precopy/pci.h"
 #include "uapi_compat.h" /* VFIO_DEVICE_BIND_IOMMUFD on pre-6.6 headers */
+#include "sys_retry.h"
 
 #define VFIO_CONTAINER_NODE "/dev/vfio/vfio"
 #define IOMMUFD_NODE "/dev/iommu"
@@ -51,7 +52,7 @@ static void close_fd(const struct precopy_sys *sys, int *fd, int *first_err)
 
 	if (*fd < 0)
 		return;
-	r = precopy_sys_close(sys, *fd);
+	r = precopy__sys_close(sys, *fd);
 	if (r < 0 && !*first_err)
 		*first_err = r;
 	*fd = -1;
@@ -101,12 +102,12 @@ PRECOPY_API int precopy_vfio_group_open(const struct precopy_sys *sys, int group
 	out->path = PRECOPY_VFIO_PATH_GROUP;
 	snprintf(out->node, sizeof(out->node), "/dev/vfio/%d", group);
 
-	r = precopy_sys_open(sys, out->node, O_RDWR);
+	r = precopy__sys_open(sys, out->node, O_RDWR);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_GROUP_OPEN, r);
 	out->group_fd = r;
 
-	r = precopy_sys_ioctl(sys, out->group_fd, VFIO_GROUP_GET_STATUS, &status);
+	r = precopy__sys_ioctl(sys, out->group_fd, VFIO_GROUP_GET_STATUS, &status);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_GROUP_STATUS, r);
 	/* Not viable: some device of the group is bound to a host driver that
@@ -115,12 +116,12 @@ PRECOPY_API int precopy_vfio_group_open(const struct precopy_sys *sys, int group
 	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE))
 		return fail(sys, out, PRECOPY_VFIO_STEP_GROUP_VIABLE, -EBUSY);
 
-	r = precopy_sys_open(sys, VFIO_CONTAINER_NODE, O_RDWR);
+	r = precopy__sys_open(sys, VFIO_CONTAINER_NODE, O_RDWR);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_CONTAINER_OPEN, r);
 	out->container_fd = r;
 
-	r = precopy_sys_ioctl(sys, out->container_fd, VFIO_GET_API_VERSION, NULL);
+	r = precopy__sys_ioctl(sys, out->container_fd, VFIO_GET_API_VERSION, NULL);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_API_VERSION, r);
 	if (r != VFIO_API_VERSION)
@@ -128,10 +129,10 @@ PRECOPY_API int precopy_vfio_group_open(const struct precopy_sys *sys, int group
 
 	/* type1v2 (unmap semantics QEMU relies on) where offered, else type1. */
 	type = VFIO_TYPE1v2_IOMMU;
-	r = precopy_sys_ioctl(sys, out->container_fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)type);
+	r = precopy__sys_ioctl(sys, out->container_fd, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)type);
 	if (r == 0) {
 		type = VFIO_TYPE1_IOMMU;
-		r = precopy_sys_ioctl(sys, out->container_fd, VFIO_CHECK_EXTENSION,
+		r = precopy__sys_ioctl(sys, out->container_fd, VFIO_CHECK_EXTENSION,
 				      (void *)(uintptr_t)type);
 	}
 	if (r < 0)
@@ -139,14 +140,14 @@ PRECOPY_API int precopy_vfio_group_open(const struct precopy_sys *sys, int group
 	if (r == 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_IOMMU_TYPE, -EOPNOTSUPP);
 
-	r = precopy_sys_ioctl(sys, out->group_fd, VFIO_GROUP_SET_CONTAINER, &out->container_fd);
+	r = precopy__sys_ioctl(sys, out->group_fd, VFIO_GROUP_SET_CONTAINER, &out->container_fd);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_SET_CONTAINER, r);
-	r = precopy_sys_ioctl(sys, out->container_fd, VFIO_SET_IOMMU, (void *)(uintptr_t)type);
+	r = precopy__sys_ioctl(sys, out->container_fd, VFIO_SET_IOMMU, (void *)(uintptr_t)type);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_SET_IOMMU, r);
 
-	r = precopy_sys_ioctl(sys, out->group_fd, VFIO_GROUP_GET_DEVICE_FD, (void *)addr);
+	r = precopy__sys_ioctl(sys, out->group_fd, VFIO_GROUP_GET_DEVICE_FD, (void *)addr);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_GET_DEVICE_FD, r);
 	out->device_fd = r;
@@ -168,18 +169,18 @@ PRECOPY_API int precopy_vfio_cdev_open(const struct precopy_sys *sys, const char
 	out->path = PRECOPY_VFIO_PATH_CDEV;
 	strcpy(out->node, cdev_path);
 
-	r = precopy_sys_open(sys, cdev_path, O_RDWR);
+	r = precopy__sys_open(sys, cdev_path, O_RDWR);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_CDEV_OPEN, r);
 	out->device_fd = r;
 
-	r = precopy_sys_open(sys, IOMMUFD_NODE, O_RDWR);
+	r = precopy__sys_open(sys, IOMMUFD_NODE, O_RDWR);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_IOMMUFD_OPEN, r);
 	out->iommufd = r;
 
 	bind.iommufd = out->iommufd;
-	r = precopy_sys_ioctl(sys, out->device_fd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+	r = precopy__sys_ioctl(sys, out->device_fd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
 	if (r < 0)
 		return fail(sys, out, PRECOPY_VFIO_STEP_BIND_IOMMUFD, r);
 	out->devid = bind.out_devid;

@@ -170,6 +170,21 @@ out:
 	return r;
 }
 
+/* A send is a write to a socket: WRITE faults match it too. */
+static ssize_t f_send(void *ctx, int fd, const void *buf, size_t len, int flags)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	void *obj = NULL;
+	ssize_t r;
+
+	pthread_mutex_lock(&fk->lock);
+	r = fk_fault_check(fk, PRECOPY_FAKE_OP_WRITE, fd, 0, NULL, &len);
+	if (r == 0 && kind_of(fk, fd, &obj) != FK_NONE)
+		r = -ENOTSOCK; /* no model is a socket */
+	pthread_mutex_unlock(&fk->lock);
+	return r < 0 ? r : real()->ops->send(NULL, fd, buf, len, flags);
+}
+
 static ssize_t f_splice(void *ctx, int in, int out, size_t len, unsigned int flags)
 {
 	struct precopy_fake_kernel *fk = ctx;
@@ -237,10 +252,11 @@ static int f_close(void *ctx, int fd)
 
 	pthread_mutex_lock(&fk->lock);
 	r = fk_fault_check(fk, PRECOPY_FAKE_OP_CLOSE, fd, 0, NULL, NULL);
-	if (r < 0) {
+	if (r < 0 && r != -EINTR) {
 		pthread_mutex_unlock(&fk->lock);
 		return r;
 	}
+	/* Linux releases the fd even when close() answers EINTR */
 	switch (kind_of(fk, fd, &obj)) {
 	case FK_DEVICE:
 		fake_vfio_device_closed(obj);
@@ -261,7 +277,11 @@ static int f_close(void *ctx, int fd)
 		break;
 	}
 	fk_unregister(fk, fd);
-	r = real()->ops->close(NULL, fd);
+	{
+		int c = real()->ops->close(NULL, fd);
+
+		r = c < 0 ? c : r; /* r: 0, or the injected -EINTR */
+	}
 	pthread_mutex_unlock(&fk->lock);
 	return r;
 }
@@ -311,6 +331,7 @@ static const struct precopy_sys_ops fake_ops = {
 	.mmap = f_mmap,
 	.munmap = f_munmap,
 	.pipe2 = f_pipe2,
+	.send = f_send,
 };
 
 PRECOPY_API struct precopy_fake_kernel *precopy_fake_kernel_new(const struct precopy_fake_clock *clock, int *err)

@@ -206,13 +206,22 @@ static uint64_t copy_pages(void)
 	return bytes;
 }
 
-static void dest_drain(void)
+/* Feed the destination as a VMM's loop does: -EAGAIN means "call again".
+ * until_end 0: what the stream holds now; 1: until the stream's end. */
+static void dest_drain(int until_end)
 {
-	int64_t r;
+	for (int idle = 0; idle < 1000;) {
+		int64_t r;
 
-	while ((r = precopy_dest_poll(M.dest, 0)) > 0)
-		;
-	cr_assert(r == -EAGAIN || r == 0, "destination: %ld: %s", (long)r, precopy_dest_strerror(M.dest));
+		if (until_end && precopy_dest_ended(M.dest) == 1)
+			return;
+		r = precopy_dest_poll(M.dest, until_end ? 10 : 0);
+		cr_assert(r >= 0 || r == -EAGAIN, "destination: %ld: %s", (long)r, precopy_dest_strerror(M.dest));
+		if (r == 0 || (r == -EAGAIN && !until_end))
+			return;
+		idle = r > 0 ? 0 : idle + 1;
+	}
+	cr_assert_fail("destination: no end of stream after 1000 empty polls");
 }
 
 static uint64_t clk(void *c) { (void)c; return atomic_load(&vnow); }
@@ -368,7 +377,7 @@ static unsigned migrate(void)
 		/* a destination that catches up only after MIN_ITER iterations:
 		 * the ACK, hence switchover, cannot come earlier */
 		if (k >= MIN_ITER)
-			dest_drain();
+			dest_drain(0);
 		device_dma();
 		atomic_fetch_add(&vnow, 100000);
 		cr_assert_eq(precopy_engine_decide(M.src, &d), 0, "decide: %s", precopy_engine_strerror(M.src));
@@ -409,7 +418,7 @@ static unsigned migrate(void)
 		uint64_t bytes = copy_pages();
 		cr_assert_eq(precopy_engine_account(M.src, bytes, bytes), 0);
 	}
-	dest_drain();
+	dest_drain(1);
 	cr_assert_eq(precopy_dest_ended(M.dest), 1, "%s", precopy_dest_strerror(M.dest));
 	cr_assert_eq(precopy_dest_complete(M.dest), 0, "%s", precopy_dest_strerror(M.dest));
 	cr_assert_eq(precopy_engine_complete(M.src), 0, "complete: %s", precopy_engine_strerror(M.src));

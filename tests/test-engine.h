@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -320,14 +321,50 @@ static uint64_t copy_pages(void)
 	return copy_pages_upto(0);
 }
 
-/* Feed the destination whatever is on the stream now (single-threaded). */
+/* Bytes waiting on the destination's end of the stream. */
+static int stream_pending(void)
+{
+	int n = 0;
+
+	cr_assert_eq(ioctl(H.st[1], FIONREAD, &n), 0);
+	return n;
+}
+
+/* Feed the destination as a VMM's loop does (single-threaded): -EAGAIN
+ * means "call again", never "the stream is done". until_end 0: stop once
+ * the destination has taken every byte on the stream now (a spurious
+ * -EAGAIN while bytes wait is retried); 1: go on until the destination has
+ * seen the stream's end. Returns 0 or the destination's -errno;
+ * -ETIMEDOUT if 1000 calls in a row take nothing. */
+static int dest_drain_to(int until_end)
+{
+	int idle = 0;
+
+	for (;;) {
+		int64_t r;
+
+		if (until_end && precopy_dest_ended(H.dst) == 1)
+			return 0;
+		r = precopy_dest_poll(H.dst, until_end ? 10 : 0);
+		if (r > 0) {
+			idle = 0;
+			continue;
+		}
+		if (r == 0)
+			return 0;
+		if (r != -EAGAIN)
+			return (int)r;
+		if (!until_end && !stream_pending())
+			return 0;
+		if (++idle >= 1000)
+			return until_end ? -ETIMEDOUT : 0;
+	}
+}
+
+/* Feed the destination whatever is on the stream now. */
 static int dest_drain(void)
 {
-	int64_t r;
-
-	while ((r = precopy_dest_poll(H.dst, 0)) > 0)
-		;
-	return r == -EAGAIN || r == 0 ? 0 : (int)r;
+	return dest_drain_to(0);
 }
 
 static void *dest_thread(void *arg)
@@ -477,7 +514,7 @@ static int run_migration(int max_iter, struct run_result *rr)
 		H.threaded = 0;
 		if ((r = atomic_load(&H.thr_err)) < 0)
 			return r; /* the destination failed: precopy_dest_strerror() says why */
-	} else if ((r = dest_drain()) < 0) {
+	} else if ((r = dest_drain_to(1)) < 0) {
 		goto fail;
 	}
 	cr_assert_eq(precopy_dest_ended(H.dst), 1, "%s", precopy_dest_strerror(H.dst));

@@ -6,6 +6,7 @@
  * Other devices must arrive intact every time. */
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "test-pump.h"
 
@@ -358,6 +359,53 @@ Test(faults, stream_reader_gone, .timeout = 30)
 		rt_dev_close(&d, NULL);
 		precopy_pump_free(src);
 		close(s[1]);
+	}
+}
+
+/* The same with SIGPIPE at its default disposition and unblocked, in a
+ * forked child, over a pipe and a socketpair, on both paths: the pump
+ * raises no SIGPIPE in its host (pump.h), the child lives and sees
+ * -EPIPE, and no SIGPIPE is left pending. */
+Test(faults, stream_reader_gone_sigpipe_default, .timeout = 30)
+{
+	for (size_t p = 0; p < 2; p++) {
+		for (int sock = 0; sock <= 1; sock++) {
+			struct rt_dev d;
+			struct precopy_pump *src;
+			int s[2], st = 0;
+			pid_t pid;
+
+			make_stream(sock, s);
+			close(s[0]);
+			src = pump_make(PRECOPY_PUMP_SAVE, s[1], paths[p], 4096, NULL, NULL, NULL);
+			rt_dev_open(&d, src, NULL, 1, 100000, 1, 0, 0);
+			pid = fork();
+			cr_assert_geq(pid, 0);
+			if (pid == 0) {
+				sigset_t set, pending;
+				int64_t r;
+
+				signal(SIGPIPE, SIG_DFL);
+				sigemptyset(&set);
+				sigaddset(&set, SIGPIPE);
+				sigprocmask(SIG_UNBLOCK, &set, NULL);
+				r = precopy_pump_drain(src, 0);
+				sigemptyset(&pending);
+				sigpending(&pending);
+				_exit(r != -EPIPE ? 1 : sigismember(&pending, SIGPIPE) == 1 ? 2 : 0);
+			}
+			cr_assert_eq(waitpid(pid, &st, 0), pid);
+			cr_assert(!WIFSIGNALED(st), "%s, %s: the host died of signal %d", path_name(paths[p]),
+				  sock ? "socketpair" : "pipe", WTERMSIG(st));
+			cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s, %s: %s", path_name(paths[p]),
+				  sock ? "socketpair" : "pipe",
+				  WEXITSTATUS(st) == 1 ? "not -EPIPE" : "a SIGPIPE left pending");
+			ignore_sigpipe(); /* the parent's own teardown */
+			precopy_backend_xfer_finish(d.dst_x);
+			rt_dev_close(&d, NULL);
+			precopy_pump_free(src);
+			close(s[1]);
+		}
 	}
 }
 

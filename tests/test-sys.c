@@ -7,10 +7,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "precopy/sys.h"
@@ -237,6 +239,8 @@ Test(sys_validate, wrong_version)
 	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
 	ops.version = 1; /* the layout before pipe2 */
 	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
+	ops.version = 2; /* the layout before send: still accepted */
+	cr_assert_eq(precopy_sys_validate(&s), 0);
 	ops.version = PRECOPY_SYS_OPS_VERSION + 1;
 	cr_assert_eq(precopy_sys_validate(&s), -EINVAL);
 	ops.version = ~0u;
@@ -270,4 +274,42 @@ Test(sys_validate, each_missing_op)
 		memset((char *)&ops + ops_tab[i].off, 0, sizeof(void (*)(void)));
 		cr_assert_eq(precopy_sys_validate(&s), -EINVAL, "table without %s accepted", ops_tab[i].name);
 	}
+}
+
+/* send (version 3) is optional: NULL in a version 3 table, or a version 2
+ * table (whose struct ends at pipe2), is valid and precopy_sys_send()
+ * answers -ENOSYS without reading past the table. */
+Test(sys_validate, send_is_optional)
+{
+	struct precopy_sys_ops ops = *precopy_sys_real()->ops;
+	struct precopy_sys s = { .ops = &ops, .ctx = NULL };
+	/* a version 2 table as an embedder built it: the struct ends at pipe2
+	 * (on the heap, so ASan sees a read past it) */
+	struct ops_v2 {
+		uint32_t version;
+		void *fn[10];
+	} *v2 = malloc(sizeof(*v2));
+	struct precopy_sys s2 = { .ops = (const struct precopy_sys_ops *)(void *)v2, .ctx = NULL };
+	int sv[2];
+
+	cr_assert_not_null(v2);
+	cr_assert_eq(sizeof(*v2), offsetof(struct precopy_sys_ops, send));
+	memcpy(v2, &ops, sizeof(*v2));
+	v2->version = 2;
+	cr_assert_eq(precopy_sys_validate(&s2), 0);
+	cr_assert_eq(precopy_sys_send(&s2, 0, "x", 1, 0), -ENOSYS);
+	free(v2);
+	ops.send = NULL;
+	cr_assert_eq(precopy_sys_validate(&s), 0);
+	cr_assert_eq(precopy_sys_send(&s, 0, "x", 1, 0), -ENOSYS);
+	/* the real send: a count on a socket, -ENOTSOCK elsewhere */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(precopy_sys_send(precopy_sys_real(), sv[0], "x", 1, MSG_NOSIGNAL), 1);
+	close(sv[1]);
+	cr_assert_eq(precopy_sys_send(precopy_sys_real(), sv[0], "x", 1, MSG_NOSIGNAL), -EPIPE);
+	close(sv[0]);
+	cr_assert_eq(pipe(sv), 0);
+	cr_assert_eq(precopy_sys_send(precopy_sys_real(), sv[1], "x", 1, MSG_NOSIGNAL), -ENOTSOCK);
+	close(sv[0]);
+	close(sv[1]);
 }

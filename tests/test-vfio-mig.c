@@ -204,11 +204,28 @@ Test(vfio_mig, injected_ioctl_failure_recovers)
 	/* the 2nd SET on the way (RUNNING_P2P -> STOP) fails in the syscall */
 	cr_assert_eq(precopy_fake_fault_add(fk, &(struct precopy_fault){ .op = PRECOPY_FAKE_OP_IOCTL,
 		.request = VFIO_DEVICE_FEATURE, .match_feature = 1, .feature = VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-		.nth = 3, .err = EINTR }), 0); /* 1: dev_new GET, 2: first SET, 3: second SET */
-	cr_expect_eq(precopy_vfio_dev_set_state(d, SC, RUN), -EINTR);
+		.nth = 3, .err = EIO }), 0); /* 1: dev_new GET, 2: first SET, 3: second SET */
+	cr_expect_eq(precopy_vfio_dev_set_state(d, SC, RUN), -EIO);
 	cr_expect_eq(status(d).recovered, 1);
 	cr_expect_eq(status(d).state, RUN);
 	cr_expect_eq(model_state(m), RUN);
+	precopy_vfio_dev_free(d);
+}
+
+/* An interrupted SET on the way did nothing: it is made again and the
+ * path completes. */
+Test(vfio_mig, interrupted_ioctl_is_made_again)
+{
+	struct precopy_fake_vfio *m;
+	struct precopy_vfio_dev *d = open_dev(ALLF, &m, NULL);
+
+	cr_assert_eq(precopy_fake_fault_add(fk, &(struct precopy_fault){ .op = PRECOPY_FAKE_OP_IOCTL,
+		.request = VFIO_DEVICE_FEATURE, .match_feature = 1, .feature = VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+		.nth = 3, .err = EINTR }), 0);
+	cr_expect_eq(precopy_vfio_dev_set_state(d, SC, RUN), 0);
+	cr_expect_eq(status(d).recovered, 0);
+	cr_expect_eq(status(d).state, SC);
+	cr_expect_eq(model_state(m), SC);
 	precopy_vfio_dev_free(d);
 }
 

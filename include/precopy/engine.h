@@ -382,7 +382,7 @@ struct precopy_engine_config {
 	const struct precopy_engine_device *devices;
 	uint32_t ndevices;
 	/* the stream: exactly one of stream_fd >= 0 (written through sys,
-	 * blocking or not) or sink */
+	 * blocking or not, never raising SIGPIPE: precopy/sys.h) or sink */
 	int stream_fd;
 	precopy_engine_sink_fn sink;
 	void *sink_ctx;
@@ -392,7 +392,9 @@ struct precopy_engine_config {
 	struct precopy_policy policy;      /* validated as precopy_estimator_new() */
 	uint32_t max_chunk;                /* DEV_DATA payload bytes; 0: 64 KiB;
 					    * 4096 .. PRECOPY_STREAM_DEFAULT_MAX_CHUNK */
-	uint64_t io_timeout_ns;            /* longest stream / data fd wait; 0: 10 s */
+	uint64_t io_timeout_ns;            /* longest stream / data fd wait without
+					    * progress, on the clock and in poll
+					    * intervals; 0: 10 s */
 	uint32_t poll_interval_ms;         /* longest single poll; 0: 10 */
 	/* The exact query (fresh device info and sizes, a RAM sync) runs when
 	 * the cheap estimate's expected downtime is below this percentage of
@@ -757,9 +759,11 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d);
  * fds as it arrives; the ACK is sent when due. Returns 0, -EBUSY (not
  * started), or -errno: the decoder's -EBADMSG / -EPROTO (a device the
  * config lacks is -EPROTO), a device write's -errno, a back-end pipe
- * write's -errno (-ETIMEDOUT when it stays full for io_timeout_ns) or its
- * check_state verdict at DEV_END, the return path's -errno (cancelled;
- * precopy_dest_strerror() explains). */
+ * write's -errno or its check_state verdict at DEV_END, the return path's
+ * -errno; -ETIMEDOUT when a device, a back-end pipe or the return path
+ * takes no byte for io_timeout_ns, measured on the clock and in 10 ms poll
+ * rounds (a clock that stands still cannot hold the call). Cancelled on
+ * any error; precopy_dest_strerror() names the step. */
 PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len);
 
 /* Wait up to timeout_ms for stream_fd, read what is there (up to 64 KiB)

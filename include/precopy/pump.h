@@ -88,9 +88,11 @@
  * pump unusable: that call and every later run/drain return the same -errno,
  * and precopy_pump_strerror() describes it. A device-level failure only stops
  * that device (its status says FAILED with its -errno).
- * Writing or splicing into a pipe whose reader has gone raises SIGPIPE, as
- * any write(2) would: the process must ignore or block it (VMMs do), and
- * the pump then sees -EPIPE.
+ * A stream or device pipe whose reader has gone raises no SIGPIPE in the
+ * host: precopy_pump_run() and precopy_pump_drain() block SIGPIPE on the
+ * calling thread for the call and take back the one their writes queued
+ * (unless one was pending before; precopy/sys.h "Signals"); the pump sees
+ * -EPIPE.
  *
  * Thread safety: a pump is not thread-safe; one thread at a time may call
  * functions on it. Distinct pumps are independent. The frame functions are

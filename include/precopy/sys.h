@@ -9,7 +9,19 @@
  * library objects unchanged.
  *
  * Contract of every op: return >= 0 on success (a count where the syscall
- * returns one) and -errno on failure; never rely on errno.
+ * returns one) and -errno on failure; never rely on errno. -EINTR means the
+ * call did nothing: the library makes it again (up to 1000 times in a row),
+ * except close, whose -EINTR it takes as "closed", as on Linux.
+ *
+ * Signals: the library never raises SIGPIPE in its host. It writes to a
+ * socket (the stream, the return path) with send and MSG_NOSIGNAL where
+ * the table has send; to a pipe, or to a socket through a table without
+ * send, it writes with SIGPIPE blocked on the calling thread for that one
+ * write, and when the write answered -EPIPE it takes the SIGPIPE that
+ * write queued (sigtimedwait, zero timeout) unless one was already pending
+ * on the thread before. The caller sees -EPIPE; the host's own SIGPIPE
+ * disposition, mask and pending SIGPIPE are left as they were. A table
+ * whose write raises a signal some other way is outside this promise.
  *
  * Thread safety: the real table is stateless and may be used from any
  * thread. A fake table documents its own rules (sim/).
@@ -17,6 +29,7 @@
 #ifndef PRECOPY_SYS_H
 #define PRECOPY_SYS_H
 
+#include <errno.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,8 +42,14 @@ extern "C" {
 #endif
 
 /* Version 2 added pipe2 at the end of the table; a version 1 table (built
- * against the older, shorter struct) is rejected by precopy_sys_validate(). */
-#define PRECOPY_SYS_OPS_VERSION 2
+ * against the older, shorter struct) is rejected by precopy_sys_validate().
+ * Version 3 added send, an optional op: a version 2 table (the shorter
+ * struct, no send member) stays valid and the library never reads past
+ * its pipe2; a version 3 table may leave send NULL. Ops added later are
+ * optional in the same way. */
+#define PRECOPY_SYS_OPS_VERSION 3
+/* The oldest table layout the library accepts. */
+#define PRECOPY_SYS_OPS_VERSION_MIN 2
 
 struct precopy_sys_ops {
 	uint32_t version; /* PRECOPY_SYS_OPS_VERSION */
@@ -50,6 +69,11 @@ struct precopy_sys_ops {
 	/* pipe2(2) with O_CLOEXEC added: 0 and fds[0] (read end), fds[1]
 	 * (write end) set, or -errno. (Version 2.) */
 	int (*pipe2)(void *ctx, int fds[2], int flags);
+	/* send(2) on a socket, flags as send's (the library passes
+	 * MSG_NOSIGNAL | MSG_DONTWAIT); -ENOTSOCK on any other fd. Optional
+	 * (version 3): without it the library writes to sockets with write
+	 * and SIGPIPE blocked, as to pipes (see "Signals" above). */
+	ssize_t (*send)(void *ctx, int fd, const void *buf, size_t len, int flags);
 };
 
 struct precopy_sys {
@@ -60,8 +84,9 @@ struct precopy_sys {
 /* The table that calls the real kernel. Never NULL; ctx is unused. */
 PRECOPY_API const struct precopy_sys *precopy_sys_real(void);
 
-/* Returns 0 if sys is usable (non-NULL, known version, every op present),
- * -EINVAL otherwise. */
+/* Returns 0 if sys is usable (non-NULL, a version from
+ * PRECOPY_SYS_OPS_VERSION_MIN to PRECOPY_SYS_OPS_VERSION, every required
+ * op present; send is optional), -EINVAL otherwise. */
 PRECOPY_API int precopy_sys_validate(const struct precopy_sys *sys);
 
 /* Convenience wrappers, so call sites read like the syscalls they make. */
@@ -105,6 +130,13 @@ static inline int precopy_sys_munmap(const struct precopy_sys *s, void *addr, si
 static inline int precopy_sys_pipe2(const struct precopy_sys *s, int fds[2], int flags)
 {
 	return s->ops->pipe2(s->ctx, fds, flags);
+}
+/* -ENOSYS where the table has no send (version 2, or send NULL). */
+static inline ssize_t precopy_sys_send(const struct precopy_sys *s, int fd, const void *buf, size_t len, int flags)
+{
+	if (s->ops->version < 3 || !s->ops->send)
+		return -ENOSYS;
+	return s->ops->send(s->ctx, fd, buf, len, flags);
 }
 
 #ifdef __cplusplus
