@@ -364,6 +364,8 @@ static const struct key keys[] = {
 	{ SEC_MIGRATION, "throttle_max", K_PERCENT, SC(throttle_max), "auto-converge ceiling, % (<= 99)" },
 	{ SEC_MIGRATION, "fixed_downtime", K_TIME, SC(fixed_downtime_ns), "the VMM's own cost inside the downtime" },
 	{ SEC_MIGRATION, "max_iterations", K_U64, SC(max_iterations), "then the timeout action (0: 100000)" },
+	{ SEC_MIGRATION, "decide_window", K_TIME, SC(window_ns),
+	  "RAM link time between two questions to the engine inside a pass (0s: per pass)" },
 	{ SEC_DEVICE, "initial", K_SIZE, DV(initial_bytes), "pre-copy initial data" },
 	{ SEC_DEVICE, "dirty_rate", K_RATE, DV(dirty_rate_Bps), "state dirtied per second in pre-copy" },
 	{ SEC_DEVICE, "stop_copy", K_SIZE, DV(stop_copy_bytes), "state left at stop-copy" },
