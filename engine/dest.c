@@ -109,7 +109,7 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 	int r = -EINVAL;
 
 	if (!cfg || cfg->version != PRECOPY_DEST_CONFIG_VERSION || !cfg->clock.now_ns ||
-	    precopy_sys_validate(cfg->sys) < 0 || (!cfg->ndevices && !cfg->nbackends) ||
+	    precopy_sys_validate(cfg->sys) < 0 ||
 	    (cfg->ndevices && !cfg->devices) || (cfg->nbackends && !cfg->backends) ||
 	    (cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
 		goto fail;
@@ -140,7 +140,7 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 	d->nbe = cfg->nbackends;
 	d->devs = calloc(d->n ? d->n : 1, sizeof(*d->devs));
 	d->bes = calloc(d->nbe ? d->nbe : 1, sizeof(*d->bes));
-	d->ids = calloc(d->n + d->nbe, sizeof(*d->ids));
+	d->ids = calloc(d->n + d->nbe ? d->n + d->nbe : 1, sizeof(*d->ids));
 	d->buf = malloc(READ_BUF);
 	if (!d->devs || !d->bes || !d->ids || !d->buf)
 		goto fail;

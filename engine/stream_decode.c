@@ -602,14 +602,14 @@ PRECOPY_API int precopy_stream_decoder_new(struct precopy_stream_decoder **out,
 	struct precopy_stream_limits lim;
 	struct precopy_stream_decoder *d;
 
-	if (!out || !dev_ids || !fn || n_dev == 0)
+	if (!out || (n_dev && !dev_ids) || !fn)
 		return -EINVAL;
 	if (limits_resolve(limits, &lim) || n_dev > lim.max_devices)
 		return -EINVAL;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->devs = calloc(n_dev, sizeof(*d->devs));
+	d->devs = calloc(n_dev ? n_dev : 1, sizeof(*d->devs));
 	if (!d->devs) {
 		free(d);
 		return -ENOMEM;

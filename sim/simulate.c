@@ -166,7 +166,7 @@ static int stream_sink(void *ctx, const void *buf, size_t len)
 
 	link_send(r, len);
 	if (!r->d)
-		return 0; /* no device: the stream carries only its header and end */
+		return 0; /* not set up yet */
 	e = precopy_dest_feed(r->d, buf, len);
 	if (e < 0) {
 		r->dest_err = e;
@@ -321,7 +321,9 @@ static int setup(struct run *r)
 	r->e = precopy_engine_new(&cfg, &err);
 	if (!r->e)
 		return seterr(r, "source engine", err, NULL), err;
-	if (sc->ndevs) {
+	{
+		/* also without devices: the destination reads the stream's
+		 * header and end, as a VMM's would */
 		memset(&dcfg, 0, sizeof(dcfg));
 		dcfg.version = PRECOPY_DEST_CONFIG_VERSION;
 		dcfg.clock = (struct precopy_clock){ vc_now, &r->clk };

@@ -723,7 +723,9 @@ struct precopy_dest_config {
 	uint32_t version;               /* PRECOPY_DEST_CONFIG_VERSION */
 	struct precopy_clock clock;     /* required */
 	const struct precopy_sys *sys;  /* required */
-	const struct precopy_dest_device *devices; /* copied; devices + back-ends >= 1 */
+	const struct precopy_dest_device *devices; /* copied; may be empty (a VM
+						    * without devices: the stream carries
+						    * its header and end only) */
 	uint32_t ndevices;
 	int stream_fd;                  /* read by precopy_dest_poll(); -1: feed only */
 	int rp_fd;                      /* written through sys; or -1 and rp_sink */
@@ -739,8 +741,7 @@ struct precopy_dest;
 
 /* Create a destination engine. Opens a handle on every device.
  * Returns it (free with precopy_dest_free()) or NULL with *err: -EINVAL
- * (NULL, version, clock, sys, neither a device nor a back-end, devices or
- * backends NULL with a count > 0, duplicate/NONE id among devices and
+ * (NULL, version, clock, sys, devices or backends NULL with a count > 0, duplicate/NONE id among devices and
  * back-ends, fd < 0, a back-end ops table precopy_backend_xfer_new()
  * refuses, both or neither of rp_fd / rp_sink, bad limits), -E2BIG (more
  * than PRECOPY_STREAM_CAP_MAX_DEVICES devices and back-ends), -ENOTTY / -EOPNOTSUPP (a device

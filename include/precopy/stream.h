@@ -305,11 +305,12 @@ struct precopy_stream_decoder;
 
 /* Create a decoder for a stream whose devices are the n_dev distinct ids in
  * dev_ids (copied; none may be PRECOPY_STREAM_DEV_NONE). limits may be NULL
- * (defaults); n_dev must be 1..limits->max_devices. fn is required.
- * On success stores the decoder in *out (free with
+ * (defaults); n_dev must be 0..limits->max_devices (0: a stream of a VM
+ * without devices, header and end only; dev_ids may then be NULL). fn is
+ * required. On success stores the decoder in *out (free with
  * precopy_stream_decoder_free()) and returns 0.
- * Errors: -EINVAL (NULL out/dev_ids/fn, n_dev 0 or above max_devices, a
- * duplicate or NONE id, a limit out of its range), -ENOMEM. */
+ * Errors: -EINVAL (NULL out/fn, dev_ids NULL with n_dev > 0, n_dev above
+ * max_devices, a duplicate or NONE id, a limit out of its range), -ENOMEM. */
 PRECOPY_API int precopy_stream_decoder_new(struct precopy_stream_decoder **out,
 					   const struct precopy_stream_limits *limits,
 					   const uint32_t *dev_ids, size_t n_dev,
