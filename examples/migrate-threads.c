@@ -340,28 +340,22 @@ int main(void)
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ram) < 0)
 		return fail("socketpair", -errno, NULL);
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
-	cfg.clock.now_ns = now_ns;
-	cfg.sys = precopy_sys_real();
+	/* every default (fds -1, CLOCK_MONOTONIC, the real kernel, the
+	 * default policy: 300 ms downtime limit); then what differs */
+	precopy_engine_config_init(&cfg);
 	cfg.slots = &slot;
 	cfg.nslots = 1;
 	cfg.ram_source = PRECOPY_RAM_BITMAP;
 	cfg.ram_bitmap = &live;
-	cfg.kvm_vm_fd = -1;
 	cfg.backends = &sbe;
 	cfg.nbackends = 1;
 	cfg.stream_fd = st[0];
 	cfg.rp_fd = rp[0];
-	precopy_policy_defaults(&cfg.policy); /* 300 ms downtime limit */
 	e = precopy_engine_new(&cfg, &err);
 	if (!e)
 		return fail("precopy_engine_new", err, NULL);
 
-	memset(&dcfg, 0, sizeof(dcfg));
-	dcfg.version = PRECOPY_DEST_CONFIG_VERSION;
-	dcfg.clock.now_ns = now_ns;
-	dcfg.sys = precopy_sys_real();
+	precopy_dest_config_init(&dcfg);
 	dcfg.backends = &dbe;
 	dcfg.nbackends = 1;
 	dcfg.stream_fd = st[1];

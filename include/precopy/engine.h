@@ -407,6 +407,17 @@ struct precopy_engine_config {
 	uint32_t nbackends;
 };
 
+/* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock
+ * (precopy_clock_monotonic()), precopy_sys_real(), kvm_vm_fd, stream_fd and
+ * rp_fd -1, kvm.version, the policy of precopy_policy_defaults(); every
+ * other field 0, which means "the default" wherever a field documents one.
+ * Fds are the exception to "0 = default" (0 is stdin): start from this
+ * rather than from a zeroed struct. NULL is a no-op. */
+PRECOPY_API void precopy_engine_config_init(struct precopy_engine_config *cfg);
+
+/* A clock reading CLOCK_MONOTONIC in ns (what a VMM passes). */
+PRECOPY_API struct precopy_clock precopy_clock_monotonic(void);
+
 struct precopy_engine;
 
 /* Create an engine from *cfg (copied, with the slot and device arrays).
@@ -736,6 +747,11 @@ struct precopy_dest_config {
 	const struct precopy_dest_backend *backends; /* copied; may be empty */
 	uint32_t nbackends;
 };
+
+/* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock,
+ * precopy_sys_real(), stream_fd and rp_fd -1, everything else 0 (no
+ * devices, default limits and timeout). NULL is a no-op. */
+PRECOPY_API void precopy_dest_config_init(struct precopy_dest_config *cfg);
 
 struct precopy_dest;
 
