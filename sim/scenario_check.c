@@ -114,6 +114,15 @@ int sim_scenario_check(const struct sim_scenario *sc, char *err, size_t len)
 		}
 	if (!sc->downtime_limit_ns)
 		return fail(err, len, "[migration] downtime_limit: must be > 0");
+	if (sc->model == SIM_MODEL_SEQUENTIAL && sc->hot_size > sc->memory)
+		return fail(err, len, "[workload] hot_size: model=sequential sweeps at most [vm] memory");
+	if (sc->wp_fault_ns > 1000000000ull)
+		return fail(err, len, "[workload] wp_fault: at most 1s per fault");
+	/* with faults the workload runs one write at a time */
+	if (sc->wp_fault_ns && sc->rate_Bps > (16ull << 30))
+		return fail(err, len, "[workload] rate: at most 16G/s with wp_fault (writes are simulated one by one)");
+	if (sc->wp_fault_ns && (sc->model == SIM_MODEL_PHASES || sc->model == SIM_MODEL_TRACE))
+		return fail(err, len, "[workload] wp_fault: only for uniform, hotset, zipf and sequential");
 	if (sc->model == SIM_MODEL_HOTSET && (!sc->hot_size || sc->hot_size > sc->memory))
 		return fail(err, len, "[workload] hot_size: model=hotset needs 0 < hot_size <= [vm] memory");
 	if (sc->hot_fraction < 0.0 || sc->hot_fraction > 1.0)

@@ -83,7 +83,8 @@ struct sim_scenario {
 	/* [workload] */
 	int model;                 /* enum sim_model */
 	uint64_t rate_Bps;
-	uint64_t hot_size;
+	uint64_t hot_size;         /* hotset: the hot set; sequential: the range swept (0: all) */
+	uint64_t wp_fault_ns;      /* guest time of a page's first write after a harvest */
 	double hot_fraction, zipf_s;
 	struct sim_phase phases[SIM_MAX_PHASES];
 	uint32_t nphases;

@@ -30,6 +30,9 @@ struct sim_workload {
 	unsigned __int128 credit;    /* byte-nanoseconds not yet a whole write */
 	uint64_t rng;
 	uint64_t seq;                /* sequential cursor */
+	uint64_t seq_pages;          /* sequential: pages swept */
+	uint64_t next;               /* wp_fault: the page the next write goes to */
+	int have_next;
 	uint64_t scatter;            /* zipf: rank -> page multiplier */
 	uint32_t throttle;
 	int stopped;
@@ -160,22 +163,79 @@ static void write_zipf(struct sim_workload *w, uint64_t n)
 
 static void write_sequential(struct sim_workload *w, uint64_t n)
 {
-	if (n >= w->npages) {
+	if (n >= w->seq_pages) {
 		/* every page; the cursor ends where n single steps leave it */
-		precopy_bitmap_set_range(w->live, 0, w->npages);
-		w->seq = (uint64_t)(((unsigned __int128)w->seq + n) % w->npages);
+		precopy_bitmap_set_range(w->live, 0, w->seq_pages);
+		w->seq = (uint64_t)(((unsigned __int128)w->seq + n) % w->seq_pages);
 		return;
 	}
 	while (n) {
-		uint64_t take = w->npages - w->seq;
+		uint64_t take = w->seq_pages - w->seq;
 
 		if (take > n)
 			take = n;
 		precopy_bitmap_set_range(w->live, w->seq, take);
 		w->seq += take;
-		if (w->seq == w->npages)
+		if (w->seq == w->seq_pages)
 			w->seq = 0;
 		n -= take;
+	}
+}
+
+/* ---- write protection ---------------------------------------------------- */
+
+/* The page the model writes next (draws what one write of write_pages()
+ * draws). */
+static uint64_t next_page(struct sim_workload *w)
+{
+	uint64_t p, a, b;
+
+	switch (w->sc->model) {
+	case SIM_MODEL_HOTSET:
+		a = splitmix(&w->rng);
+		b = splitmix(&w->rng);
+		return a < w->hot_threshold ? below(b, w->hot_pages) : below(b, w->npages);
+	case SIM_MODEL_ZIPF:
+		return (uint64_t)(((unsigned __int128)zipf_rank(w) * w->scatter) % w->npages);
+	case SIM_MODEL_SEQUENTIAL:
+		p = w->seq;
+		if (++w->seq == w->seq_pages)
+			w->seq = 0;
+		return p;
+	default:
+		return below(splitmix(&w->rng), w->npages);
+	}
+}
+
+/* dt ns of guest time at rate, one write at a time: a write to a page
+ * whose bit is clear (write-protected since the engine's last harvest, or
+ * since logging began) also costs wp_fault_ns of the guest's time, as the
+ * fault KVM takes on a page it re-protected at a sync. Credit is guest
+ * time x rate, so throttling (less time) and faults (time spent) combine;
+ * a write that does not fit waits for the next call. */
+static void run_wp(struct sim_workload *w, uint64_t rate, uint64_t dt)
+{
+	unsigned __int128 unit = (unsigned __int128)w->sc->page_size * 1000000000u * 100u;
+	unsigned __int128 fault = (unsigned __int128)rate * w->sc->wp_fault_ns * 100u;
+	uint64_t *words = w->live->words;
+
+	w->credit += (unsigned __int128)rate * dt * (100u - w->throttle);
+	for (;;) {
+		unsigned __int128 cost;
+
+		if (!w->have_next) {
+			w->next = next_page(w);
+			w->have_next = 1;
+		}
+		cost = unit;
+		if (!(words[w->next >> 6] >> (w->next & 63) & 1))
+			cost += fault;
+		if (w->credit < cost)
+			return;
+		w->credit -= cost;
+		set_page(words, w->next);
+		w->writes++;
+		w->have_next = 0;
 	}
 }
 
@@ -377,7 +437,10 @@ uint64_t sim_workload_run(struct sim_workload *w, uint64_t t_ns)
 		w->t_ns = t_ns;
 		break;
 	default:
-		write_pages(w, owed(w, w->sc->rate_Bps, t_ns - w->t_ns));
+		if (w->sc->wp_fault_ns)
+			run_wp(w, w->sc->rate_Bps, t_ns - w->t_ns);
+		else
+			write_pages(w, owed(w, w->sc->rate_Bps, t_ns - w->t_ns));
 		w->t_ns = t_ns;
 		break;
 	}
@@ -422,6 +485,9 @@ struct sim_workload *sim_workload_new(const struct sim_scenario *sc, struct prec
 		w->hot_pages = 1;
 	if (w->hot_pages > w->npages)
 		w->hot_pages = w->npages;
+	w->seq_pages = sc->hot_size ? sc->hot_size / sc->page_size : w->npages;
+	if (!w->seq_pages || w->seq_pages > w->npages)
+		w->seq_pages = w->npages;
 	w->hot_threshold = sc->hot_fraction >= 1.0 ? UINT64_MAX : (uint64_t)(sc->hot_fraction * 0x1.0p64);
 	if (sc->model == SIM_MODEL_ZIPF) {
 		zipf_init(w);
