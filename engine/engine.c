@@ -46,6 +46,25 @@ void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...
 	va_end(ap);
 }
 
+void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...)
+{
+	size_t len = strlen(e->errmsg);
+	va_list ap;
+
+	if (!e->err) {
+		e->err = err;
+		len = 0;
+	} else if (len + 2 < sizeof(e->errmsg)) {
+		memcpy(e->errmsg + len, "; ", 3);
+		len += 2;
+	} else {
+		return; /* no room left */
+	}
+	va_start(ap, fmt);
+	vsnprintf(e->errmsg + len, sizeof(e->errmsg) - len, fmt, ap);
+	va_end(ap);
+}
+
 uint32_t precopy__eng_dev_state(const struct edev *d)
 {
 	struct precopy_vfio_dev_status st;
@@ -307,6 +326,9 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 	if (!e)
 		return;
 	precopy_engine_cancel(e);
+	/* a stop that failed is tried once more (a tracker is the caller's:
+	 * it must not be left logging for this engine) */
+	precopy__eng_tracking_retry(e, "free");
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		precopy_dirty_source_free(e->devs[i].dma);
 		precopy_vfio_dev_free(e->devs[i].vd);
@@ -404,6 +426,10 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	r = recheck_error_devices(e);
 	if (r < 0)
 		return r;
+	/* a device still logging would refuse a second START (mlx5: -EINVAL) */
+	r = precopy__eng_tracking_retry(e, "start");
+	if (r < 0)
+		return r;
 	e->migrations++;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = precopy__eng_stream_open(e);
@@ -498,7 +524,7 @@ static int unwind(struct precopy_engine *e)
 		precopy_vfio_dev_end_session(d->vd);
 	}
 	precopy__eng_be_abort_all(e);
-	r = precopy__eng_tracking_stop(e);
+	r = precopy__eng_tracking_stop(e, "cancel");
 	if (r < 0 && !first)
 		first = r;
 	if (e->kvm_started) {

@@ -430,9 +430,9 @@ struct precopy_engine;
  *   -ENOMEM, or a KVM error from precopy_kvm_log_new() / _add_slot(). */
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err);
 
-/* Cancel a running migration (as precopy_engine_cancel()), stop logging,
- * release every handle and the RAM log. Borrowed fds stay open. NULL is a
- * no-op. */
+/* Cancel a running migration (as precopy_engine_cancel()), stop logging
+ * (once more where an earlier stop failed), release every handle and the
+ * RAM log. Borrowed fds stay open. NULL is a no-op. */
 PRECOPY_API void precopy_engine_free(struct precopy_engine *e);
 
 /* RAM_KVM with the dirty ring: add a vCPU (created after the engine) as
@@ -447,7 +447,10 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * (recovering to RUNNING on failure), the stream header and every
  * DEV_SETUP written. A device a failed migration left in ERROR is read
  * again first (the VMM may have reset it): still in ERROR, the start fails
- * with -EIO before anything changes. Returns 0, -EBUSY (a migration is
+ * with -EIO before anything changes. Dirty tracking an earlier cancel or
+ * complete failed to stop (the device may still be logging) is stopped
+ * again first: if that fails, so does the start, with its -errno, before
+ * anything changes. Returns 0, -EBUSY (a migration is
  * running), or the failing step's -errno (the engine is back in IDLE,
  * everything undone, precopy_engine_strerror() names the step). */
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
@@ -551,7 +554,9 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e);
  * runs the guest): DMA logging and trackers stopped, devices STOP_COPY ->
  * STOP, KVM logging off, session fds closed. Returns 0, -EBUSY (not in
  * SWITCHED), or the first -errno of those steps (the engine still ends in
- * DONE: the guest already runs elsewhere). */
+ * DONE: the guest already runs elsewhere; precopy_engine_strerror() names
+ * each failed step and device). A tracker whose stop failed is stopped
+ * again by the next precopy_engine_start() or by precopy_engine_free(). */
 PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
 
 /* Cancel the migration: every device back to RUNNING (reset where recovery
@@ -561,7 +566,10 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
  * precopy_engine_strerror() and counted as an error (its -errno, or -EIO).
  * Returns 0 (also when nothing is running), or the first -errno met while
  * undoing (everything is still attempted; the device status says which
- * device). */
+ * device). A failed stop of dirty tracking is named in
+ * precopy_engine_strerror() ("cancel: device N (NAME): DMA logging stop:
+ * ...", appended to the failure being undone, if any) and stopped again by
+ * the next precopy_engine_start() or by precopy_engine_free(). */
 PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e);
 
 /* The last failure: "step: device N: ..." text, or "" if none. Valid until

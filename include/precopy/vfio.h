@@ -298,11 +298,14 @@ PRECOPY_API uint32_t precopy_dirty_source_device_ranges(const struct precopy_dir
 PRECOPY_API int precopy_dirty_source_report(struct precopy_dirty_source *src, struct precopy_bitmap *ram,
 					    uint64_t ram_base, uint64_t ram_page_size, uint64_t *newly);
 
-/* Stop logging. Returns 0 (also when not started) or the kernel's -errno
- * (the source counts as stopped either way). */
+/* Stop logging. Returns 0 (also when not started) or the kernel's -errno.
+ * A failed stop leaves the source started, since the device may still be
+ * logging (and e.g. refuse the next start): call stop again to retry;
+ * reports keep working meanwhile. */
 PRECOPY_API int precopy_dirty_source_stop(struct precopy_dirty_source *src);
 
-/* Stop if started, then free. NULL is a no-op. */
+/* Stop if started (once more if an earlier stop failed; a failure here
+ * is not reported), then free. NULL is a no-op. */
 PRECOPY_API void precopy_dirty_source_free(struct precopy_dirty_source *src);
 
 #ifdef __cplusplus
