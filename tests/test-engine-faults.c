@@ -89,8 +89,11 @@ static const struct fcase cases[] = {
 	{ "precopy info", 0, { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_MIG_GET_PRECOPY_INFO, .nth = 1, .err = EIO },
 	  0, 0, -EIO, "precopy info" },
 	{ "data fd read", 0, { .op = PRECOPY_FAKE_OP_READ, .nth = 1, .err = EIO }, 0, 0, -EIO, "data read" },
-	{ "set state (mid-migration read of state)", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 3), 0, 0, -EIO,
-	  "PRE_COPY" },
+	/* calls 1-2: start reads both states, 3-4: RUNNING -> PRE_COPY */
+	{ "set state (mid-migration, at switchover)", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 5), 0, 0, -EIO,
+	  "switchover: device 10: PRE_COPY -> PRE_COPY_P2P" },
+	{ "state read at start", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 2), 0, 0, -EIO,
+	  "start: device 11 (fake): reading its state: Input/output error" },
 	{ "RUNNING->PRE_COPY, recovered", 1, { 0 }, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_PRE_COPY, -EIO,
 	  "RUNNING -> PRE_COPY" },
 	{ "RUNNING->PRE_COPY, device in ERROR, reset", 2, { 0 }, VFIO_DEVICE_STATE_RUNNING,

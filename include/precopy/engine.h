@@ -445,9 +445,11 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * dirty tracking started on the RAM slots (DMA logging, else the tracker,
  * else PRECOPY_TRACK_ALL), devices with PRE_COPY moved RUNNING -> PRE_COPY
  * (recovering to RUNNING on failure), the stream header and every
- * DEV_SETUP written. A device a failed migration left in ERROR is read
- * again first (the VMM may have reset it): still in ERROR, the start fails
- * with -EIO before anything changes. Dirty tracking an earlier cancel or
+ * DEV_SETUP written. Every device's state is read again first (the VMM
+ * may have moved or reset it): a device in ERROR fails the start with -EIO,
+ * one in any other state than RUNNING (e.g. STOP after a completed
+ * migration, until the VMM resumes it) with -EINVAL, the device and its
+ * state named, before anything changes. Dirty tracking an earlier cancel or
  * complete failed to stop (the device may still be logging) is stopped
  * again first: if that fails, so does the start, with its -errno, before
  * anything changes. Returns 0, -EBUSY (a migration is

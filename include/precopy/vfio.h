@@ -150,6 +150,13 @@ PRECOPY_API void precopy_vfio_dev_free(struct precopy_vfio_dev *dev);
 /* Copy the handle's status into *st. Returns 0 or -EINVAL (NULL). */
 PRECOPY_API int precopy_vfio_dev_status(const struct precopy_vfio_dev *dev, struct precopy_vfio_dev_status *st);
 
+/* Read the device's state again (VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE
+ * GET) into the handle: the VMM may have moved or reset the device without
+ * it. If that left the session the handle holds (e.g. STOP_COPY -> STOP),
+ * the session's data fd is closed. Returns 0, -EINVAL (NULL) or the
+ * kernel's -errno (the handle unchanged). */
+PRECOPY_API int precopy_vfio_dev_refresh(struct precopy_vfio_dev *dev);
+
 /* Move the device to `target` one arc at a time (the path of
  * precopy_vfio_fsm_path). Arcs that open a session hand their data fd to the
  * handle; arcs that end it close it.
