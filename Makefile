@@ -3,13 +3,16 @@
 #
 #   make            library (static + shared), tools, benchmarks into build/
 #   make test       build and run the Criterion suites (installs deps if missing)
+#   make tsan       the suites that run threads, under ThreadSanitizer
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario (once it exists)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
-# (builds into build-san/ unless BUILD is given), CC=clang, BUILD=dir.
+# (builds into build-san/ unless BUILD is given; SANITIZE=thread into
+# build-tsan/, the suites run without Criterion's runner: see `make tsan`),
+# CC=clang, BUILD=dir.
 
 VERSION_MAJOR := 0
 VERSION       := 0.1.0
@@ -20,7 +23,11 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
 
-ifneq ($(SANITIZE),)
+comma   := ,
+TSAN    := $(filter thread,$(subst $(comma), ,$(SANITIZE)))
+ifneq ($(TSAN),)
+BUILD   ?= build-tsan
+else ifneq ($(SANITIZE),)
 BUILD   ?= build-san
 else
 BUILD   ?= build
@@ -73,12 +80,16 @@ STATIC  := $(BUILD)/libprecopy.a
 SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+ifneq ($(TSAN),)
+# Criterion cannot start under ThreadSanitizer: see the tsan target below
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(TEST_SRCS))
+endif
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(if $(wildcard sim/main.c),$(BUILD)/precopy-sim)
 
 # helper objects are shared by every test/bench binary: keep them
-.SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
+.SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
 
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-deps
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
@@ -162,6 +173,31 @@ $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS)
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
 	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
 
+# ThreadSanitizer: Criterion's runner cannot start under TSan
+# (docs/sanitizers.md), so the suites are built against
+# tests/tsan/criterion/criterion.h and run by tests/tsan/runner.c. `make
+# tsan` does it for the suites that run threads (the harvest's and the
+# engine's setters, the parallel merge, the threaded destination, the
+# mover's feeders and sinks, the back-end threads), into build-tsan/;
+# `make test SANITIZE=thread` for every suite.
+TSAN_SUITES := bitmap-harvest bitmap-parallel engine-e2e engine-ack engine-backend engine-faults \
+               pump-ahead pump-faults pump-splice pump-load-splice backend
+TSAN_BUILD  := build-tsan
+TSAN_ENV    := TSAN_OPTIONS="$${TSAN_OPTIONS:-second_deadlock_stack=1}"
+TSAN_RUNNER := $(BUILD)/obj/tests/tsan/runner.o
+
+$(BUILD)/tsan/test-%: tests/test-%.c $(TSAN_RUNNER) $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/tsan -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TSAN_RUNNER) $(TESTLIB_OBJS) \
+	  $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+
+.PHONY: tsan
+tsan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) SANITIZE=thread \
+	  $(patsubst %,$(TSAN_BUILD)/tsan/test-%,$(TSAN_SUITES))
+	$(Q)$(TSAN_ENV) ./tests/run.sh $(patsubst %,$(TSAN_BUILD)/tsan/test-%,$(TSAN_SUITES))
+
 # ---- top-level jobs ---------------------------------------------------------
 deps:
 	$(Q)./tools/install-deps.sh
@@ -196,4 +232,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz
