@@ -80,8 +80,10 @@ enum precopy_fake_op {
  * with match_feature, only VFIO_DEVICE_FEATURE ioctls for that feature
  * index; the fd unless 0), calls number nth .. nth + times - 1 (1-based)
  * are hit. Zero-initialized filters match everything.
- * A hit returns -err without doing anything, or, when err is 0, caps a
- * read/write/splice to short_len bytes (a short transfer) and lets it run. */
+ * A hit returns -err without doing anything (except a close, which, as
+ * on Linux, releases the fd before returning any error but -EBADF), or,
+ * when err is 0, caps a read/write/splice to short_len bytes (a short
+ * transfer) and lets it run. */
 struct precopy_fault {
 	enum precopy_fake_op op;
 	unsigned long request;
