@@ -323,7 +323,8 @@ struct precopy_engine_device {
 	 * iommufd's dirty tracking). Started and stopped by the engine on the
 	 * RAM slots. Devices behind one container (or one iommufd HWPT) may
 	 * name the same tracker: it is started, read at each sync and stopped
-	 * once for all of them. */
+	 * once for all of them. It must stay valid until precopy_engine_free()
+	 * (which stops it once more if its last stop failed). */
 	struct precopy_dirty_source *tracker;
 	/* First estimate of one state-transition arc's latency (ns), replaced by
 	 * measurements as the engine moves the device. */
