@@ -3,6 +3,7 @@
 #
 #   make            library (static + shared), tools, simulator, benchmarks into build/
 #   make test       build and run the Criterion suites (installs deps if missing)
+#   make tsan       the suites that run threads, under ThreadSanitizer
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario
 #   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools,
@@ -15,7 +16,9 @@
 #   make deps       check/install the Debian packages the project needs
 #
 # Knobs: WERROR=1 (warnings are errors; CI sets it), SANITIZE=address,undefined
-# (builds into build-san/ unless BUILD is given), CC=clang, BUILD=dir.
+# (builds into build-san/ unless BUILD is given; SANITIZE=thread into
+# build-tsan/, the suites run without Criterion's runner: see `make tsan`),
+# CC=clang, BUILD=dir.
 
 # the version comes from include/precopy/version.h, its one source
 version_part = $(shell sed -n 's/^\#define PRECOPY_VERSION_$(1) \([0-9]*\).*/\1/p' include/precopy/version.h)
@@ -29,7 +32,11 @@ INCDIR  ?= $(PREFIX)/include
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 
-ifneq ($(SANITIZE),)
+comma   := ,
+TSAN    := $(filter thread,$(subst $(comma), ,$(SANITIZE)))
+ifneq ($(TSAN),)
+BUILD   ?= build-tsan
+else ifneq ($(SANITIZE),)
 BUILD   ?= build-san
 else
 BUILD   ?= build
@@ -90,6 +97,10 @@ SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
+ifneq ($(TSAN),)
+# Criterion cannot start under ThreadSanitizer: see the tsan target below
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(TEST_SRCS))
+endif
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(BUILD)/precopy-sim
@@ -98,7 +109,7 @@ SIMBIN  := $(BUILD)/precopy-sim
 PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/precopy/*.h)))
 
 # helper objects are shared by every test/bench binary: keep them
-.SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS)
+.SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
 
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
 all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
@@ -188,6 +199,31 @@ $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_S
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
 	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
 
+# ThreadSanitizer: Criterion's runner cannot start under TSan
+# (docs/sanitizers.md), so the suites are built against
+# tests/tsan/criterion/criterion.h and run by tests/tsan/runner.c. `make
+# tsan` does it for the suites that run threads (the harvest's and the
+# engine's setters, the live bitmap's writers, the parallel merge, the threaded destination, the
+# mover's feeders and sinks, the back-end threads), into build-tsan/;
+# `make test SANITIZE=thread` for every suite.
+TSAN_SUITES := bitmap-harvest bitmap-live bitmap-parallel engine-e2e engine-ack engine-backend engine-faults \
+               pump-ahead pump-faults pump-splice pump-load-splice backend
+TSAN_BUILD  := build-tsan
+TSAN_ENV    := TSAN_OPTIONS="$${TSAN_OPTIONS:-second_deadlock_stack=1}"
+TSAN_RUNNER := $(BUILD)/obj/tests/tsan/runner.o
+
+$(BUILD)/tsan/test-%: tests/test-%.c $(TSAN_RUNNER) $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/tsan -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TSAN_RUNNER) $(TESTLIB_OBJS) \
+	  $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+
+.PHONY: tsan
+tsan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) SANITIZE=thread \
+	  $(patsubst %,$(TSAN_BUILD)/tsan/test-%,$(TSAN_SUITES))
+	$(Q)$(TSAN_ENV) ./tests/run.sh $(patsubst %,$(TSAN_BUILD)/tsan/test-%,$(TSAN_SUITES))
+
 # ---- top-level jobs ---------------------------------------------------------
 deps:
 	$(Q)./tools/install-deps.sh
@@ -246,4 +282,4 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man3/precopy_*.3
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz

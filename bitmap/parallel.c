@@ -57,6 +57,12 @@ static void window_of(const struct precopy_merge_pool *p, unsigned i, uint64_t *
 	*hi = e > abs0 ? e - abs0 : 0;
 }
 
+/* libnuma fills its per-node CPU mask cache (numa_node_to_cpus, behind
+ * numa_run_on_node) without a lock: two workers moving to a node at once
+ * race on it (one copies a mask the other is still filling). Every pool's
+ * workers take this lock around it. */
+static pthread_mutex_t numa_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void run_share(struct precopy_merge_pool *p, unsigned i)
 {
 	const struct job *j = &p->job;
@@ -72,8 +78,11 @@ static void run_share(struct precopy_merge_pool *p, unsigned i)
 		int node = -1;
 
 		/* run where the destination piece lives (no-op on one node) */
-		if (get_mempolicy(&node, NULL, 0, j->d + lo, MPOL_F_NODE | MPOL_F_ADDR) == 0 && node >= 0)
+		if (get_mempolicy(&node, NULL, 0, j->d + lo, MPOL_F_NODE | MPOL_F_ADDR) == 0 && node >= 0) {
+			pthread_mutex_lock(&numa_lock);
 			numa_run_on_node(node);
+			pthread_mutex_unlock(&numa_lock);
+		}
 	}
 	p->w[i].result = precopy__bitmap_merge_window(j->k, j->d, j->o, j->src, j->nbits, lo, hi);
 }

@@ -46,6 +46,25 @@ void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...
 	va_end(ap);
 }
 
+void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...)
+{
+	size_t len = strlen(e->errmsg);
+	va_list ap;
+
+	if (!e->err) {
+		e->err = err;
+		len = 0;
+	} else if (len + 2 < sizeof(e->errmsg)) {
+		memcpy(e->errmsg + len, "; ", 3);
+		len += 2;
+	} else {
+		return; /* no room left */
+	}
+	va_start(ap, fmt);
+	vsnprintf(e->errmsg + len, sizeof(e->errmsg) - len, fmt, ap);
+	va_end(ap);
+}
+
 uint32_t precopy__eng_dev_state(const struct edev *d)
 {
 	struct precopy_vfio_dev_status st;
@@ -307,6 +326,9 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 	if (!e)
 		return;
 	precopy_engine_cancel(e);
+	/* a stop that failed is tried once more (a tracker is the caller's:
+	 * it must not be left logging for this engine) */
+	precopy__eng_tracking_retry(e, "free");
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		precopy_dirty_source_free(e->devs[i].dma);
 		precopy_vfio_dev_free(e->devs[i].vd);
@@ -361,30 +383,48 @@ static void reset_migration(struct precopy_engine *e)
 	precopy__eng_be_reset(e);
 }
 
-/* A device the last migration left in ERROR may have been reset by the VMM
- * since: read its state again through a fresh handle. Still in ERROR: the
- * migration cannot start. */
-static int recheck_error_devices(struct precopy_engine *e)
+/* A migration starts from RUNNING devices. The VMM may have moved or reset
+ * a device since the last migration (a completed one leaves it in STOP,
+ * the VMM resumes it if the guest comes back), so each device's state is
+ * read again. One the last migration left in ERROR gets a fresh handle
+ * (its failed reset forgotten) if the VMM has reset it since. */
+static int check_devices_running(struct precopy_engine *e)
 {
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
-		struct precopy_vfio_dev *nv;
+		uint32_t state;
 		int err;
 
-		if (precopy__eng_dev_state(d) != VFIO_DEVICE_STATE_ERROR)
-			continue;
-		nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
-		if (!nv) {
-			precopy__eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id, strerror(-err));
-			return err;
-		}
-		precopy_vfio_dev_free(d->vd);
-		d->vd = nv;
 		if (precopy__eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
+			struct precopy_vfio_dev *nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
+
+			if (!nv) {
+				precopy__eng_seterr(e, err, "start: device %u: reading its state again: %s", d->cfg.id,
+						    strerror(-err));
+				return err;
+			}
+			precopy_vfio_dev_free(d->vd);
+			d->vd = nv;
+		} else {
+			err = precopy_vfio_dev_refresh(d->vd);
+			if (err < 0) {
+				precopy__eng_seterr(e, err, "start: " DEV_FMT ": reading its state: %s", DEV_ARGS(d),
+						    strerror(-err));
+				return err;
+			}
+		}
+		state = precopy__eng_dev_state(d);
+		if (state == VFIO_DEVICE_STATE_ERROR) {
 			d->err = -EIO;
 			precopy__eng_seterr(e, -EIO, "start: device %u is in ERROR (a failed transition and a failed reset left it "
 				   "there): reset it before migrating", d->cfg.id);
 			return -EIO;
+		}
+		if (state != VFIO_DEVICE_STATE_RUNNING) {
+			d->err = -EINVAL;
+			precopy__eng_seterr(e, -EINVAL, "start: " DEV_FMT " is in %s, not RUNNING: resume it before migrating",
+					    DEV_ARGS(d), precopy_vfio_state_name(state));
+			return -EINVAL;
 		}
 	}
 	return 0;
@@ -401,7 +441,11 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	reset_migration(e);
 	if (!e->est)
 		return -ENOMEM;
-	r = recheck_error_devices(e);
+	r = check_devices_running(e);
+	if (r < 0)
+		return r;
+	/* a device still logging would refuse a second START (mlx5: -EINVAL) */
+	r = precopy__eng_tracking_retry(e, "start");
 	if (r < 0)
 		return r;
 	e->migrations++;
@@ -498,7 +542,7 @@ static int unwind(struct precopy_engine *e)
 		precopy_vfio_dev_end_session(d->vd);
 	}
 	precopy__eng_be_abort_all(e);
-	r = precopy__eng_tracking_stop(e);
+	r = precopy__eng_tracking_stop(e, "cancel");
 	if (r < 0 && !first)
 		first = r;
 	if (e->kvm_started) {

@@ -42,7 +42,15 @@ struct edev {
 	/* survives migrations: the transition estimate */
 	uint64_t trans_est;                   /* ns per arc */
 	uint64_t trans_last;                  /* latest measured set_state */
+	/* survives migrations: tracking this engine started and failed to
+	 * stop (the source stays started); stopped again before the next
+	 * start and at free */
+	struct precopy_dirty_source *stop_pending;
 };
+
+/* "device ID" or "device ID (NAME)", for messages: "..." DEV_FMT "...", DEV_ARGS(d) */
+#define DEV_FMT "device %u%s%s%s"
+#define DEV_ARGS(d) (d)->cfg.id, (d)->name[0] ? " (" : "", (d)->name, (d)->name[0] ? ")" : ""
 
 /* One fd-based back-end (engine/backend_dev.c). */
 struct ebe {
@@ -114,6 +122,9 @@ struct precopy_engine {
 int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);
 uint64_t precopy__eng_now(const struct precopy_engine *e);
 void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* As seterr; with an error already set, appends "; <text>" to its message
+ * instead (a second failure met while undoing the first). */
+void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Cancel after a failure: keeps e->err / errmsg, returns err. */
 int precopy__eng_fail(struct precopy_engine *e, int err);
 /* Move a device, measuring the latency into its estimate. */
@@ -123,7 +134,14 @@ uint32_t precopy__eng_dev_state(const struct edev *d);
 /* sync.c */
 int precopy__eng_log_alloc(struct precopy_engine *e);
 int precopy__eng_tracking_start(struct precopy_engine *e);
-int precopy__eng_tracking_stop(struct precopy_engine *e);
+/* Stop every started tracker; a failure is named in the message as
+ * "<step>: device N (NAME): DMA logging stop: ..." (appended to an error
+ * already set) and remembered in the device's stop_pending. Returns the
+ * first -errno. */
+int precopy__eng_tracking_stop(struct precopy_engine *e, const char *step);
+/* Stop again what an earlier tracking_stop failed to stop (start, free).
+ * Returns 0 or the first -errno, with the error set (step named). */
+int precopy__eng_tracking_retry(struct precopy_engine *e, const char *step);
 void precopy__eng_log_mark_all(struct precopy_engine *e);
 int64_t precopy__eng_sync(struct precopy_engine *e);
 

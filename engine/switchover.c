@@ -120,11 +120,9 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
 		return -EBUSY;
 	/* The downtime window closed when the VMM called us. */
 	e->dt.total_ns = precopy__eng_now(e) - e->sw_start_ns;
-	r = precopy__eng_tracking_stop(e);
-	if (r < 0) {
+	r = precopy__eng_tracking_stop(e, "complete");
+	if (r < 0)
 		first = r;
-		precopy__eng_seterr(e, r, "complete: stopping dirty tracking: %s", strerror(-r));
-	}
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 

@@ -100,8 +100,12 @@ int precopy__eng_tracking_start(struct precopy_engine *e)
 	return r;
 }
 
-/* Stop every started tracker. Returns the first -errno. */
-int precopy__eng_tracking_stop(struct precopy_engine *e)
+static const char *tracking_name(const struct edev *d, const struct precopy_dirty_source *src)
+{
+	return src == d->dma ? "DMA logging" : "dirty tracker";
+}
+
+int precopy__eng_tracking_stop(struct precopy_engine *e, const char *step)
 {
 	int first = 0;
 
@@ -117,11 +121,40 @@ int precopy__eng_tracking_stop(struct precopy_engine *e)
 			continue;
 		}
 		r = precopy_dirty_source_stop(d->tracking_src);
-		d->tracking_src = NULL;
-		if (r < 0 && !first) {
-			first = r;
+		if (r < 0) {
+			/* still started: the next start stops it again first */
+			d->stop_pending = d->tracking_src;
 			d->err = r;
+			precopy__eng_adderr(e, r, "%s: " DEV_FMT ": %s stop: %s", step, DEV_ARGS(d),
+					    tracking_name(d, d->tracking_src), strerror(-r));
+			if (!first)
+				first = r;
 		}
+		d->tracking_src = NULL;
+	}
+	return first;
+}
+
+int precopy__eng_tracking_retry(struct precopy_engine *e, const char *step)
+{
+	int first = 0;
+
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		int r;
+
+		if (!d->stop_pending)
+			continue;
+		r = precopy_dirty_source_stop(d->stop_pending);
+		if (r == 0) {
+			d->stop_pending = NULL;
+			continue;
+		}
+		d->err = r;
+		precopy__eng_adderr(e, r, "%s: " DEV_FMT ": %s left on by the last migration: stop failed again: %s",
+				    step, DEV_ARGS(d), tracking_name(d, d->stop_pending), strerror(-r));
+		if (!first)
+			first = r;
 	}
 	return first;
 }

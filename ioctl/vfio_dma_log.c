@@ -259,12 +259,14 @@ PRECOPY_API int precopy_dirty_source_stop(struct precopy_dirty_source *src)
 	if (!src->started)
 		return 0;
 	r = src->ops->stop(src);
+	if (r < 0)
+		return r; /* the device may still be logging: stays started, stop again */
 	src->started = 0;
 	free(src->ranges);
 	src->ranges = NULL;
 	src->nranges = 0;
 	src->page_size = 0;
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 PRECOPY_API void precopy_dirty_source_free(struct precopy_dirty_source *src)

@@ -88,6 +88,22 @@ PRECOPY_API int precopy_vfio_dev_status(const struct precopy_vfio_dev *dev, stru
 	return 0;
 }
 
+PRECOPY_API int precopy_vfio_dev_refresh(struct precopy_vfio_dev *dev)
+{
+	uint32_t state;
+	int r;
+
+	if (!dev)
+		return -EINVAL;
+	r = get_state(dev, &state);
+	if (r < 0)
+		return r;
+	if (dev->st.data_fd >= 0 && precopy_vfio_arc_closes_fd(dev->st.state, state))
+		close_data(dev); /* moved out of the session behind the handle */
+	dev->st.state = state;
+	return 0;
+}
+
 /* One arc. Returns 0 or -errno; the handle's state follows the device. */
 static int one_arc(struct precopy_vfio_dev *dev, uint32_t next)
 {

@@ -252,11 +252,13 @@ static int f_close(void *ctx, int fd)
 
 	pthread_mutex_lock(&fk->lock);
 	r = fk_fault_check(fk, PRECOPY_FAKE_OP_CLOSE, fd, 0, NULL, NULL);
-	if (r < 0 && r != -EINTR) {
+	if (r == -EBADF) {
 		pthread_mutex_unlock(&fk->lock);
 		return r;
 	}
-	/* Linux releases the fd even when close() answers EINTR */
+	/* Any other error is reported after the fd is released, as Linux
+	 * does: close() frees the descriptor even when it fails (EINTR, EIO),
+	 * and retrying it could close an fd another thread has just opened. */
 	switch (kind_of(fk, fd, &obj)) {
 	case FK_DEVICE:
 		fake_vfio_device_closed(obj);
@@ -277,11 +279,10 @@ static int f_close(void *ctx, int fd)
 		break;
 	}
 	fk_unregister(fk, fd);
-	{
-		int c = real()->ops->close(NULL, fd);
-
-		r = c < 0 ? c : r; /* r: 0, or the injected -EINTR */
-	}
+	if (r < 0)
+		real()->ops->close(NULL, fd);
+	else
+		r = real()->ops->close(NULL, fd);
 	pthread_mutex_unlock(&fk->lock);
 	return r;
 }

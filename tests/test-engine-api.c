@@ -180,3 +180,40 @@ Test(engine_api, stats_json)
 	cr_assert_eq(precopy_engine_downtime_json(&dt, buf, 4), n);
 	cr_assert_eq(strlen(buf), 3);
 }
+
+/* A completed migration leaves the source devices in STOP. A new start
+ * reads every device's state and refuses, naming the device and its state,
+ * until the VMM has resumed each one; nothing is moved or started before.
+ * Then the migration works. */
+Test(engine_api, restart_needs_running_devices)
+{
+	struct precopy_fake_vfio_stats before, after;
+	struct precopy_engine_stats st;
+	struct run_result rr;
+	struct vfio_device_feature_mig_state ms = { .device_state = VFIO_DEVICE_STATE_RUNNING, .data_fd = -1 };
+
+	base();
+	h_engines();
+	cr_assert_eq(run_migration(200, &rr), 0, "%s", precopy_engine_strerror(H.src));
+	cr_assert_eq(fake_state(H.sdev[0]), VFIO_DEVICE_STATE_STOP);
+	precopy_fake_vfio_get_stats(H.sdev[1], &before);
+	cr_assert_eq(precopy_engine_start(H.src), -EINVAL);
+	cr_assert_str_eq(precopy_engine_strerror(H.src),
+			 "start: device 10 (fake) is in STOP, not RUNNING: resume it before migrating");
+	/* the VMM resumes the first device only */
+	cr_assert_eq(precopy_vfio_feature(H.ssys, H.sfd[0], VFIO_DEVICE_FEATURE_SET,
+					  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &ms, sizeof(ms)), 0);
+	cr_assert_eq(precopy_engine_start(H.src), -EINVAL);
+	cr_assert_str_eq(precopy_engine_strerror(H.src),
+			 "start: device 11 (fake) is in STOP, not RUNNING: resume it before migrating");
+	precopy_fake_vfio_get_stats(H.sdev[1], &after);
+	cr_assert_eq(after.arcs, before.arcs, "start moved a device although it refused");
+	cr_assert_eq(after.logging, 0, "start began DMA logging although it refused");
+	cr_assert_eq(fake_state(H.sdev[0]), VFIO_DEVICE_STATE_RUNNING);
+	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+	cr_assert_eq(st.phase, PRECOPY_ENGINE_DONE);
+	cr_assert_eq(precopy_vfio_feature(H.ssys, H.sfd[1], VFIO_DEVICE_FEATURE_SET,
+					  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &ms, sizeof(ms)), 0);
+	h_migrate_ok();
+	cr_assert_eq(fake_state(H.sdev[0]), VFIO_DEVICE_STATE_STOP);
+}

@@ -96,7 +96,13 @@ Test(engine_backend, devices_and_backends)
 	setup(2, 3, sizes);
 	migrate_ok();
 	check_backends(sizes);
-	/* a second migration on the same engines */
+	/* a second migration on the same engines, once the VMM has resumed
+	 * the source devices (the first one left them in STOP) */
+	for (int i = 0; i < 2; i++) {
+		struct vfio_device_feature_mig_state ms = { .device_state = VFIO_DEVICE_STATE_RUNNING, .data_fd = -1 };
+		cr_assert_eq(precopy_vfio_feature(H.ssys, H.sfd[i], VFIO_DEVICE_FEATURE_SET,
+						  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &ms, sizeof(ms)), 0);
+	}
 	for (int i = 0; i < 3; i++) {
 		be_swap(&H.sbe[i], PRECOPY_FAKE_BE_OK, sizes[i], 77 + (uint64_t)i, 0, 1);
 		be_swap(&H.dbe[i], PRECOPY_FAKE_BE_OK, sizes[i], 77 + (uint64_t)i, 0, 0);

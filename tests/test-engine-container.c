@@ -178,7 +178,10 @@ Test(engine_container, shared_tracker_report_fault)
 {
 	struct precopy_fake_type1_cfg tc = { 0 };
 	struct precopy_fake_type1 *ct;
-	struct precopy_fault f = { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_IOMMU_DIRTY_PAGES, .nth = 4, .err = EIO };
+	/* VFIO_IOMMU_DIRTY_PAGES and VFIO_DEVICE_FEATURE are one ioctl number
+	 * (VFIO_BASE + 17): calls 1-2 read the device states at start, 3 is the
+	 * tracker's START, 4-5 RUNNING -> PRE_COPY, 6 the first GET_BITMAP */
+	struct precopy_fault f = { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_IOMMU_DIRTY_PAGES, .nth = 6, .err = EIO };
 	struct run_result rr;
 	int ctfd, err, r;
 

@@ -89,8 +89,11 @@ static const struct fcase cases[] = {
 	{ "precopy info", 0, { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_MIG_GET_PRECOPY_INFO, .nth = 1, .err = EIO },
 	  0, 0, -EIO, "precopy info" },
 	{ "data fd read", 0, { .op = PRECOPY_FAKE_OP_READ, .nth = 1, .err = EIO }, 0, 0, -EIO, "data read" },
-	{ "set state (mid-migration read of state)", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 3), 0, 0, -EIO,
-	  "PRE_COPY" },
+	/* calls 1-2: start reads both states, 3-4: RUNNING -> PRE_COPY */
+	{ "set state (mid-migration, at switchover)", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 5), 0, 0, -EIO,
+	  "switchover: device 10: PRE_COPY -> PRE_COPY_P2P" },
+	{ "state read at start", 0, FEAT(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 2), 0, 0, -EIO,
+	  "start: device 11 (fake): reading its state: Input/output error" },
 	{ "RUNNING->PRE_COPY, recovered", 1, { 0 }, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_PRE_COPY, -EIO,
 	  "RUNNING -> PRE_COPY" },
 	{ "RUNNING->PRE_COPY, device in ERROR, reset", 2, { 0 }, VFIO_DEVICE_STATE_RUNNING,
@@ -230,4 +233,121 @@ Test(engine_faults, reset_fails_too_device_left_in_error)
 		h_teardown();
 		memset(&H, 0, sizeof(H));
 	}
+}
+
+/* ---- a DMA logging stop that fails ---------------------------------------- */
+
+static const struct precopy_fault stop_fault = FEAT(VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, 1);
+
+static int fake_logging(int i)
+{
+	struct precopy_fake_vfio_stats s;
+	precopy_fake_vfio_get_stats(H.sdev[i], &s);
+	return s.logging;
+}
+
+/* The VMM resumes the source devices after a completed migration (the
+ * guest comes back, e.g. the destination failed later): STOP -> RUNNING. */
+static void resume_source_devices(void)
+{
+	for (int i = 0; i < H.ndev; i++) {
+		struct vfio_device_feature_mig_state m = { .device_state = VFIO_DEVICE_STATE_RUNNING, .data_fd = -1 };
+		cr_assert_eq(precopy_vfio_feature(H.ssys, H.sfd[i], VFIO_DEVICE_FEATURE_SET,
+						  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &m, sizeof(m)), 0);
+	}
+}
+
+/* One failed STOP in cancel: the error names the device; the next start
+ * stops it again first, so the device (which, like mlx5, refuses a second
+ * START with -EINVAL) starts logging again and the migration works. */
+Test(engine_faults, dma_log_stop_fails_once_in_cancel)
+{
+	setup2();
+	cr_assert_eq(precopy_fake_fault_add(H.sfk, &stop_fault), 0);
+	cr_assert_eq(precopy_dest_start(H.dst), 0);
+	cr_assert_eq(precopy_engine_start(H.src), 0);
+	cr_assert_geq(precopy_engine_sync(H.src), 0);
+	cr_assert_eq(precopy_engine_cancel(H.src), -EIO);
+	cr_assert_str_eq(precopy_engine_strerror(H.src), "cancel: device 10 (fake): DMA logging stop: Input/output error");
+	cr_assert_eq(precopy_engine_error(H.src), -EIO);
+	cr_assert_eq(fake_logging(0), 1, "the failed STOP left device 0 logging");
+	cr_assert_eq(fake_logging(1), 0);
+	assert_no_session();
+	h_migrate_ok();
+	cr_assert_eq(fake_logging(0), 0);
+	cr_assert_eq(fake_logging(1), 0);
+}
+
+/* The same in complete: the migration is done (DONE, -EIO, the device
+ * named); once the VMM has resumed the devices, a new migration works. */
+Test(engine_faults, dma_log_stop_fails_once_in_complete)
+{
+	struct precopy_engine_stats st;
+	struct run_result rr;
+	int r;
+
+	setup2();
+	cr_assert_eq(precopy_fake_fault_add(H.sfk, &stop_fault), 0);
+	r = run_migration(200, &rr);
+	cr_assert_eq(r, -EIO, "got %d (%s)", r, precopy_engine_strerror(H.src));
+	cr_assert_str_eq(precopy_engine_strerror(H.src),
+			 "complete: device 10 (fake): DMA logging stop: Input/output error");
+	cr_assert(ram_equal(), "the migration itself completed");
+	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+	cr_assert_eq(st.phase, PRECOPY_ENGINE_DONE);
+	cr_assert_eq(fake_logging(0), 1);
+	cr_assert_eq(fake_logging(1), 0);
+	resume_source_devices();
+	h_migrate_ok();
+	cr_assert_eq(fake_logging(0), 0);
+	cr_assert_eq(fake_logging(1), 0);
+}
+
+/* STOP keeps failing: every device is named at cancel, the next start
+ * refuses at once with a message naming the stop (not the device's
+ * "DMA logging start: Invalid argument") and moves nothing; once STOP
+ * works again, start succeeds. */
+Test(engine_faults, dma_log_stop_fails_persistently)
+{
+	struct precopy_fault f = stop_fault;
+	struct precopy_fake_vfio_stats before, after;
+	struct precopy_engine_stats st;
+	const char *m;
+
+	f.times = 1000;
+	setup2();
+	cr_assert_eq(precopy_fake_fault_add(H.sfk, &f), 0);
+	cr_assert_eq(precopy_engine_start(H.src), 0);
+	cr_assert_eq(precopy_engine_cancel(H.src), -EIO);
+	cr_assert_str_eq(precopy_engine_strerror(H.src), "cancel: device 10 (fake): DMA logging stop: Input/output error; "
+			 "cancel: device 11 (fake): DMA logging stop: Input/output error");
+	precopy_fake_vfio_get_stats(H.sdev[0], &before);
+	for (int k = 0; k < 3; k++) {
+		cr_assert_eq(precopy_engine_start(H.src), -EIO);
+		m = precopy_engine_strerror(H.src);
+		cr_assert(strstr(m, "start: device 10 (fake): DMA logging left on by the last migration: "
+				    "stop failed again: Input/output error"), "\"%s\"", m);
+		cr_assert(strstr(m, "device 11 (fake)"), "\"%s\"", m);
+		cr_assert_null(strstr(m, "DMA logging start"), "\"%s\"", m);
+		cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+		cr_assert_eq(st.phase, PRECOPY_ENGINE_IDLE);
+	}
+	precopy_fake_vfio_get_stats(H.sdev[0], &after);
+	cr_assert_eq(after.arcs, before.arcs, "start moved a device although it refused");
+	cr_assert_eq(fake_logging(0), 1);
+	precopy_fake_fault_clear(H.sfk);
+	h_migrate_ok();
+}
+
+/* A stop still pending when the engine is freed is tried once more. */
+Test(engine_faults, dma_log_stop_retried_at_free)
+{
+	setup2();
+	cr_assert_eq(precopy_fake_fault_add(H.sfk, &stop_fault), 0);
+	cr_assert_eq(precopy_engine_start(H.src), 0);
+	cr_assert_eq(precopy_engine_cancel(H.src), -EIO);
+	cr_assert_eq(fake_logging(0), 1);
+	precopy_engine_free(H.src);
+	H.src = NULL;
+	cr_assert_eq(fake_logging(0), 0, "free left the device logging");
 }

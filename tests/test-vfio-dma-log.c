@@ -240,3 +240,37 @@ Test(vfio_dma_log, background_dma_reaches_the_ram_log)
 	precopy_bitmap_free(&ram);
 	precopy_dirty_source_free(s);
 }
+
+/* A STOP the device fails leaves it logging, so the source stays started:
+ * a second stop is sent (and succeeds), and free tries once more. Had the
+ * source forgotten, the device (like mlx5) would refuse the next START. */
+Test(vfio_dma_log, failed_stop_stays_started_and_retries)
+{
+	struct precopy_fake_vfio *m;
+	struct precopy_fake_vfio_stats st;
+	struct precopy_fault f = { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_DEVICE_FEATURE, .match_feature = 1,
+				   .feature = VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, .nth = 1, .err = EIO };
+	struct precopy_dirty_range ok = { BASE, 1 << 20 };
+	int err, fd = mkdev(4096, 0, &m);
+	struct precopy_dirty_source *s = precopy_vfio_dma_log_new(sys, fd, 0, 0, &err);
+
+	cr_assert(s, "%d", err);
+	cr_assert_eq(precopy_dirty_source_start(s, &ok, 1, 4096), 0);
+	cr_assert_eq(precopy_fake_fault_add(fk, &f), 0);
+	cr_assert_eq(precopy_dirty_source_stop(s), -EIO);
+	precopy_fake_vfio_get_stats(m, &st);
+	cr_assert_eq(st.logging, 1, "the fake must still be logging after a failed STOP");
+	cr_assert_eq(precopy_dirty_source_page_size(s), 4096, "a failed stop must leave the source started");
+	cr_assert_eq(precopy_dirty_source_start(s, &ok, 1, 4096), -EBUSY);
+	cr_assert_eq(precopy_dirty_source_stop(s), 0, "the retry reaches the device");
+	precopy_fake_vfio_get_stats(m, &st);
+	cr_assert_eq(st.logging, 0);
+	cr_assert_eq(precopy_dirty_source_start(s, &ok, 1, 4096), 0, "a new start after the retried stop");
+	/* fails once more: free retries */
+	precopy_fake_fault_clear(fk);
+	cr_assert_eq(precopy_fake_fault_add(fk, &f), 0);
+	cr_assert_eq(precopy_dirty_source_stop(s), -EIO);
+	precopy_dirty_source_free(s);
+	precopy_fake_vfio_get_stats(m, &st);
+	cr_assert_eq(st.logging, 0, "free must stop a source whose stop failed");
+}

@@ -489,7 +489,8 @@ Test(vfio_fake, fault_injection_nth_call)
 	cr_expect_eq(precopy_vfio_migration_flags(sys, fd, &fl), -EAGAIN);
 	cr_expect_eq(precopy_vfio_migration_flags(sys, fd, &fl), 0);
 	cr_assert_eq(precopy_fake_fault_add(fk, &(struct precopy_fault){ .op = PRECOPY_FAKE_OP_CLOSE, .nth = 1, .err = EINTR }), 0);
+	/* as Linux: the fd is released although close() fails */
 	cr_expect_eq(precopy_sys_close(sys, fd), -EINTR);
-	cr_expect_eq(precopy_sys_close(sys, fd), -EBADF, "EINTR from close closed the fd, as on Linux");
 	cr_expect_eq(precopy_vfio_migration_flags(sys, fd, &fl), -EBADF, "closed device fd");
+	cr_expect_eq(precopy_sys_close(sys, fd), -EBADF, "a failed close still closed it");
 }

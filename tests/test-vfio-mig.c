@@ -295,3 +295,40 @@ Test(vfio_mig, full_transfer_between_devices)
 	precopy_vfio_dev_free(src);
 	precopy_vfio_dev_free(dst);
 }
+
+/* The VMM moves or resets the device without the handle: refresh reads
+ * where it really is, and drops a session the move ended. */
+Test(vfio_mig, refresh_learns_moves_behind_the_handle)
+{
+	struct precopy_fake_vfio *m;
+	int fd;
+	struct precopy_vfio_dev *d = open_dev(ALLF, &m, &fd);
+	struct vfio_device_feature_mig_state ms = { .device_state = RUN, .data_fd = -1 };
+	struct precopy_fault f = { .op = PRECOPY_FAKE_OP_IOCTL, .request = VFIO_DEVICE_FEATURE, .match_feature = 1,
+				   .feature = VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, .nth = 1, .err = EIO };
+
+	cr_expect_eq(precopy_vfio_dev_refresh(NULL), -EINVAL);
+	cr_assert_eq(precopy_vfio_dev_set_state(d, STOP, ERR), 0);
+	cr_assert_eq(precopy_vfio_feature(sys, fd, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &ms,
+					  sizeof(ms)), 0);
+	cr_expect_eq(status(d).state, STOP, "the handle cannot know yet");
+	cr_assert_eq(precopy_vfio_dev_refresh(d), 0);
+	cr_expect_eq(status(d).state, RUN);
+	/* a session, then a reset behind the handle: back to RUNNING, no session */
+	cr_assert_eq(precopy_vfio_dev_set_state(d, PRE, ERR), 0);
+	cr_assert_geq(status(d).data_fd, 0);
+	cr_assert_eq(precopy_sys_ioctl(sys, fd, VFIO_DEVICE_RESET, NULL), 0);
+	cr_assert_eq(precopy_vfio_dev_refresh(d), 0);
+	cr_expect_eq(status(d).state, RUN);
+	cr_expect_eq(status(d).data_fd, -1, "PRE_COPY -> RUNNING ended the session");
+	/* a failed read leaves the handle as it was */
+	cr_assert_eq(precopy_vfio_dev_set_state(d, STOP, ERR), 0);
+	ms.device_state = RUN;
+	cr_assert_eq(precopy_vfio_feature(sys, fd, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, &ms,
+					  sizeof(ms)), 0);
+	cr_assert_eq(precopy_fake_fault_add(fk, &f), 0);
+	cr_expect_eq(precopy_vfio_dev_refresh(d), -EIO);
+	cr_expect_eq(status(d).state, STOP);
+	cr_expect_eq(model_state(m), RUN);
+	precopy_vfio_dev_free(d);
+}

@@ -323,7 +323,8 @@ struct precopy_engine_device {
 	 * iommufd's dirty tracking). Started and stopped by the engine on the
 	 * RAM slots. Devices behind one container (or one iommufd HWPT) may
 	 * name the same tracker: it is started, read at each sync and stopped
-	 * once for all of them. */
+	 * once for all of them. It must stay valid until precopy_engine_free()
+	 * (which stops it once more if its last stop failed). */
 	struct precopy_dirty_source *tracker;
 	/* First estimate of one state-transition arc's latency (ns), replaced by
 	 * measurements as the engine moves the device. */
@@ -443,9 +444,9 @@ struct precopy_engine;
  *   -ENOMEM, or a KVM error from precopy_kvm_log_new() / _add_slot(). */
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err);
 
-/* Cancel a running migration (as precopy_engine_cancel()), stop logging,
- * release every handle and the RAM log. Borrowed fds stay open. NULL is a
- * no-op. */
+/* Cancel a running migration (as precopy_engine_cancel()), stop logging
+ * (once more where an earlier stop failed), release every handle and the
+ * RAM log. Borrowed fds stay open. NULL is a no-op. */
 PRECOPY_API void precopy_engine_free(struct precopy_engine *e);
 
 /* RAM_KVM with the dirty ring: add a vCPU (created after the engine) as
@@ -458,9 +459,14 @@ PRECOPY_API int precopy_engine_kvm_add_vcpu(struct precopy_engine *e, int vcpu_f
  * dirty tracking started on the RAM slots (DMA logging, else the tracker,
  * else PRECOPY_TRACK_ALL), devices with PRE_COPY moved RUNNING -> PRE_COPY
  * (recovering to RUNNING on failure), the stream header and every
- * DEV_SETUP written. A device a failed migration left in ERROR is read
- * again first (the VMM may have reset it): still in ERROR, the start fails
- * with -EIO before anything changes. Returns 0, -EBUSY (a migration is
+ * DEV_SETUP written. Every device's state is read again first (the VMM
+ * may have moved or reset it): a device in ERROR fails the start with -EIO,
+ * one in any other state than RUNNING (e.g. STOP after a completed
+ * migration, until the VMM resumes it) with -EINVAL, the device and its
+ * state named, before anything changes. Dirty tracking an earlier cancel or
+ * complete failed to stop (the device may still be logging) is stopped
+ * again first: if that fails, so does the start, with its -errno, before
+ * anything changes. Returns 0, -EBUSY (a migration is
  * running), or the failing step's -errno (the engine is back in IDLE,
  * everything undone, precopy_engine_strerror() names the step). */
 PRECOPY_API int precopy_engine_start(struct precopy_engine *e);
@@ -573,7 +579,9 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e);
  * runs the guest): DMA logging and trackers stopped, devices STOP_COPY ->
  * STOP, KVM logging off, session fds closed. Returns 0, -EBUSY (not in
  * SWITCHED), or the first -errno of those steps (the engine still ends in
- * DONE: the guest already runs elsewhere). */
+ * DONE: the guest already runs elsewhere; precopy_engine_strerror() names
+ * each failed step and device). A tracker whose stop failed is stopped
+ * again by the next precopy_engine_start() or by precopy_engine_free(). */
 PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
 
 /* Cancel the migration: every device back to RUNNING (reset where recovery
@@ -583,7 +591,10 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e);
  * precopy_engine_strerror() and counted as an error (its -errno, or -EIO).
  * Returns 0 (also when nothing is running), or the first -errno met while
  * undoing (everything is still attempted; the device status says which
- * device). */
+ * device). A failed stop of dirty tracking is named in
+ * precopy_engine_strerror() ("cancel: device N (NAME): DMA logging stop:
+ * ...", appended to the failure being undone, if any) and stopped again by
+ * the next precopy_engine_start() or by precopy_engine_free(). */
 PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e);
 
 /* The last failure: "step: device N: ..." text, or "" if none. Valid until

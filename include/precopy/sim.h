@@ -80,10 +80,11 @@ enum precopy_fake_op {
  * with match_feature, only VFIO_DEVICE_FEATURE ioctls for that feature
  * index; the fd unless 0), calls number nth .. nth + times - 1 (1-based)
  * are hit. Zero-initialized filters match everything.
- * A hit returns -err without doing anything, or, when err is 0, caps a
- * read/write/splice to short_len bytes (a short transfer) and lets it run.
- * A close hit with EINTR closes the fd and then returns -EINTR, as Linux
- * does. PRECOPY_FAKE_OP_WRITE matches send too (a write to a socket). */
+ * A hit returns -err without doing anything (except a close, which, as
+ * on Linux, releases the fd before returning any error but -EBADF), or,
+ * when err is 0, caps a read/write/splice to short_len bytes (a short
+ * transfer) and lets it run. PRECOPY_FAKE_OP_WRITE matches send too (a
+ * write to a socket). */
 struct precopy_fault {
 	enum precopy_fake_op op;
 	unsigned long request;

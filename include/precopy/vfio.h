@@ -150,6 +150,13 @@ PRECOPY_API void precopy_vfio_dev_free(struct precopy_vfio_dev *dev);
 /* Copy the handle's status into *st. Returns 0 or -EINVAL (NULL). */
 PRECOPY_API int precopy_vfio_dev_status(const struct precopy_vfio_dev *dev, struct precopy_vfio_dev_status *st);
 
+/* Read the device's state again (VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE
+ * GET) into the handle: the VMM may have moved or reset the device without
+ * it. If that left the session the handle holds (e.g. STOP_COPY -> STOP),
+ * the session's data fd is closed. Returns 0, -EINVAL (NULL) or the
+ * kernel's -errno (the handle unchanged). */
+PRECOPY_API int precopy_vfio_dev_refresh(struct precopy_vfio_dev *dev);
+
 /* Move the device to `target` one arc at a time (the path of
  * precopy_vfio_fsm_path). Arcs that open a session hand their data fd to the
  * handle; arcs that end it close it.
@@ -298,11 +305,14 @@ PRECOPY_API uint32_t precopy_dirty_source_device_ranges(const struct precopy_dir
 PRECOPY_API int precopy_dirty_source_report(struct precopy_dirty_source *src, struct precopy_bitmap *ram,
 					    uint64_t ram_base, uint64_t ram_page_size, uint64_t *newly);
 
-/* Stop logging. Returns 0 (also when not started) or the kernel's -errno
- * (the source counts as stopped either way). */
+/* Stop logging. Returns 0 (also when not started) or the kernel's -errno.
+ * A failed stop leaves the source started, since the device may still be
+ * logging (and e.g. refuse the next start): call stop again to retry;
+ * reports keep working meanwhile. */
 PRECOPY_API int precopy_dirty_source_stop(struct precopy_dirty_source *src);
 
-/* Stop if started, then free. NULL is a no-op. */
+/* Stop if started (once more if an earlier stop failed; a failure here
+ * is not reported), then free. NULL is a no-op. */
 PRECOPY_API void precopy_dirty_source_free(struct precopy_dirty_source *src);
 
 #ifdef __cplusplus
