@@ -44,6 +44,7 @@ struct dbe {
 
 struct precopy_dest {
 	struct precopy_dest_config cfg;
+	int interrupted;      /* precopy_dest_interrupt(): atomic */
 	struct ddev *devs;
 	uint32_t *ids;        /* devices, then back-ends */
 	uint32_t n;
@@ -65,11 +66,17 @@ static void seterr(struct precopy_dest *d, int err, const char *fmt, ...)
 {
 	va_list ap;
 
+	size_t off = 0;
+
 	if (d->err)
 		return;
 	d->err = err;
+	/* a wait that ended because of precopy_dest_interrupt() says so first */
+	if (err == -ECANCELED && __atomic_load_n(&d->interrupted, __ATOMIC_ACQUIRE) &&
+	    strncmp(fmt, "interrupted", 11) != 0)
+		off = (size_t)snprintf(d->errmsg, sizeof(d->errmsg), "interrupted by precopy_dest_interrupt(): ");
 	va_start(ap, fmt);
-	vsnprintf(d->errmsg, sizeof(d->errmsg), fmt, ap);
+	vsnprintf(d->errmsg + off, sizeof(d->errmsg) - off, fmt, ap);
 	va_end(ap);
 }
 
@@ -222,7 +229,16 @@ PRECOPY_API void precopy_dest_free(struct precopy_dest *d)
 static struct precopy__io_bound io_bound(const struct precopy_dest *d)
 {
 	return (struct precopy__io_bound){ .sys = d->cfg.sys, .clock = d->cfg.clock,
-					   .timeout_ns = d->cfg.io_timeout_ns, .poll_ms = POLL_MS };
+					   .timeout_ns = d->cfg.io_timeout_ns, .poll_ms = POLL_MS,
+					   .interrupt = &d->interrupted };
+}
+
+PRECOPY_API int precopy_dest_interrupt(struct precopy_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	__atomic_store_n(&d->interrupted, 1, __ATOMIC_RELEASE);
+	return 0;
 }
 
 /* Write all of buf to the return path; on failure errmsg says why, after
@@ -260,6 +276,16 @@ static int fail(struct precopy_dest *d, int err, uint32_t dev_id)
 		rp_write(d, rec, (size_t)n, "sending RP_ERROR"); /* best effort: errmsg keeps the first failure */
 	unwind(d);
 	return err;
+}
+
+/* -ECANCELED, the load failed and unwound, if precopy_dest_interrupt() was
+ * called since precopy_dest_start(); else 0. */
+static int interrupted(struct precopy_dest *d)
+{
+	if (!__atomic_load_n(&d->interrupted, __ATOMIC_ACQUIRE))
+		return 0;
+	seterr(d, -ECANCELED, "interrupted by precopy_dest_interrupt(): load cancelled");
+	return fail(d, -ECANCELED, PRECOPY_STREAM_DEV_NONE);
 }
 
 /* A back-end's LOAD transfer: a pipe, its read end to the back-end. */
@@ -300,6 +326,7 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 		return -EINVAL;
 	if (d->phase == D_LOADING || d->phase == D_ENDED)
 		return -EBUSY;
+	__atomic_store_n(&d->interrupted, 0, __ATOMIC_RELAXED);
 	d->err = 0;
 	d->err_dev = PRECOPY_STREAM_DEV_NONE;
 	d->errmsg[0] = 0;
@@ -497,6 +524,8 @@ PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_
 		return -EINVAL;
 	if (d->phase != D_LOADING && d->phase != D_ENDED)
 		return -EBUSY;
+	if ((r = interrupted(d)) < 0)
+		return r;
 	r = precopy_stream_decoder_feed(d->dec, buf, len);
 	if (r < 0) {
 		seterr(d, r, "stream: %s", precopy_stream_decoder_error(d->dec));
@@ -518,10 +547,24 @@ PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
 		return -EINVAL;
 	if (d->phase != D_LOADING && d->phase != D_ENDED)
 		return -EBUSY;
+	if ((r = interrupted(d)) < 0)
+		return r;
 	pfd.fd = d->cfg.stream_fd;
 	pfd.events = POLLIN;
-	pfd.revents = 0;
-	r = precopy__sys_poll(d->cfg.sys, &pfd, 1, timeout_ms);
+	/* in slices of POLL_MS, so that an interrupt from another thread ends
+	 * the wait within one slice (timeout_ms < 0: no timeout) */
+	for (;;) {
+		int slice = timeout_ms < 0 || timeout_ms > POLL_MS ? POLL_MS : timeout_ms;
+
+		pfd.revents = 0;
+		r = precopy__sys_poll(d->cfg.sys, &pfd, 1, slice);
+		if (interrupted(d) < 0)
+			return -ECANCELED;
+		if (r != 0 || timeout_ms == slice)
+			break;
+		if (timeout_ms > 0)
+			timeout_ms -= slice;
+	}
 	if (r == 0 || r == -EINTR)
 		return -EAGAIN;
 	if (r < 0) {

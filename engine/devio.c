@@ -52,7 +52,7 @@ void precopy__eng_stream_close(struct precopy_engine *e)
 
 struct precopy__io_bound precopy__eng_io_bound(const struct precopy_engine *e)
 {
-	return (struct precopy__io_bound){ .sys = e->cfg.sys, .clock = e->cfg.clock,
+	return (struct precopy__io_bound){ .sys = e->cfg.sys, .clock = e->cfg.clock, .interrupt = &e->interrupted,
 					   .timeout_ns = e->cfg.io_timeout_ns, .poll_ms = e->cfg.poll_interval_ms };
 }
 
@@ -203,6 +203,8 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 		return -EINVAL;
 	if (!precopy__eng_allowed(e, OP_PUMP))
 		return -EBUSY;
+	if ((r = precopy__eng_interrupted(e)) < 0)
+		return precopy__eng_fail(e, r);
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)
 		return precopy__eng_fail(e, r);

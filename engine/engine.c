@@ -38,11 +38,17 @@ void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...
 {
 	va_list ap;
 
+	size_t off = 0;
+
 	if (e->err)
 		return; /* the first failure is the one to report */
 	e->err = err;
+	/* a wait that ended because of precopy_engine_interrupt() says so first */
+	if (err == -ECANCELED && __atomic_load_n(&e->interrupted, __ATOMIC_ACQUIRE) &&
+	    strncmp(fmt, "interrupted", 11) != 0)
+		off = (size_t)snprintf(e->errmsg, sizeof(e->errmsg), "interrupted by precopy_engine_interrupt(): ");
 	va_start(ap, fmt);
-	vsnprintf(e->errmsg, sizeof(e->errmsg), fmt, ap);
+	vsnprintf(e->errmsg + off, sizeof(e->errmsg) - off, fmt, ap);
 	va_end(ap);
 }
 
@@ -438,6 +444,8 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 		return -EINVAL;
 	if (!precopy__eng_allowed(e, OP_START))
 		return -EBUSY;
+	/* an interrupt belongs to the migration it was meant for */
+	__atomic_store_n(&e->interrupted, 0, __ATOMIC_RELAXED);
 	reset_migration(e);
 	if (!e->est)
 		return -ENOMEM;
@@ -554,6 +562,22 @@ static int unwind(struct precopy_engine *e)
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_IDLE;
 	return first;
+}
+
+int precopy__eng_interrupted(struct precopy_engine *e)
+{
+	if (!__atomic_load_n(&e->interrupted, __ATOMIC_ACQUIRE))
+		return 0;
+	precopy__eng_seterr(e, -ECANCELED, "interrupted by precopy_engine_interrupt(): migration cancelled");
+	return -ECANCELED;
+}
+
+PRECOPY_API int precopy_engine_interrupt(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	__atomic_store_n(&e->interrupted, 1, __ATOMIC_RELEASE);
+	return 0;
 }
 
 int precopy__eng_fail(struct precopy_engine *e, int err)

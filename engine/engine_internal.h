@@ -108,6 +108,7 @@ struct precopy_engine {
 	uint64_t last_expected;
 	uint64_t last_dirty_rate;
 	uint64_t first_record_ns;             /* when the first iteration began */
+	int interrupted;                      /* precopy_engine_interrupt(): atomic */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;
 	/* switchover */
@@ -127,6 +128,9 @@ void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...
 void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Cancel after a failure: keeps e->err / errmsg, returns err. */
 int precopy__eng_fail(struct precopy_engine *e, int err);
+/* -ECANCELED (error set) if precopy_engine_interrupt() was called since
+ * the migration started, else 0. */
+int precopy__eng_interrupted(struct precopy_engine *e);
 /* Move a device, measuring the latency into its estimate. */
 int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover);
 uint32_t precopy__eng_dev_state(const struct edev *d);

@@ -214,6 +214,8 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 		return -EINVAL;
 	if (!precopy__eng_allowed(e, OP_DECIDE))
 		return -EBUSY;
+	if ((r = precopy__eng_interrupted(e)) < 0)
+		return precopy__eng_fail(e, r);
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)
 		return precopy__eng_fail(e, r);

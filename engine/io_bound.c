@@ -13,6 +13,8 @@ int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events,
 	uint64_t now = b->clock.now_ns(b->clock.ctx);
 	int r;
 
+	if (b->interrupt && __atomic_load_n(b->interrupt, __ATOMIC_ACQUIRE))
+		return -ECANCELED;
 	if (!w->deadline)
 		w->deadline = now > UINT64_MAX - b->timeout_ns ? UINT64_MAX : now + b->timeout_ns;
 	else if (now >= w->deadline || w->waited_ns >= b->timeout_ns)
@@ -21,6 +23,8 @@ int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events,
 	/* every round counts, ready or not: a fd that polls ready and still
 	 * takes nothing must not hold the caller while the clock stands still */
 	w->waited_ns += (uint64_t)(b->poll_ms ? b->poll_ms : 1) * 1000000u;
+	if (b->interrupt && __atomic_load_n(b->interrupt, __ATOMIC_ACQUIRE))
+		return -ECANCELED;
 	return r < 0 && r != -EINTR ? r : 0;
 }
 

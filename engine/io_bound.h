@@ -25,6 +25,7 @@ struct precopy__io_bound {
 	struct precopy_clock clock;
 	uint64_t timeout_ns; /* > 0 */
 	uint32_t poll_ms;    /* longest single poll; 0 counts as 1 ms per round */
+	const int *interrupt; /* non-zero (read atomically): end with -ECANCELED */
 };
 
 /* One wait's state: zero it before the wait and after each progress. */
@@ -34,7 +35,8 @@ struct precopy__io_wait {
 
 /* Poll fd for events once (one poll interval at most). Returns 0 (ready or
  * not: try the I/O again), -ETIMEDOUT once the wait is over (by the clock
- * or by rounds without progress), or poll's -errno. */
+ * or by rounds without progress), -ECANCELED once *b->interrupt is set
+ * (checked before and after the poll), or poll's -errno. */
 int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events, struct precopy__io_wait *w);
 
 /* A write step: > 0 bytes taken, 0 / -EAGAIN / -EINTR nothing now, any

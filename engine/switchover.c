@@ -66,6 +66,8 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
 		return -EINVAL;
 	if (!precopy__eng_allowed(e, OP_SWITCHOVER))
 		return -EBUSY;
+	if ((r = precopy__eng_interrupted(e)) < 0)
+		return precopy__eng_fail(e, r);
 	/* An ACK (or an error) still queued on the return path is judged now. */
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)

@@ -222,6 +222,8 @@ PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e)
 		return -EINVAL;
 	if (!precopy__eng_allowed(e, OP_SYNC))
 		return -EBUSY;
+	if ((n = precopy__eng_interrupted(e)) < 0)
+		return precopy__eng_fail(e, (int)n);
 	n = precopy__eng_sync(e);
 	if (n < 0)
 		return precopy__eng_fail(e, (int)n);

@@ -510,6 +510,19 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
  * breakdown). Returns 0, -EBUSY (not in PRECOPY or SWITCHED). */
 PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns);
 
+/* Cancel the migration in progress from any thread (a management thread,
+ * a signal handler's deferred work): safe to call at any time, even while
+ * the migration thread is inside an engine call. Every wait of the engine
+ * (stream writes, device data reads, the return path, the switchover
+ * drain) ends within one poll interval (poll_interval_ms), and that call,
+ * or the next one of precopy_engine_sync/pump/decide/switchover, fails
+ * with -ECANCELED after cancelling as any failure does (devices back to
+ * RUNNING, logging stopped); precopy_engine_strerror() says it was
+ * interrupted. The VMM then resumes its vCPUs if it had stopped them. An
+ * interrupt applies to the migration in progress: precopy_engine_start()
+ * forgets one made before it. Returns 0, -EINVAL (NULL). */
+PRECOPY_API int precopy_engine_interrupt(struct precopy_engine *e);
+
 /* Decide after an iteration, or in the middle of one. Runs the cheap
  * estimate (cached device sizes, RAM pending); when it says switchover may
  * be near (or nothing was measured yet) runs the exact query: fresh precopy
@@ -775,6 +788,13 @@ struct precopy_dest;
  * cannot migrate), -ENOMEM. */
 PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err);
 
+/* The destination's counterpart of precopy_engine_interrupt(): from any
+ * thread, ends every wait within one poll interval; precopy_dest_poll()
+ * or precopy_dest_feed() in progress or next fails with -ECANCELED after
+ * cancelling the load (devices back to RUNNING). precopy_dest_start()
+ * forgets an earlier one. Returns 0, -EINVAL (NULL). */
+PRECOPY_API int precopy_dest_interrupt(struct precopy_dest *d);
+
 /* Cancel if running, release everything (borrowed fds stay open). */
 PRECOPY_API void precopy_dest_free(struct precopy_dest *d);
 
@@ -794,10 +814,11 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d);
  * any error; precopy_dest_strerror() names the step. */
 PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len);
 
-/* Wait up to timeout_ms for stream_fd, read what is there (up to 64 KiB)
- * and feed it. Returns bytes consumed (> 0), 0 at the end of the stream
- * (the peer closed; -EBADMSG instead if STREAM_END was not seen), -EAGAIN
- * (nothing within the timeout), -EINVAL (no stream_fd), or as
+/* Wait up to timeout_ms (< 0: no limit) for stream_fd, read what is there
+ * (up to 64 KiB) and feed it. Returns bytes consumed (> 0), 0 at the end of
+ * the stream (the peer closed; -EBADMSG instead if STREAM_END was not
+ * seen), -EAGAIN (nothing within the timeout), -ECANCELED
+ * (precopy_dest_interrupt()), -EINVAL (no stream_fd), or as
  * precopy_dest_feed(). */
 PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms);
 
