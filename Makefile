@@ -132,6 +132,10 @@ $(BUILD)/obj/%.o: %.c
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# test and benchmark programs are compiled and linked in one step; their
+# dependency files (their own headers: tests/test-engine.h, tests/lib/...)
+# sit beside them
+-include $(wildcard $(BUILD)/tests/*.d $(BUILD)/perf/*.d)
 
 # ---- libraries --------------------------------------------------------------
 $(STATIC): $(LIB_OBJS)
@@ -164,7 +168,7 @@ $(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
 # C++ programs against the shared library, as a C++ VMM would link it
 $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
@@ -175,7 +179,7 @@ $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
 $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
 # libFuzzer harnesses: clang only, built with their own sanitized objects.
 FUZZ_CC    ?= clang
