@@ -223,6 +223,12 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 	d->rho = bw ? (double)dirty / (double)bw : INFINITY;
 	precopy_downtime_model(e->ram_pending, devs, ndevs, bw, pol->fixed_downtime_ns, d);
 	predict(d, pol->downtime_limit_ns, pol->fixed_downtime_ns);
+	/* What no RAM convergence or throttle can lower: the devices' own
+	 * state at the bandwidth, their transitions and the fixed costs. */
+	d->device_floor_ns = d->device_stop_copy == PRECOPY_UNBOUNDED || !bw
+				     ? PRECOPY_UNBOUNDED
+				     : sat_add(sat_add(xfer_ns(d->device_stop_copy, bw), pol->fixed_downtime_ns),
+					       d->transitions_ns);
 	d->throttle = e->throttle;
 
 	for (size_t i = 0; i < ndevs; i++) {
@@ -238,6 +244,9 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 		d->blocked |= PRECOPY_BLOCK_UNKNOWN_SIZE;
 	if (d->expected_downtime_ns > pol->downtime_limit_ns)
 		d->blocked |= PRECOPY_BLOCK_DOWNTIME;
+	if (e->iterations && bw && d->device_floor_ns != PRECOPY_UNBOUNDED &&
+	    d->device_floor_ns > pol->downtime_limit_ns)
+		d->blocked |= PRECOPY_BLOCK_DEVICE_FLOOR;
 	if (initial_left)
 		d->blocked |= PRECOPY_BLOCK_INITIAL_BYTES;
 	if (need_ack && !ack_received)
@@ -264,6 +273,19 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 	}
 	if (d->blocked == PRECOPY_BLOCK_ACK) {
 		d->action = PRECOPY_WAIT_ACK;
+		return 0;
+	}
+	/* A device floor above the limit: the limit cannot be met whatever the
+	 * guest does; report it as a stall at once and never throttle (a
+	 * throttle lowers the RAM part only). The timeout then applies its
+	 * action. */
+	if (d->blocked & PRECOPY_BLOCK_DEVICE_FLOOR) {
+		d->stalled = 1;
+		if (!e->stalled_since_ns)
+			e->stalled_since_ns = e->last_end_ns;
+		d->stalled_since_ns = e->stalled_since_ns;
+		d->action = PRECOPY_CONTINUE;
+		d->reason = "device floor above the limit: device stop-copy state, transitions and fixed costs alone exceed it";
 		return 0;
 	}
 	/* Stall: the limit is not met and the rates say it will not be. */
@@ -314,7 +336,7 @@ PRECOPY_API const char *precopy_action_name(uint32_t action)
 
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len)
 {
-	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], rho[32];
+	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], fl[24], rho[32];
 
 	if (!d)
 		return -EINVAL;
@@ -326,7 +348,8 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			"\"dirty_rate_Bps\":%llu,\"rho\":%s,\"ram_pending\":%llu,"
 			"\"device_stop_copy\":%s,\"device_precopy\":%s,\"pending_bytes\":%s,"
 			"\"transitions_ns\":%s,\"expected_downtime_ns\":%s,"
-			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu}",
+			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu,"
+			"\"device_floor_ns\":%s}",
 			precopy_action_name(d->action), d->blocked, d->throttle,
 			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
 			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
@@ -335,5 +358,5 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			json_u64(e, sizeof(e), d->transitions_ns), json_u64(f, sizeof(f), d->expected_downtime_ns),
 			json_u64(g, sizeof(g), d->predicted_iterations),
 			json_u64(h, sizeof(h), d->predicted_time_ns),
-			(unsigned long long)d->stalled_since_ns);
+			(unsigned long long)d->stalled_since_ns, json_u64(fl, sizeof(fl), d->device_floor_ns));
 }

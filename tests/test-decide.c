@@ -359,3 +359,58 @@ Test(decide, json)
 	cr_expect_eq(precopy_decision_json(&d, buf, 10), n);
 	cr_expect_eq(strlen(buf), 9);
 }
+
+/* A device floor (stop-copy bytes at the bandwidth + transitions + fixed)
+ * above the limit blocks with its own bit, is a stall from the first
+ * iteration, and never throttles, whatever the RAM does; just below the
+ * limit it blocks nothing and the RAM's own rules apply. At 1 GB/s with
+ * 5 ms fixed and 20 ms of transitions, 300 ms of limit leave 275 MB. */
+Test(decide, device_floor_table)
+{
+	static const struct {
+		const char *name;
+		uint64_t stop_copy, ram_pending, dirtied;
+		int floor_blocks;
+	} t[] = {
+		{ "floor 1 ms below the limit, RAM fits", 274 * 1000000ull, 0, 0, 0 },
+		{ "floor 1 ms above the limit, RAM fits", 276 * 1000000ull, 0, 0, 1 },
+		{ "floor above, RAM dirtier than the link", 357 * 1000000ull, 2 * GB, 2 * GB, 1 },
+		{ "floor below, RAM dirtier than the link", 100 * 1000000ull, 2 * GB, 2 * GB, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct precopy_policy p;
+		struct precopy_device_status dev = { .stop_copy_bytes = t[i].stop_copy, .stop_copy_known = 1,
+						     .transition_ns = 20 * MS };
+		struct precopy_decision d;
+		uint64_t now = 0;
+		int throttled = 0;
+
+		precopy_policy_defaults(&p); /* 300 ms, 5 ms fixed, throttle 20/+10 */
+		p.stall_iterations = 2;
+		struct precopy_estimator *e = make(&p);
+		for (int k = 0; k < 8; k++) {
+			rec(e, &now, 1 * S, 1 * GB, t[i].dirtied, t[i].ram_pending);
+			cr_assert_eq(precopy_estimator_decide(e, &dev, 1, 1, now, &d), 0);
+			throttled |= d.action == PRECOPY_THROTTLE;
+			if (t[i].floor_blocks) {
+				cr_assert(d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR, "%s: iteration %d not blocked by the floor",
+					  t[i].name, k + 1);
+				cr_assert_eq(d.stalled, 1, "%s: iteration %d: the floor is a stall", t[i].name, k + 1);
+				cr_assert_eq(d.stalled_since_ns, 1 * S, "%s: reported from the first iteration", t[i].name);
+				cr_assert(strstr(d.reason, "device floor"), "%s: reason \"%s\"", t[i].name, d.reason);
+			} else {
+				cr_assert(!(d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR), "%s: blocked by the floor", t[i].name);
+			}
+		}
+		cr_assert_eq(d.device_floor_ns, t[i].stop_copy + 25 * MS, "%s: floor %llu ns", t[i].name,
+			     (unsigned long long)d.device_floor_ns);
+		if (t[i].floor_blocks)
+			cr_assert(!throttled, "%s: throttled although the floor is the devices'", t[i].name);
+		else if (t[i].ram_pending)
+			cr_assert(throttled, "%s: the RAM's stall no longer throttles", t[i].name);
+		else
+			cr_assert_eq(d.action, PRECOPY_SWITCHOVER, "%s: %s", t[i].name, precopy_action_name(d.action));
+		precopy_estimator_free(e);
+	}
+}

@@ -130,6 +130,9 @@ enum {
 	PRECOPY_BLOCK_INITIAL_BYTES = 1u << 2, /* a PRE_COPY device still has initial bytes */
 	PRECOPY_BLOCK_ACK = 1u << 3,           /* switchover-ack not received */
 	PRECOPY_BLOCK_NO_BANDWIDTH = 1u << 4,  /* nothing measured yet */
+	PRECOPY_BLOCK_DEVICE_FLOOR = 1u << 5,  /* device stop-copy bytes at the bandwidth,
+						* transitions and fixed costs alone exceed
+						* the limit: no throttle can help */
 };
 
 struct precopy_decision {
@@ -151,6 +154,9 @@ struct precopy_decision {
 	uint64_t predicted_iterations; /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t predicted_time_ns;    /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t stalled_since_ns;     /* end_ns when the stall was first reported, or 0 */
+	uint64_t device_floor_ns;      /* the downtime with no RAM left: device stop-copy
+					* bytes / bandwidth + transitions + fixed
+					* (UNBOUNDED if a size is unknown or no bandwidth) */
 };
 
 struct precopy_estimator;
