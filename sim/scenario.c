@@ -80,9 +80,12 @@ static int number(const char **s, uint64_t *ip, double *frac, int *has_frac)
 	*frac = 0.0;
 	*has_frac = 0;
 	while (*p >= '0' && *p <= '9') {
-		if (v > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*p - '0');
+
+		/* exactly 2^64 - 1 fits; one more does not */
+		if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
 			return -ERANGE;
-		v = v * 10 + (uint64_t)(*p - '0');
+		v = v * 10 + d;
 		p++;
 		digits++;
 	}

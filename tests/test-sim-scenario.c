@@ -35,6 +35,10 @@ static const struct unit_case units[] = {
 	{ 0, "64Q", -EINVAL, 0 },          { 0, "", -EINVAL, 0 },            { 0, "G", -EINVAL, 0 },
 	{ 0, "-1G", -EINVAL, 0 },          { 0, "1.G", -EINVAL, 0 },         { 0, "16777216T", -ERANGE, 0 },
 	{ 0, "99999999999999999999", -ERANGE, 0 },
+	/* 2^64 - 1 is the largest integer written out (the scenario fuzzer
+	 * found it refused: what "17179869183.9999999995G" parses to) */
+	{ 0, "18446744073709551615", 0, UINT64_MAX }, { 0, "18446744073709551616", -ERANGE, 0 },
+	{ 0, "17179869183.9999999995G", 0, UINT64_MAX },
 	/* the rounded fraction carries past 2^64 - 1: an error, not a wrap to 0 */
 	{ 0, "17179869183.9999999999G", -ERANGE, 0 }, { 0, "16777215.99999999999999999T", -ERANGE, 0 },
 	{ 0, "17179869183.4G", 0, 0xFFFFFFFFC0000000ull + 429496730ull },
