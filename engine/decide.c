@@ -62,17 +62,41 @@ PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p)
 	p->timeout_action = PRECOPY_TIMEOUT_CANCEL;
 }
 
+static int say(char *msg, size_t len, const char *text)
+{
+	if (msg && len)
+		snprintf(msg, len, "%s", text);
+	return -EINVAL;
+}
+
+PRECOPY_API int precopy_policy_check(const struct precopy_policy *p, char *msg, size_t len)
+{
+	if (msg && len)
+		msg[0] = 0;
+	if (!p)
+		return say(msg, len, "policy: NULL");
+	if (p->version != PRECOPY_POLICY_VERSION)
+		return say(msg, len, "policy.version: not PRECOPY_POLICY_VERSION (start from precopy_policy_defaults())");
+	if (!p->downtime_limit_ns)
+		return say(msg, len, "policy.downtime_limit_ns: must be > 0");
+	if (p->throttle_max > 99)
+		return say(msg, len, "policy.throttle_max: at most 99 (percent)");
+	if (p->throttle_initial > p->throttle_max)
+		return say(msg, len, "policy.throttle_initial: above throttle_max");
+	if (p->throttle_initial && !p->throttle_increment)
+		return say(msg, len, "policy.throttle_increment: must be > 0 when throttle_initial is");
+	if (!p->stall_iterations)
+		return say(msg, len, "policy.stall_iterations: must be >= 1");
+	if (!p->bw_window || p->bw_window > MAX_WINDOW)
+		return say(msg, len, "policy.bw_window: must be 1..64");
+	if (p->timeout_action > PRECOPY_TIMEOUT_FORCE)
+		return say(msg, len, "policy.timeout_action: not a PRECOPY_TIMEOUT_* value");
+	return 0;
+}
+
 static int policy_valid(const struct precopy_policy *p)
 {
-	if (!p || p->version != PRECOPY_POLICY_VERSION || !p->downtime_limit_ns)
-		return 0;
-	if (p->throttle_max > 99 || p->throttle_initial > p->throttle_max)
-		return 0;
-	if (p->throttle_initial && !p->throttle_increment)
-		return 0;
-	if (!p->stall_iterations || !p->bw_window || p->bw_window > MAX_WINDOW)
-		return 0;
-	return p->timeout_action <= PRECOPY_TIMEOUT_FORCE;
+	return precopy_policy_check(p, NULL, 0) == 0;
 }
 
 PRECOPY_API struct precopy_estimator *precopy_estimator_new(const struct precopy_policy *policy, int *err)

@@ -134,59 +134,130 @@ static int cmp_slot(const void *a, const void *b)
 	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
 }
 
-static int check_config(const struct precopy_engine_config *c)
+static int bad(char *msg, size_t len, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int bad(char *msg, size_t len, int err, const char *fmt, ...)
 {
-	uint64_t ps;
+	va_list ap;
 
-	if (!c || c->version != PRECOPY_ENGINE_CONFIG_VERSION || !c->clock.now_ns ||
-	    precopy_sys_validate(c->sys) < 0 || !c->slots || !c->nslots)
-		return -EINVAL;
+	if (msg && len) {
+		va_start(ap, fmt);
+		vsnprintf(msg, len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+/* Every rule precopy_engine_new() applies before it touches a device or
+ * the kernel; the first one broken, named, into msg. */
+static int check_config(const struct precopy_engine_config *c, char *msg, size_t len)
+{
+	uint64_t ps, lo = UINT64_MAX, hi = 0;
+	int r;
+
+	if (msg && len)
+		msg[0] = 0;
+	if (!c)
+		return bad(msg, len, -EINVAL, "config: NULL");
+	if (c->version != PRECOPY_ENGINE_CONFIG_VERSION)
+		return bad(msg, len, -EINVAL, "version: %u, this library takes %u (start from precopy_engine_config_init())",
+			   c->version, PRECOPY_ENGINE_CONFIG_VERSION);
+	if (!c->clock.now_ns)
+		return bad(msg, len, -EINVAL, "clock.now_ns: required");
+	if (precopy_sys_validate(c->sys) < 0)
+		return bad(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
+	if (!c->slots || !c->nslots)
+		return bad(msg, len, -EINVAL, "slots: at least one RAM slot");
 	ps = c->slots[0].page_size;
 	if (ps < 4096 || !is_pow2(ps))
-		return -EINVAL;
+		return bad(msg, len, -EINVAL, "slots[0].page_size: %llu is not a power of two >= 4096",
+			   (unsigned long long)ps);
 	for (uint32_t i = 0; i < c->nslots; i++) {
 		const struct precopy_ram_slot *s = &c->slots[i];
-		if (s->page_size != ps || !s->size || (s->gpa | s->size) & (ps - 1) || s->gpa > UINT64_MAX - s->size)
-			return -EINVAL;
+
+		if (s->page_size != ps)
+			return bad(msg, len, -EINVAL, "slots[%u].page_size: %llu differs from slots[0]'s %llu", i,
+				   (unsigned long long)s->page_size, (unsigned long long)ps);
+		if (!s->size || (s->gpa | s->size) & (ps - 1))
+			return bad(msg, len, -EINVAL, "slots[%u]: gpa and size must be non-zero multiples of the page size",
+				   i);
+		if (s->gpa > UINT64_MAX - s->size)
+			return bad(msg, len, -EINVAL, "slots[%u]: gpa + size wraps past 2^64", i);
+		for (uint32_t j = 0; j < i; j++)
+			if (s->gpa < c->slots[j].gpa + c->slots[j].size && c->slots[j].gpa < s->gpa + s->size)
+				return bad(msg, len, -EINVAL, "slots[%u]: overlaps slots[%u]", i, j);
+		lo = s->gpa < lo ? s->gpa : lo;
+		hi = s->gpa + s->size > hi ? s->gpa + s->size : hi;
 	}
 	if (c->ram_source == PRECOPY_RAM_BITMAP) {
 		if (!c->ram_bitmap || !c->ram_bitmap->words)
-			return -EINVAL;
+			return bad(msg, len, -EINVAL, "ram_bitmap: required with ram_source PRECOPY_RAM_BITMAP");
 	} else if (c->ram_source == PRECOPY_RAM_KVM) {
-		if (c->kvm_vm_fd < 0 || ps != PRECOPY_KVM_PAGE_SIZE || (c->ram_bitmap && !c->ram_bitmap->words))
-			return -EINVAL;
+		if (c->kvm_vm_fd < 0)
+			return bad(msg, len, -EINVAL, "kvm_vm_fd: required with ram_source PRECOPY_RAM_KVM");
+		if (ps != PRECOPY_KVM_PAGE_SIZE)
+			return bad(msg, len, -EINVAL, "slots: page size %llu, KVM logs 4096-byte pages",
+				   (unsigned long long)ps);
+		if (c->ram_bitmap && !c->ram_bitmap->words)
+			return bad(msg, len, -EINVAL, "ram_bitmap: given without words");
 	} else {
-		return -EINVAL;
+		return bad(msg, len, -EINVAL, "ram_source: %u is neither PRECOPY_RAM_BITMAP nor PRECOPY_RAM_KVM",
+			   c->ram_source);
 	}
-	if ((c->ndevices && !c->devices) || (c->nbackends && !c->backends))
-		return -EINVAL;
+	if (c->ram_bitmap && c->ram_bitmap->nbits != (hi - lo) / ps)
+		return bad(msg, len, -EINVAL, "ram_bitmap: %llu bits, the slots span %llu pages",
+			   (unsigned long long)c->ram_bitmap->nbits, (unsigned long long)((hi - lo) / ps));
+	if (c->ndevices && !c->devices)
+		return bad(msg, len, -EINVAL, "devices: NULL with ndevices %u", c->ndevices);
+	if (c->nbackends && !c->backends)
+		return bad(msg, len, -EINVAL, "backends: NULL with nbackends %u", c->nbackends);
 	if ((uint64_t)c->ndevices + c->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
-		return -E2BIG;
+		return bad(msg, len, -E2BIG, "ndevices + nbackends: %llu, at most %u",
+			   (unsigned long long)c->ndevices + c->nbackends, PRECOPY_STREAM_CAP_MAX_DEVICES);
 	for (uint32_t i = 0; i < c->ndevices; i++) {
 		const struct precopy_engine_device *d = &c->devices[i];
-		if (d->id == PRECOPY_STREAM_DEV_NONE || d->device_fd < 0 || (d->name && !printable(d->name)) ||
-		    d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
-			return -EINVAL;
+
+		if (d->id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (d->device_fd < 0)
+			return bad(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i, d->device_fd);
+		if (d->name && !printable(d->name))
+			return bad(msg, len, -EINVAL, "devices[%u].name: printable ASCII, at most %u bytes", i,
+				   PRECOPY_STREAM_NAME_MAX);
+		if (d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
+			return bad(msg, len, -EINVAL, "devices[%u].flags: unknown bits %#x", i,
+				   d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG);
 		for (uint32_t j = 0; j < i; j++)
 			if (c->devices[j].id == d->id)
-				return -EINVAL;
+				return bad(msg, len, -EINVAL, "devices[%u].id: %u, also devices[%u]'s", i, d->id, j);
 	}
 	for (uint32_t i = 0; i < c->nbackends; i++) {
 		const struct precopy_engine_backend *b = &c->backends[i];
-		if (b->id == PRECOPY_STREAM_DEV_NONE || (b->name && !printable(b->name)))
-			return -EINVAL;
+
+		if (b->id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (b->name && !printable(b->name))
+			return bad(msg, len, -EINVAL, "backends[%u].name: printable ASCII, at most %u bytes", i,
+				   PRECOPY_STREAM_NAME_MAX);
 		for (uint32_t j = 0; j < c->ndevices; j++)
 			if (c->devices[j].id == b->id)
-				return -EINVAL;
+				return bad(msg, len, -EINVAL, "backends[%u].id: %u, also devices[%u]'s", i, b->id, j);
 		for (uint32_t j = 0; j < i; j++)
 			if (c->backends[j].id == b->id)
-				return -EINVAL;
+				return bad(msg, len, -EINVAL, "backends[%u].id: %u, also backends[%u]'s", i, b->id, j);
 	}
 	if ((c->stream_fd >= 0) == (c->sink != NULL))
-		return -EINVAL;
+		return bad(msg, len, -EINVAL, "stream_fd / sink: exactly one (stream_fd %d, sink %s)", c->stream_fd,
+			   c->sink ? "set" : "NULL");
 	if (c->max_chunk && (c->max_chunk < 4096 || c->max_chunk > PRECOPY_STREAM_DEFAULT_MAX_CHUNK))
-		return -EINVAL;
-	return 0;
+		return bad(msg, len, -EINVAL, "max_chunk: %u, 0 or 4096..%u", c->max_chunk,
+			   PRECOPY_STREAM_DEFAULT_MAX_CHUNK);
+	r = precopy_policy_check(&c->policy, msg, len);
+	return r;
+}
+
+PRECOPY_API int precopy_engine_config_check(const struct precopy_engine_config *cfg, char *msg, size_t len)
+{
+	return check_config(cfg, msg, len);
 }
 
 static int setup_slots(struct precopy_engine *e)
@@ -279,7 +350,7 @@ static int setup_devices(struct precopy_engine *e)
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err)
 {
 	struct precopy_engine *e;
-	int r = check_config(cfg);
+	int r = check_config(cfg, NULL, 0);
 
 	if (r < 0)
 		goto fail;

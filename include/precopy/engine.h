@@ -94,6 +94,11 @@ struct precopy_policy {
  * throttle 20 / +10 / 99, K = 4, window 5, no timeout, cancel. */
 PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p);
 
+/* The rules precopy_estimator_new() applies to *p. Returns 0, or -EINVAL
+ * with the first field broken and its rule in msg ("policy.bw_window: must
+ * be 1..64"; msg may be NULL, len 0). */
+PRECOPY_API int precopy_policy_check(const struct precopy_policy *p, char *msg, size_t len);
+
 /* What one iteration did, as the caller measured it. */
 struct precopy_iteration {
 	uint64_t end_ns;          /* time at the end of the iteration */
@@ -421,6 +426,15 @@ struct precopy_engine_config {
  * Fds are the exception to "0 = default" (0 is stdin): start from this
  * rather than from a zeroed struct. NULL is a no-op. */
 PRECOPY_API void precopy_engine_config_init(struct precopy_engine_config *cfg);
+
+/* The rules precopy_engine_new() applies before it opens any device: the
+ * first broken one, named by field and rule, into msg (NUL-terminated when
+ * len > 0; e.g. "slots[1]: overlaps slots[0]", "stream_fd / sink: exactly
+ * one (stream_fd 0, sink set)"). Returns 0, -EINVAL or -E2BIG, the value
+ * precopy_engine_new() would fail with. What only the devices and the
+ * kernel can refuse (a device that cannot migrate, a KVM slot) is not
+ * checked here. */
+PRECOPY_API int precopy_engine_config_check(const struct precopy_engine_config *cfg, char *msg, size_t len);
 
 /* A clock reading CLOCK_MONOTONIC in ns (what a VMM passes). */
 PRECOPY_API struct precopy_clock precopy_clock_monotonic(void);
