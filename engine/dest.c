@@ -110,30 +110,75 @@ static int id_taken(const struct precopy_dest_config *c, uint32_t id, uint32_t n
 	return 0;
 }
 
+static int bad(char *msg, size_t len, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int bad(char *msg, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg && len) {
+		va_start(ap, fmt);
+		vsnprintf(msg, len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *cfg, char *msg, size_t len)
+{
+	struct precopy_stream_decoder *dec = NULL;
+
+	if (msg && len)
+		msg[0] = 0;
+	if (!cfg)
+		return bad(msg, len, -EINVAL, "config: NULL");
+	if (cfg->version != PRECOPY_DEST_CONFIG_VERSION)
+		return bad(msg, len, -EINVAL, "version: %u, this library takes %u (start from precopy_dest_config_init())",
+			   cfg->version, PRECOPY_DEST_CONFIG_VERSION);
+	if (!cfg->clock.now_ns)
+		return bad(msg, len, -EINVAL, "clock.now_ns: required");
+	if (precopy_sys_validate(cfg->sys) < 0)
+		return bad(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
+	if (cfg->ndevices && !cfg->devices)
+		return bad(msg, len, -EINVAL, "devices: NULL with ndevices %u", cfg->ndevices);
+	if (cfg->nbackends && !cfg->backends)
+		return bad(msg, len, -EINVAL, "backends: NULL with nbackends %u", cfg->nbackends);
+	if ((cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
+		return bad(msg, len, -EINVAL, "rp_fd / rp_sink: exactly one (rp_fd %d, rp_sink %s)", cfg->rp_fd,
+			   cfg->rp_sink ? "set" : "NULL");
+	if ((uint64_t)cfg->ndevices + cfg->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
+		return bad(msg, len, -E2BIG, "ndevices + nbackends: %llu, at most %u",
+			   (unsigned long long)cfg->ndevices + cfg->nbackends, PRECOPY_STREAM_CAP_MAX_DEVICES);
+	for (uint32_t i = 0; i < cfg->ndevices; i++) {
+		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (cfg->devices[i].device_fd < 0)
+			return bad(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i,
+				   cfg->devices[i].device_fd);
+		if (id_taken(cfg, cfg->devices[i].id, i, 0))
+			return bad(msg, len, -EINVAL, "devices[%u].id: %u is taken by an earlier device", i,
+				   cfg->devices[i].id);
+	}
+	for (uint32_t i = 0; i < cfg->nbackends; i++) {
+		if (cfg->backends[i].id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (id_taken(cfg, cfg->backends[i].id, cfg->ndevices, i))
+			return bad(msg, len, -EINVAL, "backends[%u].id: %u is taken by a device or an earlier back-end",
+				   i, cfg->backends[i].id);
+	}
+	/* the limits' ranges are the decoder's to judge */
+	if (precopy_stream_decoder_new(&dec, &cfg->limits, NULL, 0, on_event, NULL) < 0)
+		return bad(msg, len, -EINVAL, "limits: a field out of its range (precopy/stream.h)");
+	precopy_stream_decoder_free(dec);
+	return 0;
+}
+
 PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err)
 {
 	struct precopy_dest *d = NULL;
-	int r = -EINVAL;
+	int r = precopy_dest_config_check(cfg, NULL, 0);
 
-	if (!cfg || cfg->version != PRECOPY_DEST_CONFIG_VERSION || !cfg->clock.now_ns ||
-	    precopy_sys_validate(cfg->sys) < 0 ||
-	    (cfg->ndevices && !cfg->devices) || (cfg->nbackends && !cfg->backends) ||
-	    (cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
+	if (r < 0)
 		goto fail;
-	if ((uint64_t)cfg->ndevices + cfg->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES) {
-		r = -E2BIG;
-		goto fail;
-	}
-	for (uint32_t i = 0; i < cfg->ndevices; i++) {
-		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE || cfg->devices[i].device_fd < 0 ||
-		    id_taken(cfg, cfg->devices[i].id, i, 0))
-			goto fail;
-	}
-	for (uint32_t i = 0; i < cfg->nbackends; i++) {
-		if (cfg->backends[i].id == PRECOPY_STREAM_DEV_NONE ||
-		    id_taken(cfg, cfg->backends[i].id, cfg->ndevices, i))
-			goto fail;
-	}
 	r = -ENOMEM;
 	d = calloc(1, sizeof(*d));
 	if (!d)

@@ -147,3 +147,66 @@ Test(config_check, policy_rules)
 	cr_assert(strstr(msg, "policy.downtime_limit_ns"), "%s", msg);
 	cr_assert_eq(precopy_policy_check(NULL, NULL, 0), -EINVAL);
 }
+
+static int rp_sink(void *ctx, const void *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+	return 0;
+}
+
+Test(config_check, destination_refusals_name_their_field)
+{
+	static const struct {
+		const char *what, *expect;
+		int err;
+	} t[] = {
+		{ "version", "version: 0", -EINVAL },
+		{ "clock", "clock.now_ns", -EINVAL },
+		{ "devices NULL", "devices: NULL with ndevices 2", -EINVAL },
+		{ "both return paths", "rp_fd / rp_sink: exactly one (rp_fd 0, rp_sink set)", -EINVAL },
+		{ "no return path", "rp_fd / rp_sink: exactly one (rp_fd -1, rp_sink NULL)", -EINVAL },
+		{ "device id", "devices[0].id: PRECOPY_STREAM_DEV_NONE", -EINVAL },
+		{ "device fd", "devices[1].device_fd: -5", -EINVAL },
+		{ "duplicate", "devices[1].id: 3 is taken", -EINVAL },
+		{ "limits", "limits:", -EINVAL },
+		{ "too many", "ndevices + nbackends", -E2BIG },
+	};
+	static struct precopy_dest_device dd[2];
+	char msg[256];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct precopy_dest_config c;
+		int r, err = 0;
+
+		precopy_dest_config_init(&c);
+		c.rp_sink = rp_sink;
+		dd[0] = (struct precopy_dest_device){ .id = 3, .device_fd = 100 };
+		dd[1] = (struct precopy_dest_device){ .id = 4, .device_fd = 101 };
+		c.devices = dd;
+		cr_assert_eq(precopy_dest_config_check(&c, msg, sizeof(msg)), 0, "the valid config: %s", msg);
+		switch (i) {
+		case 0: c.version = 0; break;
+		case 1: c.clock.now_ns = NULL; break;
+		case 2: c.devices = NULL; c.ndevices = 2; break;
+		case 3: c.rp_fd = 0; break;
+		case 4: c.rp_sink = NULL; break;
+		case 5: c.ndevices = 1; dd[0].id = PRECOPY_STREAM_DEV_NONE; break;
+		case 6: c.ndevices = 2; dd[1].device_fd = -5; break;
+		case 7: c.ndevices = 2; dd[1].id = 3; break;
+		case 8: c.limits.max_chunk = PRECOPY_STREAM_CAP_MAX_CHUNK + 1; break;
+		case 9: {
+			static struct precopy_dest_device many[PRECOPY_STREAM_CAP_MAX_DEVICES + 1];
+			c.devices = many;
+			c.ndevices = PRECOPY_STREAM_CAP_MAX_DEVICES + 1;
+			break;
+		}
+		}
+		r = precopy_dest_config_check(&c, msg, sizeof(msg));
+		cr_assert_eq(r, t[i].err, "%s: returned %d (%s)", t[i].what, r, msg);
+		cr_assert(strstr(msg, t[i].expect), "%s: message \"%s\", expected \"%s\"", t[i].what, msg, t[i].expect);
+		cr_assert_null(precopy_dest_new(&c, &err), "%s: destination created", t[i].what);
+		cr_assert_eq(err, t[i].err, "%s: dest_new said %d", t[i].what, err);
+	}
+}

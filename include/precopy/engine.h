@@ -797,6 +797,11 @@ struct precopy_dest_config {
  * devices, default limits and timeout). NULL is a no-op. */
 PRECOPY_API void precopy_dest_config_init(struct precopy_dest_config *cfg);
 
+/* The rules precopy_dest_new() applies before it opens a device or a
+ * back-end: the first broken one, named by field and rule, into msg (as
+ * precopy_engine_config_check()). Returns 0, -EINVAL or -E2BIG. */
+PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *cfg, char *msg, size_t len);
+
 struct precopy_dest;
 
 /* Create a destination engine. Opens a handle on every device.
