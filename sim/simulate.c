@@ -410,6 +410,21 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+/* Bring the guest up to the clock, deliver a due return path, then ask
+ * the engine. Returns 0 or -errno (the failure recorded). */
+static int ask(struct run *r, struct precopy_decision *d)
+{
+	int e;
+
+	sim_workload_run(r->wl, now_rel(r));
+	if ((e = deliver_rp(r)) < 0)
+		return e;
+	e = precopy_engine_decide(r->e, d);
+	if (e < 0)
+		return engine_fail(r, "decide", e), e;
+	return 0;
+}
+
 /* One iteration; fills *it and *d. Returns 0 or -errno (engine failed).
  * Pages go out in windows of window_ns of link time (0: one window); after each window
  * that leaves pages behind, the engine is asked mid-pass (it answers from
@@ -451,12 +466,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 			return engine_fail(r, "account", e), e;
 		if (drained)
 			break;
-		sim_workload_run(r->wl, now_rel(r));
-		if ((e = deliver_rp(r)) < 0)
+		if ((e = ask(r, d)) < 0)
 			return e;
-		e = precopy_engine_decide(r->e, d);
-		if (e < 0)
-			return engine_fail(r, "decide", e), e;
 		if (d->iteration != iters0 || d->action != PRECOPY_CONTINUE) {
 			decided = 1; /* the engine synced and recorded an iteration */
 			break;
@@ -479,12 +490,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 			if (idle_to > r->clk.now)
 				r->clk.now = idle_to;
 		}
-		sim_workload_run(r->wl, now_rel(r));
-		if ((e = deliver_rp(r)) < 0)
+		if ((e = ask(r, d)) < 0)
 			return e;
-		e = precopy_engine_decide(r->e, d);
-		if (e < 0)
-			return engine_fail(r, "decide", e), e;
 	}
 	precopy_engine_stats(r->e, &st);
 	it->iteration = st.last.iteration;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "precopy/stream.h"
+#include "stream_crcs.h"
 
 static const uint32_t IDS[] = { 0, 1, 2, 7 };
 static const struct precopy_stream_limits LIM = { .max_chunk = 4096, .max_config = 1024,
@@ -43,33 +44,6 @@ static const struct precopy_stream_limits LIM = { .max_chunk = 4096, .max_config
 			abort();                                                   \
 		}                                                                  \
 	} while (0)
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Walk p as back-to-back records and make their CRCs correct. */
-static void fix_crcs(uint8_t *p, size_t len)
-{
-	while (len >= PRECOPY_STREAM_REC_HDR_SIZE) {
-		size_t plen = rd32(p + 8);
-
-		if (plen > len - PRECOPY_STREAM_REC_HDR_SIZE)
-			plen = len - PRECOPY_STREAM_REC_HDR_SIZE;
-		if (p[1] & PRECOPY_STREAM_F_PAYLOAD_CRC)
-			wr32(p + 12, precopy_stream_crc32c(0, p + PRECOPY_STREAM_REC_HDR_SIZE, plen));
-		wr32(p + 16, precopy_stream_crc32c(0, p, 16));
-		p += PRECOPY_STREAM_REC_HDR_SIZE + plen;
-		len -= PRECOPY_STREAM_REC_HDR_SIZE + plen;
-	}
-}
 
 struct ctx {
 	const uint8_t *lo, *hi; /* the slice being fed */
