@@ -106,5 +106,8 @@ PRECOPY_API int precopy_sys_validate(const struct precopy_sys *sys)
 	if (!o->ioctl || !o->read || !o->write || !o->splice || !o->poll || !o->open ||
 	    !o->close || !o->mmap || !o->munmap || !o->pipe2)
 		return -EINVAL;
+	/* the asynchronous queue: all four ops or none */
+	if (o->version >= 4 && (!o->aio_open + !o->aio_submit + !o->aio_reap + !o->aio_close) % 4)
+		return -EINVAL;
 	return 0;
 }

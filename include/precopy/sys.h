@@ -46,10 +46,52 @@ extern "C" {
  * Version 3 added send, an optional op: a version 2 table (the shorter
  * struct, no send member) stays valid and the library never reads past
  * its pipe2; a version 3 table may leave send NULL. Ops added later are
- * optional in the same way. */
-#define PRECOPY_SYS_OPS_VERSION 3
+ * optional in the same way. Version 4 added the asynchronous queue
+ * (aio_open, aio_submit, aio_reap, aio_close): optional, all four or none;
+ * without it the library makes plain calls (see "Asynchronous queue"). */
+#define PRECOPY_SYS_OPS_VERSION 4
 /* The oldest table layout the library accepts. */
 #define PRECOPY_SYS_OPS_VERSION_MIN 2
+
+/* ---- Asynchronous queue (version 4) ----------------------------------------
+ *
+ * Several reads and writes in flight at once, on fds that may or may not
+ * support poll or O_NONBLOCK (VFIO data fds of some drivers only block in
+ * read while the driver copies state out of the device). The real table
+ * implements it with io_uring; the fake kernel on its virtual clock, so the
+ * code that drives it is the same in a VMM, in the tests and in the
+ * simulator.
+ *
+ * A queue holds at most `depth` operations in flight. Each submitted op
+ * completes exactly once (aio_reap), with its tag and its result: what
+ * read(2)/write(2) would have returned (bytes, 0 at end of file) or
+ * -errno. Ops on the same fd complete in the order they were submitted
+ * only if the caller waits for one before submitting the next: the library
+ * keeps at most one op in flight per fd. The buffers belong to the queue
+ * from submission to completion.
+ *
+ * The library submits writes only to fds whose writes cannot raise SIGPIPE
+ * (device data fds); the stream and the return path are written with
+ * plain calls (see "Signals" above). */
+#define PRECOPY_SYS_AIO_READ 1u
+#define PRECOPY_SYS_AIO_WRITE 2u
+/* op flags: the fd may block in the call (no poll, no O_NONBLOCK): run the
+ * op where blocking is harmless (io_uring: a worker thread, IOSQE_ASYNC). */
+#define PRECOPY_SYS_AIO_BLOCKING 1u
+
+struct precopy_sys_aio_op {
+	uint32_t opcode; /* PRECOPY_SYS_AIO_READ or _WRITE */
+	uint32_t flags;  /* PRECOPY_SYS_AIO_BLOCKING or 0 */
+	int fd;
+	void *buf;       /* read into / written from; len bytes */
+	size_t len;
+	uint64_t tag;    /* the caller's; given back with the completion */
+};
+
+struct precopy_sys_aio_done {
+	uint64_t tag;
+	int64_t res;     /* bytes, 0 at end of data, or -errno */
+};
 
 struct precopy_sys_ops {
 	uint32_t version; /* PRECOPY_SYS_OPS_VERSION */
@@ -74,6 +116,22 @@ struct precopy_sys_ops {
 	 * (version 3): without it the library writes to sockets with write
 	 * and SIGPIPE blocked, as to pipes (see "Signals" above). */
 	ssize_t (*send)(void *ctx, int fd, const void *buf, size_t len, int flags);
+	/* Version 4, optional (all four or none). aio_open: a queue for up to
+	 * depth ops in flight, run by up to workers threads where ops block
+	 * (0: the table's default); 0 and *q set, or -errno. -ENOSYS or
+	 * -EPERM mean "not here" (no io_uring, a seccomp filter, the
+	 * io_uring_disabled sysctl): the library then makes plain calls. */
+	int (*aio_open)(void *ctx, unsigned int depth, unsigned int workers, void **q);
+	/* Queue n ops, all or none: 0, -EBUSY (more than depth would be in
+	 * flight; nothing queued), -EINVAL (bad op), or -errno. */
+	int (*aio_submit)(void *ctx, void *q, const struct precopy_sys_aio_op *ops, unsigned int n);
+	/* Up to max completions into done, waiting at most timeout_ms (0: do
+	 * not wait) for the first. Returns how many (0: none in time), or
+	 * -errno; -EINTR: none reaped, call again. */
+	int (*aio_reap)(void *ctx, void *q, struct precopy_sys_aio_done *done, unsigned int max, int timeout_ms);
+	/* Cancel what is in flight, wait until it has ended, free the queue.
+	 * Completions not reaped are dropped. */
+	void (*aio_close)(void *ctx, void *q);
 };
 
 struct precopy_sys {
@@ -137,6 +195,35 @@ static inline ssize_t precopy_sys_send(const struct precopy_sys *s, int fd, cons
 	if (s->ops->version < 3 || !s->ops->send)
 		return -ENOSYS;
 	return s->ops->send(s->ctx, fd, buf, len, flags);
+}
+
+/* 1 if the table has the asynchronous queue (version 4, all four ops). */
+static inline int precopy_sys_has_aio(const struct precopy_sys *s)
+{
+	return s->ops->version >= 4 && s->ops->aio_open && s->ops->aio_submit && s->ops->aio_reap &&
+	       s->ops->aio_close;
+}
+/* -ENOSYS where the table has no asynchronous queue. */
+static inline int precopy_sys_aio_open(const struct precopy_sys *s, unsigned int depth, unsigned int workers,
+				       void **q)
+{
+	if (!precopy_sys_has_aio(s))
+		return -ENOSYS;
+	return s->ops->aio_open(s->ctx, depth, workers, q);
+}
+static inline int precopy_sys_aio_submit(const struct precopy_sys *s, void *q, const struct precopy_sys_aio_op *ops,
+					 unsigned int n)
+{
+	return s->ops->aio_submit(s->ctx, q, ops, n);
+}
+static inline int precopy_sys_aio_reap(const struct precopy_sys *s, void *q, struct precopy_sys_aio_done *done,
+				       unsigned int max, int timeout_ms)
+{
+	return s->ops->aio_reap(s->ctx, q, done, max, timeout_ms);
+}
+static inline void precopy_sys_aio_close(const struct precopy_sys *s, void *q)
+{
+	s->ops->aio_close(s->ctx, q);
 }
 
 #ifdef __cplusplus
