@@ -211,7 +211,7 @@ $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_S
 # mover's feeders and sinks, the back-end threads), into build-tsan/;
 # `make test SANITIZE=thread` for every suite.
 TSAN_SUITES := bitmap-harvest bitmap-live bitmap-parallel engine-e2e engine-ack engine-backend engine-faults \
-               pump-ahead pump-faults pump-splice pump-load-splice backend
+               backend
 TSAN_BUILD  := build-tsan
 TSAN_ENV    := TSAN_OPTIONS="$${TSAN_OPTIONS:-second_deadlock_stack=1}"
 TSAN_RUNNER := $(BUILD)/obj/tests/tsan/runner.o

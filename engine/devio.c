@@ -5,15 +5,12 @@
  * "initial data sent" marker, the drain to end of data at switchover, and
  * the switchover-ack rules on the return path.
  *
- * Design: device data goes through the engine's own read -> encode ->
- * write loop over precopy/stream.h records rather than through the pump
- * (precopy/pump.h): the stream format wants per-device records (setup,
- * marker, end with byte totals) interleaved with the data in one ordered
- * byte stream, the marker must follow exactly the bytes that made a
- * device's initial data, and the engine must run over any sys seam and a
- * sink callback on a virtual clock. One bounded buffer per engine, no I/O
- * left in flight between calls. precopy/engine.h ("Why the engine moves
- * device bytes itself") gives the full reasoning. */
+ * Design: one read -> encode -> write loop over precopy/stream.h records
+ * (per-device setup, marker and end records interleaved with the data in
+ * one ordered byte stream; the marker follows exactly the bytes that made
+ * a device's initial data), over any sys seam and a sink callback on a
+ * virtual clock. One bounded buffer per engine, no I/O left in flight
+ * between calls. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>

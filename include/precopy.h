@@ -10,7 +10,6 @@
 #include "precopy/vfio.h"
 #include "precopy/pci.h"
 #include "precopy/kvm.h"
-#include "precopy/pump.h"
 #include "precopy/backend.h"
 #include "precopy/stream.h"
 #include "precopy/engine.h"

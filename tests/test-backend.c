@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* fd-based back-end state transfer: the front-end's rules (stopped only,
  * one transfer at a time, fds owned and closed), the fake back-end model's
- * verdicts, and a save -> pump -> load -> check round trip. */
+ * verdicts. The save -> stream -> load round trip through the engines is
+ * tests/test-engine-backend.c. */
 #include <signal.h>
 #include <sys/stat.h>
 
-#include "test-pump.h"
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "precopy.h"
+#include "precopy/sim.h"
 
 static bool fd_open(int fd)
 {
@@ -132,18 +140,6 @@ Test(backend, ops_validation_and_reject)
 	cr_assert(!fd_open(p[0]) && !fd_open(p[1]));
 	precopy_backend_xfer_free(x);
 	precopy_fake_backend_free(b);
-}
-
-/* Source back-end -> SAVE pump -> stream -> LOAD pump -> destination
- * back-end, for state sizes from 0 to 8 MiB, on both paths. */
-Test(backend, state_roundtrip_through_pumps, .timeout = 60)
-{
-	static const uint64_t sizes[] = { 0, 1, 65535, 65536, 8u << 20 };
-
-	for (int p = 0; p < 2; p++)
-		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-			roundtrip(&(struct rt){ .ndev = 2, .size = sizes[i], .skew = 1,
-						.flags = p ? PRECOPY_PUMP_FORCE_FALLBACK : 0 });
 }
 
 Test(backend, pattern_fill_check)

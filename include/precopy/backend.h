@@ -6,9 +6,10 @@
  * The front-end (this library, in the VMM) creates a pipe, hands one end to
  * the back-end together with a direction (SAVE: the back-end writes its whole
  * state into it; LOAD: it reads the state from it) and a phase (only
- * STOPPED exists), and keeps the other end, which it adds to a pump
- * (precopy/pump.h) as a device: SAVE pump on the source, LOAD pump on the
- * destination. When the pump is done with the device, finishing the transfer
+ * STOPPED exists), and keeps the other end, which the engines read (source)
+ * or write (destination) as a device's state (the back-ends of
+ * precopy_engine_config and precopy_dest_config). When the engine is done
+ * with the device, finishing the transfer
  * closes the front-end's end (on LOAD this is the back-end's end of file) and
  * asks the back-end whether it succeeded.
  *
@@ -84,18 +85,17 @@ PRECOPY_API struct precopy_backend_xfer *precopy_backend_xfer_new(const struct p
  * on failure). SAVE gives [1] to the back-end and keeps [0]; LOAD gives [0]
  * and keeps [1]. If the back-end replies with its own fd, the kept end is
  * closed and the reply fd is used instead.
- * Returns the front-end fd (add it to a pump, with PRECOPY_PUMP_DEV_PIPE when
- * it is the kept end of pipe_fds, so that its bytes are spliced both ways; a
- * back-end's own reply fd may be of any kind. Do not close it and do not use
- * PRECOPY_PUMP_DEV_CLOSE_AT_END: precopy_backend_xfer_finish() closes it), or
+ * Returns the front-end fd (read it to end of file for SAVE, write the
+ * state into it for LOAD; a back-end's own reply fd may be of any kind. Do
+ * not close it: precopy_backend_xfer_finish() closes it), or
  * -EINVAL, -EBUSY (queues running; checked before anything is handed over),
  * -EALREADY, or the back-end's -errno. */
 PRECOPY_API int precopy_backend_xfer_start(struct precopy_backend_xfer *x, uint32_t dir, uint32_t phase,
 					   const int pipe_fds[2]);
 
 /* Ends the transfer: closes the front-end fd, then asks the back-end.
- * Call it once the pump is done with the device (SAVE: EOF reached; LOAD:
- * the device's EOD frame written), or to abandon a failed transfer.
+ * Call it once the state has moved (SAVE: end of file read; LOAD: the whole
+ * state written), or to abandon a failed transfer.
  * Returns the back-end's verdict (0 or -errno), or -EINVAL / -ENOENT.
  * After it returns, a new transfer may be started. */
 PRECOPY_API int precopy_backend_xfer_finish(struct precopy_backend_xfer *x);

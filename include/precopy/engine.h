@@ -243,24 +243,6 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
  * sent; at switchover the rest of each device's state, DEV_END, then
  * STREAM_END. RAM never travels in this stream.
  *
- * Why the engine moves device bytes itself rather than through the
- * io_uring pump (precopy/pump.h), even in the STOP_COPY drain:
- *  - the pump's wire unit is its own 16-byte "PCPF" frame, not a stream.h
- *    record (20-byte header with its own CRC, payload CRC, DEV_END with the
- *    device's byte total, DEV_INITIAL_SENT placed right after the initial
- *    bytes). Carrying pump frames would need a new record kind, i.e. a
- *    stream format version 2 that today's destinations reject, and the pump
- *    has no hook to write DEV_DATA record headers instead of its frames;
- *  - zero copy is not on offer for VFIO devices either way: the pump splices
- *    only from pipes (PRECOPY_PUMP_DEV_PIPE); the in-tree drivers' migration
- *    data fds implement read() but not splice_read, so every device byte
- *    crosses user space on both paths. io_uring would add several devices'
- *    reads in flight at once, which matters only with many devices whose
- *    reads block;
- *  - the io_uring path bypasses the sys seam (it runs only with
- *    precopy_sys_real()), so against the fake kernel, where the engine is
- *    tested, it would take its fallback path: an io_uring drain could not
- *    be proved end to end.
  * The format does allow a zero-copy DEV_DATA record without payload CRC
  * (precopy_stream_encode_data_hdr()) for a source whose bytes sit in a pipe.
  *
