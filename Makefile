@@ -73,7 +73,8 @@ AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vpopcntdq \
                 -mavx512vbmi -mavx512vbmi2 -mavx512bitalg -mbmi -mbmi2 -mpopcnt -mlzcnt
 AVX2_FLAGS   := -mavx2 -mbmi -mbmi2 -mpopcnt -mlzcnt
 
-LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c engine/*.c))
+LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c stream/*.c estimator/*.c engine/*.c))
+FAKELIB_SRCS:= $(sort $(wildcard fake/*.c))
 SIMLIB_SRCS:= $(sort $(filter-out sim/main.c,$(wildcard sim/*.c)))
 TESTLIB_SRCS:= $(sort $(wildcard tests/lib/*.c))
 PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
@@ -89,12 +90,17 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
 TOOLLIB_OBJS:= $(call obj,$(TOOLLIB_SRCS))
 SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS)) $(TOOLLIB_OBJS)
+FAKELIB_OBJS:= $(call obj,$(FAKELIB_SRCS))
 TESTLIB_OBJS:= $(call obj,$(TESTLIB_SRCS))
 PERFLIB_OBJS:= $(call obj,$(PERFLIB_SRCS))
 
 STATIC  := $(BUILD)/libprecopy.a
 SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
+FAKELIB := $(BUILD)/libprecopy-fake.a
+# what the tests, benchmarks and precopy-sim link besides the library: the
+# simulator's pieces, then the fake kernel they and the tests run on
+HARNESS := $(SIMLIB) $(FAKELIB)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 ifneq ($(TSAN),)
@@ -104,9 +110,9 @@ endif
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(BUILD)/precopy-sim
-# headers `make install` installs: not the fake kernel's (precopy/sim.h),
+# headers `make install` installs: not the fake kernel's (precopy/fake.h),
 # which only the test and simulator archive libprecopy-sim.a implements
-PUBLIC_HDRS := $(sort $(filter-out include/precopy/sim.h,$(wildcard include/precopy/*.h)))
+PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/precopy/*.h)))
 
 # helper objects are shared by every test/bench binary: keep them
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
@@ -154,21 +160,26 @@ $(SIMLIB): $(SIMLIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
+$(FAKELIB): $(FAKELIB_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
 # ---- programs ---------------------------------------------------------------
 $(BUILD)/precopy-%: tools/precopy-%.c $(TOOLLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLLIB_OBJS) $(STATIC) $(LDLIBS)
 
-$(BUILD)/precopy-sim: sim/main.c $(SIMLIB) $(STATIC)
+$(BUILD)/precopy-sim: sim/main.c $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(SIMLIB) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(HARNESS) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
 # C++ programs against the shared library, as a C++ VMM would link it
 $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
@@ -176,10 +187,10 @@ $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
 	@$(if $(Q),echo "  CXX     $@")
 	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD) -lprecopy -Wl,-rpath,$(abspath $(BUILD))
 
-$(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(SIMLIB) $(STATIC)
+$(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(PERFLIB_OBJS) $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(PERFLIB_OBJS) $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
 # libFuzzer harnesses: clang only, built with their own sanitized objects.
 FUZZ_CC    ?= clang
@@ -194,14 +205,14 @@ fuzz:
 	$(Q)if [ -n "$(FUZZ_SECONDS)" ]; then ./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS); \
 	else echo "built: $(FUZZERS)  (run each: make fuzz FUZZ_SECONDS=60)"; fi
 
-$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(TOOLLIB_SRCS)
+$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(FAKELIB_SRCS) $(TOOLLIB_SRCS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/objs CC=$(FUZZ_CC) \
 	  SANITIZE=address,undefined CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" \
-	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a
+	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-fake.a
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
+	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-fake.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
 
 # ThreadSanitizer: Criterion's runner cannot start under TSan
 # (docs/sanitizers.md), so the suites are built against
@@ -216,11 +227,11 @@ TSAN_BUILD  := build-tsan
 TSAN_ENV    := TSAN_OPTIONS="$${TSAN_OPTIONS:-second_deadlock_stack=1}"
 TSAN_RUNNER := $(BUILD)/obj/tests/tsan/runner.o
 
-$(BUILD)/tsan/test-%: tests/test-%.c $(TSAN_RUNNER) $(TESTLIB_OBJS) $(SIMLIB) $(STATIC)
+$(BUILD)/tsan/test-%: tests/test-%.c $(TSAN_RUNNER) $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests/tsan -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TSAN_RUNNER) $(TESTLIB_OBJS) \
-	  $(SIMLIB) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+	  $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
 .PHONY: tsan
 tsan: deps

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "precopy/engine.h"
+#include "precopy/dest.h"
 #include "precopy/kvm.h"
 #include "precopy/sys.h"
 

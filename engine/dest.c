@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "precopy/engine.h"
+#include "precopy/dest.h"
 #include "io_bound.h"
 #include "../ioctl/uapi_compat.h"
 #include "../ioctl/sys_retry.h"

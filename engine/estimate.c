@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Feeding the estimator (engine/decide.c): the VMM's account of each
+/* Feeding the estimator (estimator/estimator.c): the VMM's account of each
  * iteration, the cheap estimate (cached device sizes, RAM pending at the
  * last sync) and the exact query (fresh precopy info and stop-copy sizes,
  * a RAM sync) that runs when the cheap one says switchover may be near,
@@ -10,16 +10,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
-
-static uint64_t sat_mul(uint64_t a, uint64_t b)
-{
-	return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
+#include "../common/util.h"
 
 PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
 {

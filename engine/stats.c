@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
-#include "json.h"
+#include "../common/json.h"
 
 PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint32_t index,
 					   struct precopy_engine_dev_info *out)

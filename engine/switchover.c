@@ -9,11 +9,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
+#include "../common/util.h"
 
 /* Move every device to the quiesced state that matches where it is:
  * RUNNING -> RUNNING_P2P, PRE_COPY -> PRE_COPY_P2P, for devices with P2P. */

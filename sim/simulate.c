@@ -29,7 +29,7 @@
  *    continuously because only harvests observe the bitmap. The vCPUs stop
  *    at switchover: the workload writes nothing after it.
  *
- *  - Devices. Fake VFIO devices (sim/fake_vfio*.c) with the scenario's
+ *  - Devices. Fake VFIO devices (fake/vfio*.c) with the scenario's
  *    initial bytes, stop-copy size, pre-copy dirty rate, transition latency
  *    and DMA rate, all on the virtual clock. Their DMA lands anywhere in
  *    guest RAM and marks only their DMA log (dma_log_only: guest RAM is
@@ -70,10 +70,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "precopy/dest.h"
 #include "precopy/engine.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "../ioctl/uapi_compat.h"
 #include "simulator.h"
+#include "../common/util.h"
 
 #define T0_NS 1000000000ull          /* the virtual clock at the start */
 #define MIN_ITER_NS 10000000ull      /* 10 ms */
@@ -403,11 +405,6 @@ static int engine_fail(struct run *r, const char *step, int err)
 		seterr(r, step, err, precopy_engine_strerror(r->e));
 	r->res->outcome = SIM_FAILED;
 	return 0;
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 /* Bring the guest up to the clock, deliver a due return path, then ask

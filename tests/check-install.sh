@@ -5,7 +5,7 @@
 # then `make install PREFIX=<temporary dir>`; then, through pkg-config and
 # nothing else:
 #   - the installed libprecopy.pc names that prefix and the headers'
-#     version, and precopy/sim.h (the fake kernel's header, which no
+#     version, and precopy/fake.h (the fake kernel's header, which no
 #     installed library implements) is not installed;
 #   - every function libprecopy.so exports and every installed tool has a
 #     man page, each renders without a groff warning, and
@@ -38,8 +38,8 @@ for v in libdir includedir; do
     d=$(pkg-config --variable=$v libprecopy)
     case $d in "$prefix"/*) ;; *) echo "check-install: $v=$d is outside $prefix" >&2; exit 1 ;; esac
 done
-if [ -e "$prefix/include/precopy/sim.h" ]; then
-    echo "check-install: precopy/sim.h is installed, but no installed library defines its functions" >&2
+if [ -e "$prefix/include/precopy/fake.h" ]; then
+    echo "check-install: precopy/fake.h is installed, but no installed library defines its functions" >&2
     exit 1
 fi
 

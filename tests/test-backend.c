@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "precopy.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 
 static bool fd_open(int fd)
 {

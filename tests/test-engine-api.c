@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Engine API: config validation (exact -errno per missing or bad member),
  * calls in the wrong phase, and the decision plumbing: every decision the
- * engine returns equals what engine/decide.c returns for the inputs the
+ * engine returns equals what estimator/estimator.c returns for the inputs the
  * engine fed it (replayed into a fresh estimator). */
 #include "test-engine.h"
 

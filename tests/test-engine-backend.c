@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* fd-based back-ends as engine devices, end to end over the fake kernel and
- * the fake back-end model (precopy/sim.h): each back-end's state moves at
+ * the fake back-end model (precopy/fake.h): each back-end's state moves at
  * switchover, after the vCPUs and its queues stop, through a pipe into the
  * stream and on the destination through another pipe into its twin, which
  * checks every byte and the length. With and without VFIO devices, a state

@@ -36,7 +36,7 @@
 
 #include "lib/kvm_guest.h"
 #include "precopy.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "../ioctl/uapi_compat.h"
 
 #define PS 4096u

@@ -20,8 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "precopy/dest.h"
 #include "precopy/engine.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "../ioctl/uapi_compat.h"
 
 #define PS 4096u

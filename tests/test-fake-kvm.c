@@ -24,7 +24,7 @@
 
 #include "lib/kvm_guest.h"
 #include "precopy.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 
 enum backend { FAKE = 0, REAL = 1 };
 

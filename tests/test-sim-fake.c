@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "precopy/sim.h"
-#include "../sim/fake_vfio_priv.h"
+#include "precopy/fake.h"
+#include "../fake/vfio_priv.h"
 
 Test(sim_fake, stream_fill_matches_bytewise_definition)
 {

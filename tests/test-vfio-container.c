@@ -14,7 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "precopy.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "../ioctl/uapi_compat.h"
 
 #define K64 (64ull << 10)

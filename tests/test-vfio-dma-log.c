@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "precopy/bitmap.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "precopy/vfio.h"
 #include "../ioctl/uapi_compat.h"
 

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "precopy/vfio.h"
 #include "../ioctl/uapi_compat.h"
 

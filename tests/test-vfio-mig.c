@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "precopy/vfio.h"
 #include "../ioctl/uapi_compat.h"
 

@@ -14,7 +14,7 @@
 # precopy_estimator(3) open precopy_engine(3), where they are declared;
 # precopy(3) lists the families.
 # Section 1: each TOOL (a built binary) gets NAME(1) from `TOOL --help`.
-# The fake kernel's header (precopy/sim.h) is not installed: no page.
+# The fake kernel's header (precopy/fake.h) is not installed: no page.
 set -euo pipefail
 out=${1:?usage: gen-man.sh OUTDIR VERSION [TOOL...]}
 version=${2:?usage: gen-man.sh OUTDIR VERSION [TOOL...]}
@@ -30,7 +30,7 @@ esc() { sed -e 's/\\/\\e/g' -e "s/^\\([.']\\)/\\\\\\&\\1/" -e 's/—/\\(em/g'; }
 families=()
 for h in include/precopy/*.h; do
     base=$(basename "$h" .h)
-    case $base in sim | export) continue ;; esac
+    case $base in fake | export) continue ;; esac
     page=precopy_$base
     families+=("$page")
     upper=$(printf '%s' "$page" | tr '[:lower:]' '[:upper:]')

@@ -15,7 +15,7 @@
  *
  * The back-end itself is reached through a versioned ops table: a real
  * vhost-user connection in a VMM, or the fake back-end of the simulator
- * (precopy/sim.h, "fd-based back-end model").
+ * (precopy/fake.h, "fd-based back-end model").
  *
  * Errors: 0 / fd >= 0 on success, -errno on failure:
  *   -EINVAL   NULL, unknown direction or phase, bad pipe fds, bad ops table

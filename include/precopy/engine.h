@@ -1,18 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* precopy/engine.h — the pre-copy engine: source and destination migration
+/* precopy/engine.h — the source migration engine (struct precopy_engine).
  * engines, and the estimates and switchover decisions they are built on.
  *
- * Two layers:
- *
- *  1. The estimator (bottom of this file): pure arithmetic on what the
- *     caller measured, no clock, no syscall (engine/decide.c).
- *  2. The engines (struct precopy_engine on the source, struct precopy_dest
- *     on the destination): they drive the devices, the dirty logs and the
- *     device-state stream (precopy/stream.h), and feed the estimator. They
- *     read time only through the clock in their config and make every
- *     syscall through the config's `sys` seam (precopy/sys.h), so the same
- *     code runs in a VMM (real clock, real kernel) and in the simulator
- *     (virtual clock, fake kernel).
+ * It drives the devices, the dirty logs and the device-state stream
+ * (precopy/stream.h), and feeds the estimator (precopy/estimator.h). It
+ * reads time only through the clock in its config and makes every syscall
+ * through the config's `sys` seam (precopy/sys.h), so the same code runs in
+ * a VMM (real clock, real kernel) and in the simulator (virtual clock, fake
+ * kernel). The destination engine is precopy/dest.h.
  *
  * Thread safety: an engine, a destination engine and an estimator are each
  * used by one thread at a time (the VMM's migration thread): every
@@ -31,24 +26,6 @@
  * device back to RUNNING, logging stopped, session fds closed, migration
  * memory freed), remembers the error, and precopy_engine_strerror() says
  * what happened. The engine can then start a new migration.
- *
- * ====================================================================
- * The estimator's downtime model:
- *   expected downtime = (RAM dirty bytes + sum of device stop-copy bytes
- *                        + sum of unsent device pre-copy bytes)
- *                       / switchover bandwidth
- *                     + fixed costs (vCPU and device config state)
- *                     + sum of device state-transition latencies
- * A device whose stop-copy size is unknown (its query failed) makes the
- * expected downtime unbounded (UINT64_MAX): switchover is blocked rather
- * than guessed. Sums saturate: a device may report any u64.
- *
- * Convergence: rho = dirty rate / bandwidth, both over the recent window.
- * With rho < 1 the pending bytes shrink geometrically (round i sends
- * P * rho^i); the estimator predicts the iterations and time left. A stall
- * is rho >= 1, or no progress (pending not below (1 - 1/16) of its best)
- * over `stall_iterations` iterations; a stall raises the throttle step by
- * step; the timeout then cancels or forces switchover, as configured.
  */
 #ifndef PRECOPY_ENGINE_H
 #define PRECOPY_ENGINE_H
@@ -58,6 +35,7 @@
 
 #include "precopy/backend.h"
 #include "precopy/bitmap.h"
+#include "precopy/estimator.h"
 #include "precopy/export.h"
 #include "precopy/kvm.h"
 #include "precopy/stream.h"
@@ -67,139 +45,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define PRECOPY_POLICY_VERSION 1
-#define PRECOPY_UNBOUNDED UINT64_MAX /* a time or size that cannot be bounded */
-
-enum precopy_timeout_action {
-	PRECOPY_TIMEOUT_CANCEL = 0, /* give up: the VM keeps running on the source */
-	PRECOPY_TIMEOUT_FORCE = 1,  /* switch over anyway, exceeding the limit */
-};
-
-struct precopy_policy {
-	uint32_t version;               /* PRECOPY_POLICY_VERSION */
-	uint64_t downtime_limit_ns;     /* > 0 */
-	uint64_t switchover_bw_Bps;     /* fixed switchover bandwidth, 0 = measured */
-	uint64_t fixed_downtime_ns;     /* vCPU + device config state */
-	uint32_t throttle_initial;      /* percent, 1..99 (0: never throttle) */
-	uint32_t throttle_increment;    /* percent per step, >= 1 when throttling */
-	uint32_t throttle_max;          /* percent, <= 99 */
-	uint32_t stall_iterations;      /* K for "no progress over K iterations", >= 1 */
-	uint32_t bw_window;             /* iterations averaged for rates, 1..64 */
-	uint64_t timeout_ns;            /* since the first iteration; 0 = none */
-	uint32_t timeout_action;        /* enum precopy_timeout_action */
-};
-
-/* Fill *p with defaults: 300 ms limit, measured bandwidth, 5 ms fixed,
- * throttle 20 / +10 / 99, K = 4, window 5, no timeout, cancel. */
-PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p);
-
-/* The rules precopy_estimator_new() applies to *p. Returns 0, or -EINVAL
- * with the first field broken and its rule in msg ("policy.bw_window: must
- * be 1..64"; msg may be NULL, len 0). */
-PRECOPY_API int precopy_policy_check(const struct precopy_policy *p, char *msg, size_t len);
-
-/* What one iteration did, as the caller measured it. */
-struct precopy_iteration {
-	uint64_t end_ns;          /* time at the end of the iteration */
-	uint64_t send_ns;         /* time spent sending (bandwidth denominator) */
-	uint64_t bytes_sent;      /* RAM + device bytes sent in it */
-	uint64_t dirtied_bytes;   /* bytes newly dirtied since the previous sync
-				   * (newly dirty pages * page size + device dirty growth) */
-	uint64_t ram_pending;     /* RAM bytes dirty and not yet sent, after the sync */
-};
-
-/* What one device reports now. */
-struct precopy_device_status {
-	uint64_t stop_copy_bytes;  /* VFIO_DEVICE_FEATURE_MIG_DATA_SIZE */
-	uint64_t initial_bytes;    /* precopy info (0 when not in PRE_COPY) */
-	uint64_t dirty_bytes;      /* precopy info */
-	uint64_t transition_ns;    /* expected state-transition latency in the downtime */
-	uint8_t stop_copy_known;   /* 0: the size query failed: unbounded */
-	uint8_t pre_copy;          /* in PRE_COPY: needs initial_bytes == 0 and the ACK */
-};
-
-enum precopy_action {
-	PRECOPY_CONTINUE = 0,         /* iterate again */
-	PRECOPY_SWITCHOVER = 1,       /* stop the vCPUs and switch over now */
-	PRECOPY_WAIT_ACK = 2,         /* everything fits but the destination's ACK is missing */
-	PRECOPY_THROTTLE = 3,         /* apply decision.throttle to the vCPUs, then iterate */
-	PRECOPY_ABORT = 4,            /* cancel the migration (decision.reason says why) */
-	PRECOPY_FORCE_SWITCHOVER = 5, /* switch over although the limit is exceeded (policy) */
-};
-
-/* Why switchover could not happen yet (bit set). */
-enum {
-	PRECOPY_BLOCK_DOWNTIME = 1u << 0,      /* expected downtime above the limit */
-	PRECOPY_BLOCK_UNKNOWN_SIZE = 1u << 1,  /* a stop-copy size is unknown */
-	PRECOPY_BLOCK_INITIAL_BYTES = 1u << 2, /* a PRE_COPY device still has initial bytes */
-	PRECOPY_BLOCK_ACK = 1u << 3,           /* switchover-ack not received */
-	PRECOPY_BLOCK_NO_BANDWIDTH = 1u << 4,  /* nothing measured yet */
-	PRECOPY_BLOCK_DEVICE_FLOOR = 1u << 5,  /* device stop-copy bytes at the bandwidth,
-						* transitions and fixed costs alone exceed
-						* the limit: no throttle can help */
-};
-
-struct precopy_decision {
-	uint32_t action;               /* enum precopy_action */
-	uint32_t blocked;              /* PRECOPY_BLOCK_* when not switching over */
-	uint32_t throttle;             /* percent the vCPUs should run throttled at */
-	uint32_t stalled;              /* 1 if the limit cannot be met at current rates */
-	const char *reason;            /* static text for ABORT / FORCE / THROTTLE, else "" */
-	uint64_t iteration;            /* iterations recorded so far */
-	uint64_t bandwidth_Bps;        /* switchover bandwidth used */
-	uint64_t dirty_rate_Bps;       /* over the window */
-	double rho;                    /* dirty rate / bandwidth (inf if no bandwidth) */
-	uint64_t ram_pending;          /* bytes */
-	uint64_t device_stop_copy;     /* bytes, saturated sum (UNBOUNDED if unknown) */
-	uint64_t device_precopy;       /* unsent initial + dirty bytes, saturated sum */
-	uint64_t pending_bytes;        /* the three above, saturated */
-	uint64_t transitions_ns;       /* sum of device transition latencies */
-	uint64_t expected_downtime_ns; /* UNBOUNDED when it cannot be bounded */
-	uint64_t predicted_iterations; /* until the limit is met; UNBOUNDED if rho >= 1 */
-	uint64_t predicted_time_ns;    /* until the limit is met; UNBOUNDED if rho >= 1 */
-	uint64_t stalled_since_ns;     /* end_ns when the stall was first reported, or 0 */
-	uint64_t device_floor_ns;      /* the downtime with no RAM left: device stop-copy
-					* bytes / bandwidth + transitions + fixed
-					* (UNBOUNDED if a size is unknown or no bandwidth) */
-};
-
-struct precopy_estimator;
-
-/* Create an estimator for one migration from *policy (copied). Returns it,
- * or NULL with *err = -EINVAL (bad version or value) / -ENOMEM. Free with
- * precopy_estimator_free(). */
-PRECOPY_API struct precopy_estimator *precopy_estimator_new(const struct precopy_policy *policy,
-							    int *err);
-PRECOPY_API void precopy_estimator_free(struct precopy_estimator *est);
-
-/* Record an iteration. Returns 0, or -EINVAL (NULL, end_ns going backwards). */
-PRECOPY_API int precopy_estimator_record(struct precopy_estimator *est,
-					 const struct precopy_iteration *it);
-
-/* Decide what to do now, given every device's status and whether the
- * destination's switchover-ack has arrived (ignored when no device is in
- * PRE_COPY). `now_ns` is the caller's clock (for the timeout). Fills *out.
- * A THROTTLE decision is remembered: the next decisions report that level.
- * Returns 0 or -EINVAL (NULL est/out, devs NULL with ndevs > 0). */
-PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *est,
-					 const struct precopy_device_status *devs, size_t ndevs,
-					 int ack_received, uint64_t now_ns,
-					 struct precopy_decision *out);
-
-/* Pure downtime model (no state): fills the byte sums, transitions_ns and
- * expected_downtime_ns of *out for the given bandwidth (0 = unbounded). */
-PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct precopy_device_status *devs,
-					size_t ndevs, uint64_t bandwidth_Bps, uint64_t fixed_ns,
-					struct precopy_decision *out);
-
-/* Name of an action ("continue", "switchover", ...). */
-PRECOPY_API const char *precopy_action_name(uint32_t action);
-
-/* Write *d as one JSON object into buf (always NUL-terminated when len > 0).
- * Returns the length it needs (excluding the NUL), like snprintf; compare
- * with len to detect truncation. */
-PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len);
 
 /* ====================================================================
  * The source engine
@@ -529,7 +374,7 @@ PRECOPY_API int precopy_engine_interrupt(struct precopy_engine *e);
  * estimate (cached device sizes, RAM pending); when it says switchover may
  * be near (or nothing was measured yet) runs the exact query: fresh precopy
  * info and stop-copy size from every device and a RAM sync. Then records
- * the iteration in the estimator and asks it (engine/decide.c) with the
+ * the iteration in the estimator and asks it (estimator/estimator.c) with the
  * devices' status and the switchover-ack state.
  * In the middle of a pass (precopy_engine_next_pages() has pages left after
  * its cursor) the cheap estimate counts those pages at the last measured
@@ -714,150 +559,6 @@ PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct prec
  * NUL), like snprintf, or -EINVAL for NULL s. */
 PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats *s, char *buf, size_t len);
 PRECOPY_API int precopy_engine_downtime_json(const struct precopy_engine_downtime *s, char *buf, size_t len);
-
-/* ====================================================================
- * The destination engine
- * ====================================================================
- *
- *   d = precopy_dest_new(&cfg, &err);
- *   precopy_dest_start(d);                  // devices -> RESUMING
- *   while (!ended)
- *       precopy_dest_poll(d, 100);           // or precopy_dest_feed(d, buf, n)
- *                                            // (RP_ACK sent when due)
- *   precopy_dest_complete(d);               // devices -> STOP -> RUNNING
- *
- * Switchover-ack: once every device the stream declared has been set up and
- * each PRE_COPY device's initial data has been written to its data fd (the
- * source sent DEV_INITIAL_SENT after it), one RP_ACK goes on the return
- * path. A stream without PRE_COPY devices gets no ACK. A failure sends an
- * RP_ERROR (best effort) and cancels: every device back to RUNNING.
- */
-
-#define PRECOPY_DEST_CONFIG_VERSION 1
-
-struct precopy_dest_device {
-	uint32_t id;      /* the stream's device id */
-	int device_fd;    /* open VFIO device fd, borrowed */
-};
-
-/* An fd-based back-end on the destination (precopy/backend.h): at
- * precopy_dest_start() the engine creates a pipe (sys pipe2) and hands its
- * read end to the back-end (LOAD; its queues must be stopped, else
- * -EBUSY); the back-end's DEV_DATA records are written into the pipe as
- * they arrive; at its DEV_END the engine closes the pipe (the back-end's
- * end of file) and asks the back-end (check_state): a failure there fails
- * the incoming migration (RP_ERROR naming the back-end's id). */
-struct precopy_dest_backend {
-	uint32_t id;                           /* the stream's id for it */
-	const struct precopy_backend_ops *ops; /* copied */
-	void *ctx;
-};
-
-/* Return-path sink (instead of rp_fd): take all len bytes or -errno. */
-typedef int (*precopy_dest_rp_fn)(void *ctx, const void *buf, size_t len);
-
-struct precopy_dest_config {
-	uint32_t version;               /* PRECOPY_DEST_CONFIG_VERSION */
-	struct precopy_clock clock;     /* required */
-	const struct precopy_sys *sys;  /* required */
-	const struct precopy_dest_device *devices; /* copied; may be empty (a VM
-						    * without devices: the stream carries
-						    * its header and end only) */
-	uint32_t ndevices;
-	int stream_fd;                  /* read by precopy_dest_poll(); -1: feed only */
-	int rp_fd;                      /* written through sys; or -1 and rp_sink */
-	precopy_dest_rp_fn rp_sink;
-	void *rp_ctx;
-	struct precopy_stream_limits limits; /* zeros: defaults */
-	uint64_t io_timeout_ns;         /* longest device / rp write wait; 0: 10 s */
-	const struct precopy_dest_backend *backends; /* copied; may be empty */
-	uint32_t nbackends;
-};
-
-/* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock,
- * precopy_sys_real(), stream_fd and rp_fd -1, everything else 0 (no
- * devices, default limits and timeout). NULL is a no-op. */
-PRECOPY_API void precopy_dest_config_init(struct precopy_dest_config *cfg);
-
-/* The rules precopy_dest_new() applies before it opens a device or a
- * back-end: the first broken one, named by field and rule, into msg (as
- * precopy_engine_config_check()). Returns 0, -EINVAL or -E2BIG. */
-PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *cfg, char *msg, size_t len);
-
-struct precopy_dest;
-
-/* Create a destination engine. Opens a handle on every device.
- * Returns it (free with precopy_dest_free()) or NULL with *err: -EINVAL
- * (NULL, version, clock, sys, devices or backends NULL with a count > 0, duplicate/NONE id among devices and
- * back-ends, fd < 0, a back-end ops table precopy_backend_xfer_new()
- * refuses, both or neither of rp_fd / rp_sink, bad limits), -E2BIG (more
- * than PRECOPY_STREAM_CAP_MAX_DEVICES devices and back-ends), -ENOTTY / -EOPNOTSUPP (a device
- * cannot migrate), -ENOMEM. */
-PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_config *cfg, int *err);
-
-/* The destination's counterpart of precopy_engine_interrupt(): from any
- * thread, ends every wait within one poll interval; precopy_dest_poll()
- * or precopy_dest_feed() in progress or next fails with -ECANCELED after
- * cancelling the load (devices back to RUNNING). precopy_dest_start()
- * forgets an earlier one. Returns 0, -EINVAL (NULL). */
-PRECOPY_API int precopy_dest_interrupt(struct precopy_dest *d);
-
-/* Cancel if running, release everything (borrowed fds stay open). */
-PRECOPY_API void precopy_dest_free(struct precopy_dest *d);
-
-/* Every device to RESUMING, every back-end's LOAD transfer started, a
- * fresh stream decoder. Returns 0, -EBUSY (running, or a back-end's queues
- * run), or -errno (devices back to RUNNING, back-end transfers abandoned). */
-PRECOPY_API int precopy_dest_start(struct precopy_dest *d);
-
-/* Consume stream bytes (any split). Device data goes to the devices' data
- * fds as it arrives; the ACK is sent when due. Returns 0, -EBUSY (not
- * started), or -errno: the decoder's -EBADMSG / -EPROTO (a device the
- * config lacks is -EPROTO), a device write's -errno, a back-end pipe
- * write's -errno or its check_state verdict at DEV_END, the return path's
- * -errno; -ETIMEDOUT when a device, a back-end pipe or the return path
- * takes no byte for io_timeout_ns, measured on the clock and in 10 ms poll
- * rounds (a clock that stands still cannot hold the call). Cancelled on
- * any error; precopy_dest_strerror() names the step. */
-PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_t len);
-
-/* Wait up to timeout_ms (< 0: no limit) for stream_fd, read what is there
- * (up to 64 KiB) and feed it. Returns bytes consumed (> 0), 0 at the end of
- * the stream (the peer closed; -EBADMSG instead if STREAM_END was not
- * seen), -EAGAIN (nothing within the timeout), -ECANCELED
- * (precopy_dest_interrupt()), -EINVAL (no stream_fd), or as
- * precopy_dest_feed(). */
-PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms);
-
-/* 1 once STREAM_END was decoded, 0 before, -EINVAL for NULL. */
-PRECOPY_API int precopy_dest_ended(const struct precopy_dest *d);
-
-/* 1 once the ACK was sent, 0 before, -EINVAL for NULL. */
-PRECOPY_API int precopy_dest_acked(const struct precopy_dest *d);
-
-/* After STREAM_END: every device RESUMING -> STOP (the device checks the
- * state it loaded), then to RUNNING (through RUNNING_P2P for all P2P
- * devices first). Returns 0, -EBUSY (stream not ended), or the device's
- * -errno (cancelled). */
-PRECOPY_API int precopy_dest_complete(struct precopy_dest *d);
-
-/* Abandon the incoming migration: every device back to RUNNING (reset where
- * recovery fails), sessions closed. Returns 0 or the first -errno. */
-PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d);
-
-/* Last failure text or "". */
-PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d);
-
-/* Back-end `index` (config order): bytes written into its pipe so far and
- * whether its load was checked successfully (1) or not yet (0).
- * Returns 0, -EINVAL, -ENOENT. */
-PRECOPY_API int precopy_dest_backend_state(const struct precopy_dest *d, uint32_t index, uint64_t *bytes,
-					   int *checked);
-
-/* Device `index` (config order): its VFIO state and bytes written to it.
- * Returns 0, -EINVAL, -ENOENT. */
-PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t index, uint32_t *state,
-					  uint64_t *bytes);
 
 #ifdef __cplusplus
 }

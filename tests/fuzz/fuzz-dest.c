@@ -22,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "precopy/dest.h"
 #include "precopy/engine.h"
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "precopy/stream.h"
 #include "stream_crcs.h"
 #include "../../ioctl/uapi_compat.h"

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fake_vfio_priv.h"
+#include "vfio_priv.h"
 
 /* ---- the state stream's bytes, fast ---------------------------------- *
  * fv_stream_byte(seed, off) = low byte of (off * K) >> 7, xor off >> 13, xor
@@ -138,7 +138,7 @@ uint64_t fake_vfio_produce(struct precopy_fake_vfio *dev, struct session *s, uin
 		return 0;
 	want = max - buffered;
 	if (fv_in_precopy(dev->state))
-		want = want < fv_sat_add(dev->initial_left, dev->dirty) ? want : fv_sat_add(dev->initial_left, dev->dirty);
+		want = want < sat_add(dev->initial_left, dev->dirty) ? want : sat_add(dev->initial_left, dev->dirty);
 	else if (dev->state == VFIO_DEVICE_STATE_STOP_COPY)
 		want = want < dev->sc_left ? want : dev->sc_left;
 	else

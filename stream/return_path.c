@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* engine/stream_rp.c — incremental decoder of the return path
+/* stream/return_path.c — incremental decoder of the return path
  * (destination -> source): RP_ACK (switchover-ack) and RP_ERROR. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream_wire.h"
+#include "wire.h"
 
 #define RP_PAYLOAD_MAX (PRECOPY_STREAM_ERROR_FIXED + PRECOPY_STREAM_REASON_MAX)
 

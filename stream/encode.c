@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* engine/stream_encode.c — stateless encoders for the device-state stream
+/* stream/encode.c — stateless encoders for the device-state stream
  * and its return path: each writes one record into a caller buffer. */
 #include <errno.h>
 #include <string.h>
 
-#include "stream_wire.h"
+#include "wire.h"
 
 /* Checks shared by every encoder: a buffer and enough room. */
 static int room(const void *buf, size_t cap, size_t need)

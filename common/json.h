@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "precopy/engine.h"
+#include "precopy/estimator.h"
 
 /* A u64 as a JSON number, or null for PRECOPY_UNBOUNDED. Returns b. */
 static inline const char *json_u64(char *b, size_t n, uint64_t v)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fake_vfio_priv.h"
+#include "vfio_priv.h"
 
 /* ---- DMA into guest memory and the device's own log ------------------- */
 

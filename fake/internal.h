@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* sim/fake_internal.h — shared between the fake kernel's files; not public. */
+/* fake/internal.h — shared between the fake kernel's files; not public. */
 #ifndef PRECOPY_FAKE_INTERNAL_H
 #define PRECOPY_FAKE_INTERNAL_H
 
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 #include "precopy/sys.h"
 
 enum fk_kind { FK_NONE = 0, FK_DEVICE, FK_DATA, FK_TYPE1, FK_IOMMUFD, FK_KVM_VM };

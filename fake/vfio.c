@@ -3,8 +3,8 @@
  * VFIO_DEVICE_FEATURE checks and errno of the vfio core, the FSM (through
  * precopy_vfio_fsm_next, arc by arc, as a driver walks it), PRE_COPY
  * accounting on the clock it is given, reset, and the model's controls.
- * Data sessions live in fake_vfio_data.c, device DMA and DMA logging in
- * fake_vfio_dma.c. Behaviour where drivers differ follows mlx5 (START
+ * Data sessions live in fake/vfio_data.c, device DMA and DMA logging in
+ * fake/vfio_dma.c. Behaviour where drivers differ follows mlx5 (START
  * while started: -EINVAL; STOP while stopped: 0). */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fake_vfio_priv.h"
+#include "vfio_priv.h"
 
 static uint64_t next_rand(struct precopy_fake_vfio *dev)
 {
@@ -38,7 +38,7 @@ void fake_vfio_advance(struct precopy_fake_vfio *dev)
 	if (!dt)
 		return;
 	if (fv_in_precopy(dev->state) && dev->cur && !dev->cur->dead)
-		dev->dirty = fv_sat_add(dev->dirty, fv_mul_div(dev->cfg.dirty_rate, dt, 1000000000ull));
+		dev->dirty = sat_add(dev->dirty, fv_mul_div(dev->cfg.dirty_rate, dt, 1000000000ull));
 	if (fv_running(dev->state) && fv_has_guest_mem(dev) && dev->cfg.dma_pages_per_sec) {
 		uint64_t pages_in_mem = dev->mem_len / 4096, n;
 
@@ -89,7 +89,7 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 		return 0;
 	}
 	if (fv_in_precopy(from) && to == VFIO_DEVICE_STATE_STOP_COPY) {
-		dev->sc_left = fv_sat_add(dev->cfg.stop_copy_bytes, fv_sat_add(dev->initial_left, dev->dirty));
+		dev->sc_left = sat_add(dev->cfg.stop_copy_bytes, sat_add(dev->initial_left, dev->dirty));
 		dev->initial_left = dev->dirty = 0;
 		return 0;
 	}
@@ -229,7 +229,7 @@ static int feature(struct precopy_fake_vfio *dev, struct vfio_device_feature *f)
 		fake_vfio_advance(dev);
 		m->stop_copy_length = dev->state == VFIO_DEVICE_STATE_STOP_COPY
 					      ? dev->sc_left
-					      : fv_sat_add(dev->cfg.stop_copy_bytes, fv_sat_add(dev->initial_left, dev->dirty));
+					      : sat_add(dev->cfg.stop_copy_bytes, sat_add(dev->initial_left, dev->dirty));
 		return 0;
 	}
 	default:

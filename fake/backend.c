@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The fd-based back-end model (see precopy/sim.h): a back-end whose state
+/* The fd-based back-end model (see precopy/fake.h): a back-end whose state
  * moves through a real pipe on its own thread, with fault injection. It
  * stands for another process, so it makes real syscalls on its own fd. */
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "precopy/sim.h"
+#include "precopy/fake.h"
 
 static uint64_t splitmix64(uint64_t x)
 {

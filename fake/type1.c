@@ -12,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fake_vfio_priv.h"
+#include "vfio_priv.h"
 
 #define MAX_DEVS 8
 #define DEFAULT_PGSIZES ((1ull << 12) | (1ull << 21) | (1ull << 30))

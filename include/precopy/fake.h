@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* precopy/sim.h — the simulator's fake kernel and device models.
+/* precopy/fake.h — the fake kernel and device models (tests, simulator).
  *
  * Thread safety: stated per section below. The fake kernel serializes its
  * own model state with an internal mutex, so its sys table may be used
  * from several threads; the configuration calls (precopy_fake_*) must not
  * race with precopy_fake_kernel_free().
  */
-#ifndef PRECOPY_SIM_H
-#define PRECOPY_SIM_H
+#ifndef PRECOPY_FAKE_H
+#define PRECOPY_FAKE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,9 +23,9 @@ extern "C" {
 
 /* ======================================================================
  * Fake kernel: fd table, VFIO device model, type1 container and iommufd
- * models, KVM VM dirty-log model, fault injection (sim/fake_kernel.c,
- * sim/fake_vfio*.c, sim/fake_type1.c, sim/fake_iommufd.c, sim/fake_kvm.c,
- * sim/fault.c)
+ * models, KVM VM dirty-log model, fault injection (fake/kernel.c,
+ * fake/vfio*.c, fake/type1.c, fake/iommufd.c, fake/kvm.c,
+ * fake/fault.c)
  *
  * A `struct precopy_fake_kernel` provides a `struct precopy_sys` whose
  * ioctls on fake fds are served by userspace models of the kernel's
@@ -60,7 +60,7 @@ PRECOPY_API void precopy_fake_kernel_free(struct precopy_fake_kernel *fk);
  * precopy_fake_kernel_free(). */
 PRECOPY_API const struct precopy_sys *precopy_fake_kernel_sys(struct precopy_fake_kernel *fk);
 
-/* ---- fault injection (sim/fault.c) ------------------------------------ */
+/* ---- fault injection (fake/fault.c) ------------------------------------ */
 
 enum precopy_fake_op {
 	PRECOPY_FAKE_OP_IOCTL = 0,
@@ -107,7 +107,7 @@ PRECOPY_API void precopy_fake_fault_clear(struct precopy_fake_kernel *fk);
 /* Calls of op seen so far (faulted or not). */
 PRECOPY_API uint64_t precopy_fake_op_calls(struct precopy_fake_kernel *fk, enum precopy_fake_op op);
 
-/* ---- the VFIO device model (sim/fake_vfio*.c) -------------------------- */
+/* ---- the VFIO device model (fake/vfio*.c) -------------------------- */
 
 struct precopy_fake_vfio_cfg {
 	uint64_t mig_flags;	    /* VFIO_MIGRATION_*; 0: no migration support (-ENOTTY) */
@@ -194,7 +194,7 @@ PRECOPY_API uint8_t precopy_fake_vfio_stream_byte(uint32_t seed, uint64_t off);
 /* Snapshot of the model. */
 PRECOPY_API void precopy_fake_vfio_get_stats(struct precopy_fake_vfio *dev, struct precopy_fake_vfio_stats *st);
 
-/* ---- the type1 container model (sim/fake_type1.c) ----------------------
+/* ---- the type1 container model (fake/type1.c) ----------------------
  *
  * A VFIO container set to VFIO_TYPE1v2_IOMMU. Its fd serves
  * VFIO_CHECK_EXTENSION, VFIO_IOMMU_GET_INFO (flags PGSIZES|CAPS; the
@@ -238,7 +238,7 @@ PRECOPY_API int precopy_fake_type1_new(struct precopy_fake_kernel *fk, const str
 PRECOPY_API int precopy_fake_type1_attach(struct precopy_fake_type1 *ct, struct precopy_fake_vfio *dev,
 					  int pinned_scope);
 
-/* ---- the iommufd model (sim/fake_iommufd.c) -----------------------------
+/* ---- the iommufd model (fake/iommufd.c) -----------------------------
  *
  * One IOAS with mappings made by precopy_fake_iommufd_map() (the IOAS
  * ioctls are not modelled) and up to 8 hardware page tables over it. The
@@ -279,7 +279,7 @@ PRECOPY_API int precopy_fake_iommufd_map(struct precopy_fake_iommufd *ictx, uint
 PRECOPY_API int precopy_fake_iommufd_attach(struct precopy_fake_iommufd *ictx, uint32_t hwpt_id,
 					    struct precopy_fake_vfio *dev);
 
-/* ---- the KVM VM dirty-log model (sim/fake_kvm.c) ------------------------
+/* ---- the KVM VM dirty-log model (fake/kvm.c) ------------------------
  *
  * A VM fd serving KVM_CHECK_EXTENSION, KVM_ENABLE_CAP
  * (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE
@@ -393,4 +393,4 @@ PRECOPY_API uint64_t precopy_fake_backend_bytes(const struct precopy_fake_backen
 }
 #endif
 
-#endif /* PRECOPY_SIM_H */
+#endif /* PRECOPY_FAKE_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* sim/fake_vfio_priv.h — the VFIO device model's state, shared by the files
- * that implement it: fake_vfio.c (the FSM as a driver walks it,
+/* fake/vfio_priv.h — the VFIO device model's state, shared by the files
+ * that implement it: fake/vfio.c (the FSM as a driver walks it,
  * VFIO_DEVICE_FEATURE as the vfio core checks it, reset, the model's
  * controls), fake_vfio_data.c (migration data sessions over socketpairs) and
  * fake_vfio_dma.c (device DMA into guest memory and the DMA-logging
@@ -14,7 +14,8 @@
 
 #include "precopy/vfio.h"
 #include "../ioctl/uapi_compat.h"
-#include "fake_internal.h"
+#include "internal.h"
+#include "../common/util.h"
 
 #define CHUNK (64 * 1024)
 /* The core accepts as many ranges as fit in one 4 KiB kernel page. */
@@ -79,11 +80,6 @@ static inline const struct precopy_sys *fv_real(void)
 static inline int fv_is_pow2(uint64_t x)
 {
 	return x && !(x & (x - 1));
-}
-
-static inline uint64_t fv_sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 static inline uint64_t fv_mul_div(uint64_t a, uint64_t b, uint64_t c)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* engine/stream_wire.c — CRC-32C and the record header codec shared by the
+/* stream/wire.c — CRC-32C and the record header codec shared by the
  * device-state stream encoder and decoders. */
 #include <errno.h>
 #include <nmmintrin.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <stdio.h>
 
-#include "stream_wire.h"
+#include "wire.h"
 
 const uint8_t precopy__stream_preamble[PRECOPY_STREAM_PREAMBLE_SIZE] = {
 	0x89, 'P', 'C', 'S', 0x0D, 0x0A, 0x1A, 0x0A,

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* engine/stream_decode.c — incremental (push) decoder of the device-state
+/* stream/decode.c — incremental (push) decoder of the device-state
  * stream: framing, limits, per-device ordering, events. Pure code. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream_wire.h"
+#include "wire.h"
 
 enum rx_phase {
 	RX_PREAMBLE, /* collecting the 8 preamble bytes */

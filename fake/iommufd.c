@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fake_vfio_priv.h"
+#include "vfio_priv.h"
 
 #define MAX_HWPT 8
 #define FIRST_ID 2 /* object ids start above the IOAS's */

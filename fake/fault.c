@@ -6,7 +6,7 @@
 
 #include <linux/vfio.h>
 
-#include "fake_internal.h"
+#include "internal.h"
 
 static int can_be_short(enum precopy_fake_op op)
 {

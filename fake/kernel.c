@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fake_internal.h"
+#include "internal.h"
 
 static const struct precopy_sys *real(void)
 {

@@ -17,7 +17,7 @@
 
 #include <linux/kvm.h>
 
-#include "fake_internal.h"
+#include "internal.h"
 
 #define PG 4096ull
 #define AS_NUM 2u		      /* x86 with SMM: two address spaces */

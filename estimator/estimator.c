@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "precopy/engine.h"
-#include "json.h"
+#include "precopy/estimator.h"
+#include "../common/json.h"
+#include "../common/util.h"
 
 #define MAX_WINDOW 64u
 
@@ -29,11 +30,6 @@ struct precopy_estimator {
 	uint32_t throttle;
 	uint64_t stalled_since_ns;
 };
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 /* bytes / (bytes per second) in ns, saturating; bw 0 = unbounded. */
 static uint64_t xfer_ns(uint64_t bytes, uint64_t bw)

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/* precopy/estimator.h — the estimator: pure arithmetic on what the caller
+ * measured (iterations, bandwidth, dirty rate, device sizes), no clock, no
+ * syscall (estimator/estimator.c). The engines (precopy/engine.h,
+ * precopy/dest.h) feed it; a VMM may also use it alone.
+ *
+ * Thread safety: an estimator is used by one thread at a time; distinct
+ * estimators are independent. Errors: -errno, never errno.
+ *
+ * The downtime model:
+ *   expected downtime = (RAM dirty bytes + sum of device stop-copy bytes
+ *                        + sum of unsent device pre-copy bytes)
+ *                       / switchover bandwidth
+ *                     + fixed costs (vCPU and device config state)
+ *                     + sum of device state-transition latencies
+ * A device whose stop-copy size is unknown (its query failed) makes the
+ * expected downtime unbounded (UINT64_MAX): switchover is blocked rather
+ * than guessed. Sums saturate: a device may report any u64.
+ *
+ * Convergence: rho = dirty rate / bandwidth, both over the recent window.
+ * With rho < 1 the pending bytes shrink geometrically (round i sends
+ * P * rho^i); the estimator predicts the iterations and time left. A stall
+ * is rho >= 1, or no progress (pending not below (1 - 1/16) of its best)
+ * over `stall_iterations` iterations; a stall raises the throttle step by
+ * step; the timeout then cancels or forces switchover, as configured.
+ */
+#ifndef PRECOPY_ESTIMATOR_H
+#define PRECOPY_ESTIMATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "precopy/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PRECOPY_POLICY_VERSION 1
+#define PRECOPY_UNBOUNDED UINT64_MAX /* a time or size that cannot be bounded */
+
+enum precopy_timeout_action {
+	PRECOPY_TIMEOUT_CANCEL = 0, /* give up: the VM keeps running on the source */
+	PRECOPY_TIMEOUT_FORCE = 1,  /* switch over anyway, exceeding the limit */
+};
+
+struct precopy_policy {
+	uint32_t version;               /* PRECOPY_POLICY_VERSION */
+	uint64_t downtime_limit_ns;     /* > 0 */
+	uint64_t switchover_bw_Bps;     /* fixed switchover bandwidth, 0 = measured */
+	uint64_t fixed_downtime_ns;     /* vCPU + device config state */
+	uint32_t throttle_initial;      /* percent, 1..99 (0: never throttle) */
+	uint32_t throttle_increment;    /* percent per step, >= 1 when throttling */
+	uint32_t throttle_max;          /* percent, <= 99 */
+	uint32_t stall_iterations;      /* K for "no progress over K iterations", >= 1 */
+	uint32_t bw_window;             /* iterations averaged for rates, 1..64 */
+	uint64_t timeout_ns;            /* since the first iteration; 0 = none */
+	uint32_t timeout_action;        /* enum precopy_timeout_action */
+};
+
+/* Fill *p with defaults: 300 ms limit, measured bandwidth, 5 ms fixed,
+ * throttle 20 / +10 / 99, K = 4, window 5, no timeout, cancel. */
+PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p);
+
+/* The rules precopy_estimator_new() applies to *p. Returns 0, or -EINVAL
+ * with the first field broken and its rule in msg ("policy.bw_window: must
+ * be 1..64"; msg may be NULL, len 0). */
+PRECOPY_API int precopy_policy_check(const struct precopy_policy *p, char *msg, size_t len);
+
+/* What one iteration did, as the caller measured it. */
+struct precopy_iteration {
+	uint64_t end_ns;          /* time at the end of the iteration */
+	uint64_t send_ns;         /* time spent sending (bandwidth denominator) */
+	uint64_t bytes_sent;      /* RAM + device bytes sent in it */
+	uint64_t dirtied_bytes;   /* bytes newly dirtied since the previous sync
+				   * (newly dirty pages * page size + device dirty growth) */
+	uint64_t ram_pending;     /* RAM bytes dirty and not yet sent, after the sync */
+};
+
+/* What one device reports now. */
+struct precopy_device_status {
+	uint64_t stop_copy_bytes;  /* VFIO_DEVICE_FEATURE_MIG_DATA_SIZE */
+	uint64_t initial_bytes;    /* precopy info (0 when not in PRE_COPY) */
+	uint64_t dirty_bytes;      /* precopy info */
+	uint64_t transition_ns;    /* expected state-transition latency in the downtime */
+	uint8_t stop_copy_known;   /* 0: the size query failed: unbounded */
+	uint8_t pre_copy;          /* in PRE_COPY: needs initial_bytes == 0 and the ACK */
+};
+
+enum precopy_action {
+	PRECOPY_CONTINUE = 0,         /* iterate again */
+	PRECOPY_SWITCHOVER = 1,       /* stop the vCPUs and switch over now */
+	PRECOPY_WAIT_ACK = 2,         /* everything fits but the destination's ACK is missing */
+	PRECOPY_THROTTLE = 3,         /* apply decision.throttle to the vCPUs, then iterate */
+	PRECOPY_ABORT = 4,            /* cancel the migration (decision.reason says why) */
+	PRECOPY_FORCE_SWITCHOVER = 5, /* switch over although the limit is exceeded (policy) */
+};
+
+/* Why switchover could not happen yet (bit set). */
+enum {
+	PRECOPY_BLOCK_DOWNTIME = 1u << 0,      /* expected downtime above the limit */
+	PRECOPY_BLOCK_UNKNOWN_SIZE = 1u << 1,  /* a stop-copy size is unknown */
+	PRECOPY_BLOCK_INITIAL_BYTES = 1u << 2, /* a PRE_COPY device still has initial bytes */
+	PRECOPY_BLOCK_ACK = 1u << 3,           /* switchover-ack not received */
+	PRECOPY_BLOCK_NO_BANDWIDTH = 1u << 4,  /* nothing measured yet */
+	PRECOPY_BLOCK_DEVICE_FLOOR = 1u << 5,  /* device stop-copy bytes at the bandwidth,
+						* transitions and fixed costs alone exceed
+						* the limit: no throttle can help */
+};
+
+struct precopy_decision {
+	uint32_t action;               /* enum precopy_action */
+	uint32_t blocked;              /* PRECOPY_BLOCK_* when not switching over */
+	uint32_t throttle;             /* percent the vCPUs should run throttled at */
+	uint32_t stalled;              /* 1 if the limit cannot be met at current rates */
+	const char *reason;            /* static text for ABORT / FORCE / THROTTLE, else "" */
+	uint64_t iteration;            /* iterations recorded so far */
+	uint64_t bandwidth_Bps;        /* switchover bandwidth used */
+	uint64_t dirty_rate_Bps;       /* over the window */
+	double rho;                    /* dirty rate / bandwidth (inf if no bandwidth) */
+	uint64_t ram_pending;          /* bytes */
+	uint64_t device_stop_copy;     /* bytes, saturated sum (UNBOUNDED if unknown) */
+	uint64_t device_precopy;       /* unsent initial + dirty bytes, saturated sum */
+	uint64_t pending_bytes;        /* the three above, saturated */
+	uint64_t transitions_ns;       /* sum of device transition latencies */
+	uint64_t expected_downtime_ns; /* UNBOUNDED when it cannot be bounded */
+	uint64_t predicted_iterations; /* until the limit is met; UNBOUNDED if rho >= 1 */
+	uint64_t predicted_time_ns;    /* until the limit is met; UNBOUNDED if rho >= 1 */
+	uint64_t stalled_since_ns;     /* end_ns when the stall was first reported, or 0 */
+	uint64_t device_floor_ns;      /* the downtime with no RAM left: device stop-copy
+					* bytes / bandwidth + transitions + fixed
+					* (UNBOUNDED if a size is unknown or no bandwidth) */
+};
+
+struct precopy_estimator;
+
+/* Create an estimator for one migration from *policy (copied). Returns it,
+ * or NULL with *err = -EINVAL (bad version or value) / -ENOMEM. Free with
+ * precopy_estimator_free(). */
+PRECOPY_API struct precopy_estimator *precopy_estimator_new(const struct precopy_policy *policy,
+							    int *err);
+PRECOPY_API void precopy_estimator_free(struct precopy_estimator *est);
+
+/* Record an iteration. Returns 0, or -EINVAL (NULL, end_ns going backwards). */
+PRECOPY_API int precopy_estimator_record(struct precopy_estimator *est,
+					 const struct precopy_iteration *it);
+
+/* Decide what to do now, given every device's status and whether the
+ * destination's switchover-ack has arrived (ignored when no device is in
+ * PRE_COPY). `now_ns` is the caller's clock (for the timeout). Fills *out.
+ * A THROTTLE decision is remembered: the next decisions report that level.
+ * Returns 0 or -EINVAL (NULL est/out, devs NULL with ndevs > 0). */
+PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *est,
+					 const struct precopy_device_status *devs, size_t ndevs,
+					 int ack_received, uint64_t now_ns,
+					 struct precopy_decision *out);
+
+/* Pure downtime model (no state): fills the byte sums, transitions_ns and
+ * expected_downtime_ns of *out for the given bandwidth (0 = unbounded). */
+PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct precopy_device_status *devs,
+					size_t ndevs, uint64_t bandwidth_Bps, uint64_t fixed_ns,
+					struct precopy_decision *out);
+
+/* Name of an action ("continue", "switchover", ...). */
+PRECOPY_API const char *precopy_action_name(uint32_t action);
+
+/* Write *d as one JSON object into buf (always NUL-terminated when len > 0).
+ * Returns the length it needs (excluding the NUL), like snprintf; compare
+ * with len to detect truncation. */
+PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PRECOPY_ESTIMATOR_H */
