@@ -57,6 +57,11 @@ int fk_fault_check(struct precopy_fake_kernel *fk, enum precopy_fake_op op, int 
 int fake_vfio_device_ioctl(struct precopy_fake_vfio *dev, unsigned long req, void *arg);
 int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg);
 ssize_t fake_vfio_data_read(void *session, void *buf, size_t len);
+/* The time a read of n bytes takes (cfg.read_rate; 0 when unlimited). */
+uint64_t fake_vfio_data_read_ns(void *session, uint64_t n);
+/* ... and the device's queue: when a read of n bytes submitted now
+ * completes (after the reads before it on the same device). */
+uint64_t fake_vfio_data_read_done_at(void *session, uint64_t now, uint64_t n);
 ssize_t fake_vfio_data_write(void *session, const void *buf, size_t len);
 void fake_vfio_data_pump(void *session);
 void fake_vfio_data_drain(void *session);

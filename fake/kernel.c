@@ -130,6 +130,8 @@ static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
 	kind = kind_of(fk, fd, &obj);
 	if (kind == FK_DATA) {
 		r = fake_vfio_data_read(obj, buf, len);
+		if (r > 0) /* the device delivers at its read rate */
+			fk_advance(fk, fake_vfio_data_read_ns(obj, (uint64_t)r));
 		goto out;
 	}
 	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
@@ -320,6 +322,142 @@ static int f_pipe2(void *ctx, int fds[2], int flags)
 	return r < 0 ? r : real()->ops->pipe2(NULL, fds, flags);
 }
 
+/* ---- the asynchronous queue on the model's clock --------------------------
+ *
+ * Each op runs at submission (faults apply as to read/write); only its
+ * completion is delayed: a fake data fd's read completes when its device
+ * has delivered the bytes at its read rate (devices in parallel, one read
+ * at a time per device); every other op completes at once. Reaping moves
+ * the clock (advance_ns) to the next completion, as a wait would; a clock
+ * without advance_ns is waited on with nanosleep. */
+struct fk_aio_op {
+	uint64_t tag, done_ns;
+	int64_t res;
+};
+
+struct fk_aio {
+	unsigned int depth, n;
+	struct fk_aio_op *ops;
+};
+
+static int f_aio_open(void *ctx, unsigned int depth, unsigned int workers, void **q)
+{
+	struct fk_aio *a;
+
+	if (!depth || !q)
+		return -EINVAL;
+	a = calloc(1, sizeof(*a));
+	if (!a || !(a->ops = calloc(depth, sizeof(*a->ops)))) {
+		free(a);
+		return -ENOMEM;
+	}
+	a->depth = depth;
+	*q = a;
+	return 0;
+}
+
+static int f_aio_submit(void *ctx, void *q, const struct precopy_sys_aio_op *ops, unsigned int n)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	struct fk_aio *a = q;
+
+	for (unsigned int i = 0; i < n; i++)
+		if ((ops[i].opcode != PRECOPY_SYS_AIO_READ && ops[i].opcode != PRECOPY_SYS_AIO_WRITE) ||
+		    (ops[i].flags & ~PRECOPY_SYS_AIO_BLOCKING) || (!ops[i].buf && ops[i].len))
+			return -EINVAL;
+	if (n > a->depth - a->n)
+		return -EBUSY;
+	for (unsigned int i = 0; i < n; i++) {
+		const struct precopy_sys_aio_op *o = &ops[i];
+		int rd = o->opcode == PRECOPY_SYS_AIO_READ;
+		size_t len = o->len;
+		void *obj = NULL;
+		int64_t r;
+		uint64_t done;
+
+		pthread_mutex_lock(&fk->lock);
+		done = fk_now(fk);
+		r = fk_fault_check(fk, rd ? PRECOPY_FAKE_OP_READ : PRECOPY_FAKE_OP_WRITE, o->fd, 0, NULL, &len);
+		if (r == 0) {
+			int kind = kind_of(fk, o->fd, &obj);
+
+			if (kind == FK_DATA) {
+				r = rd ? fake_vfio_data_read(obj, o->buf, len) : fake_vfio_data_write(obj, o->buf, len);
+				if (rd && r > 0)
+					done = fake_vfio_data_read_done_at(obj, done, (uint64_t)r);
+			} else if (kind != FK_NONE) {
+				r = -EINVAL;
+			} else {
+				pthread_mutex_unlock(&fk->lock);
+				r = rd ? real()->ops->read(NULL, o->fd, o->buf, len)
+				       : real()->ops->write(NULL, o->fd, o->buf, len);
+				pthread_mutex_lock(&fk->lock);
+			}
+		}
+		pthread_mutex_unlock(&fk->lock);
+		a->ops[a->n++] = (struct fk_aio_op){ .tag = o->tag, .done_ns = done, .res = r };
+	}
+	return 0;
+}
+
+static int f_aio_reap(void *ctx, void *q, struct precopy_sys_aio_done *done, unsigned int max, int timeout_ms)
+{
+	struct precopy_fake_kernel *fk = ctx;
+	struct fk_aio *a = q;
+	uint64_t now, first = UINT64_MAX;
+	unsigned int got = 0;
+
+	if (!max)
+		return -EINVAL;
+	now = fk_now(fk);
+	for (unsigned int i = 0; i < a->n; i++)
+		if (a->ops[i].done_ns < first)
+			first = a->ops[i].done_ns;
+	if (first == UINT64_MAX)
+		return 0;
+	if (first > now) {
+		uint64_t wait = first - now, cap = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0;
+
+		if (wait > cap)
+			wait = cap;
+		if (!wait)
+			return 0;
+		if (fk->clock.advance_ns) {
+			fk_advance(fk, wait);
+		} else {
+			struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
+
+			nanosleep(&ts, NULL);
+		}
+		now = fk_now(fk);
+	}
+	/* earliest first, so a caller sees the devices' completions in time order */
+	while (got < max) {
+		unsigned int best = a->n;
+
+		for (unsigned int i = 0; i < a->n; i++)
+			if (a->ops[i].done_ns <= now && (best == a->n || a->ops[i].done_ns < a->ops[best].done_ns))
+				best = i;
+		if (best == a->n)
+			break;
+		done[got].tag = a->ops[best].tag;
+		done[got].res = a->ops[best].res;
+		got++;
+		a->ops[best] = a->ops[--a->n];
+	}
+	return (int)got;
+}
+
+static void f_aio_close(void *ctx, void *q)
+{
+	struct fk_aio *a = q;
+
+	if (a) {
+		free(a->ops);
+		free(a);
+	}
+}
+
 static const struct precopy_sys_ops fake_ops = {
 	.version = PRECOPY_SYS_OPS_VERSION,
 	.ioctl = f_ioctl,
@@ -333,6 +471,10 @@ static const struct precopy_sys_ops fake_ops = {
 	.munmap = f_munmap,
 	.pipe2 = f_pipe2,
 	.send = f_send,
+	.aio_open = f_aio_open,
+	.aio_submit = f_aio_submit,
+	.aio_reap = f_aio_reap,
+	.aio_close = f_aio_close,
 };
 
 PRECOPY_API struct precopy_fake_kernel *precopy_fake_kernel_new(const struct precopy_fake_clock *clock, int *err)

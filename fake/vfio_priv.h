@@ -68,6 +68,7 @@ struct precopy_fake_vfio {
 	struct precopy_fake_type1 *type1;
 	int type1_pinned; /* the device pins what it writes (mdev-like) */
 	struct precopy_fake_iommufd *iommufd;
+	uint64_t read_busy_ns; /* the asynchronous queue: the device reads until then */
 	uint32_t hwpt_id;
 	struct precopy_fake_vfio *next;
 };

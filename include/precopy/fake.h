@@ -128,6 +128,12 @@ struct precopy_fake_vfio_cfg {
 	 * large to back with memory (the simulator). Memory given as a buffer
 	 * is written as usual. */
 	int dma_log_only;
+	/* How fast the device delivers its state through the data fd, in
+	 * bytes per second (0: unlimited, no time). A read of n bytes takes
+	 * n / read_rate on the clock: a plain read advances it; on the
+	 * asynchronous queue the read completes that long after the device
+	 * is free (one read at a time per device, devices in parallel). */
+	uint64_t read_rate;
 };
 
 struct precopy_fake_vfio_stats {
