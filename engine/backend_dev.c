@@ -98,6 +98,7 @@ void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device
 		memset(&s[i], 0, sizeof(s[i]));
 		s[i].stop_copy_bytes = e->bes[i].cfg.state_bytes;
 		s[i].stop_copy_known = 1;
+		s[i].drain_concurrent = (uint8_t)precopy__mover_concurrent(e);
 	}
 }
 
@@ -108,12 +109,18 @@ static int be_fail(struct precopy_engine *e, struct ebe *b, int r, const char *w
 	return r;
 }
 
-/* Save one back-end's state into the stream. Returns bytes or -errno (the
- * transfer is left for precopy__eng_be_abort_all()). */
-static int64_t be_save(struct precopy_engine *e, struct ebe *b)
+/* ---- the back-end as a state channel (engine/channel.h) ------------------ */
+
+static int be_chan_fail(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what)
 {
-	struct precopy__io_wait w = { 0, 0 };
-	int fds[2], one = 1, r, n;
+	return be_fail(e, c->obj, err, what);
+}
+
+/* The state pipe, handed to the back-end (SAVE); our end, non-blocking. */
+static int be_drain_open(struct precopy_engine *e, struct precopy__chan *c, uint32_t *aio_flags)
+{
+	struct ebe *b = c->obj;
+	int fds[2], one = 1, r;
 
 	r = precopy__sys_pipe2(e->cfg.sys, fds, 0);
 	if (r < 0)
@@ -128,56 +135,35 @@ static int64_t be_save(struct precopy_engine *e, struct ebe *b)
 	r = precopy__sys_ioctl(e->cfg.sys, b->fd, FIONBIO, &one);
 	if (r < 0)
 		return be_fail(e, b, r, "non-blocking state fd");
-	for (;;) {
-		ssize_t got = precopy__sys_read(e->cfg.sys, b->fd, e->payload, e->cfg.max_chunk);
+	*aio_flags = 0;
+	return b->fd;
+}
 
-		if (got == 0)
-			break;
-		if (got == -EAGAIN || got == -EINTR) {
-			r = precopy__eng_wait_fd(e, b->fd, POLLIN, &w);
-			if (r == -ETIMEDOUT)
-				return be_fail(e, b, r, "no end of its state within the I/O timeout");
-			if (r < 0)
-				return be_fail(e, b, r, "poll on the state fd");
-			continue;
-		}
-		if (got < 0)
-			return be_fail(e, b, (int)got, "reading its state");
-		w.deadline = w.waited_ns = 0;
-		n = precopy_stream_encode_data(e->rec, e->rec_cap, b->cfg.id, e->payload, (uint32_t)got);
-		if (n < 0)
-			return be_fail(e, b, n, "encoding its data");
-		r = precopy__eng_emit(e, e->rec, (size_t)n);
-		if (r < 0)
-			return r;
-		b->bytes_sent += (uint64_t)got;
-	}
-	/* end of data: the back-end closed its end; its verdict decides */
+static void be_sent(struct precopy_engine *e, struct precopy__chan *c, size_t n)
+{
+	((struct ebe *)c->obj)->bytes_sent += n;
+}
+
+/* End of data: the back-end closed its end; its verdict decides. */
+static int be_drain_end(struct precopy_engine *e, struct precopy__chan *c)
+{
+	struct ebe *b = c->obj;
+	int r;
+
 	b->fd = -1;
 	r = precopy_backend_xfer_finish(b->x);
 	if (r < 0)
 		return be_fail(e, b, r, "the back-end reports its save failed");
 	b->checked = 1;
-	n = precopy_stream_encode_dev_end(e->rec, e->rec_cap, b->cfg.id, b->bytes_sent);
-	if (n < 0)
-		return be_fail(e, b, n, "encoding its end");
-	r = precopy__eng_emit(e, e->rec, (size_t)n);
-	return r < 0 ? r : (int64_t)b->bytes_sent;
+	return 0;
 }
 
-int64_t precopy__eng_be_save_all(struct precopy_engine *e)
-{
-	uint64_t total = 0;
-
-	for (uint32_t i = 0; i < e->nbe; i++) {
-		int64_t n = be_save(e, &e->bes[i]);
-
-		if (n < 0)
-			return n;
-		total += (uint64_t)n;
-	}
-	return (int64_t)total;
-}
+const struct precopy__chan_ops precopy__chan_backend_ops = {
+	.drain_open = be_drain_open,
+	.sent = be_sent,
+	.drain_end = be_drain_end,
+	.fail = be_chan_fail,
+};
 
 PRECOPY_API int precopy_engine_backend_info(const struct precopy_engine *e, uint32_t index,
 					    struct precopy_engine_backend_info *out)

@@ -19,6 +19,8 @@
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
 #include "../ioctl/sys_retry.h"
+#include "../ioctl/vfio_mig_priv.h"
+#include "../common/util.h"
 
 #define RP_BUF 512
 
@@ -170,9 +172,18 @@ static int emit_data(struct precopy_engine *e, struct edev *d, size_t n)
  * 0 when it has nothing now, or -errno. */
 static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
 {
+	struct precopy__chan *c = &e->chans[d - e->devs];
+	uint64_t t0 = precopy__eng_now(e);
 	ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, want);
 	int r;
 
+	if (n > 0) { /* the device's read rate, for the drain's downtime */
+		uint64_t dt = precopy__eng_now(e) - t0;
+
+		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)n);
+		c->rd_ns = sat_add(c->rd_ns, dt);
+		e->pump_read_ns = sat_add(e->pump_read_ns, dt);
+	}
 	if (n == -ENOMSG || n == -EAGAIN || n == 0) {
 		if (n == -ENOMSG)
 			d->init_left = 0; /* the device has nothing at all, initial included */
@@ -193,7 +204,7 @@ static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
 
 PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budget)
 {
-	uint64_t total = 0, t0;
+	uint64_t total = 0, t0, rd0;
 	int r, active;
 
 	if (!e)
@@ -206,6 +217,7 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 	if (r < 0)
 		return precopy__eng_fail(e, r);
 	t0 = precopy__eng_now(e);
+	rd0 = e->pump_read_ns;
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 		/* budget 0: at most what the device reported plus one chunk, so a
@@ -243,55 +255,59 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 		}
 	} while (active);
 out:
-	e->it_dev_ns += precopy__eng_now(e) - t0;
+	/* the link's time only: waiting for a device to deliver its bytes is
+	 * not sending (it would pull the measured bandwidth down) */
+	t0 = precopy__eng_now(e) - t0;
+	rd0 = e->pump_read_ns - rd0;
+	e->it_dev_ns += t0 > rd0 ? t0 - rd0 : 0;
 	return (int64_t)total;
 }
 
-/* Read a device's state to its end of data (STOP_COPY), then DEV_END. */
-int64_t precopy__eng_dev_drain(struct precopy_engine *e, struct edev *d)
+/* ---- the VFIO device as a state channel (engine/channel.h) ---------------- */
+
+static int vfio_fail(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what)
 {
-	struct precopy__io_wait w = { 0, 0 };
-	uint64_t total = 0;
-	int r;
+	struct edev *d = c->obj;
 
-	for (;;) {
-		ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, e->cfg.max_chunk);
-
-		if (n == 0)
-			break;
-		if (n == -EAGAIN || n == -EINTR || n == -ENOMSG) {
-			struct precopy_vfio_dev_status st;
-
-			precopy_vfio_dev_status(d->vd, &st);
-			r = precopy__eng_wait_fd(e, st.data_fd, POLLIN, &w);
-			if (r == -ETIMEDOUT) {
-				d->err = -ETIMEDOUT;
-				precopy__eng_seterr(e, -ETIMEDOUT, "switchover: device %u: no end of data within the I/O timeout",
-					   d->cfg.id);
-				return -ETIMEDOUT;
-			}
-			if (r < 0) {
-				d->err = r;
-				precopy__eng_seterr(e, r, "switchover: device %u: poll: %s", d->cfg.id, strerror(-r));
-				return r;
-			}
-			continue;
-		}
-		if (n < 0) {
-			d->err = (int)n;
-			precopy__eng_seterr(e, (int)n, "switchover: device %u: data read: %s", d->cfg.id, strerror((int)-n));
-			return n;
-		}
-		w.deadline = w.waited_ns = 0;
-		r = emit_data(e, d, (size_t)n);
-		if (r < 0)
-			return r;
-		total += (uint64_t)n;
-	}
-	r = emit_rec(e, precopy_stream_encode_dev_end(e->rec, e->rec_cap, d->cfg.id, d->bytes_sent), "end",
-		     d->cfg.id);
-	return r < 0 ? r : (int64_t)total;
+	d->err = err;
+	precopy__eng_seterr(e, err, "switchover: " DEV_FMT ": %s: %s", DEV_ARGS(d), what, strerror(-err));
+	return err;
 }
+
+static int vfio_drain_open(struct precopy_engine *e, struct precopy__chan *c, uint32_t *aio_flags)
+{
+	struct edev *d = c->obj;
+	struct precopy_vfio_dev_status st;
+
+	precopy_vfio_dev_status(d->vd, &st);
+	if (st.data_fd < 0)
+		return vfio_fail(e, c, -EBADF, "no data fd in STOP_COPY");
+	/* some drivers' data fds only block in read() while the device
+	 * copies its state out: never assume poll or O_NONBLOCK */
+	*aio_flags = PRECOPY_SYS_AIO_BLOCKING;
+	return st.data_fd;
+}
+
+static void vfio_sent(struct precopy_engine *e, struct precopy__chan *c, size_t n)
+{
+	struct edev *d = c->obj;
+
+	precopy__vfio_dev_count_read(d->vd, n);
+	d->bytes_sent += n;
+	e->it_dev_bytes += n;
+}
+
+static int vfio_drain_end(struct precopy_engine *e, struct precopy__chan *c)
+{
+	return 0;
+}
+
+const struct precopy__chan_ops precopy__chan_vfio_ops = {
+	.drain_open = vfio_drain_open,
+	.sent = vfio_sent,
+	.drain_end = vfio_drain_end,
+	.fail = vfio_fail,
+};
 
 /* ---- the return path ------------------------------------------------------------ */
 

@@ -387,6 +387,9 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = precopy__eng_be_setup(e);
 	if (r < 0)
 		goto fail_free;
+	r = precopy__mover_setup(e);
+	if (r < 0)
+		goto fail_free;
 	if (err)
 		*err = 0;
 	return e;
@@ -411,6 +414,7 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 		precopy_vfio_dev_free(e->devs[i].vd);
 	}
 	free(e->devs);
+	precopy__mover_free(e);
 	precopy__eng_be_free(e);
 	free(e->dstat);
 	precopy_kvm_log_free(e->kvm);
@@ -530,6 +534,8 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	e->migrations++;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = precopy__eng_stream_open(e);
+	if (r == 0)
+		r = precopy__mover_open(e);
 	if (r < 0) {
 		precopy__eng_seterr(e, r, "start: stream buffers: %s", strerror(-r));
 		return precopy__eng_fail(e, r);
@@ -620,6 +626,7 @@ static int unwind(struct precopy_engine *e)
 		/* any session left (e.g. the device was reset) is closed */
 		precopy_vfio_dev_end_session(d->vd);
 	}
+	precopy__mover_close(e);
 	precopy__eng_be_abort_all(e);
 	r = precopy__eng_tracking_stop(e, "cancel");
 	if (r < 0 && !first)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "precopy/engine.h"
+#include "channel.h"
 #include "io_bound.h"
 
 /* One device: configuration, handles and this migration's status. Nothing
@@ -99,6 +100,7 @@ struct precopy_engine {
 	int need_ack, acked, switch_decided;
 	/* the iteration being accounted */
 	uint64_t it_ram_bytes, it_send_ns, it_dev_bytes, it_dev_ns, it_dirty_pages;
+	uint64_t pump_read_ns;                /* time the pump waited in device reads */
 	/* estimator and decisions */
 	struct precopy_estimator *est;
 	struct precopy_device_status *dstat;  /* ndev + nbe entries, what decide fed */
@@ -111,6 +113,12 @@ struct precopy_engine {
 	int interrupted;                      /* precopy_engine_interrupt(): atomic */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;
+	/* state channels (engine/mover.c): devices, then back-ends */
+	struct precopy__chan *chans;
+	uint32_t nchan;
+	void *aio;                            /* the asynchronous queue, or NULL: serial drain */
+	int aio_err;                          /* why there is none (-ENOSYS, -EPERM, ...) */
+	uint8_t *drain_buf;                   /* 2 x max_chunk per channel */
 	/* switchover */
 	uint64_t sw_start_ns;
 	struct precopy_engine_downtime dt;
@@ -164,7 +172,6 @@ int precopy__eng_emit_setup_all(struct precopy_engine *e);
 int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
 /* Fresh precopy info (dirty bytes; with first, the initial countdown). */
 int precopy__eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
-int64_t precopy__eng_dev_drain(struct precopy_engine *e, struct edev *d);
 int precopy__eng_rp_poll(struct precopy_engine *e);
 int precopy__eng_ack(struct precopy_engine *e);
 
@@ -175,6 +182,20 @@ void precopy__eng_be_reset(struct precopy_engine *e);
 void precopy__eng_be_abort_all(struct precopy_engine *e);
 int precopy__eng_be_emit_setup(struct precopy_engine *e);
 void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
-int64_t precopy__eng_be_save_all(struct precopy_engine *e);
+
+/* mover.c: the state channels and their drain at switchover */
+int precopy__mover_setup(struct precopy_engine *e);   /* engine_new: the channels */
+void precopy__mover_free(struct precopy_engine *e);
+/* At start: the asynchronous queue where the table has one and there are
+ * two channels or more (else, or where it cannot open, a serial drain).
+ * Returns 0 or -ENOMEM. */
+int precopy__mover_open(struct precopy_engine *e);
+void precopy__mover_close(struct precopy_engine *e);
+int precopy__mover_concurrent(const struct precopy_engine *e);
+/* Channel i's measured read rate (bytes/s over its plain reads), 0 if unknown. */
+uint64_t precopy__mover_read_rate(const struct precopy_engine *e, uint32_t i);
+/* Every channel to end of data, DEV_END each. Returns bytes or -errno
+ * (error set; the caller fails the migration). */
+int64_t precopy__mover_drain(struct precopy_engine *e);
 
 #endif /* PRECOPY_ENGINE_INTERNAL_H */

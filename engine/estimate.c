@@ -62,6 +62,8 @@ static void fill_status(struct precopy_engine *e)
 			s->dirty_bytes = d->dirty;
 		}
 		s->transition_ns = sat_mul(d->trans_est, arcs_in_downtime(d));
+		s->drain_concurrent = (uint8_t)precopy__mover_concurrent(e);
+		s->read_Bps = precopy__mover_read_rate(e, i);
 	}
 	precopy__eng_be_fill_status(e, e->dstat + e->ndev);
 }

@@ -28,6 +28,20 @@ int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events,
 	return r < 0 && r != -EINTR ? r : 0;
 }
 
+int precopy__io_round(const struct precopy__io_bound *b, struct precopy__io_wait *w, uint32_t waited_ms)
+{
+	uint64_t now = b->clock.now_ns(b->clock.ctx);
+
+	if (b->interrupt && __atomic_load_n(b->interrupt, __ATOMIC_ACQUIRE))
+		return -ECANCELED;
+	if (!w->deadline)
+		w->deadline = now > UINT64_MAX - b->timeout_ns ? UINT64_MAX : now + b->timeout_ns;
+	else if (now >= w->deadline || w->waited_ns >= b->timeout_ns)
+		return -ETIMEDOUT;
+	w->waited_ns += (uint64_t)(waited_ms ? waited_ms : 1) * 1000000u;
+	return 0;
+}
+
 int precopy__io_write_all(const struct precopy__io_bound *b, int poll_fd, precopy__io_write_fn fn, void *ctx,
 			  const void *buf, size_t len, struct precopy__io_result *res)
 {

@@ -39,6 +39,12 @@ struct precopy__io_wait {
  * (checked before and after the poll), or poll's -errno. */
 int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events, struct precopy__io_wait *w);
 
+/* Count one round of waited_ms without progress (a caller that waits by
+ * other means than precopy__io_wait_fd, e.g. on the asynchronous queue).
+ * Returns 0, -ETIMEDOUT once the wait is over (clock or rounds), or
+ * -ECANCELED once *b->interrupt is set. */
+int precopy__io_round(const struct precopy__io_bound *b, struct precopy__io_wait *w, uint32_t waited_ms);
+
 /* A write step: > 0 bytes taken, 0 / -EAGAIN / -EINTR nothing now, any
  * other -errno fails the write. */
 typedef ssize_t (*precopy__io_write_fn)(void *ctx, const void *buf, size_t len);

@@ -86,14 +86,9 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
 		return precopy__eng_fail(e, (int)n);
 	e->dt.final_ram_pages = e->dirty_count;
 	t = precopy__eng_now(e);
-	for (uint32_t i = 0; i < e->ndev; i++) {
-		n = precopy__eng_dev_drain(e, &e->devs[i]);
-		if (n < 0)
-			return precopy__eng_fail(e, (int)n);
-		e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
-	}
-	/* back-ends: the VMM stopped their queues with the vCPUs */
-	n = precopy__eng_be_save_all(e);
+	/* every device's and back-end's state to its end (the VMM stopped the
+	 * back-ends' queues with the vCPUs): concurrently where it can */
+	n = precopy__mover_drain(e);
 	if (n < 0)
 		return precopy__eng_fail(e, (int)n);
 	e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
@@ -141,6 +136,7 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
 			precopy__eng_seterr(e, r, "complete: KVM dirty logging off: %s", strerror(-r));
 		}
 	}
+	precopy__mover_close(e);
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_DONE;
 	return first;

@@ -167,22 +167,34 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 					size_t ndevs, uint64_t bw, uint64_t fixed_ns,
 					struct precopy_decision *out)
 {
-	uint64_t stop = 0, pre = 0, trans = 0, t;
+	uint64_t stop = 0, pre = 0, trans = 0, t, conc = 0, conc_read = 0, alone = 0, drain;
 	int unknown = 0;
 
 	for (size_t i = 0; i < ndevs; i++) {
-		if (!devs[i].stop_copy_known)
+		const struct precopy_device_status *s = &devs[i];
+		uint64_t rd = s->read_Bps ? xfer_ns(s->stop_copy_bytes, s->read_Bps) : 0;
+
+		if (!s->stop_copy_known)
 			unknown = 1;
-		stop = sat_add(stop, devs[i].stop_copy_bytes);
-		pre = sat_add(pre, sat_add(devs[i].initial_bytes, devs[i].dirty_bytes));
-		trans = sat_add(trans, devs[i].transition_ns);
+		stop = sat_add(stop, s->stop_copy_bytes);
+		pre = sat_add(pre, sat_add(s->initial_bytes, s->dirty_bytes));
+		trans = sat_add(trans, s->transition_ns);
+		if (s->drain_concurrent) {
+			conc = sat_add(conc, s->stop_copy_bytes);
+			conc_read = rd > conc_read ? rd : conc_read;
+		} else {
+			alone = sat_add(alone, sat_add(rd, xfer_ns(s->stop_copy_bytes, bw)));
+		}
 	}
+	t = xfer_ns(conc, bw);
+	drain = sat_add(t > conc_read ? t : conc_read, alone);
 	out->ram_pending = ram_pending;
 	out->device_stop_copy = unknown ? PRECOPY_UNBOUNDED : stop;
 	out->device_precopy = pre;
+	out->device_drain_ns = unknown ? PRECOPY_UNBOUNDED : drain;
 	out->pending_bytes = sat_add(ram_pending, sat_add(out->device_stop_copy, pre));
 	out->transitions_ns = trans;
-	t = unknown ? PRECOPY_UNBOUNDED : xfer_ns(out->pending_bytes, bw);
+	t = unknown ? PRECOPY_UNBOUNDED : sat_add(xfer_ns(sat_add(ram_pending, pre), bw), drain);
 	out->expected_downtime_ns = sat_add(sat_add(t, fixed_ns), trans);
 }
 
@@ -247,7 +259,7 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 	 * state at the bandwidth, their transitions and the fixed costs. */
 	d->device_floor_ns = d->device_stop_copy == PRECOPY_UNBOUNDED || !bw
 				     ? PRECOPY_UNBOUNDED
-				     : sat_add(sat_add(xfer_ns(d->device_stop_copy, bw), pol->fixed_downtime_ns),
+				     : sat_add(sat_add(d->device_drain_ns, pol->fixed_downtime_ns),
 					       d->transitions_ns);
 	d->throttle = e->throttle;
 

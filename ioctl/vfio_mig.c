@@ -9,6 +9,7 @@
 #include "precopy/vfio.h"
 #include "uapi_compat.h"
 #include "sys_retry.h"
+#include "vfio_mig_priv.h"
 
 struct precopy_vfio_dev {
 	const struct precopy_sys *sys;
@@ -225,6 +226,11 @@ PRECOPY_API ssize_t precopy_vfio_dev_read(struct precopy_vfio_dev *dev, void *bu
 	if (r > 0)
 		dev->st.bytes_read += (uint64_t)r;
 	return r;
+}
+
+void precopy__vfio_dev_count_read(struct precopy_vfio_dev *dev, uint64_t n)
+{
+	dev->st.bytes_read += n;
 }
 
 PRECOPY_API ssize_t precopy_vfio_dev_write(struct precopy_vfio_dev *dev, const void *buf, size_t len)

@@ -201,7 +201,7 @@ static const struct scase scases[] = {
 	{ "check fails", PRECOPY_FAKE_BE_CHECK_FAIL, 0, 0, 0, -EIO, "reports its save failed" },
 	{ "set_state_fd rejected", PRECOPY_FAKE_BE_REJECT, 0, 0, 0, -EIO, "handing it the state fd (SAVE)" },
 	{ "queues running", PRECOPY_FAKE_BE_OK, 0, 1, 0, -EBUSY, "its queues are running" },
-	{ "no end of data", PRECOPY_FAKE_BE_HANG, 5000, 0, 0, -ETIMEDOUT, "no end of its state" },
+	{ "no end of data", PRECOPY_FAKE_BE_HANG, 5000, 0, 0, -ETIMEDOUT, "no end of data" },
 	{ "pipe2 fails", PRECOPY_FAKE_BE_OK, 0, 0, 1, -EMFILE, "creating the state pipe" },
 };
 

@@ -216,7 +216,7 @@ Test(engine_stall, source_switchover_device_read_refuses)
 	refuse_reads(H.sfk);
 	r = precopy_engine_switchover(H.src);
 	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_engine_strerror(H.src));
-	assert_msg(precopy_engine_strerror(H.src), "switchover: device 10: no end of data within the I/O timeout");
+	assert_msg(precopy_engine_strerror(H.src), "switchover: device 10 (fake): no end of data within the I/O timeout");
 	assert_all_running();
 }
 
@@ -235,5 +235,5 @@ Test(engine_stall, source_switchover_backend_read_refuses)
 	refuse_reads(H.sfk);
 	r = precopy_engine_switchover(H.src);
 	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_engine_strerror(H.src));
-	assert_msg(precopy_engine_strerror(H.src), "switchover: back-end 50: no end of its state within the I/O timeout");
+	assert_msg(precopy_engine_strerror(H.src), "switchover: back-end 50: no end of data within the I/O timeout");
 }

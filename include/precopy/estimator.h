@@ -8,11 +8,17 @@
  * estimators are independent. Errors: -errno, never errno.
  *
  * The downtime model:
- *   expected downtime = (RAM dirty bytes + sum of device stop-copy bytes
- *                        + sum of unsent device pre-copy bytes)
- *                       / switchover bandwidth
+ *   expected downtime = (RAM dirty bytes + sum of unsent device pre-copy
+ *                        bytes) / switchover bandwidth
+ *                     + device drain time
  *                     + fixed costs (vCPU and device config state)
  *                     + sum of device state-transition latencies
+ *   device drain time = for the devices drained concurrently, the larger of
+ *                       (their stop-copy bytes / bandwidth) and (the slowest
+ *                       one's stop-copy bytes / its read rate); plus, for
+ *                       each device drained alone, its bytes / its read
+ *                       rate + its bytes / bandwidth. An unknown read rate
+ *                       (0) does not limit: the link alone does.
  * A device whose stop-copy size is unknown (its query failed) makes the
  * expected downtime unbounded (UINT64_MAX): switchover is blocked rather
  * than guessed. Sums saturate: a device may report any u64.
@@ -85,6 +91,10 @@ struct precopy_device_status {
 	uint64_t transition_ns;    /* expected state-transition latency in the downtime */
 	uint8_t stop_copy_known;   /* 0: the size query failed: unbounded */
 	uint8_t pre_copy;          /* in PRE_COPY: needs initial_bytes == 0 and the ACK */
+	uint8_t drain_concurrent;  /* drained at switchover together with the other
+				    * devices so marked; 0: one after another */
+	uint64_t read_Bps;         /* how fast its state comes out of its data fd
+				    * (measured); 0: unknown, the link alone limits */
 };
 
 enum precopy_action {
@@ -127,9 +137,10 @@ struct precopy_decision {
 	uint64_t predicted_iterations; /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t predicted_time_ns;    /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t stalled_since_ns;     /* end_ns when the stall was first reported, or 0 */
-	uint64_t device_floor_ns;      /* the downtime with no RAM left: device stop-copy
-					* bytes / bandwidth + transitions + fixed
+	uint64_t device_floor_ns;      /* the downtime with no RAM left: the device
+					* drain time + transitions + fixed
 					* (UNBOUNDED if a size is unknown or no bandwidth) */
+	uint64_t device_drain_ns;      /* the device drain time of the model above */
 };
 
 struct precopy_estimator;

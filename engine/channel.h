@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* engine/channel.h — state channels of the source engine (internal).
+ *
+ * A channel is one thing whose state moves in the device-state stream
+ * under its own id: a VFIO device (engine/devio.c) or an fd-based
+ * back-end (engine/backend_dev.c); a vfio-user device will be a third.
+ * The mover (engine/mover.c) drains every channel at switchover through
+ * this interface alone, never through a device kind.
+ *
+ * Contract of the ops, all called from the engine's thread:
+ *  - drain_open: make the channel ready to give its state to end of data;
+ *    returns the fd to read (owned by the channel) with *aio_flags for
+ *    the asynchronous queue (PRECOPY_SYS_AIO_BLOCKING where a read may
+ *    block), or -errno with the engine's error set and the step named;
+ *  - sent: n bytes read from the fd went into the stream;
+ *  - drain_end: end of data was read: finish (a back-end's verdict);
+ *    returns 0, or -errno with the error set;
+ *  - fail: the channel failed at `what` with err: record it and set the
+ *    engine's error naming the channel; returns err.
+ * A channel left open by a failure is closed by the engine's unwind. */
+#ifndef PRECOPY_ENGINE_CHANNEL_H
+#define PRECOPY_ENGINE_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct precopy_engine;
+struct precopy__chan;
+
+struct precopy__chan_ops {
+	int (*drain_open)(struct precopy_engine *e, struct precopy__chan *c, uint32_t *aio_flags);
+	void (*sent)(struct precopy_engine *e, struct precopy__chan *c, size_t n);
+	int (*drain_end)(struct precopy_engine *e, struct precopy__chan *c);
+	int (*fail)(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what);
+};
+
+struct precopy__chan {
+	const struct precopy__chan_ops *ops;
+	void *obj;             /* struct edev / struct ebe */
+	uint32_t id;           /* the stream's id */
+	uint64_t *bytes_sent;  /* the channel's total, written in its DEV_END */
+	/* read timing of plain reads (pre-copy, serial drain): the device's
+	 * measured read rate, kept across migrations */
+	uint64_t rd_bytes, rd_ns;
+};
+
+extern const struct precopy__chan_ops precopy__chan_vfio_ops;
+extern const struct precopy__chan_ops precopy__chan_backend_ops;
+
+#endif /* PRECOPY_ENGINE_CHANNEL_H */
