@@ -112,6 +112,8 @@ struct run {
 	struct precopy_dest_device ddevs[SIM_MAX_DEVICES];
 	struct precopy_engine *e;
 	struct precopy_dest *d;
+	struct precopy_sys_ops serial_ops;
+	struct precopy_sys serial_sys;
 	/* the return path */
 	uint8_t rp[256];
 	size_t rp_len;
@@ -247,6 +249,7 @@ static struct precopy_fake_vfio_cfg fake_cfg(const struct sim_scenario *sc, uint
 		.dma_pages_per_sec = dest ? 0 : d->dma_rate_Bps / 4096,
 		.seed = (uint32_t)(sc->seed * 0x9E3779B1u + i + 1),
 		.dma_log_only = 1,
+		.read_rate = dest ? 0 : d->read_rate_Bps,
 	};
 	return c;
 }
@@ -308,6 +311,14 @@ static int setup(struct run *r)
 	cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
 	cfg.clock = (struct precopy_clock){ vc_now, &r->clk };
 	cfg.sys = precopy_fake_kernel_sys(r->sfk);
+	if (r->sc->serial_drain) {
+		/* the same fake kernel through a version 3 table: no asynchronous
+		 * queue, so the engine drains one device after another */
+		r->serial_ops = *cfg.sys->ops;
+		r->serial_ops.version = 3;
+		r->serial_sys = (struct precopy_sys){ &r->serial_ops, cfg.sys->ctx };
+		cfg.sys = &r->serial_sys;
+	}
 	cfg.slots = &slot;
 	cfg.nslots = 1;
 	cfg.ram_source = PRECOPY_RAM_BITMAP;

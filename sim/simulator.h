@@ -70,6 +70,7 @@ struct sim_device {
 	uint64_t transition_ns;    /* each VFIO state arc */
 	uint64_t dest_load_ns;     /* destination's load of the initial data (pre_copy),
 				    * of the whole state (no pre_copy) */
+	uint64_t read_rate_Bps;    /* how fast its data fd delivers state (0: unlimited) */
 	uint64_t page_size;        /* DMA-logging page */
 	uint32_t max_ranges;       /* DMA-logging tracker ranges */
 	int line;                  /* where the section started (0: built in) */
@@ -103,6 +104,7 @@ struct sim_scenario {
 	uint32_t throttle_initial, throttle_increment, throttle_max;
 	uint64_t fixed_downtime_ns;
 	uint64_t max_iterations;   /* then the timeout action; 0: 100000 */
+	int serial_drain;          /* drain devices one after another (no asynchronous queue) */
 	uint64_t window_ns;        /* RAM link time between two questions to the
 				    * engine inside a pass; 0: only at the end of
 				    * each pass (default 100 ms) */

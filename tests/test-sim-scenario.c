@@ -156,7 +156,7 @@ static const struct err_case errs[] = {
 	{ "[device.gpu0]\npre_copy = maybe\n", "t.ini:2: [device.gpu0] pre_copy: bad boolean \"maybe\" (yes or no)" },
 	{ "[device.gpu0]\ncolor = green\n",
 	  "t.ini:2: [device.gpu0] color: unknown key (known: initial, dirty_rate, stop_copy, dma_rate, pre_copy, p2p, "
-	  "transition, dest_load, page_size, max_ranges, dma_logging)" },
+	  "transition, dest_load, read_rate, page_size, max_ranges, dma_logging)" },
 	{ "[device.a]\ninitial = 1M\n[device.a]\n", "t.ini:3: [device.a]: device defined twice (first on line 1)" },
 	{ "[device.]\n", "t.ini:1: [device.]: a device name must be 1..64 printable characters without spaces" },
 	{ "[device.gpu0]\npage_size = 6K\n", "t.ini:2: [device.gpu0] page_size: must be a power of two >= 4K" },
