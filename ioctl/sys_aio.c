@@ -40,6 +40,10 @@
  * on a worker, can miss one cancel). */
 #define CLOSE_SLICE_MS 20
 
+/* rounds of aio_close (each a slice, or a completion) in which the kernel
+ * refuses the SQEs still in the ring before aio_close stops waiting */
+#define CLOSE_REFUSED_ROUNDS 50
+
 /* a submission interrupted by a signal is made again this many times (as
  * ioctl/sys_retry.h), then left in the SQ ring for the next call */
 #define SUBMIT_EINTR_RETRIES 1000
@@ -49,7 +53,6 @@ struct sys_aio {
 	unsigned int depth;
 	unsigned int inflight; /* ops submitted and not yet reaped */
 	unsigned int nfree;
-	bool cancel_any_unsupported; /* IORING_ASYNC_CANCEL_ANY: -EINVAL (kernel < 5.19) */
 	uint32_t *freel;       /* free slot indices, nfree of them */
 	uint64_t *tag;         /* per slot: the caller's tag */
 	uint8_t *busy;         /* per slot: 1 while its op is in flight */
@@ -204,13 +207,8 @@ static int cqe_take(struct sys_aio *q, const struct io_uring_cqe *cqe, struct pr
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 
-	if (ud == UD_CANCEL) {
-		if (cqe->res == -EINVAL)
-			q->cancel_any_unsupported = true;
-		return 0;
-	}
 	if (ud >= q->depth || !q->busy[ud])
-		return 0; /* not ours (cannot happen): dropped */
+		return 0; /* a cancel's answer (UD_CANCEL), or not ours */
 	if (d) {
 		d->tag = q->tag[ud];
 		d->res = cqe->res;
@@ -226,17 +224,22 @@ int precopy__sys_aio_reap(void *ctx, void *qv, struct precopy_sys_aio_done *done
 	struct sys_aio *q = qv;
 	struct io_uring_cqe *cqe = NULL;
 	unsigned int n = 0;
-	int r;
+	int r, refused;
 
 	if (!q || (max && !done))
 		return -EINVAL;
-	r = sq_flush(q);
-	if (r < 0)
-		return r;
+	/* the kernel refusing the SQEs still in the ring (not a transient
+	 * refusal): what has completed is reaped, without waiting for what
+	 * cannot start; the refusal is the answer when nothing has */
+	refused = sq_flush(q);
 	if (max == 0 || q->inflight == 0)
 		return 0; /* nothing could complete: no wait */
 
-	if (timeout_ms < 0) {
+	if (refused < 0) {
+		r = io_uring_peek_cqe(&q->ring, &cqe);
+		if (r < 0)
+			return refused;
+	} else if (timeout_ms < 0) {
 		r = io_uring_wait_cqe(&q->ring, &cqe);
 	} else {
 		/* 0 still enters the ring once (COOP_TASKRUN: completions
@@ -261,34 +264,26 @@ int precopy__sys_aio_reap(void *ctx, void *qv, struct precopy_sys_aio_done *done
 	return (int)n;
 }
 
-/* Cancels every op in flight: one IORING_ASYNC_CANCEL_ANY SQE, or, on a
- * kernel that refused it, one cancel per op. Best effort: what is not
- * cancelled now is cancelled on the next round. */
+/* Cancels every op in flight, one cancel SQE per op (matched by its
+ * user_data: Linux 5.5 and later; IORING_ASYNC_CANCEL_ANY would do it in
+ * one SQE but only from 5.19, and one path is the tested path). Best
+ * effort: what is not cancelled now is cancelled on the next round. */
 static void cancel_all(struct sys_aio *q)
 {
-	if (!q->cancel_any_unsupported) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+	for (uint32_t s = 0; s < q->depth; s++) {
+		struct io_uring_sqe *sqe;
 
-		if (sqe) {
-			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-			io_uring_sqe_set_data64(sqe, UD_CANCEL);
-		}
-	} else {
-		for (uint32_t s = 0; s < q->depth; s++) {
-			struct io_uring_sqe *sqe;
-
-			if (!q->busy[s])
-				continue;
+		if (!q->busy[s])
+			continue;
+		sqe = io_uring_get_sqe(&q->ring);
+		if (!sqe) {
+			(void)sq_flush(q);
 			sqe = io_uring_get_sqe(&q->ring);
-			if (!sqe) {
-				(void)sq_flush(q);
-				sqe = io_uring_get_sqe(&q->ring);
-				if (!sqe)
-					break;
-			}
-			io_uring_prep_cancel64(sqe, s, 0);
-			io_uring_sqe_set_data64(sqe, UD_CANCEL);
+			if (!sqe)
+				break;
 		}
+		io_uring_prep_cancel64(sqe, s, 0);
+		io_uring_sqe_set_data64(sqe, UD_CANCEL);
 	}
 	(void)sq_flush(q);
 }
@@ -296,17 +291,11 @@ static void cancel_all(struct sys_aio *q)
 void precopy__sys_aio_close(void *ctx, void *qv)
 {
 	struct sys_aio *q = qv;
-	unsigned int unexpected = 0;
+	unsigned int unexpected = 0, refused = 0;
 	bool cancel = true;
 
 	if (!q)
 		return;
-	/* ops the kernel never took cannot complete: they end with the ring */
-	if (sq_flush(q) < 0 || io_uring_sq_ready(&q->ring) > 0) {
-		unsigned int pending = io_uring_sq_ready(&q->ring);
-
-		q->inflight = pending < q->inflight ? q->inflight - pending : 0;
-	}
 	/* Wait until every op in flight has ended: the kernel writes into the
 	 * caller's buffers until then. A cancelled poll-driven op ends at
 	 * once; an op on an io-wq worker is interrupted by a signal to the
@@ -316,12 +305,20 @@ void precopy__sys_aio_close(void *ctx, void *qv)
 	while (q->inflight > 0) {
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = CLOSE_SLICE_MS * 1000000LL };
 		struct io_uring_cqe *cqe = NULL;
-		bool any_unsupported = q->cancel_any_unsupported;
 		int r;
 
 		if (cancel)
 			cancel_all(q);
 		cancel = false;
+		/* SQEs the kernel keeps refusing never started and never will:
+		 * after CLOSE_REFUSED_ROUNDS rounds they are left to end with
+		 * the ring (and so is what the kernel did take: cancelled,
+		 * then torn down by the kernel with the ring) */
+		(void)sq_flush(q);
+		if (io_uring_sq_ready(&q->ring) == 0)
+			refused = 0;
+		else if (++refused >= CLOSE_REFUSED_ROUNDS)
+			break;
 		r = io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts);
 		if (r == 0) {
 			unexpected = 0;
@@ -329,11 +326,9 @@ void precopy__sys_aio_close(void *ctx, void *qv)
 				(void)cqe_take(q, cqe, NULL);
 				io_uring_cqe_seen(&q->ring, cqe);
 			}
-			/* CANCEL_ANY refused: one cancel per op, now */
-			cancel = q->cancel_any_unsupported != any_unsupported;
 		} else if (r == -ETIME) {
 			cancel = true; /* a slice without an end: cancel again */
-		} else if (r != -EINTR && r != -EAGAIN && ++unexpected >= 1000) {
+		} else if (r != -EINTR && ++unexpected >= 1000) {
 			/* the ring itself fails (cannot happen): stop waiting;
 			 * the ring's teardown cancels what is left */
 			break;
