@@ -80,6 +80,32 @@ static int sq_flush(struct sys_aio *q)
 	return 0;
 }
 
+/* 0 if the kernel has the ops the queue uses (IORING_OP_READ and _WRITE,
+ * Linux 5.6; ASYNC_CANCEL, 5.5), -ENOSYS if not: a kernel that does not
+ * know IORING_REGISTER_PROBE (-EINVAL) is older than 5.6. A probe that is
+ * refused (-EPERM, a filter) or fails for memory proves nothing: 0, and the
+ * ops themselves will tell. */
+static int ops_supported(struct sys_aio *q)
+{
+	enum { NOPS = 256 };
+	struct io_uring_probe *pr = calloc(1, sizeof(*pr) + NOPS * sizeof(pr->ops[0]));
+	int r;
+
+	if (!pr)
+		return 0;
+	r = io_uring_register_probe(&q->ring, pr, NOPS);
+	if (r == 0 && !(io_uring_opcode_supported(pr, IORING_OP_READ) &&
+			io_uring_opcode_supported(pr, IORING_OP_WRITE) &&
+			io_uring_opcode_supported(pr, IORING_OP_ASYNC_CANCEL)))
+		r = -ENOSYS;
+	else if (r == -EINVAL)
+		r = -ENOSYS;
+	else
+		r = 0;
+	free(pr);
+	return r;
+}
+
 int precopy__sys_aio_open(void *ctx, unsigned int depth, unsigned int workers, void **qp)
 {
 	struct io_uring_params p = { 0 };
@@ -104,8 +130,9 @@ int precopy__sys_aio_open(void *ctx, unsigned int depth, unsigned int workers, v
 		q->freel[q->nfree++] = depth - 1 - i;
 
 	/* depth + 1 SQ entries (the kernel rounds up to a power of two; the
-	 * CQ ring is twice that): room for every op in flight, plus the
-	 * cancel of aio_close or liburing's timeout SQE on old kernels.
+	 * CQ ring is twice that): room for every op in flight, plus
+	 * liburing's timeout SQE on kernels without IORING_FEAT_EXT_ARG
+	 * (aio_close's cancels, one per op, find the ops gone from the SQ).
 	 * SUBMIT_ALL (5.18): an SQE the kernel refuses (a bad fd) does not
 	 * hold back the ones after it. COOP_TASKRUN (5.19): completions are
 	 * run when this thread enters the ring, not by interrupting it
@@ -125,6 +152,10 @@ int precopy__sys_aio_open(void *ctx, unsigned int depth, unsigned int workers, v
 	 * to plain calls, rather than at the first submission. */
 	r = io_uring_get_events(&q->ring);
 	if (r < 0 && r != -EINTR)
+		goto fail_ring;
+
+	r = ops_supported(q);
+	if (r < 0)
 		goto fail_ring;
 
 	/* The io-wq workers that run blocking ops (IOSQE_ASYNC, files that

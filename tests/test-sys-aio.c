@@ -788,9 +788,12 @@ Test(sys_aio, fallback_when_io_uring_is_refused)
 	cr_assert_eq(open_under_filter(__NR_io_uring_setup, ENOSYS), ENOSYS);
 	/* setup let through, enter refused: found at open, not at submit */
 	cr_assert_eq(open_under_filter(__NR_io_uring_enter, EPERM), EPERM);
-	/* io_uring_register refused: the worker limit is not set, the queue
-	 * works with the kernel's defaults */
+	/* io_uring_register refused: no opcode probe and no worker limit,
+	 * the queue works with the kernel's defaults */
 	cr_assert_eq(open_under_filter(__NR_io_uring_register, EPERM), 0);
+	/* io_uring_register without IORING_REGISTER_PROBE: a kernel before
+	 * 5.6, without IORING_OP_READ: "not here" */
+	cr_assert_eq(open_under_filter(__NR_io_uring_register, EINVAL), ENOSYS);
 #else
 	cr_skip_test("no seccomp arch constant for this machine in the test");
 #endif
