@@ -472,6 +472,48 @@ Test(sys_aio, reap_interrupted_is_eintr)
 	precopy_sys_aio_close(sys, q);
 }
 
+struct submitter {
+	void *q;
+	int fd;
+	char buf[8];
+	int r;
+};
+
+static void *submit_and_exit(void *arg)
+{
+	struct submitter *a = arg;
+
+	a->r = submit1(a->q, PRECOPY_SYS_AIO_READ, 0, a->fd, a->buf, sizeof(a->buf), 42);
+	return NULL;
+}
+
+/* An op whose submitting thread has exited does not run: io_uring ends a
+ * task's requests with it, -ECANCELED (a poll-driven one when its fd wakes
+ * it, or at close). Another thread reaps that completion. */
+Test(sys_aio, ops_end_with_their_submitting_thread)
+{
+	struct submitter a = { .q = q_open(2, 0) };
+	struct precopy_sys_aio_done done[1];
+	pthread_t th;
+	int p[2], avail = -1;
+
+	cr_assert_eq(pipe(p), 0);
+	a.fd = p[0];
+	cr_assert_eq(pthread_create(&th, NULL, submit_and_exit, &a), 0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(a.r, 0);
+	/* a poll-driven op ends when its fd wakes it (or at close) */
+	cr_assert_eq(write(p[1], "z", 1), 1);
+	reap_n(a.q, done, 1, 5000);
+	cr_assert_eq(done[0].tag, 42);
+	cr_assert_eq(done[0].res, -ECANCELED);
+	cr_assert_eq(ioctl(p[0], FIONREAD, &avail), 0);
+	cr_assert_eq(avail, 1, "the cancelled read took the byte");
+	close(p[0]);
+	close(p[1]);
+	precopy_sys_aio_close(sys, a.q);
+}
+
 /* ---- concurrent blocking reads ---------------------------------------------- */
 
 /* A slow device: a blocking pipe of one page, its writer sleeping STEP_MS
