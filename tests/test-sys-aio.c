@@ -144,6 +144,10 @@ Test(sys_aio, open_arguments)
 	precopy_sys_aio_close(sys, q);
 	q = q_open(100, 3); /* not a power of two; fewer workers than depth */
 	precopy_sys_aio_close(sys, q);
+	/* the largest: io_uring's 32768 entries, one kept for the queue */
+	q = q_open(32767, 0);
+	precopy_sys_aio_close(sys, q);
+	cr_assert_eq(precopy_sys_aio_open(sys, 32768, 0, &q), -EINVAL);
 	precopy_sys_aio_close(sys, NULL);
 }
 
