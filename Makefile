@@ -219,10 +219,10 @@ $(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(FAKELIB_S
 # tests/tsan/criterion/criterion.h and run by tests/tsan/runner.c. `make
 # tsan` does it for the suites that run threads (the harvest's and the
 # engine's setters, the live bitmap's writers, the parallel merge, the threaded destination, the
-# mover's feeders and sinks, the back-end threads), into build-tsan/;
+# back-end threads, the aio queue's slow writers), into build-tsan/;
 # `make test SANITIZE=thread` for every suite.
 TSAN_SUITES := bitmap-harvest bitmap-live bitmap-parallel engine-e2e engine-ack engine-backend engine-faults \
-               backend
+               backend sys-aio
 TSAN_BUILD  := build-tsan
 TSAN_ENV    := TSAN_OPTIONS="$${TSAN_OPTIONS:-second_deadlock_stack=1}"
 TSAN_RUNNER := $(BUILD)/obj/tests/tsan/runner.o

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "precopy/sys.h"
+#include "sys_aio.h"
 
 /* Every real op funnels its result through here. */
 static long ret_or_errno(long r)
@@ -87,6 +88,10 @@ static const struct precopy_sys_ops real_ops = {
 	.munmap = real_munmap,
 	.pipe2 = real_pipe2,
 	.send = real_send,
+	.aio_open = precopy__sys_aio_open,
+	.aio_submit = precopy__sys_aio_submit,
+	.aio_reap = precopy__sys_aio_reap,
+	.aio_close = precopy__sys_aio_close,
 };
 
 static const struct precopy_sys real_sys = { .ops = &real_ops, .ctx = NULL };

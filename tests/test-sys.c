@@ -313,3 +313,55 @@ Test(sys_validate, send_is_optional)
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* The asynchronous queue (version 4) is optional and all-or-none: the
+ * real table has all four ops; a table without any is valid (plain calls);
+ * a table with only some of them is refused. */
+Test(sys_validate, aio_ops_all_or_none)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} aio_tab[] = {
+		{ "aio_open", offsetof(struct precopy_sys_ops, aio_open) },
+		{ "aio_submit", offsetof(struct precopy_sys_ops, aio_submit) },
+		{ "aio_reap", offsetof(struct precopy_sys_ops, aio_reap) },
+		{ "aio_close", offsetof(struct precopy_sys_ops, aio_close) },
+	};
+	const struct precopy_sys *real = precopy_sys_real();
+	struct precopy_sys_ops ops = *real->ops;
+	struct precopy_sys s = { .ops = &ops, .ctx = NULL };
+	void *q = (void *)1;
+
+	cr_assert_eq(real->ops->version, 4);
+	cr_assert(precopy_sys_has_aio(real), "the real table has the queue");
+	cr_assert_eq(precopy_sys_validate(real), 0);
+	for (size_t i = 0; i < sizeof(aio_tab) / sizeof(aio_tab[0]); i++) {
+		ops = *real->ops;
+		memset((char *)&ops + aio_tab[i].off, 0, sizeof(void (*)(void)));
+		cr_assert_eq(precopy_sys_validate(&s), -EINVAL, "table without only %s accepted", aio_tab[i].name);
+		cr_assert(!precopy_sys_has_aio(&s));
+		/* and with only that one */
+		ops.aio_open = NULL;
+		ops.aio_submit = NULL;
+		ops.aio_reap = NULL;
+		ops.aio_close = NULL;
+		memcpy((char *)&ops + aio_tab[i].off, (const char *)real->ops + aio_tab[i].off, sizeof(void (*)(void)));
+		cr_assert_eq(precopy_sys_validate(&s), -EINVAL, "table with only %s accepted", aio_tab[i].name);
+	}
+	ops = *real->ops;
+	ops.aio_open = NULL;
+	ops.aio_submit = NULL;
+	ops.aio_reap = NULL;
+	ops.aio_close = NULL;
+	cr_assert_eq(precopy_sys_validate(&s), 0, "a version 4 table without the queue");
+	cr_assert(!precopy_sys_has_aio(&s));
+	cr_assert_eq(precopy_sys_aio_open(&s, 4, 0, &q), -ENOSYS);
+	cr_assert_eq(q, (void *)1);
+	/* a version 3 table: its struct ends at send, the queue is never read */
+	ops = *real->ops;
+	ops.version = 3;
+	cr_assert_eq(precopy_sys_validate(&s), 0);
+	cr_assert(!precopy_sys_has_aio(&s));
+	cr_assert_eq(precopy_sys_aio_open(&s, 4, 0, &q), -ENOSYS);
+}
