@@ -31,7 +31,9 @@
 #define SLOT1_GPA 0x100000ull /* a hole between the slots */
 #define SLOT1_PAGES 64u
 #define SPAN_PAGES ((SLOT1_GPA / PS) + SLOT1_PAGES)
-#define MAXDEV 4
+#ifndef MAXDEV
+#define MAXDEV 4 /* a suite may define more before including this */
+#endif
 #define ALLF (VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY)
 #define DEV_DMA_FIRST 100u /* device DMA lands in slot 0 pages 100..127, which the guest never writes */
 
@@ -128,14 +130,21 @@ static int lying_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 
 static uint64_t clk_now(void *c) { (void)c; return atomic_load(&vnow); }
 
+/* A suite may set device i's stop-copy size (h_stop_copy_set) and read
+ * rate before h_setup(). */
+static uint64_t h_stop_copy[MAXDEV], h_read_rate[MAXDEV];
+static int h_stop_copy_set;
+
 /* Device i's fake configuration (source and destination share the seed). */
 static struct precopy_fake_vfio_cfg dev_cfg(int i, uint64_t flags)
 {
 	struct precopy_fake_vfio_cfg c = {
 		.mig_flags = flags, .dma_logging = 1, .initial_bytes = 20000 + 1000 * (uint64_t)i,
 		.dirty_rate = 2000000, .stop_copy_bytes = 10000 + 500 * (uint64_t)i, .transition_ns = 1000,
-		.seed = (uint32_t)(i + 1),
+		.seed = (uint32_t)(i + 1), .read_rate = h_read_rate[i],
 	};
+	if (h_stop_copy_set)
+		c.stop_copy_bytes = h_stop_copy[i];
 	return c;
 }
 

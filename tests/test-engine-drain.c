@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* The switchover drain over state channels: 1-8 devices with stop-copy
+ * states from 0 bytes to 256 MiB arrive byte-equal on the destination;
+ * devices that deliver their state at a limited rate are drained
+ * concurrently (the drain takes about the slowest device's time, on the
+ * virtual clock) where the sys table has the asynchronous queue, and one
+ * after another through a version 3 table without it. */
+#include <stdio.h>
+
+#define MAXDEV 8
+#include "test-engine.h"
+
+static void fini(void) { h_teardown(); }
+TestSuite(engine_drain, .fini = fini);
+
+/* A version 3 copy of the source's table: no asynchronous queue. */
+static struct precopy_sys_ops v3_ops;
+static struct precopy_sys v3_sys;
+
+static uint64_t migrate(int ndev, const uint64_t *sizes, uint64_t rate, int serial)
+{
+	uint64_t flags[MAXDEV];
+	struct run_result rr;
+	struct precopy_engine_stats st;
+	int r;
+
+	for (int i = 0; i < ndev; i++) {
+		flags[i] = ALLF;
+		h_stop_copy[i] = sizes[i];
+		h_read_rate[i] = rate;
+	}
+	h_stop_copy_set = 1;
+	h_setup(ndev, flags, 1);
+	h_stop_copy_set = 0;
+	memset(h_read_rate, 0, sizeof(h_read_rate));
+	H.cfg.policy.downtime_limit_ns = 60ull * 1000000000u; /* switch at once */
+	if (serial) {
+		v3_ops = *H.ssys->ops;
+		v3_ops.version = 3;
+		v3_sys = (struct precopy_sys){ &v3_ops, H.ssys->ctx };
+		H.cfg.sys = &v3_sys;
+	}
+	h_engines();
+	H.threaded = 1;
+	r = run_migration(200, &rr);
+	cr_assert_eq(r, 0, "%d devices: %d: %s / %s", ndev, r, precopy_engine_strerror(H.src),
+		     precopy_dest_strerror(H.dst));
+	cr_assert(ram_equal(), "destination RAM differs");
+	for (int i = 0; i < ndev; i++) {
+		struct precopy_fake_vfio_stats s, d;
+
+		precopy_fake_vfio_get_stats(H.sdev[i], &s);
+		precopy_fake_vfio_get_stats(H.ddev[i], &d);
+		cr_assert_eq(d.resume_ok, 1, "device %d did not load a valid state", i);
+		cr_assert_eq(d.bytes_in, s.bytes_out, "device %d: %llu bytes loaded, %llu saved", i,
+			     (unsigned long long)d.bytes_in, (unsigned long long)s.bytes_out);
+		cr_assert_geq(s.bytes_out, sizes[i], "device %d: %llu bytes saved, stop-copy %llu", i,
+			      (unsigned long long)s.bytes_out, (unsigned long long)sizes[i]);
+	}
+	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+	h_teardown();
+	return st.downtime.device_drain_ns;
+}
+
+Test(engine_drain, sizes_and_counts_byte_equal, .timeout = 120)
+{
+	static const uint64_t mix[] = { 0, 1, 65535, 65536, 1u << 20, 3u << 20, 65537, 7 };
+	uint64_t sizes[MAXDEV];
+
+	for (int n = 1; n <= MAXDEV; n = n < 4 ? n + 1 : n * 2) {
+		for (int i = 0; i < n; i++)
+			sizes[i] = mix[(i + n) % 8];
+		migrate(n, sizes, 0, 0);
+		migrate(n, sizes, 0, 1);
+	}
+	/* one large state beside small ones */
+	sizes[0] = 256u << 20;
+	sizes[1] = 0;
+	sizes[2] = 4096;
+	cr_log_info("3 devices, 256 MiB + 0 + 4 KiB: drain %.1f ms (virtual)", migrate(3, sizes, 0, 0) / 1e6);
+}
+
+Test(engine_drain, concurrent_takes_the_slowest_not_the_sum, .timeout = 60)
+{
+	const uint64_t rate = 100u << 20; /* 100 MiB/s each */
+	uint64_t sizes[4] = { 8u << 20, 8u << 20, 8u << 20, 8u << 20 };
+	uint64_t one = (8ull << 20) * 1000000000u / rate; /* 80 ms */
+	uint64_t conc = migrate(4, sizes, rate, 0), ser = migrate(4, sizes, rate, 1);
+
+	cr_log_info("drain of 4 x 8 MiB at 100 MiB/s: concurrent %.1f ms, serial %.1f ms, one device %.1f ms",
+		    conc / 1e6, ser / 1e6, one / 1e6);
+	cr_assert_geq(conc, one, "faster than one device can deliver");
+	cr_assert_lt(conc, one + one / 10, "concurrent drain %llu ns, one device %llu ns", (unsigned long long)conc,
+		     (unsigned long long)one);
+	cr_assert_geq(ser, 4 * one, "serial drain %llu ns below the sum", (unsigned long long)ser);
+}
