@@ -64,6 +64,13 @@
  *    timeout with timeout_action=cancel: outcome "cancelled") or
  *    FORCE_SWITCHOVER (outcome "forced"). max_iterations (default 100000)
  *    applies the timeout action itself, as a last guard.
+ *
+ *  - Other VMMs' rules (sc->policy qemu, ch, xen: sim/policy.c, their sources
+ *    in docs/policies.md). The same engine measures and makes its exact
+ *    query at every decision; the rule is asked after every 100 ms window
+ *    of RAM link time (QEMU) or between passes (CH, Xen) and its answer
+ *    replaces the engine's action and throttle. No rule switches over
+ *    before the switchover-ack: the time it was held counts as ack wait.
  */
 #include <errno.h>
 #include <stdlib.h>
