@@ -33,6 +33,12 @@ static void usage(FILE *f)
 		"  --csv FILE        the per-iteration timeline as CSV\n"
 		"  --svg FILE        a plot of pending bytes and expected downtime over time\n"
 		"  --seed N          override [workload] seed\n"
+		"  --policy NAME     who decides, overriding [migration] policy: precopy (the\n"
+		"                    engine), qemu, ch (Cloud Hypervisor v52) or xen; the\n"
+		"                    rules and their sources: docs/policies.md\n"
+		"  --compare         run the scenario under all four policies and print one\n"
+		"                    table (with --json: one object with a \"compare\" array);\n"
+		"                    exit 0 unless a run failed (1)\n"
 		"  --no-progress     no progress line (it is shown only on a terminal anyway)\n"
 		"  --print-default   print the built-in scenario and exit\n"
 		"  -h, --help        this text\n"
@@ -104,17 +110,49 @@ static int finish_stdout(int code)
 	return close_output(stdout, "stdout", NULL) < 0 ? EXIT_FAILED : code;
 }
 
+/* --compare: the scenario under each policy, one table. */
+static int run_compare(struct sim_scenario *sc, int json, int show_progress)
+{
+	struct sim_result res[SIM_POLICY_COUNT];
+	int failed = 0, e;
+
+	for (int p = 0; p < SIM_POLICY_COUNT; p++) {
+		sc->policy = p;
+		e = sim_run(sc, &res[p], show_progress ? progress : NULL, stderr);
+		if (show_progress)
+			fprintf(stderr, "\r%100s\r", "");
+		if (e < 0 || res[p].outcome == SIM_FAILED) {
+			fprintf(stderr, "precopy-sim: policy %s: %s\n", sim_policy_name(p),
+				res[p].error[0] ? res[p].error : strerror(-e));
+			if (e == -EINVAL) {
+				for (int q = 0; q <= p; q++)
+					sim_result_release(&res[q]);
+				return EXIT_BAD_SCENARIO;
+			}
+			failed = 1;
+		}
+	}
+	if (json)
+		sim_report_compare_json(stdout, sc, res, SIM_POLICY_COUNT);
+	else
+		sim_report_compare(stdout, sc, res, SIM_POLICY_COUNT);
+	for (int p = 0; p < SIM_POLICY_COUNT; p++)
+		sim_result_release(&res[p]);
+	return failed ? EXIT_FAILED : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },      { "csv", required_argument, NULL, 'c' },
 		{ "svg", required_argument, NULL, 's' }, { "seed", required_argument, NULL, 'S' },
 		{ "no-progress", no_argument, NULL, 'P' }, { "print-default", no_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },      { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },      { "policy", required_argument, NULL, 'p' },
+		{ "compare", no_argument, NULL, 'C' },   { NULL, 0, NULL, 0 },
 	};
 	struct output csv = { "--csv", NULL, NULL }, svg = { "--svg", NULL, NULL };
-	const char *seed = NULL;
-	int json = 0, show_progress = 1, output_failed = 0, c, e, code;
+	const char *seed = NULL, *policy = NULL;
+	int json = 0, show_progress = 1, output_failed = 0, compare = 0, c, e, code;
 	struct sim_scenario sc;
 	struct sim_result res;
 	char err[SIM_ERR_MAX];
@@ -125,6 +163,8 @@ int main(int argc, char **argv)
 		case 'c': csv.path = optarg; break;
 		case 's': svg.path = optarg; break;
 		case 'S': seed = optarg; break;
+		case 'p': policy = optarg; break;
+		case 'C': compare = 1; break;
 		case 'P': show_progress = 0; break;
 		case 'D': fputs(sim_default_scenario, stdout); return finish_stdout(0);
 		case 'h': usage(stdout); return finish_stdout(0);
@@ -149,6 +189,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "precopy-sim: %s\n", err);
 		sim_scenario_release(&sc);
 		return EXIT_BAD_SCENARIO;
+	}
+	if (policy && sim_scenario_set(&sc, "--policy", "migration", "policy", policy, err, sizeof(err)) < 0) {
+		fprintf(stderr, "precopy-sim: %s\n", err);
+		sim_scenario_release(&sc);
+		return EXIT_BAD_SCENARIO;
+	}
+	if (compare) {
+		if (csv.path || svg.path || policy) {
+			fprintf(stderr, "precopy-sim: --compare runs every policy and writes one table: not with %s\n",
+				policy ? "--policy" : csv.path ? "--csv" : "--svg");
+			sim_scenario_release(&sc);
+			return EXIT_BAD_SCENARIO;
+		}
+		code = run_compare(&sc, json, show_progress && isatty(STDERR_FILENO));
+		sim_scenario_release(&sc);
+		return finish_stdout(code);
 	}
 	if (open_output(&csv) < 0 || open_output(&svg) < 0) {
 		if (csv.f)

@@ -68,6 +68,7 @@ int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_res
 
 	fprintf(f, "{\"scenario\":");
 	json_str(f, sc->source);
+	fprintf(f, ",\"policy\":\"%s\"", sim_policy_name(r->policy) ? sim_policy_name(r->policy) : "?");
 	fprintf(f, ",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", sim_outcome_name(r->outcome),
 		(unsigned long long)r->iterations, ms(r->total_ns));
 	json_ms_or_null(f, "downtime_ms", r->downtime_ns, !switched);
@@ -117,8 +118,12 @@ int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_
 	fprintf(f, "precopy-sim: %s (%s of RAM, %u device%s, link %.2f Gbit/s)\n", sc->source,
 		human(a, sizeof(a), (double)sc->memory), sc->ndevs, sc->ndevs == 1 ? "" : "s",
 		(double)sc->bandwidth_Bps * 8 / 1e9);
+	if (r->policy != SIM_POLICY_PRECOPY)
+		fprintf(f, "  policy       %s (its rule decides; docs/policies.md)\n", sim_policy_name(r->policy));
 	fprintf(f, "  outcome      %s", sim_outcome_name(r->outcome));
-	if (r->outcome == SIM_SWITCHOVER)
+	if (r->outcome == SIM_SWITCHOVER && r->policy != SIM_POLICY_PRECOPY)
+		fprintf(f, " (%s; downtime limit %s)\n", r->error, r->downtime_ns <= r->downtime_limit_ns ? "met" : "exceeded");
+	else if (r->outcome == SIM_SWITCHOVER)
 		fprintf(f, r->downtime_ns <= r->downtime_limit_ns ? " (downtime limit met)\n"
 								 : " (the engine expected to meet the limit; the downtime exceeded it)\n");
 	else if (r->error[0])
@@ -425,4 +430,61 @@ void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_i
 		(unsigned long long)it->iteration, (double)now_ns / 1e9, human(a, sizeof(a), (double)it->pending_bytes), b,
 		isfinite(it->rho) ? it->rho : 99.999, it->throttle);
 	fflush(f);
+}
+
+/* ---- --compare ----------------------------------------------------------- */
+
+static int switched(const struct sim_result *r)
+{
+	return r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
+}
+
+int sim_report_compare(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n)
+{
+	char a[64], b[64], c[64], d[64], e[64];
+
+	fprintf(f, "precopy-sim --compare: %s (%s of RAM, %u device%s, link %.2f Gbit/s, limit %s)\n", sc->source,
+		human(a, sizeof(a), (double)sc->memory), sc->ndevs, sc->ndevs == 1 ? "" : "s",
+		(double)sc->bandwidth_Bps * 8 / 1e9, human_time(b, sizeof(b), sc->downtime_limit_ns));
+	fprintf(f, "%-8s %-10s %10s %10s %-5s %8s %11s %9s  %s\n", "policy", "outcome", "total", "downtime", "limit",
+		"throttle", "sent", "ack wait", "why it ended");
+	for (size_t i = 0; i < n; i++) {
+		const struct sim_result *x = &r[i];
+		const char *why = x->error;
+
+		if (!why[0] && x->outcome == SIM_SWITCHOVER)
+			why = "expected downtime within the limit";
+		snprintf(d, sizeof(d), "%u%%", x->max_throttle);
+		fprintf(f, "%-8s %-10s %10s %10s %-5s %8s %11s %9s  %s\n",
+			sim_policy_name(x->policy) ? sim_policy_name(x->policy) : "?", sim_outcome_name(x->outcome),
+			human_time(a, sizeof(a), x->total_ns), switched(x) ? human_time(b, sizeof(b), x->downtime_ns) : "-",
+			switched(x) && x->downtime_ns <= x->downtime_limit_ns ? "met" : "no", d,
+			human(c, sizeof(c), (double)x->ram_bytes + (double)x->device_bytes),
+			x->ack_wait_ns ? human_time(e, sizeof(e), x->ack_wait_ns) : "-", why);
+	}
+	return ferror(f) ? -EIO : 0;
+}
+
+int sim_report_compare_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n)
+{
+	fprintf(f, "{\"scenario\":");
+	json_str(f, sc->source);
+	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"compare\":[", ms(sc->downtime_limit_ns));
+	for (size_t i = 0; i < n; i++) {
+		const struct sim_result *x = &r[i];
+
+		fprintf(f, "%s{\"policy\":\"%s\",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", i ? "," : "",
+			sim_policy_name(x->policy) ? sim_policy_name(x->policy) : "?", sim_outcome_name(x->outcome),
+			(unsigned long long)x->iterations, ms(x->total_ns));
+		json_ms_or_null(f, "downtime_ms", x->downtime_ns, !switched(x));
+		fprintf(f, ",\"limit_met\":%s,\"max_throttle\":%u,\"bytes_sent\":%llu,\"ram_bytes_sent\":%llu,"
+			   "\"device_bytes_sent\":%llu,\"ack_wait_ms\":%.3f,\"reason\":",
+			switched(x) && x->downtime_ns <= x->downtime_limit_ns ? "true" : "false", x->max_throttle,
+			(unsigned long long)(x->ram_bytes + x->device_bytes), (unsigned long long)x->ram_bytes,
+			(unsigned long long)x->device_bytes, ms(x->ack_wait_ns));
+		json_str(f, x->error);
+		fputc('}', f);
+	}
+	fprintf(f, "]}\n");
+	return ferror(f) ? -EIO : 0;
 }

@@ -361,7 +361,8 @@ static const struct key keys[] = {
 	{ SEC_LINK, "bandwidth", K_RATE, SC(bandwidth_Bps), "the migration link" },
 	{ SEC_LINK, "latency", K_TIME, SC(latency_ns), "one way" },
 	{ SEC_MIGRATION, "downtime_limit", K_TIME, SC(downtime_limit_ns), "the limit the engine plans for" },
-	{ SEC_MIGRATION, "policy", K_POLICY, 0, "precopy" },
+	{ SEC_MIGRATION, "policy", K_POLICY, SC(policy),
+	  "who decides: precopy (the engine), qemu, ch or xen (their rules: docs/policies.md)" },
 	{ SEC_MIGRATION, "timeout", K_TIME, SC(timeout_ns), "then timeout_action (0s: none)" },
 	{ SEC_MIGRATION, "timeout_action", K_ACTION, SC(timeout_action), "cancel or force" },
 	{ SEC_MIGRATION, "switchover_bandwidth", K_RATE_OPT, SC(switchover_bw_Bps), "for the downtime estimate (empty: measured)" },
@@ -735,10 +736,14 @@ static int set_value(struct pctx *p, const struct key *k, const char *v)
 		else
 			return perr(p, k->name, "unknown action \"%s\" (cancel or force)", v);
 		return 1;
-	case K_POLICY:
-		if (strcmp(v, "precopy"))
-			return perr(p, k->name, "unknown policy \"%s\" (precopy)", v);
+	case K_POLICY: {
+		int pol = sim_policy_parse(v);
+
+		if (pol < 0)
+			return perr(p, k->name, "unknown policy \"%s\" (precopy, qemu, ch or xen)", v);
+		*(int *)dst = pol;
 		return 1;
+	}
 	case K_PHASES:
 		return parse_phases(p, k->name, v);
 	case K_TRACE:
@@ -949,7 +954,7 @@ static void format_value(char *b, size_t n, int kind, const void *dst)
 		snprintf(b, n, "%s", u == PRECOPY_TIMEOUT_FORCE ? "force" : "cancel");
 		return;
 	case K_POLICY:
-		snprintf(b, n, "precopy");
+		snprintf(b, n, "%s", sim_policy_name(*(const int *)dst) ? sim_policy_name(*(const int *)dst) : "?");
 		return;
 	}
 	snprintf(b, n, "(none)");

@@ -64,6 +64,13 @@
  *    timeout with timeout_action=cancel: outcome "cancelled") or
  *    FORCE_SWITCHOVER (outcome "forced"). max_iterations (default 100000)
  *    applies the timeout action itself, as a last guard.
+ *
+ *  - Other VMMs' rules (sc->policy qemu, ch, xen: sim/policy.c, their sources
+ *    in docs/policies.md). The same engine measures and makes its exact
+ *    query at every decision; the rule is asked after every 100 ms window
+ *    of RAM link time (QEMU) or between passes (CH, Xen) and its answer
+ *    replaces the engine's action and throttle. No rule switches over
+ *    before the switchover-ack: the time it was held counts as ack wait.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -74,6 +81,7 @@
 #include "precopy/engine.h"
 #include "precopy/fake.h"
 #include "../ioctl/uapi_compat.h"
+#include "policy.h"
 #include "simulator.h"
 #include "../common/util.h"
 
@@ -123,6 +131,13 @@ struct run {
 	int dest_err;
 	uint64_t writes_mark;
 	int pass_open; /* the last iteration ended before its pass did */
+	uint64_t link_bytes; /* everything put on the link */
+	/* a foreign policy (sc->policy != PRECOPY) plays the VMM's decisions */
+	int foreign;
+	struct sim_vmm vmm;
+	struct sim_vmm_decision vd; /* its last decision */
+	uint64_t dev_precopy, dev_stop_copy; /* the engine's last exact device figures */
+	int ack_ok; /* as of the engine's last decision: the ack is in or not needed */
 };
 
 static uint64_t now_rel(const struct run *r)
@@ -135,6 +150,7 @@ static void link_send(struct run *r, uint64_t bytes)
 {
 	unsigned __int128 t = (unsigned __int128)bytes * 1000000000u + r->link_rem;
 
+	r->link_bytes += bytes;
 	r->clk.now += (uint64_t)(t / r->sc->bandwidth_Bps);
 	r->link_rem = t % r->sc->bandwidth_Bps;
 }
@@ -265,6 +281,11 @@ static void policy_of(const struct sim_scenario *sc, struct precopy_policy *p)
 	p->throttle_max = sc->throttle_max;
 	p->timeout_ns = sc->timeout_ns;
 	p->timeout_action = sc->timeout_action;
+	if (sc->policy != SIM_POLICY_PRECOPY) {
+		/* the foreign rule throttles and times out on its own */
+		p->throttle_initial = p->throttle_increment = 0;
+		p->timeout_ns = 0;
+	}
 }
 
 static int setup(struct run *r)
@@ -331,6 +352,10 @@ static int setup(struct run *r)
 	cfg.sink_ctx = r;
 	cfg.rp_fd = -1;
 	policy_of(sc, &cfg.policy);
+	/* a foreign rule wants fresh figures at every decision: the exact
+	 * query (a sync that keeps the pass's cursor) each time */
+	if (r->foreign)
+		cfg.exact_margin_pct = UINT32_MAX;
 	r->e = precopy_engine_new(&cfg, &err);
 	if (!r->e)
 		return seterr(r, "source engine", err, NULL), err;
@@ -433,6 +458,55 @@ static int ask(struct run *r, struct precopy_decision *d)
 	return 0;
 }
 
+/* Ask the foreign rule (r->vd gets its answer). At SIM_VMM_SYNCED, *d is
+ * the engine's decision that just made the exact query: its figures are
+ * the rule's inputs; at SIM_VMM_WINDOW the log's count of unsent pages
+ * and the last known device figures are. */
+static void vmm_ask(struct run *r, int point, int pass_end, const struct precopy_decision *d, uint64_t pass_ram,
+		    uint64_t pass_ns)
+{
+	struct sim_vmm_input in;
+	struct precopy_engine_stats st;
+
+	memset(&in, 0, sizeof(in));
+	precopy_engine_stats(r->e, &st);
+	in.point = point;
+	in.pass_end = pass_end;
+	in.now_ns = now_rel(r);
+	in.link_bytes = r->link_bytes;
+	if (point == SIM_VMM_SYNCED) {
+		r->dev_precopy = d->device_precopy;
+		r->dev_stop_copy = d->device_stop_copy;
+		r->ack_ok = !(d->blocked & PRECOPY_BLOCK_ACK);
+		in.ram_pending = d->ram_pending;
+		in.dirtied_bytes = st.last.dirty_pages * r->sc->page_size;
+		in.pass_ram_bytes = pass_ram;
+		in.pass_ram_ns = pass_ns;
+	} else {
+		in.ram_pending = st.dirty_now * r->sc->page_size;
+	}
+	in.ack_ok = r->ack_ok;
+	in.dev_precopy = r->dev_precopy;
+	in.dev_stop_copy = r->dev_stop_copy;
+	sim_vmm_decide(&r->vmm, &in, &r->vd);
+}
+
+/* The foreign rule's answer as the engine's action names it. */
+static uint32_t vmm_action(const struct sim_vmm_decision *vd)
+{
+	switch (vd->action) {
+	case SIM_VMM_SWITCHOVER: return PRECOPY_SWITCHOVER;
+	case SIM_VMM_FORCE: return PRECOPY_FORCE_SWITCHOVER;
+	case SIM_VMM_CANCEL: return PRECOPY_ABORT;
+	default: return vd->ack_held ? PRECOPY_WAIT_ACK : PRECOPY_CONTINUE;
+	}
+}
+
+static int vmm_ends(const struct sim_vmm_decision *vd)
+{
+	return vd->action == SIM_VMM_SWITCHOVER || vd->action == SIM_VMM_FORCE || vd->action == SIM_VMM_CANCEL;
+}
+
 /* One iteration; fills *it and *d. Returns 0 or -errno (engine failed).
  * Pages go out in windows of window_ns of link time (0: one window); after each window
  * that leaves pages behind, the engine is asked mid-pass (it answers from
@@ -441,11 +515,12 @@ static int ask(struct run *r, struct precopy_decision *d)
 static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct precopy_decision *d)
 {
 	struct precopy_engine_stats st;
-	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, window_pages, iters0;
+	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, ram_ns = 0, window_pages, window_ns, iters0;
 	int64_t n, dev = 0, w;
 	int e, drained = 0, decided = 0;
 
 	memset(it, 0, sizeof(*it));
+	memset(&r->vd, 0, sizeof(r->vd));
 	sim_workload_run(r->wl, now_rel(r));
 	if ((e = deliver_rp(r)) < 0)
 		return e;
@@ -456,9 +531,11 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 		if (n < 0)
 			return engine_fail(r, "sync", (int)n), (int)n;
 	}
-	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * r->sc->window_ns) / 1000000000u) /
+	/* QEMU looks after every rate-limit window; CH and Xen between passes */
+	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
+	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
 		       r->sc->page_size;
-	if (!window_pages && r->sc->window_ns)
+	if (!window_pages && window_ns)
 		window_pages = 1;
 	precopy_engine_stats(r->e, &st);
 	iters0 = st.last.iteration;
@@ -469,11 +546,28 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 		t = r->clk.now;
 		link_send(r, (uint64_t)w);
 		ram += (uint64_t)w;
+		ram_ns += r->clk.now - t;
 		e = precopy_engine_account(r->e, (uint64_t)w, r->clk.now - t);
 		if (e < 0)
 			return engine_fail(r, "account", e), e;
 		if (drained)
 			break;
+		if (r->foreign) {
+			vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
+			if (r->vd.action == SIM_VMM_CONTINUE)
+				continue;
+			/* the exact figure (a sync), or the end: the engine
+			 * records the iteration either way */
+			if ((e = ask(r, d)) < 0)
+				return e;
+			if (r->vd.action == SIM_VMM_SYNC) {
+				if (d->iteration == iters0)
+					continue; /* no exact query possible yet */
+				vmm_ask(r, SIM_VMM_SYNCED, 0, d, ram, ram_ns);
+			}
+			decided = 1;
+			break;
+		}
 		if ((e = ask(r, d)) < 0)
 			return e;
 		if (d->iteration != iters0 || d->action != PRECOPY_CONTINUE) {
@@ -481,8 +575,10 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 			break;
 		}
 	}
-	if (r->sc->ndevs && !(decided && (d->action == PRECOPY_SWITCHOVER ||
-					  d->action == PRECOPY_FORCE_SWITCHOVER || d->action == PRECOPY_ABORT))) {
+	if (r->sc->ndevs && !(decided && (r->foreign ? vmm_ends(&r->vd)
+						     : d->action == PRECOPY_SWITCHOVER ||
+							       d->action == PRECOPY_FORCE_SWITCHOVER ||
+							       d->action == PRECOPY_ABORT))) {
 		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
 		dev = precopy_engine_pump(r->e, ram > slice ? ram : slice);
 		if (dev < 0)
@@ -500,6 +596,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 		}
 		if ((e = ask(r, d)) < 0)
 			return e;
+		if (r->foreign)
+			vmm_ask(r, SIM_VMM_SYNCED, 1, d, ram, ram_ns);
 	}
 	precopy_engine_stats(r->e, &st);
 	it->iteration = st.last.iteration;
@@ -519,6 +617,10 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->stalled = (int)d->stalled;
 	it->midpass = decided;
 	r->pass_open = decided;
+	if (r->foreign) {
+		it->action = vmm_action(&r->vd);
+		it->throttle = r->vd.throttle;
+	}
 	return 0;
 }
 
@@ -616,6 +718,22 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 		return -ENOMEM;
 	r->sc = sc;
 	r->res = res;
+	res->policy = sc->policy;
+	r->foreign = sc->policy != SIM_POLICY_PRECOPY;
+	if (r->foreign) {
+		struct sim_vmm_params vp = {
+			.policy = sc->policy, .limit_ns = sc->downtime_limit_ns, .timeout_ns = sc->timeout_ns,
+			.timeout_action = sc->timeout_action, .throttle_initial = sc->throttle_initial,
+			.throttle_increment = sc->throttle_increment, .throttle_max = sc->throttle_max,
+			.switchover_bw_Bps = sc->switchover_bw_Bps, .page_size = sc->page_size,
+		};
+
+		sim_vmm_init(&r->vmm, &vp);
+		r->ack_ok = 1;
+		for (uint32_t i = 0; i < sc->ndevs; i++)
+			if (sc->devs[i].pre_copy)
+				r->ack_ok = 0;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &w0);
 	e = setup(r);
 	if (e < 0)
@@ -640,6 +758,11 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 			goto out_ok; /* outcome FAILED, error set */
 		if (waiting)
 			res->ack_wait_ns += it.duration_ns;
+		if (r->foreign) { /* the rule decides; the engine's figures stay */
+			d.action = it.action;
+			d.throttle = it.throttle;
+			d.reason = r->vd.reason;
+		}
 		res->ram_bytes += it.ram_bytes;
 		res->iterations = it.iteration;
 		res->expected_downtime_ns = it.expected_downtime_ns;
@@ -663,6 +786,8 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 		}
 		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER) {
 			res->outcome = d.action == PRECOPY_SWITCHOVER ? SIM_SWITCHOVER : SIM_FORCED;
+			if (r->foreign)
+				snprintf(res->error, sizeof(res->error), "%s", d.reason ? d.reason : "");
 			if (switch_over(r) < 0)
 				goto out_ok;
 			break;

@@ -108,10 +108,30 @@ struct sim_scenario {
 	uint64_t window_ns;        /* RAM link time between two questions to the
 				    * engine inside a pass; 0: only at the end of
 				    * each pass (default 100 ms) */
+	int policy;                /* enum sim_policy: who decides (precopy) */
 	/* [device.NAME] */
 	struct sim_device devs[SIM_MAX_DEVICES];
 	uint32_t ndevs;
 };
+
+/* Who plays the VMM's decisions (sim/policy.c; the rules and their sources
+ * in docs/policies.md). PRECOPY: the engine's own decisions. The others are
+ * other VMMs' rules, driving the same engine: its throttle and stall
+ * recommendations are then ignored, and no rule switches over before the
+ * destination's switchover-ack (the sim holds it; the result says how
+ * long). */
+enum sim_policy {
+	SIM_POLICY_PRECOPY = 0,
+	SIM_POLICY_QEMU = 1, /* pending < bandwidth x limit after each 100 ms window; auto-converge */
+	SIM_POLICY_CH = 2,   /* Cloud Hypervisor v52: pending / last pass's bandwidth <= limit; timeout */
+	SIM_POLICY_XEN = 3,  /* libxenguest: 5 passes or < 50 dirty pages, then stop-and-copy */
+	SIM_POLICY_COUNT = 4,
+};
+
+/* "precopy", "qemu", "ch", "xen"; NULL for another value. */
+const char *sim_policy_name(int policy);
+/* The policy of that name, or -1. */
+int sim_policy_parse(const char *name);
 
 /* ---- scenario (sim/scenario_defaults.c, sim/scenario.c) ------------------ */
 
@@ -242,6 +262,9 @@ struct sim_result {
 	size_t niters, cap;
 	char error[SIM_ERR_MAX];
 	double wall_s;             /* real time the run took */
+	int policy;                /* enum sim_policy that decided (ack_wait_ns: the
+				    * time it would have switched over but for the
+				    * missing switchover-ack) */
 };
 
 typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const struct sim_iter *last,
@@ -269,5 +292,11 @@ int sim_report_csv(FILE *f, const struct sim_result *r);
 int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
 /* The one-line progress display (with \r, no newline). */
 void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_iter *last, uint64_t now_ns);
+/* One scenario run under several policies (--compare): a table with one row
+ * per result (policy, outcome, total time, downtime, limit met, max
+ * throttle, bytes sent, switchover-ack delay), or one JSON object with a
+ * "compare" array of those rows. Return 0 or -EIO. */
+int sim_report_compare(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n);
+int sim_report_compare_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n);
 
 #endif /* PRECOPY_SIM_SIMULATOR_H */

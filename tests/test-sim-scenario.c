@@ -145,7 +145,7 @@ static const struct err_case errs[] = {
 	{ "[link]\nbandwidth = 0M/s\n", "t.ini:2: [link] bandwidth: must be > 0" },
 	{ "[link]\nlatency = 1\n", "t.ini:2: [link] latency: bad time \"1\" (a number with ms or s, e.g. 300ms)" },
 	{ "[migration]\ndowntime_limit = 0ms\n", "t.ini:2: [migration] downtime_limit: must be > 0" },
-	{ "[migration]\npolicy = postcopy\n", "t.ini:2: [migration] policy: unknown policy \"postcopy\" (precopy)" },
+	{ "[migration]\npolicy = postcopy\n", "t.ini:2: [migration] policy: unknown policy \"postcopy\" (precopy, qemu, ch or xen)" },
 	{ "[migration]\ntimeout_action = retry\n",
 	  "t.ini:2: [migration] timeout_action: unknown action \"retry\" (cancel or force)" },
 	{ "[migration]\nthrottle_max = 100\n", "t.ini:2: [migration] throttle_max: 100 is out of range (0..99)" },
