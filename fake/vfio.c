@@ -69,7 +69,7 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 			return r;
 		*newfd = r;
 		if (to == VFIO_DEVICE_STATE_STOP_COPY)
-			dev->sc_left = dev->cfg.stop_copy_bytes;
+			dev->sc_left = dev->cfg.stop_copy_bytes, dev->sc_read = 0;
 		else if (to != VFIO_DEVICE_STATE_RESUMING)
 			dev->initial_left = dev->cfg.initial_bytes, dev->dirty = 0;
 		return 0;
@@ -90,6 +90,7 @@ static int do_arc(struct precopy_fake_vfio *dev, uint32_t from, uint32_t to, int
 	}
 	if (fv_in_precopy(from) && to == VFIO_DEVICE_STATE_STOP_COPY) {
 		dev->sc_left = sat_add(dev->cfg.stop_copy_bytes, sat_add(dev->initial_left, dev->dirty));
+		dev->sc_read = 0;
 		dev->initial_left = dev->dirty = 0;
 		return 0;
 	}
@@ -404,6 +405,17 @@ PRECOPY_API int precopy_fake_vfio_fail_reset(struct precopy_fake_vfio *dev, int 
 	pthread_mutex_lock(&dev->fk->lock);
 	dev->reset_err = err;
 	dev->reset_times = times;
+	pthread_mutex_unlock(&dev->fk->lock);
+	return 0;
+}
+
+PRECOPY_API int precopy_fake_vfio_fail_read(struct precopy_fake_vfio *dev, int err, uint64_t after)
+{
+	if (!dev || err < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&dev->fk->lock);
+	dev->read_fail_err = err;
+	dev->read_fail_after = after;
 	pthread_mutex_unlock(&dev->fk->lock);
 	return 0;
 }

@@ -184,13 +184,18 @@ ssize_t fake_vfio_data_read(void *session, void *buf, size_t len)
 		return -ENODEV;
 	if (!len)
 		return 0;
+	if (dev->read_fail_err && dev->state == VFIO_DEVICE_STATE_STOP_COPY && dev->sc_read >= dev->read_fail_after)
+		return -dev->read_fail_err;
 	fake_vfio_advance(dev);
 	fake_vfio_produce(dev, s, len < CHUNK ? len : CHUNK);
 	if (s->produced == s->consumed && fv_in_precopy(dev->state))
 		return -ENOMSG; /* temporary end of stream: both counters are 0 */
 	r = fv_real()->ops->read(NULL, s->user_fd, buf, len);
-	if (r > 0)
+	if (r > 0) {
 		s->consumed += (uint64_t)r;
+		if (dev->state == VFIO_DEVICE_STATE_STOP_COPY)
+			dev->sc_read += (uint64_t)r;
+	}
 	return r;
 }
 

@@ -69,6 +69,8 @@ struct precopy_fake_vfio {
 	int type1_pinned; /* the device pins what it writes (mdev-like) */
 	struct precopy_fake_iommufd *iommufd;
 	uint64_t read_busy_ns; /* the asynchronous queue: the device reads until then */
+	int read_fail_err;     /* precopy_fake_vfio_fail_read() */
+	uint64_t read_fail_after, sc_read; /* STOP_COPY bytes read so far */
 	uint32_t hwpt_id;
 	struct precopy_fake_vfio *next;
 };

@@ -5,6 +5,7 @@
  * concurrently (the drain takes about the slowest device's time, on the
  * virtual clock) where the sys table has the asynchronous queue, and one
  * after another through a version 3 table without it. */
+#include <dirent.h>
 #include <stdio.h>
 
 #define MAXDEV 8
@@ -93,4 +94,68 @@ Test(engine_drain, concurrent_takes_the_slowest_not_the_sum, .timeout = 60)
 	cr_assert_lt(conc, one + one / 10, "concurrent drain %llu ns, one device %llu ns", (unsigned long long)conc,
 		     (unsigned long long)one);
 	cr_assert_geq(ser, 4 * one, "serial drain %llu ns below the sum", (unsigned long long)ser);
+}
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	cr_assert(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+/* One of four devices fails halfway through its final state: the
+ * migration is cancelled with the device named, every source device is
+ * back in RUNNING, no fd is left open, and the next migration works. */
+Test(engine_drain, one_device_fails_mid_drain, .timeout = 60)
+{
+	uint64_t flags[MAXDEV] = { ALLF, ALLF, ALLF, ALLF };
+	struct run_result rr;
+	int r, before;
+
+	for (int serial = 0; serial < 2; serial++) {
+		for (int i = 0; i < 4; i++)
+			h_stop_copy[i] = 4u << 20;
+		h_stop_copy_set = 1;
+		h_setup(4, flags, 1);
+		h_stop_copy_set = 0;
+		H.cfg.policy.downtime_limit_ns = 60ull * 1000000000u;
+		if (serial) {
+			v3_ops = *H.ssys->ops;
+			v3_ops.version = 3;
+			v3_sys = (struct precopy_sys){ &v3_ops, H.ssys->ctx };
+			H.cfg.sys = &v3_sys;
+		}
+		before = open_fds();
+		h_engines();
+		H.threaded = 1;
+		cr_assert_eq(precopy_fake_vfio_fail_read(H.sdev[2], EIO, 1u << 20), 0);
+		r = run_migration(200, &rr);
+		cr_assert_eq(r, -EIO, "%s: got %d: %s", serial ? "serial" : "concurrent", r,
+			     precopy_engine_strerror(H.src));
+		cr_assert(strstr(precopy_engine_strerror(H.src), "device 12"), "message: %s",
+			  precopy_engine_strerror(H.src));
+		for (int i = 0; i < 4; i++) {
+			struct precopy_fake_vfio_stats s;
+
+			precopy_fake_vfio_get_stats(H.sdev[i], &s);
+			cr_assert_eq(s.state, VFIO_DEVICE_STATE_RUNNING, "device %d in %s", i,
+				     precopy_vfio_state_name(s.state));
+			cr_assert_eq(s.logging, 0, "device %d still logging", i);
+		}
+		/* the destination's side is reset by the test; the source's fds are
+		 * the engine's business: none of its sessions may stay open */
+		precopy_engine_free(H.src);
+		H.src = NULL;
+		precopy_dest_free(H.dst);
+		H.dst = NULL;
+		cr_assert_eq(open_fds(), before, "%s: fds %d before, %d after", serial ? "serial" : "concurrent", before,
+			     open_fds());
+		h_teardown();
+	}
 }

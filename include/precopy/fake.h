@@ -187,6 +187,11 @@ PRECOPY_API int precopy_fake_vfio_fail_arc(struct precopy_fake_vfio *dev, uint32
 /* Make RESET fail with -err the next `times` times. Returns 0 or -EINVAL. */
 PRECOPY_API int precopy_fake_vfio_fail_reset(struct precopy_fake_vfio *dev, int err, unsigned int times);
 
+/* A device that fails while giving its final state: once `after` bytes of
+ * its STOP_COPY session have been read, every read of the data fd answers
+ * -err (err 0 clears the rule). Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_fake_vfio_fail_read(struct precopy_fake_vfio *dev, int err, uint64_t after);
+
 /* Move up to max pending state bytes into the current saving data fd now,
  * for readers that bypass the sys table (io_uring); at the end of STOP_COPY
  * it ends the stream so a reader sees EOF. Returns the bytes moved or
