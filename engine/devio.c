@@ -26,63 +26,15 @@
 
 static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev);
 
-int precopy__eng_stream_open(struct precopy_engine *e)
+int precopy__eng_rp_open(struct precopy_engine *e)
 {
-	int r;
-
-	e->rec_cap = PRECOPY_STREAM_REC_HDR_SIZE + PRECOPY_STREAM_SETUP_FIXED + PRECOPY_STREAM_NAME_MAX +
-		     e->cfg.max_chunk;
-	e->rec = malloc(e->rec_cap);
-	e->payload = malloc(e->cfg.max_chunk);
-	if (!e->rec || !e->payload)
-		return -ENOMEM;
-	r = precopy_stream_rp_decoder_new(&e->rp, rp_event, e);
-	return r;
+	return precopy_stream_rp_decoder_new(&e->rp, rp_event, e);
 }
 
-void precopy__eng_stream_close(struct precopy_engine *e)
+void precopy__eng_rp_close(struct precopy_engine *e)
 {
-	free(e->rec);
-	free(e->payload);
-	e->rec = e->payload = NULL;
 	precopy_stream_rp_decoder_free(e->rp);
 	e->rp = NULL;
-}
-
-struct precopy__io_bound precopy__eng_io_bound(const struct precopy_engine *e)
-{
-	return (struct precopy__io_bound){ .sys = e->cfg.sys, .clock = e->cfg.clock, .interrupt = &e->interrupted,
-					   .timeout_ns = e->cfg.io_timeout_ns, .poll_ms = e->cfg.poll_interval_ms };
-}
-
-int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct precopy__io_wait *w)
-{
-	struct precopy__io_bound b = precopy__eng_io_bound(e);
-
-	return precopy__io_wait_fd(&b, fd, events, w);
-}
-
-/* Write all of buf to the stream. */
-int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len)
-{
-	struct precopy__io_bound b = precopy__eng_io_bound(e);
-	struct precopy__io_fd f = { .sys = e->cfg.sys, .fd = e->cfg.stream_fd, .kind = e->stream_kind };
-	struct precopy__io_result res;
-	int r;
-
-	if (e->cfg.sink) {
-		r = e->cfg.sink(e->cfg.sink_ctx, buf, len);
-		if (r < 0)
-			precopy__eng_seterr(e, r, "stream: sink: %s", strerror(-r));
-		return r < 0 ? r : 0;
-	}
-	r = precopy__io_write_fd(&b, &f, buf, len, &res);
-	e->stream_kind = f.kind;
-	if (r == -ETIMEDOUT)
-		precopy__eng_seterr(e, r, "stream: write: the stream took no byte within the I/O timeout");
-	else if (r < 0)
-		precopy__eng_seterr(e, r, "stream: %s: %s", res.in_poll ? "poll" : "write", strerror(-r));
-	return r;
 }
 
 static int emit_rec(struct precopy_engine *e, int n, const char *what, uint32_t id)
@@ -202,20 +154,14 @@ static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
 	return r < 0 ? r : n;
 }
 
-PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budget)
+int64_t precopy__eng_pump(struct precopy_engine *e, uint64_t budget)
 {
 	uint64_t total = 0, t0, rd0;
 	int r, active;
 
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_PUMP))
-		return -EBUSY;
-	if ((r = precopy__eng_interrupted(e)) < 0)
-		return precopy__eng_fail(e, r);
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return r;
 	t0 = precopy__eng_now(e);
 	rd0 = e->pump_read_ns;
 	for (uint32_t i = 0; i < e->ndev; i++) {
@@ -246,7 +192,7 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 			}
 			n = pump_one(e, d, want);
 			if (n < 0)
-				return precopy__eng_fail(e, (int)n);
+				return n;
 			total += (uint64_t)n;
 			d->call_left -= (uint64_t)n;
 			if (!budget && !d->call_left)
@@ -352,7 +298,7 @@ static int rp_event(void *opaque, const struct precopy_stream_rp_event *ev)
 	return -ev->code;
 }
 
-static int rp_feed(struct precopy_engine *e, const void *buf, size_t len)
+int precopy__eng_rp_feed(struct precopy_engine *e, const void *buf, size_t len)
 {
 	int r = precopy_stream_rp_decoder_feed(e->rp, buf, len);
 
@@ -402,32 +348,10 @@ int precopy__eng_rp_poll(struct precopy_engine *e)
 			}
 			return 0;
 		}
-		r = rp_feed(e, buf, (size_t)n);
+		r = precopy__eng_rp_feed(e, buf, (size_t)n);
 		if (r < 0)
 			return r;
 	}
 }
 
-PRECOPY_API int precopy_engine_rp_feed(struct precopy_engine *e, const void *buf, size_t len)
-{
-	int r;
 
-	if (!e || (!buf && len))
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_RP))
-		return -EBUSY;
-	r = rp_feed(e, buf, len);
-	return r < 0 ? precopy__eng_fail(e, r) : 0;
-}
-
-PRECOPY_API int precopy_engine_ack(struct precopy_engine *e)
-{
-	int r;
-
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_RP))
-		return -EBUSY;
-	r = precopy__eng_ack(e);
-	return r < 0 ? precopy__eng_fail(e, r) : 0;
-}

@@ -11,103 +11,7 @@
 
 #define DEFAULT_CHUNK (64u * 1024)
 
-/* Which calls each phase accepts. Arcs:
- *   IDLE     --start-->      PRECOPY
- *   DONE     --start-->      PRECOPY
- *   PRECOPY  --switchover--> SWITCHED
- *   SWITCHED --complete-->   DONE
- *   PRECOPY, SWITCHED --cancel / failure--> IDLE */
-static const uint32_t allowed[] = {
-	[PRECOPY_ENGINE_IDLE] = OP_START,
-	[PRECOPY_ENGINE_PRECOPY] = OP_SYNC | OP_PAGES | OP_PUMP | OP_ACCOUNT | OP_DECIDE | OP_RP | OP_SWITCHOVER,
-	[PRECOPY_ENGINE_SWITCHED] = OP_PAGES | OP_ACCOUNT | OP_COMPLETE,
-	[PRECOPY_ENGINE_DONE] = OP_START,
-};
-
-int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op)
-{
-	return (allowed[e->phase] & op) != 0;
-}
-
-uint64_t precopy__eng_now(const struct precopy_engine *e)
-{
-	return e->cfg.clock.now_ns(e->cfg.clock.ctx);
-}
-
-void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	size_t off = 0;
-
-	if (e->err)
-		return; /* the first failure is the one to report */
-	e->err = err;
-	/* a wait that ended because of precopy_engine_interrupt() says so first */
-	if (err == -ECANCELED && __atomic_load_n(&e->interrupted, __ATOMIC_ACQUIRE) &&
-	    strncmp(fmt, "interrupted", 11) != 0)
-		off = (size_t)snprintf(e->errmsg, sizeof(e->errmsg), "interrupted by precopy_engine_interrupt(): ");
-	va_start(ap, fmt);
-	vsnprintf(e->errmsg + off, sizeof(e->errmsg) - off, fmt, ap);
-	va_end(ap);
-}
-
-void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...)
-{
-	size_t len = strlen(e->errmsg);
-	va_list ap;
-
-	if (!e->err) {
-		e->err = err;
-		len = 0;
-	} else if (len + 2 < sizeof(e->errmsg)) {
-		memcpy(e->errmsg + len, "; ", 3);
-		len += 2;
-	} else {
-		return; /* no room left */
-	}
-	va_start(ap, fmt);
-	vsnprintf(e->errmsg + len, sizeof(e->errmsg) - len, fmt, ap);
-	va_end(ap);
-}
-
-uint32_t precopy__eng_dev_state(const struct edev *d)
-{
-	struct precopy_vfio_dev_status st;
-
-	if (precopy_vfio_dev_status(d->vd, &st) < 0)
-		return VFIO_DEVICE_STATE_ERROR;
-	return st.state;
-}
-
-int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
-{
-	struct precopy_vfio_dev_status before, after;
-	uint64_t t0, dt;
-	int r;
-
-	d->trans_last = 0;
-	precopy_vfio_dev_status(d->vd, &before);
-	if (before.state == target)
-		return 0;
-	t0 = precopy__eng_now(e);
-	r = precopy_vfio_dev_set_state(d->vd, target, recover);
-	dt = precopy__eng_now(e) - t0;
-	precopy_vfio_dev_status(d->vd, &after);
-	if (r < 0) {
-		d->err = r;
-		d->recovered = after.recovered;
-		d->was_reset = after.was_reset;
-		return r;
-	}
-	d->trans_last = dt;
-	if (after.arcs > before.arcs) {
-		uint64_t per_arc = dt / (after.arcs - before.arcs);
-		/* even weight to the history and the new measurement */
-		d->trans_est = d->trans_est ? d->trans_est / 2 + per_arc / 2 : per_arc;
-	}
-	return 0;
-}
+static int fail(struct precopy_engine *e, int err);
 
 /* ---- configuration -------------------------------------------------------- */
 
@@ -347,6 +251,26 @@ static int setup_devices(struct precopy_engine *e)
 	return 0;
 }
 
+/* The state channels the mover drains: devices, then back-ends. */
+static int setup_channels(struct precopy_engine *e)
+{
+	e->nchan = e->ndev + e->nbe;
+	if (!e->nchan)
+		return 0;
+	e->chans = calloc(e->nchan, sizeof(*e->chans));
+	if (!e->chans)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < e->ndev; i++)
+		e->chans[i] = (struct precopy__chan){ .ops = &precopy__chan_vfio_ops, .obj = &e->devs[i],
+						      .id = e->devs[i].cfg.id,
+						      .bytes_sent = &e->devs[i].bytes_sent };
+	for (uint32_t i = 0; i < e->nbe; i++)
+		e->chans[e->ndev + i] = (struct precopy__chan){ .ops = &precopy__chan_backend_ops,
+								.obj = &e->bes[i], .id = e->bes[i].cfg.id,
+								.bytes_sent = &e->bes[i].bytes_sent };
+	return 0;
+}
+
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err)
 {
 	struct precopy_engine *e;
@@ -387,7 +311,7 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	r = precopy__eng_be_setup(e);
 	if (r < 0)
 		goto fail_free;
-	r = precopy__mover_setup(e);
+	r = setup_channels(e);
 	if (r < 0)
 		goto fail_free;
 	if (err)
@@ -414,7 +338,8 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 		precopy_vfio_dev_free(e->devs[i].vd);
 	}
 	free(e->devs);
-	precopy__mover_free(e);
+	precopy__mover_close(e);
+	free(e->chans);
 	precopy__eng_be_free(e);
 	free(e->dstat);
 	precopy_kvm_log_free(e->kvm);
@@ -535,16 +460,18 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = precopy__eng_stream_open(e);
 	if (r == 0)
+		r = precopy__eng_rp_open(e);
+	if (r == 0)
 		r = precopy__mover_open(e);
 	if (r < 0) {
 		precopy__eng_seterr(e, r, "start: stream buffers: %s", strerror(-r));
-		return precopy__eng_fail(e, r);
+		return fail(e, r);
 	}
 	if (e->kvm) {
 		r = precopy_kvm_log_start(e->kvm);
 		if (r < 0) {
 			precopy__eng_seterr(e, r, "start: KVM dirty logging: %s", strerror(-r));
-			return precopy__eng_fail(e, r);
+			return fail(e, r);
 		}
 		e->kvm_started = 1;
 	}
@@ -555,7 +482,7 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	precopy__eng_log_mark_all(e);
 	r = precopy__eng_tracking_start(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return fail(e, r);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 
@@ -564,21 +491,21 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 		r = precopy__eng_dev_move(e, d, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
 			precopy__eng_seterr(e, r, "start: device %u: RUNNING -> PRE_COPY: %s", d->cfg.id, strerror(-r));
-			return precopy__eng_fail(e, r);
+			return fail(e, r);
 		}
 		d->pre_copy = 1;
 		e->need_ack = 1;
 		r = precopy__eng_dev_refresh_info(e, d, 1); /* the first info starts the countdown */
 		if (r < 0)
-			return precopy__eng_fail(e, r);
+			return fail(e, r);
 	}
 	r = precopy__eng_emit_setup_all(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return fail(e, r);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		r = precopy__eng_dev_initial_check(e, &e->devs[i]);
 		if (r < 0)
-			return precopy__eng_fail(e, r);
+			return fail(e, r);
 	}
 	return 0;
 }
@@ -637,17 +564,17 @@ static int unwind(struct precopy_engine *e)
 			first = r;
 		e->kvm_started = 0;
 	}
+	precopy__eng_rp_close(e);
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_IDLE;
 	return first;
 }
 
-int precopy__eng_interrupted(struct precopy_engine *e)
+/* Cancel after a failure: keeps e->err / errmsg, returns err. */
+static int fail(struct precopy_engine *e, int err)
 {
-	if (!__atomic_load_n(&e->interrupted, __ATOMIC_ACQUIRE))
-		return 0;
-	precopy__eng_seterr(e, -ECANCELED, "interrupted by precopy_engine_interrupt(): migration cancelled");
-	return -ECANCELED;
+	unwind(e);
+	return err;
 }
 
 PRECOPY_API int precopy_engine_interrupt(struct precopy_engine *e)
@@ -658,11 +585,6 @@ PRECOPY_API int precopy_engine_interrupt(struct precopy_engine *e)
 	return 0;
 }
 
-int precopy__eng_fail(struct precopy_engine *e, int err)
-{
-	unwind(e);
-	return err;
-}
 
 PRECOPY_API int precopy_engine_cancel(struct precopy_engine *e)
 {
@@ -681,4 +603,113 @@ PRECOPY_API const char *precopy_engine_strerror(const struct precopy_engine *e)
 PRECOPY_API int precopy_engine_error(const struct precopy_engine *e)
 {
 	return e ? e->err : -EINVAL;
+}
+
+/* ---- the migration's calls -------------------------------------------------- */
+
+/* The checks every call makes first: 0 to go on, -EINVAL, -EBUSY (nothing
+ * changed), or -ECANCELED after precopy_engine_interrupt() (the migration
+ * is cancelled) where `interruptible`. */
+static int enter(struct precopy_engine *e, uint32_t op, int interruptible)
+{
+	int r;
+
+	if (!e)
+		return -EINVAL;
+	if (!precopy__eng_allowed(e, op))
+		return -EBUSY;
+	if (interruptible && (r = precopy__eng_interrupted(e)) < 0)
+		return fail(e, r);
+	return 0;
+}
+
+PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e)
+{
+	int64_t n = enter(e, OP_SYNC, 1);
+
+	if (n < 0)
+		return n;
+	n = precopy__eng_sync(e);
+	return n < 0 ? fail(e, (int)n) : n;
+}
+
+PRECOPY_API int64_t precopy_engine_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs,
+					      size_t max_runs, uint64_t max_pages)
+{
+	int r;
+
+	if (!runs || !max_runs)
+		return -EINVAL;
+	r = enter(e, OP_PAGES, 0);
+	return r < 0 ? r : precopy__eng_next_pages(e, runs, max_runs, max_pages);
+}
+
+PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budget)
+{
+	int64_t n = enter(e, OP_PUMP, 1);
+
+	if (n < 0)
+		return n;
+	n = precopy__eng_pump(e, budget);
+	return n < 0 ? fail(e, (int)n) : n;
+}
+
+PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
+{
+	int r = enter(e, OP_ACCOUNT, 0);
+
+	return r < 0 ? r : precopy__eng_account(e, ram_bytes, send_ns);
+}
+
+PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_decision *d)
+{
+	int r;
+
+	if (!d)
+		return -EINVAL;
+	r = enter(e, OP_DECIDE, 1);
+	if (r < 0)
+		return r;
+	r = precopy__eng_decide(e, d);
+	return r < 0 ? fail(e, r) : 0;
+}
+
+PRECOPY_API int precopy_engine_rp_feed(struct precopy_engine *e, const void *buf, size_t len)
+{
+	int r;
+
+	if (!buf && len)
+		return -EINVAL;
+	r = enter(e, OP_RP, 0);
+	if (r < 0)
+		return r;
+	r = precopy__eng_rp_feed(e, buf, len);
+	return r < 0 ? fail(e, r) : 0;
+}
+
+PRECOPY_API int precopy_engine_ack(struct precopy_engine *e)
+{
+	int r = enter(e, OP_RP, 0);
+
+	if (r < 0)
+		return r;
+	r = precopy__eng_ack(e);
+	return r < 0 ? fail(e, r) : 0;
+}
+
+PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
+{
+	int r = enter(e, OP_SWITCHOVER, 1);
+
+	if (r < 0)
+		return r;
+	r = precopy__eng_switchover(e);
+	return r < 0 ? fail(e, r) : 0;
+}
+
+PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
+{
+	int r = enter(e, OP_COMPLETE, 0);
+
+	return r < 0 ? r : precopy__eng_complete(e);
 }

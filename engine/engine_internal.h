@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* The source engine's private state, shared by engine/engine.c (config,
- * lifecycle, per-device status), engine/sync.c (dirty harvest, page
- * hand-out), engine/devio.c (stream and return path, device pre-copy data),
- * engine/estimate.c (cheap and exact estimates, decisions),
- * engine/switchover.c and engine/stats.c. Not installed. */
+/* The source engine's private state, shared by its files. Not installed.
+ *
+ * Who calls whom (tests/check-calls.sh keeps it a tree, no circle):
+ *   engine.c      public entry points, configuration, lifecycle (start,
+ *                 cancel, failure: the only caller of unwind);
+ *   switchover.c  switchover and completion;
+ *   estimate.c    accounting, cheap and exact estimates, decisions;
+ *   sync.c        dirty harvest, page hand-out, device DMA tracking;
+ *   devio.c       device pre-copy data, the return path, VFIO channels;
+ *   backend_dev.c fd-based back-ends and their channels;
+ *   mover.c       the switchover drain over state channels;
+ *   stream_out.c  the stream's buffers and writes, bounded waits;
+ *   core.c        phases, clock, error message, device transitions;
+ *   io_bound.c    bounded waits and the one bounded writer;
+ *   stats.c       status and statistics (read only).
+ * A file calls only files below it in this list, except that engine.c
+ * calls all of them. */
 #ifndef PRECOPY_ENGINE_INTERNAL_H
 #define PRECOPY_ENGINE_INTERNAL_H
 
@@ -127,15 +139,26 @@ struct precopy_engine {
 	char errmsg[256];
 };
 
-/* engine.c */
+/* The calls behind the public entry points (engine.c checks the phase,
+ * the arguments and an interrupt first, and fails the migration on the
+ * -errno they return; they never call fail or unwind themselves). */
+int64_t precopy__eng_pump(struct precopy_engine *e, uint64_t budget);             /* devio.c */
+int precopy__eng_rp_feed(struct precopy_engine *e, const void *buf, size_t len);  /* devio.c */
+int precopy__eng_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns); /* estimate.c */
+int precopy__eng_decide(struct precopy_engine *e, struct precopy_decision *d);   /* estimate.c */
+int precopy__eng_switchover(struct precopy_engine *e);                           /* switchover.c */
+/* Returns the first -errno met; the engine is DONE either way. */
+int precopy__eng_complete(struct precopy_engine *e);                             /* switchover.c */
+int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs, size_t max_runs,
+				uint64_t max_pages);                             /* sync.c */
+
+/* core.c: leaf helpers, callable from every file of the engine */
 int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);
 uint64_t precopy__eng_now(const struct precopy_engine *e);
 void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* As seterr; with an error already set, appends "; <text>" to its message
  * instead (a second failure met while undoing the first). */
 void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Cancel after a failure: keeps e->err / errmsg, returns err. */
-int precopy__eng_fail(struct precopy_engine *e, int err);
 /* -ECANCELED (error set) if precopy_engine_interrupt() was called since
  * the migration started, else 0. */
 int precopy__eng_interrupted(struct precopy_engine *e);
@@ -165,9 +188,13 @@ struct precopy__io_bound precopy__eng_io_bound(const struct precopy_engine *e);
  * without progress, whichever comes first. Zero w before a wait and after
  * progress. */
 int precopy__eng_wait_fd(struct precopy_engine *e, int fd, short events, struct precopy__io_wait *w);
+/* stream_out.c: record buffers (open: 0 or -ENOMEM), the stream's writes */
 int precopy__eng_stream_open(struct precopy_engine *e);
 void precopy__eng_stream_close(struct precopy_engine *e);
 int precopy__eng_emit(struct precopy_engine *e, const void *buf, size_t len);
+/* devio.c: the return path's decoder (open: 0 or -ENOMEM) */
+int precopy__eng_rp_open(struct precopy_engine *e);
+void precopy__eng_rp_close(struct precopy_engine *e);
 int precopy__eng_emit_setup_all(struct precopy_engine *e);
 int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
 /* Fresh precopy info (dirty bytes; with first, the initial countdown). */
@@ -184,8 +211,6 @@ int precopy__eng_be_emit_setup(struct precopy_engine *e);
 void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
 
 /* mover.c: the state channels and their drain at switchover */
-int precopy__mover_setup(struct precopy_engine *e);   /* engine_new: the channels */
-void precopy__mover_free(struct precopy_engine *e);
 /* At start: the asynchronous queue where the table has one and there are
  * two channels or more (else, or where it cannot open, a serial drain).
  * Returns 0 or -ENOMEM. */

@@ -12,12 +12,8 @@
 #include "../ioctl/uapi_compat.h"
 #include "../common/util.h"
 
-PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
+int precopy__eng_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
 {
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_ACCOUNT))
-		return -EBUSY;
 	if (e->phase == PRECOPY_ENGINE_SWITCHED) {
 		e->dt.final_ram_ns = sat_add(e->dt.final_ram_ns, send_ns);
 		return 0;
@@ -197,21 +193,15 @@ static void iter_stats(struct precopy_engine *e, const struct precopy_decision *
 	s->exact = exact;
 }
 
-PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_decision *d)
+int precopy__eng_decide(struct precopy_engine *e, struct precopy_decision *d)
 {
 	struct precopy_iteration it;
 	uint64_t now, dev_dirtied = 0;
 	int exact, r;
 
-	if (!e || !d)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_DECIDE))
-		return -EBUSY;
-	if ((r = precopy__eng_interrupted(e)) < 0)
-		return precopy__eng_fail(e, r);
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return r;
 	fill_status(e);
 	if (midpass_check(e, precopy__eng_now(e), d))
 		return 0;
@@ -219,7 +209,7 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	if (exact) {
 		r = exact_query(e);
 		if (r < 0)
-			return precopy__eng_fail(e, r);
+			return r;
 		fill_status(e);
 	}
 	now = precopy__eng_now(e);
@@ -243,13 +233,13 @@ PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_d
 	r = precopy_estimator_record(e->est, &it);
 	if (r < 0) {
 		precopy__eng_seterr(e, r, "decide: the clock went backwards");
-		return precopy__eng_fail(e, r);
+		return r;
 	}
 	e->iterations++;
 	r = precopy_estimator_decide(e->est, e->dstat, e->ndev + e->nbe, e->acked, now, d);
 	if (r < 0) {
 		precopy__eng_seterr(e, r, "decide: estimator: %s", strerror(-r));
-		return precopy__eng_fail(e, r);
+		return r;
 	}
 	e->last_in.iteration = it;
 	e->last_in.ack_received = e->acked;

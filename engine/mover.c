@@ -24,33 +24,6 @@
 #include "../common/util.h"
 #include "../ioctl/sys_retry.h"
 
-int precopy__mover_setup(struct precopy_engine *e)
-{
-	e->nchan = e->ndev + e->nbe;
-	if (!e->nchan)
-		return 0;
-	e->chans = calloc(e->nchan, sizeof(*e->chans));
-	if (!e->chans)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < e->ndev; i++)
-		e->chans[i] = (struct precopy__chan){ .ops = &precopy__chan_vfio_ops, .obj = &e->devs[i],
-						      .id = e->devs[i].cfg.id,
-						      .bytes_sent = &e->devs[i].bytes_sent };
-	for (uint32_t i = 0; i < e->nbe; i++)
-		e->chans[e->ndev + i] = (struct precopy__chan){ .ops = &precopy__chan_backend_ops,
-								.obj = &e->bes[i], .id = e->bes[i].cfg.id,
-								.bytes_sent = &e->bes[i].bytes_sent };
-	return 0;
-}
-
-void precopy__mover_free(struct precopy_engine *e)
-{
-	precopy__mover_close(e);
-	free(e->chans);
-	e->chans = NULL;
-	e->nchan = 0;
-}
-
 int precopy__mover_open(struct precopy_engine *e)
 {
 	const struct precopy_sys *sys = e->cfg.sys;

@@ -51,23 +51,17 @@ static int stop_copy_all(struct precopy_engine *e)
 	return 0;
 }
 
-PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
+int precopy__eng_switchover(struct precopy_engine *e)
 {
 	uint64_t t;
 	int64_t n;
 	int r;
 	uint8_t *rec;
 
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_SWITCHOVER))
-		return -EBUSY;
-	if ((r = precopy__eng_interrupted(e)) < 0)
-		return precopy__eng_fail(e, r);
 	/* An ACK (or an error) still queued on the return path is judged now. */
 	r = precopy__eng_rp_poll(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return r;
 	e->switch_decided = 1;
 	memset(&e->dt, 0, sizeof(e->dt));
 	e->dt.fixed_ns = e->cfg.policy.fixed_downtime_ns;
@@ -79,38 +73,34 @@ PRECOPY_API int precopy_engine_switchover(struct precopy_engine *e)
 	if (r == 0)
 		r = stop_copy_all(e);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return r;
 	/* vCPUs (the VMM) and devices are stopped: nothing dirties RAM now. */
 	n = precopy__eng_sync(e);
 	if (n < 0)
-		return precopy__eng_fail(e, (int)n);
+		return n;
 	e->dt.final_ram_pages = e->dirty_count;
 	t = precopy__eng_now(e);
 	/* every device's and back-end's state to its end (the VMM stopped the
 	 * back-ends' queues with the vCPUs): concurrently where it can */
 	n = precopy__mover_drain(e);
 	if (n < 0)
-		return precopy__eng_fail(e, (int)n);
+		return n;
 	e->dt.device_bytes = sat_add(e->dt.device_bytes, (uint64_t)n);
 	rec = e->rec;
 	r = precopy_stream_encode_stream_end(rec, e->rec_cap);
 	if (r > 0)
 		r = precopy__eng_emit(e, rec, (size_t)r);
 	if (r < 0)
-		return precopy__eng_fail(e, r);
+		return r;
 	e->dt.device_drain_ns = precopy__eng_now(e) - t;
 	e->phase = PRECOPY_ENGINE_SWITCHED;
 	return 0;
 }
 
-PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
+int precopy__eng_complete(struct precopy_engine *e)
 {
 	int first = 0, r;
 
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_COMPLETE))
-		return -EBUSY;
 	/* The downtime window closed when the VMM called us. */
 	e->dt.total_ns = precopy__eng_now(e) - e->sw_start_ns;
 	r = precopy__eng_tracking_stop(e, "complete");
@@ -137,6 +127,7 @@ PRECOPY_API int precopy_engine_complete(struct precopy_engine *e)
 		}
 	}
 	precopy__mover_close(e);
+	precopy__eng_rp_close(e);
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_DONE;
 	return first;

@@ -214,32 +214,13 @@ int64_t precopy__eng_sync(struct precopy_engine *e)
 	return first ? first : (int64_t)newly;
 }
 
-PRECOPY_API int64_t precopy_engine_sync(struct precopy_engine *e)
-{
-	int64_t n;
 
-	if (!e)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_SYNC))
-		return -EBUSY;
-	if ((n = precopy__eng_interrupted(e)) < 0)
-		return precopy__eng_fail(e, (int)n);
-	n = precopy__eng_sync(e);
-	if (n < 0)
-		return precopy__eng_fail(e, (int)n);
-	return n;
-}
-
-PRECOPY_API int64_t precopy_engine_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs,
-					      size_t max_runs, uint64_t max_pages)
+int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs, size_t max_runs,
+				uint64_t max_pages)
 {
 	uint64_t pages = 0;
 	size_t n = 0;
 
-	if (!e || !runs || !max_runs)
-		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_PAGES))
-		return -EBUSY;
 	while (n < max_runs && (!max_pages || pages < max_pages)) {
 		struct precopy_page_run run;
 		uint64_t cur = e->cursor, take;
