@@ -246,6 +246,7 @@ deps:
 test: deps
 	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN)
 	$(Q)./tests/check-symbols.sh $(STATIC)
+	$(Q)./tests/check-calls.sh $(LIB_OBJS)
 	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
 	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)
