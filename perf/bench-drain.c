@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/* bench-drain: the engine's switchover drain on the real kernel against a
+ * serial read loop, in the same run.
+ *
+ * N device stand-ins deliver SIZE bytes of state each at a limited rate:
+ * fd-based back-ends (precopy/backend.h) whose writer threads sleep
+ * between 64 KiB writes, so the CPU is not the limit. The engine (real
+ * sys table: io_uring where the kernel allows it) drains them at
+ * switchover into a stream socket whose reader thread discards the bytes.
+ * The serial loop reads the same stand-ins one after another into the
+ * same kind of socket. Printed per case:
+ *   case=drain-Ndev-SIZE ... ratio=<engine time / serial time>
+ * (the line's gbps is the serial loop's, its limit_gbps the engine's, so
+ * that ratio = gbps / limit_gbps is the time ratio). Targets on a 2-core
+ * machine: <= 0.60 at 2 devices, <= 0.35 at 4, <= 0.25 at 8. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/bench.h"
+#include "precopy.h"
+
+#define CHUNK (64u << 10)
+#define MAXN 8
+
+struct standin {
+	uint64_t size, rate; /* bytes, bytes per second */
+	int fd;
+	pthread_t thr;
+	int started, result;
+};
+
+static void sleep_until(uint64_t t)
+{
+	uint64_t now = bench_now_ns();
+	struct timespec ts;
+
+	if (t <= now)
+		return;
+	ts.tv_sec = (time_t)((t - now) / 1000000000u);
+	ts.tv_nsec = (long)((t - now) % 1000000000u);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Writes the state at the stand-in's rate, then closes its end. */
+static void *writer(void *arg)
+{
+	struct standin *s = arg;
+	static const uint8_t zeros[CHUNK];
+	uint64_t t0 = bench_now_ns(), done = 0;
+
+	s->result = 0;
+	while (done < s->size) {
+		size_t n = s->size - done < CHUNK ? (size_t)(s->size - done) : CHUNK;
+		ssize_t w = write(s->fd, zeros, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			s->result = -errno;
+			break;
+		}
+		done += (uint64_t)w;
+		/* the device has delivered `done` bytes no sooner than this */
+		sleep_until(t0 + (uint64_t)((unsigned __int128)done * 1000000000u / s->rate));
+	}
+	close(s->fd);
+	return NULL;
+}
+
+static int si_running(void *ctx)
+{
+	return 0;
+}
+
+static int si_set_fd(void *ctx, uint32_t dir, uint32_t phase, int fd, int *reply)
+{
+	struct standin *s = ctx;
+
+	*reply = -1;
+	if (dir != PRECOPY_BACKEND_SAVE) {
+		close(fd);
+		return -EINVAL;
+	}
+	s->fd = fd;
+	if (pthread_create(&s->thr, NULL, writer, s)) {
+		close(fd);
+		return -EAGAIN;
+	}
+	s->started = 1;
+	return 0;
+}
+
+static int si_check(void *ctx)
+{
+	struct standin *s = ctx;
+
+	if (!s->started)
+		return -EIO;
+	pthread_join(s->thr, NULL);
+	s->started = 0;
+	return s->result;
+}
+
+static const struct precopy_backend_ops si_ops = { PRECOPY_BACKEND_OPS_VERSION, si_running, si_set_fd, si_check };
+
+/* The stream's far end: read and discard until EOF. */
+static void *sink(void *arg)
+{
+	static uint8_t buf[1 << 20];
+	int fd = *(int *)arg;
+
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	return NULL;
+}
+
+static int stream_pair(int s[2], pthread_t *thr)
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) < 0)
+		return -errno;
+	if (pthread_create(thr, NULL, sink, &s[1])) {
+		close(s[0]);
+		close(s[1]);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+static void stream_done(int s[2], pthread_t thr)
+{
+	shutdown(s[0], SHUT_WR);
+	pthread_join(thr, NULL);
+	close(s[0]);
+	close(s[1]);
+}
+
+/* The engine drains n stand-ins at switchover. Returns the drain's wall
+ * time in ns, 0 on failure (printed). */
+static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, char *how, size_t howlen)
+{
+	static uint64_t live_words[1];
+	struct precopy_bitmap live;
+	struct precopy_ram_slot slot = { .gpa = 0, .size = 64 * 4096, .page_size = 4096 };
+	struct standin si[MAXN];
+	struct precopy_engine_backend be[MAXN];
+	struct precopy_engine_config cfg;
+	struct precopy_engine_stats st;
+	struct precopy_sys_ops v3;
+	struct precopy_sys v3sys;
+	struct precopy_engine *e;
+	uint64_t t = 0;
+	pthread_t thr;
+	int s[2], err, r;
+
+	memset(si, 0, sizeof(si));
+	precopy_bitmap_wrap(&live, live_words, 64);
+	for (int i = 0; i < n; i++) {
+		si[i] = (struct standin){ .size = size, .rate = rate, .fd = -1 };
+		be[i] = (struct precopy_engine_backend){ .id = 100 + (uint32_t)i, .name = "standin", .ops = &si_ops,
+							 .ctx = &si[i], .state_bytes = size };
+	}
+	if (stream_pair(s, &thr) < 0)
+		return 0;
+	precopy_engine_config_init(&cfg);
+	cfg.sys = precopy_sys_real();
+	if (serial) {
+		v3 = *cfg.sys->ops;
+		v3.version = 3;
+		v3sys = (struct precopy_sys){ &v3, NULL };
+		cfg.sys = &v3sys;
+	}
+	cfg.slots = &slot;
+	cfg.nslots = 1;
+	cfg.ram_source = PRECOPY_RAM_BITMAP;
+	cfg.ram_bitmap = &live;
+	cfg.backends = be;
+	cfg.nbackends = (uint32_t)n;
+	cfg.stream_fd = s[0];
+	cfg.max_chunk = CHUNK;
+	cfg.policy.downtime_limit_ns = 60ull * 1000000000u;
+	e = precopy_engine_new(&cfg, &err);
+	if (!e) {
+		fprintf(stderr, "bench-drain: engine_new: %s\n", strerror(-err));
+		stream_done(s, thr);
+		return 0;
+	}
+	r = precopy_engine_start(e);
+	if (r == 0) {
+		uint64_t t0 = bench_now_ns();
+
+		r = precopy_engine_switchover(e);
+		t = bench_now_ns() - t0;
+	}
+	if (r == 0)
+		r = precopy_engine_complete(e);
+	if (r < 0) {
+		fprintf(stderr, "bench-drain: %d devices: %s\n", n, precopy_engine_strerror(e));
+		t = 0;
+	} else if (precopy_engine_stats(e, &st) == 0 && st.downtime.device_bytes != (uint64_t)n * size) {
+		fprintf(stderr, "bench-drain: %llu bytes drained, %llu expected\n",
+			(unsigned long long)st.downtime.device_bytes, (unsigned long long)n * size);
+		t = 0;
+	}
+	snprintf(how, howlen, "%s", precopy_sys_has_aio(cfg.sys) ? "io_uring" : "plain");
+	precopy_engine_free(e);
+	stream_done(s, thr);
+	return t;
+}
+
+/* The baseline: each stand-in's pipe read to EOF into the stream, one
+ * after another. Returns the wall time in ns, 0 on failure. */
+static uint64_t serial_loop(int n, uint64_t size, uint64_t rate)
+{
+	static uint8_t buf[CHUNK];
+	struct standin si[MAXN];
+	uint64_t t0, total = 0;
+	pthread_t thr;
+	int s[2];
+
+	memset(si, 0, sizeof(si));
+	if (stream_pair(s, &thr) < 0)
+		return 0;
+	t0 = bench_now_ns();
+	for (int i = 0; i < n; i++) {
+		int p[2], reply;
+
+		si[i] = (struct standin){ .size = size, .rate = rate, .fd = -1 };
+		if (pipe2(p, O_CLOEXEC) < 0 || si_set_fd(&si[i], PRECOPY_BACKEND_SAVE, 0, p[1], &reply) < 0)
+			return 0;
+		for (;;) {
+			ssize_t r = read(p[0], buf, sizeof(buf)), w = 0;
+
+			if (r == 0)
+				break;
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				return 0;
+			}
+			while (w < r) {
+				ssize_t k = send(s[0], buf + w, (size_t)(r - w), MSG_NOSIGNAL);
+
+				if (k < 0 && errno != EINTR)
+					return 0;
+				w += k > 0 ? k : 0;
+			}
+			total += (uint64_t)r;
+		}
+		close(p[0]);
+		if (si_check(&si[i]) < 0)
+			return 0;
+	}
+	t0 = bench_now_ns() - t0;
+	stream_done(s, thr);
+	return total == (uint64_t)n * size ? t0 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const int ns[] = { 2, 4, 8 };
+	static const double target[] = { 0.60, 0.35, 0.25 };
+	struct bench_opts o;
+	struct bench_report rep;
+	uint64_t size, rate = 256ull << 20;
+	int r, bad = 0;
+
+	r = bench_parse_opts(&o, argc, argv, "  --size BYTES   state per device (default 32M, at 256 MiB/s)\n", 3);
+	if (r)
+		return r > 0 ? 0 : 2;
+	size = o.size_bytes ? o.size_bytes : 32ull << 20;
+	if (o.list) {
+		for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+			printf("drain-%ddev-%lluM  %d stand-ins at 256 MiB/s, engine drain vs serial loop\n", ns[k],
+			       (unsigned long long)(size >> 20), ns[k]);
+		return 0;
+	}
+	bench_report_begin(&rep, "bench-drain", &o,
+			   "ratio = engine drain time / serial read loop time (gbps: serial loop, limit_gbps: engine)");
+	for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+		struct bench_samples eng = { .n = 0 }, ser = { .n = 0 }, eng3 = { .n = 0 };
+		struct bench_line l;
+		char name[64], how[16] = "", how3[16];
+		int n = ns[k];
+		double ratio;
+
+		snprintf(name, sizeof(name), "drain-%ddev-%lluM", n, (unsigned long long)(size >> 20));
+		if (!bench_case_selected(&o, name))
+			continue;
+		for (int i = 0; i < o.reps; i++) {
+			uint64_t a = engine_drain(n, size, rate, 0, how, sizeof(how)), b = serial_loop(n, size, rate);
+			uint64_t c = engine_drain(n, size, rate, 1, how3, sizeof(how3));
+
+			if (!a || !b || !c) {
+				bad = 1;
+				break;
+			}
+			bench_samples_add(&eng, a);
+			bench_samples_add(&ser, b);
+			bench_samples_add(&eng3, c);
+		}
+		if (bad)
+			break;
+		ratio = bench_samples_median(&eng) / bench_samples_median(&ser);
+		bench_line_init(&l, name, bench_gbps((uint64_t)n * size, bench_samples_median(&ser)),
+				bench_gbps((uint64_t)n * size, bench_samples_median(&eng)));
+		bench_line_num(&l, "engine_ms", "%.1f", bench_samples_median(&eng) / 1e6);
+		bench_line_num(&l, "serial_ms", "%.1f", bench_samples_median(&ser) / 1e6);
+		bench_line_num(&l, "engine_serial_ms", "%.1f", bench_samples_median(&eng3) / 1e6);
+		bench_line_num(&l, "engine_min_ms", "%.1f", bench_samples_min(&eng) / 1e6);
+		bench_line_num(&l, "engine_max_ms", "%.1f", bench_samples_max(&eng) / 1e6);
+		bench_line_str(&l, "path", how);
+		bench_line_num(&l, "target", "%.2f", target[k]);
+		bench_line_str(&l, "met", ratio <= target[k] ? "yes" : "no");
+		bench_report_line(&rep, &l);
+	}
+	bench_report_end(&rep);
+	return bad;
+}
