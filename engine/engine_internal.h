@@ -211,8 +211,9 @@ int precopy__eng_be_emit_setup(struct precopy_engine *e);
 void precopy__eng_be_fill_status(struct precopy_engine *e, struct precopy_device_status *s);
 
 /* mover.c: the state channels and their drain at switchover */
-/* At start: the asynchronous queue where the table has one and there are
- * two channels or more (else, or where it cannot open, a serial drain).
+/* At start: the asynchronous queue where the table has one and there is
+ * a channel (else, or where it cannot open, a serial drain; with one
+ * channel the queue still overlaps its next read with the last write).
  * Returns 0 or -ENOMEM. */
 int precopy__mover_open(struct precopy_engine *e);
 void precopy__mover_close(struct precopy_engine *e);

@@ -2,8 +2,8 @@
 /* The mover: every state channel's bytes to end of data into DEV_DATA
  * records and a DEV_END each, at switchover.
  *
- * Concurrent where the sys table has the asynchronous queue and there are
- * two channels or more: one read in flight per channel (so each channel's
+ * Concurrent where the sys table has the asynchronous queue: one read in
+ * flight per channel (so each channel's
  * bytes stay in order), two buffers per channel so that the next read is
  * in flight while the record of the last one is written to the stream;
  * records of different channels interleave in completion order. Reads of
@@ -30,7 +30,7 @@ int precopy__mover_open(struct precopy_engine *e)
 	int r;
 
 	e->aio_err = 0;
-	if (e->nchan < 2)
+	if (!e->nchan)
 		return 0;
 	if (!precopy_sys_has_aio(sys)) {
 		e->aio_err = -ENOSYS;
