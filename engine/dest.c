@@ -14,9 +14,11 @@
 #include <string.h>
 
 #include "precopy/dest.h"
+#include "dest_load.h"
 #include "io_bound.h"
 #include "../ioctl/uapi_compat.h"
 #include "../ioctl/sys_retry.h"
+#include "../ioctl/vfio_mig_priv.h"
 
 #define READ_BUF (64u * 1024)
 #define POLL_MS 10 /* longest single poll of a write wait */
@@ -56,6 +58,7 @@ struct precopy_dest {
 	int acked;
 	int rp_kind;          /* PRECOPY__FD_*: what rp_fd turned out to be */
 	uint8_t *buf;
+	struct precopy__load *load; /* concurrent device writes, or NULL: plain */
 	int err;
 	uint32_t err_dev;     /* the device or back-end the failure concerns, or NONE */
 	char errmsg[256];
@@ -235,6 +238,9 @@ static int unwind(struct precopy_dest *d)
 {
 	int first = 0;
 
+	/* writes in flight end (cancelled) before their fds close */
+	precopy__load_close(d->load);
+	d->load = NULL;
 	for (uint32_t i = 0; i < d->n; i++) {
 		int r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0 && !first)
@@ -391,6 +397,11 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 		}
 	}
 	d->phase = D_LOADING;
+	r = precopy__load_open(&d->load, d->cfg.sys, d->n);
+	if (r < 0) {
+		seterr(d, r, "start: device loads: %s", strerror(-r));
+		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
+	}
 	for (uint32_t i = 0; i < d->nbe; i++) {
 		r = be_start(d, &d->bes[i]);
 		if (r < 0)
@@ -409,6 +420,35 @@ static ssize_t dev_write_step(void *ctx, const void *buf, size_t len)
 	return precopy_vfio_dev_write(ctx, buf, len);
 }
 
+/* A failure of the concurrent loads: the message names the device. */
+static int load_err(struct precopy_dest *d, int r, int dev, const char *step)
+{
+	if (dev < 0) {
+		seterr(d, r, "device loads: %s: %s", step, strerror(-r));
+		return r;
+	}
+	if (r == -ETIMEDOUT)
+		seterr(d, r, "device %u: data write: the device took no byte within the I/O timeout", d->devs[dev].id);
+	else
+		seterr(d, r, "device %u: data %s: %s", d->devs[dev].id, step, strerror(-r));
+	d->err_dev = d->devs[dev].id;
+	return r;
+}
+
+/* Reap the loads that ended and submit what waits (no waiting), or wait
+ * until device `until` (PRECOPY__LOAD_ALL: all) has nothing left. */
+static int load_progress(struct precopy_dest *d, int64_t until)
+{
+	struct precopy__io_bound b = io_bound(d);
+	const char *step = "";
+	int dev = -1, r;
+
+	if (!d->load)
+		return 0;
+	r = precopy__load_progress(d->load, &b, until, &dev, &step);
+	return r < 0 ? load_err(d, r, dev, step) : 0;
+}
+
 static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, size_t len)
 {
 	struct precopy__io_bound b = io_bound(d);
@@ -417,6 +457,13 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 	int r;
 
 	precopy_vfio_dev_status(v->vd, &st);
+	if (d->load) {
+		const char *step = "";
+		int dev = -1;
+
+		r = precopy__load_write(d->load, &b, (uint32_t)(v - d->devs), st.data_fd, p, len, &dev, &step);
+		return r < 0 ? load_err(d, r, dev, step) : 0;
+	}
 	r = precopy__io_write_all(&b, st.data_fd, dev_write_step, v->vd, p, len, &res);
 	v->bytes += res.done;
 	if (r == -ETIMEDOUT)
@@ -544,6 +591,11 @@ static int check_ack(struct precopy_dest *d)
 		if (v->src_flags & PRECOPY_STREAM_MIG_PRE_COPY) {
 			if (!v->initial)
 				return 0;
+			/* its initial data written to the device, not just queued:
+			 * wait for that device's writes (bounded), so a caller that
+			 * only feeds the stream gets its ACK out as before */
+			if (d->load && !precopy__load_idle(d->load, i) && (r = load_progress(d, i)) < 0)
+				return r;
 			precopy = 1;
 		}
 	}
@@ -576,6 +628,9 @@ PRECOPY_API int precopy_dest_feed(struct precopy_dest *d, const void *buf, size_
 		seterr(d, r, "stream: %s", precopy_stream_decoder_error(d->dec));
 		return fail(d, r, d->err_dev);
 	}
+	r = load_progress(d, -1);
+	if (r < 0)
+		return fail(d, r, d->err_dev);
 	r = check_ack(d);
 	if (r < 0)
 		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
@@ -594,6 +649,14 @@ PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
 		return -EBUSY;
 	if ((r = interrupted(d)) < 0)
 		return r;
+	/* writes that ended since the last call may make the ACK due */
+	if (d->load) {
+		r = load_progress(d, -1);
+		if (r == 0)
+			r = check_ack(d);
+		if (r < 0)
+			return fail(d, r, d->err_dev);
+	}
 	pfd.fd = d->cfg.stream_fd;
 	pfd.events = POLLIN;
 	/* in slices of POLL_MS, so that an interrupt from another thread ends
@@ -609,6 +672,20 @@ PRECOPY_API int64_t precopy_dest_poll(struct precopy_dest *d, int timeout_ms)
 			break;
 		if (timeout_ms > 0)
 			timeout_ms -= slice;
+	}
+	if ((r == 0 || r == -EINTR) && d->load) {
+		/* nothing to read: the time goes to the writes in flight, which
+		 * may make the ACK due (on a virtual clock, the only way they end) */
+		const char *step = "";
+		int dev = -1, w = precopy__load_wait(d->load, POLL_MS, &dev, &step);
+
+		if (w < 0)
+			return fail(d, load_err(d, w, dev, step), d->err_dev);
+		w = load_progress(d, -1);
+		if (w == 0)
+			w = check_ack(d);
+		if (w < 0)
+			return fail(d, w, d->err_dev);
 	}
 	if (r == 0 || r == -EINTR)
 		return -EAGAIN;
@@ -651,6 +728,16 @@ PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
 		return -EINVAL;
 	if (d->phase != D_ENDED)
 		return -EBUSY;
+	/* every write ended before a device checks what it loaded */
+	r = load_progress(d, PRECOPY__LOAD_ALL);
+	if (r < 0)
+		return fail(d, r, d->err_dev);
+	for (uint32_t i = 0; d->load && i < d->n; i++) {
+		d->devs[i].bytes += precopy__load_bytes(d->load, i);
+		precopy__vfio_dev_count_write(d->devs[i].vd, precopy__load_bytes(d->load, i));
+	}
+	precopy__load_close(d->load);
+	d->load = NULL;
 	/* RESUMING -> STOP: the device checks what it loaded */
 	for (uint32_t i = 0; i < d->n; i++) {
 		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RUNNING);
@@ -719,6 +806,6 @@ PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t
 		return -ENOENT;
 	precopy_vfio_dev_status(d->devs[index].vd, &st);
 	*state = st.state;
-	*bytes = d->devs[index].bytes;
+	*bytes = d->devs[index].bytes + (d->load ? precopy__load_bytes(d->load, index) : 0);
 	return 0;
 }

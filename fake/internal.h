@@ -62,6 +62,9 @@ uint64_t fake_vfio_data_read_ns(void *session, uint64_t n);
 /* ... and the device's queue: when a read of n bytes submitted now
  * completes (after the reads before it on the same device). */
 uint64_t fake_vfio_data_read_done_at(void *session, uint64_t now, uint64_t n);
+/* The same for writes in RESUMING (cfg.write_rate). */
+uint64_t fake_vfio_data_write_ns(void *session, uint64_t n);
+uint64_t fake_vfio_data_write_done_at(void *session, uint64_t now, uint64_t n);
 ssize_t fake_vfio_data_write(void *session, const void *buf, size_t len);
 void fake_vfio_data_pump(void *session);
 void fake_vfio_data_drain(void *session);

@@ -116,6 +116,21 @@ out:
 	return r;
 }
 
+/* A modelled latency: the virtual clock moves, a real one is slept on. */
+static void fk_wait(struct precopy_fake_kernel *fk, uint64_t ns)
+{
+	if (!ns)
+		return;
+	if (fk->clock.advance_ns) {
+		fk_advance(fk, ns);
+	} else {
+		struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
+
 static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
 {
 	struct precopy_fake_kernel *fk = ctx;
@@ -131,7 +146,7 @@ static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
 	if (kind == FK_DATA) {
 		r = fake_vfio_data_read(obj, buf, len);
 		if (r > 0) /* the device delivers at its read rate */
-			fk_advance(fk, fake_vfio_data_read_ns(obj, (uint64_t)r));
+			fk_wait(fk, fake_vfio_data_read_ns(obj, (uint64_t)r));
 		goto out;
 	}
 	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
@@ -159,6 +174,8 @@ static ssize_t f_write(void *ctx, int fd, const void *buf, size_t len)
 	kind = kind_of(fk, fd, &obj);
 	if (kind == FK_DATA) {
 		r = fake_vfio_data_write(obj, buf, len);
+		if (r > 0) /* the device takes its state at its write rate */
+			fk_wait(fk, fake_vfio_data_write_ns(obj, (uint64_t)r));
 		goto out;
 	}
 	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
@@ -383,8 +400,9 @@ static int f_aio_submit(void *ctx, void *q, const struct precopy_sys_aio_op *ops
 
 			if (kind == FK_DATA) {
 				r = rd ? fake_vfio_data_read(obj, o->buf, len) : fake_vfio_data_write(obj, o->buf, len);
-				if (rd && r > 0)
-					done = fake_vfio_data_read_done_at(obj, done, (uint64_t)r);
+				if (r > 0)
+					done = rd ? fake_vfio_data_read_done_at(obj, done, (uint64_t)r)
+						  : fake_vfio_data_write_done_at(obj, done, (uint64_t)r);
 			} else if (kind != FK_NONE) {
 				r = -EINVAL;
 			} else {
@@ -422,13 +440,7 @@ static int f_aio_reap(void *ctx, void *q, struct precopy_sys_aio_done *done, uns
 			wait = cap;
 		if (!wait)
 			return 0;
-		if (fk->clock.advance_ns) {
-			fk_advance(fk, wait);
-		} else {
-			struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
-
-			nanosleep(&ts, NULL);
-		}
+		fk_wait(fk, wait);
 		now = fk_now(fk);
 	}
 	/* earliest first, so a caller sees the devices' completions in time order */

@@ -217,6 +217,24 @@ uint64_t fake_vfio_data_read_done_at(void *session, uint64_t now, uint64_t n)
 	return dev->read_busy_ns;
 }
 
+uint64_t fake_vfio_data_write_ns(void *session, uint64_t n)
+{
+	struct session *s = session;
+	uint64_t rate = s->dev->cfg.write_rate;
+
+	return rate ? (uint64_t)(((unsigned __int128)n * 1000000000u + rate - 1) / rate) : 0;
+}
+
+uint64_t fake_vfio_data_write_done_at(void *session, uint64_t now, uint64_t n)
+{
+	struct session *s = session;
+	struct precopy_fake_vfio *dev = s->dev;
+	uint64_t start = dev->read_busy_ns > now ? dev->read_busy_ns : now;
+
+	dev->read_busy_ns = sat_add(start, fake_vfio_data_write_ns(session, n));
+	return dev->read_busy_ns;
+}
+
 void fake_vfio_drain(struct session *s)
 {
 	struct precopy_fake_vfio *dev = s->dev;

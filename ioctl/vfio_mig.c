@@ -233,6 +233,11 @@ void precopy__vfio_dev_count_read(struct precopy_vfio_dev *dev, uint64_t n)
 	dev->st.bytes_read += n;
 }
 
+void precopy__vfio_dev_count_write(struct precopy_vfio_dev *dev, uint64_t n)
+{
+	dev->st.bytes_written += n;
+}
+
 PRECOPY_API ssize_t precopy_vfio_dev_write(struct precopy_vfio_dev *dev, const void *buf, size_t len)
 {
 	ssize_t r;

@@ -132,8 +132,9 @@ static uint64_t clk_now(void *c) { (void)c; return atomic_load(&vnow); }
 
 /* A suite may set device i's stop-copy size (h_stop_copy_set) and read
  * rate before h_setup(). */
-static uint64_t h_stop_copy[MAXDEV], h_read_rate[MAXDEV];
+static uint64_t h_stop_copy[MAXDEV], h_read_rate[MAXDEV], h_write_rate[MAXDEV];
 static int h_stop_copy_set;
+static int h_dest_virtual; /* the destination's fake kernel on the virtual clock too */
 
 /* Device i's fake configuration (source and destination share the seed). */
 static struct precopy_fake_vfio_cfg dev_cfg(int i, uint64_t flags)
@@ -142,6 +143,7 @@ static struct precopy_fake_vfio_cfg dev_cfg(int i, uint64_t flags)
 		.mig_flags = flags, .dma_logging = 1, .initial_bytes = 20000 + 1000 * (uint64_t)i,
 		.dirty_rate = 2000000, .stop_copy_bytes = 10000 + 500 * (uint64_t)i, .transition_ns = 1000,
 		.seed = (uint32_t)(i + 1), .read_rate = h_read_rate[i],
+		.write_rate = h_write_rate[i],
 	};
 	if (h_stop_copy_set)
 		c.stop_copy_bytes = h_stop_copy[i];
@@ -157,7 +159,7 @@ static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 	atomic_store(&vnow, 1000);
 	H.rng = 0x9E3779B97F4A7C15ull;
 	H.sfk = precopy_fake_kernel_new(&vclock, &err);
-	H.dfk = precopy_fake_kernel_new(NULL, &err);
+	H.dfk = precopy_fake_kernel_new(h_dest_virtual ? &vclock : NULL, &err);
 	cr_assert(H.sfk && H.dfk);
 	H.ssys = precopy_fake_kernel_sys(H.sfk);
 	H.dsys = precopy_fake_kernel_sys(H.dfk);

@@ -13,6 +13,15 @@
  *                                            // (RP_ACK sent when due)
  *   precopy_dest_complete(d);               // devices -> STOP -> RUNNING
  *
+ * Device loads: where the sys table has the asynchronous queue
+ * (precopy/sys.h), each device's DEV_DATA slices are copied and written to
+ * its data fd in order, one write in flight per device and several devices
+ * at once, while the stream goes on being decoded (at most 4 slices held
+ * per device; a fifth waits for the device). precopy_dest_poll() gives the
+ * writes the time it waits; precopy_dest_complete() waits for every write
+ * before the devices check what they loaded. Without the queue each slice
+ * is written before the next record is decoded.
+ *
  * Switchover-ack: once every device the stream declared has been set up and
  * each PRE_COPY device's initial data has been written to its data fd (the
  * source sent DEV_INITIAL_SENT after it), one RP_ACK goes on the return

@@ -134,6 +134,10 @@ struct precopy_fake_vfio_cfg {
 	 * asynchronous queue the read completes that long after the device
 	 * is free (one read at a time per device, devices in parallel). */
 	uint64_t read_rate;
+	/* How fast the device takes state in RESUMING, in bytes per second (0:
+	 * unlimited): a write of n bytes takes n / write_rate, as reads do
+	 * with read_rate (a clock without advance_ns sleeps instead). */
+	uint64_t write_rate;
 };
 
 struct precopy_fake_vfio_stats {
