@@ -59,6 +59,7 @@ struct precopy_dest {
 	int rp_kind;          /* PRECOPY__FD_*: what rp_fd turned out to be */
 	uint8_t *buf;
 	struct precopy__load *load; /* concurrent device writes, or NULL: plain */
+	int concurrent;             /* this load opened one */
 	int err;
 	uint32_t err_dev;     /* the device or back-end the failure concerns, or NONE */
 	char errmsg[256];
@@ -398,6 +399,7 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 	}
 	d->phase = D_LOADING;
 	r = precopy__load_open(&d->load, d->cfg.sys, d->n);
+	d->concurrent = d->load != NULL;
 	if (r < 0) {
 		seterr(d, r, "start: device loads: %s", strerror(-r));
 		return fail(d, r, PRECOPY_STREAM_DEV_NONE);
@@ -807,5 +809,59 @@ PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t
 	precopy_vfio_dev_status(d->devs[index].vd, &st);
 	*state = st.state;
 	*bytes = d->devs[index].bytes + (d->load ? precopy__load_bytes(d->load, index) : 0);
+	return 0;
+}
+
+PRECOPY_API int precopy_dest_device_info(const struct precopy_dest *d, uint32_t index,
+					 struct precopy_dest_dev_info *out)
+{
+	const struct ddev *v;
+	struct precopy_vfio_dev_status st;
+
+	if (!d || !out)
+		return -EINVAL;
+	if (index >= d->n)
+		return -ENOENT;
+	v = &d->devs[index];
+	memset(out, 0, sizeof(*out));
+	precopy_vfio_dev_status(v->vd, &st);
+	out->id = v->id;
+	out->state = st.state;
+	out->setup = v->setup;
+	out->ended = v->ended;
+	out->bytes = v->bytes + (d->load ? precopy__load_bytes(d->load, index) : 0);
+	out->bytes_queued = d->load ? precopy__load_queued(d->load, index) : 0;
+	out->initial_loaded = v->initial && !out->bytes_queued;
+	return 0;
+}
+
+PRECOPY_API int precopy_dest_backend_info(const struct precopy_dest *d, uint32_t index,
+					  struct precopy_dest_backend_info *out)
+{
+	if (!d || !out)
+		return -EINVAL;
+	if (index >= d->nbe)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->id = d->bes[index].id;
+	out->setup = d->bes[index].setup;
+	out->checked = d->bes[index].checked;
+	out->bytes = d->bes[index].bytes;
+	return 0;
+}
+
+PRECOPY_API int precopy_dest_stats(const struct precopy_dest *d, struct precopy_dest_stats *out)
+{
+	static const uint32_t phase[] = { [D_IDLE] = PRECOPY_DEST_IDLE, [D_LOADING] = PRECOPY_DEST_LOADING,
+					  [D_ENDED] = PRECOPY_DEST_ENDED, [D_DONE] = PRECOPY_DEST_DONE };
+
+	if (!d || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->phase = phase[d->phase];
+	out->err = d->err;
+	out->err_dev = d->err_dev;
+	out->acked = d->acked;
+	out->concurrent_loads = d->concurrent;
 	return 0;
 }

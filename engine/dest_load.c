@@ -244,6 +244,19 @@ int precopy__load_idle(const struct precopy__load *l, uint32_t dev)
 	return l->d[dev].count == 0;
 }
 
+uint64_t precopy__load_queued(const struct precopy__load *l, uint32_t dev)
+{
+	const struct ldev *v = &l->d[dev];
+	uint64_t n = 0;
+
+	for (uint32_t k = 0; k < v->count; k++) {
+		const struct slice *s = &v->q[(v->head + k) % PRECOPY__LOAD_DEPTH];
+
+		n += s->len - s->done;
+	}
+	return n;
+}
+
 uint64_t precopy__load_bytes(const struct precopy__load *l, uint32_t dev)
 {
 	return l->d[dev].bytes;

@@ -48,6 +48,8 @@ int precopy__load_progress(struct precopy__load *l, const struct precopy__io_bou
 int precopy__load_wait(struct precopy__load *l, int wait_ms, int *err_dev, const char **step);
 /* 1 if device dev has nothing queued or in flight. */
 int precopy__load_idle(const struct precopy__load *l, uint32_t dev);
+/* Bytes of device dev queued or in flight, not yet written. */
+uint64_t precopy__load_queued(const struct precopy__load *l, uint32_t dev);
 /* Bytes written to device dev so far (ended writes). */
 uint64_t precopy__load_bytes(const struct precopy__load *l, uint32_t dev);
 

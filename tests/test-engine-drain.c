@@ -57,6 +57,28 @@ static uint64_t migrate(int ndev, const uint64_t *sizes, uint64_t rate, int seri
 			     (unsigned long long)d.bytes_in, (unsigned long long)s.bytes_out);
 		cr_assert_geq(s.bytes_out, sizes[i], "device %d: %llu bytes saved, stop-copy %llu", i,
 			      (unsigned long long)s.bytes_out, (unsigned long long)sizes[i]);
+		{
+			struct precopy_dest_dev_info di;
+
+			cr_assert_eq(precopy_dest_device_info(H.dst, (uint32_t)i, &di), 0);
+			cr_assert_eq(di.id, 10 + (uint32_t)i);
+			cr_assert_eq(di.state, VFIO_DEVICE_STATE_RUNNING);
+			cr_assert(di.setup && di.ended && di.initial_loaded);
+			cr_assert_eq(di.bytes, s.bytes_out);
+			cr_assert_eq(di.bytes_queued, 0);
+		}
+	}
+	{
+		struct precopy_dest_stats ds;
+		struct precopy_dest_dev_info di;
+
+		cr_assert_eq(precopy_dest_stats(H.dst, &ds), 0);
+		cr_assert_eq(ds.phase, PRECOPY_DEST_DONE);
+		cr_assert_eq(ds.err, 0);
+		cr_assert_eq(ds.acked, 1);
+		cr_assert_eq(ds.concurrent_loads, 1, "the fake kernel has the asynchronous queue");
+		cr_assert_eq(precopy_dest_device_info(H.dst, (uint32_t)ndev, &di), -ENOENT);
+		cr_assert_eq(precopy_dest_device_info(H.dst, 0, NULL), -EINVAL);
 	}
 	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
 	h_teardown();

@@ -155,7 +155,56 @@ PRECOPY_API int precopy_dest_cancel(struct precopy_dest *d);
 /* Last failure text or "". */
 PRECOPY_API const char *precopy_dest_strerror(const struct precopy_dest *d);
 
-/* Back-end `index` (config order): bytes written into its pipe so far and
+/* ---- status, as the source engine's (precopy/engine.h) ------------------- */
+
+enum precopy_dest_phase {
+	PRECOPY_DEST_IDLE = 0,    /* before start, after a failure or cancel */
+	PRECOPY_DEST_LOADING = 1, /* started, the stream not ended */
+	PRECOPY_DEST_ENDED = 2,   /* STREAM_END decoded; complete() is next */
+	PRECOPY_DEST_DONE = 3,    /* devices RUNNING */
+};
+
+struct precopy_dest_dev_info {
+	uint32_t id;
+	uint32_t state;         /* VFIO device state as last known */
+	int setup;              /* its DEV_SETUP decoded */
+	int initial_loaded;     /* its pre-copy initial data written (DEV_INITIAL_SENT
+				 * decoded and every write of it ended) */
+	int ended;              /* its DEV_END decoded */
+	uint64_t bytes;         /* state bytes written to it (writes that ended) */
+	uint64_t bytes_queued;  /* decoded, not yet written (concurrent loads) */
+};
+
+/* Device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_dest_device_info(const struct precopy_dest *d, uint32_t index,
+					 struct precopy_dest_dev_info *out);
+
+struct precopy_dest_backend_info {
+	uint32_t id;
+	int setup;              /* its DEV_SETUP decoded */
+	int checked;            /* 1: its load was checked successfully */
+	uint64_t bytes;         /* written into its pipe */
+};
+
+/* Back-end `index` (config order). Returns 0, -EINVAL, -ENOENT. */
+PRECOPY_API int precopy_dest_backend_info(const struct precopy_dest *d, uint32_t index,
+					  struct precopy_dest_backend_info *out);
+
+struct precopy_dest_stats {
+	uint32_t phase;         /* enum precopy_dest_phase */
+	int err;                /* the last failure's -errno, or 0 */
+	uint32_t err_dev;       /* the device or back-end it concerns, or
+				 * PRECOPY_STREAM_DEV_NONE */
+	int acked;              /* the switchover-ack was sent */
+	int concurrent_loads;   /* 1: this load's device writes went through the
+				 * asynchronous queue */
+};
+
+/* The destination's status. Returns 0 or -EINVAL. */
+PRECOPY_API int precopy_dest_stats(const struct precopy_dest *d, struct precopy_dest_stats *out);
+
+/* Older forms of the two info calls above (kept).
+ * Back-end `index` (config order): bytes written into its pipe so far and
  * whether its load was checked successfully (1) or not yet (0).
  * Returns 0, -EINVAL, -ENOENT. */
 PRECOPY_API int precopy_dest_backend_state(const struct precopy_dest *d, uint32_t index, uint64_t *bytes,
