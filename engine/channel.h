@@ -16,7 +16,13 @@
  *  - drain_end: end of data was read: finish (a back-end's verdict);
  *    returns 0, or -errno with the error set;
  *  - fail: the channel failed at `what` with err: record it and set the
- *    engine's error naming the channel; returns err.
+ *    engine's error naming the channel; returns err;
+ *  - pump_begin (NULL: the channel has no pre-copy data): before a pump
+ *    call; returns the bytes this call may take from it without a budget
+ *    (what it reported plus one chunk), 0 when it is not in pre-copy;
+ *  - pump_read: one read of up to want bytes of pre-copy data into the
+ *    stream (records, markers); returns the bytes sent, 0 when it has
+ *    nothing now, or -errno with the error set.
  * A channel left open by a failure is closed by the engine's unwind. */
 #ifndef PRECOPY_ENGINE_CHANNEL_H
 #define PRECOPY_ENGINE_CHANNEL_H
@@ -32,6 +38,8 @@ struct precopy__chan_ops {
 	void (*sent)(struct precopy_engine *e, struct precopy__chan *c, size_t n);
 	int (*drain_end)(struct precopy_engine *e, struct precopy__chan *c);
 	int (*fail)(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what);
+	uint64_t (*pump_begin)(struct precopy_engine *e, struct precopy__chan *c);
+	int64_t (*pump_read)(struct precopy_engine *e, struct precopy__chan *c, size_t want);
 };
 
 struct precopy__chan {
@@ -42,6 +50,9 @@ struct precopy__chan {
 	/* read timing of plain reads (pre-copy, serial drain): the device's
 	 * measured read rate, kept across migrations */
 	uint64_t rd_bytes, rd_ns;
+	/* the pump call in progress */
+	int idle;              /* nothing more from it in this call */
+	uint64_t call_left;    /* bytes it may still give in this call */
 };
 
 extern const struct precopy__chan_ops precopy__chan_vfio_ops;

@@ -120,95 +120,6 @@ static int emit_data(struct precopy_engine *e, struct edev *d, size_t n)
 	return 0;
 }
 
-/* One read of up to want bytes from a PRE_COPY device. Returns bytes sent,
- * 0 when it has nothing now, or -errno. */
-static int64_t pump_one(struct precopy_engine *e, struct edev *d, size_t want)
-{
-	struct precopy__chan *c = &e->chans[d - e->devs];
-	uint64_t t0 = precopy__eng_now(e);
-	ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, want);
-	int r;
-
-	if (n > 0) { /* the device's read rate, for the drain's downtime */
-		uint64_t dt = precopy__eng_now(e) - t0;
-
-		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)n);
-		c->rd_ns = sat_add(c->rd_ns, dt);
-		e->pump_read_ns = sat_add(e->pump_read_ns, dt);
-	}
-	if (n == -ENOMSG || n == -EAGAIN || n == 0) {
-		if (n == -ENOMSG)
-			d->init_left = 0; /* the device has nothing at all, initial included */
-		d->idle = 1;
-		r = precopy__eng_dev_initial_check(e, d);
-		return r < 0 ? r : 0;
-	}
-	if (n < 0) {
-		d->err = (int)n;
-		precopy__eng_seterr(e, (int)n, "pump: device %u: data read: %s", d->cfg.id, strerror((int)-n));
-		return n;
-	}
-	r = emit_data(e, d, (size_t)n);
-	if (r == 0)
-		r = precopy__eng_dev_initial_check(e, d);
-	return r < 0 ? r : n;
-}
-
-int64_t precopy__eng_pump(struct precopy_engine *e, uint64_t budget)
-{
-	uint64_t total = 0, t0, rd0;
-	int r, active;
-
-	r = precopy__eng_rp_poll(e);
-	if (r < 0)
-		return r;
-	t0 = precopy__eng_now(e);
-	rd0 = e->pump_read_ns;
-	for (uint32_t i = 0; i < e->ndev; i++) {
-		struct edev *d = &e->devs[i];
-		/* budget 0: at most what the device reported plus one chunk, so a
-		 * device dirtying faster than we read cannot hold the call */
-		d->idle = !d->pre_copy;
-		d->call_left = d->init_left + d->dirty + e->cfg.max_chunk;
-		if (d->call_left < e->cfg.max_chunk)
-			d->call_left = UINT64_MAX; /* the device reported near-u64 sizes */
-	}
-	do {
-		active = 0;
-		for (uint32_t i = 0; i < e->ndev; i++) {
-			struct edev *d = &e->devs[i];
-			size_t want = e->cfg.max_chunk;
-			int64_t n;
-
-			if (d->idle)
-				continue;
-			if (budget) {
-				if (total >= budget)
-					goto out;
-				if (budget - total < want)
-					want = (size_t)(budget - total);
-			} else if (d->call_left < want) {
-				want = (size_t)d->call_left;
-			}
-			n = pump_one(e, d, want);
-			if (n < 0)
-				return n;
-			total += (uint64_t)n;
-			d->call_left -= (uint64_t)n;
-			if (!budget && !d->call_left)
-				d->idle = 1;
-			active |= !d->idle;
-		}
-	} while (active);
-out:
-	/* the link's time only: waiting for a device to deliver its bytes is
-	 * not sending (it would pull the measured bandwidth down) */
-	t0 = precopy__eng_now(e) - t0;
-	rd0 = e->pump_read_ns - rd0;
-	e->it_dev_ns += t0 > rd0 ? t0 - rd0 : 0;
-	return (int64_t)total;
-}
-
 /* ---- the VFIO device as a state channel (engine/channel.h) ---------------- */
 
 static int vfio_fail(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what)
@@ -248,11 +159,59 @@ static int vfio_drain_end(struct precopy_engine *e, struct precopy__chan *c)
 	return 0;
 }
 
+static uint64_t vfio_pump_begin(struct precopy_engine *e, struct precopy__chan *c)
+{
+	struct edev *d = c->obj;
+	uint64_t left;
+
+	if (!d->pre_copy)
+		return 0;
+	/* without a budget: at most what the device reported plus one chunk,
+	 * so a device dirtying faster than we read cannot hold the call */
+	left = d->init_left + d->dirty + e->cfg.max_chunk;
+	return left < e->cfg.max_chunk ? UINT64_MAX : left; /* near-u64 sizes reported */
+}
+
+/* One read of up to want bytes from a PRE_COPY device. Returns bytes sent,
+ * 0 when it has nothing now, or -errno. */
+static int64_t vfio_pump_read(struct precopy_engine *e, struct precopy__chan *c, size_t want)
+{
+	struct edev *d = c->obj;
+	uint64_t t0 = precopy__eng_now(e);
+	ssize_t n = precopy_vfio_dev_read(d->vd, e->payload, want);
+	int r;
+
+	if (n > 0) { /* the device's read rate, for the drain's downtime */
+		uint64_t dt = precopy__eng_now(e) - t0;
+
+		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)n);
+		c->rd_ns = sat_add(c->rd_ns, dt);
+		e->pump_read_ns = sat_add(e->pump_read_ns, dt);
+	}
+	if (n == -ENOMSG || n == -EAGAIN || n == 0) {
+		if (n == -ENOMSG)
+			d->init_left = 0; /* the device has nothing at all, initial included */
+		r = precopy__eng_dev_initial_check(e, d);
+		return r < 0 ? r : 0;
+	}
+	if (n < 0) {
+		d->err = (int)n;
+		precopy__eng_seterr(e, (int)n, "pump: device %u: data read: %s", d->cfg.id, strerror((int)-n));
+		return n;
+	}
+	r = emit_data(e, d, (size_t)n);
+	if (r == 0)
+		r = precopy__eng_dev_initial_check(e, d);
+	return r < 0 ? r : n;
+}
+
 const struct precopy__chan_ops precopy__chan_vfio_ops = {
 	.drain_open = vfio_drain_open,
 	.sent = vfio_sent,
 	.drain_end = vfio_drain_end,
 	.fail = vfio_fail,
+	.pump_begin = vfio_pump_begin,
+	.pump_read = vfio_pump_read,
 };
 
 /* ---- the return path ------------------------------------------------------------ */

@@ -381,7 +381,7 @@ static void reset_migration(struct precopy_engine *e)
 		struct edev *d = &e->devs[i];
 		d->tracking_src = NULL;
 		d->tracking = 0;
-		d->pre_copy = d->initial_sent = d->idle = d->err = d->recovered = d->was_reset = 0;
+		d->pre_copy = d->initial_sent = d->err = d->recovered = d->was_reset = 0;
 		d->init_left = d->dirty = d->dirty_prev = d->dirty_read = d->bytes_sent = 0;
 		d->stop_copy = 0;
 		d->sc_known = 0;
@@ -650,7 +650,9 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 
 	if (n < 0)
 		return n;
-	n = precopy__eng_pump(e, budget);
+	n = precopy__eng_rp_poll(e); /* an ACK or an error queued on the return path */
+	if (n == 0)
+		n = precopy__mover_pump(e, budget);
 	return n < 0 ? fail(e, (int)n) : n;
 }
 

@@ -48,8 +48,6 @@ struct edev {
 	uint64_t stop_copy;
 	int sc_known;
 	uint64_t bytes_sent;
-	int idle;                             /* pump: nothing now */
-	uint64_t call_left;                   /* pump without budget: bytes left this call */
 	int err;
 	int recovered, was_reset;
 	/* survives migrations: the transition estimate */
@@ -142,7 +140,6 @@ struct precopy_engine {
 /* The calls behind the public entry points (engine.c checks the phase,
  * the arguments and an interrupt first, and fails the migration on the
  * -errno they return; they never call fail or unwind themselves). */
-int64_t precopy__eng_pump(struct precopy_engine *e, uint64_t budget);             /* devio.c */
 int precopy__eng_rp_feed(struct precopy_engine *e, const void *buf, size_t len);  /* devio.c */
 int precopy__eng_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns); /* estimate.c */
 int precopy__eng_decide(struct precopy_engine *e, struct precopy_decision *d);   /* estimate.c */
@@ -220,6 +217,9 @@ void precopy__mover_close(struct precopy_engine *e);
 int precopy__mover_concurrent(const struct precopy_engine *e);
 /* Channel i's measured read rate (bytes/s over its plain reads), 0 if unknown. */
 uint64_t precopy__mover_read_rate(const struct precopy_engine *e, uint32_t i);
+/* Pre-copy data of every channel, up to budget bytes (0: what each
+ * reported plus a chunk). Returns bytes sent or -errno (error set). */
+int64_t precopy__mover_pump(struct precopy_engine *e, uint64_t budget);
 /* Every channel to end of data, DEV_END each. Returns bytes or -errno
  * (error set; the caller fails the migration). */
 int64_t precopy__mover_drain(struct precopy_engine *e);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The mover: every state channel's bytes to end of data into DEV_DATA
- * records and a DEV_END each, at switchover.
+/* The mover: pre-copy data of every state channel into the stream under a
+ * byte budget (round robin, a chunk at a time), and at switchover every
+ * channel's bytes to end of data into DEV_DATA records and a DEV_END each.
  *
  * Concurrent where the sys table has the asynchronous queue: one read in
  * flight per channel (so each channel's
@@ -312,6 +313,59 @@ out:
 	}
 	free(sl);
 	return ret;
+}
+
+int64_t precopy__mover_pump(struct precopy_engine *e, uint64_t budget)
+{
+	uint64_t total = 0, t0, rd0;
+	int active;
+
+	t0 = precopy__eng_now(e);
+	rd0 = e->pump_read_ns;
+	for (uint32_t i = 0; i < e->nchan; i++) {
+		struct precopy__chan *c = &e->chans[i];
+
+		c->call_left = c->ops->pump_begin ? c->ops->pump_begin(e, c) : 0;
+		c->idle = !c->call_left;
+	}
+	/* round robin, a chunk at a time, until every channel is idle, has
+	 * given what it reported, or the budget is spent */
+	do {
+		active = 0;
+		for (uint32_t i = 0; i < e->nchan; i++) {
+			struct precopy__chan *c = &e->chans[i];
+			size_t want = e->cfg.max_chunk;
+			int64_t n;
+
+			if (c->idle)
+				continue;
+			if (budget) {
+				if (total >= budget)
+					goto out;
+				if (budget - total < want)
+					want = (size_t)(budget - total);
+			} else if (c->call_left < want) {
+				want = (size_t)c->call_left;
+			}
+			n = c->ops->pump_read(e, c, want);
+			if (n < 0)
+				return n;
+			if (n == 0)
+				c->idle = 1;
+			total += (uint64_t)n;
+			c->call_left -= (uint64_t)n;
+			if (!budget && !c->call_left)
+				c->idle = 1;
+			active |= !c->idle;
+		}
+	} while (active);
+out:
+	/* the link's time only: waiting for a device to deliver its bytes is
+	 * not sending (it would pull the measured bandwidth down) */
+	t0 = precopy__eng_now(e) - t0;
+	rd0 = e->pump_read_ns - rd0;
+	e->it_dev_ns += t0 > rd0 ? t0 - rd0 : 0;
+	return (int64_t)total;
 }
 
 int64_t precopy__mover_drain(struct precopy_engine *e)
