@@ -50,6 +50,7 @@ void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(e->errmsg + off, sizeof(e->errmsg) - off, fmt, ap);
 	va_end(ap);
+	precopy__eng_log(e, PRECOPY_LOG_ERROR, "%s", e->errmsg);
 }
 
 void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...)
@@ -101,6 +102,8 @@ int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t tar
 		return r;
 	}
 	d->trans_last = dt;
+	precopy__eng_log(e, PRECOPY_LOG_DEBUG, DEV_FMT ": %s -> %s in %.3f ms", DEV_ARGS(d),
+			 precopy_vfio_state_name(before.state), precopy_vfio_state_name(target), dt / 1e6);
 	if (after.arcs > before.arcs) {
 		uint64_t per_arc = dt / (after.arcs - before.arcs);
 		/* even weight to the history and the new measurement */

@@ -6,6 +6,7 @@
  * loaded, each back-end's verdict at its DEV_END, an RP_ERROR on failure,
  * and the devices to RUNNING at the end. */
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "precopy/dest.h"
 #include "dest_load.h"
 #include "io_bound.h"
+#include "log_internal.h"
 #include "../ioctl/uapi_compat.h"
 #include "../ioctl/sys_retry.h"
 #include "../ioctl/vfio_mig_priv.h"
@@ -82,6 +84,7 @@ static void seterr(struct precopy_dest *d, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->errmsg + off, sizeof(d->errmsg) - off, fmt, ap);
 	va_end(ap);
+	precopy__log(d->cfg.log, d->cfg.log_ctx, d->cfg.log_level, PRECOPY_LOG_ERROR, "%s", d->errmsg);
 }
 
 static int on_event(void *opaque, const struct precopy_stream_event *ev);
@@ -127,17 +130,25 @@ static int bad(char *msg, size_t len, int err, const char *fmt, ...)
 	return err;
 }
 
-PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *cfg, char *msg, size_t len)
+PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, char *msg, size_t len)
 {
 	struct precopy_stream_decoder *dec = NULL;
+	struct precopy_dest_config c;
+	const struct precopy_dest_config *cfg = &c;
 
 	if (msg && len)
 		msg[0] = 0;
-	if (!cfg)
+	if (!in)
 		return bad(msg, len, -EINVAL, "config: NULL");
-	if (cfg->version != PRECOPY_DEST_CONFIG_VERSION)
-		return bad(msg, len, -EINVAL, "version: %u, this library takes %u (start from precopy_dest_config_init())",
-			   cfg->version, PRECOPY_DEST_CONFIG_VERSION);
+	if (in->version < 1 || in->version > PRECOPY_DEST_CONFIG_VERSION)
+		return bad(msg, len, -EINVAL,
+			   "version: %u, this library takes 1 to %u (start from precopy_dest_config_init())",
+			   in->version, PRECOPY_DEST_CONFIG_VERSION);
+	/* a version 1 struct ends before `log`: only its bytes are read */
+	memset(&c, 0, sizeof(c));
+	memcpy(&c, in, in->version == 1 ? offsetof(struct precopy_dest_config, log) : sizeof(c));
+	if (c.log_level > PRECOPY_LOG_DEBUG)
+		return bad(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c.log_level);
 	if (!cfg->clock.now_ns)
 		return bad(msg, len, -EINVAL, "clock.now_ns: required");
 	if (precopy_sys_validate(cfg->sys) < 0)
@@ -187,7 +198,7 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		goto fail;
-	d->cfg = *cfg;
+	memcpy(&d->cfg, cfg, cfg->version == 1 ? offsetof(struct precopy_dest_config, log) : sizeof(d->cfg));
 	d->cfg.devices = NULL;
 	d->cfg.backends = NULL;
 	if (!d->cfg.io_timeout_ns)
@@ -612,6 +623,8 @@ static int check_ack(struct precopy_dest *d)
 	if (r < 0)
 		return r;
 	d->acked = 1;
+	precopy__log(d->cfg.log, d->cfg.log_ctx, d->cfg.log_level, PRECOPY_LOG_INFO,
+		     "switchover-ack sent: every device's initial data is loaded");
 	return 0;
 }
 
@@ -768,6 +781,8 @@ PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
 	precopy_stream_decoder_free(d->dec);
 	d->dec = NULL;
 	d->phase = D_DONE;
+	precopy__log(d->cfg.log, d->cfg.log_ctx, d->cfg.log_level, PRECOPY_LOG_INFO,
+		     "complete: %u devices and %u back-ends loaded, devices running", d->n, d->nbe);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 /* The source engine: configuration, lifecycle (start, cancel, failure) and
  * per-device status. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,9 +63,8 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 		msg[0] = 0;
 	if (!c)
 		return bad(msg, len, -EINVAL, "config: NULL");
-	if (c->version != PRECOPY_ENGINE_CONFIG_VERSION)
-		return bad(msg, len, -EINVAL, "version: %u, this library takes %u (start from precopy_engine_config_init())",
-			   c->version, PRECOPY_ENGINE_CONFIG_VERSION);
+	if (c->log_level > PRECOPY_LOG_DEBUG)
+		return bad(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c->log_level);
 	if (!c->clock.now_ns)
 		return bad(msg, len, -EINVAL, "clock.now_ns: required");
 	if (precopy_sys_validate(c->sys) < 0)
@@ -159,9 +159,31 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 	return r;
 }
 
+/* The caller's config as this library's struct, or -EINVAL (NULL, a
+ * version this library does not know: message in msg). A version 1
+ * struct ends before `log`: only its bytes are read. */
+static int config_copy(const struct precopy_engine_config *in, struct precopy_engine_config *out, char *msg,
+		       size_t len)
+{
+	memset(out, 0, sizeof(*out));
+	if (msg && len)
+		msg[0] = 0;
+	if (!in)
+		return bad(msg, len, -EINVAL, "config: NULL");
+	if (in->version < 1 || in->version > PRECOPY_ENGINE_CONFIG_VERSION)
+		return bad(msg, len, -EINVAL,
+			   "version: %u, this library takes 1 to %u (start from precopy_engine_config_init())",
+			   in->version, PRECOPY_ENGINE_CONFIG_VERSION);
+	memcpy(out, in, in->version == 1 ? offsetof(struct precopy_engine_config, log) : sizeof(*out));
+	return 0;
+}
+
 PRECOPY_API int precopy_engine_config_check(const struct precopy_engine_config *cfg, char *msg, size_t len)
 {
-	return check_config(cfg, msg, len);
+	struct precopy_engine_config c;
+	int r = config_copy(cfg, &c, msg, len);
+
+	return r < 0 ? r : check_config(&c, msg, len);
 }
 
 static int setup_slots(struct precopy_engine *e)
@@ -274,7 +296,11 @@ static int setup_channels(struct precopy_engine *e)
 PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engine_config *cfg, int *err)
 {
 	struct precopy_engine *e;
-	int r = check_config(cfg, NULL, 0);
+	struct precopy_engine_config c;
+	int r = config_copy(cfg, &c, NULL, 0);
+
+	if (r == 0)
+		r = check_config(&c, NULL, 0);
 
 	if (r < 0)
 		goto fail;
@@ -282,7 +308,7 @@ PRECOPY_API struct precopy_engine *precopy_engine_new(const struct precopy_engin
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		goto fail;
-	e->cfg = *cfg;
+	e->cfg = c;
 	if (!e->cfg.max_chunk)
 		e->cfg.max_chunk = DEFAULT_CHUNK;
 	if (!e->cfg.io_timeout_ns)
@@ -502,6 +528,12 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	r = precopy__eng_emit_setup_all(e);
 	if (r < 0)
 		return fail(e, r);
+	if (e->nchan && !precopy__mover_concurrent(e))
+		precopy__eng_log(e, e->aio_err == -ENOSYS ? PRECOPY_LOG_INFO : PRECOPY_LOG_WARNING,
+				 "start: device state will be drained one device after another (asynchronous queue: %s)",
+				 strerror(-e->aio_err));
+	precopy__eng_log(e, PRECOPY_LOG_INFO, "start: %u devices, %u back-ends, %llu RAM pages of %llu bytes",
+			 e->ndev, e->nbe, (unsigned long long)e->log.nbits, (unsigned long long)e->ps);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		r = precopy__eng_dev_initial_check(e, &e->devs[i]);
 		if (r < 0)

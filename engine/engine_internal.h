@@ -25,6 +25,7 @@
 #include "precopy/engine.h"
 #include "channel.h"
 #include "io_bound.h"
+#include "log_internal.h"
 
 /* One device: configuration, handles and this migration's status. Nothing
  * here is shared between devices or engines. */
@@ -153,6 +154,9 @@ int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run
 int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);
 uint64_t precopy__eng_now(const struct precopy_engine *e);
 void precopy__eng_seterr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A message at level to the config's log callback (precopy/log.h). */
+#define precopy__eng_log(e, level, ...)                                                                \
+	precopy__log((e)->cfg.log, (e)->cfg.log_ctx, (e)->cfg.log_level, (level), __VA_ARGS__)
 /* As seterr; with an error already set, appends "; <text>" to its message
  * instead (a second failure met while undoing the first). */
 void precopy__eng_adderr(struct precopy_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

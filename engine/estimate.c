@@ -250,6 +250,13 @@ int precopy__eng_decide(struct precopy_engine *e, struct precopy_decision *d)
 	e->last_dirty_rate = d->dirty_rate_Bps;
 	e->last_expected = d->expected_downtime_ns;
 	iter_stats(e, d, exact);
+	precopy__eng_log(e, PRECOPY_LOG_INFO,
+			 "iteration %llu: %s, expected downtime %.1f ms (limit %.1f ms), pending %llu bytes, "
+			 "bandwidth %.1f MB/s, throttle %u%%%s%s",
+			 (unsigned long long)e->iterations, precopy_action_name(d->action),
+			 d->expected_downtime_ns == PRECOPY_UNBOUNDED ? -1.0 : d->expected_downtime_ns / 1e6,
+			 e->cfg.policy.downtime_limit_ns / 1e6, (unsigned long long)d->pending_bytes,
+			 d->bandwidth_Bps / 1e6, d->throttle, d->reason[0] ? ": " : "", d->reason);
 	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;
 	if (d->action == PRECOPY_SWITCHOVER || d->action == PRECOPY_FORCE_SWITCHOVER)
 		e->switch_decided = 1;

@@ -94,6 +94,12 @@ int precopy__eng_switchover(struct precopy_engine *e)
 		return r;
 	e->dt.device_drain_ns = precopy__eng_now(e) - t;
 	e->phase = PRECOPY_ENGINE_SWITCHED;
+	precopy__eng_log(e, PRECOPY_LOG_INFO,
+			 "switchover: %llu device bytes drained in %.3f ms (%s), %llu RAM pages left, "
+			 "transitions %.3f ms",
+			 (unsigned long long)e->dt.device_bytes, e->dt.device_drain_ns / 1e6,
+			 precopy__mover_concurrent(e) ? "concurrently" : "one device after another",
+			 (unsigned long long)e->dt.final_ram_pages, e->dt.transitions_ns / 1e6);
 	return 0;
 }
 
@@ -130,5 +136,9 @@ int precopy__eng_complete(struct precopy_engine *e)
 	precopy__eng_rp_close(e);
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_DONE;
+	precopy__eng_log(e, first ? PRECOPY_LOG_WARNING : PRECOPY_LOG_INFO,
+			 "complete: downtime %.3f ms (expected %.3f ms)%s%s", e->dt.total_ns / 1e6,
+			 e->dt.expected_ns == PRECOPY_UNBOUNDED ? -1.0 : e->dt.expected_ns / 1e6,
+			 first ? "; " : "", first ? e->errmsg : "");
 	return first;
 }

@@ -12,6 +12,7 @@
 #include "precopy/kvm.h"
 #include "precopy/backend.h"
 #include "precopy/stream.h"
+#include "precopy/log.h"
 #include "precopy/estimator.h"
 #include "precopy/engine.h"
 #include "precopy/dest.h"

@@ -33,7 +33,7 @@ Test(engine_api, config_table)
 
 	base();
 	cr_assert_eq(try_new(), 0);
-	H.cfg.version = 2;			cr_assert_eq(try_new(), -EINVAL); H.cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
+	H.cfg.version = PRECOPY_ENGINE_CONFIG_VERSION + 1;			cr_assert_eq(try_new(), -EINVAL); H.cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
 	H.cfg.clock.now_ns = NULL;		cr_assert_eq(try_new(), -EINVAL); H.cfg.clock.now_ns = clk_now;
 	H.cfg.sys = NULL;			cr_assert_eq(try_new(), -EINVAL); H.cfg.sys = H.ssys;
 	H.cfg.nslots = 0;			cr_assert_eq(try_new(), -EINVAL); H.cfg.nslots = 2;

@@ -40,7 +40,9 @@
 extern "C" {
 #endif
 
-#define PRECOPY_DEST_CONFIG_VERSION 1
+/* Version 2 added log, log_ctx and log_level at the end; a version 1
+ * struct is still accepted. */
+#define PRECOPY_DEST_CONFIG_VERSION 2
 
 struct precopy_dest_device {
 	uint32_t id;      /* the stream's device id */
@@ -79,6 +81,11 @@ struct precopy_dest_config {
 	uint64_t io_timeout_ns;         /* longest device / rp write wait; 0: 10 s */
 	const struct precopy_dest_backend *backends; /* copied; may be empty */
 	uint32_t nbackends;
+	/* Version 2: the destination's messages (precopy/log.h), those up to
+	 * log_level; log NULL: none. */
+	precopy_log_fn log;
+	void *log_ctx;
+	uint32_t log_level;
 };
 
 /* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock,

@@ -38,6 +38,7 @@
 #include "precopy/estimator.h"
 #include "precopy/export.h"
 #include "precopy/kvm.h"
+#include "precopy/log.h"
 #include "precopy/stream.h"
 #include "precopy/sys.h"
 #include "precopy/vfio.h"
@@ -102,7 +103,9 @@ extern "C" {
  * after complete) without changing anything.
  */
 
-#define PRECOPY_ENGINE_CONFIG_VERSION 1
+/* Version 2 added log, log_ctx and log_level at the end; a version 1
+ * struct (built against the older header) is still accepted. */
+#define PRECOPY_ENGINE_CONFIG_VERSION 2
 
 /* The clock the engines read (monotonic ns). */
 struct precopy_clock {
@@ -244,6 +247,11 @@ struct precopy_engine_config {
 	 * against PRECOPY_STREAM_CAP_MAX_DEVICES. */
 	const struct precopy_engine_backend *backends;
 	uint32_t nbackends;
+	/* Version 2: the engine's messages (precopy/log.h), those up to
+	 * log_level (enum precopy_log_level); log NULL: none. */
+	precopy_log_fn log;
+	void *log_ctx;
+	uint32_t log_level;
 };
 
 /* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock
