@@ -343,6 +343,9 @@ static int set_state(struct srv *s, uint32_t to)
 		ok |= all[i] == to;
 	if (!ok)
 		return EINVAL;
+	/* between the saving states only PRE_COPY -> STOP_COPY exists */
+	if (saving(s->state) && saving(to) && !(s->state == PRE_COPY && to == STOP_COPY))
+		return EINVAL;
 	uint32_t prev[8];
 	int seen[8] = { 0 };
 	uint32_t q[8];
@@ -511,12 +514,21 @@ static int on_mig_read(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 		for (;;)
 			pause();
 	if (s->cfg->dma_every && s->mig_reads % s->cfg->dma_every == 0) {
-		uint8_t *buf = malloc(s->cfg->dma_len ? s->cfg->dma_len : 1);
-		memset(buf, s->cfg->dma_val, s->cfg->dma_len);
-		int r = client_cmd(s, C_DMA_WRITE, s->cfg->dma_iova, buf, s->cfg->dma_len);
+		uint8_t *buf = malloc(s->client_xfer);
+		if (!buf)
+			return die("no memory");
+		memset(buf, s->cfg->dma_val, s->client_xfer);
+		for (uint64_t done = 0; done < s->cfg->dma_len;) {
+			uint64_t k = s->cfg->dma_len - done;
+			if (k > s->client_xfer)
+				k = s->client_xfer;
+			if (client_cmd(s, C_DMA_WRITE, s->cfg->dma_iova + done, buf, k)) {
+				free(buf);
+				return die("DMA_WRITE during MIG_DATA_READ failed");
+			}
+			done += k;
+		}
 		free(buf);
-		if (r)
-			return die("DMA_WRITE during MIG_DATA_READ failed");
 	}
 	uint64_t limit = s->state == PRE_COPY && s->cfg->precopy_bytes < stream_len(s) ? s->cfg->precopy_bytes
 										     : stream_len(s);
@@ -750,7 +762,12 @@ pid_t vu_server_spawn(const struct vu_server_cfg *cfg, int *client_fd)
 		return -1;
 	}
 	if (pid == 0) {
-		close(sv[0]);
+		/* keep only our end: another server's client socket left open
+		 * here would hide that client's close from its server */
+		int keep = sv[1];
+		if (keep > 3)
+			close_range(3, (unsigned)keep - 1, 0);
+		close_range((unsigned)keep + 1, ~0u, 0);
 		signal(SIGPIPE, SIG_IGN);
 		_exit(vu_server_run(sv[1], cfg));
 	}
