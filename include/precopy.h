@@ -14,5 +14,6 @@
 #include "precopy/backend.h"
 #include "precopy/stream.h"
 #include "precopy/engine.h"
+#include "precopy/vfio_user.h"
 
 #endif /* PRECOPY_H */

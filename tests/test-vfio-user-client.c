@@ -365,6 +365,16 @@ Test(vfio_user, dma_logging_through_the_servers_mmap)
 	cr_assert_eq(bm[1], 0, "a report clears what it reported");
 	cr_assert_eq(precopy_vfio_user_dma_logging_report(k.c, base, gsz, 8192, bm, 4), -EINVAL,
 		     "another page size than START's");
+	cr_assert(strstr(precopy_vfio_user_error(k.c), "page size differs from DMA_LOGGING_START's 4096"));
+	cr_assert_eq(precopy_vfio_user_dma_logging_report(k.c, base + 4096, 64 * 4096, 4096, bm, 4), -EINVAL);
+	cr_assert(strstr(precopy_vfio_user_error(k.c), "must start at a DMA mapping's start"));
+	cr_assert_eq(precopy_vfio_user_dma_logging_report(k.c, base, 100 * 4096, 4096, bm, 4), -EINVAL);
+	cr_assert(strstr(precopy_vfio_user_error(k.c), "whole 64-page words"));
+	doorbell(k.c, base + 5 * 4096, 1, 0x43, 2);
+	memset(bm, 0, sizeof(bm));
+	cr_assert_eq(precopy_vfio_user_dma_logging_report(k.c, base, 64 * 4096, 4096, bm, 1), 0,
+		     "a prefix of whole words");
+	cr_assert_eq(bm[0], 1ull << 5);
 	cr_assert_eq(precopy_vfio_user_dma_logging_report(k.c, base, gsz, 4096, bm, 3), -ERANGE);
 	cr_assert_eq(precopy_vfio_user_dma_logging_stop(k.c), 0);
 	finish(&k, 0);

@@ -56,6 +56,7 @@ struct precopy_vfio_user {
 	int nrxfds;
 	struct vu_map *maps;
 	size_t nmaps, capmaps;
+	uint64_t log_page; /* DMA logging's page size since START, 0: off */
 	int dead;          /* the transport failure that broke the connection */
 	size_t served;     /* server commands answered in this request */
 	char err[320];
@@ -1149,6 +1150,7 @@ int precopy_vfio_user_dma_logging_start(struct precopy_vfio_user *c, uint64_t pa
 	 * specification) or with no data at all */
 	if (dl && precopy__vu_dec_log_start(d, dl, &ps, &why))
 		return bad_payload(c, step, why);
+	c->log_page = ps;
 	if (chosen)
 		*chosen = ps;
 	return 0;
@@ -1160,9 +1162,12 @@ int precopy_vfio_user_dma_logging_stop(struct precopy_vfio_user *c)
 		return -EINVAL;
 	const uint8_t *d;
 	size_t dl;
-	return feature(c, "DEVICE_FEATURE DMA_LOGGING_STOP",
-		       PRECOPY__VU_FEATURE_SET | PRECOPY__VU_FEAT_DMA_LOGGING_STOP, PRECOPY__VU_FEATURE_SIZE, NULL,
-		       0, &d, &dl);
+	int r = feature(c, "DEVICE_FEATURE DMA_LOGGING_STOP",
+			PRECOPY__VU_FEATURE_SET | PRECOPY__VU_FEAT_DMA_LOGGING_STOP, PRECOPY__VU_FEATURE_SIZE, NULL,
+			0, &d, &dl);
+	if (!r)
+		c->log_page = 0;
+	return r;
 }
 
 static void set_range(uint64_t *bitmap, uint64_t pages)
@@ -1181,6 +1186,22 @@ int precopy_vfio_user_dma_logging_report(struct precopy_vfio_user *c, uint64_t i
 		 (unsigned long long)iova, (unsigned long long)length, (unsigned long long)page_size);
 	if (length == 0 || page_size == 0 || (page_size & (page_size - 1)) || iova + length < iova)
 		return fail(c, -EINVAL, step, "empty or wrapping range, or page size not a power of two");
+	/* the shapes libvfio-user answers correctly (docs/vfio-user.md):
+	 * START's page size (another one hangs it or misplaces bits), from a
+	 * mapping's start and inside it (else an error, or across two
+	 * mappings an empty success), the whole mapping or whole 64-page
+	 * words (a shorter tail clears up to 63 pages past it unreported) */
+	if (c->log_page && page_size != c->log_page)
+		return fail(c, -EINVAL, step, "page size differs from DMA_LOGGING_START's %llu",
+			    (unsigned long long)c->log_page);
+	struct vu_map *m = NULL;
+	for (size_t i = 0; i < c->nmaps; i++)
+		if (c->maps[i].iova == iova)
+			m = &c->maps[i];
+	if (!m || length > m->size)
+		return fail(c, -EINVAL, step, "the range must start at a DMA mapping's start and stay inside it");
+	if (length != m->size && length % (64 * page_size))
+		return fail(c, -EINVAL, step, "a partial mapping must span whole 64-page words");
 	uint64_t pages = length / page_size + (length % page_size != 0);
 	uint64_t bytes = (pages + 63) / 64 * 8;
 	if ((pages + 63) / 64 > words)

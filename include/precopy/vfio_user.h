@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* precopy/vfio_user.h — a vfio-user client: the VFIO device and migration
- * operations spoken over a UNIX stream socket to a device server in another
- * process (the vfio-user protocol, version 0.2 as libvfio-user speaks it).
+/* precopy/vfio_user.h — a vfio-user client for devices served by another process.
+ *
+ * The VFIO device and migration operations, spoken over a UNIX stream
+ * socket to a device server in another process (the vfio-user protocol,
+ * version 0.2 as libvfio-user speaks it).
  *
  * A handle owns one connection: the socket it was opened on and, when the
  * server set up twin-socket mode, the server-to-client socket. Every
@@ -224,7 +226,12 @@ PRECOPY_API int precopy_vfio_user_dma_logging_stop(struct precopy_vfio_user *c);
 /* DMA_LOGGING_REPORT of [iova, iova + length) at page_size (a power of
  * two), in one message: the device's bitmap is OR-ed into bitmap (words
  * long, bit i = page iova + i * page_size; at least ceil(length /
- * page_size / 64) words, else -ERANGE). A reply whose bitmap has the wrong
+ * page_size / 64) words, else -ERANGE). The request must have the shape
+ * real servers answer correctly, else -EINVAL before anything is sent:
+ * page_size that of DMA_LOGGING_START (when this handle started it), iova
+ * a DMA mapping's start, the range inside that mapping and either all of
+ * it or a multiple of 64 pages. -E2BIG: the reply would exceed
+ * max_reply_bytes. A reply whose bitmap has the wrong
  * length or names another range is -EPROTO and sets every bit of the
  * range (no page is lost); the connection stays usable. */
 PRECOPY_API int precopy_vfio_user_dma_logging_report(struct precopy_vfio_user *c, uint64_t iova,
