@@ -493,6 +493,88 @@ Test(vfio_user, no_fd_left_open)
 	cr_assert_eq(count_fds(), before);
 }
 
+static void dma_while_idle(int twin)
+{
+	const size_t gsz = 1 << 16;
+	struct vu_server_cfg cfg = { .twin = twin };
+	struct precopy_vfio_user_opts o;
+	precopy_vfio_user_opts_init(&o);
+	o.twin_socket = twin;
+	struct conn k = start(&cfg, &o);
+	int gfd;
+	uint8_t *g = guest(gsz, &gfd);
+	cr_assert_eq(precopy_vfio_user_dma_map(k.c, 0x10000, gsz, g, -1, 0, 3), 0);
+	doorbell(k.c, 0x10000 + 0x2000, 0x1800, 0x77, 4);
+	/* the server now writes by message and waits for the answers */
+	int served = 0;
+	for (int i = 0; i < 50 && served < 2; i++) {
+		int n = precopy_vfio_user_serve(k.c, 100);
+		cr_assert_geq(n, 0, "%s", precopy_vfio_user_error(k.c));
+		served += n;
+	}
+	cr_assert_eq(served, 1, "one DMA_WRITE of 6 KiB (the client's limit is 64 KiB)");
+	cr_assert_eq(g[0x2000], 0x77);
+	cr_assert_eq(g[0x37ff], 0x77);
+	cr_assert_eq(g[0x3800], 0);
+	uint64_t bm[1] = { 0 };
+	cr_assert_eq(precopy_vfio_user_dma_dirty(k.c, 0x10000, gsz, bm, 1, 0), 0);
+	cr_assert_eq(bm[0], 0xc, "pages 2 and 3");
+	/* and the connection is still in step */
+	uint8_t b[8];
+	cr_assert_eq(precopy_vfio_user_region_read(k.c, 0, 0, b, sizeof(b)), 0);
+	finish(&k, 0);
+	munmap(g, gsz);
+	close(gfd);
+}
+
+Test(vfio_user, dma_served_between_requests)
+{
+	dma_while_idle(0);
+}
+
+Test(vfio_user, dma_served_between_requests_twin)
+{
+	dma_while_idle(1);
+}
+
+/* A seam whose poll says "ready" without anything to read: the wait must
+ * end by counting wake-ups, long before the time limit. */
+static int lying;
+static int lying_poll(void *ctx, struct pollfd *fds, unsigned int n, int timeout_ms)
+{
+	if (!lying)
+		return precopy_sys_real()->ops->poll(ctx, fds, n, timeout_ms);
+	for (unsigned i = 0; i < n; i++)
+		fds[i].revents = fds[i].events & POLLIN;
+	return (int)n;
+}
+
+Test(vfio_user, wakeups_without_progress_end_the_wait)
+{
+	static struct precopy_sys_ops ops;
+	ops = *precopy_sys_real()->ops;
+	ops.poll = lying_poll;
+	struct precopy_sys sys = { .ops = &ops, .ctx = precopy_sys_real()->ctx };
+	struct vu_server_cfg cfg = { .state_bytes = 100, .hang_at = 1 };
+	int fd;
+	pid_t pid = vu_server_spawn(&cfg, &fd);
+	struct precopy_vfio_user_opts o;
+	precopy_vfio_user_opts_init(&o);
+	o.timeout_ms = 3600000; /* an hour: only the wake-up count can end it */
+	int err;
+	struct precopy_vfio_user *c = precopy_vfio_user_open(&sys, fd, &o, &err, NULL, 0);
+	cr_assert_not_null(c);
+	cr_assert_eq(precopy_vfio_user_set_state(c, PRE_COPY), 0);
+	lying = 1;
+	uint8_t b[16];
+	double t0 = now_s();
+	cr_assert_eq(precopy_vfio_user_mig_read(c, b, sizeof(b)), -ETIMEDOUT);
+	cr_assert_lt(now_s() - t0, 5.0);
+	precopy_vfio_user_close(c);
+	kill(pid, SIGKILL);
+	vu_server_wait(pid, 5000);
+}
+
 Test(vfio_user, serve_with_nothing_pending)
 {
 	struct vu_server_cfg cfg = { 0 };

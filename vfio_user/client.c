@@ -667,10 +667,6 @@ struct precopy_vfio_user *precopy_vfio_user_open(const struct precopy_sys *sys, 
 		     (unsigned long long)caps.max_data_xfer_size);
 		goto out;
 	}
-	if (caps.max_msg_fds < 1) {
-		fail(c, r, "VERSION", "server max_msg_fds is 0: it cannot take a DMA_MAP fd");
-		goto out;
-	}
 	if (caps.twin_supported && caps.has_twin_fd_index) {
 		if (!o.twin_socket) {
 			fail(c, r, "VERSION", "twin socket set up though not proposed");
@@ -899,6 +895,8 @@ int precopy_vfio_user_dma_map(struct precopy_vfio_user *c, uint64_t iova, uint64
 	if (size == 0 || iova + size < iova || prot == 0 ||
 	    (prot & ~(PRECOPY_VFIO_USER_DMA_READ | PRECOPY_VFIO_USER_DMA_WRITE)))
 		return fail(c, -EINVAL, step, "empty or wrapping range, or bad prot 0x%x", prot);
+	if (fd >= 0 && c->caps.max_msg_fds < 1)
+		return fail(c, -EINVAL, step, "the server takes no fds (max_msg_fds 0): map without one");
 	for (size_t i = 0; i < c->nmaps; i++)
 		if (iova < c->maps[i].iova + c->maps[i].size && c->maps[i].iova < iova + size)
 			return fail(c, -EEXIST, step, "overlaps the mapping at 0x%llx",

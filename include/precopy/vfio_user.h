@@ -185,7 +185,8 @@ PRECOPY_API int precopy_vfio_user_region_write(struct precopy_vfio_user *c, uint
  * caller still owns it); fd -1 maps without an fd. host (may be NULL)
  * is where this process sees that memory: the server's DMA_READ/WRITE
  * are served from it; without it they get EFAULT. The range must not
- * overlap a mapping of this handle (-EEXIST). -ENOMEM: the dirty log. */
+ * overlap a mapping of this handle (-EEXIST). -EINVAL also for an fd
+ * when the server's max_msg_fds is 0. -ENOMEM: the dirty log. */
 PRECOPY_API int precopy_vfio_user_dma_map(struct precopy_vfio_user *c, uint64_t iova, uint64_t size, void *host,
 					  int fd, uint64_t fd_offset, uint32_t prot);
 /* DMA_UNMAP of exactly a mapping made before (-ENOENT otherwise); its

@@ -590,6 +590,12 @@ static int on_region(struct srv *s, uint16_t id, uint16_t cmd, const uint8_t *p,
 		if (off <= 0x114 && off + cnt >= 0x118) {
 			uint32_t go = g32(s->bar + 0x114);
 			p32(s->bar + 0x114, 0);
+			if (go == 4) {
+				/* reply first: the DMA comes with no request
+				 * in flight */
+				int r = reply(s, id, cmd, p, 16);
+				return r ? r : doorbell(s, 1) ? die("DMA after the reply failed") : 0;
+			}
 			if (go) {
 				int e = doorbell(s, go);
 				if (e)

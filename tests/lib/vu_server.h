@@ -16,7 +16,9 @@
  *   0x114 u32 go: 1 DMA_WRITE message(s) filling the range with the value,
  *                 2 the same through the mmap of the mapping (logged),
  *                 3 DMA_READ message(s) of the range; the byte sum goes
- *                   to 0x118 (u64)
+ *                   to 0x118 (u64),
+ *                 4 as 1, but after the REGION_WRITE's reply (the client
+ *                   must serve it with no request in flight)
  *
  * Device state stream (what MIG_DATA_READ hands out, MIG_DATA_WRITE takes):
  *   "VUST" u32 0, u64 seed, u64 n, n pattern bytes (vu_pattern(seed, i)),
