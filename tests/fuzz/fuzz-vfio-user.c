@@ -13,14 +13,28 @@
  *
  * Whatever the bytes: every decoder returns 0, -EPROTO with a reason, or
  * (an error reply) a -errno in 1..4095; every slice handed back lies
- * inside the input and matches the lengths the decoder promised. Seed
- * corpus: tests/fuzz/corpus-vfio-user/. */
+ * inside the input and matches the lengths the decoder promised.
+ *
+ * The same bytes (after byte 0) are then what a server sends: they are
+ * queued on one end of a socketpair, whose writing side is then shut, and
+ * a client handle on the other end makes a fixed sequence of requests
+ * (VERSION id 0, DEVICE_GET_INFO 1, REGION_INFO 2, REGION_READ 3, DMA_MAP
+ * 4 of a guarded buffer, MIG_DEVICE_STATE 5, MIG_DATA_READ 6,
+ * DMA_LOGGING_START 7, REPORT 8, MIG_DATA_WRITE 9, DMA_UNMAP 10, then
+ * serve), answering whatever DMA commands come in between. Every
+ * call must return a count or 0 or a -errno, leave a message when it
+ * fails, never touch memory outside the buffers (ASan), and never wait
+ * (the data is all there, then end of stream). Seed corpus:
+ * tests/fuzz/corpus-vfio-user/. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "precopy/vfio_user.h"
 #include "../../vfio_user/codec.h"
 
 #define CHECK(c)                                                                           \
@@ -170,6 +184,67 @@ static void payload(uint16_t cmd, const uint8_t *p, size_t n)
 	}
 }
 
+static void result(struct precopy_vfio_user *c, long r)
+{
+	CHECK(r >= -4095);
+	if (r < 0)
+		CHECK(precopy_vfio_user_error(c)[0] != '\0');
+}
+
+/* The client against a server that says exactly m[0..n). */
+static void client(const uint8_t *m, size_t n)
+{
+	int sv[2];
+	if (n > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return;
+	size_t off = 0;
+	while (off < n) {
+		ssize_t w = write(sv[1], m + off, n - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	shutdown(sv[1], SHUT_WR);
+	struct precopy_vfio_user_opts o;
+	precopy_vfio_user_opts_init(&o);
+	o.timeout_ms = 50;
+	o.msg_bytes = 4096;
+	o.max_reply_bytes = 65536;
+	o.name = "fuzz";
+	int err = 0;
+	char msg[128];
+	struct precopy_vfio_user *c = precopy_vfio_user_open(precopy_sys_real(), sv[0], &o, &err, msg, sizeof(msg));
+	if (!c) {
+		CHECK(err < 0 && err >= -4095 && msg[0] != '\0');
+		close(sv[1]);
+		return;
+	}
+	uint8_t *guest = malloc(0x4000);
+	uint8_t buf[256];
+	uint64_t bm[2] = { 0 };
+	uint32_t u32;
+	struct precopy_vfio_user_region r;
+	int rfd = -1;
+	CHECK(guest);
+	result(c, precopy_vfio_user_device_info(c, &u32, &u32, &u32));
+	result(c, precopy_vfio_user_region_info(c, 0, &r, &rfd));
+	if (rfd >= 0)
+		close(rfd);
+	result(c, precopy_vfio_user_region_read(c, 0, 0, buf, 16));
+	result(c, precopy_vfio_user_dma_map(c, 0x1000, 0x4000, guest, -1, 0, 3));
+	result(c, precopy_vfio_user_set_state(c, 6));
+	result(c, precopy_vfio_user_mig_read(c, buf, 64));
+	result(c, precopy_vfio_user_dma_logging_start(c, 4096, NULL, 0, NULL));
+	result(c, precopy_vfio_user_dma_logging_report(c, 0x1000, 0x4000, 4096, bm, 2));
+	result(c, precopy_vfio_user_mig_write(c, buf, 16));
+	result(c, precopy_vfio_user_dma_dirty(c, 0x1000, 0x4000, bm, 2, 1));
+	result(c, precopy_vfio_user_dma_unmap(c, 0x1000, 0x4000));
+	result(c, precopy_vfio_user_serve(c, 0));
+	precopy_vfio_user_close(c);
+	free(guest);
+	close(sv[1]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -242,5 +317,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r)
 		refused(r, why);
 	free(copy);
+
+	client(m, n);
 	return 0;
 }
