@@ -117,8 +117,9 @@ struct precopy_vfio_user;
  * failure too. opts may be NULL (defaults). Returns the handle, or NULL
  * with *err (may be NULL) set: -EINVAL (sys invalid, fd < 0, an option out
  * of range), -ENOMEM, -EPROTO (the server's reply malformed, another major
- * version, a higher minor, inconsistent twin-socket parameters), or a
- * transport -errno; msg (may be NULL, len 0) gets the message. */
+ * version, a higher minor, a max_data_xfer_size below 4096, inconsistent
+ * twin-socket parameters), or a transport -errno; msg (may be NULL, len
+ * 0) gets the message. */
 PRECOPY_API struct precopy_vfio_user *precopy_vfio_user_open(const struct precopy_sys *sys, int fd,
 							     const struct precopy_vfio_user_opts *opts,
 							     int *err, char *msg, size_t len);
