@@ -219,6 +219,31 @@ Test(vfio_user, corrupted_state_is_refused_by_b)
 	transfer(1);
 }
 
+Test(vfio_user, messages_stay_within_the_servers_limit)
+{
+	/* the server refuses (EINVAL) any MIG_DATA_READ/WRITE above its
+	 * max_data_xfer_size: a whole transfer passing is the check */
+	const uint64_t state = 30000;
+	struct vu_server_cfg ca = { .max_xfer = 5000, .seed = 7, .state_bytes = state };
+	struct vu_server_cfg cb = { .max_xfer = 5000 };
+	struct conn a = start(&ca, NULL), b = start(&cb, NULL);
+	struct precopy_vfio_user_caps caps;
+	precopy_vfio_user_caps(a.c, &caps);
+	cr_assert_eq(caps.msg_bytes, 5000, "64 KiB lowered to the server's 5000");
+	uint8_t *s = malloc(state + 1024);
+	cr_assert_eq(precopy_vfio_user_set_state(a.c, STOP_COPY), 0);
+	ssize_t n = precopy_vfio_user_mig_read(a.c, s, state + 1024);
+	cr_assert_eq(n, 5000, "one message of at most msg_bytes");
+	size_t got = drain(a.c, s, state + 1024, (size_t)n);
+	cr_assert_eq(got, 24 + state + 256);
+	cr_assert_eq(precopy_vfio_user_set_state(b.c, RESUMING), 0);
+	cr_assert_eq(precopy_vfio_user_mig_write(b.c, s, got), 0, "%s", precopy_vfio_user_error(b.c));
+	cr_assert_eq(precopy_vfio_user_set_state(b.c, STOP), 0, "%s", precopy_vfio_user_error(b.c));
+	free(s);
+	finish(&a, 0);
+	finish(&b, 0);
+}
+
 Test(vfio_user, transitions_follow_the_shortest_path)
 {
 	struct vu_server_cfg cfg = { .state_bytes = 10 };
@@ -317,6 +342,16 @@ static void dma_by_message(int twin)
 	memcpy(r + 8, &len, 8);
 	memcpy(r + 20, &go, 4);
 	cr_assert_eq(precopy_vfio_user_region_write(k.c, 0, 0x100, r, sizeof(r)), -EFAULT);
+	/* a read-only mapping refuses the device's writes (EPERM), serves
+	 * its reads */
+	cr_assert_eq(precopy_vfio_user_dma_map(k.c, 0x10000000, 0x10000, g, -1, 0, PRECOPY_VFIO_USER_DMA_READ), 0);
+	iova = 0x10000000;
+	memcpy(r, &iova, 8);
+	cr_assert_eq(precopy_vfio_user_region_write(k.c, 0, 0x100, r, sizeof(r)), -EPERM);
+	go = 3;
+	memcpy(r + 20, &go, 4);
+	cr_assert_eq(precopy_vfio_user_region_write(k.c, 0, 0x100, r, sizeof(r)), 0);
+	cr_assert_eq(precopy_vfio_user_dma_unmap(k.c, 0x10000000, 0x10000), 0);
 	cr_assert_eq(precopy_vfio_user_dma_unmap(k.c, base, gsz), 0);
 	cr_assert_eq(precopy_vfio_user_dma_unmap(k.c, base, gsz), -ENOENT);
 	finish(&k, 0);
@@ -506,13 +541,18 @@ static void dma_while_idle(int twin)
 	cr_assert_eq(precopy_vfio_user_dma_map(k.c, 0x10000, gsz, g, -1, 0, 3), 0);
 	doorbell(k.c, 0x10000 + 0x2000, 0x1800, 0x77, 4);
 	/* the server now writes by message and waits for the answers */
+	/* (on the twin socket the command may also come while the client
+	 * still waits for the REGION_WRITE's reply: then it is answered
+	 * there, and serve finds nothing) */
 	int served = 0;
-	for (int i = 0; i < 50 && served < 2; i++) {
+	for (int i = 0; i < 50 && g[0x37ff] != 0x77; i++) {
 		int n = precopy_vfio_user_serve(k.c, 100);
 		cr_assert_geq(n, 0, "%s", precopy_vfio_user_error(k.c));
 		served += n;
 	}
-	cr_assert_eq(served, 1, "one DMA_WRITE of 6 KiB (the client's limit is 64 KiB)");
+	cr_assert_leq(served, 1, "one DMA_WRITE of 6 KiB (the client's limit is 64 KiB)");
+	if (!twin)
+		cr_assert_eq(served, 1, "on the main socket it can only come after the reply");
 	cr_assert_eq(g[0x2000], 0x77);
 	cr_assert_eq(g[0x37ff], 0x77);
 	cr_assert_eq(g[0x3800], 0);
