@@ -130,6 +130,50 @@ Test(codec, requests_match_the_specification_layout)
 	cr_assert_eq(r64(d + 8), 0x8000);
 }
 
+Test(codec, irq_requests_and_reply)
+{
+	int l = precopy__vu_enc_irq_info(buf, sizeof(buf), 20, 2);
+	check_hdr(buf, l, 20, 7);
+	cr_assert_eq(l, 32);
+	cr_assert_eq(r32(buf + 16), 16);
+	cr_assert_eq(r32(buf + 24), 2);
+	l = precopy__vu_enc_set_irqs(buf, sizeof(buf), 21, 4 | 32, 2, 3, 4, NULL);
+	check_hdr(buf, l, 21, 8);
+	cr_assert_eq(l, 36);
+	cr_assert_eq(r32(buf + 16), 20, "argsz: the request payload");
+	cr_assert_eq(r32(buf + 20), 4 | 32);
+	cr_assert_eq(r32(buf + 24), 2);
+	cr_assert_eq(r32(buf + 28), 3);
+	cr_assert_eq(r32(buf + 32), 4);
+	uint8_t bools[3] = { 1, 0, 1 };
+	l = precopy__vu_enc_set_irqs(buf, sizeof(buf), 22, 2 | 8, 0, 0, 3, bools);
+	cr_assert_eq(l, 39);
+	cr_assert_eq(r32(buf + 16), 23);
+	cr_assert_eq(buf[36], 1);
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 4, 0, 0, 1, NULL), -EINVAL, "no action");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 32, 0, 0, 1, NULL), -EINVAL, "no data kind");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 4 | 1 | 32, 0, 0, 1, NULL), -EINVAL, "two");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 4 | 8 | 32, 0, 0, 1, NULL), -EINVAL, "two");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 2 | 32, 0, 0, 1, NULL), -EINVAL, "bools");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 4 | 32, 0, 0, 1, bools), -EINVAL);
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 64 | 4 | 32, 0, 0, 1, NULL), -EINVAL, "unknown bit");
+	cr_assert_eq(precopy__vu_enc_set_irqs(buf, sizeof(buf), 1, 4 | 32, 0, UINT32_MAX, 2, NULL), -EINVAL, "wraps");
+
+	uint8_t p[16];
+	w32(p, 16);
+	w32(p + 4, 1);
+	w32(p + 8, 2);
+	w32(p + 12, 7);
+	struct precopy__vu_irq_info ii;
+	const char *why;
+	cr_assert_eq(precopy__vu_dec_irq_info(p, 16, 2, &ii, &why), 0);
+	cr_assert_eq(ii.count, 7);
+	cr_assert_eq(precopy__vu_dec_irq_info(p, 16, 1, &ii, &why), -EPROTO, "another index");
+	cr_assert_eq(precopy__vu_dec_irq_info(p, 12, 2, &ii, &why), -EPROTO);
+	w32(p, 4);
+	cr_assert_eq(precopy__vu_dec_irq_info(p, 16, 2, &ii, &why), -EPROTO, "argsz");
+}
+
 Test(codec, encoders_refuse_what_does_not_fit)
 {
 	cr_assert_eq(precopy__vu_enc_region_read(buf, 31, 1, 0, 0, 4), -ENOSPC);

@@ -837,6 +837,67 @@ int precopy_vfio_user_region_info(struct precopy_vfio_user *c, uint32_t index,
 	return 0;
 }
 
+int precopy_vfio_user_irq_info(struct precopy_vfio_user *c, uint32_t index, uint32_t *flags, uint32_t *count)
+{
+	if (!c)
+		return -EINVAL;
+	char step[64];
+	snprintf(step, sizeof(step), "DEVICE_GET_IRQ_INFO index %u", index);
+	int l = precopy__vu_enc_irq_info(c->tx, c->txcap, next_id(c), index);
+	const uint8_t *p;
+	size_t pl;
+	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	if (r)
+		return r;
+	drop_rxfds(c);
+	struct precopy__vu_irq_info ii;
+	const char *why = NULL;
+	if (precopy__vu_dec_irq_info(p, pl, index, &ii, &why))
+		return bad_payload(c, step, why);
+	if (flags)
+		*flags = ii.flags;
+	if (count)
+		*count = ii.count;
+	return 0;
+}
+
+int precopy_vfio_user_set_irqs(struct precopy_vfio_user *c, uint32_t index, uint32_t flags, uint32_t start,
+			       uint32_t count, const int *fds)
+{
+	if (!c)
+		return -EINVAL;
+	char step[96];
+	snprintf(step, sizeof(step), "DEVICE_SET_IRQS index %u start %u count %u", index, start, count);
+	uint32_t data = flags & (PRECOPY__VU_IRQ_DATA_NONE | PRECOPY__VU_IRQ_DATA_BOOL | PRECOPY__VU_IRQ_DATA_EVENTFD);
+	if (data == PRECOPY__VU_IRQ_DATA_BOOL || (fds && data != PRECOPY__VU_IRQ_DATA_EVENTFD))
+		return fail(c, -EINVAL, step, "flags 0x%x: DATA_BOOL, or fds without DATA_EVENTFD", flags);
+	if (fds)
+		for (uint32_t i = 0; i < count; i++)
+			if (fds[i] < 0)
+				return fail(c, -EINVAL, step, "fds[%u] is %d", i, fds[i]);
+	uint32_t per = c->caps.max_msg_fds < MAX_FDS ? (uint32_t)c->caps.max_msg_fds : MAX_FDS;
+	if (fds && per == 0)
+		return fail(c, -EINVAL, step, "the server takes no fds (max_msg_fds 0)");
+	uint32_t done = 0;
+	do {
+		uint32_t n = fds && count - done > per ? per : count - done;
+		int l = precopy__vu_enc_set_irqs(c->tx, c->txcap, next_id(c), flags, index, start + done, n, NULL);
+		if (l == -EINVAL)
+			return fail(c, l, step, "flags 0x%x: one DATA_ and one ACTION_ bit needed", flags);
+		const uint8_t *p;
+		size_t pl;
+		int r = transact(c, l, fds ? fds + done : NULL, fds ? (int)n : 0, step, &p, &pl);
+		if (r)
+			return r;
+		drop_rxfds(c);
+		const char *why = NULL;
+		if (precopy__vu_dec_empty(p, pl, &why))
+			return bad_payload(c, step, why);
+		done += n;
+	} while (done < count);
+	return 0;
+}
+
 static int region_access(struct precopy_vfio_user *c, int write, uint32_t index, uint64_t offset, void *buf,
 			 size_t len)
 {

@@ -211,6 +211,42 @@ int precopy__vu_enc_reset(uint8_t *buf, size_t cap, uint16_t id)
 	return begin(buf, cap, id, PRECOPY__VU_DEVICE_RESET, PRECOPY__VU_F_COMMAND, 0);
 }
 
+int precopy__vu_enc_irq_info(uint8_t *buf, size_t cap, uint16_t id, uint32_t index)
+{
+	int t = begin(buf, cap, id, PRECOPY__VU_DEVICE_GET_IRQ_INFO, PRECOPY__VU_F_COMMAND, 16);
+	if (t < 0)
+		return t;
+	memset(buf + 16, 0, 16);
+	precopy__vu_put32(buf + 16, PRECOPY__VU_IRQ_INFO_SIZE);
+	precopy__vu_put32(buf + 24, index);
+	return t;
+}
+
+int precopy__vu_enc_set_irqs(uint8_t *buf, size_t cap, uint16_t id, uint32_t flags, uint32_t index,
+			     uint32_t start, uint32_t count, const uint8_t *bools)
+{
+	uint32_t data = flags & (PRECOPY__VU_IRQ_DATA_NONE | PRECOPY__VU_IRQ_DATA_BOOL | PRECOPY__VU_IRQ_DATA_EVENTFD);
+	uint32_t act = flags & (PRECOPY__VU_IRQ_ACTION_MASK | PRECOPY__VU_IRQ_ACTION_UNMASK |
+				PRECOPY__VU_IRQ_ACTION_TRIGGER);
+	if (flags != (data | act) || !data || (data & (data - 1)) || !act || (act & (act - 1)) ||
+	    (data == PRECOPY__VU_IRQ_DATA_BOOL) != (bools != NULL) || start + count < start)
+		return -EINVAL;
+	size_t dl = data == PRECOPY__VU_IRQ_DATA_BOOL ? count : 0;
+	if (dl > UINT32_MAX - PRECOPY__VU_IRQ_SET_SIZE)
+		return -EINVAL;
+	int t = begin(buf, cap, id, PRECOPY__VU_DEVICE_SET_IRQS, PRECOPY__VU_F_COMMAND, PRECOPY__VU_IRQ_SET_SIZE + dl);
+	if (t < 0)
+		return t;
+	precopy__vu_put32(buf + 16, (uint32_t)(PRECOPY__VU_IRQ_SET_SIZE + dl));
+	precopy__vu_put32(buf + 20, flags);
+	precopy__vu_put32(buf + 24, index);
+	precopy__vu_put32(buf + 28, start);
+	precopy__vu_put32(buf + 32, count);
+	if (dl)
+		memcpy(buf + 36, bools, dl);
+	return t;
+}
+
 int precopy__vu_enc_caps(char *out, size_t cap, uint64_t max_msg_fds, uint64_t max_data_xfer_size,
 			 int twin_socket)
 {
@@ -355,6 +391,22 @@ int precopy__vu_dec_device_info(const uint8_t *p, size_t n, struct precopy__vu_d
 	out->num_irqs = precopy__vu_get32(p + 12);
 	if (out->argsz < PRECOPY__VU_DEVICE_INFO_SIZE)
 		WHY("DEVICE_GET_INFO argsz below 16");
+	return 0;
+}
+
+int precopy__vu_dec_irq_info(const uint8_t *p, size_t n, uint32_t index, struct precopy__vu_irq_info *out,
+			     const char **why)
+{
+	if (n != PRECOPY__VU_IRQ_INFO_SIZE)
+		WHY("GET_IRQ_INFO reply not 16 bytes");
+	out->argsz = precopy__vu_get32(p);
+	out->flags = precopy__vu_get32(p + 4);
+	out->index = precopy__vu_get32(p + 8);
+	out->count = precopy__vu_get32(p + 12);
+	if (out->argsz < PRECOPY__VU_IRQ_INFO_SIZE)
+		WHY("GET_IRQ_INFO argsz below 16");
+	if (out->index != index)
+		WHY("GET_IRQ_INFO reply for another index");
 	return 0;
 }
 

@@ -35,6 +35,8 @@ enum {
 	PRECOPY__VU_DMA_UNMAP = 3,
 	PRECOPY__VU_DEVICE_GET_INFO = 4,
 	PRECOPY__VU_DEVICE_GET_REGION_INFO = 5,
+	PRECOPY__VU_DEVICE_GET_IRQ_INFO = 7,
+	PRECOPY__VU_DEVICE_SET_IRQS = 8,
 	PRECOPY__VU_REGION_READ = 9,
 	PRECOPY__VU_REGION_WRITE = 10,
 	PRECOPY__VU_DMA_READ = 11,
@@ -67,8 +69,18 @@ enum {
 #define PRECOPY__VU_DMA_READABLE 1u
 #define PRECOPY__VU_DMA_WRITEABLE 2u
 
+/* SET_IRQS flags (as VFIO's) */
+#define PRECOPY__VU_IRQ_DATA_NONE 1u
+#define PRECOPY__VU_IRQ_DATA_BOOL 2u
+#define PRECOPY__VU_IRQ_DATA_EVENTFD 4u
+#define PRECOPY__VU_IRQ_ACTION_MASK 8u
+#define PRECOPY__VU_IRQ_ACTION_UNMASK 16u
+#define PRECOPY__VU_IRQ_ACTION_TRIGGER 32u
+
 /* fixed payload sizes */
 #define PRECOPY__VU_DEVICE_INFO_SIZE 16u
+#define PRECOPY__VU_IRQ_INFO_SIZE 16u
+#define PRECOPY__VU_IRQ_SET_SIZE 20u
 #define PRECOPY__VU_REGION_INFO_SIZE 32u
 #define PRECOPY__VU_REGION_ACCESS_SIZE 16u /* offset, region, count */
 #define PRECOPY__VU_DMA_ACCESS_SIZE 16u    /* address, count */
@@ -135,6 +147,11 @@ int precopy__vu_enc_feature(uint8_t *buf, size_t cap, uint16_t id, uint32_t flag
 int precopy__vu_enc_mig_data_read(uint8_t *buf, size_t cap, uint16_t id, uint32_t size);
 int precopy__vu_enc_mig_data_write(uint8_t *buf, size_t cap, uint16_t id, const void *data, uint32_t size);
 int precopy__vu_enc_reset(uint8_t *buf, size_t cap, uint16_t id);
+int precopy__vu_enc_irq_info(uint8_t *buf, size_t cap, uint16_t id, uint32_t index);
+/* SET_IRQS: flags one DATA_ and one ACTION_ bit; bools (count bytes) only
+ * with DATA_BOOL, else NULL (the eventfds travel beside the message). */
+int precopy__vu_enc_set_irqs(uint8_t *buf, size_t cap, uint16_t id, uint32_t flags, uint32_t index,
+			     uint32_t start, uint32_t count, const uint8_t *bools);
 
 /* The capabilities JSON the client proposes, NUL-terminated, into
  * out[0..cap); returns its length with the NUL. */
@@ -161,6 +178,13 @@ struct precopy__vu_device_info {
 int precopy__vu_dec_device_info(const uint8_t *p, size_t n, struct precopy__vu_device_info *out,
 				const char **why);
 
+struct precopy__vu_irq_info {
+	uint32_t argsz, flags, index, count;
+};
+/* GET_IRQ_INFO reply: 16 bytes, the index asked for. */
+int precopy__vu_dec_irq_info(const uint8_t *p, size_t n, uint32_t index, struct precopy__vu_irq_info *out,
+			     const char **why);
+
 struct precopy__vu_region_info {
 	uint32_t argsz, flags, index, cap_offset;
 	uint64_t size, offset;
@@ -180,7 +204,8 @@ int precopy__vu_dec_region_write(const uint8_t *p, size_t n, uint32_t region, ui
  * address and size). */
 int precopy__vu_dec_dma_unmap(const uint8_t *p, size_t n, uint64_t addr, uint64_t size, const char **why);
 
-/* A reply that carries no payload (DMA_MAP, MIG_DATA_WRITE, RESET). */
+/* A reply that carries no payload (DMA_MAP, MIG_DATA_WRITE, RESET,
+ * SET_IRQS). */
 int precopy__vu_dec_empty(const uint8_t *p, size_t n, const char **why);
 
 /* DEVICE_FEATURE reply: argsz >= the message's payload, flags as sent;

@@ -41,7 +41,7 @@
  * handles are independent.
  *
  * Not here yet: the engine does not drive these devices (see
- * docs/vfio-user.md); IRQs, REGION_WRITE_MULTI, GET_REGION_IO_FDS.
+ * docs/vfio-user.md); REGION_WRITE_MULTI, GET_REGION_IO_FDS.
  */
 #ifndef PRECOPY_VFIO_USER_H
 #define PRECOPY_VFIO_USER_H
@@ -78,6 +78,17 @@ extern "C" {
 #define PRECOPY_VFIO_USER_REGION_CAPS 8u
 #define PRECOPY_VFIO_USER_DEVICE_RESET 1u
 #define PRECOPY_VFIO_USER_DEVICE_PCI 2u
+
+/* SET_IRQS flags (VFIO_IRQ_SET_*) and GET_IRQ_INFO flags (VFIO_IRQ_INFO_*). */
+#define PRECOPY_VFIO_USER_IRQ_DATA_NONE 1u
+#define PRECOPY_VFIO_USER_IRQ_DATA_EVENTFD 4u
+#define PRECOPY_VFIO_USER_IRQ_ACTION_MASK 8u
+#define PRECOPY_VFIO_USER_IRQ_ACTION_UNMASK 16u
+#define PRECOPY_VFIO_USER_IRQ_ACTION_TRIGGER 32u
+#define PRECOPY_VFIO_USER_IRQ_INFO_EVENTFD 1u
+#define PRECOPY_VFIO_USER_IRQ_INFO_MASKABLE 2u
+#define PRECOPY_VFIO_USER_IRQ_INFO_AUTOMASKED 4u
+#define PRECOPY_VFIO_USER_IRQ_INFO_NORESIZE 8u
 
 struct precopy_vfio_user_opts {
 	/* Names the device in messages (copied, up to 63 bytes); NULL: none. */
@@ -179,6 +190,21 @@ PRECOPY_API int precopy_vfio_user_region_read(struct precopy_vfio_user *c, uint3
 					      void *buf, size_t len);
 PRECOPY_API int precopy_vfio_user_region_write(struct precopy_vfio_user *c, uint32_t index, uint64_t offset,
 					       const void *buf, size_t len);
+
+/* DEVICE_GET_IRQ_INFO of IRQ type index (VFIO_PCI_*_IRQ_INDEX): its
+ * PRECOPY_VFIO_USER_IRQ_INFO_* flags and its count. Outputs may be NULL. */
+PRECOPY_API int precopy_vfio_user_irq_info(struct precopy_vfio_user *c, uint32_t index, uint32_t *flags,
+					   uint32_t *count);
+
+/* DEVICE_SET_IRQS on IRQs [start, start + count) of type index. flags:
+ * one ACTION_ bit and DATA_NONE or DATA_EVENTFD (the specification's
+ * DATA_BOOL is not offered: -EINVAL). With DATA_EVENTFD, fds holds count
+ * eventfds (>= 0; sent, not kept: the caller still owns them), sent in
+ * messages of at most the server's max_msg_fds (and 8) fds each; fds NULL
+ * de-assigns the range. DATA_NONE with start and count 0 disables every
+ * IRQ of the type. 0 or -errno; a failure may leave a prefix set. */
+PRECOPY_API int precopy_vfio_user_set_irqs(struct precopy_vfio_user *c, uint32_t index, uint32_t flags,
+					   uint32_t start, uint32_t count, const int *fds);
 
 /* DMA_MAP of guest memory [iova, iova + size): prot
  * PRECOPY_VFIO_USER_DMA_READ/WRITE (at least one). fd >= 0 (with

@@ -95,6 +95,15 @@ static void payload(uint16_t cmd, const uint8_t *p, size_t n)
 			CHECK(n >= 32 && n <= 4096 && ri.index == b);
 		break;
 	}
+	case PRECOPY__VU_DEVICE_GET_IRQ_INFO: {
+		struct precopy__vu_irq_info ii;
+		r = precopy__vu_dec_irq_info(p, n, b, &ii, &why);
+		if (r)
+			refused(r, why);
+		else
+			CHECK(n == 16 && ii.index == b);
+		break;
+	}
 	case PRECOPY__VU_REGION_READ: {
 		const uint8_t *d;
 		r = precopy__vu_dec_region_read(p, n, b, a, c, &d, &why);

@@ -9,13 +9,12 @@
  *      build/libprecopy.a -luring -lpci -lnuma -lpthread -lm
  *   /tmp/vu-sample /path/to/libvfio-user/build/samples/server
  *
- * Two edits to the sample were needed on its mid-2026 tree, both outside
- * the protocol: its BAR1 of 0x3000 bytes is refused by its own library
- * (BARs must be powers of two: made 0x4000), and it exits when it cannot
- * signal an IRQ this client never set up (SET_IRQS is not implemented
- * here: the err() made a warn()).
+ * One edit to the sample was needed on its June 2026 tree, outside the
+ * protocol: its BAR1 of 0x3000 bytes is refused by its own library (BARs
+ * must be powers of two): made 0x4000.
  *
- * What it does: handshake (twin socket), device and region info, DMA
+ * What it does: handshake (twin socket), device and region info, INTx by
+ * eventfd (SET_IRQS; the sample raises it before its DMA), DMA
  * maps (one without an fd: the server writes it by message; one with: it
  * writes through its mmap), DMA logging, a timer-started device DMA that
  * the client serves with precopy_vfio_user_serve() while no request is in
@@ -28,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -109,6 +109,13 @@ int main(int argc, char **argv)
 	uint64_t ps = 0;
 	e = precopy_vfio_user_dma_logging_start(c, 4096, NULL, 0, &ps);
 	printf("logging start: %d page %llu %s\n", e, (unsigned long long)ps, e ? precopy_vfio_user_error(c) : "");
+	/* the sample raises INTx before its DMA */
+	int irq = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint32_t iflags, icount;
+	CK(precopy_vfio_user_irq_info(c, 0, &iflags, &icount));
+	printf("INTx: flags 0x%x count %u\n", iflags, icount);
+	CK(precopy_vfio_user_set_irqs(c, 0, PRECOPY_VFIO_USER_IRQ_DATA_EVENTFD | PRECOPY_VFIO_USER_IRQ_ACTION_TRIGGER,
+				      0, 1, &irq));
 	time_t one = time(NULL) + 1;
 	CK(precopy_vfio_user_region_write(c, 0, 0, &one, sizeof one));
 	/* the server DMAs when its timer fires, no request in flight: serve */
@@ -118,7 +125,10 @@ int main(int argc, char **argv)
 		CK(n);
 		served += n;
 	}
-	printf("served %d server commands\n", served);
+	uint64_t irqs = 0;
+	if (read(irq, &irqs, 8) != 8)
+		irqs = 0;
+	printf("served %d server commands, INTx raised %llu time(s)\n", served, (unsigned long long)irqs);
 	printf("guest region0[0]=%c [1024]=%c [3072]=%c region1[0]=%c [3072]=%c\n", g[0], g[1024], g[3072], g[0x10000], g[0x10000 + 3072]);
 	uint64_t bm[1] = {0};
 	CK(precopy_vfio_user_dma_dirty(c, 0x100000, 0x10000, bm, 1, 1));
@@ -161,6 +171,8 @@ int main(int argc, char **argv)
 	/* device DMA while requests are in flight: B's commands arrive while
 	 * the client waits for its replies */
 	memset(g, 0, 0x20000);
+	CK(precopy_vfio_user_set_irqs(c, 0, PRECOPY_VFIO_USER_IRQ_DATA_EVENTFD | PRECOPY_VFIO_USER_IRQ_ACTION_TRIGGER,
+				      0, 1, &irq));
 	CK(precopy_vfio_user_dma_map(c, 0x100000, 0x10000, g, -1, 0, 3));
 	CK(precopy_vfio_user_dma_map(c, 0x200000, 0x10000, g + 0x10000, gfd, 0x10000, 3));
 	one = time(NULL) + 1;

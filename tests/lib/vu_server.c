@@ -15,7 +15,8 @@
 #include "vu_server.h"
 
 enum { ERROR = 0, STOP = 1, RUNNING = 2, STOP_COPY = 3, RESUMING = 4, PRE_COPY = 6 };
-enum { C_VERSION = 1, C_DMA_MAP, C_DMA_UNMAP, C_INFO, C_REGION_INFO, C_REGION_READ = 9, C_REGION_WRITE,
+enum { C_VERSION = 1, C_DMA_MAP, C_DMA_UNMAP, C_INFO, C_REGION_INFO, C_IRQ_INFO = 7, C_SET_IRQS,
+       C_REGION_READ = 9, C_REGION_WRITE,
        C_DMA_READ, C_DMA_WRITE, C_RESET, C_FEATURE = 16, C_MIG_READ, C_MIG_WRITE };
 
 #define BAR_SIZE 4096u
@@ -47,6 +48,7 @@ struct srv {
 	unsigned mig_reads, region_reads;
 	uint8_t *rx;
 	size_t rxcap;
+	int irq[8];          /* eventfds of IRQ index 0 (INTx, 1) and 2 (MSI-X, 8), -1: none */
 };
 
 uint8_t vu_pattern(uint64_t seed, uint64_t i)
@@ -103,9 +105,15 @@ static int send_all(int fd, const void *b, size_t n, int pass_fd)
 	return 0;
 }
 
-/* Read exactly n bytes; an fd that comes along goes to *got_fd. 0, or
- * -1 at end of stream / error. */
-static int recv_all(int fd, void *b, size_t n, int *got_fd)
+struct fdset {
+	int fd[8];
+	int n;
+};
+
+/* Read exactly n bytes; the fds that come along go to *got (up to 8, the
+ * others closed; got NULL: all closed). 0, or -1 at end of stream /
+ * error. */
+static int recv_all(int fd, void *b, size_t n, struct fdset *got)
 {
 	uint8_t *p = b;
 	while (n) {
@@ -128,8 +136,8 @@ static int recv_all(int fd, void *b, size_t n, int *got_fd)
 			for (size_t i = 0; i < k; i++) {
 				int f;
 				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-				if (got_fd && *got_fd < 0)
-					*got_fd = f;
+				if (got && got->n < 8)
+					got->fd[got->n++] = f;
 				else
 					close(f);
 			}
@@ -217,6 +225,14 @@ static int client_cmd(struct srv *s, uint16_t cmd, uint64_t iova, uint8_t *data,
 /* Device DMA started by the doorbell, in pieces of the client's limit. */
 static int doorbell(struct srv *s, uint32_t go)
 {
+	if (go == 5) {
+		/* raise IRQ number bar[0x110] (0: INTx, 1..7: MSI-X 0..6) */
+		int k = s->bar[0x110];
+		uint64_t one = 1;
+		if (k >= 8 || s->irq[k] < 0)
+			return ENOENT;
+		return write(s->irq[k], &one, 8) == 8 ? 0 : EIO;
+	}
 	uint64_t iova = g64(s->bar + 0x100), len = g64(s->bar + 0x108);
 	uint8_t val = s->bar[0x110];
 	struct map *m = find(s, iova, len);
@@ -402,9 +418,9 @@ static int on_version(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 	char json[256];
 	int use_twin = twin_wanted && s->cfg->twin;
 	snprintf(json, sizeof(json),
-		 "{\"capabilities\": {\"max_msg_fds\": 8, \"max_data_xfer_size\": %llu, "
+		 "{\"capabilities\": {\"max_msg_fds\": %u, \"max_data_xfer_size\": %llu, "
 		 "\"migration\": {\"pgsize\": 4096}%s}}",
-		 (unsigned long long)s->max_xfer, use_twin ? ", \"twin_socket\": {\"supported\": true, \"fd_index\": 0}" : "");
+		 s->cfg->max_fds ? s->cfg->max_fds : 8, (unsigned long long)s->max_xfer, use_twin ? ", \"twin_socket\": {\"supported\": true, \"fd_index\": 0}" : "");
 	size_t jl = strlen(json) + 1;
 	uint8_t b[HDR + 4 + 256];
 	hdr(b, id, C_VERSION, (uint32_t)(HDR + 4 + jl), 1, 0);
@@ -662,6 +678,53 @@ static int on_dma_unmap(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 	return reply_err(s, id, C_DMA_UNMAP, ENOENT);
 }
 
+/* IRQ types: 0 INTx (1 IRQ), 2 MSI-X (7 IRQs) of the 5 PCI types;
+ * eventfds only, TRIGGER only. */
+static int on_set_irqs(struct srv *s, uint16_t id, const uint8_t *p, size_t n, struct fdset *fds)
+{
+	if (n < 20 || g32(p) != n)
+		return reply_err(s, id, C_SET_IRQS, EINVAL);
+	uint32_t flags = g32(p + 4), idx = g32(p + 8), start = g32(p + 12), count = g32(p + 16);
+	uint32_t size = idx == 0 ? 1 : idx == 2 ? 7 : 0, base = idx == 0 ? 0 : 1;
+	if (idx >= 5)
+		return reply_err(s, id, C_SET_IRQS, EINVAL);
+	if (flags == (1u | 32u) && start == 0 && count == 0) { /* DATA_NONE|TRIGGER, 0, 0: all off */
+		for (uint32_t i = 0; i < size; i++)
+			if (s->irq[base + i] >= 0) {
+				close(s->irq[base + i]);
+				s->irq[base + i] = -1;
+			}
+		return reply(s, id, C_SET_IRQS, NULL, 0);
+	}
+	if (flags != (4u | 32u) || start > size || count > size - start ||
+	    (fds->n != 0 && (uint32_t)fds->n != count))
+		return reply_err(s, id, C_SET_IRQS, EINVAL);
+	for (uint32_t i = 0; i < count; i++) {
+		int *slot = &s->irq[base + start + i];
+		if (*slot >= 0)
+			close(*slot);
+		*slot = -1;
+		if (fds->n) {
+			*slot = fds->fd[i];
+			fds->fd[i] = -1; /* kept */
+		}
+	}
+	return reply(s, id, C_SET_IRQS, NULL, 0);
+}
+
+static int on_irq_info(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
+{
+	if (n != 16 || g32(p + 8) >= 5)
+		return reply_err(s, id, C_IRQ_INFO, EINVAL);
+	uint32_t idx = g32(p + 8);
+	uint8_t out[16];
+	p32(out, 16);
+	p32(out + 4, idx == 0 ? 1 | 2 | 4 : idx == 2 ? 1 | 8 : 0);
+	p32(out + 8, idx);
+	p32(out + 12, idx == 0 ? 1 : idx == 2 ? 7 : 0);
+	return reply(s, id, C_IRQ_INFO, out, 16);
+}
+
 int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 {
 	struct srv s = { .fd = fd, .cmdfd = fd, .cfg = cfg, .state = RUNNING, .my_id = 0x8000 };
@@ -669,11 +732,13 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 	s.client_xfer = 1u << 20;
 	for (unsigned i = 0; i < BAR_SIZE; i++)
 		s.bar[i] = (uint8_t)(i * 7 + 1);
+	for (int i = 0; i < 8; i++)
+		s.irq[i] = -1;
 	int status = 0;
 	for (;;) {
 		uint8_t h[HDR];
-		int rfd = -1;
-		if (recv_all(fd, h, HDR, &rfd)) {
+		struct fdset fds = { .n = 0 };
+		if (recv_all(fd, h, HDR, &fds)) {
 			status = 0; /* the client left */
 			break;
 		}
@@ -692,22 +757,28 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 			s.rx = q;
 			s.rxcap = n;
 		}
-		if (n && recv_all(fd, s.rx, n, &rfd)) {
+		if (n && recv_all(fd, s.rx, n, &fds)) {
 			status = die("client left mid-message");
+			break;
+		}
+		if ((uint32_t)fds.n > (cfg->max_fds ? cfg->max_fds : 8)) {
+			status = die("more fds than max_msg_fds with one message");
 			break;
 		}
 		uint16_t id = g16(h), cmd = g16(h + 2);
 		int r;
 		switch (cmd) {
 		case C_VERSION: r = on_version(&s, id, s.rx, n); break;
-		case C_DMA_MAP: r = on_dma_map(&s, id, s.rx, n, rfd); break;
+		case C_DMA_MAP: r = on_dma_map(&s, id, s.rx, n, fds.n ? fds.fd[0] : -1); break;
+		case C_IRQ_INFO: r = on_irq_info(&s, id, s.rx, n); break;
+		case C_SET_IRQS: r = on_set_irqs(&s, id, s.rx, n, &fds); break;
 		case C_DMA_UNMAP: r = on_dma_unmap(&s, id, s.rx, n); break;
 		case C_INFO: {
 			uint8_t out[16];
 			p32(out, 16);
 			p32(out + 4, 1 | 2);
 			p32(out + 8, 9);
-			p32(out + 12, 0);
+			p32(out + 12, 5);
 			r = n == 16 ? reply(&s, id, cmd, out, 16) : reply_err(&s, id, cmd, EINVAL);
 			break;
 		}
@@ -740,8 +811,9 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 		case C_MIG_WRITE: r = on_mig_write(&s, id, s.rx, n); break;
 		default: r = reply_err(&s, id, cmd, ENOSYS); break;
 		}
-		if (rfd >= 0)
-			close(rfd); /* mmap keeps its own reference */
+		for (int i = 0; i < fds.n; i++)
+			if (fds.fd[i] >= 0)
+				close(fds.fd[i]); /* an mmap keeps its own reference */
 		if (r > 0) {
 			status = r;
 			break;
@@ -751,6 +823,9 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 			break;
 		}
 	}
+	for (int i = 0; i < 8; i++)
+		if (s.irq[i] >= 0)
+			close(s.irq[i]);
 	free(s.rx);
 	free(s.in);
 	return status;

@@ -18,7 +18,13 @@
  *                 3 DMA_READ message(s) of the range; the byte sum goes
  *                   to 0x118 (u64),
  *                 4 as 1, but after the REGION_WRITE's reply (the client
- *                   must serve it with no request in flight)
+ *                   must serve it with no request in flight),
+ *                 5 raise IRQ number `byte value` (0: INTx, 1..7: MSI-X
+ *                   vectors 0..6) on its eventfd
+ *
+ * IRQs: five PCI IRQ types; INTx (index 0, 1 IRQ) and MSI-X (index 2, 7
+ * IRQs) take eventfds by SET_IRQS with DATA_EVENTFD|ACTION_TRIGGER, and
+ * DATA_NONE|ACTION_TRIGGER with start and count 0 turns a type off.
  *
  * Device state stream (what MIG_DATA_READ hands out, MIG_DATA_WRITE takes):
  *   "VUST" u32 0, u64 seed, u64 n, n pattern bytes (vu_pattern(seed, i)),
@@ -40,6 +46,7 @@
 
 struct vu_server_cfg {
 	uint32_t max_xfer;      /* max_data_xfer_size offered; 0: 1 MiB */
+	uint32_t max_fds;       /* max_msg_fds offered (more are refused); 0: 8 */
 	uint64_t seed;          /* the device state pattern's seed */
 	uint64_t state_bytes;   /* pattern bytes in the device state */
 	uint64_t precopy_bytes; /* stream bytes readable in PRE_COPY */
