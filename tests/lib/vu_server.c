@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -854,6 +855,36 @@ pid_t vu_server_spawn(const struct vu_server_cfg *cfg, int *client_fd)
 	}
 	close(sv[1]);
 	*client_fd = sv[0];
+	return pid;
+}
+
+pid_t vu_server_listen(const char *path, const struct vu_server_cfg *cfg)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -1;
+	strcpy(a.sun_path, path);
+	unlink(path);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l < 0)
+		return -1;
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1)) {
+		close(l);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(l);
+		return -1;
+	}
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		close(l);
+		unlink(path);
+		_exit(fd < 0 ? 3 : vu_server_run(fd, cfg));
+	}
+	close(l);
 	return pid;
 }
 

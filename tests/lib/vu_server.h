@@ -80,6 +80,11 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg);
  * vu_server_run's status. Returns the child's pid and *client_fd, or -1. */
 pid_t vu_server_spawn(const struct vu_server_cfg *cfg, int *client_fd);
 
+/* A server listening on the UNIX socket path (created here, removed when
+ * a client comes): the forked child serves the first client that connects
+ * and _exits. Returns the child's pid or -1. */
+pid_t vu_server_listen(const char *path, const struct vu_server_cfg *cfg);
+
 /* Wait for the child (at most timeout_ms, then SIGKILL); its exit status,
  * 128 + signal if killed by one, -1 on error. */
 int vu_server_wait(pid_t pid, int timeout_ms);
