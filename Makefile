@@ -73,7 +73,7 @@ AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vpopcntdq \
                 -mavx512vbmi -mavx512vbmi2 -mavx512bitalg -mbmi -mbmi2 -mpopcnt -mlzcnt
 AVX2_FLAGS   := -mavx2 -mbmi -mbmi2 -mpopcnt -mlzcnt
 
-LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c stream/*.c estimator/*.c engine/*.c))
+LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c stream/*.c estimator/*.c engine/*.c vfio_user/*.c))
 FAKELIB_SRCS:= $(sort $(wildcard fake/*.c))
 SIMLIB_SRCS:= $(sort $(filter-out sim/main.c,$(wildcard sim/*.c)))
 TESTLIB_SRCS:= $(sort $(wildcard tests/lib/*.c))

@@ -16,5 +16,6 @@
 #include "precopy/estimator.h"
 #include "precopy/engine.h"
 #include "precopy/dest.h"
+#include "precopy/vfio_user.h"
 
 #endif /* PRECOPY_H */

@@ -9,6 +9,7 @@
  * -> build/precopy-probe), or at $PRECOPY_PROBE. `make test` does not build
  * tools: where it is missing the tests skip and say so. */
 #include "test-pci-fixture.h"
+#include "lib/vu_server.h"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -741,3 +742,79 @@ Test(probe, help_and_usage_errors)
 	cr_expect_eq(r.status, 2);
 	run_free(&r);
 }
+
+/* ---- --vfio-user ------------------------------------------------------------ */
+
+static void vu_path(char *buf, size_t len)
+{
+	FX_SNPRINTF(buf, len, "/tmp/precopy-probe-vu-%d.sock", (int)getpid());
+}
+
+static const struct jv *vu_obj(const struct jv *v)
+{
+	const struct jv *o = jget(v, "vfio_user");
+	cr_assert(o && o->t == J_OBJ, "no vfio_user object");
+	return o;
+}
+
+Test(probe, vfio_user_server_json)
+{
+	char path[108];
+	vu_path(path, sizeof(path));
+	struct vu_server_cfg cfg = { .max_xfer = 32768 };
+	pid_t pid = vu_server_listen(path, &cfg);
+	cr_assert_gt(pid, 0);
+	const char *args[] = { "--json", "--vfio-user", path, NULL };
+	struct run r = run_tool(args);
+	cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+	struct jv *v = parse_or_fail(&r);
+	const struct jv *o = vu_obj(v);
+	cr_expect_str_eq(jget(o, "version")->s, "0.2");
+	cr_expect_eq(jget(o, "max_data_xfer_size")->n, 32768);
+	cr_expect_eq(jget(o, "migration_pgsize")->n, 4096);
+	const struct jv *regs = jget(o, "regions");
+	cr_assert(regs && regs->t == J_ARR && regs->len == 1, "one non-empty region");
+	cr_expect_eq(jget(regs->items[0], "index")->n, 0);
+	cr_expect_eq(jget(regs->items[0], "size")->n, 4096);
+	const struct jv *irqs = jget(o, "irqs");
+	cr_assert(irqs && irqs->t == J_ARR && irqs->len == 2);
+	cr_expect_eq(jget(irqs->items[1], "index")->n, 2);
+	cr_expect_eq(jget(irqs->items[1], "count")->n, 7);
+	const struct jv *f = jget(jget(o, "migration"), "flags");
+	cr_assert(f && f->t == J_ARR && f->len == 2);
+	cr_expect_str_eq(f->items[0]->s, "stop_copy");
+	cr_expect_str_eq(f->items[1]->s, "pre_copy");
+	cr_expect_eq(jget(o, "dma_logging_page_size")->n, 4096);
+	jfree(v);
+	run_free(&r);
+	cr_expect_eq(vu_server_wait(pid, 5000), 0, "the server saw a clean session");
+}
+
+Test(probe, vfio_user_server_table_without_migration)
+{
+	char path[108];
+	vu_path(path, sizeof(path));
+	struct vu_server_cfg cfg = { .no_migration = 1 };
+	pid_t pid = vu_server_listen(path, &cfg);
+	cr_assert_gt(pid, 0);
+	const char *args[] = { "--vfio-user", path, NULL };
+	struct run r = run_tool(args);
+	cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+	cr_expect(strstr(r.out, "protocol 0.2"), "%s", r.out);
+	cr_expect(strstr(r.out, "region 0: 0x1000 bytes, read write"), "%s", r.out);
+	cr_expect(strstr(r.out, "migration: none (vfio-user "), "%s", r.out);
+	cr_expect(strstr(r.out, "server error EINVAL"), "%s", r.out);
+	cr_expect(strstr(r.out, "DMA logging: not available (no migration)"), "%s", r.out);
+	run_free(&r);
+	vu_server_wait(pid, 5000);
+}
+
+Test(probe, vfio_user_unreachable_exits_1)
+{
+	const char *args[] = { "--vfio-user", "/nonexistent/precopy-vu.sock", NULL };
+	struct run r = run_tool(args);
+	cr_expect_eq(r.status, 1);
+	cr_expect(strstr(r.err, "cannot connect to /nonexistent/precopy-vu.sock"), "%s", r.err);
+	run_free(&r);
+}
+

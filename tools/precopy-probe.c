@@ -5,7 +5,8 @@
  * group) through libpci, marks those bound to a VFIO driver, and for each of
  * those opens the device (cdev + iommufd, or group + container) and reports
  * its migration flags and whether it supports DMA logging. --json prints one
- * JSON object for scripts.
+ * JSON object for scripts. --vfio-user SOCKET reports on a vfio-user server
+ * instead.
  *
  * Exit status: 0 when the listing worked (with or without VFIO devices), 1
  * when the PCI bus could not be read, 2 on a usage error.
@@ -304,12 +305,169 @@ static void print_table(FILE *o, const struct precopy_pci_device *devs, int n,
 		fprintf(o, "; %d bound to vfio-pci or a vfio-pci variant driver\n", nvfio);
 }
 
+/* ---- a vfio-user server ------------------------------------------------------ */
+
+/* What a vfio-user server says about itself: its capabilities, device,
+ * non-empty regions, IRQ types, migration flags, and the page size its DMA
+ * logging settles on when asked for 4096 (logging is started and stopped
+ * again, with no DMA mapped). Returns the exit status. */
+static int probe_vfio_user(const char *path, bool json)
+{
+	static const char *const region_flags[] = { "read", "write", "mmap", "caps" };
+	static const char *const irq_flags[] = { "eventfd", "maskable", "automasked", "noresize" };
+	char msg[320];
+	int err = 0;
+	int fd = precopy_vfio_user_connect(path);
+	if (fd < 0) {
+		fprintf(stderr, "precopy-probe: cannot connect to %s: %s (%s)\n", path, strerror(-fd), errname(fd));
+		return 1;
+	}
+	struct precopy_vfio_user_opts o;
+	precopy_vfio_user_opts_init(&o);
+	o.name = path;
+	struct precopy_vfio_user *c = precopy_vfio_user_open(precopy_sys_real(), fd, &o, &err, msg, sizeof(msg));
+	if (!c) {
+		fprintf(stderr, "precopy-probe: %s (%s)\n", msg, errname(err));
+		return 1;
+	}
+	struct precopy_vfio_user_caps caps;
+	uint32_t dflags = 0, nreg = 0, nirq = 0;
+	uint64_t mflags = 0, page = 0;
+	precopy_vfio_user_caps(c, &caps);
+	int r = precopy_vfio_user_device_info(c, &dflags, &nreg, &nirq);
+	if (r) {
+		fprintf(stderr, "precopy-probe: %s\n", precopy_vfio_user_error(c));
+		precopy_vfio_user_close(c);
+		return 1;
+	}
+	if (json) {
+		fputs("{\"vfio_user\": {\"socket\": ", stdout);
+		json_str(stdout, path);
+		fprintf(stdout, ", \"version\": \"%u.%u\", \"twin_socket\": %s, \"max_msg_fds\": %llu, "
+				"\"max_data_xfer_size\": %llu, \"max_dma_maps\": %llu, \"pgsizes\": %llu, "
+				"\"migration_pgsize\": %llu, \"device_flags\": %u, \"regions\": [",
+			caps.major, caps.minor, caps.twin_socket ? "true" : "false",
+			(unsigned long long)caps.max_msg_fds, (unsigned long long)caps.max_data_xfer_size,
+			(unsigned long long)caps.max_dma_maps, (unsigned long long)caps.pgsizes,
+			(unsigned long long)caps.migration_pgsize, dflags);
+	} else {
+		printf("vfio-user server %s: protocol %u.%u, twin socket %s\n", path, caps.major, caps.minor,
+		       caps.twin_socket ? "yes" : "no");
+		printf("  capabilities: max_msg_fds %llu, max_data_xfer_size %llu, max_dma_maps %llu, pgsizes "
+		       "0x%llx, migration.pgsize %llu\n",
+		       (unsigned long long)caps.max_msg_fds, (unsigned long long)caps.max_data_xfer_size,
+		       (unsigned long long)caps.max_dma_maps, (unsigned long long)caps.pgsizes,
+		       (unsigned long long)caps.migration_pgsize);
+		printf("  device:%s%s; %u regions, %u IRQ types\n", dflags & PRECOPY_VFIO_USER_DEVICE_PCI ? " pci" : "",
+		       dflags & PRECOPY_VFIO_USER_DEVICE_RESET ? " reset" : "", nreg, nirq);
+	}
+	bool first = true;
+	for (uint32_t i = 0; i < nreg && i < 64; i++) {
+		struct precopy_vfio_user_region reg;
+		if (precopy_vfio_user_region_info(c, i, &reg, NULL) || reg.size == 0)
+			continue;
+		if (json) {
+			fprintf(stdout, "%s{\"index\": %u, \"size\": %llu, \"flags\": [", first ? "" : ", ", i,
+				(unsigned long long)reg.size);
+			bool f1 = true;
+			for (unsigned b = 0; b < 4; b++)
+				if (reg.flags & (1u << b)) {
+					fprintf(stdout, "%s\"%s\"", f1 ? "" : ", ", region_flags[b]);
+					f1 = false;
+				}
+			fputs("]}", stdout);
+		} else {
+			printf("  region %u: 0x%llx bytes,", i, (unsigned long long)reg.size);
+			for (unsigned b = 0; b < 4; b++)
+				if (reg.flags & (1u << b))
+					printf(" %s", region_flags[b]);
+			putchar('\n');
+		}
+		first = false;
+	}
+	if (json)
+		fputs("], \"irqs\": [", stdout);
+	first = true;
+	for (uint32_t i = 0; i < nirq && i < 64; i++) {
+		uint32_t fl, count;
+		if (precopy_vfio_user_irq_info(c, i, &fl, &count) || count == 0)
+			continue;
+		if (json) {
+			fprintf(stdout, "%s{\"index\": %u, \"count\": %u, \"flags\": [", first ? "" : ", ", i, count);
+			bool f1 = true;
+			for (unsigned b = 0; b < 4; b++)
+				if (fl & (1u << b)) {
+					fprintf(stdout, "%s\"%s\"", f1 ? "" : ", ", irq_flags[b]);
+					f1 = false;
+				}
+			fputs("]}", stdout);
+		} else {
+			printf("  IRQ type %u: %u,", i, count);
+			for (unsigned b = 0; b < 4; b++)
+				if (fl & (1u << b))
+					printf(" %s", irq_flags[b]);
+			putchar('\n');
+		}
+		first = false;
+	}
+	int mr = precopy_vfio_user_migration_flags(c, &mflags);
+	char mig_err[320] = "";
+	if (mr)
+		snprintf(mig_err, sizeof(mig_err), "%s", precopy_vfio_user_error(c));
+	int lr = mr ? mr : precopy_vfio_user_dma_logging_start(c, 4096, NULL, 0, &page);
+	char log_err[320] = "";
+	if (!mr && lr)
+		snprintf(log_err, sizeof(log_err), "%s", precopy_vfio_user_error(c));
+	if (!lr)
+		precopy_vfio_user_dma_logging_stop(c);
+	if (json) {
+		fputs("], \"migration\": ", stdout);
+		if (mr) {
+			fputs("{\"error\": ", stdout);
+			json_str(stdout, mig_err);
+			fputs("}", stdout);
+		} else {
+			fputs("{\"flags\": [", stdout);
+			bool f1 = true;
+			for (size_t k = 0; k < N_MIG_FLAGS; k++)
+				if (mflags & mig_flag_names[k].bit) {
+					fprintf(stdout, "%s\"%s\"", f1 ? "" : ", ", mig_flag_names[k].name);
+					f1 = false;
+				}
+			fprintf(stdout, "], \"flags_raw\": %llu}", (unsigned long long)mflags);
+		}
+		fputs(", \"dma_logging_page_size\": ", stdout);
+		if (lr)
+			fputs("null", stdout);
+		else
+			fprintf(stdout, "%llu", (unsigned long long)page);
+		fputs("}}\n", stdout);
+	} else {
+		if (mr) {
+			printf("  migration: none (%s)\n", mig_err);
+		} else {
+			printf("  migration:");
+			for (size_t k = 0; k < N_MIG_FLAGS; k++)
+				if (mflags & mig_flag_names[k].bit)
+					printf(" %s", mig_flag_names[k].name);
+			putchar('\n');
+		}
+		if (lr)
+			printf("  DMA logging: not available (%s)\n", mr ? "no migration" : log_err);
+		else
+			printf("  DMA logging: page size %llu (4096 asked)\n", (unsigned long long)page);
+	}
+	precopy_vfio_user_close(c);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static void usage(FILE *o, const char *argv0)
 {
 	fprintf(o,
 		"usage: %s [--json] [--no-open] [--numeric] [--sysfs DIR] [--help]\n"
+		"       %s [--json] --vfio-user SOCKET\n"
 		"\n"
 		"Lists the PCI devices of this host (address, vendor:device, class, driver,\n"
 		"IOMMU group) through libpci and marks those bound to vfio-pci or a vfio-pci\n"
@@ -323,11 +481,15 @@ static void usage(FILE *o, const char *argv0)
 		"  --no-open    list only; do not open VFIO devices\n"
 		"  --numeric    no names from the PCI ID database\n"
 		"  --sysfs DIR  read the PCI bus from DIR instead of %s\n"
+		"  --vfio-user SOCKET  instead of the PCI bus: what the vfio-user server at\n"
+		"               SOCKET offers (protocol, capabilities, regions, IRQs,\n"
+		"               migration flags, the DMA logging page size it settles on)\n"
 		"  --help       this text\n"
 		"\n"
 		"Exit status: 0 when the listing worked (even with no VFIO device), 1 when\n"
-		"the PCI bus cannot be read, 2 on a usage error.\n",
-		argv0, PRECOPY_PCI_SYSFS_ROOT);
+		"the PCI bus cannot be read (or the vfio-user server cannot be reached or\n"
+		"speaks no version 0 protocol), 2 on a usage error.\n",
+		argv0, argv0, PRECOPY_PCI_SYSFS_ROOT);
 }
 
 int main(int argc, char **argv)
@@ -337,6 +499,7 @@ int main(int argc, char **argv)
 		{ "no-open", no_argument, NULL, 'n' },
 		{ "numeric", no_argument, NULL, 'N' },
 		{ "sysfs", required_argument, NULL, 's' },
+		{ "vfio-user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -345,6 +508,7 @@ int main(int argc, char **argv)
 	struct precopy_pci_device *devs;
 	struct vfio_report *reps;
 	bool json = false, no_open = false;
+	const char *vfio_user = NULL;
 	char err[512];
 	int c, n, i, nvfio = 0;
 
@@ -362,6 +526,9 @@ int main(int argc, char **argv)
 		case 's':
 			opts.sysfs_root = optarg;
 			break;
+		case 'u':
+			vfio_user = optarg;
+			break;
 		case 'h':
 			usage(stdout, argv[0]);
 			return 0;
@@ -374,6 +541,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
 		usage(stderr, argv[0]);
 		return 2;
+	}
+	if (vfio_user) {
+		int st = probe_vfio_user(vfio_user, json);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "precopy-probe: write error: %s\n", strerror(errno));
+			return 1;
+		}
+		return st;
 	}
 
 	n = precopy_pci_scan(&opts, &devs, err, sizeof(err));
