@@ -12,6 +12,10 @@
 #include "../common/util.h"
 
 #define MAX_WINDOW 64u
+#define WS_RECORDS 64u /* iterations kept to find a working set */
+#define WS_MIN 3u      /* at least this many show it */
+#define WS_SPREAD 8u   /* their pending bytes within 1/8 of each other */
+#define WS_SPAN 2u     /* over at least 2 x the time to send W */
 
 struct sample {
 	uint64_t bytes, send_ns, dirtied, interval_ns;
@@ -26,9 +30,17 @@ struct precopy_estimator {
 	uint64_t ram_pending;
 	uint64_t best_pending;       /* for "no progress over K iterations" */
 	uint64_t since_progress;
-	uint64_t since_throttle;
 	uint32_t throttle;
 	uint64_t stalled_since_ns;
+	/* the throttle period being filled, and the run of periods that
+	 * outpaced (dirtied > sent / 2) */
+	uint64_t per_sent, per_dirtied, per_ns;
+	uint32_t outpaced;
+	int period_ended;            /* since the last decision */
+	/* the RAM pending after each of the last WS_RECORDS iterations, and
+	 * when each ended */
+	uint64_t ws_pending[WS_RECORDS], ws_end[WS_RECORDS];
+	unsigned ws_n, ws_head;
 };
 
 /* bytes / (bytes per second) in ns, saturating; bw 0 = unbounded. */
@@ -56,6 +68,7 @@ PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p)
 	p->stall_iterations = 4;
 	p->bw_window = 5;
 	p->timeout_action = PRECOPY_TIMEOUT_CANCEL;
+	p->throttle_period_ns = 1000000000ull;
 }
 
 static int say(char *msg, size_t len, const char *text)
@@ -81,6 +94,8 @@ PRECOPY_API int precopy_policy_check(const struct precopy_policy *p, char *msg, 
 		return say(msg, len, "policy.throttle_initial: above throttle_max");
 	if (p->throttle_initial && !p->throttle_increment)
 		return say(msg, len, "policy.throttle_increment: must be > 0 when throttle_initial is");
+	if (p->throttle_initial && !p->throttle_period_ns)
+		return say(msg, len, "policy.throttle_period_ns: must be > 0 when throttle_initial is");
 	if (!p->stall_iterations)
 		return say(msg, len, "policy.stall_iterations: must be >= 1");
 	if (!p->bw_window || p->bw_window > MAX_WINDOW)
@@ -145,7 +160,20 @@ PRECOPY_API int precopy_estimator_record(struct precopy_estimator *e, const stru
 	e->iterations++;
 	e->last_end_ns = it->end_ns;
 	e->ram_pending = it->ram_pending;
-	e->since_throttle++;
+	/* the throttle period: closed once it spans throttle_period_ns */
+	e->per_sent = sat_add(e->per_sent, s.bytes);
+	e->per_dirtied = sat_add(e->per_dirtied, s.dirtied);
+	e->per_ns = sat_add(e->per_ns, s.interval_ns);
+	if (e->per_ns >= e->pol.throttle_period_ns) {
+		e->outpaced = e->per_dirtied > e->per_sent / 2 ? e->outpaced + 1 : 0;
+		e->period_ended = 1;
+		e->per_sent = e->per_dirtied = e->per_ns = 0;
+	}
+	e->ws_pending[e->ws_head] = it->ram_pending;
+	e->ws_end[e->ws_head] = it->end_ns;
+	e->ws_head = (e->ws_head + 1) % WS_RECORDS;
+	if (e->ws_n < WS_RECORDS)
+		e->ws_n++;
 	return 0;
 }
 
@@ -233,17 +261,44 @@ static void predict(struct precopy_decision *d, uint64_t limit_ns, uint64_t fixe
 	d->predicted_time_ns = ns >= (long double)UINT64_MAX ? PRECOPY_UNBOUNDED : (uint64_t)ns;
 }
 
+/* The working set (see the header): walking back from the newest
+ * iteration, the RAM pending after each stays within 1/WS_SPREAD of the
+ * smallest (W) for at least WS_MIN iterations spanning WS_SPAN times the
+ * time W takes at bw. Returns W, or 0. */
+static uint64_t working_set(const struct precopy_estimator *e, uint64_t bw)
+{
+	uint64_t lo = UINT64_MAX, hi = 0, newest;
+	unsigned newest_i = (e->ws_head + WS_RECORDS - 1) % WS_RECORDS;
+
+	if (e->ws_n < WS_MIN || !bw)
+		return 0;
+	newest = e->ws_end[newest_i];
+	for (unsigned k = 0; k < e->ws_n; k++) {
+		unsigned i = (newest_i + WS_RECORDS - k) % WS_RECORDS;
+
+		lo = e->ws_pending[i] < lo ? e->ws_pending[i] : lo;
+		hi = e->ws_pending[i] > hi ? e->ws_pending[i] : hi;
+		if (!lo || hi - lo > lo / WS_SPREAD)
+			return 0;
+		if (k + 1 >= WS_MIN && newest - e->ws_end[i] >= sat_mul(xfer_ns(lo, bw), WS_SPAN))
+			return lo;
+	}
+	return 0;
+}
+
 PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 					 const struct precopy_device_status *devs, size_t ndevs,
 					 int ack_received, uint64_t now_ns, struct precopy_decision *d)
 {
 	const struct precopy_policy *pol;
-	uint64_t bw, dirty;
-	int need_ack = 0, initial_left = 0, timed_out;
+	uint64_t bw, dirty, ws;
+	int need_ack = 0, initial_left = 0, timed_out, period_ended;
 
 	if (!e || !d || (ndevs && !devs))
 		return -EINVAL;
 	pol = &e->pol;
+	period_ended = e->period_ended; /* one throttle step per period at most */
+	e->period_ended = 0;
 	memset(d, 0, sizeof(*d));
 	d->reason = "";
 	d->iteration = e->iterations;
@@ -262,6 +317,13 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 				     : sat_add(sat_add(d->device_drain_ns, pol->fixed_downtime_ns),
 					       d->transitions_ns);
 	d->throttle = e->throttle;
+	ws = working_set(e, bw);
+	if (ws) {
+		d->working_set_bytes = ws;
+		d->working_set_floor_ns = d->device_floor_ns == PRECOPY_UNBOUNDED
+						  ? PRECOPY_UNBOUNDED
+						  : sat_add(xfer_ns(ws, bw), d->device_floor_ns);
+	}
 
 	for (size_t i = 0; i < ndevs; i++) {
 		if (!devs[i].pre_copy)
@@ -279,6 +341,12 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 	if (e->iterations && bw && d->device_floor_ns != PRECOPY_UNBOUNDED &&
 	    d->device_floor_ns > pol->downtime_limit_ns)
 		d->blocked |= PRECOPY_BLOCK_DEVICE_FLOOR;
+	if (ws && (d->blocked & PRECOPY_BLOCK_DOWNTIME) && d->working_set_floor_ns != PRECOPY_UNBOUNDED &&
+	    d->working_set_floor_ns > pol->downtime_limit_ns) {
+		d->blocked |= PRECOPY_BLOCK_WORKING_SET;
+		d->predicted_iterations = PRECOPY_UNBOUNDED; /* rho < 1 or not */
+		d->predicted_time_ns = PRECOPY_UNBOUNDED;
+	}
 	if (initial_left)
 		d->blocked |= PRECOPY_BLOCK_INITIAL_BYTES;
 	if (need_ack && !ack_received)
@@ -329,26 +397,34 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 			} else {
 				e->since_progress++;
 			}
-			if ((e->nwin >= 2 && d->rho >= 1.0) || e->since_progress >= pol->stall_iterations)
+			if ((e->nwin >= 2 && d->rho >= 1.0) || e->since_progress >= pol->stall_iterations ||
+			    (d->blocked & PRECOPY_BLOCK_WORKING_SET))
 				d->stalled = 1;
 		}
 	}
 	if (d->stalled && !e->stalled_since_ns)
 		e->stalled_since_ns = e->last_end_ns;
 	d->stalled_since_ns = e->stalled_since_ns;
-	if (d->stalled && pol->throttle_initial && e->throttle < pol->throttle_max &&
-	    (e->throttle == 0 || e->since_throttle >= pol->stall_iterations)) {
+	/* Throttle: dirtying outpaced sending in the periods that count (two
+	 * in a row for the first step, the last one for each next step). */
+	if (pol->throttle_initial && period_ended && e->throttle < pol->throttle_max &&
+	    (d->blocked & PRECOPY_BLOCK_DOWNTIME) && !(d->blocked & PRECOPY_BLOCK_UNKNOWN_SIZE) &&
+	    e->outpaced >= (e->throttle ? 1u : 2u) && d->predicted_time_ns > pol->throttle_period_ns) {
 		uint32_t next = e->throttle ? e->throttle + pol->throttle_increment : pol->throttle_initial;
 
 		e->throttle = next > pol->throttle_max ? pol->throttle_max : next;
-		e->since_throttle = 0;
-		e->since_progress = 0; /* give the new level K iterations to work */
+		e->outpaced = 0;
+		e->since_progress = 0; /* the new level gets its chance */
 		e->best_pending = d->pending_bytes;
 		d->throttle = e->throttle;
 		d->action = PRECOPY_THROTTLE;
-		d->reason = d->rho >= 1.0 ? "dirty rate at or above bandwidth" : "no progress";
+		d->reason = d->blocked & PRECOPY_BLOCK_WORKING_SET
+				    ? "working-set floor above the limit: the vCPUs rewrite their set faster than a pass drains it"
+				    : "dirtying outpaces sending: more than half of what was sent was dirtied again";
 		return 0;
 	}
+	if (d->blocked & PRECOPY_BLOCK_WORKING_SET)
+		d->reason = "working-set floor above the limit: the vCPUs rewrite their set faster than a pass drains it";
 	d->action = PRECOPY_CONTINUE;
 	return 0;
 }
@@ -368,7 +444,7 @@ PRECOPY_API const char *precopy_action_name(uint32_t action)
 
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len)
 {
-	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], fl[24], rho[32];
+	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], fl[24], wf[24], rho[32];
 
 	if (!d)
 		return -EINVAL;
@@ -381,7 +457,7 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			"\"device_stop_copy\":%s,\"device_precopy\":%s,\"pending_bytes\":%s,"
 			"\"transitions_ns\":%s,\"expected_downtime_ns\":%s,"
 			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu,"
-			"\"device_floor_ns\":%s}",
+			"\"device_floor_ns\":%s,\"working_set_bytes\":%llu,\"working_set_floor_ns\":%s}",
 			precopy_action_name(d->action), d->blocked, d->throttle,
 			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
 			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
@@ -390,5 +466,6 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			json_u64(e, sizeof(e), d->transitions_ns), json_u64(f, sizeof(f), d->expected_downtime_ns),
 			json_u64(g, sizeof(g), d->predicted_iterations),
 			json_u64(h, sizeof(h), d->predicted_time_ns),
-			(unsigned long long)d->stalled_since_ns, json_u64(fl, sizeof(fl), d->device_floor_ns));
+			(unsigned long long)d->stalled_since_ns, json_u64(fl, sizeof(fl), d->device_floor_ns),
+			(unsigned long long)d->working_set_bytes, json_u64(wf, sizeof(wf), d->working_set_floor_ns));
 }

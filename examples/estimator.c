@@ -8,11 +8,12 @@
  *
  * Without arguments it replays a built-in log: a 16 GiB guest with one
  * GPU (512 MiB of stop-copy state) over a 25 Gbit/s link. The guest first
- * dirties about as fast as the link sends; after stall_iterations (4)
- * iterations without progress the estimator asks for vCPU throttling;
- * the throttled guest converges, the destination's switchover-ack has
- * arrived, and the estimator switches over once the expected downtime
- * fits the 300 ms limit. With a file argument
+ * dirties about as fast as the link sends; once it dirtied more than half
+ * of what was sent in two 1 s periods in a row the estimator asks for
+ * vCPU throttling, then 10% more after each such period; the throttled
+ * guest converges, the destination's switchover-ack has arrived, and the
+ * estimator switches over once the expected downtime fits the 300 ms
+ * limit. With a file argument
  * it replays that file instead, one iteration per line:
  *     end_ms send_ms sent_MiB dirtied_MiB pending_MiB \
  *     gpu_stop_copy_MiB gpu_initial_MiB gpu_dirty_MiB ack(0/1)
@@ -164,11 +165,13 @@ int main(int argc, char **argv)
 		if (d.action == PRECOPY_THROTTLE)
 			printf(" to %u%%", d.throttle);
 		if (d.blocked)
-			printf(" (blocked:%s%s%s%s%s)", d.blocked & PRECOPY_BLOCK_DOWNTIME ? " downtime" : "",
+			printf(" (blocked:%s%s%s%s%s%s%s)", d.blocked & PRECOPY_BLOCK_DOWNTIME ? " downtime" : "",
 			       d.blocked & PRECOPY_BLOCK_UNKNOWN_SIZE ? " unknown size" : "",
 			       d.blocked & PRECOPY_BLOCK_INITIAL_BYTES ? " initial bytes" : "",
 			       d.blocked & PRECOPY_BLOCK_ACK ? " ack" : "",
-			       d.blocked & PRECOPY_BLOCK_NO_BANDWIDTH ? " no bandwidth" : "");
+			       d.blocked & PRECOPY_BLOCK_NO_BANDWIDTH ? " no bandwidth" : "",
+			       d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR ? " device floor" : "",
+			       d.blocked & PRECOPY_BLOCK_WORKING_SET ? " working set" : "");
 		printf("\n");
 		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER ||
 		    d.action == PRECOPY_ABORT) {

@@ -200,7 +200,7 @@ Test(decide, rho_at_or_above_one_stalls_and_throttles_step_by_step)
 	uint32_t seen[16];
 	unsigned nthrottle = 0;
 
-	precopy_policy_defaults(&p);
+	precopy_policy_defaults(&p); /* 1 s throttle periods: one per iteration here */
 	p.stall_iterations = 2;
 	p.throttle_initial = 30;
 	p.throttle_increment = 30;
@@ -236,7 +236,10 @@ Test(decide, working_set_floor_is_reported_before_timeout)
 	p.throttle_initial = 0; /* detection only */
 	p.timeout_ns = 600 * S;
 	struct precopy_estimator *e = make(&p);
-	/* rho 0.2 but 1 GB stays dirty (hot set): no progress */
+	/* rho 0.2 but 1 GB stays dirty (hot set): no progress. W = 1 GB takes
+	 * 1 s at 1 GB/s: flat over 2 s, i.e. from the third iteration on, it is
+	 * the working-set floor (and no longer the 4 iterations of "no
+	 * progress") */
 	for (int i = 0; i < 10; i++) {
 		rec(e, &t, 1 * S, 1 * GB, GB / 5, 1 * GB);
 		precopy_estimator_decide(e, NULL, 0, 0, t, &d);
@@ -244,8 +247,14 @@ Test(decide, working_set_floor_is_reported_before_timeout)
 			stalled_at = i;
 		cr_expect_eq(d.action, PRECOPY_CONTINUE);
 	}
-	cr_expect_eq(stalled_at, 4, "stall first reported at iteration %d", stalled_at);
+	cr_expect_eq(stalled_at, 2, "stall first reported at iteration %d", stalled_at);
 	cr_expect(d.stalled_since_ns < p.timeout_ns);
+	cr_expect(d.blocked & PRECOPY_BLOCK_WORKING_SET, "blocked %#x", d.blocked);
+	cr_expect_eq(d.working_set_bytes, 1 * GB);
+	cr_expect_eq(d.working_set_floor_ns, 1 * S + 5 * MS, "floor %llu", (unsigned long long)d.working_set_floor_ns);
+	cr_expect(d.rho < 1.0, "rho %g", d.rho);
+	cr_expect_eq(d.predicted_time_ns, PRECOPY_UNBOUNDED, "a floor is not predicted to converge");
+	cr_expect(strstr(d.reason, "working-set floor"), "reason \"%s\"", d.reason);
 	precopy_estimator_free(e);
 }
 
@@ -411,6 +420,231 @@ Test(decide, device_floor_table)
 			cr_assert(throttled, "%s: the RAM's stall no longer throttles", t[i].name);
 		else
 			cr_assert_eq(d.action, PRECOPY_SWITCHOVER, "%s: %s", t[i].name, precopy_action_name(d.action));
+		precopy_estimator_free(e);
+	}
+}
+
+/* The throttle rule on hand-made traces: iterations of `iter_ns` sending
+ * 1 GB/s for their whole length, dirtying `dirty_pct` percent of what they
+ * sent (or alternating with `alt_pct` when it is not 0), with `pending`
+ * bytes still dirty after the first, times `pend_pct` percent after each
+ * next one (100: flat). 1 GB/s, 300 ms limit, 5 ms fixed, throttle
+ * 20 / +10 / 99 in 1 s periods. The times of the THROTTLE decisions must be
+ * the expected ones (time since the start, in ms): the first after two
+ * periods that outpaced (dirtied > 50% of sent), then one per period,
+ * whatever the number of iterations in a period. */
+Test(decide, throttle_trigger_table)
+{
+	static const struct {
+		const char *name;
+		uint64_t iter_ns;
+		uint32_t dirty_pct, alt_pct;
+		uint64_t pending;
+		uint32_t pend_pct;
+		uint64_t dev_stop_copy; /* a device of that stop-copy size, 20 ms of transitions */
+		uint64_t run_ns;
+		uint64_t steps_ms[8]; /* 0-terminated */
+		uint32_t last_level;
+	} t[] = {
+		{ "1 s iterations, 75%: two periods, then one per period", 1 * S, 75, 0, 2 * GB, 100, 0, 5 * S,
+		  { 2000, 3000, 4000, 5000 }, 50 },
+		{ "100 ms iterations, 75%: the same times, 10 iterations a step", 100 * MS, 75, 0, 2 * GB, 100, 0,
+		  5 * S, { 2000, 3000, 4000, 5000 }, 50 },
+		{ "4 s iterations, 75%: an iteration is a period alone", 4 * S, 75, 0, 2 * GB, 100, 0, 16 * S,
+		  { 8000, 12000, 16000 }, 40 },
+		{ "40%: dirtying does not outpace sending", 1 * S, 40, 0, 2 * GB, 100, 0, 10 * S, { 0 }, 0 },
+		{ "exactly 50%: not more than half", 1 * S, 50, 0, 2 * GB, 100, 0, 10 * S, { 0 }, 0 },
+		{ "75% and 40% alternating: never two in a row", 1 * S, 75, 40, 2 * GB, 100, 0, 10 * S, { 0 }, 0 },
+		{ "300 ms iterations, 75% and 40%: periods of 4 average 57%", 300 * MS, 75, 40, 2 * GB, 100, 0, 5 * S,
+		  { 2400, 3600, 4800 }, 40 },
+		{ "device floor above the limit: no throttle", 1 * S, 75, 0, 2 * GB, 100, 400 * 1000000ull, 10 * S,
+		  { 0 }, 0 },
+		{ "device floor below the limit: RAM throttled", 1 * S, 75, 0, 2 * GB, 100, 100 * 1000000ull, 3 * S,
+		  { 2000, 3000 }, 30 },
+		{ "converging within a period: no throttle", 1 * S, 60, 0, 400 * 1000000ull, 90, 0, 5 * S, { 0 }, 0 },
+		{ "limit met: switchover, no throttle", 1 * S, 75, 0, 100 * 1000000ull, 100, 0, 1 * S, { 0 }, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct precopy_policy p;
+		struct precopy_device_status dev = { .stop_copy_bytes = t[i].dev_stop_copy, .stop_copy_known = 1,
+						     .transition_ns = 20 * MS };
+		struct precopy_decision d;
+		uint64_t now = 0, sent = (uint64_t)((unsigned __int128)GB * t[i].iter_ns / S);
+		uint64_t pending = t[i].pending;
+		unsigned nsteps = 0, want = 0, k = 0;
+
+		while (want < 8 && t[i].steps_ms[want])
+			want++;
+		precopy_policy_defaults(&p);
+		p.timeout_ns = 0;
+		struct precopy_estimator *e = make(&p);
+		while (now < t[i].run_ns) {
+			uint32_t pct = t[i].alt_pct && (k & 1) ? t[i].alt_pct : t[i].dirty_pct;
+
+			rec(e, &now, t[i].iter_ns, sent, sent / 100 * pct, pending);
+			pending = pending / 100 * t[i].pend_pct;
+			k++;
+			cr_assert_eq(precopy_estimator_decide(e, &dev, t[i].dev_stop_copy ? 1 : 0, 1, now, &d), 0);
+			if (d.action == PRECOPY_SWITCHOVER)
+				break;
+			if (d.action != PRECOPY_THROTTLE)
+				continue;
+			cr_assert_lt(nsteps, want, "%s: an extra step at %llu ms (%u%%)", t[i].name,
+				     (unsigned long long)(now / MS), d.throttle);
+			cr_assert_eq(now / MS, t[i].steps_ms[nsteps], "%s: step %u at %llu ms, want %llu ms",
+				     t[i].name, nsteps + 1, (unsigned long long)(now / MS),
+				     (unsigned long long)t[i].steps_ms[nsteps]);
+			cr_assert(strlen(d.reason) > 0, "%s: a throttle says why", t[i].name);
+			nsteps++;
+		}
+		cr_assert_eq(nsteps, want, "%s: %u steps, want %u", t[i].name, nsteps, want);
+		cr_assert_eq(d.throttle, t[i].last_level, "%s: level %u, want %u", t[i].name, d.throttle,
+			     t[i].last_level);
+		if (t[i].dev_stop_copy > 300 * 1000000ull)
+			cr_assert(d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR, "%s", t[i].name);
+		precopy_estimator_free(e);
+	}
+}
+
+/* The throttle stops at throttle_max and a period of 0 is refused when
+ * throttling. */
+Test(decide, throttle_period_rules)
+{
+	struct precopy_policy p;
+	struct precopy_decision d;
+	uint64_t now = 0;
+	char msg[128];
+
+	precopy_policy_defaults(&p);
+	p.throttle_max = 45;
+	struct precopy_estimator *e = make(&p);
+	for (int i = 0; i < 20; i++) {
+		rec(e, &now, 1 * S, 1 * GB, GB, 2 * GB);
+		precopy_estimator_decide(e, NULL, 0, 0, now, &d);
+	}
+	cr_assert_eq(d.throttle, 45);
+	cr_assert_eq(d.action, PRECOPY_CONTINUE);
+	precopy_estimator_free(e);
+
+	precopy_policy_defaults(&p);
+	p.throttle_period_ns = 0;
+	cr_assert_eq(precopy_policy_check(&p, msg, sizeof(msg)), -EINVAL);
+	cr_assert(strstr(msg, "policy.throttle_period_ns"), "%s", msg);
+	p.throttle_initial = 0;
+	p.throttle_increment = 0;
+	cr_assert_eq(precopy_policy_check(&p, msg, sizeof(msg)), 0, "no throttle, no period needed: %s", msg);
+}
+
+/* The working-set floor on hand-made traces: iterations of `iter_ns`
+ * (1 GB/s, the whole iteration sending), the RAM pending after each given
+ * by `pend` (a function of the iteration number), 300 ms limit, 5 ms fixed,
+ * no throttle. Detected when the pending stays within 1/8 of its smallest
+ * value W over at least three iterations spanning 2 x W / bandwidth, and
+ * blocking when W / bandwidth + the device floor exceeds the limit. */
+static uint64_t pend_flat_1g(unsigned k) { (void)k; return 1 * GB; }
+static uint64_t pend_wobble(unsigned k) { return k & 1 ? 1100 * 1000000ull : 1000 * 1000000ull; }
+static uint64_t pend_halving(unsigned k) { return (8 * GB) >> (k < 20 ? k : 20); }
+static uint64_t pend_rho09(unsigned k) { uint64_t p = 8 * GB; while (k--) p = p / 10 * 9; return p; }
+static uint64_t pend_saturating(unsigned k) { return 400 * 1000000ull + (4 * GB >> (k < 20 ? k : 20)); }
+static uint64_t pend_just_fits(unsigned k) { return k & 1 ? 320 * 1000000ull : 290 * 1000000ull; }
+
+Test(decide, working_set_floor_table)
+{
+	static const struct {
+		const char *name;
+		uint64_t iter_ns;
+		uint64_t (*pend)(unsigned);
+		uint64_t dev_stop_copy;
+		int runs;
+		int blocked_at; /* first iteration (1-based) with PRECOPY_BLOCK_WORKING_SET; 0 never */
+		uint64_t w, floor_ns;
+	} t[] = {
+		{ "1 GB flat, 1 s iterations: the 3rd", 1 * S, pend_flat_1g, 0, 10, 3, 1 * GB, 1005 * MS },
+		{ "1 GB flat, 100 ms iterations: after 2 s", 100 * MS, pend_flat_1g, 0, 40, 21, 1 * GB, 1005 * MS },
+		{ "1.0 / 1.1 GB alternating: W is the smaller", 1 * S, pend_wobble, 0, 10, 3, 1000 * 1000000ull,
+		  1005 * MS },
+		{ "plus a device: W + the device floor", 1 * S, pend_flat_1g, 100 * 1000000ull, 10, 3, 1 * GB,
+		  1125 * MS },
+		{ "geometric, rho 0.5: no floor", 1 * S, pend_halving, 0, 20, 0, 0, 0 },
+		{ "geometric, rho 0.9: slow, no floor", 1 * S, pend_rho09, 0, 30, 0, 0, 0 },
+		{ "saturating at 400 MB: found once flat", 1 * S, pend_saturating, 0, 20, 9, 415625000ull,
+		  420625 * 1000ull },
+		{ "W of 290 MB fits: not a floor", 1 * S, pend_just_fits, 0, 20, 0, 0, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct precopy_policy p;
+		struct precopy_device_status dev = { .stop_copy_bytes = t[i].dev_stop_copy, .stop_copy_known = 1,
+						     .transition_ns = 20 * MS };
+		struct precopy_decision d;
+		uint64_t now = 0, sent = (uint64_t)((unsigned __int128)GB * t[i].iter_ns / S);
+		int first = 0;
+
+		precopy_policy_defaults(&p);
+		p.throttle_initial = 0;
+		p.throttle_increment = 0;
+		struct precopy_estimator *e = make(&p);
+		for (int k = 0; k < t[i].runs; k++) {
+			rec(e, &now, t[i].iter_ns, sent, sent / 5, t[i].pend((unsigned)k));
+			cr_assert_eq(precopy_estimator_decide(e, &dev, t[i].dev_stop_copy ? 1 : 0, 1, now, &d), 0);
+			if ((d.blocked & PRECOPY_BLOCK_WORKING_SET) && !first) {
+				first = k + 1;
+				cr_assert_eq(d.working_set_bytes, t[i].w ? t[i].w : d.working_set_bytes,
+					     "%s: W %llu", t[i].name, (unsigned long long)d.working_set_bytes);
+				if (t[i].floor_ns)
+					cr_assert_eq(d.working_set_floor_ns, t[i].floor_ns, "%s: floor %llu ns",
+						     t[i].name, (unsigned long long)d.working_set_floor_ns);
+				cr_assert_eq(d.stalled, 1, "%s: a floor is a stall", t[i].name);
+				cr_assert_eq(d.predicted_iterations, PRECOPY_UNBOUNDED, "%s", t[i].name);
+			}
+			if (first)
+				cr_assert(d.blocked & PRECOPY_BLOCK_WORKING_SET, "%s: iteration %d lost the floor",
+					  t[i].name, k + 1);
+			cr_assert_neq(d.action, PRECOPY_THROTTLE, "%s: throttling is off", t[i].name);
+		}
+		cr_assert_eq(first, t[i].blocked_at, "%s: first blocked at iteration %d, want %d", t[i].name, first,
+			     t[i].blocked_at);
+		precopy_estimator_free(e);
+	}
+}
+
+/* Where throttling lowers the floor (a working set the vCPUs write) the
+ * throttle rule runs and says why; where it does not (the devices') it
+ * never does, although the RAM outpaces the link as well. */
+Test(decide, working_set_floor_throttles_device_floor_does_not)
+{
+	static const struct {
+		const char *name;
+		uint64_t dev_stop_copy;
+		uint32_t want_level;
+		uint32_t want_block;
+	} t[] = {
+		{ "working set alone", 0, 40, PRECOPY_BLOCK_WORKING_SET },
+		{ "working set and a device floor above the limit", 400 * 1000000ull, 0, PRECOPY_BLOCK_DEVICE_FLOOR },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct precopy_policy p;
+		struct precopy_device_status dev = { .stop_copy_bytes = t[i].dev_stop_copy, .stop_copy_known = 1 };
+		struct precopy_decision d;
+		uint64_t now = 0;
+		int ws_reason = 0;
+
+		precopy_policy_defaults(&p);
+		struct precopy_estimator *e = make(&p);
+		/* a 1 GB set rewritten as fast as it is sent */
+		for (int k = 0; k < 4; k++) {
+			rec(e, &now, 1 * S, 1 * GB, 1 * GB, 1 * GB);
+			cr_assert_eq(precopy_estimator_decide(e, &dev, t[i].dev_stop_copy ? 1 : 0, 1, now, &d), 0);
+			if (d.action == PRECOPY_THROTTLE && strstr(d.reason, "working-set floor"))
+				ws_reason = 1;
+		}
+		cr_assert_eq(d.throttle, t[i].want_level, "%s: level %u", t[i].name, d.throttle);
+		cr_assert(d.blocked & t[i].want_block, "%s: blocked %#x", t[i].name, d.blocked);
+		cr_assert_eq(d.stalled, 1, "%s", t[i].name);
+		if (t[i].want_level)
+			cr_assert(ws_reason, "%s: the throttle names the working set", t[i].name);
 		precopy_estimator_free(e);
 	}
 }

@@ -38,6 +38,7 @@ static void stuck(uint32_t timeout_action, struct outcome *o)
 	H.cfg.policy.throttle_increment = 10;
 	H.cfg.policy.throttle_max = 60;
 	H.cfg.policy.stall_iterations = 2;
+	H.cfg.policy.throttle_period_ns = 10000000; /* steps every >= 10 ms of this short run */
 	H.cfg.policy.bw_window = 3;
 	H.cfg.policy.timeout_ns = TIMEOUT_NS;
 	H.cfg.policy.timeout_action = timeout_action;

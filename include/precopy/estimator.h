@@ -26,9 +26,37 @@
  * Convergence: rho = dirty rate / bandwidth, both over the recent window.
  * With rho < 1 the pending bytes shrink geometrically (round i sends
  * P * rho^i); the estimator predicts the iterations and time left. A stall
- * is rho >= 1, or no progress (pending not below (1 - 1/16) of its best)
- * over `stall_iterations` iterations; a stall raises the throttle step by
- * step; the timeout then cancels or forces switchover, as configured.
+ * (decision.stalled) is rho >= 1, or no progress (pending not below
+ * (1 - 1/16) of its best) over `stall_iterations` iterations, or a floor
+ * above the limit (below); the timeout then cancels or forces switchover,
+ * as configured.
+ *
+ * Throttle (off when throttle_initial is 0): recorded iterations are
+ * grouped into periods of at least `throttle_period_ns` of time (the sum of
+ * their intervals; an iteration longer than that is a period alone). A
+ * period "outpaces" when the bytes dirtied in it exceed half the bytes sent
+ * in it. While switchover is blocked by the expected downtime, the first
+ * THROTTLE (throttle_initial) comes when two consecutive periods
+ * outpaced, each later one (+throttle_increment, up to throttle_max) when
+ * the period that ended since the last step outpaced: at most one step per
+ * period, whatever the number of iterations in it. No step when the
+ * geometric prediction says the limit is met within one period, and never
+ * while PRECOPY_BLOCK_DEVICE_FLOOR or PRECOPY_BLOCK_UNKNOWN_SIZE blocks:
+ * throttling slows only the vCPUs' writes to RAM.
+ *
+ * Floors: the downtime that no amount of pre-copy lowers.
+ *  - Device floor (device_floor_ns): the model with no RAM left. Above the
+ *    limit it blocks (PRECOPY_BLOCK_DEVICE_FLOOR) from the first recorded
+ *    iteration, is a stall, and never throttles.
+ *  - Working-set floor: when the RAM pending after each sync stays within
+ *    1/8 of its smallest value W over the last recorded iterations (at
+ *    least 3) spanning at least twice the time W takes at the bandwidth,
+ *    the guest rewrites a set of W bytes (working_set_bytes) about as fast
+ *    as a pass drains it, whatever rho says: its dirty set stops shrinking
+ *    as passes shorten. Its floor (working_set_floor_ns) is W at the
+ *    bandwidth plus the device floor. Above the limit it blocks
+ *    (PRECOPY_BLOCK_WORKING_SET), is a stall and is predicted unbounded;
+ *    the throttle (the rule above) runs, since the vCPUs write the set.
  */
 #ifndef PRECOPY_ESTIMATOR_H
 #define PRECOPY_ESTIMATOR_H
@@ -62,10 +90,12 @@ struct precopy_policy {
 	uint32_t bw_window;             /* iterations averaged for rates, 1..64 */
 	uint64_t timeout_ns;            /* since the first iteration; 0 = none */
 	uint32_t timeout_action;        /* enum precopy_timeout_action */
+	uint64_t throttle_period_ns;    /* throttle period (above), > 0 when throttling */
 };
 
 /* Fill *p with defaults: 300 ms limit, measured bandwidth, 5 ms fixed,
- * throttle 20 / +10 / 99, K = 4, window 5, no timeout, cancel. */
+ * throttle 20 / +10 / 99 with 1 s periods, K = 4, window 5, no timeout,
+ * cancel. */
 PRECOPY_API void precopy_policy_defaults(struct precopy_policy *p);
 
 /* The rules precopy_estimator_new() applies to *p. Returns 0, or -EINVAL
@@ -116,6 +146,8 @@ enum {
 	PRECOPY_BLOCK_DEVICE_FLOOR = 1u << 5,  /* device stop-copy bytes at the bandwidth,
 						* transitions and fixed costs alone exceed
 						* the limit: no throttle can help */
+	PRECOPY_BLOCK_WORKING_SET = 1u << 6,   /* the working-set floor exceeds the limit:
+						* pre-copy alone cannot meet it */
 };
 
 struct precopy_decision {
@@ -141,6 +173,10 @@ struct precopy_decision {
 					* drain time + transitions + fixed
 					* (UNBOUNDED if a size is unknown or no bandwidth) */
 	uint64_t device_drain_ns;      /* the device drain time of the model above */
+	uint64_t working_set_bytes;    /* W, the set the guest keeps rewriting, when
+					* detected (above); 0 when not */
+	uint64_t working_set_floor_ns; /* W at the bandwidth + device_floor_ns
+					* (0 when no W; UNBOUNDED as device_floor_ns) */
 };
 
 struct precopy_estimator;
