@@ -77,6 +77,34 @@ struct vm {
 	uint64_t clear_words;      /* the library's clear window, in words */
 };
 
+/* The library's sys table: the real one, with its ioctls timed, so that a
+ * line can say how much of each side's time the kernel took. */
+static const struct precopy_sys *real_sys;
+static struct precopy_sys_ops timed_ops;
+static struct precopy_sys timed_sys;
+static uint64_t ioctl_ns; /* time in the ioctls of the current harvest */
+
+static int timed_ioctl(void *ctx, int fd, unsigned long req, void *arg)
+{
+	uint64_t t0 = bench_now_ns();
+	int r = real_sys->ops->ioctl(real_sys->ctx, fd, req, arg);
+
+	ioctl_ns += bench_now_ns() - t0;
+	return r;
+}
+
+static const struct precopy_sys *sys_timed(void)
+{
+	if (!real_sys) {
+		real_sys = precopy_sys_real();
+		timed_ops = *real_sys->ops;
+		timed_ops.ioctl = timed_ioctl;
+		timed_sys.ops = &timed_ops;
+		timed_sys.ctx = NULL;
+	}
+	return &timed_sys;
+}
+
 static int neg(int r)
 {
 	return r < 0 ? -errno : r;
@@ -159,7 +187,7 @@ static int vm_open(struct vm *v, uint64_t size, enum precopy_kvm_mode mode, cons
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.version = PRECOPY_KVM_CONFIG_VERSION;
 	cfg.mode = mode;
-	v->log = precopy_kvm_log_new(precopy_sys_real(), v->vm_fd, &cfg, &r);
+	v->log = precopy_kvm_log_new(sys_timed(), v->vm_fd, &cfg, &r);
 	if (!v->log)
 		return r;
 	v->clear_words = PRECOPY_KVM_CLEAR_DEFAULT_PAGES / 64;
@@ -271,11 +299,13 @@ static enum bench_isa best_isa(void)
 
 static int xioctl(int fd, unsigned long req, void *arg)
 {
+	uint64_t t0 = bench_now_ns();
 	int r;
 
 	do
 		r = ioctl(fd, req, arg);
 	while (r < 0 && errno == EINTR);
+	ioctl_ns += bench_now_ns() - t0;
 	return r < 0 ? -errno : r;
 }
 
@@ -369,7 +399,7 @@ static const char *mode_name(enum precopy_kvm_mode m)
 static int run_case(struct bench_report *rep, const struct bench_opts *o, struct vm *v, const char *dname,
 		    double density, double target)
 {
-	static struct bench_samples lib, flo, paired, lib_cpu, flo_cpu;
+	static struct bench_samples lib, flo, paired, lib_cpu, flo_cpu, lib_ioc, flo_ioc;
 	enum bench_isa isa = best_isa();
 	uint32_t count = (uint32_t)(density * (double)v->npages + 0.5), seed = 0x2545f491u;
 	int64_t lib_pages = -1, floor_pages = -1;
@@ -382,7 +412,7 @@ static int run_case(struct bench_report *rep, const struct bench_opts *o, struct
 	snprintf(name, sizeof(name), "kvm-%s-%s", mode_name(v->mode), dname);
 	if (!bench_case_selected(o, name))
 		return 0;
-	lib.n = flo.n = paired.n = lib_cpu.n = flo_cpu.n = 0;
+	lib.n = flo.n = paired.n = lib_cpu.n = flo_cpu.n = lib_ioc.n = flo_ioc.n = 0;
 	/* warm-up: fault the pages in, split huge pages, both paths once */
 	for (int i = -1; i < o->reps; i++) {
 		for (int k = 0; k < 2; k++) {
@@ -395,6 +425,7 @@ static int run_case(struct bench_report *rep, const struct bench_opts *o, struct
 				fprintf(stderr, "bench-kvm: %s: guest run: %s\n", name, strerror(-r));
 				return 1;
 			}
+			ioctl_ns = 0;
 			if (lib_turn && !o->aa)
 				pages = lib_harvest(v, &ns, &cpu);
 			else
@@ -411,6 +442,7 @@ static int run_case(struct bench_report *rep, const struct bench_opts *o, struct
 				if (i >= 0) {
 					bench_samples_add(&lib, ns);
 					bench_samples_add(&lib_cpu, cpu);
+					bench_samples_add(&lib_ioc, ioctl_ns);
 				}
 			} else {
 				if (floor_pages >= 0 && pages != floor_pages)
@@ -419,6 +451,7 @@ static int run_case(struct bench_report *rep, const struct bench_opts *o, struct
 				if (i >= 0) {
 					bench_samples_add(&flo, ns);
 					bench_samples_add(&flo_cpu, cpu);
+					bench_samples_add(&flo_ioc, ioctl_ns);
 				}
 			}
 		}
@@ -440,6 +473,8 @@ static int run_case(struct bench_report *rep, const struct bench_opts *o, struct
 	bench_line_num(&l, "floor_us", "%.1f", bench_samples_median(&flo) / 1e3);
 	bench_line_num(&l, "lib_cpu_us", "%.1f", bench_samples_median(&lib_cpu) / 1e3);
 	bench_line_num(&l, "floor_cpu_us", "%.1f", bench_samples_median(&flo_cpu) / 1e3);
+	bench_line_num(&l, "lib_ioctl_us", "%.1f", bench_samples_median(&lib_ioc) / 1e3);
+	bench_line_num(&l, "floor_ioctl_us", "%.1f", bench_samples_median(&flo_ioc) / 1e3);
 	bench_line_num(&l, "cpu", "%.2f", bench_samples_median(&lib_cpu) / bench_samples_median(&lib));
 	bench_line_num(&l, "lib_iqr", "%.2f",
 		       (bench_samples_quantile(&lib, 0.75) - bench_samples_quantile(&lib, 0.25)) /
