@@ -11,12 +11,17 @@
 #include <stdint.h>
 
 #include "precopy/bitmap.h"
+#include "merge_scan.h"
 
 struct precopy__bitmap_kernels {
 	enum precopy_simd variant;
 	/* d[i] |= s[i] for i < n. Returns the count of bits newly set in d.
 	 * Words of d whose s word is zero are not written. */
 	uint64_t (*or_count)(uint64_t *d, const uint64_t *s, size_t n);
+	/* or_count, and in the same pass over s: sc->bits = the set bits of
+	 * s[0..n), sc->first and sc->last = the first and last non-zero words
+	 * (first = n, last = 0 when there is none). */
+	uint64_t (*or_count_scan)(uint64_t *d, const uint64_t *s, size_t n, struct precopy__bitmap_scan *sc);
 	/* d[i] |= (s[i] << sh) | (s[i - 1] >> (64 - sh)) for i < n, 1 <= sh <= 63
 	 * (reads s[-1 .. n-1]): a source shifted left by sh bits across words.
 	 * Returns the count of bits newly set. */

@@ -54,6 +54,51 @@ static uint64_t v256_or_count(uint64_t *d, const uint64_t *s, size_t n)
 	return cnt + hsum256(acc);
 }
 
+/* Bit j set for each non-zero 64-bit lane j of v. */
+static inline unsigned nonzero4(__m256i v)
+{
+	__m256i z = _mm256_cmpeq_epi64(v, _mm256_setzero_si256());
+
+	return ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 0xfu;
+}
+
+static uint64_t v256_or_count_scan(uint64_t *d, const uint64_t *s, size_t n, struct precopy__bitmap_scan *sc)
+{
+	__m256i acc = _mm256_setzero_si256(), bacc = _mm256_setzero_si256();
+	uint64_t cnt = 0, bits = 0;
+	size_t first = n, last = 0, i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
+		__m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 4));
+		__m256i o = _mm256_or_si256(a, b);
+
+		if (_mm256_testz_si256(o, o)) /* sparse: the source is only read */
+			continue;
+		unsigned k = nonzero4(a) | nonzero4(b) << 4;
+
+		if (first == n)
+			first = i + (unsigned)__builtin_ctz(k);
+		last = i + 31 - (unsigned)__builtin_clz(k);
+		acc = or_vec(d + i, a, acc);
+		acc = or_vec(d + i + 4, b, acc);
+		bacc = _mm256_add_epi64(bacc, _mm256_add_epi64(popcnt256(a), popcnt256(b)));
+	}
+	for (; i < n; i++) {
+		if (!s[i])
+			continue;
+		if (first == n)
+			first = i;
+		last = i;
+		bits += (uint64_t)_mm_popcnt_u64(s[i]);
+		cnt += or_word(&d[i], s[i]);
+	}
+	sc->bits = bits + hsum256(bacc);
+	sc->first = first;
+	sc->last = last;
+	return cnt + hsum256(acc);
+}
+
 static uint64_t v256_or_count_shift(uint64_t *d, const uint64_t *s, size_t n, unsigned sh)
 {
 	__m256i acc = _mm256_setzero_si256();
@@ -175,6 +220,7 @@ static size_t v256_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t 
 const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx2 = {
 	.variant = PRECOPY_SIMD_AVX2,
 	.or_count = v256_or_count,
+	.or_count_scan = v256_or_count_scan,
 	.or_count_shift = v256_or_count_shift,
 	.popcount = v256_popcount,
 	.find_nonzero = v256_find_nonzero,

@@ -78,6 +78,64 @@ static uint64_t v512_or_count(uint64_t *d, const uint64_t *s, size_t n)
 	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1));
 }
 
+static uint64_t v512_or_count_scan(uint64_t *d, const uint64_t *s, size_t n, struct precopy__bitmap_scan *sc)
+{
+	__m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+	__m512i bacc = _mm512_setzero_si512();
+	size_t first = n, last = 0, i = 0;
+
+	/* v512_or_count's loop; a group with a set bit also adds its source
+	 * popcount and moves the span: an empty group costs its loads only. */
+	for (; i + 32 <= n; i += 32) {
+		__m512i a = _mm512_loadu_si512(s + i), b = _mm512_loadu_si512(s + i + 8);
+		__m512i c = _mm512_loadu_si512(s + i + 16), e = _mm512_loadu_si512(s + i + 24);
+		__m512i any = _mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, e));
+
+		if (i + PF_WORDS + 32 <= n) {
+			_mm_prefetch((const char *)(s + i + PF_WORDS), _MM_HINT_T0);
+			_mm_prefetch((const char *)(s + i + PF_WORDS + 16), _MM_HINT_T0);
+		}
+		if (!_mm512_test_epi64_mask(any, any))
+			continue;
+		__mmask8 ka = _mm512_test_epi64_mask(a, a), kb = _mm512_test_epi64_mask(b, b);
+		__mmask8 kc = _mm512_test_epi64_mask(c, c), ke = _mm512_test_epi64_mask(e, e);
+		uint32_t k = (uint32_t)ka | (uint32_t)kb << 8 | (uint32_t)kc << 16 | (uint32_t)ke << 24;
+
+		if (first == n)
+			first = i + (unsigned)__builtin_ctz(k);
+		last = i + 31 - (unsigned)__builtin_clz(k);
+		if (ka)
+			acc0 = merge_line(d + i, a, acc0);
+		if (kb)
+			acc1 = merge_line(d + i + 8, b, acc1);
+		if (kc)
+			acc0 = merge_line(d + i + 16, c, acc0);
+		if (ke)
+			acc1 = merge_line(d + i + 24, e, acc1);
+		bacc = _mm512_add_epi64(bacc, _mm512_add_epi64(_mm512_add_epi64(_mm512_popcnt_epi64(a),
+										 _mm512_popcnt_epi64(b)),
+							       _mm512_add_epi64(_mm512_popcnt_epi64(c),
+										 _mm512_popcnt_epi64(e))));
+	}
+	for (; i < n; i += 8) {
+		__mmask8 m = n - i >= 8 ? 0xff : tail8(n - i);
+		__m512i a = _mm512_maskz_loadu_epi64(m, s + i);
+		__mmask8 nz = _mm512_test_epi64_mask(a, a);
+
+		if (!nz)
+			continue;
+		if (first == n)
+			first = i + (unsigned)__builtin_ctz(nz);
+		last = i + 31 - (unsigned)__builtin_clz(nz);
+		acc0 = or_vec(d + i, a, nz, acc0);
+		bacc = _mm512_add_epi64(bacc, _mm512_popcnt_epi64(a));
+	}
+	sc->bits = (uint64_t)_mm512_reduce_add_epi64(bacc);
+	sc->first = first;
+	sc->last = last;
+	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1));
+}
+
 static uint64_t v512_or_count_shift(uint64_t *d, const uint64_t *s, size_t n, unsigned sh)
 {
 	__m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
@@ -296,6 +354,7 @@ static size_t v512_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t 
 const struct precopy__bitmap_kernels precopy__bitmap_kernels_avx512 = {
 	.variant = PRECOPY_SIMD_AVX512,
 	.or_count = v512_or_count,
+	.or_count_scan = v512_or_count_scan,
 	.or_count_shift = v512_or_count_shift,
 	.popcount = v512_popcount,
 	.find_nonzero = v512_find_nonzero,

@@ -12,6 +12,34 @@ static uint64_t sc_or_count(uint64_t *d, const uint64_t *s, size_t n)
 	return cnt;
 }
 
+static uint64_t sc_or_count_scan(uint64_t *d, const uint64_t *s, size_t n, struct precopy__bitmap_scan *sc)
+{
+	uint64_t cnt = 0, bits = 0;
+	size_t first = n, last = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t x;
+
+		/* skip empty stretches eight words at a time */
+		while (i + 8 <= n && !(s[i] | s[i + 1] | s[i + 2] | s[i + 3] | s[i + 4] | s[i + 5] | s[i + 6] | s[i + 7]))
+			i += 8;
+		if (i == n)
+			break;
+		x = s[i];
+		if (!x)
+			continue;
+		if (first == n)
+			first = i;
+		last = i;
+		bits += popcount64(x);
+		cnt += or_word(&d[i], x);
+	}
+	sc->bits = bits;
+	sc->first = first;
+	sc->last = last;
+	return cnt;
+}
+
 static uint64_t sc_or_count_shift(uint64_t *d, const uint64_t *s, size_t n, unsigned sh)
 {
 	uint64_t cnt = 0;
@@ -131,6 +159,7 @@ static size_t sc_extract(uint64_t *out, const uint64_t *w, size_t n, uint64_t ba
 const struct precopy__bitmap_kernels precopy__bitmap_kernels_scalar = {
 	.variant = PRECOPY_SIMD_SCALAR,
 	.or_count = sc_or_count,
+	.or_count_scan = sc_or_count_scan,
 	.or_count_shift = sc_or_count_shift,
 	.popcount = sc_popcount,
 	.find_nonzero = sc_find_nonzero,

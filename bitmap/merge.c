@@ -64,6 +64,48 @@ uint64_t precopy__bitmap_merge_window(const struct precopy__bitmap_kernels *k, u
 	return cnt;
 }
 
+uint64_t precopy__bitmap_merge_scan(struct precopy_bitmap *dst, uint64_t dst_bit, const uint64_t *src,
+				    uint64_t nbits, struct precopy__bitmap_scan *sc)
+{
+	const struct precopy__bitmap_kernels *k = precopy__bitmap_kernels();
+	uint64_t *d = dst->words + (dst_bit >> 6);
+	uint64_t nsw = nbits >> 6, nw = PRECOPY_BITMAP_WORDS(nbits), cnt;
+	unsigned o = dst_bit & 63, tail = nbits & 63;
+	uint64_t t = tail ? src[nsw] & low_mask(tail) : 0; /* the partial word, masked */
+
+	if (o == 0) {
+		cnt = k->or_count_scan(d, src, nsw, sc);
+		if (sc->first == nsw)
+			sc->first = nw;
+		if (t) {
+			sc->bits += popcount64(t);
+			if (sc->first == nw)
+				sc->first = nsw;
+			sc->last = nsw;
+			cnt += or_word(&d[nsw], t);
+		}
+		return cnt;
+	}
+	/* The funnel-shifted merge has no scanning kernel: count and locate
+	 * in a second pass, still vectorised. */
+	cnt = precopy__bitmap_merge_window(k, d, o, src, nbits, 0, UINT64_MAX);
+	sc->bits = k->popcount(src, nsw) + popcount64(t);
+	sc->first = k->find_nonzero(src, nsw);
+	sc->last = 0;
+	if (t) {
+		sc->last = nsw; /* and first <= nsw already */
+	} else if (sc->first == nsw) {
+		sc->first = nw;
+	} else {
+		uint64_t w = nsw - 1;
+
+		while (!src[w])
+			w--;
+		sc->last = w;
+	}
+	return cnt;
+}
+
 PRECOPY_API int64_t precopy_bitmap_merge(struct precopy_bitmap *dst, uint64_t dst_bit,
 					 const uint64_t *src, uint64_t nbits)
 {

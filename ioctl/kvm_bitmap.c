@@ -13,60 +13,37 @@
  * is a u32. Each call here covers, within one window of clear_chunk_pages
  * pages, the span from the first to the last non-zero 64-bit word of the
  * buffer, so all-clean stretches cost no ioctl and a window never exceeds
- * the configured chunk. */
+ * the configured chunk.
+ *
+ * The buffer is read once: the merge kernel of the SIMD variant in use
+ * counts the reported pages and finds the span as it merges
+ * (bitmap/merge_scan.h), a window at a time in manual mode, each window
+ * cleared right after its merge. */
 #include <errno.h>
 #include <string.h>
 
 #include <linux/kvm.h>
 
 #include "precopy/kvm.h"
+#include "../bitmap/merge_scan.h"
 #include "kvm_priv.h"
 #include "sys_retry.h"
 
-/* Issue KVM_CLEAR_DIRTY_LOG for the set bits of s->buf. Returns the count
- * of ioctls issued or -errno. */
-static int64_t clear_reported(struct precopy_kvm_log *log, struct kvm_slot_state *s)
+/* KVM_CLEAR_DIRTY_LOG for words [first, last] of s->buf (a span the
+ * merge found non-zero). Returns 0 or -errno. */
+static int clear_span(struct precopy_kvm_log *log, struct kvm_slot_state *s, uint64_t first, uint64_t last)
 {
-	const uint64_t win = log->cfg.clear_chunk_pages / 64; /* words per window */
-	int64_t ioctls = 0;
+	uint64_t first_page = first * 64;
+	uint64_t stop = (last + 1) * 64 < s->npages ? (last + 1) * 64 : s->npages;
+	struct kvm_clear_dirty_log c = {
+		.slot = s->d.slot,
+		.num_pages = (uint32_t)(stop - first_page),
+		.first_page = first_page,
+		.dirty_bitmap = &s->buf[first],
+	};
+	int r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_CLEAR_DIRTY_LOG, &c);
 
-	for (uint64_t w0 = 0; w0 < s->nwords; w0 += win) {
-		uint64_t end = w0 + win < s->nwords ? w0 + win : s->nwords;
-		uint64_t first = end, last = 0;
-
-		for (uint64_t w = w0; w < end; w++) {
-			if (s->buf[w]) {
-				if (first == end)
-					first = w;
-				last = w;
-			}
-		}
-		if (first == end)
-			continue;
-
-		uint64_t first_page = first * 64;
-		uint64_t stop = (last + 1) * 64 < s->npages ? (last + 1) * 64 : s->npages;
-		struct kvm_clear_dirty_log c = {
-			.slot = s->d.slot,
-			.num_pages = (uint32_t)(stop - first_page),
-			.first_page = first_page,
-			.dirty_bitmap = &s->buf[first],
-		};
-		int r = precopy__sys_ioctl(&log->sys, log->vm_fd, KVM_CLEAR_DIRTY_LOG, &c);
-		if (r < 0)
-			return r;
-		ioctls++;
-	}
-	return ioctls;
-}
-
-static uint64_t popcount_words(const uint64_t *w, uint64_t n)
-{
-	uint64_t c = 0;
-
-	for (uint64_t i = 0; i < n; i++)
-		c += (uint64_t)__builtin_popcountll(w[i]);
-	return c;
+	return r < 0 ? r : 0;
 }
 
 int64_t precopy_kvm_priv_sync_bitmap(struct precopy_kvm_log *log)
@@ -76,8 +53,10 @@ int64_t precopy_kvm_priv_sync_bitmap(struct precopy_kvm_log *log)
 
 	for (size_t i = 0; i < log->nslots; i++) {
 		struct kvm_slot_state *s = &log->slots[i];
+		/* classic: the whole slot at once; manual: one clear window */
+		const uint64_t win = manual ? log->cfg.clear_chunk_pages / 64 : s->nwords;
+		struct precopy__bitmap_scan sc;
 		struct kvm_dirty_log g;
-		int64_t n;
 		int r;
 
 		memset(&g, 0, sizeof(g));
@@ -88,22 +67,26 @@ int64_t precopy_kvm_priv_sync_bitmap(struct precopy_kvm_log *log)
 			return r;
 		log->st.last_ioctls++;
 		/* KVM never sets bits past the slot's end; make sure of it
-		 * anyway, so they cannot reach CLEAR or the count. */
+		 * anyway, so they cannot reach CLEAR. */
 		if (s->npages % 64)
 			s->buf[s->nwords - 1] &= (1ull << (s->npages % 64)) - 1;
-		uint64_t pages = popcount_words(s->buf, s->nwords);
-		if (!pages)
-			continue;
-		n = precopy_bitmap_merge(s->d.log, s->d.log_bit, s->buf, s->npages);
-		if (n < 0)
-			return n; /* bounds were checked before the GET: cannot happen */
-		newly += n;
-		log->st.last_pages += pages;
-		if (manual) {
-			int64_t c = clear_reported(log, s);
-			if (c < 0)
-				return c;
-			log->st.last_ioctls += (uint64_t)c;
+		/* One pass over the buffer per window: merge, count the
+		 * reported pages and find the span to clear; then CLEAR the
+		 * window before the next is merged. Bounds were checked
+		 * before the GET. */
+		for (uint64_t w0 = 0; w0 < s->nwords; w0 += win) {
+			uint64_t nw = s->nwords - w0 < win ? s->nwords - w0 : win;
+			uint64_t nbits = w0 + nw < s->nwords ? nw * 64 : s->npages - w0 * 64;
+
+			newly += (int64_t)precopy__bitmap_merge_scan(s->d.log, s->d.log_bit + w0 * 64, s->buf + w0,
+								     nbits, &sc);
+			log->st.last_pages += sc.bits;
+			if (!manual || !sc.bits)
+				continue;
+			r = clear_span(log, s, w0 + sc.first, w0 + sc.last);
+			if (r < 0)
+				return r;
+			log->st.last_ioctls++;
 		}
 	}
 	return newly;
