@@ -30,6 +30,8 @@ const char sim_default_scenario[] =
 	"; a 64 GiB VM writing 400 MiB/s (70% into a 2 GiB hot set), one NIC-like\n"
 	"; device with pre-copy data and DMA, 10 Gbit/s, 300 ms downtime limit.\n"
 	"; expect: switchover\n"
+	"; expect-limit: met\n"
+	"; expect-stall: before 70s\n"
 	"[vm]\n"
 	"memory = 64G\n"
 	"page_size = 4K\n"

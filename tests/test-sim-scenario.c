@@ -361,6 +361,74 @@ static void scale_down(struct sim_scenario *sc, uint64_t k)
 	}
 }
 
+/* The value of an "; expect-KEY: " line, NUL-terminated in place, or NULL. */
+static char *claim(char *text, const char *key)
+{
+	char needle[64], *p;
+
+	snprintf(needle, sizeof(needle), "; expect-%s: ", key);
+	p = strstr(text, needle);
+	if (!p)
+		return NULL;
+	p += strlen(needle);
+	p[strcspn(p, "\n")] = '\0';
+	return p;
+}
+
+/* What each shipped scenario's comment claims, checked on the scenario as
+ * shipped (not scaled down): "; expect-limit: met|missed|none" (none: no
+ * switchover) and "; expect-stall: none|before Ns" (when the engine
+ * reported the limit unreachable). */
+Test(sim_scenario, every_shipped_scenario_keeps_its_comment_true, .timeout = 180)
+{
+	DIR *dir = opendir(SCEN_DIR);
+	struct dirent *de;
+	int n = 0;
+
+	cr_assert(dir, SCEN_DIR ": %s (run the tests from the source tree's root)", strerror(errno));
+	while ((de = readdir(dir))) {
+		char path[512], err[SIM_ERR_MAX], *text, *lim, *stall;
+		struct sim_scenario sc;
+		struct sim_result r;
+		size_t len = strlen(de->d_name);
+		int e;
+
+		if (len < 5 || strcmp(de->d_name + len - 4, ".ini"))
+			continue;
+		snprintf(path, sizeof(path), SCEN_DIR "/%s", de->d_name);
+		text = slurp(path);
+		lim = claim(text, "limit");
+		cr_assert(lim, "%s has no \"; expect-limit:\" line", path);
+		stall = claim(lim + strlen(lim) + 1, "stall");
+		cr_assert(stall, "%s has no \"; expect-stall:\" line after its expect-limit", path);
+		e = sim_scenario_load(&sc, path, err, sizeof(err));
+		cr_assert_eq(e, 0, "%s", err);
+		e = sim_run(&sc, &r, NULL, NULL);
+		cr_assert_eq(e, 0, "%s: %s", path, r.error);
+		if (!strcmp(lim, "none"))
+			cr_assert_eq(r.downtime_ns, 0, "%s: a switchover happened", path);
+		else
+			cr_assert_eq(r.downtime_ns <= r.downtime_limit_ns, !strcmp(lim, "met"),
+				     "%s: downtime %.1f ms, limit %.1f ms, the comment says %s", path, r.downtime_ns / 1e6,
+				     r.downtime_limit_ns / 1e6, lim);
+		if (!strcmp(stall, "none")) {
+			cr_assert_lt(r.stalled_at_ns, 0, "%s: a stall at %.1f s", path, r.stalled_at_ns / 1e9);
+		} else {
+			double s = 0;
+
+			cr_assert_eq(sscanf(stall, "before %lfs", &s), 1, "%s: expect-stall: \"%s\"", path, stall);
+			cr_assert(r.stalled_at_ns >= 0 && (double)r.stalled_at_ns < s * 1e9,
+				  "%s: stall at %.1f s, the comment says before %.0f s", path, r.stalled_at_ns / 1e9, s);
+		}
+		sim_result_release(&r);
+		sim_scenario_release(&sc);
+		free(text);
+		n++;
+	}
+	closedir(dir);
+	cr_assert_geq(n, 5, "only %d scenarios in " SCEN_DIR, n);
+}
+
 Test(sim_scenario, every_shipped_scenario_runs_as_expected, .timeout = 120)
 {
 	DIR *dir = opendir(SCEN_DIR);
