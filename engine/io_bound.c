@@ -7,11 +7,12 @@
 #include "io_bound.h"
 #include "../ioctl/sys_retry.h"
 
-int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events, struct precopy__io_wait *w)
+/* Before a round: -ECANCELED after an interrupt, -ETIMEDOUT once the wait
+ * is over by the clock or by its rounds, else 0 (the deadline set at the
+ * first round). */
+static int over(const struct precopy__io_bound *b, struct precopy__io_wait *w)
 {
-	struct pollfd pfd = { .fd = fd, .events = events };
 	uint64_t now = b->clock.now_ns(b->clock.ctx);
-	int r;
 
 	if (b->interrupt && __atomic_load_n(b->interrupt, __ATOMIC_ACQUIRE))
 		return -ECANCELED;
@@ -19,6 +20,16 @@ int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events,
 		w->deadline = now > UINT64_MAX - b->timeout_ns ? UINT64_MAX : now + b->timeout_ns;
 	else if (now >= w->deadline || w->waited_ns >= b->timeout_ns)
 		return -ETIMEDOUT;
+	return 0;
+}
+
+int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events, struct precopy__io_wait *w)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int r = over(b, w);
+
+	if (r < 0)
+		return r;
 	r = precopy__sys_poll(b->sys, &pfd, 1, (int)b->poll_ms);
 	/* every round counts, ready or not: a fd that polls ready and still
 	 * takes nothing must not hold the caller while the clock stands still */
@@ -30,14 +41,10 @@ int precopy__io_wait_fd(const struct precopy__io_bound *b, int fd, short events,
 
 int precopy__io_round(const struct precopy__io_bound *b, struct precopy__io_wait *w, uint32_t waited_ms)
 {
-	uint64_t now = b->clock.now_ns(b->clock.ctx);
+	int r = over(b, w);
 
-	if (b->interrupt && __atomic_load_n(b->interrupt, __ATOMIC_ACQUIRE))
-		return -ECANCELED;
-	if (!w->deadline)
-		w->deadline = now > UINT64_MAX - b->timeout_ns ? UINT64_MAX : now + b->timeout_ns;
-	else if (now >= w->deadline || w->waited_ns >= b->timeout_ns)
-		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
 	w->waited_ns += (uint64_t)(waited_ms ? waited_ms : 1) * 1000000u;
 	return 0;
 }

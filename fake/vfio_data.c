@@ -199,40 +199,44 @@ ssize_t fake_vfio_data_read(void *session, void *buf, size_t len)
 	return r;
 }
 
+/* n bytes at rate bytes/s, in ns rounded up (rate 0: no time). */
+static uint64_t xfer_ns(uint64_t n, uint64_t rate)
+{
+	return rate ? (uint64_t)(((unsigned __int128)n * 1000000000u + rate - 1) / rate) : 0;
+}
+
+/* The device's one queue of reads and writes: when n bytes submitted now
+ * are through, at rate. */
+static uint64_t queue_done_at(struct precopy_fake_vfio *dev, uint64_t now, uint64_t n, uint64_t rate)
+{
+	uint64_t start = dev->read_busy_ns > now ? dev->read_busy_ns : now;
+
+	dev->read_busy_ns = sat_add(start, xfer_ns(n, rate));
+	return dev->read_busy_ns;
+}
+
 uint64_t fake_vfio_data_read_ns(void *session, uint64_t n)
 {
-	struct session *s = session;
-	uint64_t rate = s->dev->cfg.read_rate;
-
-	return rate ? (uint64_t)(((unsigned __int128)n * 1000000000u + rate - 1) / rate) : 0;
+	return xfer_ns(n, ((struct session *)session)->dev->cfg.read_rate);
 }
 
 uint64_t fake_vfio_data_read_done_at(void *session, uint64_t now, uint64_t n)
 {
-	struct session *s = session;
-	struct precopy_fake_vfio *dev = s->dev;
-	uint64_t start = dev->read_busy_ns > now ? dev->read_busy_ns : now;
+	struct precopy_fake_vfio *dev = ((struct session *)session)->dev;
 
-	dev->read_busy_ns = sat_add(start, fake_vfio_data_read_ns(session, n));
-	return dev->read_busy_ns;
+	return queue_done_at(dev, now, n, dev->cfg.read_rate);
 }
 
 uint64_t fake_vfio_data_write_ns(void *session, uint64_t n)
 {
-	struct session *s = session;
-	uint64_t rate = s->dev->cfg.write_rate;
-
-	return rate ? (uint64_t)(((unsigned __int128)n * 1000000000u + rate - 1) / rate) : 0;
+	return xfer_ns(n, ((struct session *)session)->dev->cfg.write_rate);
 }
 
 uint64_t fake_vfio_data_write_done_at(void *session, uint64_t now, uint64_t n)
 {
-	struct session *s = session;
-	struct precopy_fake_vfio *dev = s->dev;
-	uint64_t start = dev->read_busy_ns > now ? dev->read_busy_ns : now;
+	struct precopy_fake_vfio *dev = ((struct session *)session)->dev;
 
-	dev->read_busy_ns = sat_add(start, fake_vfio_data_write_ns(session, n));
-	return dev->read_busy_ns;
+	return queue_done_at(dev, now, n, dev->cfg.write_rate);
 }
 
 void fake_vfio_drain(struct session *s)
