@@ -48,6 +48,7 @@ else
 Q := @
 endif
 
+OBJCOPY ?= objcopy
 PKGS    := liburing libpci numa
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
@@ -83,6 +84,11 @@ BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
 # what the tools share (the JSON string writer); libprecopy-sim.a carries it too
 TOOLLIB_SRCS:= $(sort $(filter-out $(TOOL_SRCS),$(wildcard tools/*.c)))
+# precopy-vmm: its C sources, and its guests (boot sectors assembled from
+# vmm/guests/*.S with the toolchain's assembler, linked at 0x7c00, cut to
+# their 512 bytes by objcopy, then embedded by vmm/guests.S)
+VMM_SRCS   := $(sort $(wildcard vmm/*.c))
+VMM_GUESTS := $(patsubst vmm/guests/%.S,$(BUILD)/vmm/guests/%.bin,$(sort $(wildcard vmm/guests/*.S)))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 CXX_SRCS   := $(sort $(wildcard tests/cxx/*.cpp))
 
@@ -110,6 +116,7 @@ endif
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(BUILD)/precopy-sim
+VMM     := $(BUILD)/precopy-vmm
 # headers `make install` installs: not the fake kernel's (precopy/fake.h),
 # which only the test and simulator archive libprecopy-sim.a implements
 PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/precopy/*.h)))
@@ -118,7 +125,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/pre
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
 
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
-all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
+all: lib $(TOOLS) $(SIMBIN) $(VMM) $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
 # ---- compile --------------------------------------------------------------
@@ -175,6 +182,24 @@ $(BUILD)/precopy-sim: sim/main.c $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
+
+$(BUILD)/vmm/guests/%.bin: vmm/guests/%.S vmm/guests/common.inc
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GUEST   $@")
+	$(Q)$(CC) -m32 -c -Ivmm/guests $< -o $(@:.bin=.o)
+	$(Q)$(LD) -m elf_i386 -Ttext 0x7c00 -e _start -o $(@:.bin=.elf) $(@:.bin=.o)
+	$(Q)$(OBJCOPY) -O binary -j .text $(@:.bin=.elf) $@
+	$(Q)test "$$(stat -c %s $@)" = 512 || { echo "$@: not a 512-byte boot sector" >&2; rm -f $@; exit 1; }
+
+$(BUILD)/obj/vmm/guests.o: vmm/guests.S $(VMM_GUESTS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AS      $@")
+	$(Q)$(CC) -c -I$(BUILD)/vmm/guests $< -o $@
+
+$(VMM): $(call obj,$(VMM_SRCS)) $(BUILD)/obj/vmm/guests.o $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(call obj,$(VMM_SRCS)) $(BUILD)/obj/vmm/guests.o $(STATIC) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
@@ -244,7 +269,7 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM)
 	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
 	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
