@@ -206,6 +206,9 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(HARNESS) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
+# the precopy-vmm suite runs the program
+$(BUILD)/tests/test-vmm: $(VMM)
+
 # C++ programs against the shared library, as a C++ VMM would link it
 $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
 	@mkdir -p $(@D)

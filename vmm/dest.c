@@ -26,6 +26,7 @@ struct dst {
 	int have_conn;
 	int be_fd, be_ok;
 	uint64_t pages, zero_pages, stop_ns;
+	uint8_t *touched; /* a byte per page: written by a PAGE frame (else still zero) */
 	struct vmm_done done;
 };
 
@@ -174,6 +175,8 @@ static int incoming(struct dst *t)
 		if (vmm_vm_create(&t->vm, h.mem, o->prealloc, o->serial) < 0)
 			return fail(t, VMM_EXIT_ERROR, "creating the VM");
 		t->have_vm = 1;
+		if (!(t->touched = calloc(h.mem / VMM_PAGE, 1)))
+			return fail(t, VMM_EXIT_ERROR, "allocating the page map: %s", strerror(ENOMEM));
 		if (vmm_vm_create_vcpu(&t->vm, NULL) < 0)
 			return fail(t, VMM_EXIT_ERROR, "creating the vCPU");
 	}
@@ -211,9 +214,11 @@ static int incoming(struct dst *t)
 					    (unsigned long long)f.arg);
 			if (f.kind == VMM_F_PAGE) {
 				memcpy(t->vm.ram + f.arg, f.payload, VMM_PAGE);
+				t->touched[f.arg / VMM_PAGE] = 1;
 				t->pages++;
 			} else {
-				if (!vmm_page_is_zero(t->vm.ram + f.arg))
+				/* a page never written here is still zero: not even read */
+				if (t->touched[f.arg / VMM_PAGE] && !vmm_page_is_zero(t->vm.ram + f.arg))
 					memset(t->vm.ram + f.arg, 0, VMM_PAGE);
 				t->zero_pages++;
 			}
@@ -221,9 +226,12 @@ static int incoming(struct dst *t)
 		case VMM_F_STREAM:
 			if ((r = precopy_dest_feed(t->d, f.payload, f.len)) < 0)
 				return fail(t, VMM_EXIT_ERROR, "device-state stream: %s", precopy_dest_strerror(t->d));
+			if (t->stop_ns)
+				vmm_trace(t->stop_ns, "destination: stream bytes fed");
 			break;
 		case VMM_F_STOP:
 			t->stop_ns = f.arg;
+			vmm_trace(t->stop_ns, "destination: STOP received");
 			break;
 		case VMM_F_ABORT:
 			return fail(t, VMM_EXIT_ERROR, "the source cancelled the migration: %.*s", (int)f.len,
@@ -236,6 +244,7 @@ static int incoming(struct dst *t)
 		}
 	}
 done:
+	vmm_trace(t->done.stop_ns, "destination: DONE received");
 	if (precopy_dest_ended(t->d) != 1)
 		return fail(t, VMM_EXIT_ERROR, "the device-state stream did not end before the RAM did");
 	if ((r = precopy_dest_complete(t->d)) < 0)
@@ -252,6 +261,7 @@ done:
 				    (unsigned long long)dg, (unsigned long long)t->done.digest);
 		vmm_info("verify: guest RAM digest %016llx matches the source's", (unsigned long long)dg);
 	}
+	vmm_trace(t->done.stop_ns, "destination: loaded and checked");
 	/* the registers go in before the first KVM_RUN (vm.c: park) */
 	if (vmm_vm_start(&t->vm, 0) < 0 || vmm_vm_wait_running(&t->vm, 5000000000ull, &resume_ns) < 0)
 		return fail(t, VMM_EXIT_ERROR, "resuming the guest");
@@ -310,6 +320,7 @@ int vmm_dest(const struct vmm_opts *o)
 		close(t->be_fd);
 	if (t->have_vm)
 		vmm_vm_destroy(&t->vm);
+	free(t->touched);
 	free(t);
 	return status;
 }

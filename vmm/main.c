@@ -61,6 +61,16 @@ void vmm_info(const char *fmt, ...)
 	fprintf(stderr, "precopy-vmm: %s\n", buf);
 }
 
+void vmm_trace(uint64_t since, const char *what)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("PRECOPY_VMM_TRACE") != NULL;
+	if (on)
+		fprintf(stderr, "precopy-vmm: trace %+.3f ms: %s\n", (double)(vmm_now_ns() - since) / 1e6, what);
+}
+
 static uint8_t file_image[0xa0000 - VMM_BOOT_GPA];
 
 int vmm_guest_lookup(const char *name, const uint8_t **image, size_t *len)

@@ -538,6 +538,7 @@ static int migrate(struct src *s)
 		return fail_resume(s, "failed");
 	}
 	s->stopped = 1;
+	vmm_trace(s->t_stop, "source: vCPU parked");
 	if ((r = vmm_send(&s->conn, VMM_F_STOP, s->t_stop, NULL, 0)) < 0) {
 		snprintf(s->reason, sizeof(s->reason), "sending the stop: %s", strerror(-r));
 		return fail_resume(s, "failed");
@@ -549,6 +550,7 @@ static int migrate(struct src *s)
 		return fail_resume(s, "failed");
 	}
 	s->syncs++;
+	vmm_trace(s->t_stop, "source: engine switchover done");
 	pages = 0;
 	for (;;) {
 		int64_t n = precopy_engine_next_pages(s->e, runs, 64, 0);
@@ -578,6 +580,7 @@ static int migrate(struct src *s)
 		return fail_resume(s, "failed");
 	}
 	s->t_done = vmm_now_ns();
+	vmm_trace(s->t_stop, "source: last RAM and DONE sent");
 	precopy_engine_account(s->e, s->conn.sent - acc_sent, s->t_done - acc_start);
 	s->downtime_bytes = s->conn.sent - s->precopy_bytes;
 	if ((r = wait_resumed(s)) < 0)

@@ -34,6 +34,8 @@ void vmm_sleep_ns(uint64_t ns);
 void vmm_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vmm_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int vmm_quiet;
+/* PRECOPY_VMM_TRACE set: a timestamped line (ms since `since`) on stderr */
+void vmm_trace(uint64_t since, const char *what);
 
 /* ---- the serial port (COM1, 0x3f8) -------------------------------------- */
 struct vmm_serial_state {
