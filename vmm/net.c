@@ -256,8 +256,12 @@ static int write_out(struct vmm_conn *c, const uint8_t *p, size_t len)
 			return -ETIMEDOUT;
 		if (c->idle)
 			c->idle(c->idle_ctx);
-		if (poll_one(c->fd, POLLOUT, 10) < 0)
-			return -errno;
+		{
+			uint64_t t0 = vmm_now_ns();
+			if (poll_one(c->fd, POLLOUT, 10) < 0)
+				return -errno;
+			c->full_wait_ns += vmm_now_ns() - t0;
+		}
 	}
 	return 0;
 }

@@ -36,6 +36,7 @@ struct src {
 	/* statistics */
 	uint64_t pages_normal, pages_zero, syncs, precopy_bytes, downtime_bytes, final_pages;
 	uint64_t window_bytes, window_ns, last_mbps_bytes, last_progress;
+	uint64_t decide_ns, sync_ns; /* time in the engine's decide and sync calls */
 	double mbps;
 	struct precopy_decision d;
 	uint64_t iterations;
@@ -235,7 +236,9 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 	precopy_engine_account(s->e, s->conn.sent - *acc_sent, now - *acc_start);
 	*acc_sent = s->conn.sent;
 	*acc_start = now;
-	if ((r = precopy_engine_decide(s->e, &s->d)) < 0) {
+	r = precopy_engine_decide(s->e, &s->d);
+	s->decide_ns += vmm_now_ns() - now;
+	if (r < 0) {
 		snprintf(s->reason, sizeof(s->reason), "decide: %s", precopy_engine_strerror(s->e));
 		return r;
 	}
@@ -251,6 +254,9 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 				trail_add(s, buf);
 		}
 	}
+	/* the next window's sending starts after the decision (an exact
+	 * query's sync is not sending time) */
+	*acc_start = vmm_now_ns();
 	if (s->o->auto_converge && s->d.throttle != s->throttle) {
 		s->throttle = s->d.throttle;
 		atomic_store(&s->vm.throttle_pct, s->throttle);
@@ -326,13 +332,15 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
 	fprintf(f, "\",\"dirty-log\":\"%s\",\"max-bandwidth\":%llu,\"downtime-limit\":%llu,"
 		   "\"wall-downtime-ms\":%.3f,\"expected-downtime-ms\":%.3f,\"iterations\":%llu,"
-		   "\"final-pages\":%llu,\"rate-limit-wait-ms\":%.1f,\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
+		   "\"final-pages\":%llu,\"rate-limit-wait-ms\":%.1f,\"socket-full-wait-ms\":%.1f,"
+		   "\"decide-ms\":%.1f,\"sync-ms\":%.1f,\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
 		s->o->dirty_log == PRECOPY_KVM_LOG_RING ? "ring"
 		: s->o->dirty_log == PRECOPY_KVM_LOG_MANUAL ? "manual" : "classic",
 		(unsigned long long)s->o->max_bw, (unsigned long long)s->o->limit_ms, downtime_ms,
 		s->d.expected_downtime_ns == PRECOPY_UNBOUNDED ? -1.0 : (double)s->d.expected_downtime_ns / 1e6,
 		(unsigned long long)s->iterations, (unsigned long long)s->final_pages,
-		(double)s->conn.limit_wait_ns / 1e6, dt, s->trail ? s->trail : "");
+		(double)s->conn.limit_wait_ns / 1e6, (double)s->conn.full_wait_ns / 1e6, (double)s->decide_ns / 1e6,
+		(double)s->sync_ns / 1e6, dt, s->trail ? s->trail : "");
 	if (f != stdout)
 		fclose(f);
 	else
@@ -520,11 +528,14 @@ static int migrate(struct src *s)
 			/* a new pass: the decision's exact query synced already, else sync */
 			struct precopy_engine_decide_input in;
 			if (precopy_engine_last_input(s->e, &in, NULL, 0) < 0 || !in.exact) {
+				now = vmm_now_ns();
 				if (precopy_engine_sync(s->e) < 0) {
 					snprintf(s->reason, sizeof(s->reason), "sync: %s", precopy_engine_strerror(s->e));
 					return fail_resume(s, "failed");
 				}
 				s->syncs++;
+				acc_start = vmm_now_ns();
+				s->sync_ns += acc_start - now;
 			}
 		}
 	}

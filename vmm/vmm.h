@@ -172,6 +172,7 @@ struct vmm_conn {
 	uint64_t tokens_ns;
 	uint64_t sent;           /* bytes written to the socket */
 	uint64_t limit_wait_ns;  /* time spent waiting for tokens */
+	uint64_t full_wait_ns;   /* time spent waiting for room in the socket */
 	void (*idle)(void *ctx); /* called while waiting (ring harvests) */
 	void *idle_ctx;
 	/* receiving */
