@@ -160,6 +160,7 @@ int vmm_vm_create_vcpu(struct vmm_vm *vm, const uint32_t params[4])
 	regs.rflags = 2;
 	regs.rsp = VMM_BOOT_GPA;
 	if (params) {
+		regs.rax = 0x50435650u; /* PARAM_MAGIC: the guest takes these (vmm/guests/common.inc) */
 		regs.rbx = params[0];
 		regs.rcx = params[1];
 		regs.rdx = params[2];
