@@ -295,8 +295,9 @@ static void emit_json(struct src *s, uint64_t total_ram)
 	FILE *f = stdout;
 	struct precopy_engine_stats st;
 	char dt[1024] = "{}";
-	uint64_t total = (s->t_end - s->t_start) / 1000000;
-	uint64_t precopy_ns = (s->t_stop ? s->t_stop : s->t_end) - s->t_setup;
+	uint64_t total = s->t_start ? (s->t_end - s->t_start) / 1000000 : 0;
+	uint64_t setup = s->t_setup ? (s->t_setup - s->t_start) / 1000000 : total;
+	uint64_t precopy_ns = s->t_setup ? (s->t_stop ? s->t_stop : s->t_end) - s->t_setup : 0;
 	uint64_t pages = s->pages_normal + s->pages_zero;
 	double downtime_ms = s->dest_resume_ns && s->t_stop ? (double)(s->dest_resume_ns - s->t_stop) / 1e6 : 0;
 
@@ -311,7 +312,7 @@ static void emit_json(struct src *s, uint64_t total_ram)
 	precopy_engine_downtime_json(&st.downtime, dt, sizeof(dt));
 	fprintf(f, "{\"status\":\"%s\",\"total-time\":%llu,\"setup-time\":%llu,\"downtime\":%llu,"
 		   "\"expected-downtime\":%llu,",
-		s->status, (unsigned long long)total, (unsigned long long)((s->t_setup - s->t_start) / 1000000),
+		s->status, (unsigned long long)total, (unsigned long long)setup,
 		(unsigned long long)llround(downtime_ms),
 		(unsigned long long)(s->d.expected_downtime_ns == PRECOPY_UNBOUNDED ? 0
 										 : s->d.expected_downtime_ns / 1000000));
