@@ -255,10 +255,18 @@ done:
 		return fail(t, VMM_EXIT_ERROR, "the source sent %llu pages, %llu arrived",
 			    (unsigned long long)t->done.pages_sent, (unsigned long long)(t->pages + t->zero_pages));
 	if (t->done.has_digest) {
-		uint64_t dg = vmm_digest(t->vm.ram, t->vm.mem);
-		if (dg != t->done.digest)
+		/* pages never written here are zero: not read */
+		uint64_t dg = vmm_digest(t->vm.ram, t->vm.mem, t->touched);
+
+		r = vmm_recv(&t->conn, &f, t->conn.io_timeout_ns, why, sizeof(why));
+		if (r <= 0)
+			return fail(t, VMM_EXIT_ERROR, "receiving the RAM digest: %s",
+				    r == 0 ? "nothing within the I/O timeout" : why);
+		if (f.kind != VMM_F_DIGEST)
+			return fail(t, VMM_EXIT_ERROR, "receiving the RAM digest: frame kind %u", f.kind);
+		if (dg != f.arg)
 			return fail(t, VMM_EXIT_VERIFY, "verify: guest RAM digest %016llx, the source's %016llx",
-				    (unsigned long long)dg, (unsigned long long)t->done.digest);
+				    (unsigned long long)dg, (unsigned long long)f.arg);
 		vmm_info("verify: guest RAM digest %016llx matches the source's", (unsigned long long)dg);
 	}
 	vmm_trace(t->done.stop_ns, "destination: loaded and checked");

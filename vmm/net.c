@@ -325,7 +325,7 @@ static int frame_ok(uint16_t kind, uint32_t len, char *why, size_t wl)
 	switch (kind) {
 	case VMM_F_HELLO: if (len == sizeof(struct vmm_hello)) return 1; break;
 	case VMM_F_PAGE: if (len == VMM_PAGE) return 1; break;
-	case VMM_F_ZERO: case VMM_F_STOP: case VMM_F_RESUMED: if (len == 0) return 1; break;
+	case VMM_F_ZERO: case VMM_F_STOP: case VMM_F_RESUMED: case VMM_F_DIGEST: if (len == 0) return 1; break;
 	case VMM_F_STREAM: case VMM_F_RP: if (len > 0 && len <= VMM_STREAM_MAX) return 1; break;
 	case VMM_F_DONE: if (len == sizeof(struct vmm_done)) return 1; break;
 	case VMM_F_ABORT: if (len <= 4096) return 1; break;

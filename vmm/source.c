@@ -28,6 +28,7 @@ struct src {
 	struct vmm_conn conn;
 	int have_conn, stopped, engine_running;
 	int be_result;
+	int flip_one; /* PRECOPY_VMM_FAULT=flip-page: corrupt one page of the last RAM */
 	/* dirty ring drain after a cancel (the library has no call for it) */
 	struct kvm_dirty_gfn *ring;
 	size_t ring_bytes;
@@ -36,7 +37,7 @@ struct src {
 	/* statistics */
 	uint64_t pages_normal, pages_zero, syncs, precopy_bytes, downtime_bytes, final_pages;
 	uint64_t window_bytes, window_ns, last_mbps_bytes, last_progress;
-	uint64_t decide_ns, sync_ns; /* time in the engine's decide and sync calls */
+	uint64_t decide_ns, sync_ns, ring_full_syncs; /* time in the engine's decide and sync calls */
 	double mbps;
 	struct precopy_decision d;
 	uint64_t iterations;
@@ -127,6 +128,7 @@ static void src_idle(void *ctx)
 	if (atomic_load(&s->vm.ring_full) && s->engine_running && !s->stopped) {
 		if (precopy_engine_sync(s->e) >= 0)
 			s->syncs++;
+		s->ring_full_syncs++;
 		atomic_store(&s->vm.ring_full, 0);
 	}
 }
@@ -162,7 +164,16 @@ static int send_runs(struct src *s, const struct precopy_ram_run *runs, int64_t 
 					(unsigned long long)gpa);
 				return -ERANGE;
 			}
-			if (vmm_page_is_zero(p)) {
+			if (s->flip_one && s->stopped && !vmm_page_is_zero(p)) {
+				/* fault injection (tests): one page goes out with a bit
+				 * flipped, which only --verify can see */
+				uint8_t copy[VMM_PAGE];
+				memcpy(copy, p, VMM_PAGE);
+				copy[VMM_PAGE / 2] ^= 0x10;
+				s->flip_one = 0;
+				r = vmm_send(&s->conn, VMM_F_PAGE, gpa, copy, VMM_PAGE);
+				s->pages_normal++;
+			} else if (vmm_page_is_zero(p)) {
 				r = vmm_send(&s->conn, VMM_F_ZERO, gpa, NULL, 0);
 				s->pages_zero++;
 			} else {
@@ -334,14 +345,15 @@ static void emit_json(struct src *s, uint64_t total_ram)
 	fprintf(f, "\",\"dirty-log\":\"%s\",\"max-bandwidth\":%llu,\"downtime-limit\":%llu,"
 		   "\"wall-downtime-ms\":%.3f,\"expected-downtime-ms\":%.3f,\"iterations\":%llu,"
 		   "\"final-pages\":%llu,\"rate-limit-wait-ms\":%.1f,\"socket-full-wait-ms\":%.1f,"
-		   "\"decide-ms\":%.1f,\"sync-ms\":%.1f,\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
+		   "\"decide-ms\":%.1f,\"sync-ms\":%.1f,\"ring-full-syncs\":%llu,\"ring-bytes\":%zu,"
+		   "\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
 		s->o->dirty_log == PRECOPY_KVM_LOG_RING ? "ring"
 		: s->o->dirty_log == PRECOPY_KVM_LOG_MANUAL ? "manual" : "classic",
 		(unsigned long long)s->o->max_bw, (unsigned long long)s->o->limit_ms, downtime_ms,
 		s->d.expected_downtime_ns == PRECOPY_UNBOUNDED ? -1.0 : (double)s->d.expected_downtime_ns / 1e6,
 		(unsigned long long)s->iterations, (unsigned long long)s->final_pages,
 		(double)s->conn.limit_wait_ns / 1e6, (double)s->conn.full_wait_ns / 1e6, (double)s->decide_ns / 1e6,
-		(double)s->sync_ns / 1e6, dt, s->trail ? s->trail : "");
+		(double)s->sync_ns / 1e6, (unsigned long long)s->ring_full_syncs, s->ring_bytes, dt, s->trail ? s->trail : "");
 	if (f != stdout)
 		fclose(f);
 	else
@@ -583,13 +595,18 @@ static int migrate(struct src *s)
 	done.stop_ns = s->t_stop;
 	done.expected_ns = s->d.expected_downtime_ns;
 	done.pages_sent = s->pages_normal + s->pages_zero;
-	if (o->verify) {
-		done.digest = vmm_digest(s->vm.ram, s->vm.mem);
-		done.has_digest = 1;
-	}
+	done.has_digest = o->verify != 0;
 	if ((r = vmm_send(&s->conn, VMM_F_DONE, 0, &done, sizeof(done))) < 0 || (r = vmm_flush(&s->conn)) < 0) {
 		snprintf(s->reason, sizeof(s->reason), "sending the last RAM: %s", strerror(-r));
 		return fail_resume(s, "failed");
+	}
+	if (o->verify) {
+		/* the destination digests what it loaded meanwhile */
+		uint64_t dg = vmm_digest(s->vm.ram, s->vm.mem, NULL);
+		if ((r = vmm_send(&s->conn, VMM_F_DIGEST, dg, NULL, 0)) < 0 || (r = vmm_flush(&s->conn)) < 0) {
+			snprintf(s->reason, sizeof(s->reason), "sending the RAM digest: %s", strerror(-r));
+			return fail_resume(s, "failed");
+		}
 	}
 	s->t_done = vmm_now_ns();
 	vmm_trace(s->t_stop, "source: last RAM and DONE sent");
@@ -692,6 +709,7 @@ int vmm_source(const struct vmm_opts *o)
 	}
 	s->o = o;
 	snprintf(s->status, sizeof(s->status), "none");
+	s->flip_one = getenv("PRECOPY_VMM_FAULT") && !strcmp(getenv("PRECOPY_VMM_FAULT"), "flip-page");
 	if (vmm_guest_lookup(o->guest, &image, &len) < 0 || vmm_guest_params(o, o->mem, params) < 0)
 		goto out_free;
 	if (vmm_vm_create(&s->vm, o->mem, o->prealloc, o->serial) < 0 || vmm_vm_load(&s->vm, image, len) < 0)

@@ -617,15 +617,14 @@ int vmm_page_is_zero(const void *p)
 	return 1;
 }
 
-/* Four independent multiply-rotate lanes over 64-bit words (a digest for
- * equality checks, not a cryptographic one). */
-uint64_t vmm_digest(const uint8_t *p, uint64_t len)
+/* Four independent multiply-rotate lanes over the 64-bit words of one
+ * page (a digest for equality checks, not a cryptographic one). */
+static uint64_t page_digest(const uint8_t *p)
 {
 	const uint64_t P1 = 0x9e3779b185ebca87ull, P2 = 0xc2b2ae3d27d4eb4full;
-	uint64_t h[4] = { P1, P2, P1 ^ 1, P2 ^ 1 }, out = len;
-	uint64_t i = 0;
+	uint64_t h[4] = { P1, P2, P1 ^ 1, P2 ^ 1 }, out = VMM_PAGE;
 
-	for (; i + 32 <= len; i += 32) {
+	for (unsigned i = 0; i < VMM_PAGE; i += 32) {
 		for (int k = 0; k < 4; k++) {
 			uint64_t w;
 			memcpy(&w, p + i + 8 * k, 8);
@@ -633,11 +632,25 @@ uint64_t vmm_digest(const uint8_t *p, uint64_t len)
 			h[k] = (h[k] << 31 | h[k] >> 33) * P2;
 		}
 	}
-	for (; i < len; i++)
-		out = (out ^ p[i]) * P1;
 	for (int k = 0; k < 4; k++) {
 		out ^= h[k];
 		out = (out << 27 | out >> 37) * P1 + P2;
+	}
+	return out;
+}
+
+/* The digest of guest RAM: every page's digest folded in page order. A
+ * page that `known_zero` marks 0 is taken as all zero without reading it
+ * (the destination knows which pages it never wrote). */
+uint64_t vmm_digest(const uint8_t *ram, uint64_t len, const uint8_t *written)
+{
+	static const uint8_t zero[VMM_PAGE];
+	const uint64_t P1 = 0x9e3779b185ebca87ull;
+	uint64_t zd = page_digest(zero), out = len;
+
+	for (uint64_t i = 0; i < len / VMM_PAGE; i++) {
+		uint64_t d = written && !written[i] ? zd : page_digest(ram + i * VMM_PAGE);
+		out = ((out ^ d) * P1) ^ i;
 	}
 	return out;
 }

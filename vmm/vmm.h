@@ -113,8 +113,9 @@ void vmm_serial_flush(struct vmm_vm *vm);
 /* the guests built into the program */
 int vmm_guest_lookup(const char *name, const uint8_t **image, size_t *len);
 
-/* a 64-bit digest of guest RAM */
-uint64_t vmm_digest(const uint8_t *p, uint64_t len);
+/* A 64-bit digest of guest RAM (pages of `len` bytes at ram); written,
+ * if not NULL, has a byte per page, 0 for a page known to be zero. */
+uint64_t vmm_digest(const uint8_t *ram, uint64_t len, const uint8_t *written);
 int vmm_page_is_zero(const void *p);
 
 /* ---- the connection ------------------------------------------------------ */
@@ -131,6 +132,7 @@ enum vmm_frame_kind {
 	VMM_F_DONE = 7,    /* payload: struct vmm_done */
 	VMM_F_RESUMED = 8, /* destination -> source: arg: its vCPU resume time */
 	VMM_F_ABORT = 9,   /* either way: payload: reason text */
+	VMM_F_DIGEST = 10, /* source -> destination, after DONE (--verify): arg: the RAM digest */
 };
 #define VMM_FRAME_HDR 16u
 #define VMM_STREAM_MAX (1u << 20)
@@ -149,8 +151,8 @@ struct vmm_hello {
 struct vmm_done {
 	uint64_t stop_ns;           /* the source's vCPU stop time */
 	uint64_t expected_ns;       /* the engine's expected downtime */
-	uint64_t digest;            /* of all guest RAM, if has_digest */
-	uint32_t has_digest, pad;
+	uint64_t reserved;
+	uint32_t has_digest, pad;   /* 1: a DIGEST frame follows */
 	uint64_t pages_sent;        /* PAGE + ZERO frames in the migration */
 };
 
