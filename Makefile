@@ -6,7 +6,7 @@
 #   make tsan       the suites that run threads, under ThreadSanitizer
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario
-#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools,
+#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools, precopy-vmm,
 #                   man pages generated from the headers and the tools' --help)
 #   make check-install  install into a temporary prefix, build and run the
 #                   examples against it through pkg-config (shared and static)
@@ -285,8 +285,8 @@ check-bindgen: deps
 	$(Q)./tests/check-bindgen.sh
 
 # man pages into $(BUILD)/man from the headers and the tools' --help
-man: $(TOOLS) $(SIMBIN)
-	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN)
+man: $(TOOLS) $(SIMBIN) $(VMM)
+	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN) $(VMM)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
@@ -310,8 +310,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
 	  libprecopy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
-	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN)
-	install -m 755 $(TOOLS) $(SIMBIN) $(DESTDIR)$(BINDIR)/
+	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN) $(VMM)
+	install -m 755 $(TOOLS) $(SIMBIN) $(VMM) $(DESTDIR)$(BINDIR)/
 	$(MAKE) --no-print-directory man
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 644 $(BUILD)/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
@@ -320,7 +320,7 @@ install: lib
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprecopy.* $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN)))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN) $(VMM)))
 	rm -f $(DESTDIR)$(MANDIR)/man1/precopy-*.1 $(DESTDIR)$(MANDIR)/man3/precopy.3 \
 	      $(DESTDIR)$(MANDIR)/man3/precopy_*.3
 
