@@ -173,8 +173,8 @@ static int parse_size(const char *s, uint64_t *out)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: precopy-vmm --guest NAME|FILE --mem SIZE [--migrate-to tcp:HOST:PORT] [options]\n"
-		"       precopy-vmm --incoming tcp:HOST:PORT [options]\n"
+		"usage: precopy-vmm [--guest NAME|FILE] [--mem SIZE] [--migrate-to tcp:HOST:PORT | --incoming tcp:HOST:PORT] [options]\n"
+		"\n"
 		"A minimal KVM VMM (one vCPU, one RAM slot, a serial port at 0x3f8) that\n"
 		"live-migrates its guest to another precopy-vmm, libprecopy deciding when to\n"
 		"switch over. Guests: sweep (one byte in every page of a range, for ever),\n"
