@@ -296,6 +296,14 @@ int main(int argc, char **argv)
 		vmm_err("--migrate-to and --incoming exclude each other");
 		return VMM_EXIT_USAGE;
 	}
+	for (int k = 0; k < 2; k++) {
+		const char *spec = k ? o.incoming : o.migrate_to;
+		const char *colon = spec ? strrchr(spec, ':') : NULL;
+		if (spec && (strncmp(spec, "tcp:", 4) || colon <= spec + 4 || !colon[1])) {
+			vmm_err("%s %s: expected tcp:HOST:PORT", k ? "--incoming" : "--migrate-to", spec);
+			return VMM_EXIT_USAGE;
+		}
+	}
 	if (o.mem < (1u << 20) || o.mem % VMM_PAGE || o.mem > (3ull << 30)) {
 		vmm_err("--mem: from 1M to 3G, a multiple of 4 KiB");
 		return VMM_EXIT_USAGE;
