@@ -590,6 +590,14 @@ static int migrate(struct src *s)
 			return fail_resume(s, "failed");
 		}
 	}
+	if (s->flip_one) {
+		/* no page was dirty at the stop: corrupt a copy of the boot page */
+		struct precopy_ram_run boot = { .gpa = VMM_BOOT_GPA & ~(uint64_t)(VMM_PAGE - 1), .pages = 1 };
+		if ((r = send_runs(s, &boot, 1, &pages)) < 0) {
+			snprintf(s->reason, sizeof(s->reason), "sending the last RAM: %s", strerror(-r));
+			return fail_resume(s, "failed");
+		}
+	}
 	s->final_pages = pages;
 	memset(&done, 0, sizeof(done));
 	done.stop_ns = s->t_stop;
