@@ -225,6 +225,26 @@ static void dump(const struct proc *p)
 	free(e);
 }
 
+/* Skip where the kernel lacks the dirty-log mode. */
+static void skip_without_mode(const char *mode)
+{
+	long cap = !strcmp(mode, "ring")     ? KVM_CAP_DIRTY_LOG_RING
+		   : !strcmp(mode, "manual") ? KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 : -1;
+	int fd, vm, r;
+
+	if (cap < 0)
+		return;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	vm = ioctl(fd, KVM_CREATE_VM, 0);
+	cr_assert_geq(vm, 0);
+	r = ioctl(vm, KVM_CHECK_EXTENSION, cap);
+	close(vm);
+	close(fd);
+	if (r <= 0)
+		cr_skip_test("this kernel lacks the %s dirty log", mode);
+}
+
 static void migrate_ok(const char *mode)
 {
 	struct proc src, dst;
@@ -233,6 +253,7 @@ static void migrate_ok(const char *mode)
 	int scount, dcount, rs, rd;
 	char *j, *de;
 
+	skip_without_mode(mode);
 	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
 	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
 	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
