@@ -6,7 +6,7 @@
 #   make tsan       the suites that run threads, under ThreadSanitizer
 #   make bench      run the benchmarks in perf/
 #   make sim        run precopy-sim on its built-in scenario
-#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools,
+#   make install    PREFIX=/usr/local DESTDIR= (library, headers, .pc, tools, precopy-vmm,
 #                   man pages generated from the headers and the tools' --help)
 #   make check-install  install into a temporary prefix, build and run the
 #                   examples against it through pkg-config (shared and static)
@@ -48,6 +48,7 @@ else
 Q := @
 endif
 
+OBJCOPY ?= objcopy
 PKGS    := liburing libpci numa
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 CFLAGS  ?= -O2 -g
@@ -83,6 +84,11 @@ BENCH_SRCS := $(sort $(wildcard perf/bench-*.c))
 TOOL_SRCS  := $(sort $(wildcard tools/precopy-*.c))
 # what the tools share (the JSON string writer); libprecopy-sim.a carries it too
 TOOLLIB_SRCS:= $(sort $(filter-out $(TOOL_SRCS),$(wildcard tools/*.c)))
+# precopy-vmm: its C sources, and its guests (boot sectors assembled from
+# vmm/guests/*.S with the toolchain's assembler, linked at 0x7c00, cut to
+# their 512 bytes by objcopy, then embedded by vmm/guests.S)
+VMM_SRCS   := $(sort $(wildcard vmm/*.c))
+VMM_GUESTS := $(patsubst vmm/guests/%.S,$(BUILD)/vmm/guests/%.bin,$(sort $(wildcard vmm/guests/*.S)))
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 CXX_SRCS   := $(sort $(wildcard tests/cxx/*.cpp))
 
@@ -110,6 +116,7 @@ endif
 BENCHES := $(patsubst perf/%.c,$(BUILD)/perf/%,$(BENCH_SRCS))
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 SIMBIN  := $(BUILD)/precopy-sim
+VMM     := $(BUILD)/precopy-vmm
 # headers `make install` installs: not the fake kernel's (precopy/fake.h),
 # which only the test and simulator archive libprecopy-sim.a implements
 PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/precopy/*.h)))
@@ -118,7 +125,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/pre
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
 
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
-all: lib $(TOOLS) $(SIMBIN) $(BENCHES)
+all: lib $(TOOLS) $(SIMBIN) $(VMM) $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
 # ---- compile --------------------------------------------------------------
@@ -176,10 +183,31 @@ $(BUILD)/precopy-sim: sim/main.c $(HARNESS) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
+$(BUILD)/vmm/guests/%.bin: vmm/guests/%.S vmm/guests/common.inc
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GUEST   $@")
+	$(Q)$(CC) -m32 -c -Ivmm/guests $< -o $(@:.bin=.o)
+	$(Q)$(LD) -m elf_i386 -Ttext 0x7c00 -e _start -o $(@:.bin=.elf) $(@:.bin=.o)
+	$(Q)$(OBJCOPY) -O binary -j .text $(@:.bin=.elf) $@
+	$(Q)test "$$(stat -c %s $@)" = 512 || { echo "$@: not a 512-byte boot sector" >&2; rm -f $@; exit 1; }
+
+$(BUILD)/obj/vmm/guests.o: vmm/guests.S $(VMM_GUESTS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AS      $@")
+	$(Q)$(CC) -c -I$(BUILD)/vmm/guests $< -o $@
+
+$(VMM): $(call obj,$(VMM_SRCS)) $(BUILD)/obj/vmm/guests.o $(STATIC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(call obj,$(VMM_SRCS)) $(BUILD)/obj/vmm/guests.o $(STATIC) $(LDLIBS)
+
 $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(HARNESS) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
+
+# the precopy-vmm suite runs the program
+$(BUILD)/tests/test-vmm: $(VMM)
 
 # C++ programs against the shared library, as a C++ VMM would link it
 $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
@@ -244,7 +272,7 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM)
 	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)./tests/check-calls.sh $(LIB_OBJS)
 	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
@@ -258,8 +286,8 @@ check-bindgen: deps
 	$(Q)./tests/check-bindgen.sh
 
 # man pages into $(BUILD)/man from the headers and the tools' --help
-man: $(TOOLS) $(SIMBIN)
-	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN)
+man: $(TOOLS) $(SIMBIN) $(VMM)
+	$(Q)rm -rf $(BUILD)/man && ./tools/gen-man.sh $(BUILD)/man $(VERSION) $(TOOLS) $(SIMBIN) $(VMM)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCHES)
@@ -283,8 +311,8 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
 	  libprecopy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
-	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN)
-	install -m 755 $(TOOLS) $(SIMBIN) $(DESTDIR)$(BINDIR)/
+	$(MAKE) --no-print-directory $(TOOLS) $(SIMBIN) $(VMM)
+	install -m 755 $(TOOLS) $(SIMBIN) $(VMM) $(DESTDIR)$(BINDIR)/
 	$(MAKE) --no-print-directory man
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 644 $(BUILD)/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
@@ -293,7 +321,7 @@ install: lib
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libprecopy.* $(DESTDIR)$(LIBDIR)/pkgconfig/libprecopy.pc
 	rm -rf $(DESTDIR)$(INCDIR)/precopy $(DESTDIR)$(INCDIR)/precopy.h
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN)))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS) $(SIMBIN) $(VMM)))
 	rm -f $(DESTDIR)$(MANDIR)/man1/precopy-*.1 $(DESTDIR)$(MANDIR)/man3/precopy.3 \
 	      $(DESTDIR)$(MANDIR)/man3/precopy_*.3
 

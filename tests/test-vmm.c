@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/* precopy-vmm end to end: two precopy-vmm processes (build/precopy-vmm,
+ * found beside this test's directory) migrate a real KVM guest over
+ * loopback TCP.
+ *
+ * - a 64 MiB sweep guest under a cap that takes several iterations (with
+ *   auto-converge, so that the time is bounded), in each dirty-log mode
+ *   (classic, manual, ring): both exit 0, --verify's
+ *   RAM digest matches on the destination, the JSON says "completed" with
+ *   more than one iteration, and the destination's serial markers carry on
+ *   past the source's last one (the guest's pass count went on);
+ * - the destination killed in the middle: the source cancels, its guest
+ *   prints again, and it exits 3 ("the guest runs on the source");
+ * - the source killed in the middle: the destination exits 1 naming the
+ *   closed connection, and its guest never started (no serial output);
+ * - garbage on the destination's socket: it exits 1 naming the bad frame;
+ * - one page corrupted in flight (the source's PRECOPY_VMM_FAULT=flip-page):
+ *   --verify catches it, the destination exits 4 without starting its
+ *   guest, the source resumes its own and exits 3.
+ *
+ * Skipped with a message where /dev/kvm is absent or KVM_CREATE_VM fails.
+ * No timing is asserted (the machine is shared): only outcomes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+
+struct proc {
+	pid_t pid;
+	char out[PATH_MAX], err[PATH_MAX];
+};
+
+static char dir[128];
+
+static void skip_without_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+
+	if (fd < 0)
+		cr_skip_test("/dev/kvm unavailable (%s): precopy-vmm tests skipped", strerror(errno));
+	vm = ioctl(fd, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		int e = errno;
+		close(fd);
+		cr_skip_test("KVM_CREATE_VM failed (%s): precopy-vmm tests skipped", strerror(e));
+	}
+	close(vm);
+	close(fd);
+}
+
+static void vmm_path(char *buf, size_t len)
+{
+	char self[PATH_MAX - 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	cr_assert_gt(n, 0);
+	self[n] = 0;
+	/* BUILD/tests/test-vmm -> BUILD/precopy-vmm */
+	slash = strrchr(self, '/');
+	cr_assert_not_null(slash);
+	*slash = 0;
+	slash = strrchr(self, '/');
+	cr_assert_not_null(slash);
+	*slash = 0;
+	snprintf(buf, len, "%s/precopy-vmm", self);
+	cr_assert_eq(access(buf, X_OK), 0, "%s not built (make %s)", buf, buf);
+}
+
+static void setup(void)
+{
+	skip_without_kvm();
+	snprintf(dir, sizeof(dir), "/tmp/precopy-vmm-test.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	if (dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			cr_log_warn("could not remove %s", dir);
+	}
+	dir[0] = 0;
+}
+
+TestSuite(vmm, .init = setup, .fini = teardown, .timeout = 90);
+
+/* A free loopback port (bound, read back, released). */
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Start precopy-vmm with args (NULL-terminated), stdout and stderr into
+ * files named after `name`. */
+static const char *spawn_env; /* NAME=VALUE for the next spawn, or NULL */
+
+static void spawn(struct proc *p, const char *name, const char *const *args)
+{
+	char exe[PATH_MAX + 32];
+	const char *argv[40];
+	int n = 0;
+
+	vmm_path(exe, sizeof(exe));
+	snprintf(p->out, sizeof(p->out), "%s/%s.out", dir, name);
+	snprintf(p->err, sizeof(p->err), "%s/%s.err", dir, name);
+	argv[n++] = exe;
+	for (int i = 0; args[i] && n < 39; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	p->pid = fork();
+	cr_assert_geq(p->pid, 0);
+	if (p->pid == 0) {
+		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+			_exit(126);
+		if (spawn_env && putenv((char *)spawn_env) != 0)
+			_exit(126);
+		execv(exe, (char *const *)argv);
+		_exit(127);
+	}
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The exit status, or -SIGNAL; kills it (and fails) after timeout_ms. */
+static int reap(struct proc *p, uint64_t timeout_ms)
+{
+	uint64_t end = ms_now() + timeout_ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid)
+			break;
+		cr_assert_geq(r, 0);
+		if (ms_now() > end) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+			cr_assert_fail("precopy-vmm (pid %d, %s) still running after %llu ms", p->pid, p->err,
+				       (unsigned long long)timeout_ms);
+		}
+		usleep(10000);
+	}
+	p->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)n + 1);
+	cr_assert_not_null(buf);
+	if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+		buf[0] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* Pass counts of the "sweep XXXXXXXX" serial lines: first and last, -1 if none. */
+static void markers(const char *path, long *first, long *last, int *count)
+{
+	char *s = slurp(path), *line = s;
+
+	*first = *last = -1;
+	*count = 0;
+	while (line && *line) {
+		char *nl = strchr(line, '\n');
+		unsigned long v;
+		if (nl)
+			*nl = 0;
+		if (sscanf(line, "sweep %lx", &v) == 1) {
+			if (*first < 0)
+				*first = (long)v;
+			*last = (long)v;
+			(*count)++;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	free(s);
+}
+
+static void dump(const struct proc *p)
+{
+	char *e = slurp(p->err);
+	cr_log_info("%s:\n%s", p->err, e);
+	free(e);
+}
+
+/* Skip where the kernel lacks the dirty-log mode. */
+static void skip_without_mode(const char *mode)
+{
+	long cap = !strcmp(mode, "ring")     ? KVM_CAP_DIRTY_LOG_RING
+		   : !strcmp(mode, "manual") ? KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 : -1;
+	int fd, vm, r;
+
+	if (cap < 0)
+		return;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	vm = ioctl(fd, KVM_CREATE_VM, 0);
+	cr_assert_geq(vm, 0);
+	r = ioctl(vm, KVM_CHECK_EXTENSION, cap);
+	close(vm);
+	close(fd);
+	if (r <= 0)
+		cr_skip_test("this kernel lacks the %s dirty log", mode);
+}
+
+static void migrate_ok(const char *mode)
+{
+	struct proc src, dst;
+	char url[64], sser[PATH_MAX], dser[PATH_MAX], json[PATH_MAX];
+	long sfirst, slast, dfirst, dlast;
+	int scount, dcount, rs, rd;
+	char *j, *de;
+
+	skip_without_mode(mode);
+	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
+	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
+	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
+	snprintf(json, sizeof(json), "%s/src.json", dir);
+	spawn(&dst, "dst", (const char *const[]){ "--incoming", url, "--serial", dser, "--run-for", "3000",
+						  "--timeout", "30", NULL });
+	/* 64 MiB, 63 MiB swept, at 150 MiB/s: the first pass alone takes
+	 * 0.4 s, while the guest re-dirties what was sent at about the cap;
+	 * auto-converge bounds the time (without it, 0.5 to 13 s here) */
+	spawn(&src, "src", (const char *const[]){ "--guest", "sweep", "--mem", "64M", "--marker-every", "1",
+						  "--migrate-to", url, "--max-bandwidth", "150M", "--downtime-limit",
+						  "300", "--dirty-log", mode, "--auto-converge", "--verify", "--serial", sser, "--timeout",
+						  "40", "--delay", "1000", "--json", NULL });
+	rs = reap(&src, 60000);
+	rd = reap(&dst, 30000);
+	if (rs || rd) {
+		dump(&src);
+		dump(&dst);
+	}
+	cr_assert_eq(rs, 0, "source exit %d", rs);
+	cr_assert_eq(rd, 0, "destination exit %d", rd);
+	de = slurp(dst.err);
+	cr_expect_not_null(strstr(de, "matches the source's"), "no verify line: %s", de);
+	free(de);
+	j = slurp(src.out);
+	cr_expect_not_null(strstr(j, "\"status\":\"completed\""), "JSON: %s", j);
+	{
+		const char *it = strstr(j, "\"iterations\":");
+		cr_assert_not_null(it, "JSON without iterations: %s", j);
+		cr_expect_gt(atoi(it + 13), 1, "one iteration only: the cap did not force several: %s", j);
+	}
+	free(j);
+	markers(sser, &sfirst, &slast, &scount);
+	markers(dser, &dfirst, &dlast, &dcount);
+	cr_assert_gt(scount, 0, "no marker on the source");
+	cr_assert_gt(dcount, 0, "no marker on the destination");
+	cr_expect_gt(dfirst, slast, "the destination's first marker %ld is not past the source's last %ld", dfirst,
+		     slast);
+	cr_expect_gt(dlast, dfirst, "the destination's guest did not go on (%ld..%ld)", dfirst, dlast);
+}
+
+Test(vmm, classic) { migrate_ok("classic"); }
+Test(vmm, manual) { migrate_ok("manual"); }
+Test(vmm, ring) { migrate_ok("ring"); }
+
+/* Wait until the file holds `needle` (bounded). */
+static int wait_for(const char *path, const char *needle, uint64_t timeout_ms)
+{
+	uint64_t end = ms_now() + timeout_ms;
+
+	while (ms_now() < end) {
+		char *s = slurp(path);
+		int found = strstr(s, needle) != NULL;
+		free(s);
+		if (found)
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+Test(vmm, destination_killed)
+{
+	struct proc src, dst;
+	char url[64], sser[PATH_MAX];
+	int rs, rd;
+	char *e;
+
+	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
+	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
+	spawn(&dst, "dst", (const char *const[]){ "--incoming", url, "--serial", "/dev/null", "--timeout", "30",
+						  "--quiet", NULL });
+	/* 20 MiB/s: the first pass alone takes 3 s */
+	spawn(&src, "src", (const char *const[]){ "--guest", "sweep", "--mem", "64M", "--marker-every", "1",
+						  "--migrate-to", url, "--max-bandwidth", "20M", "--serial", sser,
+						  "--delay", "0", NULL });
+	cr_assert(wait_for(src.err, "migrate:", 20000), "the source never started migrating");
+	usleep(300000);
+	kill(dst.pid, SIGKILL);
+	rd = reap(&dst, 5000);
+	cr_expect_eq(rd, -SIGKILL);
+	rs = reap(&src, 30000);
+	e = slurp(src.err);
+	cr_assert_eq(rs, 3, "source exit %d (want 3: guest resumed on the source): %s", rs, e);
+	cr_expect_not_null(strstr(e, "the guest runs on the source"), "%s", e);
+	cr_expect_not_null(strstr(e, "guest running on the source after the failed migration"),
+			   "the guest printed nothing after the failure: %s", e);
+	free(e);
+}
+
+Test(vmm, source_killed)
+{
+	struct proc src, dst;
+	char url[64], dser[PATH_MAX];
+	struct stat st;
+	int rs, rd;
+	char *e;
+
+	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
+	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
+	spawn(&dst, "dst", (const char *const[]){ "--incoming", url, "--serial", dser, "--timeout", "30", NULL });
+	spawn(&src, "src", (const char *const[]){ "--guest", "sweep", "--mem", "64M", "--marker-every", "1",
+						  "--migrate-to", url, "--max-bandwidth", "20M", "--serial", "/dev/null",
+						  "--delay", "0", NULL });
+	cr_assert(wait_for(src.err, "migrate:", 20000), "the source never started migrating");
+	usleep(300000);
+	kill(src.pid, SIGKILL);
+	rs = reap(&src, 5000);
+	cr_expect_eq(rs, -SIGKILL);
+	rd = reap(&dst, 20000);
+	e = slurp(dst.err);
+	cr_assert_eq(rd, 1, "destination exit %d: %s", rd, e);
+	cr_expect_not_null(strstr(e, "closed the connection before the end of the migration"), "%s", e);
+	cr_expect_not_null(strstr(e, "guest not started"), "%s", e);
+	free(e);
+	cr_assert_eq(stat(dser, &st), 0);
+	cr_expect_eq(st.st_size, 0, "the destination's guest printed %lld bytes: it ran", (long long)st.st_size);
+}
+
+Test(vmm, garbage)
+{
+	struct proc dst;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char url[64], junk[4096];
+	int port = free_port(), fd = -1, rd;
+	uint64_t end;
+	char *e;
+
+	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", port);
+	spawn(&dst, "dst", (const char *const[]){ "--incoming", url, "--serial", "/dev/null", "--timeout", "30", NULL });
+	a.sin_port = htons((uint16_t)port);
+	for (end = ms_now() + 10000; ms_now() < end; usleep(20000)) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert_geq(fd, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	cr_assert_geq(fd, 0, "the destination never listened");
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)("GET / HTTP/1.1\r\nHost: x\r\n\r\n"[i % 28]);
+	cr_assert_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+	rd = reap(&dst, 20000);
+	close(fd);
+	e = slurp(dst.err);
+	cr_assert_eq(rd, 1, "destination exit %d: %s", rd, e);
+	cr_expect_not_null(strstr(e, "not a precopy-vmm migration"), "%s", e);
+	free(e);
+}
+
+Test(vmm, verify_catches_a_corrupt_page)
+{
+	struct proc src, dst;
+	char url[64], dser[PATH_MAX];
+	struct stat st;
+	int rs, rd;
+	char *e;
+
+	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
+	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
+	spawn(&dst, "dst", (const char *const[]){ "--incoming", url, "--serial", dser, "--timeout", "30", NULL });
+	spawn_env = "PRECOPY_VMM_FAULT=flip-page";
+	spawn(&src, "src", (const char *const[]){ "--guest", "sweep", "--mem", "16M", "--marker-every", "1",
+						  "--migrate-to", url, "--max-bandwidth", "1G", "--serial", "/dev/null",
+						  "--verify", "--delay", "200", NULL });
+	spawn_env = NULL;
+	rs = reap(&src, 30000);
+	rd = reap(&dst, 20000);
+	e = slurp(dst.err);
+	cr_assert_eq(rd, 4, "destination exit %d (want 4: digest mismatch): %s", rd, e);
+	cr_expect_not_null(strstr(e, "verify: guest RAM digest"), "%s", e);
+	free(e);
+	e = slurp(src.err);
+	cr_expect_eq(rs, 3, "source exit %d (want 3: guest resumed on the source): %s", rs, e);
+	free(e);
+	cr_assert_eq(stat(dser, &st), 0);
+	cr_expect_eq(st.st_size, 0, "the destination's guest printed %lld bytes: it ran", (long long)st.st_size);
+}
