@@ -29,4 +29,40 @@ static inline const char *json_double(char *b, size_t n, double v)
 	return b;
 }
 
+#define PRECOPY__JSON_STR_MAX 600 /* room for a 256-byte message escaped */
+
+/* A JSON string for s (or null for NULL) into b: ", \ and control bytes
+ * escaped, bytes >= 0x80 written as '?' so the output is always valid
+ * UTF-8, truncated to fit. Returns b. */
+static inline const char *precopy__json_str(char *b, size_t n, const char *s)
+{
+	size_t o = 0;
+
+	if (!s) {
+		snprintf(b, n, "null");
+		return b;
+	}
+	if (n < 3) {
+		if (n)
+			b[0] = 0;
+		return b;
+	}
+	b[o++] = '"';
+	for (; *s && o + 8 < n; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			b[o++] = '\\';
+			b[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(b + o, n - o, "\\u%04x", c);
+		} else {
+			b[o++] = c >= 0x80 ? '?' : (char)c;
+		}
+	}
+	b[o++] = '"';
+	b[o] = 0;
+	return b;
+}
+
 #endif /* PRECOPY_ENGINE_JSON_H */

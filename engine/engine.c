@@ -483,6 +483,9 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 	if (r < 0)
 		return r;
 	e->migrations++;
+	e->start_ns = precopy__eng_now(e);
+	e->end_ns = 0;
+	e->syncs = e->ram_sent = 0;
 	e->phase = PRECOPY_ENGINE_PRECOPY;
 	r = precopy__eng_stream_open(e);
 	if (r == 0)
@@ -570,6 +573,7 @@ static int unwind(struct precopy_engine *e)
 {
 	int first = 0, r;
 
+	e->end_ns = precopy__eng_now(e);
 	for (uint32_t i = 0; i < e->ndev; i++) {
 		struct edev *d = &e->devs[i];
 

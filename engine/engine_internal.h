@@ -124,6 +124,8 @@ struct precopy_engine {
 	int interrupted;                      /* precopy_engine_interrupt(): atomic */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;
+	/* this migration's cumulative figures (precopy_engine_stats) */
+	uint64_t start_ns, end_ns, syncs, ram_sent;
 	/* state channels (engine/mover.c): devices, then back-ends */
 	struct precopy__chan *chans;
 	uint32_t nchan;

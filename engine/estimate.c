@@ -14,6 +14,7 @@
 
 int precopy__eng_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns)
 {
+	e->ram_sent = sat_add(e->ram_sent, ram_bytes);
 	if (e->phase == PRECOPY_ENGINE_SWITCHED) {
 		e->dt.final_ram_ns = sat_add(e->dt.final_ram_ns, send_ns);
 		return 0;

@@ -9,6 +9,7 @@
 
 #include "engine_internal.h"
 #include "../common/json.h"
+#include "../common/util.h"
 
 PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint32_t index,
 					   struct precopy_engine_dev_info *out)
@@ -56,7 +57,75 @@ PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct prec
 	out->last = e->last_iter;
 	out->downtime = e->dt;
 	out->error = e->err;
+	out->page_size = e->ps;
+	if (!e->migrations)
+		return 0;
+	out->start_ns = e->start_ns;
+	out->setup_ns = e->iterations && e->first_record_ns > e->start_ns ? e->first_record_ns - e->start_ns : 0;
+	{
+		uint64_t end = e->end_ns ? e->end_ns : e->cfg.clock.now_ns(e->cfg.clock.ctx);
+
+		out->total_ns = end > e->start_ns ? end - e->start_ns : 0;
+	}
+	out->syncs = e->syncs;
+	out->ram_bytes_sent = e->ram_sent;
+	out->ram_total_bytes = sat_mul(e->log.nbits, e->ps);
+	out->ram_remaining_bytes = sat_mul(e->dirty_count, e->ps);
+	for (uint32_t i = 0; i < e->ndev; i++)
+		out->device_bytes_sent = sat_add(out->device_bytes_sent, e->devs[i].bytes_sent);
+	for (uint32_t i = 0; i < e->nbe; i++)
+		out->device_bytes_sent = sat_add(out->device_bytes_sent, e->bes[i].bytes_sent);
 	return 0;
+}
+
+static const char *status_name(const struct precopy_engine *e)
+{
+	switch (e->phase) {
+	case PRECOPY_ENGINE_PRECOPY:
+		return "active";
+	case PRECOPY_ENGINE_SWITCHED:
+		return "device";
+	case PRECOPY_ENGINE_DONE:
+		return "completed";
+	default:
+		if (!e->migrations)
+			return "none";
+		return e->err == -ECANCELED || !e->err ? "cancelled" : "failed";
+	}
+}
+
+PRECOPY_API int precopy_engine_stats_json(const struct precopy_engine *e, char *buf, size_t len)
+{
+	struct precopy_engine_stats st;
+	char dt[32], exp[32], err[PRECOPY__JSON_STR_MAX];
+	double mbps;
+	uint64_t rate_pages;
+
+	if (!e || (!buf && len))
+		return -EINVAL;
+	precopy_engine_stats(e, &st);
+	mbps = (double)e->last_bw * 8 / 1e6;
+	rate_pages = e->ps ? e->last_dirty_rate / e->ps : 0;
+	if (e->phase == PRECOPY_ENGINE_DONE)
+		snprintf(dt, sizeof(dt), "%.3f", st.downtime.total_ns / 1e6);
+	else
+		snprintf(dt, sizeof(dt), "null");
+	if (e->have_decision && e->last_expected != PRECOPY_UNBOUNDED)
+		snprintf(exp, sizeof(exp), "%.3f", e->last_expected / 1e6);
+	else
+		snprintf(exp, sizeof(exp), "null");
+	precopy__json_str(err, sizeof(err), e->err ? e->errmsg : NULL);
+	return snprintf(buf, len,
+			"{\"status\":\"%s\",\"total-time\":%.3f,\"setup-time\":%.3f,\"downtime\":%s,"
+			"\"expected-downtime\":%s,\"ram\":{\"transferred\":%llu,\"remaining\":%llu,\"total\":%llu,"
+			"\"dirty-sync-count\":%llu,\"mbps\":%.3f,\"dirty-pages-rate\":%llu,\"page-size\":%llu},"
+			"\"cpu-throttle-percentage\":%u,\"device\":{\"transferred\":%llu},\"iterations\":%llu,"
+			"\"error\":%s}",
+			status_name(e), st.total_ns / 1e6, st.setup_ns / 1e6, dt, exp,
+			(unsigned long long)st.ram_bytes_sent, (unsigned long long)st.ram_remaining_bytes,
+			(unsigned long long)st.ram_total_bytes, (unsigned long long)st.syncs, mbps,
+			(unsigned long long)rate_pages, (unsigned long long)e->ps, e->last_iter.throttle,
+			(unsigned long long)st.device_bytes_sent, (unsigned long long)e->iterations, err);
 }
 
 PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats *s, char *buf, size_t len)

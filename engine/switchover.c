@@ -136,6 +136,7 @@ int precopy__eng_complete(struct precopy_engine *e)
 	precopy__eng_rp_close(e);
 	precopy__eng_stream_close(e);
 	e->phase = PRECOPY_ENGINE_DONE;
+	e->end_ns = precopy__eng_now(e);
 	precopy__eng_log(e, first ? PRECOPY_LOG_WARNING : PRECOPY_LOG_INFO,
 			 "complete: downtime %.3f ms (expected %.3f ms)%s%s", e->dt.total_ns / 1e6,
 			 e->dt.expected_ns == PRECOPY_UNBOUNDED ? -1.0 : e->dt.expected_ns / 1e6,

@@ -167,6 +167,7 @@ int64_t precopy__eng_sync(struct precopy_engine *e)
 	uint64_t newly = 0;
 	int first = 0;
 
+	e->syncs++;
 	/* RAM_BITMAP: the live bitmap is the RAM source; RAM_KVM: the VMM's own
 	 * writes to guest RAM, which KVM does not log. */
 	if (e->cfg.ram_bitmap) {

@@ -557,10 +557,31 @@ struct precopy_engine_stats {
 	struct precopy_engine_iter_stats last; /* the last iteration */
 	struct precopy_engine_downtime downtime;
 	int error;                           /* last failure, 0 if none */
+	/* this migration, cumulative (the figures of QEMU's query-migrate) */
+	uint64_t start_ns;                   /* clock at precopy_engine_start() */
+	uint64_t setup_ns;                   /* start -> the first iteration (0 before it) */
+	uint64_t total_ns;                   /* start -> now, or -> complete / failure */
+	uint64_t syncs;                      /* dirty-log syncs (dirty-sync-count) */
+	uint64_t ram_bytes_sent;             /* the VMM's account, switchover included */
+	uint64_t ram_total_bytes;            /* the RAM log's span */
+	uint64_t ram_remaining_bytes;        /* dirty pages in the log now x page size */
+	uint64_t device_bytes_sent;          /* device and back-end state in the stream */
+	uint64_t page_size;
 };
 
 /* Fill *out. Returns 0 or -EINVAL. */
 PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct precopy_engine_stats *out);
+
+/* The engine's statistics as one JSON object with the names operators know
+ * from QEMU's query-migrate: "status" (none, active, device — after
+ * switchover, waiting for complete —, completed, failed, cancelled),
+ * "total-time", "setup-time", "downtime" (after complete) and
+ * "expected-downtime" in ms, "ram": {"transferred", "remaining", "total",
+ * "dirty-sync-count", "mbps", "dirty-pages-rate", "page-size"},
+ * "cpu-throttle-percentage", and this library's "device": {"transferred"},
+ * "iterations", "error" (the message, or null). Into buf (NUL-terminated
+ * when len > 0); returns the length needed, like snprintf, or -EINVAL. */
+PRECOPY_API int precopy_engine_stats_json(const struct precopy_engine *e, char *buf, size_t len);
 
 /* One JSON object for an iteration / the downtime breakdown into buf
  * (NUL-terminated when len > 0). Return the length needed (excluding the
