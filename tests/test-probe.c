@@ -11,6 +11,7 @@
 #include "test-pci-fixture.h"
 #include "lib/vu_server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "precopy/pci.h"
+#include "precopy/sys.h"
 
 /* ---- a strict JSON parser (RFC 8259), enough to check the tool ------------ */
 
@@ -818,3 +820,75 @@ Test(probe, vfio_user_unreachable_exits_1)
 	run_free(&r);
 }
 
+
+/* The host section: every capability present with its type, each one
+ * agreeing with what this test finds on its own (/dev/kvm opens, the
+ * IOMMU groups and NUMA nodes sysfs lists, io_uring through the library's
+ * queue). */
+static int entries(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.' && !strncmp(e->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
+Test(probe, host_capabilities_json_and_text)
+{
+	char *root = fx_tree(fake_host, 3);
+	const char *args[] = { "--json", "--sysfs", root, NULL };
+	const char *text[] = { "--sysfs", root, NULL };
+	struct run r = run_tool(args), t;
+	const struct jv *h, *hp;
+	int kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), groups, nodes;
+	void *q = NULL;
+	int aio = precopy_sys_aio_open(precopy_sys_real(), 1, 1, &q);
+
+	if (aio == 0)
+		precopy_sys_aio_close(precopy_sys_real(), q);
+	cr_assert_eq(r.status, 0, "exit %d; stderr:\n%s", r.status, r.err);
+	struct jv *v = parse_or_fail(&r);
+	h = jget(v, "host");
+	cr_assert(h && h->t == J_OBJ, "no host object");
+	cr_assert_eq(jget(h, "kvm")->t, J_BOOL);
+	cr_expect_eq(jget(h, "kvm")->b, kvm_fd >= 0);
+	if (kvm_fd >= 0) {
+		cr_expect_eq(jget(h, "kvm_api")->n, 12);
+		cr_assert_eq(jget(h, "dirty_ring_max_bytes")->t, J_NUM);
+		cr_assert_eq(jget(h, "manual_protect")->t, J_BOOL);
+		close(kvm_fd);
+	} else {
+		cr_assert_eq(jget(h, "kvm_error")->t, J_STR);
+	}
+	cr_assert_eq(jget(h, "iommufd")->t, J_BOOL);
+	cr_assert_eq(jget(h, "vfio_container")->t, J_BOOL);
+	cr_assert_eq(jget(h, "vfio_pci_loaded")->t, J_BOOL);
+	groups = entries("/sys/kernel/iommu_groups", "");
+	nodes = entries("/sys/devices/system/node", "node");
+	if (groups >= 0)
+		cr_expect_eq(jget(h, "iommu_groups")->n, groups);
+	if (nodes >= 0)
+		cr_expect_eq(jget(h, "numa_nodes")->n, nodes);
+	cr_expect_eq(jget(h, "io_uring")->b, aio == 0);
+	hp = jget(h, "hugepages");
+	cr_assert(hp && hp->t == J_ARR);
+	for (size_t i = 0; i < hp->len; i++)
+		cr_assert_geq(jget(hp->items[i], "total")->n, jget(hp->items[i], "free")->n);
+	jfree(v);
+	run_free(&r);
+
+	t = run_tool(text);
+	cr_assert_eq(t.status, 0);
+	cr_assert(!strncmp(t.out, "host:\n  KVM ", 12), "%s", t.out);
+	cr_assert(strstr(t.out, "  io_uring       "), "%s", t.out);
+	cr_assert(strstr(t.out, "  NUMA nodes     "), "%s", t.out);
+	cr_assert(strstr(t.out, "\nADDRESS "), "the PCI table follows: %s", t.out);
+	run_free(&t);
+	fx_tree_rm(root);
+}

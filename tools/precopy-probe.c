@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* precopy-probe — what this host offers for VFIO live migration.
  *
- * Lists the PCI functions (address, vendor:device, class, driver, IOMMU
+ * First what the host itself offers (KVM and its dirty-log modes with the
+ * dirty ring's largest size, iommufd, the VFIO container, vfio-pci, IOMMU
+ * groups, io_uring for the concurrent device drain, huge pages, NUMA
+ * nodes), then lists the PCI functions (address, vendor:device, class, driver, IOMMU
  * group) through libpci, marks those bound to a VFIO driver, and for each of
  * those opens the device (cdev + iommufd, or group + container) and reports
  * its migration flags and whether it supports DMA logging. --json prints one
@@ -11,8 +14,11 @@
  * Exit status: 0 when the listing worked (with or without VFIO devices), 1
  * when the PCI bus could not be read, 2 on a usage error.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -209,12 +215,227 @@ static void json_migration(FILE *o, const struct vfio_report *r)
 		r->log_rc == 1 ? "true" : "false");
 }
 
-static void print_json(FILE *o, const char *root, const struct precopy_pci_device *devs, int n,
+/* ---- the host ---------------------------------------------------------------- */
+
+#define MAX_HUGE 4
+
+/* What the host offers beside its PCI devices. A probe that could not run
+ * keeps its -errno (e.g. -ENOENT: no /dev/kvm). */
+struct host_caps {
+	int kvm;               /* 1: /dev/kvm opened, else -errno */
+	int kvm_api;           /* KVM_GET_API_VERSION */
+	int64_t ring_max;      /* KVM_CAP_DIRTY_LOG_RING: largest ring in bytes, 0: none */
+	int ring_acq_rel;      /* KVM_CAP_DIRTY_LOG_RING_ACQ_REL */
+	int64_t manual;        /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 flags, 0: none */
+	int iommufd;           /* 1: /dev/iommu opened, else -errno */
+	int vfio_container;    /* 1: /dev/vfio/vfio opened, else -errno */
+	int vfio_pci;          /* the vfio-pci driver is registered (module loaded) */
+	int iommu_groups;      /* in /sys/kernel/iommu_groups, -errno if unreadable */
+	int numa_nodes;        /* in /sys/devices/system/node, -errno if unreadable */
+	int io_uring;          /* 1: the asynchronous queue opens here, else -errno */
+	int nhuge;
+	struct {
+		uint64_t kib, total, free;
+	} huge[MAX_HUGE];
+	char thp[16];          /* transparent huge pages: always / madvise / never, or "" */
+};
+
+/* Entries of dir whose names start with prefix (all with ""), or -errno. */
+static int count_entries(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && !strncmp(e->d_name, prefix, strlen(prefix)))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static uint64_t read_u64(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	unsigned long long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+static int open_rw(const struct precopy_sys *sys, const char *path)
+{
+	int fd = precopy_sys_open(sys, path, O_RDWR);
+
+	if (fd >= 0)
+		precopy_sys_close(sys, fd);
+	return fd >= 0 ? 1 : fd;
+}
+
+static void probe_host(const struct precopy_sys *sys, struct host_caps *h)
+{
+	void *q = NULL;
+	DIR *d;
+	struct dirent *e;
+	FILE *f;
+	int fd;
+
+	memset(h, 0, sizeof(*h));
+	fd = precopy_sys_open(sys, "/dev/kvm", O_RDWR);
+	h->kvm = fd >= 0 ? 1 : fd;
+	if (fd >= 0) {
+		int r;
+
+		h->kvm_api = precopy_sys_ioctl(sys, fd, KVM_GET_API_VERSION, NULL);
+		r = precopy_sys_ioctl(sys, fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_DIRTY_LOG_RING);
+		h->ring_max = r > 0 ? r : 0;
+		r = precopy_sys_ioctl(sys, fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+		h->ring_acq_rel = r > 0;
+		r = precopy_sys_ioctl(sys, fd, KVM_CHECK_EXTENSION,
+				      (void *)(uintptr_t)KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+		h->manual = r > 0 ? r : 0;
+		precopy_sys_close(sys, fd);
+	}
+	h->iommufd = open_rw(sys, "/dev/iommu");
+	h->vfio_container = open_rw(sys, "/dev/vfio/vfio");
+	h->vfio_pci = access("/sys/bus/pci/drivers/vfio-pci", F_OK) == 0;
+	h->iommu_groups = count_entries("/sys/kernel/iommu_groups", "");
+	h->numa_nodes = count_entries("/sys/devices/system/node", "node");
+	h->io_uring = precopy_sys_aio_open(sys, 1, 1, &q);
+	if (h->io_uring == 0) {
+		precopy_sys_aio_close(sys, q);
+		h->io_uring = 1;
+	}
+	d = opendir("/sys/kernel/mm/hugepages");
+	while (d && (e = readdir(d)) && h->nhuge < MAX_HUGE) {
+		unsigned long long kib;
+		char p[512];
+
+		if (sscanf(e->d_name, "hugepages-%llukB", &kib) != 1)
+			continue;
+		h->huge[h->nhuge].kib = kib;
+		snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/%s/nr_hugepages", e->d_name);
+		h->huge[h->nhuge].total = read_u64(p);
+		snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/%s/free_hugepages", e->d_name);
+		h->huge[h->nhuge].free = read_u64(p);
+		h->nhuge++;
+	}
+	if (d)
+		closedir(d);
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	if (f) {
+		char line[128], *a, *b;
+
+		if (fgets(line, sizeof(line), f) && (a = strchr(line, '[')) && (b = strchr(a, ']')) &&
+		    (size_t)(b - a - 1) < sizeof(h->thp)) {
+			memcpy(h->thp, a + 1, (size_t)(b - a - 1));
+			h->thp[b - a - 1] = 0;
+		}
+		fclose(f);
+	}
+}
+
+static const char *yes_or_why(int v, char *b, size_t n)
+{
+	if (v > 0)
+		return "yes";
+	snprintf(b, n, "no (%s)", strerror(-v));
+	return b;
+}
+
+static void print_host_text(FILE *o, const struct host_caps *h)
+{
+	char b[96];
+
+	fprintf(o, "host:\n  KVM            %s", yes_or_why(h->kvm, b, sizeof(b)));
+	if (h->kvm > 0) {
+		fprintf(o, " (API %d); dirty log: classic", h->kvm_api);
+		if (h->manual)
+			fprintf(o, ", manual-protect%s",
+				h->manual & KVM_DIRTY_LOG_INITIALLY_SET ? " (initially set)" : "");
+		if (h->ring_max)
+			fprintf(o, ", ring up to %lld KiB%s", (long long)(h->ring_max >> 10),
+				h->ring_acq_rel ? " (acquire/release)" : "");
+	}
+	fprintf(o, "\n  iommufd        %s\n", yes_or_why(h->iommufd, b, sizeof(b)));
+	fprintf(o, "  VFIO container %s\n", yes_or_why(h->vfio_container, b, sizeof(b)));
+	fprintf(o, "  vfio-pci       %s\n", h->vfio_pci ? "loaded" : "not loaded");
+	if (h->iommu_groups >= 0)
+		fprintf(o, "  IOMMU groups   %d\n", h->iommu_groups);
+	else
+		fprintf(o, "  IOMMU groups   unreadable (%s)\n", strerror(-h->iommu_groups));
+	if (h->io_uring > 0)
+		fprintf(o, "  io_uring       yes (device state drained concurrently)\n");
+	else
+		fprintf(o, "  io_uring       no (%s): device state drained serially\n", strerror(-h->io_uring));
+	fprintf(o, "  huge pages    ");
+	for (int i = 0; i < h->nhuge; i++)
+		fprintf(o, " %llu KiB: %llu (%llu free);", (unsigned long long)h->huge[i].kib,
+			(unsigned long long)h->huge[i].total, (unsigned long long)h->huge[i].free);
+	fprintf(o, " THP %s\n", h->thp[0] ? h->thp : "unknown");
+	if (h->numa_nodes >= 0)
+		fprintf(o, "  NUMA nodes     %d\n\n", h->numa_nodes);
+	else
+		fprintf(o, "  NUMA nodes     unreadable (%s)\n\n", strerror(-h->numa_nodes));
+}
+
+/* A capability as JSON: true, or false with the reason beside it. */
+static void json_cap(FILE *o, const char *key, int v)
+{
+	fprintf(o, "\"%s\": %s", key, v > 0 ? "true" : "false");
+	if (v <= 0) {
+		fprintf(o, ", \"%s_error\": ", key);
+		json_str(o, v < 0 ? strerror(-v) : "no");
+	}
+}
+
+static void print_host_json(FILE *o, const struct host_caps *h)
+{
+	fputs("\"host\": {", o);
+	json_cap(o, "kvm", h->kvm);
+	if (h->kvm > 0)
+		fprintf(o, ", \"kvm_api\": %d, \"dirty_ring_max_bytes\": %lld, \"dirty_ring_acq_rel\": %s, "
+			   "\"manual_protect\": %s, \"initially_set\": %s",
+			h->kvm_api, (long long)h->ring_max, h->ring_acq_rel ? "true" : "false",
+			h->manual ? "true" : "false", h->manual & KVM_DIRTY_LOG_INITIALLY_SET ? "true" : "false");
+	fputs(", ", o);
+	json_cap(o, "iommufd", h->iommufd);
+	fputs(", ", o);
+	json_cap(o, "vfio_container", h->vfio_container);
+	fprintf(o, ", \"vfio_pci_loaded\": %s", h->vfio_pci ? "true" : "false");
+	if (h->iommu_groups >= 0)
+		fprintf(o, ", \"iommu_groups\": %d", h->iommu_groups);
+	else
+		fputs(", \"iommu_groups\": null", o);
+	fputs(", ", o);
+	json_cap(o, "io_uring", h->io_uring);
+	fputs(", \"hugepages\": [", o);
+	for (int i = 0; i < h->nhuge; i++)
+		fprintf(o, "%s{\"kib\": %llu, \"total\": %llu, \"free\": %llu}", i ? ", " : "",
+			(unsigned long long)h->huge[i].kib, (unsigned long long)h->huge[i].total,
+			(unsigned long long)h->huge[i].free);
+	fputs("], \"thp\": ", o);
+	json_str(o, h->thp[0] ? h->thp : NULL);
+	if (h->numa_nodes >= 0)
+		fprintf(o, ", \"numa_nodes\": %d}", h->numa_nodes);
+	else
+		fputs(", \"numa_nodes\": null}", o);
+}
+
+static void print_json(FILE *o, const struct host_caps *h, const char *root, const struct precopy_pci_device *devs, int n,
 		       const struct vfio_report *reps, int nvfio)
 {
 	int i;
 
-	fputs("{\"sysfs_root\": ", o);
+	fputs("{", o);
+	print_host_json(o, h);
+	fputs(", \"sysfs_root\": ", o);
 	json_str(o, root);
 	fputs(", \"devices\": [", o);
 	for (i = 0; i < n; i++) {
@@ -477,7 +698,7 @@ static void usage(FILE *o, const char *argv0)
 		"while another process (a VMM) holds the device, and makes vfio-pci reset\n"
 		"an idle device as it is opened and closed: --no-open avoids all three.\n"
 		"\n"
-		"  --json       one JSON object: {\"devices\": [...], \"vfio_devices\": N}\n"
+		"  --json       one JSON object: {\"host\": {...}, \"devices\": [...], \"vfio_devices\": N}\n"
 		"  --no-open    list only; do not open VFIO devices\n"
 		"  --numeric    no names from the PCI ID database\n"
 		"  --sysfs DIR  read the PCI bus from DIR instead of %s\n"
@@ -507,6 +728,7 @@ int main(int argc, char **argv)
 	const struct precopy_sys *sys = precopy_sys_real();
 	struct precopy_pci_device *devs;
 	struct vfio_report *reps;
+	struct host_caps host;
 	bool json = false, no_open = false;
 	const char *vfio_user = NULL;
 	char err[512];
@@ -571,10 +793,13 @@ int main(int argc, char **argv)
 			probe_vfio(sys, devs, n, &devs[i], &reps[i]);
 	}
 
-	if (json)
-		print_json(stdout, opts.sysfs_root, devs, n, reps, nvfio);
-	else
+	probe_host(sys, &host);
+	if (json) {
+		print_json(stdout, &host, opts.sysfs_root, devs, n, reps, nvfio);
+	} else {
+		print_host_text(stdout, &host);
 		print_table(stdout, devs, n, reps, nvfio);
+	}
 
 	free(reps);
 	precopy_pci_devices_free(devs);
