@@ -37,6 +37,23 @@
 
 #define ITERS 100
 
+/* The workload's page writes as plain stores: n bit sets at pseudo-random
+ * pages of the hot set (words of the bitmap), the least any simulator of
+ * this workload does. Returns the time in ns. */
+static uint64_t store_floor(uint64_t *bm, uint64_t hot_words, uint64_t n)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ull, t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		bm[(x >> 6) % hot_words] |= 1ull << (x & 63);
+	}
+	bench_sink(bm[x % hot_words]);
+	return bench_now_ns() - t0;
+}
+
 static void scenario(struct sim_scenario *sc, uint64_t memory)
 {
 	sim_scenario_init(sc);
@@ -75,7 +92,8 @@ int main(int argc, char **argv)
 {
 	struct bench_opts o;
 	struct bench_report rep;
-	struct bench_samples t = { .n = 0 }, lim = { .n = 0 };
+	struct bench_samples t = { .n = 0 }, lim = { .n = 0 }, stores = { .n = 0 };
+	uint64_t page_writes = 0;
 	struct sim_scenario sc;
 	uint64_t memory, words;
 	uint64_t *bm;
@@ -106,7 +124,8 @@ int main(int argc, char **argv)
 	for (uint64_t i = 0; i < words; i++)
 		bm[i] = i * 0x9E3779B97F4A7C15ull;
 	bench_report_begin(&rep, "bench-sim", &o,
-			   "limit = one plain read pass over the RAM bitmap x iterations (a floor, not a target)");
+			   "limit = one plain read pass over the RAM bitmap per iteration + the workload's page writes as "
+			   "plain stores (a floor; target: at most 3x it)");
 	for (int rep_i = 0; rep_i < o.reps; rep_i++) {
 		struct sim_result res;
 		uint64_t t0, best = UINT64_MAX;
@@ -129,6 +148,14 @@ int main(int argc, char **argv)
 		t0 = bench_now_ns();
 		r = sim_run(&sc, &res, NULL, NULL);
 		bench_samples_add(&t, bench_now_ns() - t0);
+		if (!o.no_limit && r == 0) {
+			uint64_t writes = 0, hot_words = sc.hot_size / 4096 / 64;
+
+			for (size_t k = 0; k < res.niters; k++)
+				writes += res.iters[k].page_writes;
+			page_writes = writes;
+			bench_samples_add(&stores, store_floor(bm, hot_words ? hot_words : 1, writes));
+		}
 		if (r < 0 || res.outcome != SIM_CANCELLED || res.iterations != ITERS) {
 			fprintf(stderr, "bench-sim: run: %d, outcome %s, %llu iterations: %s\n", r,
 				sim_outcome_name(res.outcome), (unsigned long long)res.iterations, res.error);
@@ -136,16 +163,22 @@ int main(int argc, char **argv)
 		}
 		if (rep_i == o.reps - 1 || bad) {
 			struct bench_line l;
-			double s = bench_samples_median(&t) / 1e9, ls = o.no_limit ? 0 : bench_samples_median(&lim) / 1e9;
+			double s = bench_samples_median(&t) / 1e9,
+			       ls = o.no_limit ? 0 : (bench_samples_median(&lim) + bench_samples_median(&stores)) / 1e9;
 			char buf[64];
 
 			/* "gbps": RAM bitmap bytes per iteration x iterations / time */
-			bench_line_init(&l, "sim_1t", bench_gbps(words * 8 * ITERS, bench_samples_median(&t)),
-					o.no_limit ? 0 : bench_gbps(words * 8 * ITERS, bench_samples_median(&lim)));
+			/* ratio = floor time / run time (gbps over the same bytes) */
+			bench_line_init(&l, "sim_1t", bench_gbps(words * 8 * ITERS, s * 1e9),
+					o.no_limit ? 0 : bench_gbps(words * 8 * ITERS, ls * 1e9));
 			bench_line_num(&l, "s", "%.2f", s);
 			bench_line_num(&l, "limit_s", "%.3f", ls);
-			bench_line_str(&l, "target", "s<30");
-			bench_line_str(&l, "met", s < 30 ? "yes" : "no");
+			bench_line_num(&l, "read_floor_s", "%.3f", o.no_limit ? 0 : bench_samples_median(&lim) / 1e9);
+			bench_line_num(&l, "store_floor_s", "%.3f", o.no_limit ? 0 : bench_samples_median(&stores) / 1e9);
+			bench_line_int(&l, "page_writes", (int64_t)page_writes);
+			bench_line_num(&l, "x_floor", "%.1f", ls > 0 ? s / ls : 0);
+			bench_line_str(&l, "target", "x_floor<=3");
+			bench_line_str(&l, "met", ls > 0 && s <= 3 * ls ? "yes" : "no");
 			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(memory >> 30));
 			bench_line_str(&l, "guest_gib", buf);
 			bench_line_int(&l, "iterations", (int64_t)res.iterations);
