@@ -120,7 +120,7 @@ static int run_compare(struct sim_scenario *sc, int json, int show_progress)
 		sc->policy = p;
 		e = sim_run(sc, &res[p], show_progress ? progress : NULL, stderr);
 		if (show_progress)
-			fprintf(stderr, "\r%100s\r", "");
+			fprintf(stderr, "\r%79s\r", "");
 		if (e < 0 || res[p].outcome == SIM_FAILED) {
 			fprintf(stderr, "precopy-sim: policy %s: %s\n", sim_policy_name(p),
 				res[p].error[0] ? res[p].error : strerror(-e));
@@ -215,7 +215,7 @@ int main(int argc, char **argv)
 	show_progress = show_progress && isatty(STDERR_FILENO);
 	e = sim_run(&sc, &res, show_progress ? progress : NULL, stderr);
 	if (show_progress)
-		fprintf(stderr, "\r%100s\r", "");
+		fprintf(stderr, "\r%79s\r", "");
 	if (e < 0) {
 		fprintf(stderr, "precopy-sim: %s\n", res.error[0] ? res.error : strerror(-e));
 		sim_result_release(&res);

@@ -189,54 +189,69 @@ int sim_report_csv(FILE *f, const struct sim_result *r)
 
 /* ---- SVG ---------------------------------------------------------------- */
 
+/* Two panels over one time axis: the bytes still pending (top, binary
+ * units on a log axis: GiB as the text says GiB), and the expected
+ * downtime against the limit (bottom, its own log axis in ms), so the
+ * limit line is never read on the bytes axis. Throttled and waiting-for-
+ * the-ACK stretches are shaded in both; the first pass is drawn through
+ * the decisions taken inside it (decide_window), not as a straight line. */
 #define W 1000.0
-#define H 560.0
-#define PL 90.0  /* plot left */
-#define PR 910.0 /* plot right */
-#define PT 70.0  /* plot top */
-#define PB 470.0 /* plot bottom */
+#define H 680.0
+#define PL 100.0 /* plot left */
+#define PR 900.0 /* plot right */
+#define T1 78.0  /* top panel: bytes pending */
+#define B1 318.0
+#define T2 352.0 /* bottom panel: expected downtime */
+#define B2 592.0
 
 struct logaxis {
-	double lo, hi; /* decades: log10 of the ends */
+	double lo, hi;     /* log of the ends, in the axis' base */
+	double base, step; /* base 2 (bytes) or 10 (ms); ticks every `step` exponents */
+	double top, bottom;
 };
 
 static double ly(const struct logaxis *a, double v)
 {
-	double l = log10(v);
+	double l = v > 0 ? log(v) / log(a->base) : a->lo;
+
 	if (l < a->lo)
 		l = a->lo;
 	if (l > a->hi)
 		l = a->hi;
-	return PB - (l - a->lo) / (a->hi - a->lo) * (PB - PT);
+	return a->bottom - (l - a->lo) / (a->hi - a->lo) * (a->bottom - a->top);
 }
 
-static void axis_fit(struct logaxis *a, double mn, double mx)
+static void axis_fit(struct logaxis *a, double mn, double mx, double base, double step, double top, double bottom)
 {
 	if (!(mn > 0))
 		mn = 1;
 	if (mx < mn)
 		mx = mn;
-	a->lo = floor(log10(mn));
-	a->hi = ceil(log10(mx));
-	if (a->hi - a->lo < 2)
-		a->hi = a->lo + 2;
+	a->base = base;
+	a->step = step;
+	a->top = top;
+	a->bottom = bottom;
+	a->lo = floor(log(mn) / log(base) / step) * step;
+	a->hi = ceil(log(mx) / log(base) / step) * step;
+	if (a->hi - a->lo < 2 * step)
+		a->hi = a->lo + 2 * step;
 }
 
-static const char *bytes_tick(char *buf, size_t len, double decade)
+static const char *bytes_tick(char *buf, size_t len, double e2)
 {
-	/* decimal decades, labelled in the nearest binary-ish unit */
-	static const char *const u[] = { "B", "kB", "MB", "GB", "TB", "PB" };
-	int d = (int)decade, k = d / 3;
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int e = (int)e2, k = e / 10;
 
 	if (k > 5)
 		k = 5;
-	snprintf(buf, len, "%.0f %s", pow(10, d - 3 * k), u[k]);
+	snprintf(buf, len, "%.0f %s", ldexp(1.0, e - 10 * k), u[k]);
 	return buf;
 }
 
-static const char *ms_tick(char *buf, size_t len, double decade)
+static const char *ms_tick(char *buf, size_t len, double e10)
 {
-	double v = pow(10, decade);
+	double v = pow(10, e10);
+
 	if (v >= 1000)
 		snprintf(buf, len, "%.0f s", v / 1000);
 	else if (v >= 1)
@@ -251,6 +266,28 @@ static double nice_step(double span)
 	double raw = span / 8, p = pow(10, floor(log10(raw))), m = raw / p;
 
 	return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+static void svg_text_escaped(FILE *f, const char *s)
+{
+	for (; *s; s++)
+		if (*s == '<')
+			fputs("&lt;", f);
+		else if (*s == '&')
+			fputs("&amp;", f);
+		else
+			fputc(*s, f);
+}
+
+/* Shade [t0, t1) in both panels. */
+static void svg_band(FILE *f, double x0, double x1, const char *color)
+{
+	if (x1 - x0 < 1)
+		x1 = x0 + 1;
+	fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\" fill-opacity=\"0.18\"/>\n", x0,
+		T1, x1 - x0, B1 - T1, color);
+	fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\" fill-opacity=\"0.18\"/>\n", x0,
+		T2, x1 - x0, B2 - T2, color);
 }
 
 int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
@@ -287,21 +324,14 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 	}
 	dmin = fmin(dmin, limit_ms);
 	dmax = fmax(dmax, limit_ms);
-	axis_fit(&pa, pmin, pmax);
-	axis_fit(&da, dmin, dmax);
+	axis_fit(&pa, pmin, pmax, 2, 5, T1, B1);
+	axis_fit(&da, dmin, dmax, 10, 1, T2, B2);
 #define X(t) (PL + (t) / tmax * (PR - PL))
 	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
 		   "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"13\">\n", W, H, W, H);
 	fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-	/* title */
 	fprintf(f, "<text x=\"%.0f\" y=\"26\" font-size=\"17\" font-weight=\"bold\">precopy-sim: ", PL);
-	for (const char *s = sc->source; *s; s++)
-		if (*s == '<')
-			fputs("&lt;", f);
-		else if (*s == '&')
-			fputs("&amp;", f);
-		else
-			fputc(*s, f);
+	svg_text_escaped(f, sc->source);
 	fprintf(f, " — %s after %llu iterations, %s</text>\n", sim_outcome_name(r->outcome),
 		(unsigned long long)r->iterations, human_time(a, sizeof(a), r->total_ns));
 	if (switched)
@@ -310,74 +340,85 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			human_time(b, sizeof(b), r->downtime_limit_ns),
 			r->expected_downtime_ns == PRECOPY_UNBOUNDED ? "unbounded" : human_time(c, sizeof(c), r->expected_downtime_ns),
 			r->downtime_ns > r->downtime_limit_ns ? " — limit exceeded" : " — limit met");
-	else
-		fprintf(f, "<text x=\"%.0f\" y=\"48\" fill=\"#c00000\">no switchover: %s</text>\n", PL,
-			r->error[0] ? r->error : sim_outcome_name(r->outcome));
-	/* grid and axes */
-	fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", PL, PT,
-		PR - PL, PB - PT);
-	for (double dcd = pa.lo; dcd <= pa.hi + 1e-9; dcd += 1) {
-		double y = ly(&pa, pow(10, dcd));
+	else {
+		fprintf(f, "<text x=\"%.0f\" y=\"48\" fill=\"#c00000\">no switchover: ", PL);
+		svg_text_escaped(f, r->error[0] ? r->error : sim_outcome_name(r->outcome));
+		fputs("</text>\n", f);
+	}
+	/* throttled and waiting-for-the-ACK stretches, behind everything: a
+	 * decision holds until the next one */
+	for (size_t i = 0; i < r->niters; i++) {
+		const struct sim_iter *it = &r->iters[i];
+		double t = ms(it->t_ns) / 1000, next = i + 1 < r->niters ? ms(r->iters[i + 1].t_ns) / 1000 : tsw;
+
+		if (it->throttle)
+			svg_band(f, X(t), X(next), "#8b008b");
+		if (it->action == PRECOPY_WAIT_ACK)
+			svg_band(f, X(t), X(next), "#008000");
+	}
+	/* the panels, their axes and grids */
+	fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", PL, T1,
+		PR - PL, B1 - T1);
+	fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n", PL, T2,
+		PR - PL, B2 - T2);
+	for (double e = pa.lo; e <= pa.hi + 1e-9; e += pa.step) {
+		double y = ly(&pa, ldexp(1.0, (int)e));
 		fprintf(f, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", PL, PR, y, y);
 		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#1f5fbf\">%s</text>\n", PL - 6, y + 4,
-			bytes_tick(a, sizeof(a), dcd));
+			bytes_tick(a, sizeof(a), e));
 	}
-	for (double dcd = da.lo; dcd <= da.hi + 1e-9; dcd += 1) {
-		double y = PB - (dcd - da.lo) / (da.hi - da.lo) * (PB - PT);
-		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" fill=\"#d2691e\">%s</text>\n", PR + 6, y + 4, ms_tick(a, sizeof(a), dcd));
+	for (double e = da.lo; e <= da.hi + 1e-9; e += da.step) {
+		double y = ly(&da, pow(10, e));
+		fprintf(f, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", PL, PR, y, y);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#d2691e\">%s</text>\n", PL - 6, y + 4,
+			ms_tick(a, sizeof(a), e));
 	}
 	step = nice_step(tmax);
 	for (double t = 0; t <= tmax + 1e-9; t += step) {
-		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#eeeeee\"/>\n", X(t), X(t), PT, PB);
-		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>\n", X(t), PB + 18, t);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#eeeeee\"/>\n", X(t), X(t), T1, B1);
+		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#eeeeee\"/>\n", X(t), X(t), T2, B2);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>\n", X(t), B2 + 18, t);
 	}
-	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">virtual time (s)</text>\n", (PL + PR) / 2, PB + 38);
-	fprintf(f, "<text transform=\"translate(18 %.0f) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f5fbf\">pending bytes "
-		   "(RAM + device)</text>\n", (PT + PB) / 2);
-	fprintf(f, "<text transform=\"translate(%.0f %.0f) rotate(90)\" text-anchor=\"middle\" fill=\"#d2691e\">expected "
-		   "downtime</text>\n", W - 22, (PT + PB) / 2);
-	/* the limit, on the downtime axis */
+	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">virtual time (s)</text>\n", (PL + PR) / 2, B2 + 38);
+	fprintf(f, "<text transform=\"translate(22 %.0f) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f5fbf\">pending "
+		   "(RAM + device)</text>\n", (T1 + B1) / 2);
+	fprintf(f, "<text transform=\"translate(22 %.0f) rotate(-90)\" text-anchor=\"middle\" fill=\"#d2691e\">expected "
+		   "downtime</text>\n", (T2 + B2) / 2);
+	/* the limit, in the downtime panel, labelled above its line */
 	{
-		double y = PB - (log10(limit_ms) - da.lo) / (da.hi - da.lo) * (PB - PT);
+		double y = ly(&da, limit_ms);
 		fprintf(f, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#c00000\" stroke-width=\"2\" "
 			   "stroke-dasharray=\"8 5\"/>\n", PL, PR, y, y);
-		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#c00000\">downtime limit %s</text>\n", PR - 4,
-			y - 5, human_time(a, sizeof(a), r->downtime_limit_ns));
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#c00000\" font-weight=\"bold\" "
+			   "stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">downtime limit %s</text>\n", PR - 6, y - 6,
+			human_time(a, sizeof(a), r->downtime_limit_ns));
 	}
-	/* the stall */
 	if (r->stalled_at_ns >= 0) {
 		double x = X((double)r->stalled_at_ns / 1e9);
 		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#8b008b\" stroke-dasharray=\"3 3\"/>\n",
-			x, x, PT, PB);
+			x, x, T2, B2);
 		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#8b008b\">stall reported at %s</text>\n",
-			x - 4, PT + 34, human_time(a, sizeof(a), (uint64_t)r->stalled_at_ns));
+			x - 4, T2 + 16, human_time(a, sizeof(a), (uint64_t)r->stalled_at_ns));
 	}
-	/* the switchover-ack reaching the source */
 	if (r->ack_at_ns) {
 		double x = X((double)r->ack_at_ns / 1e9);
 		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#008000\" stroke-dasharray=\"4 3\"/>\n",
-			x, x, PT, PB);
+			x, x, T1, B1);
 		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#008000\">switchover-ack at %s</text>\n",
-			x - 4, PB - 8, human_time(a, sizeof(a), r->ack_at_ns));
+			x - 4, B1 - 8, human_time(a, sizeof(a), r->ack_at_ns));
 	}
-	/* the switchover and the downtime window */
 	if (switched) {
 		double x0 = X(tsw), x1 = X(tmax);
 		if (x1 - x0 < 3)
 			x0 = x1 - 3;
 		fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"#c00000\" fill-opacity=\"0.25\"/>\n",
-			x0, PT, x1 - x0, PB - PT);
-		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#c00000\" stroke-width=\"1.5\"/>\n", x0,
-			x0, PT, PB);
+			x0, T2, x1 - x0, B2 - T2);
 		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#c00000\" font-weight=\"bold\">switchover at %s"
-			   " → downtime %s</text>\n", x0 - 4, PT + 16, human_time(a, sizeof(a), r->total_ns - r->downtime_ns),
+			   " → downtime %s</text>\n", x0 - 4, B2 - 10, human_time(a, sizeof(a), r->total_ns - r->downtime_ns),
 			human_time(b, sizeof(b), r->downtime_ns));
-		{
-			double y = PB - (log10(ms(r->downtime_ns)) - da.lo) / (da.hi - da.lo) * (PB - PT);
-			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c00000\"/>\n", x1, y);
-		}
+		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c00000\"/>\n", x1, ly(&da, ms(r->downtime_ns)));
 	}
-	/* pending bytes */
+	/* pending bytes, from everything at t = 0 through every decision */
 	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"%.1f,%.1f ", X(0.0),
 		ly(&pa, start_pending));
 	for (size_t i = 0; i < r->niters; i++) {
@@ -392,26 +433,25 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"#1f5fbf\"/>\n", X(ms(it->t_ns) / 1000),
 				ly(&pa, (double)it->pending_bytes));
 	}
-	/* expected downtime */
 	fprintf(f, "<polyline fill=\"none\" stroke=\"#d2691e\" stroke-width=\"2\" points=\"");
 	for (size_t i = 0; i < r->niters; i++) {
 		const struct sim_iter *it = &r->iters[i];
-		if (it->expected_downtime_ns != PRECOPY_UNBOUNDED && it->expected_downtime_ns) {
-			double y = PB - (log10(ms(it->expected_downtime_ns)) - da.lo) / (da.hi - da.lo) * (PB - PT);
-			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), y);
-		}
+		if (it->expected_downtime_ns != PRECOPY_UNBOUNDED && it->expected_downtime_ns)
+			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&da, ms(it->expected_downtime_ns)));
 	}
 	fprintf(f, "\"/>\n");
 	/* legend */
-	fprintf(f, "<g transform=\"translate(%.0f %.0f)\">\n", PL, H - 28);
+	fprintf(f, "<g transform=\"translate(%.0f %.0f)\">\n", PL, H - 30);
 	fprintf(f, "<line x1=\"0\" x2=\"24\" y1=\"0\" y2=\"0\" stroke=\"#1f5fbf\" stroke-width=\"2\"/><text x=\"30\" y=\"4\">"
-		   "pending bytes (left)</text>\n");
-	fprintf(f, "<line x1=\"190\" x2=\"214\" y1=\"0\" y2=\"0\" stroke=\"#d2691e\" stroke-width=\"2\"/><text x=\"220\" y=\"4\">"
-		   "expected downtime (right)</text>\n");
-	fprintf(f, "<line x1=\"410\" x2=\"434\" y1=\"0\" y2=\"0\" stroke=\"#c00000\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>"
-		   "<text x=\"440\" y=\"4\">limit</text>\n");
-	fprintf(f, "<rect x=\"490\" y=\"-7\" width=\"20\" height=\"14\" fill=\"#c00000\" fill-opacity=\"0.25\"/><text x=\"516\" "
-		   "y=\"4\">downtime window (dot: simulated downtime)</text>\n");
+		   "pending (top)</text>\n");
+	fprintf(f, "<line x1=\"140\" x2=\"164\" y1=\"0\" y2=\"0\" stroke=\"#d2691e\" stroke-width=\"2\"/><text x=\"170\" "
+		   "y=\"4\">expected downtime (bottom)</text>\n");
+	fprintf(f, "<rect x=\"370\" y=\"-7\" width=\"20\" height=\"14\" fill=\"#8b008b\" fill-opacity=\"0.18\"/><text "
+		   "x=\"396\" y=\"4\">throttled</text>\n");
+	fprintf(f, "<rect x=\"470\" y=\"-7\" width=\"20\" height=\"14\" fill=\"#008000\" fill-opacity=\"0.18\"/><text "
+		   "x=\"496\" y=\"4\">waiting for the ACK</text>\n");
+	fprintf(f, "<rect x=\"640\" y=\"-7\" width=\"20\" height=\"14\" fill=\"#c00000\" fill-opacity=\"0.25\"/><text "
+		   "x=\"666\" y=\"4\">downtime (dot: simulated)</text>\n");
 	fprintf(f, "</g>\n</svg>\n");
 #undef X
 	return ferror(f) ? -EIO : 0;
@@ -419,16 +459,32 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 
 void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_iter *it, uint64_t now_ns)
 {
-	char a[64], b[64];
+	char line[160], pend[32], exp[32], phase[40];
+	uint64_t ram = 0;
 
-	(void)r;
-	if (it->expected_downtime_ns == PRECOPY_UNBOUNDED)
-		snprintf(b, sizeof(b), "unbounded");
+	/* the phase: the first pass (RAM sent so far against all of it), then
+	 * iterating, held for the switchover-ack, or the switchover decided */
+	for (size_t i = 0; i < r->niters; i++)
+		ram += r->iters[i].ram_bytes;
+	if (it->action == PRECOPY_SWITCHOVER || it->action == PRECOPY_FORCE_SWITCHOVER)
+		snprintf(phase, sizeof(phase), "switchover");
+	else if (it->action == PRECOPY_WAIT_ACK)
+		snprintf(phase, sizeof(phase), "waiting for switchover-ack");
+	else if (r->memory && ram < r->memory)
+		snprintf(phase, sizeof(phase), "first pass %3.0f%%",
+			 fmin(100.0, 100.0 * (double)ram / (double)r->memory));
 	else
-		human_time(b, sizeof(b), it->expected_downtime_ns);
-	fprintf(f, "\r  iter %-6llu t=%9.2f s  pending %-11s expected downtime %-10s rho %-6.3f throttle %2u%%  ",
-		(unsigned long long)it->iteration, (double)now_ns / 1e9, human(a, sizeof(a), (double)it->pending_bytes), b,
-		isfinite(it->rho) ? it->rho : 99.999, it->throttle);
+		snprintf(phase, sizeof(phase), "iterating");
+	if (it->expected_downtime_ns == PRECOPY_UNBOUNDED)
+		snprintf(exp, sizeof(exp), "unbounded");
+	else
+		human_time(exp, sizeof(exp), it->expected_downtime_ns);
+	human(pend, sizeof(pend), (double)it->pending_bytes);
+	/* at most 79 columns, so an 80-column terminal never wraps it */
+	snprintf(line, sizeof(line), "%7.2fs #%-5llu %-26s pend %-10s exp %-9s thr %2u%%", (double)now_ns / 1e9,
+		 (unsigned long long)it->iteration, phase, pend, exp, it->throttle);
+	line[79] = 0; /* at most 79 columns */
+	fprintf(f, "\r%-79s", line);
 	fflush(f);
 }
 

@@ -713,6 +713,7 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 	if (sim_scenario_check(sc, res->error, sizeof(res->error)) < 0)
 		return -EINVAL;
 	res->downtime_limit_ns = sc->downtime_limit_ns;
+	res->memory = sc->memory;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;

@@ -251,6 +251,7 @@ struct sim_result {
 	uint64_t ack_at_ns;        /* when the ACK reached the source; 0: never */
 	uint32_t max_throttle;
 	int64_t stalled_at_ns;     /* first stalled decision, -1 if none */
+	uint64_t memory;           /* the scenario's guest RAM (progress: the first pass) */
 	/* downtime breakdown */
 	uint64_t dt_switchover_ns; /* precopy_engine_switchover(): transitions + device drain */
 	uint64_t dt_final_ram_ns;
@@ -290,7 +291,10 @@ int sim_report_csv(FILE *f, const struct sim_result *r);
 /* A self-contained SVG plot of pending bytes and expected downtime over time
  * against the limit, the switchover and the downtime marked. */
 int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
-/* The one-line progress display (with \r, no newline). */
+/* The one-line progress display (with \r, no newline), at most 79
+ * columns: time, iteration, phase (first pass with its percentage,
+ * iterating, waiting for switchover-ack, switchover), pending bytes,
+ * expected downtime, throttle. */
 void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_iter *last, uint64_t now_ns);
 /* One scenario run under several policies (--compare): a table with one row
  * per result (policy, outcome, total time, downtime, limit met, max

@@ -13,6 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "precopy/estimator.h"
+#include "../sim/simulator.h"
+
 static char sim[PATH_MAX];
 
 static void find_sim(void)
@@ -108,6 +111,52 @@ Test(sim_output, svg_is_complete_and_labelled)
 	cr_expect(strstr(svg, "downtime limit"), "limit line not labelled");
 	cr_expect(strstr(svg, "switchover"), "switchover not marked");
 	cr_expect(strstr(svg, "<polyline") || strstr(svg, "<path"), "no curve drawn");
+	{
+		/* two panels, each with its own axis label; units as the text's */
+		int panels = 0;
+
+		for (const char *p = svg; (p = strstr(p, "fill=\"none\" stroke=\"#888\"")); p++)
+			panels++;
+		cr_expect_eq(panels, 2, "%d plot frames, want 2 panels", panels);
+		cr_expect(strstr(svg, ">pending (RAM + device)<"), "bytes panel unlabelled");
+		cr_expect(strstr(svg, ">expected downtime<"), "downtime panel unlabelled");
+		cr_expect(strstr(svg, "iB<") && !strstr(svg, " GB<") && !strstr(svg, " MB<"), "bytes ticks not in KiB/MiB/GiB");
+		cr_expect(strstr(svg, ">throttled<") && strstr(svg, ">waiting for the ACK<"), "legend lacks the bands");
+	}
+}
+
+/* The progress line: at most 79 columns, naming the phase. */
+Test(sim_output, progress_line_fits_and_names_the_phase)
+{
+	struct sim_iter it = { .iteration = 3, .pending_bytes = 123456789012ull, .expected_downtime_ns = 5000000000ull,
+			       .throttle = 20, .action = PRECOPY_CONTINUE, .ram_bytes = 1ull << 30 };
+	struct sim_result r = { .memory = 4ull << 30, .iters = &it, .niters = 1 };
+	static const struct {
+		uint32_t action;
+		uint64_t memory;
+		const char *phase;
+	} cases[] = {
+		{ PRECOPY_CONTINUE, 4ull << 30, "first pass  25%" },
+		{ PRECOPY_CONTINUE, 1ull << 30, "iterating" },
+		{ PRECOPY_WAIT_ACK, 1ull << 30, "waiting for switchover-ack" },
+		{ PRECOPY_SWITCHOVER, 1ull << 30, "switchover" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		cr_assert(f);
+		it.action = cases[i].action;
+		r.memory = cases[i].memory;
+		sim_report_progress(f, &r, &it, 987654321000ull);
+		fclose(f);
+		cr_assert_eq(buf[0], '\r');
+		cr_assert_leq(strlen(buf + 1), 79u, "%zu columns: \"%s\"", strlen(buf + 1), buf + 1);
+		cr_assert(strstr(buf, cases[i].phase), "case %zu: \"%s\" lacks \"%s\"", i, buf + 1, cases[i].phase);
+		free(buf);
+	}
 }
 
 Test(sim_output, exit_status_of_a_bad_scenario_and_a_cancel)
