@@ -79,6 +79,12 @@ static int exact_query(struct precopy_engine *e)
 
 		if (r < 0)
 			return r;
+		if (d->vu) {
+			int guess;
+
+			precopy__eng_vu_size(e, d, &guess);
+			continue;
+		}
 		r = precopy_vfio_dev_stop_copy_size(d->vd, &sz);
 		d->sc_known = r == 0;
 		d->stop_copy = r == 0 ? sz : 0;

@@ -14,14 +14,17 @@ PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint3
 					   struct precopy_engine_dev_info *out)
 {
 	const struct edev *d;
-	struct precopy_vfio_dev_status st;
+	struct precopy_vfio_dev_status st = { .state = 0 };
 
 	if (!e || !out)
 		return -EINVAL;
 	if (index >= e->ndev)
 		return -ENOENT;
 	d = &e->devs[index];
-	precopy_vfio_dev_status(d->vd, &st);
+	if (d->vu)
+		st.state = d->vu_state;
+	else
+		precopy_vfio_dev_status(d->vd, &st);
 	memset(out, 0, sizeof(*out));
 	out->id = d->cfg.id;
 	out->state = st.state;
