@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT */
+/* The engines migrate devices served over vfio-user: two tests' servers
+ * (tests/lib/vu_server.c) in forked processes, A on the source and B on
+ * the destination, guest memory in a memfd DMA-mapped into A. The source
+ * engine writes the stream into a socketpair, the destination engine
+ * (its own thread) reads it and writes B's state; the test plays the
+ * VMM, copying the RAM pages the source engine hands out into the
+ * destination's guest memory. Checked: B loads the whole state (it checks
+ * every byte at RESUMING -> STOP) and its BAR0 equals A's; guest RAM is
+ * byte-equal, including pages the device wrote during pre-copy through
+ * its mmap (the server's DMA log) and by DMA_WRITE messages (the client's
+ * log), and those pages held other bytes after the first copy (the test
+ * can fail). A server dying mid-drain fails the migration with the device
+ * named, without a hang or SIGPIPE. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/vu_server.h"
+#include "precopy/dest.h"
+#include "precopy/engine.h"
+#include "precopy/vfio.h"
+#include "precopy/vfio_user.h"
+
+#define PS 4096u
+#define GPA 0x100000ull
+#define PAGES 1024u
+#define GSZ ((size_t)PAGES * PS)
+#define VU_ID 7u
+#define ST_STOP 1u
+#define ST_RUNNING 2u
+#define ST_PRE_COPY 6u
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static uint8_t *guest(int *fd)
+{
+	*fd = memfd_create("vu-guest", MFD_CLOEXEC);
+	cr_assert_geq(*fd, 0);
+	cr_assert_eq(ftruncate(*fd, (off_t)GSZ), 0);
+	void *p = mmap(NULL, GSZ, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+struct srv {
+	pid_t pid;
+	struct precopy_vfio_user *c;
+	int gfd;
+	uint8_t *g;
+};
+
+static struct srv srv_start(const struct vu_server_cfg *cfg, const char *name)
+{
+	struct srv s;
+	struct precopy_vfio_user_opts o;
+	char msg[256] = "";
+	int fd, err = 0;
+
+	s.pid = vu_server_spawn(cfg, &fd);
+	cr_assert_gt(s.pid, 0);
+	precopy_vfio_user_opts_init(&o);
+	o.name = name;
+	s.c = precopy_vfio_user_open(precopy_sys_real(), fd, &o, &err, msg, sizeof(msg));
+	cr_assert_not_null(s.c, "open: %d %s", err, msg);
+	s.g = guest(&s.gfd);
+	cr_assert_eq(precopy_vfio_user_dma_map(s.c, GPA, GSZ, s.g, s.gfd, 0,
+					       PRECOPY_VFIO_USER_DMA_READ | PRECOPY_VFIO_USER_DMA_WRITE),
+		     0, "%s", precopy_vfio_user_error(s.c));
+	return s;
+}
+
+static void srv_stop(struct srv *s)
+{
+	precopy_vfio_user_close(s->c);
+	vu_server_wait(s->pid, 5000);
+	munmap(s->g, GSZ);
+	close(s->gfd);
+}
+
+/* The device writes len bytes of val at gpa: go 1 by DMA_WRITE messages
+ * (the client logs them), go 2 through its mmap (its DMA log). */
+static void doorbell(struct precopy_vfio_user *c, uint64_t gpa, uint64_t len, uint8_t val, uint32_t go)
+{
+	uint8_t r[24] = { 0 };
+	memcpy(r, &gpa, 8);
+	memcpy(r + 8, &len, 8);
+	r[16] = val;
+	memcpy(r + 20, &go, 4);
+	cr_assert_eq(precopy_vfio_user_region_write(c, 0, 0x100, r, sizeof(r)), 0, "%s",
+		     precopy_vfio_user_error(c));
+}
+
+/* ---- the destination's thread ---------------------------------------------------- */
+
+struct dthread {
+	struct precopy_dest *d;
+	int stop;   /* atomic: give up */
+	int64_t r;  /* the last poll's failure, or 0 */
+};
+
+static void *dest_main(void *arg)
+{
+	struct dthread *t = arg;
+
+	t->r = 0;
+	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) && precopy_dest_ended(t->d) != 1) {
+		int64_t n = precopy_dest_poll(t->d, 20);
+
+		if (n < 0 && n != -EAGAIN) {
+			t->r = n;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* ---- the harness --------------------------------------------------------------------- */
+
+struct mig {
+	struct srv a, b;
+	uint8_t *dst;      /* the destination's guest RAM (what the VMM copied) */
+	struct precopy_bitmap live;
+	struct precopy_engine_vfio_user su;
+	struct precopy_dest_vfio_user du;
+	struct precopy_engine_config cfg;
+	struct precopy_dest_config dcfg;
+	struct precopy_ram_slot slot;
+	struct precopy_engine *e;
+	struct precopy_dest *d;
+	int st[2], rp[2];
+	struct dthread t;
+	pthread_t th;
+};
+
+static void mig_setup(struct mig *m, const struct vu_server_cfg *acfg, uint32_t flags)
+{
+	struct vu_server_cfg bcfg = { .seed = 1 };
+	int err;
+
+	memset(m, 0, sizeof(*m));
+	m->a = srv_start(acfg, "vu-a");
+	m->b = srv_start(&bcfg, "vu-b");
+	for (size_t i = 0; i < GSZ; i++)
+		m->a.g[i] = (uint8_t)(i * 131 + i / PS);
+	m->dst = calloc(1, GSZ);
+	cr_assert_not_null(m->dst);
+	cr_assert_eq(precopy_bitmap_alloc(&m->live, PAGES, PRECOPY_NUMA_LOCAL), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->st), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->rp), 0);
+	m->slot = (struct precopy_ram_slot){ .gpa = GPA, .size = GSZ, .page_size = PS };
+	m->su = (struct precopy_engine_vfio_user){ .id = VU_ID, .name = "vu-a", .dev = m->a.c, .flags = flags };
+	m->du = (struct precopy_dest_vfio_user){ .id = VU_ID, .dev = m->b.c };
+	precopy_engine_config_init(&m->cfg);
+	m->cfg.slots = &m->slot;
+	m->cfg.nslots = 1;
+	m->cfg.ram_source = PRECOPY_RAM_BITMAP;
+	m->cfg.ram_bitmap = &m->live;
+	m->cfg.vfio_user = &m->su;
+	m->cfg.nvfio_user = 1;
+	m->cfg.stream_fd = m->st[0];
+	m->cfg.rp_fd = m->rp[0];
+	m->cfg.io_timeout_ns = 3000000000ull;
+	precopy_dest_config_init(&m->dcfg);
+	m->dcfg.vfio_user = &m->du;
+	m->dcfg.nvfio_user = 1;
+	m->dcfg.stream_fd = m->st[1];
+	m->dcfg.rp_fd = m->rp[1];
+	m->dcfg.io_timeout_ns = 3000000000ull;
+	m->e = precopy_engine_new(&m->cfg, &err);
+	cr_assert_not_null(m->e, "engine_new: %d", err);
+	m->d = precopy_dest_new(&m->dcfg, &err);
+	cr_assert_not_null(m->d, "dest_new: %d", err);
+}
+
+static void mig_start(struct mig *m)
+{
+	cr_assert_eq(precopy_engine_start(m->e), 0, "%s", precopy_engine_strerror(m->e));
+	cr_assert_eq(precopy_dest_start(m->d), 0, "%s", precopy_dest_strerror(m->d));
+	m->t.d = m->d;
+	cr_assert_eq(pthread_create(&m->th, NULL, dest_main, &m->t), 0);
+}
+
+static void mig_join(struct mig *m)
+{
+	__atomic_store_n(&m->t.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(m->th, NULL);
+}
+
+static void mig_free(struct mig *m)
+{
+	precopy_engine_free(m->e);
+	precopy_dest_free(m->d);
+	srv_stop(&m->a);
+	srv_stop(&m->b);
+	for (int i = 0; i < 2; i++) {
+		close(m->st[i]);
+		close(m->rp[i]);
+	}
+	precopy_bitmap_free(&m->live);
+	free(m->dst);
+}
+
+/* The VMM's part of a RAM pass: copy every page the engine hands out. */
+static uint64_t copy_pages(struct mig *m)
+{
+	struct precopy_ram_run runs[16];
+	uint64_t pages = 0;
+	int64_t n;
+
+	while ((n = precopy_engine_next_pages(m->e, runs, 16, 0)) > 0)
+		for (int64_t i = 0; i < n; i++) {
+			memcpy(m->dst + (runs[i].gpa - GPA), m->a.g + (runs[i].gpa - GPA), runs[i].pages * PS);
+			pages += runs[i].pages;
+		}
+	cr_assert_geq(n, 0);
+	return pages;
+}
+
+static void init_sigpipe_default(void)
+{
+	signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
+}
+
+TestSuite(engine_vfio_user, .init = init_sigpipe_default, .timeout = 60);
+
+Test(engine_vfio_user, migrates_state_and_dma_dirty_pages)
+{
+	/* 300000 pattern bytes, 100000 of the stream readable in PRE_COPY;
+	 * every 2nd MIG_DATA_READ first DMA_WRITEs 3 pages + 256 bytes */
+	struct vu_server_cfg acfg = { .seed = 0x5eed, .state_bytes = 300000, .precopy_bytes = 100000,
+				      .dma_every = 2, .dma_iova = GPA + 0x200000, .dma_len = 0x3100,
+				      .dma_val = 0x77, .twin = 1 };
+	struct mig m;
+	uint8_t bar[256], got[256];
+	struct precopy_engine_dev_info info;
+	uint64_t mmap_off = 40 * PS + 100, msg_off = 300 * PS + 7, cpu_off = 600 * PS;
+	double t0 = now_s();
+
+	mig_setup(&m, &acfg, 0);
+	for (int i = 0; i < 256; i++)
+		bar[i] = (uint8_t)(i * 7 + 3);
+	cr_assert_eq(precopy_vfio_user_region_write(m.a.c, 0, 0, bar, sizeof(bar)), 0);
+	mig_start(&m);
+
+	/* pass 1: all RAM; the device's initial state */
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(copy_pages(&m), PAGES);
+	cr_assert_eq(precopy_engine_device_info(m.e, 0, &info), 0);
+	cr_assert_eq(info.state, ST_PRE_COPY);
+	cr_assert(info.initial_sent, "the first 0-byte read sends the initial-data marker");
+	cr_assert_eq(info.bytes_sent, 100000, "PRE_COPY gave what the server makes readable");
+	cr_assert_eq(info.tracking, PRECOPY_TRACK_DMA_LOG);
+
+	/* after the copy: the device writes by mmap (its log) and by message
+	 * (the client's log), the vCPU writes a page (the live bitmap) */
+	cr_assert_neq(m.dst[mmap_off], 0x42);
+	cr_assert_neq(m.dst[msg_off], 0x43);
+	doorbell(m.a.c, GPA + mmap_off, 2 * PS, 0x42, 2);
+	doorbell(m.a.c, GPA + msg_off, PS + 10, 0x43, 1);
+	memset(m.a.g + cpu_off, 0x44, PS);
+	precopy_bitmap_set_range(&m.live, cpu_off / PS, 1);
+	cr_assert_gt(precopy_engine_sync(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	/* 3 pages by mmap, 2 by message, 1 by the vCPU, 4 by the server's
+	 * DMA_WRITEs during MIG_DATA_READ */
+	uint64_t n = copy_pages(&m);
+	cr_assert_geq(n, 3 + 2 + 1, "pages copied in pass 2: %llu", (unsigned long long)n);
+	cr_assert_eq(m.dst[mmap_off], 0x42);
+	cr_assert_eq(m.dst[msg_off + PS], 0x43);
+
+	/* more DMA before the switchover: found by its final sync */
+	doorbell(m.a.c, GPA + 900 * PS, PS, 0x45, 1);
+	doorbell(m.a.c, GPA + 901 * PS, PS, 0x46, 2);
+	/* wait for the destination's ACK (the initial data loaded) */
+	for (int i = 0; i < 500 && !precopy_dest_acked(m.d); i++)
+		usleep(2000);
+	cr_assert_eq(precopy_dest_acked(m.d), 1);
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	copy_pages(&m);
+	cr_assert_eq(precopy_engine_complete(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	pthread_join(m.th, NULL);
+	cr_assert_eq(m.t.r, 0, "dest: %s", precopy_dest_strerror(m.d));
+	cr_assert_eq(precopy_dest_complete(m.d), 0, "%s", precopy_dest_strerror(m.d));
+
+	/* B took the whole stream (it checks every byte at RESUMING -> STOP)
+	 * and runs with A's BAR0 */
+	uint32_t st;
+	cr_assert_eq(precopy_vfio_user_get_state(m.b.c, &st), 0);
+	cr_assert_eq(st, ST_RUNNING);
+	cr_assert_eq(precopy_vfio_user_region_read(m.b.c, 0, 0, got, sizeof(got)), 0);
+	cr_assert_arr_eq(got, bar, sizeof(bar));
+	cr_assert_eq(precopy_vfio_user_get_state(m.a.c, &st), 0);
+	cr_assert_eq(st, ST_STOP);
+	cr_assert_eq(precopy_engine_device_info(m.e, 0, &info), 0);
+	cr_assert_eq(info.bytes_sent, 24 + 300000 + 256, "the whole device stream");
+	/* guest RAM byte-equal, DMA pages included */
+	cr_assert_eq(m.dst[900 * PS], 0x45);
+	cr_assert_eq(m.dst[901 * PS], 0x46);
+	cr_assert_eq(m.dst[0x200000], 0x77, "the server's DMA_WRITE during MIG_DATA_READ");
+	cr_assert_eq(memcmp(m.dst, m.a.g, GSZ), 0, "guest RAM differs");
+	cr_log_info("vfio-user A -> B: %u RAM pages, %llu device bytes, %.3f s", PAGES,
+		    (unsigned long long)info.bytes_sent, now_s() - t0);
+	mig_free(&m);
+}
+
+Test(engine_vfio_user, server_dies_mid_drain)
+{
+	/* no pump: the STOP_COPY drain makes reads 1..; the 3rd sends half
+	 * its reply and the server exits */
+	struct vu_server_cfg acfg = { .seed = 9, .state_bytes = 300000, .precopy_bytes = 0, .die_at = 3,
+				      .twin = 1 };
+	struct mig m;
+	struct precopy_engine_dev_info info;
+	double t0;
+
+	mig_setup(&m, &acfg, 0);
+	mig_start(&m);
+	copy_pages(&m);
+	t0 = now_s();
+	int r = precopy_engine_switchover(m.e);
+	cr_assert_lt(r, 0, "the drain fails");
+	cr_assert_lt(now_s() - t0, 10.0, "no hang");
+	const char *msg = precopy_engine_strerror(m.e);
+	cr_assert(strstr(msg, "device 7 (vu-a)"), "names the device: %s", msg);
+	cr_assert(strstr(msg, "MIG_DATA_READ"), "names the step: %s", msg);
+	cr_assert_eq(precopy_engine_device_info(m.e, 0, &info), 0);
+	cr_assert_lt(info.err, 0);
+	mig_join(&m);
+	precopy_dest_cancel(m.d);
+	mig_free(&m);
+}
+
+Test(engine_vfio_user, cancel_then_migrate_again)
+{
+	struct vu_server_cfg acfg = { .seed = 3, .state_bytes = 50000, .precopy_bytes = 20000, .twin = 1 };
+	struct mig m;
+	uint32_t st;
+
+	mig_setup(&m, &acfg, 0);
+	mig_start(&m);
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(precopy_engine_cancel(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(precopy_vfio_user_get_state(m.a.c, &st), 0);
+	cr_assert_eq(st, ST_RUNNING, "cancel puts the device back");
+	mig_join(&m);
+	/* B holds part of a stream: leaving RESUMING makes it check what it
+	 * loaded, which fails; a vfio-user server cannot be forced back, so
+	 * the cancel says so and B stays in RESUMING */
+	int r = precopy_dest_cancel(m.d);
+	cr_assert_eq(precopy_vfio_user_get_state(m.b.c, &st), 0);
+	cr_assert(r == 0 ? st == ST_RUNNING : st == 4 /* RESUMING */, "cancel %d, B in %u", r, st);
+	/* a fresh destination server for the next attempt */
+	srv_stop(&m.b);
+	struct vu_server_cfg bcfg = { .seed = 1 };
+	m.b = srv_start(&bcfg, "vu-b2");
+	m.du.dev = m.b.c;
+	/* a new stream and again: this time to the end */
+	for (int i = 0; i < 2; i++) {
+		close(m.st[i]);
+		close(m.rp[i]);
+	}
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m.st), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m.rp), 0);
+	precopy_engine_free(m.e);
+	precopy_dest_free(m.d);
+	m.cfg.stream_fd = m.st[0];
+	m.cfg.rp_fd = m.rp[0];
+	m.dcfg.stream_fd = m.st[1];
+	m.dcfg.rp_fd = m.rp[1];
+	int err;
+	m.e = precopy_engine_new(&m.cfg, &err);
+	cr_assert_not_null(m.e);
+	m.d = precopy_dest_new(&m.dcfg, &err);
+	cr_assert_not_null(m.d);
+	m.t.stop = 0;
+	mig_start(&m);
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	copy_pages(&m);
+	cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	copy_pages(&m);
+	cr_assert_eq(precopy_engine_complete(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	pthread_join(m.th, NULL);
+	cr_assert_eq(m.t.r, 0, "dest: %s", precopy_dest_strerror(m.d));
+	cr_assert_eq(precopy_dest_complete(m.d), 0, "%s", precopy_dest_strerror(m.d));
+	cr_assert_eq(memcmp(m.dst, m.a.g, GSZ), 0);
+	mig_free(&m);
+}
+
+Test(engine_vfio_user, config_versions_and_checks)
+{
+	struct precopy_engine_config c;
+	struct precopy_engine_vfio_user u = { .id = 7 };
+	struct precopy_ram_slot slot = { .gpa = 0, .size = GSZ, .page_size = PS };
+	struct precopy_bitmap live;
+	char msg[200];
+
+	cr_assert_eq(precopy_bitmap_alloc(&live, PAGES, PRECOPY_NUMA_LOCAL), 0);
+	precopy_engine_config_init(&c);
+	cr_assert_eq(c.version, 3);
+	c.slots = &slot;
+	c.nslots = 1;
+	c.ram_source = PRECOPY_RAM_BITMAP;
+	c.ram_bitmap = &live;
+	c.stream_fd = 1;
+	c.vfio_user = &u;
+	c.nvfio_user = 1;
+	cr_assert_eq(precopy_engine_config_check(&c, msg, sizeof(msg)), -EINVAL);
+	cr_assert(strstr(msg, "vfio_user[0].dev"), "%s", msg);
+	/* a version 2 struct ends before vfio_user: not read */
+	c.version = 2;
+	cr_assert_eq(precopy_engine_config_check(&c, msg, sizeof(msg)), 0, "%s", msg);
+	c.version = 3;
+	c.nvfio_user = 0;
+	cr_assert_eq(precopy_engine_config_check(&c, msg, sizeof(msg)), 0, "%s", msg);
+	precopy_bitmap_free(&live);
+
+	struct precopy_dest_config dc;
+	struct precopy_dest_vfio_user du = { .id = 7 };
+	precopy_dest_config_init(&dc);
+	cr_assert_eq(dc.version, 3);
+	dc.rp_fd = 1;
+	dc.vfio_user = &du;
+	dc.nvfio_user = 1;
+	cr_assert_eq(precopy_dest_config_check(&dc, msg, sizeof(msg)), -EINVAL);
+	cr_assert(strstr(msg, "vfio_user[0].dev"), "%s", msg);
+	dc.version = 2;
+	cr_assert_eq(precopy_dest_config_check(&dc, msg, sizeof(msg)), 0, "%s", msg);
+}
