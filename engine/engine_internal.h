@@ -217,7 +217,8 @@ extern const struct precopy__chan_ops precopy__chan_vu_ops;
 /* Answer what the servers have sent (DMA_READ/WRITE) without waiting. */
 void precopy__eng_vu_serve(struct precopy_engine *e);
 /* The stop-copy size of a vfio-user device into d->stop_copy (the rule of
- * precopy_engine_vfio_user); *guess 1 when no hint or drain measured it. */
+ * precopy_engine_vfio_user), unknown (sc_known 0) while its initial data
+ * is not all out; *guess 1 when no hint or drain measured it. */
 void precopy__eng_vu_size(struct precopy_engine *e, struct edev *d, int *guess);
 /* Read the device's state into d->vu_state: 0 or -errno (error set, step named). */
 int precopy__eng_vu_read_state(struct precopy_engine *e, struct edev *d, const char *step);

@@ -38,7 +38,9 @@ int precopy__eng_vu_read_state(struct precopy_engine *e, struct edev *d, const c
 void precopy__eng_vu_size(struct precopy_engine *e, struct edev *d, int *guess)
 {
 	*guess = 0;
-	d->sc_known = 1;
+	/* its initial data not all out yet: not converged, the size unknown
+	 * (switchover waits), never reported as a small number */
+	d->sc_known = !d->init_unknown;
 	if (d->sc_hint) {
 		d->stop_copy = d->sc_hint;
 	} else if (d->sc_last) {

@@ -224,8 +224,10 @@ struct precopy_vfio_user; /* precopy/vfio_user.h */
  *
  * Sizes: vfio-user has no precopy-info and no stop-copy-size query. In
  * PRE_COPY the initial bytes are unknown until the first 0-byte read,
- * which sends the initial-data marker; precopy_engine_device_info()
- * reports initial_bytes 0 meanwhile. The stop-copy size the estimator uses
+ * which sends the initial-data marker; meanwhile
+ * precopy_engine_device_info() reports initial_bytes 0 and the device's
+ * stop-copy size as unknown (stop_copy_known 0: the estimator does not
+ * switch over). After it, the stop-copy size the estimator uses
  * is stop_copy_hint, else the bytes the device's last STOP_COPY drain
  * delivered, else (never migrated) the bytes it has delivered in this
  * migration's pre-copy plus one chunk: a guess (docs/vfio-user.md). */
