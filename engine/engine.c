@@ -753,8 +753,9 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 
 	if (n < 0)
 		return n;
-	precopy__eng_vu_serve(e); /* vfio-user servers' DMA waiting for us */
-	n = precopy__eng_rp_poll(e); /* an ACK or an error queued on the return path */
+	n = precopy__eng_vu_serve(e, "pump"); /* vfio-user servers' DMA waiting for us */
+	if (n == 0)
+		n = precopy__eng_rp_poll(e); /* an ACK or an error queued on the return path */
 	if (n == 0)
 		n = precopy__mover_pump(e, budget);
 	return n < 0 ? fail(e, (int)n) : n;

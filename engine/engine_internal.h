@@ -214,8 +214,9 @@ int precopy__eng_ack(struct precopy_engine *e);
 
 /* vuchan.c: vfio-user devices */
 extern const struct precopy__chan_ops precopy__chan_vu_ops;
-/* Answer what the servers have sent (DMA_READ/WRITE) without waiting. */
-void precopy__eng_vu_serve(struct precopy_engine *e);
+/* Answer what the servers have sent (DMA_READ/WRITE) without waiting.
+ * Returns 0, or -errno with the error set (step and device named). */
+int precopy__eng_vu_serve(struct precopy_engine *e, const char *step);
 /* The stop-copy size of a vfio-user device into d->stop_copy (the rule of
  * precopy_engine_vfio_user), unknown (sc_known 0) while its initial data
  * is not all out; *guess 1 when no hint or drain measured it. */

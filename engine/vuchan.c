@@ -13,13 +13,23 @@
 #include "../ioctl/uapi_compat.h"
 #include "precopy/vfio_user.h"
 
-void precopy__eng_vu_serve(struct precopy_engine *e)
+int precopy__eng_vu_serve(struct precopy_engine *e, const char *step)
 {
-	for (uint32_t i = 0; i < e->ndev; i++)
-		if (e->devs[i].vu)
-			/* a failure here breaks the connection: the next request
-			 * on it fails and names the device */
-			(void)precopy_vfio_user_serve(e->devs[i].vu, 0);
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		struct edev *d = &e->devs[i];
+		int r;
+
+		if (!d->vu)
+			continue;
+		r = precopy_vfio_user_serve(d->vu, 0);
+		if (r < 0) {
+			d->err = r;
+			precopy__eng_seterr(e, r, "%s: " DEV_FMT ": answering its server's commands: %s (%s)", step,
+					    DEV_ARGS(d), strerror(-r), precopy_vfio_user_error(d->vu));
+			return r;
+		}
+	}
+	return 0;
 }
 
 int precopy__eng_vu_read_state(struct precopy_engine *e, struct edev *d, const char *step)
