@@ -469,6 +469,7 @@ static void reset_migration(struct precopy_engine *e)
 		d->init_left = d->dirty = d->dirty_prev = d->dirty_read = d->bytes_sent = 0;
 		d->stop_copy = 0;
 		d->sc_known = 0;
+		d->sc_guess = 0;
 		d->init_unknown = 0;
 		d->pump_got = d->sc_drained = 0;
 	}

@@ -67,6 +67,7 @@ struct edev {
 	uint64_t sc_hint;                     /* the config's stop_copy_hint */
 	uint64_t sc_drained;                  /* bytes this STOP_COPY drain delivered */
 	uint64_t sc_last;                     /* survives: the last whole drain's bytes */
+	int sc_guess;                         /* stop_copy is a guess (no hint, no drain) */
 };
 
 /* "device ID" or "device ID (NAME)", for messages: "..." DEV_FMT "...", DEV_ARGS(d) */

@@ -154,7 +154,7 @@ struct mig {
 static const char *const names[MAXVU] = { "vu-a", "vu-a1", "vu-a2", "vu-a3" };
 
 /* n devices: server A[i] with acfg[i] on the source, B[i] on the destination. */
-static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, uint32_t flags)
+static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, uint32_t flags, const uint64_t *hints)
 {
 	struct vu_server_cfg bcfg = { .seed = 1 };
 	int err;
@@ -168,7 +168,8 @@ static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, ui
 		m->a[i] = srv_start(&acfg[i], names[i], m->g, m->gfd);
 		m->b[i] = srv_start(&bcfg, "vu-b", NULL, -1);
 		m->su[i] = (struct precopy_engine_vfio_user){ .id = VU_ID + (uint32_t)i, .name = names[i],
-							      .dev = m->a[i].c, .flags = flags };
+							      .dev = m->a[i].c, .flags = flags,
+							      .stop_copy_hint = hints ? hints[i] : 0 };
 		m->du[i] = (struct precopy_dest_vfio_user){ .id = VU_ID + (uint32_t)i, .dev = m->b[i].c };
 	}
 	m->dst = calloc(1, GSZ);
@@ -289,7 +290,11 @@ static void migrate_n(int n)
 	acfg[0].dma_iova = GPA + 0x200000;
 	acfg[0].dma_len = 0x3100;
 	acfg[0].dma_val = 0x77;
-	mig_setup(&m, n, acfg, 0);
+	/* devices other than 0 say how big their STOP_COPY state is */
+	uint64_t hints[MAXVU] = { 0 };
+	for (int i = 1; i < n; i++)
+		hints[i] = 24 + acfg[i].state_bytes + 256 - 100000;
+	mig_setup(&m, n, acfg, 0, hints);
 	for (int i = 0; i < n; i++) {
 		for (int k = 0; k < 256; k++)
 			bar[i][k] = (uint8_t)(k * 7 + 3 + i);
@@ -324,6 +329,22 @@ static void migrate_n(int n)
 	cr_assert_geq(pages, 3 + 2 + 1, "pages copied in pass 2: %llu", (unsigned long long)pages);
 	cr_assert_eq(m.dst[mmap_off], 0x42);
 	cr_assert_eq(m.dst[msg_off + PS], 0x43);
+	/* device 0 has no hint and was never drained: its size is a guess,
+	 * and the decision says so */
+	struct precopy_decision dec;
+	char json[1024];
+	cr_assert_eq(precopy_engine_decide(m.e, &dec), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(dec.stop_copy_guessed, 1);
+	cr_assert_gt(precopy_decision_json(&dec, json, sizeof(json)), 0);
+	cr_assert(strstr(json, "\"stop_copy_guessed\":1"), "%s", json);
+	cr_assert_eq(precopy_engine_device_info(m.e, 0, &info), 0);
+	cr_assert(info.stop_copy_known);
+	cr_assert_eq(info.stop_copy_bytes, 100000 + 65536, "pre-copy bytes plus a chunk");
+	for (int i = 1; i < n; i++) {
+		cr_assert_eq(precopy_engine_device_info(m.e, (uint32_t)i, &info), 0);
+		cr_assert_eq(info.stop_copy_bytes, hints[i], "the hint");
+	}
+	copy_pages(&m);
 
 	/* more DMA before the switchover: found by its final sync */
 	doorbell(m.a[0].c, GPA + 900 * PS, PS, 0x45, 1);
@@ -387,7 +408,7 @@ Test(engine_vfio_user, server_dies_mid_drain)
 	int fds = count_fds();
 	double t0;
 
-	mig_setup(&m, 2, acfg, 0);
+	mig_setup(&m, 2, acfg, 0, NULL);
 	mig_start(&m);
 	copy_pages(&m);
 	t0 = now_s();
@@ -416,7 +437,7 @@ Test(engine_vfio_user, server_killed_mid_precopy)
 	int fds = count_fds();
 	double t0;
 
-	mig_setup(&m, 1, &acfg, 0);
+	mig_setup(&m, 1, &acfg, 0, NULL);
 	mig_start(&m);
 	cr_assert_gt(precopy_engine_pump(m.e, 65536), 0, "%s", precopy_engine_strerror(m.e));
 	kill(m.a[0].pid, SIGKILL);
@@ -441,7 +462,7 @@ Test(engine_vfio_user, cancel_then_migrate_again)
 	uint32_t st;
 	int err;
 
-	mig_setup(&m, 1, &acfg, 0);
+	mig_setup(&m, 1, &acfg, 0, NULL);
 	mig_start(&m);
 	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
 	cr_assert_eq(precopy_engine_cancel(m.e), 0, "%s", precopy_engine_strerror(m.e));

@@ -230,7 +230,8 @@ struct precopy_vfio_user; /* precopy/vfio_user.h */
  * switch over). After it, the stop-copy size the estimator uses
  * is stop_copy_hint, else the bytes the device's last STOP_COPY drain
  * delivered, else (never migrated) the bytes it has delivered in this
- * migration's pre-copy plus one chunk: a guess (docs/vfio-user.md). */
+ * migration's pre-copy plus one chunk: a guess, counted in
+ * precopy_decision.stop_copy_guessed (docs/vfio-user.md). */
 struct precopy_engine_vfio_user {
 	uint32_t id;                    /* stream id: unique among devices and back-ends */
 	const char *name;               /* as precopy_engine_device.name */
