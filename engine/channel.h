@@ -3,7 +3,8 @@
  *
  * A channel is one thing whose state moves in the device-state stream
  * under its own id: a VFIO device (engine/devio.c) or an fd-based
- * back-end (engine/backend_dev.c); a vfio-user device will be a third.
+ * back-end (engine/backend_dev.c) or a device served over vfio-user
+ * (engine/vuchan.c).
  * The mover (engine/mover.c) drains every channel at switchover through
  * this interface alone, never through a device kind.
  *
@@ -22,7 +23,12 @@
  *    (what it reported plus one chunk), 0 when it is not in pre-copy;
  *  - pump_read: one read of up to want bytes of pre-copy data into the
  *    stream (records, markers); returns the bytes sent, 0 when it has
- *    nothing now, or -errno with the error set.
+ *    nothing now, or -errno with the error set;
+ *  - drain_read (NULL: the channel has a data fd): a channel without a data
+ *    fd (vfio-user: request and reply) reads its state itself; drain_open
+ *    then returns 0 and the mover calls drain_read for up to len bytes
+ *    into buf: the count, 0 at end of data, or -errno (the channel's fail
+ *    already called). One call is one bounded request.
  * A channel left open by a failure is closed by the engine's unwind. */
 #ifndef PRECOPY_ENGINE_CHANNEL_H
 #define PRECOPY_ENGINE_CHANNEL_H
@@ -40,11 +46,12 @@ struct precopy__chan_ops {
 	int (*fail)(struct precopy_engine *e, struct precopy__chan *c, int err, const char *what);
 	uint64_t (*pump_begin)(struct precopy_engine *e, struct precopy__chan *c);
 	int64_t (*pump_read)(struct precopy_engine *e, struct precopy__chan *c, size_t want);
+	int64_t (*drain_read)(struct precopy_engine *e, struct precopy__chan *c, void *buf, size_t len);
 };
 
 struct precopy__chan {
 	const struct precopy__chan_ops *ops;
-	void *obj;             /* struct edev / struct ebe */
+	void *obj;             /* struct edev (VFIO or vfio-user) / struct ebe */
 	uint32_t id;           /* the stream's id */
 	uint64_t *bytes_sent;  /* the channel's total, written in its DEV_END */
 	/* read timing of plain reads (pre-copy, serial drain): the device's

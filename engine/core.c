@@ -10,6 +10,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
+#include "../vfio_user/vu_priv.h"
 
 /* Which calls each phase accepts. Arcs:
  *   IDLE     --start-->      PRECOPY
@@ -76,9 +77,44 @@ uint32_t precopy__eng_dev_state(const struct edev *d)
 {
 	struct precopy_vfio_dev_status st;
 
+	if (d->vu)
+		return d->vu_state;
 	if (precopy_vfio_dev_status(d->vd, &st) < 0)
 		return VFIO_DEVICE_STATE_ERROR;
 	return st.state;
+}
+
+/* A vfio-user device: one arc at a time through the client. */
+static int vu_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
+{
+	uint32_t before = d->vu_state;
+	unsigned arcs = 0;
+	uint64_t t0, dt;
+	int recovered = 0, r;
+
+	d->trans_last = 0;
+	if (before == target)
+		return 0;
+	t0 = precopy__eng_now(e);
+	r = precopy__vu_move(d->vu, &d->vu_state, target, d->mig_flags, recover, &arcs, &recovered);
+	dt = precopy__eng_now(e) - t0;
+	if (r < 0) {
+		d->err = r;
+		d->recovered = recovered;
+		/* the client's message names the request and the server's answer */
+		precopy__eng_seterr(e, r, DEV_FMT ": %s -> %s: %s (%s)%s", DEV_ARGS(d), precopy_vfio_state_name(before),
+				    precopy_vfio_state_name(target), strerror(-r), precopy_vfio_user_error(d->vu),
+				    recovered ? "; back in its former state" : "");
+		return r;
+	}
+	d->trans_last = dt;
+	precopy__eng_log(e, PRECOPY_LOG_DEBUG, DEV_FMT ": %s -> %s in %.3f ms (vfio-user)", DEV_ARGS(d),
+			 precopy_vfio_state_name(before), precopy_vfio_state_name(target), dt / 1e6);
+	if (arcs) {
+		uint64_t per_arc = dt / arcs;
+		d->trans_est = d->trans_est ? d->trans_est / 2 + per_arc / 2 : per_arc;
+	}
+	return 0;
 }
 
 int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t target, uint32_t recover)
@@ -87,6 +123,8 @@ int precopy__eng_dev_move(struct precopy_engine *e, struct edev *d, uint32_t tar
 	uint64_t t0, dt;
 	int r;
 
+	if (d->vu)
+		return vu_move(e, d, target, recover);
 	d->trans_last = 0;
 	precopy_vfio_dev_status(d->vd, &before);
 	if (before.state == target)

@@ -21,6 +21,7 @@
 #include "../ioctl/uapi_compat.h"
 #include "../ioctl/sys_retry.h"
 #include "../ioctl/vfio_mig_priv.h"
+#include "../vfio_user/vu_priv.h"
 
 #define READ_BUF (64u * 1024)
 #define POLL_MS 10 /* longest single poll of a write wait */
@@ -34,6 +35,8 @@ struct ddev {
 	uint32_t src_flags;   /* from DEV_SETUP */
 	int setup, initial, ended;
 	uint64_t bytes;
+	struct precopy_vfio_user *vu; /* a device served over vfio-user, else NULL */
+	uint32_t vu_state;            /* its state as last moved or read */
 };
 
 /* An fd-based back-end (precopy/backend.h), loading. */
@@ -108,6 +111,12 @@ static struct dbe *find_be(struct precopy_dest *d, uint32_t id)
 /* Is id used by an earlier device or back-end of the config? */
 static int id_taken(const struct precopy_dest_config *c, uint32_t id, uint32_t ndev, uint32_t nbe)
 {
+	if (ndev > c->ndevices) { /* the vfio-user devices follow the VFIO ones */
+		for (uint32_t j = 0; j < ndev - c->ndevices; j++)
+			if (c->vfio_user[j].id == id)
+				return 1;
+		ndev = c->ndevices;
+	}
 	for (uint32_t j = 0; j < ndev; j++)
 		if (c->devices[j].id == id)
 			return 1;
@@ -130,6 +139,13 @@ static int bad(char *msg, size_t len, int err, const char *fmt, ...)
 	return err;
 }
 
+static size_t config_size(uint32_t version)
+{
+	return version == 1   ? offsetof(struct precopy_dest_config, log)
+	       : version == 2 ? offsetof(struct precopy_dest_config, vfio_user)
+			      : sizeof(struct precopy_dest_config);
+}
+
 PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, char *msg, size_t len)
 {
 	struct precopy_stream_decoder *dec = NULL;
@@ -144,9 +160,10 @@ PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, 
 		return bad(msg, len, -EINVAL,
 			   "version: %u, this library takes 1 to %u (start from precopy_dest_config_init())",
 			   in->version, PRECOPY_DEST_CONFIG_VERSION);
-	/* a version 1 struct ends before `log`: only its bytes are read */
+	/* a version 1 struct ends before `log`, a version 2 before
+	 * `vfio_user`: only its bytes are read */
 	memset(&c, 0, sizeof(c));
-	memcpy(&c, in, in->version == 1 ? offsetof(struct precopy_dest_config, log) : sizeof(c));
+	memcpy(&c, in, config_size(in->version));
 	if (c.log_level > PRECOPY_LOG_DEBUG)
 		return bad(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c.log_level);
 	if (!cfg->clock.now_ns)
@@ -160,9 +177,21 @@ PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, 
 	if ((cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
 		return bad(msg, len, -EINVAL, "rp_fd / rp_sink: exactly one (rp_fd %d, rp_sink %s)", cfg->rp_fd,
 			   cfg->rp_sink ? "set" : "NULL");
-	if ((uint64_t)cfg->ndevices + cfg->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
-		return bad(msg, len, -E2BIG, "ndevices + nbackends: %llu, at most %u",
-			   (unsigned long long)cfg->ndevices + cfg->nbackends, PRECOPY_STREAM_CAP_MAX_DEVICES);
+	if (cfg->nvfio_user && !cfg->vfio_user)
+		return bad(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", cfg->nvfio_user);
+	if ((uint64_t)cfg->ndevices + cfg->nbackends + cfg->nvfio_user > PRECOPY_STREAM_CAP_MAX_DEVICES)
+		return bad(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
+			   (unsigned long long)cfg->ndevices + cfg->nbackends + cfg->nvfio_user,
+			   PRECOPY_STREAM_CAP_MAX_DEVICES);
+	for (uint32_t i = 0; i < cfg->nvfio_user; i++) {
+		if (cfg->vfio_user[i].id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (!cfg->vfio_user[i].dev)
+			return bad(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
+		if (id_taken(cfg, cfg->vfio_user[i].id, cfg->ndevices + i, cfg->nbackends))
+			return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u is taken by a device, a back-end or an earlier "
+				   "vfio-user device", i, cfg->vfio_user[i].id);
+	}
 	for (uint32_t i = 0; i < cfg->ndevices; i++) {
 		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE)
 			return bad(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
@@ -176,7 +205,7 @@ PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, 
 	for (uint32_t i = 0; i < cfg->nbackends; i++) {
 		if (cfg->backends[i].id == PRECOPY_STREAM_DEV_NONE)
 			return bad(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
-		if (id_taken(cfg, cfg->backends[i].id, cfg->ndevices, i))
+		if (id_taken(cfg, cfg->backends[i].id, cfg->ndevices + cfg->nvfio_user, i))
 			return bad(msg, len, -EINVAL, "backends[%u].id: %u is taken by a device or an earlier back-end",
 				   i, cfg->backends[i].id);
 	}
@@ -198,12 +227,13 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		goto fail;
-	memcpy(&d->cfg, cfg, cfg->version == 1 ? offsetof(struct precopy_dest_config, log) : sizeof(d->cfg));
+	memcpy(&d->cfg, cfg, config_size(cfg->version));
 	d->cfg.devices = NULL;
 	d->cfg.backends = NULL;
+	d->cfg.vfio_user = NULL;
 	if (!d->cfg.io_timeout_ns)
 		d->cfg.io_timeout_ns = 10000000000ull;
-	d->n = cfg->ndevices;
+	d->n = cfg->ndevices + (cfg->version >= 3 ? cfg->nvfio_user : 0);
 	d->nbe = cfg->nbackends;
 	d->devs = calloc(d->n ? d->n : 1, sizeof(*d->devs));
 	d->bes = calloc(d->nbe ? d->nbe : 1, sizeof(*d->bes));
@@ -219,7 +249,22 @@ PRECOPY_API struct precopy_dest *precopy_dest_new(const struct precopy_dest_conf
 		if (!d->bes[i].x)
 			goto fail;
 	}
-	for (uint32_t i = 0; i < d->n; i++) {
+	for (uint32_t i = cfg->ndevices; i < d->n; i++) {
+		struct ddev *v = &d->devs[i];
+
+		v->id = d->ids[i] = cfg->vfio_user[i - cfg->ndevices].id;
+		v->vu = cfg->vfio_user[i - cfg->ndevices].dev;
+		r = precopy_vfio_user_migration_flags(v->vu, &v->mig_flags);
+		if (r == 0)
+			r = precopy_vfio_user_get_state(v->vu, &v->vu_state);
+		if (r < 0)
+			goto fail;
+		if (!(v->mig_flags & VFIO_MIGRATION_STOP_COPY)) {
+			r = -EOPNOTSUPP;
+			goto fail;
+		}
+	}
+	for (uint32_t i = 0; i < cfg->ndevices; i++) {
 		struct precopy_vfio_dev_status st;
 
 		d->devs[i].id = d->ids[i] = cfg->devices[i].id;
@@ -246,6 +291,34 @@ fail:
 	return NULL;
 }
 
+/* A device to target (recovering to recover on failure): VFIO through
+ * its handle, vfio-user one arc at a time. */
+static int dev_move(struct ddev *v, uint32_t target, uint32_t recover)
+{
+	if (v->vu)
+		return precopy__vu_move(v->vu, &v->vu_state, target, v->mig_flags, recover, NULL, NULL);
+	return precopy_vfio_dev_set_state(v->vd, target, recover);
+}
+
+static uint32_t dev_state(const struct ddev *v)
+{
+	struct precopy_vfio_dev_status st;
+
+	if (v->vu)
+		return v->vu_state;
+	precopy_vfio_dev_status(v->vd, &st);
+	return st.state;
+}
+
+/* ": <the vfio-user client's message>" for a vfio-user device, else "". */
+static const char *vu_msg(const struct ddev *v, char *buf, size_t len)
+{
+	if (!v->vu)
+		return "";
+	snprintf(buf, len, " (%s)", precopy_vfio_user_error(v->vu));
+	return buf;
+}
+
 static int unwind(struct precopy_dest *d)
 {
 	int first = 0;
@@ -254,10 +327,11 @@ static int unwind(struct precopy_dest *d)
 	precopy__load_close(d->load);
 	d->load = NULL;
 	for (uint32_t i = 0; i < d->n; i++) {
-		int r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		int r = dev_move(&d->devs[i], VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0 && !first)
 			first = r;
-		precopy_vfio_dev_end_session(d->devs[i].vd);
+		if (d->devs[i].vd)
+			precopy_vfio_dev_end_session(d->devs[i].vd);
 	}
 	/* a back-end still loading is abandoned, never waited for */
 	for (uint32_t i = 0; i < d->nbe; i++) {
@@ -401,9 +475,17 @@ PRECOPY_API int precopy_dest_start(struct precopy_dest *d)
 		v->setup = v->initial = v->ended = 0;
 		v->src_flags = 0;
 		v->bytes = 0;
-		r = precopy_vfio_dev_set_state(v->vd, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING);
+		if (v->vu && (r = precopy_vfio_user_get_state(v->vu, &v->vu_state)) < 0) {
+			seterr(d, r, "start: device %u: reading its state: %s (%s)", v->id, strerror(-r),
+			       precopy_vfio_user_error(v->vu));
+			d->phase = D_LOADING;
+			return fail(d, r, v->id);
+		}
+		r = dev_move(v, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
-			seterr(d, r, "start: device %u: -> RESUMING: %s", v->id, strerror(-r));
+			char m[340];
+
+			seterr(d, r, "start: device %u: -> RESUMING: %s%s", v->id, strerror(-r), vu_msg(v, m, sizeof(m)));
 			d->phase = D_LOADING;
 			return fail(d, r, v->id);
 		}
@@ -469,6 +551,17 @@ static int dev_write(struct precopy_dest *d, struct ddev *v, const uint8_t *p, s
 	struct precopy__io_result res;
 	int r;
 
+	if (v->vu) {
+		/* no data fd: plain requests, in arrival order */
+		r = precopy_vfio_user_mig_write(v->vu, p, len);
+		if (r < 0) {
+			seterr(d, r, "device %u: MIG_DATA_WRITE: %s (%s)", v->id, strerror(-r), precopy_vfio_user_error(v->vu));
+			d->err_dev = v->id;
+			return r;
+		}
+		v->bytes += len;
+		return 0;
+	}
 	precopy_vfio_dev_status(v->vd, &st);
 	if (d->load) {
 		const char *step = "";
@@ -748,6 +841,8 @@ PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
 	if (r < 0)
 		return fail(d, r, d->err_dev);
 	for (uint32_t i = 0; d->load && i < d->n; i++) {
+		if (d->devs[i].vu)
+			continue;
 		d->devs[i].bytes += precopy__load_bytes(d->load, i);
 		precopy__vfio_dev_count_write(d->devs[i].vd, precopy__load_bytes(d->load, i));
 	}
@@ -755,9 +850,12 @@ PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
 	d->load = NULL;
 	/* RESUMING -> STOP: the device checks what it loaded */
 	for (uint32_t i = 0; i < d->n; i++) {
-		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RUNNING);
+		r = dev_move(&d->devs[i], VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
-			seterr(d, r, "complete: device %u: RESUMING -> STOP: %s", d->devs[i].id, strerror(-r));
+			char m[340];
+
+			seterr(d, r, "complete: device %u: RESUMING -> STOP: %s%s", d->devs[i].id, strerror(-r),
+			       vu_msg(&d->devs[i], m, sizeof(m)));
 			return fail(d, r, d->devs[i].id);
 		}
 	}
@@ -765,16 +863,19 @@ PRECOPY_API int precopy_dest_complete(struct precopy_dest *d)
 	for (uint32_t i = 0; i < d->n; i++) {
 		if (!(d->devs[i].mig_flags & VFIO_MIGRATION_P2P))
 			continue;
-		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_RUNNING);
+		r = dev_move(&d->devs[i], VFIO_DEVICE_STATE_RUNNING_P2P, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
 			seterr(d, r, "complete: device %u: STOP -> RUNNING_P2P: %s", d->devs[i].id, strerror(-r));
 			return fail(d, r, d->devs[i].id);
 		}
 	}
 	for (uint32_t i = 0; i < d->n; i++) {
-		r = precopy_vfio_dev_set_state(d->devs[i].vd, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		r = dev_move(&d->devs[i], VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
 		if (r < 0) {
-			seterr(d, r, "complete: device %u: -> RUNNING: %s", d->devs[i].id, strerror(-r));
+			char m[340];
+
+			seterr(d, r, "complete: device %u: -> RUNNING: %s%s", d->devs[i].id, strerror(-r),
+			       vu_msg(&d->devs[i], m, sizeof(m)));
 			return fail(d, r, d->devs[i].id);
 		}
 	}
@@ -815,14 +916,11 @@ PRECOPY_API int precopy_dest_backend_state(const struct precopy_dest *d, uint32_
 PRECOPY_API int precopy_dest_device_state(const struct precopy_dest *d, uint32_t index, uint32_t *state,
 					  uint64_t *bytes)
 {
-	struct precopy_vfio_dev_status st;
-
 	if (!d || !state || !bytes)
 		return -EINVAL;
 	if (index >= d->n)
 		return -ENOENT;
-	precopy_vfio_dev_status(d->devs[index].vd, &st);
-	*state = st.state;
+	*state = dev_state(&d->devs[index]);
 	*bytes = d->devs[index].bytes + (d->load ? precopy__load_bytes(d->load, index) : 0);
 	return 0;
 }
@@ -831,7 +929,6 @@ PRECOPY_API int precopy_dest_device_info(const struct precopy_dest *d, uint32_t 
 					 struct precopy_dest_dev_info *out)
 {
 	const struct ddev *v;
-	struct precopy_vfio_dev_status st;
 
 	if (!d || !out)
 		return -EINVAL;
@@ -839,9 +936,8 @@ PRECOPY_API int precopy_dest_device_info(const struct precopy_dest *d, uint32_t 
 		return -ENOENT;
 	v = &d->devs[index];
 	memset(out, 0, sizeof(*out));
-	precopy_vfio_dev_status(v->vd, &st);
 	out->id = v->id;
-	out->state = st.state;
+	out->state = dev_state(v);
 	out->setup = v->setup;
 	out->ended = v->ended;
 	out->bytes = v->bytes + (d->load ? precopy__load_bytes(d->load, index) : 0);

@@ -73,7 +73,7 @@ int precopy__eng_emit_setup_all(struct precopy_engine *e)
 /* DEV_INITIAL_SENT once a PRE_COPY device's initial bytes are all sent. */
 int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d)
 {
-	if (!d->pre_copy || d->initial_sent || d->init_left)
+	if (!d->pre_copy || d->initial_sent || d->init_left || d->init_unknown)
 		return 0;
 	d->initial_sent = 1;
 	return emit_rec(e, precopy_stream_encode_initial_sent(e->rec, e->rec_cap, d->cfg.id), "initial-sent marker",
@@ -87,6 +87,12 @@ int precopy__eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int 
 
 	if (!d->pre_copy && !first)
 		return 0;
+	if (d->vu) {
+		/* no precopy info in vfio-user: what the last pump call read
+		 * after the initial data stands for the dirty bytes */
+		d->dirty = d->pump_got;
+		return 0;
+	}
 	r = precopy_vfio_dev_precopy_info(d->vd, &init, &dirty);
 	if (r < 0) {
 		d->err = r;

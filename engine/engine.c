@@ -9,6 +9,7 @@
 
 #include "engine_internal.h"
 #include "../ioctl/uapi_compat.h"
+#include "../vfio_user/vu_priv.h"
 
 #define DEFAULT_CHUNK (64u * 1024)
 
@@ -114,9 +115,12 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 		return bad(msg, len, -EINVAL, "devices: NULL with ndevices %u", c->ndevices);
 	if (c->nbackends && !c->backends)
 		return bad(msg, len, -EINVAL, "backends: NULL with nbackends %u", c->nbackends);
-	if ((uint64_t)c->ndevices + c->nbackends > PRECOPY_STREAM_CAP_MAX_DEVICES)
-		return bad(msg, len, -E2BIG, "ndevices + nbackends: %llu, at most %u",
-			   (unsigned long long)c->ndevices + c->nbackends, PRECOPY_STREAM_CAP_MAX_DEVICES);
+	if (c->nvfio_user && !c->vfio_user)
+		return bad(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", c->nvfio_user);
+	if ((uint64_t)c->ndevices + c->nbackends + c->nvfio_user > PRECOPY_STREAM_CAP_MAX_DEVICES)
+		return bad(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
+			   (unsigned long long)c->ndevices + c->nbackends + c->nvfio_user,
+			   PRECOPY_STREAM_CAP_MAX_DEVICES);
 	for (uint32_t i = 0; i < c->ndevices; i++) {
 		const struct precopy_engine_device *d = &c->devices[i];
 
@@ -149,6 +153,30 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 			if (c->backends[j].id == b->id)
 				return bad(msg, len, -EINVAL, "backends[%u].id: %u, also backends[%u]'s", i, b->id, j);
 	}
+	for (uint32_t i = 0; i < c->nvfio_user; i++) {
+		const struct precopy_engine_vfio_user *u = &c->vfio_user[i];
+
+		if (u->id == PRECOPY_STREAM_DEV_NONE)
+			return bad(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+		if (!u->dev)
+			return bad(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
+		if (u->name && !printable(u->name))
+			return bad(msg, len, -EINVAL, "vfio_user[%u].name: printable ASCII, at most %u bytes", i,
+				   PRECOPY_STREAM_NAME_MAX);
+		if (u->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
+			return bad(msg, len, -EINVAL, "vfio_user[%u].flags: unknown bits %#x", i,
+				   u->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG);
+		for (uint32_t j = 0; j < c->ndevices; j++)
+			if (c->devices[j].id == u->id)
+				return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u, also devices[%u]'s", i, u->id, j);
+		for (uint32_t j = 0; j < c->nbackends; j++)
+			if (c->backends[j].id == u->id)
+				return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u, also backends[%u]'s", i, u->id, j);
+		for (uint32_t j = 0; j < i; j++)
+			if (c->vfio_user[j].id == u->id || c->vfio_user[j].dev == u->dev)
+				return bad(msg, len, -EINVAL, "vfio_user[%u]: id %u or handle also vfio_user[%u]'s", i,
+					   u->id, j);
+	}
 	if ((c->stream_fd >= 0) == (c->sink != NULL))
 		return bad(msg, len, -EINVAL, "stream_fd / sink: exactly one (stream_fd %d, sink %s)", c->stream_fd,
 			   c->sink ? "set" : "NULL");
@@ -161,7 +189,8 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 
 /* The caller's config as this library's struct, or -EINVAL (NULL, a
  * version this library does not know: message in msg). A version 1
- * struct ends before `log`: only its bytes are read. */
+ * struct ends before `log`, a version 2 before `vfio_user`: only its
+ * bytes are read. */
 static int config_copy(const struct precopy_engine_config *in, struct precopy_engine_config *out, char *msg,
 		       size_t len)
 {
@@ -174,7 +203,10 @@ static int config_copy(const struct precopy_engine_config *in, struct precopy_en
 		return bad(msg, len, -EINVAL,
 			   "version: %u, this library takes 1 to %u (start from precopy_engine_config_init())",
 			   in->version, PRECOPY_ENGINE_CONFIG_VERSION);
-	memcpy(out, in, in->version == 1 ? offsetof(struct precopy_engine_config, log) : sizeof(*out));
+	memcpy(out, in,
+	       in->version == 1   ? offsetof(struct precopy_engine_config, log)
+	       : in->version == 2 ? offsetof(struct precopy_engine_config, vfio_user)
+				  : sizeof(*out));
 	return 0;
 }
 
@@ -239,9 +271,9 @@ static int setup_devices(struct precopy_engine *e)
 	const struct precopy_engine_config *c = &e->cfg;
 	int err;
 
-	e->ndev = c->ndevices;
-	if (c->ndevices + c->nbackends) {
-		e->dstat = calloc(c->ndevices + c->nbackends, sizeof(*e->dstat));
+	e->ndev = c->ndevices + c->nvfio_user;
+	if (e->ndev + c->nbackends) {
+		e->dstat = calloc(e->ndev + c->nbackends, sizeof(*e->dstat));
 		if (!e->dstat)
 			return -ENOMEM;
 	}
@@ -250,7 +282,32 @@ static int setup_devices(struct precopy_engine *e)
 	e->devs = calloc(e->ndev, sizeof(*e->devs));
 	if (!e->devs)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < e->ndev; i++) {
+	for (uint32_t i = c->ndevices; i < e->ndev; i++) {
+		const struct precopy_engine_vfio_user *u = &c->vfio_user[i - c->ndevices];
+		struct edev *d = &e->devs[i];
+
+		d->cfg = (struct precopy_engine_device){ .id = u->id, .device_fd = -1, .flags = u->flags,
+							 .tracker = u->tracker, .transition_ns = u->transition_ns };
+		snprintf(d->name, sizeof(d->name), "%s", u->name ? u->name : "");
+		d->cfg.name = d->name;
+		d->trans_est = d->cfg.transition_ns;
+		d->vu = u->dev;
+		d->sc_hint = u->stop_copy_hint;
+		err = precopy_vfio_user_migration_flags(d->vu, &d->mig_flags);
+		if (err == 0)
+			err = precopy_vfio_user_get_state(d->vu, &d->vu_state);
+		if (err < 0)
+			return err;
+		if (!(d->mig_flags & VFIO_MIGRATION_STOP_COPY))
+			return -EOPNOTSUPP;
+		if (!(d->cfg.flags & PRECOPY_ENGINE_DEV_NO_DMA_LOG)) {
+			d->dma = precopy__vu_dirty_new(c->sys, d->vu, &err);
+			if (!d->dma)
+				return err;
+		}
+	}
+	e->cfg.vfio_user = NULL;
+	for (uint32_t i = 0; i < c->ndevices; i++) {
 		struct edev *d = &e->devs[i];
 		struct precopy_vfio_dev_status st;
 
@@ -283,7 +340,8 @@ static int setup_channels(struct precopy_engine *e)
 	if (!e->chans)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < e->ndev; i++)
-		e->chans[i] = (struct precopy__chan){ .ops = &precopy__chan_vfio_ops, .obj = &e->devs[i],
+		e->chans[i] = (struct precopy__chan){ .ops = e->devs[i].vu ? &precopy__chan_vu_ops : &precopy__chan_vfio_ops,
+						      .obj = &e->devs[i],
 						      .id = e->devs[i].cfg.id,
 						      .bytes_sent = &e->devs[i].bytes_sent };
 	for (uint32_t i = 0; i < e->nbe; i++)
@@ -411,6 +469,9 @@ static void reset_migration(struct precopy_engine *e)
 		d->init_left = d->dirty = d->dirty_prev = d->dirty_read = d->bytes_sent = 0;
 		d->stop_copy = 0;
 		d->sc_known = 0;
+		d->sc_guess = 0;
+		d->init_unknown = 0;
+		d->pump_got = d->sc_drained = 0;
 	}
 	precopy__eng_be_reset(e);
 }
@@ -427,7 +488,11 @@ static int check_devices_running(struct precopy_engine *e)
 		uint32_t state;
 		int err;
 
-		if (precopy__eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
+		if (d->vu) {
+			err = precopy__eng_vu_read_state(e, d, "start");
+			if (err < 0)
+				return err;
+		} else if (precopy__eng_dev_state(d) == VFIO_DEVICE_STATE_ERROR) {
 			struct precopy_vfio_dev *nv = precopy_vfio_dev_new(e->cfg.sys, d->cfg.device_fd, &err);
 
 			if (!nv) {
@@ -523,6 +588,8 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 			return fail(e, r);
 		}
 		d->pre_copy = 1;
+		d->init_unknown = d->vu != NULL; /* until its first 0-byte read */
+		d->pump_got = 0;
 		e->need_ack = 1;
 		r = precopy__eng_dev_refresh_info(e, d, 1); /* the first info starts the countdown */
 		if (r < 0)
@@ -551,10 +618,13 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
  * leaves that state, so nothing is attempted; the message says so. */
 static int stuck_in_error(struct precopy_engine *e, struct edev *d)
 {
-	struct precopy_vfio_dev_status st;
+	struct precopy_vfio_dev_status st = { .state = VFIO_DEVICE_STATE_RUNNING };
 	size_t len = strlen(e->errmsg);
 
-	precopy_vfio_dev_status(d->vd, &st);
+	if (d->vu)
+		st.state = d->vu_state;
+	else
+		precopy_vfio_dev_status(d->vd, &st);
 	if (st.state != VFIO_DEVICE_STATE_ERROR)
 		return 0;
 	if (!e->err)
@@ -578,7 +648,8 @@ static int unwind(struct precopy_engine *e)
 		struct edev *d = &e->devs[i];
 
 		if (stuck_in_error(e, d)) {
-			precopy_vfio_dev_end_session(d->vd);
+			if (d->vd)
+				precopy_vfio_dev_end_session(d->vd);
 			if (!first)
 				first = d->err ? d->err : -EIO;
 			continue;
@@ -587,7 +658,8 @@ static int unwind(struct precopy_engine *e)
 		if (r < 0 && !first)
 			first = r;
 		/* any session left (e.g. the device was reset) is closed */
-		precopy_vfio_dev_end_session(d->vd);
+		if (d->vd)
+			precopy_vfio_dev_end_session(d->vd);
 	}
 	precopy__mover_close(e);
 	precopy__eng_be_abort_all(e);
@@ -686,7 +758,9 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
 
 	if (n < 0)
 		return n;
-	n = precopy__eng_rp_poll(e); /* an ACK or an error queued on the return path */
+	n = precopy__eng_vu_serve(e, "pump"); /* vfio-user servers' DMA waiting for us */
+	if (n == 0)
+		n = precopy__eng_rp_poll(e); /* an ACK or an error queued on the return path */
 	if (n == 0)
 		n = precopy__mover_pump(e, budget);
 	return n < 0 ? fail(e, (int)n) : n;

@@ -8,6 +8,7 @@
  *   estimate.c    accounting, cheap and exact estimates, decisions;
  *   sync.c        dirty harvest, page hand-out, device DMA tracking;
  *   devio.c       device pre-copy data, the return path, VFIO channels;
+ *   vuchan.c      vfio-user devices as channels, their sizes;
  *   backend_dev.c fd-based back-ends and their channels;
  *   mover.c       the switchover drain over state channels;
  *   stream_out.c  the stream's buffers and writes, bounded waits;
@@ -58,6 +59,15 @@ struct edev {
 	 * stop (the source stays started); stopped again before the next
 	 * start and at free */
 	struct precopy_dirty_source *stop_pending;
+	/* a device served over vfio-user (engine/vuchan.c), else NULL */
+	struct precopy_vfio_user *vu;
+	uint32_t vu_state;                    /* its state as last moved or read */
+	int init_unknown;                     /* PRE_COPY and no 0-byte read yet */
+	uint64_t pump_got;                    /* bytes after its initial data, last pump call */
+	uint64_t sc_hint;                     /* the config's stop_copy_hint */
+	uint64_t sc_drained;                  /* bytes this STOP_COPY drain delivered */
+	uint64_t sc_last;                     /* survives: the last whole drain's bytes */
+	int sc_guess;                         /* stop_copy is a guess (no hint, no drain) */
 };
 
 /* "device ID" or "device ID (NAME)", for messages: "..." DEV_FMT "...", DEV_ARGS(d) */
@@ -204,6 +214,18 @@ int precopy__eng_dev_initial_check(struct precopy_engine *e, struct edev *d);
 int precopy__eng_dev_refresh_info(struct precopy_engine *e, struct edev *d, int first);
 int precopy__eng_rp_poll(struct precopy_engine *e);
 int precopy__eng_ack(struct precopy_engine *e);
+
+/* vuchan.c: vfio-user devices */
+extern const struct precopy__chan_ops precopy__chan_vu_ops;
+/* Answer what the servers have sent (DMA_READ/WRITE) without waiting.
+ * Returns 0, or -errno with the error set (step and device named). */
+int precopy__eng_vu_serve(struct precopy_engine *e, const char *step);
+/* The stop-copy size of a vfio-user device into d->stop_copy (the rule of
+ * precopy_engine_vfio_user), unknown (sc_known 0) while its initial data
+ * is not all out; *guess 1 when no hint or drain measured it. */
+void precopy__eng_vu_size(struct precopy_engine *e, struct edev *d, int *guess);
+/* Read the device's state into d->vu_state: 0 or -errno (error set, step named). */
+int precopy__eng_vu_read_state(struct precopy_engine *e, struct edev *d, const char *step);
 
 /* backend_dev.c */
 int precopy__eng_be_setup(struct precopy_engine *e);

@@ -53,6 +53,7 @@ static void fill_status(struct precopy_engine *e)
 		memset(s, 0, sizeof(*s));
 		s->stop_copy_bytes = d->stop_copy;
 		s->stop_copy_known = (uint8_t)d->sc_known;
+		s->stop_copy_guess = (uint8_t)d->sc_guess;
 		s->pre_copy = (uint8_t)d->pre_copy;
 		if (d->pre_copy) {
 			s->initial_bytes = d->init_left;
@@ -80,6 +81,10 @@ static int exact_query(struct precopy_engine *e)
 
 		if (r < 0)
 			return r;
+		if (d->vu) {
+			precopy__eng_vu_size(e, d, &d->sc_guess);
+			continue;
+		}
 		r = precopy_vfio_dev_stop_copy_size(d->vd, &sz);
 		d->sc_known = r == 0;
 		d->stop_copy = r == 0 ? sz : 0;

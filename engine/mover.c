@@ -13,6 +13,11 @@
  * submitted again once the fd polls ready. Otherwise, serially: one
  * channel after the other with plain reads through the seam.
  *
+ * Channels without a data fd (vfio-user devices: drain_read) are read
+ * with plain requests, one request per channel per round, round robin
+ * among themselves and alongside the reads in flight on the queue (whose
+ * reap then does not block); serially, one after the other like the rest.
+ *
  * Either way the drain ends with -ETIMEDOUT after the I/O timeout without
  * progress (on the clock and in rounds: engine/io_bound.h), and with
  * -ECANCELED on precopy_engine_interrupt(). */
@@ -125,6 +130,24 @@ static int64_t drain_serial(struct precopy_engine *e, struct precopy__chan *c)
 
 	if (fd < 0)
 		return fd;
+	while (c->ops->drain_read) {
+		uint64_t t0 = precopy__eng_now(e);
+		int64_t n = c->ops->drain_read(e, c, e->payload, e->cfg.max_chunk);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			goto end;
+		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)n);
+		c->rd_ns = sat_add(c->rd_ns, precopy__eng_now(e) - t0);
+		r = emit_data(e, c, e->payload, (size_t)n);
+		if (r < 0)
+			return r;
+		total += (uint64_t)n;
+		r = precopy__eng_interrupted(e);
+		if (r < 0)
+			return r;
+	}
 	for (;;) {
 		uint64_t t0 = precopy__eng_now(e);
 		ssize_t n = precopy__sys_read(e->cfg.sys, fd, e->payload, e->cfg.max_chunk);
@@ -147,6 +170,7 @@ static int64_t drain_serial(struct precopy_engine *e, struct precopy__chan *c)
 			return r;
 		total += (uint64_t)n;
 	}
+end:
 	r = emit_end(e, c);
 	return r < 0 ? r : (int64_t)total;
 }
@@ -158,7 +182,44 @@ struct slot {
 	uint8_t *buf[2];
 	int cur;        /* the buffer the read in flight fills */
 	int inflight, waiting, done;
+	int plain;      /* read with drain_read, not on the queue */
 };
+
+/* One request of every channel read with drain_read that is not done.
+ * Returns 1 if any made progress, 0 if none, or -errno. */
+static int plain_round(struct precopy_engine *e, struct slot *sl, uint32_t *left, uint64_t *total)
+{
+	int progress = 0, r;
+
+	for (uint32_t i = 0; i < e->nchan; i++) {
+		struct precopy__chan *c = &e->chans[i];
+		uint64_t t0;
+		int64_t n;
+
+		if (!sl[i].plain || sl[i].done)
+			continue;
+		t0 = precopy__eng_now(e);
+		n = c->ops->drain_read(e, c, sl[i].buf[0], e->cfg.max_chunk);
+		if (n < 0)
+			return (int)n;
+		progress = 1;
+		if (n == 0) {
+			sl[i].done = 1;
+			(*left)--;
+			r = emit_end(e, c);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)n);
+		c->rd_ns = sat_add(c->rd_ns, precopy__eng_now(e) - t0);
+		r = emit_data(e, c, sl[i].buf[0], (size_t)n);
+		if (r < 0)
+			return r;
+		*total += (uint64_t)n;
+	}
+	return progress;
+}
 
 static int submit(struct precopy_engine *e, struct slot *s, uint32_t i)
 {
@@ -210,7 +271,7 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 	struct precopy_sys_aio_done done[64];
 	struct slot *sl = calloc(e->nchan, sizeof(*sl));
 	uint64_t total = 0;
-	uint32_t left = e->nchan;
+	uint32_t left = e->nchan, nplain = 0;
 	int64_t ret;
 	int r;
 
@@ -229,6 +290,11 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 		sl[i].fd = fd;
 		sl[i].buf[0] = e->drain_buf + (size_t)i * 2 * e->cfg.max_chunk;
 		sl[i].buf[1] = sl[i].buf[0] + e->cfg.max_chunk;
+		if (c->ops->drain_read) {
+			sl[i].plain = 1;
+			nplain++;
+			continue;
+		}
 		r = submit(e, &sl[i], i);
 		if (r < 0) {
 			ret = r;
@@ -239,7 +305,19 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 		int any_waiting = 0, progress = 0, n;
 
 		for (uint32_t i = 0; i < e->nchan; i++)
-			any_waiting |= sl[i].waiting;
+			any_waiting |= sl[i].waiting || (sl[i].plain && !sl[i].done);
+		if (nplain) {
+			/* requests of the channels without a data fd, while the
+			 * reads on the queue run */
+			r = plain_round(e, sl, &left, &total);
+			if (r < 0) {
+				ret = r;
+				goto out;
+			}
+			progress = r;
+			if (!left)
+				break;
+		}
 		n = precopy_sys_aio_reap(e->cfg.sys, e->aio, done, 64, any_waiting ? 0 : (int)e->cfg.poll_interval_ms);
 		if (n == -EINTR)
 			n = 0;

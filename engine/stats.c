@@ -15,14 +15,17 @@ PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint3
 					   struct precopy_engine_dev_info *out)
 {
 	const struct edev *d;
-	struct precopy_vfio_dev_status st;
+	struct precopy_vfio_dev_status st = { .state = 0 };
 
 	if (!e || !out)
 		return -EINVAL;
 	if (index >= e->ndev)
 		return -ENOENT;
 	d = &e->devs[index];
-	precopy_vfio_dev_status(d->vd, &st);
+	if (d->vu)
+		st.state = d->vu_state;
+	else
+		precopy_vfio_dev_status(d->vd, &st);
 	memset(out, 0, sizeof(*out));
 	out->id = d->cfg.id;
 	out->state = st.state;
@@ -71,10 +74,8 @@ PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct prec
 	out->ram_bytes_sent = e->ram_sent;
 	out->ram_total_bytes = sat_mul(e->log.nbits, e->ps);
 	out->ram_remaining_bytes = sat_mul(e->dirty_count, e->ps);
-	for (uint32_t i = 0; i < e->ndev; i++)
-		out->device_bytes_sent = sat_add(out->device_bytes_sent, e->devs[i].bytes_sent);
-	for (uint32_t i = 0; i < e->nbe; i++)
-		out->device_bytes_sent = sat_add(out->device_bytes_sent, e->bes[i].bytes_sent);
+	for (uint32_t i = 0; i < e->nchan; i++) /* VFIO, back-end and vfio-user channels */
+		out->device_bytes_sent = sat_add(out->device_bytes_sent, *e->chans[i].bytes_sent);
 	return 0;
 }
 

@@ -122,7 +122,8 @@ int precopy__eng_complete(struct precopy_engine *e)
 			first = r;
 			precopy__eng_seterr(e, r, "complete: device %u: STOP_COPY -> STOP: %s", d->cfg.id, strerror(-r));
 		}
-		precopy_vfio_dev_end_session(d->vd);
+		if (d->vd)
+			precopy_vfio_dev_end_session(d->vd);
 	}
 	if (e->kvm_started) {
 		r = precopy_kvm_log_stop(e->kvm);

@@ -168,6 +168,10 @@ int64_t precopy__eng_sync(struct precopy_engine *e)
 	int first = 0;
 
 	e->syncs++;
+	/* DMA_WRITEs the servers have queued land in their logs first */
+	first = precopy__eng_vu_serve(e, "sync");
+	if (first < 0)
+		return first;
 	/* RAM_BITMAP: the live bitmap is the RAM source; RAM_KVM: the VMM's own
 	 * writes to guest RAM, which KVM does not log. */
 	if (e->cfg.ram_bitmap) {

@@ -196,6 +196,7 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 					struct precopy_decision *out)
 {
 	uint64_t stop = 0, pre = 0, trans = 0, t, conc = 0, conc_read = 0, alone = 0, drain;
+	uint32_t guessed = 0;
 	int unknown = 0;
 
 	for (size_t i = 0; i < ndevs; i++) {
@@ -204,6 +205,7 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 
 		if (!s->stop_copy_known)
 			unknown = 1;
+		guessed += s->stop_copy_guess != 0;
 		stop = sat_add(stop, s->stop_copy_bytes);
 		pre = sat_add(pre, sat_add(s->initial_bytes, s->dirty_bytes));
 		trans = sat_add(trans, s->transition_ns);
@@ -217,6 +219,7 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 	t = xfer_ns(conc, bw);
 	drain = sat_add(t > conc_read ? t : conc_read, alone);
 	out->ram_pending = ram_pending;
+	out->stop_copy_guessed = guessed;
 	out->device_stop_copy = unknown ? PRECOPY_UNBOUNDED : stop;
 	out->device_precopy = pre;
 	out->device_drain_ns = unknown ? PRECOPY_UNBOUNDED : drain;
@@ -457,7 +460,8 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			"\"device_stop_copy\":%s,\"device_precopy\":%s,\"pending_bytes\":%s,"
 			"\"transitions_ns\":%s,\"expected_downtime_ns\":%s,"
 			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu,"
-			"\"device_floor_ns\":%s,\"working_set_bytes\":%llu,\"working_set_floor_ns\":%s}",
+			"\"device_floor_ns\":%s,\"working_set_bytes\":%llu,\"working_set_floor_ns\":%s,"
+			"\"stop_copy_guessed\":%u}",
 			precopy_action_name(d->action), d->blocked, d->throttle,
 			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
 			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
@@ -467,5 +471,6 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			json_u64(g, sizeof(g), d->predicted_iterations),
 			json_u64(h, sizeof(h), d->predicted_time_ns),
 			(unsigned long long)d->stalled_since_ns, json_u64(fl, sizeof(fl), d->device_floor_ns),
-			(unsigned long long)d->working_set_bytes, json_u64(wf, sizeof(wf), d->working_set_floor_ns));
+			(unsigned long long)d->working_set_bytes, json_u64(wf, sizeof(wf), d->working_set_floor_ns),
+			d->stop_copy_guessed);
 }

@@ -40,6 +40,8 @@ struct precopy_dirty_source {
 	uint64_t kernel_pgsize;	   /* type1: the page size the kernel logs at */
 	uint32_t hwpt_id;	   /* iommufd: the hardware page table */
 	uint32_t flags;		   /* iommufd: PRECOPY_IOMMUFD_DIRTY_* */
+	/* a vfio-user device's DMA logging (vfio_user/migrate.c): the handle */
+	void *ctx;
 };
 
 /* Default bitmap buffer: 4096 words = 256 Ki pages per chunk. */

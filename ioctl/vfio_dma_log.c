@@ -274,6 +274,7 @@ PRECOPY_API void precopy_dirty_source_free(struct precopy_dirty_source *src)
 	if (!src)
 		return;
 	precopy_dirty_source_stop(src);
+	free(src->ranges); /* left by a stop that failed (a device that went away) */
 	free(src->buf);
 	free(src);
 }

@@ -22,6 +22,7 @@
 #include "precopy/vfio_user.h"
 #include "../ioctl/sys_retry.h"
 #include "codec.h"
+#include "vu_priv.h"
 
 #define MAX_FDS 8           /* fds accepted with one message */
 #define MAX_IDLE_WAKEUPS 1000
@@ -719,6 +720,25 @@ void precopy_vfio_user_close(struct precopy_vfio_user *c)
 	free(c->stx);
 	free(c->rx);
 	free(c);
+}
+
+int precopy__vu_map(const struct precopy_vfio_user *c, size_t i, uint64_t *iova, uint64_t *size)
+{
+	if (!c || i >= c->nmaps)
+		return -ENOENT;
+	*iova = c->maps[i].iova;
+	*size = c->maps[i].size;
+	return 0;
+}
+
+int precopy__vu_broken(const struct precopy_vfio_user *c)
+{
+	return c ? c->dead : -EINVAL;
+}
+
+uint64_t precopy__vu_dirty_page(const struct precopy_vfio_user *c)
+{
+	return c ? c->page : 0;
 }
 
 const char *precopy_vfio_user_error(const struct precopy_vfio_user *c)

@@ -40,9 +40,9 @@
 extern "C" {
 #endif
 
-/* Version 2 added log, log_ctx and log_level at the end; a version 1
- * struct is still accepted. */
-#define PRECOPY_DEST_CONFIG_VERSION 2
+/* Version 2 added log, log_ctx and log_level at the end, version 3
+ * vfio_user and nvfio_user; versions 1 and 2 are still accepted. */
+#define PRECOPY_DEST_CONFIG_VERSION 3
 
 struct precopy_dest_device {
 	uint32_t id;      /* the stream's device id */
@@ -60,6 +60,20 @@ struct precopy_dest_backend {
 	uint32_t id;                           /* the stream's id for it */
 	const struct precopy_backend_ops *ops; /* copied */
 	void *ctx;
+};
+
+/* A device served over vfio-user on the destination (precopy/vfio_user.h):
+ * moved to RESUMING at precopy_dest_start() (one arc at a time), its
+ * DEV_DATA written with MIG_DATA_WRITE in arrival order (plain requests,
+ * not the asynchronous queue: vfio-user has no data fd), then RESUMING ->
+ * STOP (the server checks what it loaded) and RUNNING at
+ * precopy_dest_complete(), as VFIO devices. The handle is borrowed,
+ * connected (guest memory mapped as the VMM needs it), used only inside
+ * the destination's calls; between them the VMM serves the server's
+ * commands (precopy_vfio_user_serve()). */
+struct precopy_dest_vfio_user {
+	uint32_t id;                   /* the stream's device id */
+	struct precopy_vfio_user *dev; /* borrowed */
 };
 
 /* Return-path sink (instead of rp_fd): take all len bytes or -errno. */
@@ -86,6 +100,11 @@ struct precopy_dest_config {
 	precopy_log_fn log;
 	void *log_ctx;
 	uint32_t log_level;
+	/* Version 3: devices served over vfio-user (copied; may be empty).
+	 * Ids share one space with devices and back-ends;
+	 * precopy_dest_device_info() indexes VFIO devices first, then these. */
+	const struct precopy_dest_vfio_user *vfio_user;
+	uint32_t nvfio_user;
 };
 
 /* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock,

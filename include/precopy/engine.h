@@ -103,9 +103,10 @@ extern "C" {
  * after complete) without changing anything.
  */
 
-/* Version 2 added log, log_ctx and log_level at the end; a version 1
- * struct (built against the older header) is still accepted. */
-#define PRECOPY_ENGINE_CONFIG_VERSION 2
+/* Version 2 added log, log_ctx and log_level at the end, version 3
+ * vfio_user and nvfio_user; version 1 and 2 structs (built against older
+ * headers) are still accepted. */
+#define PRECOPY_ENGINE_CONFIG_VERSION 3
 
 /* The clock the engines read (monotonic ns). */
 struct precopy_clock {
@@ -195,6 +196,52 @@ struct precopy_engine_backend {
 	uint64_t state_bytes;
 };
 
+struct precopy_vfio_user; /* precopy/vfio_user.h */
+
+/* One device served over vfio-user (precopy/vfio_user.h) to migrate as a
+ * VFIO device is migrated: the same state machine (moved one arc at a
+ * time through MIG_DEVICE_STATE, P2P states only where the device has
+ * them), its state read with MIG_DATA_READ (pre-copy and switchover) and
+ * written on the destination with MIG_DATA_WRITE. In the stream it is a
+ * device like any other (DEV_SETUP with its migration flags, no PCI ids).
+ *
+ * The handle is the VMM's, connected, with guest memory DMA-mapped before
+ * precopy_engine_start() (the server logs the mappings it has when
+ * logging starts). The engine uses it only inside its own calls, on the
+ * engine's thread; the VMM must not use it concurrently. The server's
+ * DMA_READ/DMA_WRITE commands are answered inside every request the
+ * engine makes, and the engine serves what is waiting at each
+ * precopy_engine_sync() and precopy_engine_pump(); between the engine's
+ * calls the VMM serves them (precopy_vfio_user_serve() when
+ * precopy_vfio_user_fd() polls readable).
+ *
+ * Dirty tracking: the device's DMA logging (started on the server at
+ * precopy_engine_start(), every DMA mapping that meets a RAM slot reported
+ * whole at each sync, stopped at complete or cancel) together with the
+ * handle's own log of the pages the server wrote by DMA_WRITE, both merged
+ * into the RAM log. With PRECOPY_ENGINE_DEV_NO_DMA_LOG, `tracker` or else
+ * every sync marks all RAM dirty, as for a VFIO device.
+ *
+ * Sizes: vfio-user has no precopy-info and no stop-copy-size query. In
+ * PRE_COPY the initial bytes are unknown until the first 0-byte read,
+ * which sends the initial-data marker; meanwhile
+ * precopy_engine_device_info() reports initial_bytes 0 and the device's
+ * stop-copy size as unknown (stop_copy_known 0: the estimator does not
+ * switch over). After it, the stop-copy size the estimator uses
+ * is stop_copy_hint, else the bytes the device's last STOP_COPY drain
+ * delivered, else (never migrated) the bytes it has delivered in this
+ * migration's pre-copy plus one chunk: a guess, counted in
+ * precopy_decision.stop_copy_guessed (docs/vfio-user.md). */
+struct precopy_engine_vfio_user {
+	uint32_t id;                    /* stream id: unique among devices and back-ends */
+	const char *name;               /* as precopy_engine_device.name */
+	struct precopy_vfio_user *dev;  /* borrowed, connected, until precopy_engine_free() */
+	uint32_t flags;                 /* PRECOPY_ENGINE_DEV_* */
+	struct precopy_dirty_source *tracker; /* as precopy_engine_device.tracker */
+	uint64_t stop_copy_hint;        /* expected STOP_COPY bytes; 0: none */
+	uint64_t transition_ns;         /* first estimate of one arc's latency */
+};
+
 /* How a device's DMA dirtiness reaches the RAM log (engine status). */
 enum precopy_engine_tracking {
 	PRECOPY_TRACK_DMA_LOG = 1, /* the device's own DMA logging */
@@ -252,6 +299,12 @@ struct precopy_engine_config {
 	precopy_log_fn log;
 	void *log_ctx;
 	uint32_t log_level;
+	/* Version 3: devices served over vfio-user (copied; may be empty).
+	 * Their ids share the devices' and back-ends' space; all three count
+	 * against PRECOPY_STREAM_CAP_MAX_DEVICES. precopy_engine_device_info()
+	 * indexes VFIO devices first, then these. */
+	const struct precopy_engine_vfio_user *vfio_user;
+	uint32_t nvfio_user;
 };
 
 /* Fill *cfg with every default: version, a CLOCK_MONOTONIC clock

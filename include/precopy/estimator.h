@@ -123,6 +123,9 @@ struct precopy_device_status {
 	uint8_t pre_copy;          /* in PRE_COPY: needs initial_bytes == 0 and the ACK */
 	uint8_t drain_concurrent;  /* drained at switchover together with the other
 				    * devices so marked; 0: one after another */
+	uint8_t stop_copy_guess;   /* 1: stop_copy_bytes is a guess, not a device's
+				    * answer nor a measurement (a vfio-user
+				    * device with no hint, never drained) */
 	uint64_t read_Bps;         /* how fast its state comes out of its data fd
 				    * (measured); 0: unknown, the link alone limits */
 };
@@ -177,6 +180,9 @@ struct precopy_decision {
 					* detected (above); 0 when not */
 	uint64_t working_set_floor_ns; /* W at the bandwidth + device_floor_ns
 					* (0 when no W; UNBOUNDED as device_floor_ns) */
+	uint32_t stop_copy_guessed;    /* devices whose stop-copy size in
+					* device_stop_copy is a guess
+					* (precopy_device_status.stop_copy_guess) */
 };
 
 struct precopy_estimator;

@@ -40,8 +40,14 @@
  * until then). A handle must be used by one thread at a time; distinct
  * handles are independent.
  *
- * Not here yet: the engine does not drive these devices (see
- * docs/vfio-user.md); REGION_WRITE_MULTI, GET_REGION_IO_FDS.
+ * The engines migrate these devices: precopy_engine_config.vfio_user and
+ * precopy_dest_config.vfio_user (precopy/engine.h, precopy/dest.h). While
+ * a handle is in an engine's config, the engine uses it inside its own
+ * calls and answers the server's commands there (and at every sync and
+ * pump); between the engine's calls the VMM calls
+ * precopy_vfio_user_serve(). Never both at once.
+ *
+ * Not here yet: REGION_WRITE_MULTI, GET_REGION_IO_FDS.
  */
 #ifndef PRECOPY_VFIO_USER_H
 #define PRECOPY_VFIO_USER_H

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* vfio_user/vu_priv.h — what the engines use of a vfio-user handle beyond
+ * precopy/vfio_user.h (internal, not installed): its DMA mappings, the
+ * walk of the migration state machine one arc at a time, and the device's
+ * DMA dirtiness as a dirty source (ioctl/dirty_priv.h).
+ *
+ * Thread safety: as the handle (one thread at a time). */
+#ifndef PRECOPY_VFIO_USER_PRIV_H
+#define PRECOPY_VFIO_USER_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "precopy/vfio_user.h"
+#include "precopy/vfio.h"
+
+/* Mapping i of the handle (any order): 0, or -ENOENT past the last. */
+int precopy__vu_map(const struct precopy_vfio_user *c, size_t i, uint64_t *iova, uint64_t *size);
+/* The -errno that broke the connection, 0 while it holds. */
+int precopy__vu_broken(const struct precopy_vfio_user *c);
+/* The page size of the handle's DMA_WRITE dirty log. */
+uint64_t precopy__vu_dirty_page(const struct precopy_vfio_user *c);
+
+/* Move the device from *state to target one arc at a time
+ * (precopy_vfio_fsm_path over mig_flags: the P2P states only where the
+ * device has them), each arc a MIG_DEVICE_STATE SET. *state follows the
+ * device; *arcs (may be NULL) counts the arcs taken. On a failed arc the
+ * state is read back and, unless recover is VFIO_DEVICE_STATE_ERROR (0),
+ * the device is moved to recover (best effort, *recovered set to 1 if it
+ * got there); returns the first -errno, 0 on success. */
+int precopy__vu_move(struct precopy_vfio_user *c, uint32_t *state, uint32_t target, uint64_t mig_flags,
+		     uint32_t recover, unsigned *arcs, int *recovered);
+
+/* The device's DMA dirtiness as a dirty source: DMA_LOGGING_START at
+ * start (the ranges go unused: servers log every mapping), at each report
+ * every DMA mapping that meets a started range read whole (REPORT at the
+ * START page size: the shape real servers answer correctly) together with
+ * the handle's own log of the pages the server wrote by DMA_WRITE, both
+ * merged into the RAM log (pages outside it dropped), DMA_LOGGING_STOP at
+ * stop. A doubtful REPORT reply (-EPROTO with the connection intact)
+ * counts the mapping all dirty and is not an error; a transport failure
+ * marks it all dirty and is returned. NULL with *err: -ENOMEM. */
+struct precopy_dirty_source *precopy__vu_dirty_new(const struct precopy_sys *sys, struct precopy_vfio_user *c,
+						   int *err);
+
+#endif /* PRECOPY_VFIO_USER_PRIV_H */
