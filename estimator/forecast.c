@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/* The forecast (include/precopy/estimator.h, "Forecast"): the pass
+ * recurrence of a migration that has not started, played through a real
+ * estimator so that its switchover test, throttle rule, floors and timeout
+ * are the engine's. Why the model is what it is: docs/decisions.md. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "precopy/estimator.h"
+#include "../common/util.h"
+
+#define MAX_ITERATIONS 1000000u /* a guard: the recurrence is then stuck */
+#define MAX_CHECKS 100000.0     /* switchover tests inside one pass, at most */
+#define STUCK_PERIODS 4u        /* no throttle step in this many periods: none will come */
+#define STUCK_DECISIONS 3u      /* stalled decisions in a row before calling it stuck */
+
+/* D(t): distinct pages dirtied in t ns (see the header). */
+struct dcurve {
+	size_t n;                 /* points, (0, 0) included */
+	double t[PRECOPY_FORECAST_MAX_SAMPLES + 1], d[PRECOPY_FORECAST_MAX_SAMPLES + 1];
+	double cap;               /* RAM pages */
+	int tail;                 /* 0: flat, 1: linear, 2: saturating */
+	double rate, w, tau;      /* tail: pages/ns; W and tau of W (1 - exp(-t / tau)) */
+};
+
+static int cmp_sample(const void *a, const void *b)
+{
+	const struct precopy_forecast_sample *x = a, *y = b;
+
+	return x->interval_ns < y->interval_ns ? -1 : x->interval_ns > y->interval_ns;
+}
+
+/* (1 - e^(-tb/tau)) / (1 - e^(-ta/tau)): from 1 (tau -> 0) to tb/ta (tau -> inf) */
+static double sat_ratio(double ta, double tb, double tau)
+{
+	return -expm1(-tb / tau) / -expm1(-ta / tau);
+}
+
+static int dcurve_build(struct dcurve *c, const struct precopy_forecast_sample *in, size_t n, double cap)
+{
+	struct precopy_forecast_sample s[PRECOPY_FORECAST_MAX_SAMPLES];
+	size_t i = 0;
+
+	memcpy(s, in, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_sample);
+	c->n = 1;
+	c->t[0] = c->d[0] = 0;
+	c->cap = cap;
+	while (i < n) {
+		size_t j = i;
+		double sum = 0;
+
+		while (j < n && s[j].interval_ns == s[i].interval_ns)
+			sum += (double)s[j++].dirty_pages;
+		if (s[i].interval_ns) {
+			double d = sum / (double)(j - i);
+
+			d = d > cap ? cap : d;
+			d = d < c->d[c->n - 1] ? c->d[c->n - 1] : d; /* nondecreasing */
+			c->t[c->n] = (double)s[i].interval_ns;
+			c->d[c->n] = d;
+			c->n++;
+		}
+		i = j;
+	}
+	if (c->n < 2)
+		return -EINVAL;
+	/* the tail, from the two longest intervals (or the origin and the one) */
+	{
+		double ta = c->t[c->n - 2], da = c->d[c->n - 2], tb = c->t[c->n - 1], db = c->d[c->n - 1];
+		double ratio, lo, hi;
+
+		c->rate = (db - da) / (tb - ta);
+		if (db <= 0 || db >= cap || c->rate <= 0) {
+			c->tail = 0;
+			return 0;
+		}
+		if (c->n < 3 || da <= 0) {
+			c->tail = 1;
+			return 0;
+		}
+		ratio = db / da;
+		if (ratio >= tb / ta * (1 - 1e-9)) {
+			c->tail = 1; /* no saturation seen */
+			return 0;
+		}
+		/* tau by bisection on its logarithm: sat_ratio rises with tau */
+		lo = log(tb) - 60;
+		hi = log(tb) + 60;
+		for (int k = 0; k < 200; k++) {
+			double mid = (lo + hi) / 2;
+
+			if (sat_ratio(ta, tb, exp(mid)) < ratio)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		c->tau = exp((lo + hi) / 2);
+		c->w = db / -expm1(-tb / c->tau);
+		c->tail = 2;
+	}
+	return 0;
+}
+
+static double dcurve_at(const struct dcurve *c, double t)
+{
+	double d;
+	size_t i;
+
+	if (t <= 0)
+		return 0;
+	for (i = 1; i < c->n; i++) {
+		if (t <= c->t[i])
+			return c->d[i - 1] + (c->d[i] - c->d[i - 1]) * (t - c->t[i - 1]) / (c->t[i] - c->t[i - 1]);
+	}
+	switch (c->tail) {
+	case 1: d = c->d[c->n - 1] + c->rate * (t - c->t[c->n - 1]); break;
+	case 2: d = c->w * -expm1(-t / c->tau); break;
+	default: d = c->d[c->n - 1]; break;
+	}
+	return d > c->cap ? c->cap : d;
+}
+
+/* the saturation W in pages: the fitted one, the last count when flat,
+ * else all RAM */
+static double dcurve_w(const struct dcurve *c)
+{
+	switch (c->tail) {
+	case 0: return c->d[c->n - 1] > 0 ? c->d[c->n - 1] : 0;
+	case 2: return c->w < c->cap ? c->w : c->cap;
+	default: return c->cap;
+	}
+}
+
+static uint64_t to_u64(double x)
+{
+	if (!(x >= 0))
+		return 0;
+	return x >= 1.8e19 ? PRECOPY_UNBOUNDED : (uint64_t)x;
+}
+
+PRECOPY_API const char *precopy_forecast_outcome_name(uint32_t outcome)
+{
+	switch (outcome) {
+	case PRECOPY_FORECAST_CONVERGES: return "converges";
+	case PRECOPY_FORECAST_DEVICE_FLOOR: return "device floor";
+	case PRECOPY_FORECAST_WORKING_SET: return "working-set floor";
+	case PRECOPY_FORECAST_TIMEOUT: return "timeout";
+	default: return "unknown";
+	}
+}
+
+/* The devices' pre-copy bytes as one sum on the model's devices (the model
+ * adds every device's initial + dirty bytes, so where they sit does not
+ * matter). */
+static void set_dev_precopy(struct precopy_device_status *d, size_t n, uint64_t bytes)
+{
+	for (size_t i = 0; i < n; i++)
+		d[i].initial_bytes = d[i].dirty_bytes = 0;
+	if (n)
+		d[0].dirty_bytes = bytes;
+}
+
+PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct precopy_forecast_input *in,
+				 struct precopy_forecast *out)
+{
+	struct precopy_estimator *est;
+	struct precopy_device_status *devs = NULL;
+	struct dcurve c;
+	struct precopy_decision d;
+	double ps, bw, t = 0, ram_pend, dev_pend = 0, last_change = 0, thr_f = 1, sent = 0;
+	uint64_t bw_sw, iter = 0;
+	uint32_t thr = 0, stalled_run = 0;
+	int err = 0;
+
+	if (!pol || !in || !out || !in->ram_bytes || !in->page_size || !in->bandwidth_Bps || !in->samples ||
+	    !in->nsamples || in->nsamples > PRECOPY_FORECAST_MAX_SAMPLES || (in->ndevs && !in->devs) ||
+	    precopy_policy_check(pol, NULL, 0) < 0)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	ps = (double)in->page_size;
+	if (dcurve_build(&c, in->samples, in->nsamples, floor((double)in->ram_bytes / ps)) < 0)
+		return -EINVAL;
+	bw = (double)in->bandwidth_Bps / 1e9; /* bytes per ns */
+	bw_sw = pol->switchover_bw_Bps ? pol->switchover_bw_Bps : in->bandwidth_Bps;
+	out->dirty_rate_Bps = to_u64(c.d[1] * ps / c.t[1] * 1e9);
+	out->working_set_bytes = to_u64(dcurve_w(&c) * ps);
+	if (in->ndevs) {
+		devs = malloc(in->ndevs * sizeof(*devs));
+		if (!devs)
+			return -ENOMEM;
+		memcpy(devs, in->devs, in->ndevs * sizeof(*devs));
+	}
+	est = precopy_estimator_new(pol, &err);
+	if (!est) {
+		free(devs);
+		return err ? err : -ENOMEM;
+	}
+	ram_pend = c.cap * ps;
+	for (size_t i = 0; i < in->ndevs; i++)
+		dev_pend += (double)sat_add(devs[i].initial_bytes, devs[i].dirty_bytes);
+
+	for (;;) {
+		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt;
+		struct precopy_iteration it;
+
+		if ((double)in->min_iteration_ns > len)
+			len = (double)in->min_iteration_ns;
+		/* the switchover test inside the pass: RAM left in it, what
+		 * the guest dirtied since it began, the devices' dirt */
+		if (iter && in->check_ns && send > (double)in->check_ns) {
+			double step = (double)in->check_ns;
+			int done = 0;
+
+			if (send / step > MAX_CHECKS)
+				step = send / MAX_CHECKS;
+			for (double tau = step; tau < send; tau += step) {
+				double left = ram_pend - bw * tau;
+				struct precopy_decision m;
+
+				left = left > 0 ? left : 0;
+				set_dev_precopy(devs, in->ndevs, to_u64(dev_pend + (double)in->device_dirty_Bps * tau / 1e9));
+				precopy_downtime_model(to_u64(left + dcurve_at(&c, tau * thr_f) * ps), devs, in->ndevs,
+						       bw_sw, pol->fixed_downtime_ns, &m);
+				if (m.expected_downtime_ns <= pol->downtime_limit_ns) {
+					t += tau;
+					sent += bw * tau;
+					out->end = PRECOPY_SWITCHOVER;
+					out->downtime_ns = m.expected_downtime_ns;
+					iter++;
+					done = 1;
+					break;
+				}
+			}
+			if (done)
+				break;
+		}
+		t += len;
+		sent += bytes;
+		iter++;
+		if (iter == 1)
+			out->first_pass_ns = to_u64(len);
+		dirt = floor(dcurve_at(&c, len * thr_f)) * ps;
+		ddirt = (double)in->device_dirty_Bps * len / 1e9;
+		memset(&it, 0, sizeof(it));
+		it.end_ns = to_u64(t);
+		it.send_ns = to_u64(send);
+		it.bytes_sent = to_u64(bytes);
+		it.dirtied_bytes = to_u64(dirt + ddirt);
+		it.ram_pending = to_u64(dirt);
+		precopy_estimator_record(est, &it);
+		set_dev_precopy(devs, in->ndevs, to_u64(ddirt));
+		precopy_estimator_decide(est, devs, in->ndevs, 1, to_u64(t), &d);
+		ram_pend = dirt;
+		dev_pend = ddirt;
+		if (d.stalled && !out->stalled_at_ns)
+			out->stalled_at_ns = to_u64(t);
+		stalled_run = d.stalled ? stalled_run + 1 : 0;
+		out->device_floor_ns = d.device_floor_ns;
+		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER ||
+		    d.action == PRECOPY_ABORT) {
+			out->end = d.action;
+			out->downtime_ns = d.expected_downtime_ns;
+			if (d.action != PRECOPY_SWITCHOVER) {
+				out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
+					       : d.stalled ? PRECOPY_FORECAST_WORKING_SET
+							   : PRECOPY_FORECAST_TIMEOUT;
+				out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d.device_floor_ns
+						: out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.expected_downtime_ns
+											   : 0;
+				out->floor_bytes = out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.ram_pending : 0;
+			}
+			break;
+		}
+		if (d.action == PRECOPY_THROTTLE) {
+			thr = d.throttle;
+			thr_f = (100.0 - thr) / 100.0;
+			last_change = t;
+			if (thr > out->throttle)
+				out->throttle = thr;
+			if (!out->throttle_at_ns)
+				out->throttle_at_ns = to_u64(t);
+			continue;
+		}
+		/* stuck: stalled, and nothing will change (no throttle step can
+		 * come, or none came in STUCK_PERIODS periods) */
+		if ((stalled_run >= STUCK_DECISIONS &&
+		     ((d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) || !pol->throttle_initial || thr >= pol->throttle_max ||
+		      t - last_change >= (double)STUCK_PERIODS * (double)pol->throttle_period_ns)) ||
+		    iter >= MAX_ITERATIONS) {
+			out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
+										: PRECOPY_FORECAST_WORKING_SET;
+			out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d.device_floor_ns
+										      : d.expected_downtime_ns;
+			out->floor_bytes = out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.ram_pending : 0;
+			out->downtime_ns = d.expected_downtime_ns;
+			if (!pol->timeout_ns) {
+				out->end = PRECOPY_CONTINUE;
+				t = INFINITY;
+			} else {
+				/* the same passes until the first decision at or
+				 * after the timeout */
+				double plen = (ram_pend + dev_pend) / bw, k;
+
+				plen = plen > (double)in->min_iteration_ns ? plen : (double)in->min_iteration_ns;
+				k = t < (double)pol->timeout_ns ? ceil(((double)pol->timeout_ns - t) / plen) : 0;
+				t += k * plen;
+				sent += k * (ram_pend + dev_pend);
+				iter += (uint64_t)k;
+				out->end = pol->timeout_action == PRECOPY_TIMEOUT_FORCE ? PRECOPY_FORCE_SWITCHOVER
+											: PRECOPY_ABORT;
+			}
+			break;
+		}
+	}
+	if (out->end == PRECOPY_SWITCHOVER)
+		out->outcome = PRECOPY_FORECAST_CONVERGES;
+	out->iterations = iter;
+	out->precopy_ns = to_u64(t);
+	out->bytes_sent = to_u64(sent);
+	switch (out->end) {
+	case PRECOPY_SWITCHOVER:
+	case PRECOPY_FORCE_SWITCHOVER: out->total_ns = sat_add(out->precopy_ns, out->downtime_ns); break;
+	case PRECOPY_ABORT: out->total_ns = out->precopy_ns; break;
+	default: out->total_ns = PRECOPY_UNBOUNDED; break;
+	}
+	precopy_estimator_free(est);
+	free(devs);
+	return 0;
+}
