@@ -15,6 +15,8 @@
 #define MAX_CHECKS 100000.0     /* switchover tests inside one pass, at most */
 #define STUCK_PERIODS 4u        /* no throttle step in this many periods: none will come */
 #define STUCK_DECISIONS 3u      /* stalled decisions in a row before calling it stuck */
+#define STUCK_PASSES 8u         /* ... and pending bytes over this many passes */
+#define STUCK_SHRINK 1e-3       /* ... shrinking by less than this fraction */
 
 /* D(t): distinct pages dirtied in t ns (see the header). */
 struct dcurve {
@@ -138,7 +140,7 @@ static uint64_t to_u64(double x)
 {
 	if (!(x >= 0))
 		return 0;
-	return x >= 1.8e19 ? PRECOPY_UNBOUNDED : (uint64_t)x;
+	return x >= 1.8e19 ? PRECOPY_UNBOUNDED : (uint64_t)(x + 0.5);
 }
 
 PRECOPY_API const char *precopy_forecast_outcome_name(uint32_t outcome)
@@ -173,7 +175,8 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 	double ps, bw, t = 0, ram_pend, dev_pend = 0, last_change = 0, thr_f = 1, sent = 0;
 	uint64_t bw_sw, iter = 0;
 	uint32_t thr = 0, stalled_run = 0;
-	int err = 0;
+	int err = 0, need_ack = 0;
+	double ack_at = 0, hist[STUCK_PASSES] = { 0 };
 
 	if (!pol || !in || !out || !in->ram_bytes || !in->page_size || !in->bandwidth_Bps || !in->samples ||
 	    !in->nsamples || in->nsamples > PRECOPY_FORECAST_MAX_SAMPLES || (in->ndevs && !in->devs) ||
@@ -199,8 +202,10 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		return err ? err : -ENOMEM;
 	}
 	ram_pend = c.cap * ps;
-	for (size_t i = 0; i < in->ndevs; i++)
+	for (size_t i = 0; i < in->ndevs; i++) {
 		dev_pend += (double)sat_add(devs[i].initial_bytes, devs[i].dirty_bytes);
+		need_ack |= devs[i].pre_copy;
+	}
 
 	for (;;) {
 		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt;
@@ -210,7 +215,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			len = (double)in->min_iteration_ns;
 		/* the switchover test inside the pass: RAM left in it, what
 		 * the guest dirtied since it began, the devices' dirt */
-		if (iter && in->check_ns && send > (double)in->check_ns) {
+		if (iter && in->check_ns && send > (double)in->check_ns && (!need_ack || t >= ack_at)) {
 			double step = (double)in->check_ns;
 			int done = 0;
 
@@ -240,8 +245,10 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		t += len;
 		sent += bytes;
 		iter++;
-		if (iter == 1)
+		if (iter == 1) {
 			out->first_pass_ns = to_u64(len);
+			ack_at = t + (double)in->ack_delay_ns;
+		}
 		dirt = floor(dcurve_at(&c, len * thr_f)) * ps;
 		ddirt = (double)in->device_dirty_Bps * len / 1e9;
 		memset(&it, 0, sizeof(it));
@@ -252,12 +259,14 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		it.ram_pending = to_u64(dirt);
 		precopy_estimator_record(est, &it);
 		set_dev_precopy(devs, in->ndevs, to_u64(ddirt));
-		precopy_estimator_decide(est, devs, in->ndevs, 1, to_u64(t), &d);
+		precopy_estimator_decide(est, devs, in->ndevs, !need_ack || t >= ack_at, to_u64(t), &d);
 		ram_pend = dirt;
 		dev_pend = ddirt;
 		if (d.stalled && !out->stalled_at_ns)
 			out->stalled_at_ns = to_u64(t);
-		stalled_run = d.stalled ? stalled_run + 1 : 0;
+		/* a timeout decision does not judge the stall: the last one holds */
+		if (d.action != PRECOPY_ABORT && d.action != PRECOPY_FORCE_SWITCHOVER)
+			stalled_run = d.stalled ? stalled_run + 1 : 0;
 		out->device_floor_ns = d.device_floor_ns;
 		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER ||
 		    d.action == PRECOPY_ABORT) {
@@ -265,7 +274,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			out->downtime_ns = d.expected_downtime_ns;
 			if (d.action != PRECOPY_SWITCHOVER) {
 				out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
-					       : d.stalled ? PRECOPY_FORECAST_WORKING_SET
+					       : stalled_run ? PRECOPY_FORECAST_WORKING_SET
 							   : PRECOPY_FORECAST_TIMEOUT;
 				out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d.device_floor_ns
 						: out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.expected_downtime_ns
@@ -284,9 +293,12 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 				out->throttle_at_ns = to_u64(t);
 			continue;
 		}
-		/* stuck: stalled, and nothing will change (no throttle step can
+		/* stuck: stalled, the pending bytes no longer shrink (a fixed
+		 * point: a floor), and nothing will change (no throttle step can
 		 * come, or none came in STUCK_PERIODS periods) */
-		if ((stalled_run >= STUCK_DECISIONS &&
+		hist[iter % STUCK_PASSES] = ram_pend + dev_pend;
+		if ((stalled_run >= STUCK_DECISIONS && iter > STUCK_PASSES &&
+		     ram_pend + dev_pend >= hist[(iter + 1) % STUCK_PASSES] * (1 - STUCK_SHRINK) &&
 		     ((d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) || !pol->throttle_initial || thr >= pol->throttle_max ||
 		      t - last_change >= (double)STUCK_PERIODS * (double)pol->throttle_period_ns)) ||
 		    iter >= MAX_ITERATIONS) {

@@ -122,8 +122,12 @@ int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, str
 		devs[i].transition_ns = d->transition_ns * downtime_arcs(d);
 		devs[i].drain_concurrent = (uint8_t)!sc->serial_drain;
 		devs[i].read_Bps = d->read_rate_Bps;
-		if (d->pre_copy)
+		if (d->pre_copy) {
+			uint64_t ack = d->dest_load_ns + 2 * sc->latency_ns;
+
 			in.device_dirty_Bps += d->dirty_rate_Bps;
+			in.ack_delay_ns = ack > in.ack_delay_ns ? ack : in.ack_delay_ns;
+		}
 	}
 	in.ram_bytes = sc->memory;
 	in.page_size = sc->page_size;
@@ -223,6 +227,11 @@ compare:
 	fprintf(f, "predicted vs simulated:\n");
 	fprintf(f, "  %-14s %-14s %-14s\n", "", "predicted", "simulated");
 	fprintf(f, "  %-14s %-14s %-14s\n", "outcome", end_name(fc->end), sim_outcome_name(r->outcome));
+	put_time(a, sizeof(a), fc->total_ns);
+	put_time(b, sizeof(b), r->total_ns);
+	put_time(a, sizeof(a), fc->precopy_ns);
+	put_time(b, sizeof(b), r->total_ns - r->downtime_ns);
+	fprintf(f, "  %-14s %-14s %-14s\n", "pre-copy", a, b);
 	put_time(a, sizeof(a), fc->total_ns);
 	put_time(b, sizeof(b), r->total_ns);
 	fprintf(f, "  %-14s %-14s %-14s", "total time", a, b);

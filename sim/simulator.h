@@ -322,7 +322,8 @@ int sim_forecast_measure(const struct sim_scenario *sc, const uint64_t *interval
 /* Measure (above, sim_forecast_intervals_ns) and call precopy_forecast()
  * with the engine's policy, the scenario's devices as the engine would
  * report them before pre-copy, the link, the simulator's 10 ms least
- * iteration and its window_ns. samples may be NULL (else
+ * iteration and its window_ns, the switchover-ack after the slowest
+ * pre-copy device's destination load and a round trip. samples may be NULL (else
  * SIM_FORECAST_SAMPLES entries). Returns 0 or -errno. */
 int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, struct precopy_forecast_sample *samples);
 

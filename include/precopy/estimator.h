@@ -245,7 +245,8 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
  *    at the bandwidth, at least min_iteration_ns.
  *  - Each pass is recorded into an estimator with *policy and decided on
  *    (devices as given, their initial bytes sent after pass 0, the
- *    switchover-ack taken as received): its switchover test, throttle
+ *    switchover-ack received ack_delay_ns after pass 0): its switchover
+ *    test, throttle
  *    rule, floors and timeout are the engine's. With check_ns, the
  *    switchover test is also made every check_ns of a pass (RAM left in
  *    the pass plus D(time into the pass)), as a VMM that asks the engine
@@ -275,6 +276,10 @@ struct precopy_forecast_input {
 	uint64_t min_iteration_ns; /* a pass's least length (sync cost); 0: none */
 	uint64_t check_ns;        /* switchover test inside passes every check_ns
 				   * of sending; 0: at pass ends only */
+	uint64_t ack_delay_ns;    /* with a pre_copy device: the switchover-ack
+				   * arrives this long after pass 0 (the
+				   * destination's load of the initial bytes and
+				   * the trip back); 0: at once */
 };
 
 #define PRECOPY_FORECAST_MAX_SAMPLES 64
