@@ -136,6 +136,34 @@ static double dcurve_w(const struct dcurve *c)
 	}
 }
 
+#define SYNC_MARGIN 2.0 /* the engine's exact query (a sync) runs once the
+			 * cheap estimate is under 200% of the limit */
+#define INT_STEPS 64     /* steps of the integral below */
+
+/* The RAM pages dirty at time tau of a pass of length T (tau = T: what the
+ * next pass sends), with syncs every c from ts on (ts >= T: none). A page
+ * the pass sends at s is dirty again at tau if written after s: before
+ * the first sync, every page written since the pass began (D(tau) of them,
+ * the live bitmap keeps them), from its pages' share s / T; a page sent
+ * after ts was harvested at most about c / 2 before it went out: D(tau - s
+ * + c / 2) of its share ds / T. Pages ahead of the cursor written before
+ * the first sync are sent in this pass. */
+static double dirty_at(const struct dcurve *cv, double thr_f, double T, double tau, double ts, double c)
+{
+	double head = ts < tau ? ts : tau, sum, ds;
+
+	sum = head / T * dcurve_at(cv, tau * thr_f);
+	if (ts >= tau)
+		return sum;
+	ds = (tau - ts) / INT_STEPS;
+	for (int k = 0; k < INT_STEPS; k++) {
+		double sv = ts + (k + 0.5) * ds, u = tau - sv + c / 2;
+
+		sum += ds / T * dcurve_at(cv, u * thr_f);
+	}
+	return sum;
+}
+
 static uint64_t to_u64(double x)
 {
 	if (!(x >= 0))
@@ -208,27 +236,39 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 	}
 
 	for (;;) {
-		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt;
+		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt, ts, step_used = 0;
 		struct precopy_iteration it;
 
 		if ((double)in->min_iteration_ns > len)
 			len = (double)in->min_iteration_ns;
-		/* the switchover test inside the pass: RAM left in it, what
-		 * the guest dirtied since it began, the devices' dirt */
-		if (iter && in->check_ns && send > (double)in->check_ns && (!need_ack || t >= ack_at)) {
+		/* Inside the pass (check_ns): the engine syncs at each check
+		 * once the RAM left is under SYNC_MARGIN x the limit (ts), and
+		 * switches over at the first check where what is dirty fits. */
+		ts = INFINITY;
+		if (iter && in->check_ns && send > (double)in->check_ns) {
 			double step = (double)in->check_ns;
 			int done = 0;
 
 			if (send / step > MAX_CHECKS)
 				step = send / MAX_CHECKS;
 			for (double tau = step; tau < send; tau += step) {
-				double left = ram_pend - bw * tau;
+				double left = ram_pend - bw * tau, dirty;
 				struct precopy_decision m;
 
 				left = left > 0 ? left : 0;
 				set_dev_precopy(devs, in->ndevs, to_u64(dev_pend + (double)in->device_dirty_Bps * tau / 1e9));
-				precopy_downtime_model(to_u64(left + dcurve_at(&c, tau * thr_f) * ps), devs, in->ndevs,
-						       bw_sw, pol->fixed_downtime_ns, &m);
+				if (ts == INFINITY) {
+					precopy_downtime_model(to_u64(left), devs, in->ndevs, bw_sw, pol->fixed_downtime_ns,
+							       &m);
+					if ((double)m.expected_downtime_ns >= SYNC_MARGIN * (double)pol->downtime_limit_ns)
+						continue;
+					ts = tau;
+				}
+				if (need_ack && t + tau < ack_at)
+					continue;
+				dirty = dirty_at(&c, thr_f, send, tau, ts, step) * ps;
+				precopy_downtime_model(to_u64(left + dirty), devs, in->ndevs, bw_sw,
+						       pol->fixed_downtime_ns, &m);
 				if (m.expected_downtime_ns <= pol->downtime_limit_ns) {
 					t += tau;
 					sent += bw * tau;
@@ -241,6 +281,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			}
 			if (done)
 				break;
+			step_used = step;
 		}
 		t += len;
 		sent += bytes;
@@ -249,7 +290,9 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			out->first_pass_ns = to_u64(len);
 			ack_at = t + (double)in->ack_delay_ns;
 		}
-		dirt = floor(dcurve_at(&c, len * thr_f)) * ps;
+		dirt = ts < send ? floor(dirty_at(&c, thr_f, send, send, ts, step_used) +
+					 dcurve_at(&c, len * thr_f) - dcurve_at(&c, send * thr_f)) * ps
+				 : floor(dcurve_at(&c, len * thr_f)) * ps;
 		ddirt = (double)in->device_dirty_Bps * len / 1e9;
 		memset(&it, 0, sizeof(it));
 		it.end_ns = to_u64(t);
