@@ -193,6 +193,52 @@ static void set_dev_precopy(struct precopy_device_status *d, size_t n, uint64_t 
 		d[0].dirty_bytes = bytes;
 }
 
+/* What the recurrence carries from one decision to the next. */
+struct fstate {
+	const struct precopy_policy *pol;
+	struct precopy_forecast *out;
+	uint32_t thr, stalled_run;
+	double thr_f, last_change;
+};
+
+/* Take decision *d made at `now` (ns): 1 when it ends the run (out filled
+ * but for the totals), else 0 (a throttle step applied). */
+static int take(struct fstate *st, const struct precopy_decision *d, double now)
+{
+	struct precopy_forecast *out = st->out;
+
+	if (d->stalled && !out->stalled_at_ns)
+		out->stalled_at_ns = to_u64(now);
+	/* a timeout decision does not judge the stall: the last one holds */
+	if (d->action != PRECOPY_ABORT && d->action != PRECOPY_FORCE_SWITCHOVER)
+		st->stalled_run = d->stalled ? st->stalled_run + 1 : 0;
+	out->device_floor_ns = d->device_floor_ns;
+	if (d->action == PRECOPY_SWITCHOVER || d->action == PRECOPY_FORCE_SWITCHOVER || d->action == PRECOPY_ABORT) {
+		out->end = d->action;
+		out->downtime_ns = d->expected_downtime_ns;
+		if (d->action != PRECOPY_SWITCHOVER) {
+			out->outcome = (d->blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
+				       : st->stalled_run ? PRECOPY_FORECAST_WORKING_SET
+							 : PRECOPY_FORECAST_TIMEOUT;
+			out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d->device_floor_ns
+					: out->outcome == PRECOPY_FORECAST_WORKING_SET ? d->expected_downtime_ns
+										   : 0;
+			out->floor_bytes = out->outcome == PRECOPY_FORECAST_WORKING_SET ? d->ram_pending : 0;
+		}
+		return 1;
+	}
+	if (d->action == PRECOPY_THROTTLE) {
+		st->thr = d->throttle;
+		st->thr_f = (100.0 - st->thr) / 100.0;
+		st->last_change = now;
+		if (st->thr > out->throttle)
+			out->throttle = st->thr;
+		if (!out->throttle_at_ns)
+			out->throttle_at_ns = to_u64(now);
+	}
+	return 0;
+}
+
 PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct precopy_forecast_input *in,
 				 struct precopy_forecast *out)
 {
@@ -200,9 +246,9 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 	struct precopy_device_status *devs = NULL;
 	struct dcurve c;
 	struct precopy_decision d;
-	double ps, bw, t = 0, ram_pend, dev_pend = 0, last_change = 0, thr_f = 1, sent = 0;
+	double ps, bw, t = 0, ram_pend, dev_pend = 0, sent = 0;
 	uint64_t bw_sw, iter = 0;
-	uint32_t thr = 0, stalled_run = 0;
+	struct fstate st = { pol, out, 0, 0, 1.0, 0 };
 	int err = 0, need_ack = 0;
 	double ack_at = 0, hist[STUCK_PASSES] = { 0 };
 
@@ -236,19 +282,21 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 	}
 
 	for (;;) {
-		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt, ts, step_used = 0;
+		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt, ts, step = 0;
+		double prev = 0; /* when in the pass the last record was made */
 		struct precopy_iteration it;
+		int ack_ok;
 
 		if ((double)in->min_iteration_ns > len)
 			len = (double)in->min_iteration_ns;
-		/* Inside the pass (check_ns): the engine syncs at each check
-		 * once the RAM left is under SYNC_MARGIN x the limit (ts), and
-		 * switches over at the first check where what is dirty fits. */
+		/* Inside the pass (check_ns): once the RAM left is under
+		 * SYNC_MARGIN x the limit (ts), the engine syncs at each check,
+		 * records an iteration and decides. */
 		ts = INFINITY;
 		if (iter && in->check_ns && send > (double)in->check_ns) {
-			double step = (double)in->check_ns;
 			int done = 0;
 
+			step = (double)in->check_ns;
 			if (send / step > MAX_CHECKS)
 				step = send / MAX_CHECKS;
 			for (double tau = step; tau < send; tau += step) {
@@ -264,24 +312,27 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 						continue;
 					ts = tau;
 				}
-				if (need_ack && t + tau < ack_at)
-					continue;
-				dirty = dirty_at(&c, thr_f, send, tau, ts, step) * ps;
-				precopy_downtime_model(to_u64(left + dirty), devs, in->ndevs, bw_sw,
-						       pol->fixed_downtime_ns, &m);
-				if (m.expected_downtime_ns <= pol->downtime_limit_ns) {
+				dirty = dirty_at(&c, st.thr_f, send, tau, ts, step) * ps;
+				memset(&it, 0, sizeof(it));
+				it.end_ns = to_u64(t + tau);
+				it.send_ns = to_u64(tau - prev);
+				it.bytes_sent = to_u64(bw * (tau - prev));
+				it.dirtied_bytes = to_u64(floor(dcurve_at(&c, (tau - prev) * st.thr_f)) * ps);
+				it.ram_pending = to_u64(left + dirty);
+				precopy_estimator_record(est, &it);
+				ack_ok = !need_ack || t + tau >= ack_at;
+				precopy_estimator_decide(est, devs, in->ndevs, ack_ok, to_u64(t + tau), &d);
+				prev = tau;
+				iter++;
+				if (take(&st, &d, t + tau)) {
 					t += tau;
 					sent += bw * tau;
-					out->end = PRECOPY_SWITCHOVER;
-					out->downtime_ns = m.expected_downtime_ns;
-					iter++;
 					done = 1;
 					break;
 				}
 			}
 			if (done)
 				break;
-			step_used = step;
 		}
 		t += len;
 		sent += bytes;
@@ -290,60 +341,33 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			out->first_pass_ns = to_u64(len);
 			ack_at = t + (double)in->ack_delay_ns;
 		}
-		dirt = ts < send ? floor(dirty_at(&c, thr_f, send, send, ts, step_used) +
-					 dcurve_at(&c, len * thr_f) - dcurve_at(&c, send * thr_f)) * ps
-				 : floor(dcurve_at(&c, len * thr_f)) * ps;
+		dirt = ts < send ? floor(dirty_at(&c, st.thr_f, send, send, ts, step) +
+					 dcurve_at(&c, len * st.thr_f) - dcurve_at(&c, send * st.thr_f)) * ps
+				 : floor(dcurve_at(&c, len * st.thr_f)) * ps;
 		ddirt = (double)in->device_dirty_Bps * len / 1e9;
 		memset(&it, 0, sizeof(it));
 		it.end_ns = to_u64(t);
-		it.send_ns = to_u64(send);
-		it.bytes_sent = to_u64(bytes);
-		it.dirtied_bytes = to_u64(dirt + ddirt);
+		it.send_ns = to_u64(send - prev);
+		it.bytes_sent = to_u64(bytes - bw * prev);
+		it.dirtied_bytes = to_u64((prev > 0 ? floor(dcurve_at(&c, (len - prev) * st.thr_f)) * ps : dirt) + ddirt);
 		it.ram_pending = to_u64(dirt);
 		precopy_estimator_record(est, &it);
 		set_dev_precopy(devs, in->ndevs, to_u64(ddirt));
 		precopy_estimator_decide(est, devs, in->ndevs, !need_ack || t >= ack_at, to_u64(t), &d);
 		ram_pend = dirt;
 		dev_pend = ddirt;
-		if (d.stalled && !out->stalled_at_ns)
-			out->stalled_at_ns = to_u64(t);
-		/* a timeout decision does not judge the stall: the last one holds */
-		if (d.action != PRECOPY_ABORT && d.action != PRECOPY_FORCE_SWITCHOVER)
-			stalled_run = d.stalled ? stalled_run + 1 : 0;
-		out->device_floor_ns = d.device_floor_ns;
-		if (d.action == PRECOPY_SWITCHOVER || d.action == PRECOPY_FORCE_SWITCHOVER ||
-		    d.action == PRECOPY_ABORT) {
-			out->end = d.action;
-			out->downtime_ns = d.expected_downtime_ns;
-			if (d.action != PRECOPY_SWITCHOVER) {
-				out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
-					       : stalled_run ? PRECOPY_FORECAST_WORKING_SET
-							   : PRECOPY_FORECAST_TIMEOUT;
-				out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d.device_floor_ns
-						: out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.expected_downtime_ns
-											   : 0;
-				out->floor_bytes = out->outcome == PRECOPY_FORECAST_WORKING_SET ? d.ram_pending : 0;
-			}
+		if (take(&st, &d, t))
 			break;
-		}
-		if (d.action == PRECOPY_THROTTLE) {
-			thr = d.throttle;
-			thr_f = (100.0 - thr) / 100.0;
-			last_change = t;
-			if (thr > out->throttle)
-				out->throttle = thr;
-			if (!out->throttle_at_ns)
-				out->throttle_at_ns = to_u64(t);
+		if (d.action == PRECOPY_THROTTLE)
 			continue;
-		}
 		/* stuck: stalled, the pending bytes no longer shrink (a fixed
 		 * point: a floor), and nothing will change (no throttle step can
 		 * come, or none came in STUCK_PERIODS periods) */
 		hist[iter % STUCK_PASSES] = ram_pend + dev_pend;
-		if ((stalled_run >= STUCK_DECISIONS && iter > STUCK_PASSES &&
+		if ((st.stalled_run >= STUCK_DECISIONS && iter > STUCK_PASSES &&
 		     ram_pend + dev_pend >= hist[(iter + 1) % STUCK_PASSES] * (1 - STUCK_SHRINK) &&
-		     ((d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) || !pol->throttle_initial || thr >= pol->throttle_max ||
-		      t - last_change >= (double)STUCK_PERIODS * (double)pol->throttle_period_ns)) ||
+		     ((d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) || !pol->throttle_initial || st.thr >= pol->throttle_max ||
+		      t - st.last_change >= (double)STUCK_PERIODS * (double)pol->throttle_period_ns)) ||
 		    iter >= MAX_ITERATIONS) {
 			out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
 										: PRECOPY_FORECAST_WORKING_SET;

@@ -247,10 +247,13 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
  *    (devices as given, their initial bytes sent after pass 0, the
  *    switchover-ack received ack_delay_ns after pass 0): its switchover
  *    test, throttle
- *    rule, floors and timeout are the engine's. With check_ns, the
- *    switchover test is also made every check_ns of a pass (RAM left in
- *    the pass plus D(time into the pass)), as a VMM that asks the engine
- *    inside passes would.
+ *    rule, floors and timeout are the engine's. With check_ns (a VMM
+ *    that asks the engine every check_ns of sending inside a pass), once
+ *    the RAM left in a pass is under twice the limit the engine syncs at
+ *    each check: an iteration is recorded and decided there too, and the
+ *    pages sent after that sync are dirty again only if written after
+ *    they went out (the pages dirty at a time tau of a pass of length T:
+ *    estimator/forecast.c, dirty_at()).
  *  - Stuck (stalled, and no throttle step possible or none in 4 periods):
  *    the run jumps to the policy's timeout (or never ends without one).
  */
