@@ -250,7 +250,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 	uint64_t bw_sw, iter = 0;
 	struct fstate st = { pol, out, 0, 0, 1.0, 0 };
 	int err = 0, need_ack = 0;
-	double ack_at = 0, hist[STUCK_PASSES] = { 0 };
+	double ack_at = 0, hist[STUCK_PASSES] = { 0 }, rd_num = 0, rd_den = 0, rd_ns_per_byte;
 
 	if (!pol || !in || !out || !in->ram_bytes || !in->page_size || !in->bandwidth_Bps || !in->samples ||
 	    !in->nsamples || in->nsamples > PRECOPY_FORECAST_MAX_SAMPLES || (in->ndevs && !in->devs) ||
@@ -280,6 +280,19 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		dev_pend += (double)sat_add(devs[i].initial_bytes, devs[i].dirty_bytes);
 		need_ack |= devs[i].pre_copy;
 	}
+	/* pre-copy bytes come out of the data fds one device after another
+	 * at their read rates (0: not limited): ns per byte, the devices
+	 * weighted by their bytes (alike when none has any) */
+	for (size_t i = 0; i < in->ndevs; i++) {
+		double w = dev_pend > 0 ? (double)sat_add(devs[i].initial_bytes, devs[i].dirty_bytes) : 1;
+
+		if (!devs[i].pre_copy)
+			continue;
+		if (devs[i].read_Bps)
+			rd_num += w / ((double)devs[i].read_Bps / 1e9);
+		rd_den += w;
+	}
+	rd_ns_per_byte = rd_den > 0 ? rd_num / rd_den : 0;
 
 	for (;;) {
 		double bytes = ram_pend + dev_pend, send = bytes / bw, len = send, dirt, ddirt, ts, step = 0;
@@ -287,6 +300,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		struct precopy_iteration it;
 		int ack_ok;
 
+		len += dev_pend * rd_ns_per_byte; /* reading the devices' data */
 		if ((double)in->min_iteration_ns > len)
 			len = (double)in->min_iteration_ns;
 		/* Inside the pass (check_ns): once the RAM left is under

@@ -242,7 +242,9 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
  *  - Pass 0 sends all RAM and every device's pre-copy bytes; pass i sends
  *    what pass i-1 left dirty: D(its length) pages plus the devices'
  *    pre-copy dirt (device_dirty_Bps x its length). A pass lasts its bytes
- *    at the bandwidth, at least min_iteration_ns.
+ *    at the bandwidth, plus the devices' pre-copy bytes at their read_Bps
+ *    (read one device after another; 0: not limited), at least
+ *    min_iteration_ns.
  *  - Each pass is recorded into an estimator with *policy and decided on
  *    (devices as given, their initial bytes sent after pass 0, the
  *    switchover-ack received ack_delay_ns after pass 0): its switchover
