@@ -301,6 +301,18 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		int ack_ok;
 
 		len += dev_pend * rd_ns_per_byte; /* reading the devices' data */
+		/* Nothing left to send: only time changes something, the
+		 * switchover-ack; then the last decision stands (passes that
+		 * send nothing measure no bandwidth: none is recorded). */
+		if (iter && bytes <= 0) {
+			if (need_ack && t < ack_at) {
+				t = ack_at;
+				precopy_estimator_decide(est, devs, in->ndevs, 1, to_u64(t), &d);
+				if (take(&st, &d, t))
+					break;
+			}
+			goto stuck;
+		}
 		if ((double)in->min_iteration_ns > len)
 			len = (double)in->min_iteration_ns;
 		/* Inside the pass (check_ns): once the RAM left is under
@@ -313,7 +325,12 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 			step = (double)in->check_ns;
 			if (send / step > MAX_CHECKS)
 				step = send / MAX_CHECKS;
-			for (double tau = step; tau < send; tau += step) {
+			/* no sync before the RAM left could be under the
+			 * margin at the switchover bandwidth alone */
+			double first = (ram_pend - SYNC_MARGIN * (double)pol->downtime_limit_ns * (double)bw_sw / 1e9) / bw;
+
+			first = first > step ? floor(first / step) * step : step;
+			for (double tau = first; tau < send; tau += step) {
 				double left = ram_pend - bw * tau, dirty;
 				struct precopy_decision m;
 
@@ -383,6 +400,7 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 		     ((d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) || !pol->throttle_initial || st.thr >= pol->throttle_max ||
 		      t - st.last_change >= (double)STUCK_PERIODS * (double)pol->throttle_period_ns)) ||
 		    iter >= MAX_ITERATIONS) {
+stuck:
 			out->outcome = (d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR) ? PRECOPY_FORECAST_DEVICE_FLOOR
 										: PRECOPY_FORECAST_WORKING_SET;
 			out->floor_ns = out->outcome == PRECOPY_FORECAST_DEVICE_FLOOR ? d.device_floor_ns
@@ -398,7 +416,15 @@ PRECOPY_API int precopy_forecast(const struct precopy_policy *pol, const struct 
 				double plen = (ram_pend + dev_pend) / bw, k;
 
 				plen = plen > (double)in->min_iteration_ns ? plen : (double)in->min_iteration_ns;
-				k = t < (double)pol->timeout_ns ? ceil(((double)pol->timeout_ns - t) / plen) : 0;
+				k = 0;
+				if (t < (double)pol->timeout_ns) {
+					if (plen <= 0) { /* nothing to send: idle until the timeout */
+						plen = (double)pol->timeout_ns - t;
+						k = 1;
+					} else {
+						k = ceil(((double)pol->timeout_ns - t) / plen);
+					}
+				}
 				t += k * plen;
 				sent += k * (ram_pend + dev_pend);
 				iter += (uint64_t)k;

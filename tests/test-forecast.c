@@ -215,7 +215,19 @@ Test(forecast, device_floor)
 	cr_assert_eq(f.end, PRECOPY_ABORT);
 	cr_assert_eq(f.stalled_at_ns, 1 * S, "stall at the first decision");
 
+	/* a quiet guest, no least iteration: nothing to send after pass 0,
+	 * the forecast still ends, at the timeout */
 	linear(s, 0, 0);
+	cr_assert_eq(precopy_forecast(&p, &in, &f), 0);
+	cr_assert_eq(f.outcome, PRECOPY_FORECAST_DEVICE_FLOOR);
+	cr_assert_eq(f.end, PRECOPY_ABORT);
+	cr_assert_eq(f.total_ns, 20 * S);
+	in.min_iteration_ns = 10 * MS; /* the same with empty 10 ms passes */
+	cr_assert_eq(precopy_forecast(&p, &in, &f), 0);
+	cr_assert_eq(f.outcome, PRECOPY_FORECAST_DEVICE_FLOOR);
+	near((double)f.floor_ns, 1.025e9, 0.001, "floor");
+	in.min_iteration_ns = 0;
+
 	dev.stop_copy_bytes = 200 * MiB;
 	cr_assert_eq(precopy_forecast(&p, &in, &f), 0);
 	cr_assert_eq(f.outcome, PRECOPY_FORECAST_CONVERGES);
