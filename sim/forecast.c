@@ -196,7 +196,7 @@ int sim_report_forecast(FILE *f, const struct sim_scenario *sc, const struct pre
 		fc->working_set_bytes >= sc->memory ? " (all RAM: no saturation seen)" : "");
 	put_time(a, sizeof(a), fc->total_ns);
 	put_time(b, sizeof(b), fc->first_pass_ns);
-	fprintf(f, "  outcome: %s; ends in %s after %llu passes, total %s (first pass %s)\n",
+	fprintf(f, "  outcome: %s; end: %s after %llu passes, total %s (first pass %s)\n",
 		precopy_forecast_outcome_name(fc->outcome), end_name(fc->end), (unsigned long long)fc->iterations,
 		a, b);
 	put_time(a, sizeof(a), fc->downtime_ns);
@@ -240,7 +240,7 @@ compare:
 	fprintf(f, "\n");
 	put_time(a, sizeof(a), fc->end == PRECOPY_ABORT || fc->end == PRECOPY_CONTINUE ? 0 : fc->downtime_ns);
 	put_time(b, sizeof(b), r->downtime_ns);
-	fprintf(f, "  %-14s %-14s %-14s (expected by the engine at switchover: ", "downtime", a, b);
+	fprintf(f, "  %-14s %-14s %-14s (the engine's expected downtime at the end: ", "downtime", a, b);
 	put_time(a, sizeof(a), r->expected_downtime_ns);
 	fprintf(f, "%s)\n", a);
 	fprintf(f, "  %-14s %-14u %-14u\n", "max throttle", fc->throttle, r->max_throttle);
