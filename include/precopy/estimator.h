@@ -305,7 +305,8 @@ struct precopy_forecast {
 	uint32_t end;              /* enum precopy_action: SWITCHOVER, ABORT or
 				    * FORCE_SWITCHOVER (the timeout), CONTINUE
 				    * (no timeout: never ends) */
-	uint64_t iterations;       /* passes until the end */
+	uint64_t iterations;       /* iterations recorded until the end: passes
+				    * and the syncs inside them (check_ns) */
 	uint64_t precopy_ns;       /* from the start until switchover or timeout
 				    * (UNBOUNDED if it never ends) */
 	uint64_t total_ns;         /* precopy_ns + downtime_ns (switchover, force),
