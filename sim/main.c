@@ -39,6 +39,10 @@ static void usage(FILE *f)
 		"  --compare         run the scenario under all four policies and print one\n"
 		"                    table (with --json: one object with a \"compare\" array);\n"
 		"                    exit 0 unless a run failed (1)\n"
+		"  --forecast        first measure the guest for 1.5 s (dirty logging on,\n"
+		"                    nothing sent) and print the engine's forecast\n"
+		"                    (precopy_forecast()), then run and print predicted vs\n"
+		"                    simulated (outcome, total time, downtime, throttle)\n"
 		"  --no-progress     no progress line (it is shown only on a terminal anyway)\n"
 		"  --print-default   print the built-in scenario and exit\n"
 		"  -h, --help        this text\n"
@@ -148,11 +152,14 @@ int main(int argc, char **argv)
 		{ "svg", required_argument, NULL, 's' }, { "seed", required_argument, NULL, 'S' },
 		{ "no-progress", no_argument, NULL, 'P' }, { "print-default", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },      { "policy", required_argument, NULL, 'p' },
-		{ "compare", no_argument, NULL, 'C' },   { NULL, 0, NULL, 0 },
+		{ "compare", no_argument, NULL, 'C' },   { "forecast", no_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct output csv = { "--csv", NULL, NULL }, svg = { "--svg", NULL, NULL };
 	const char *seed = NULL, *policy = NULL;
-	int json = 0, show_progress = 1, output_failed = 0, compare = 0, c, e, code;
+	int json = 0, show_progress = 1, output_failed = 0, compare = 0, forecast = 0, c, e, code;
+	struct precopy_forecast fc;
+	struct precopy_forecast_sample fs[SIM_FORECAST_SAMPLES];
 	struct sim_scenario sc;
 	struct sim_result res;
 	char err[SIM_ERR_MAX];
@@ -165,6 +172,7 @@ int main(int argc, char **argv)
 		case 'S': seed = optarg; break;
 		case 'p': policy = optarg; break;
 		case 'C': compare = 1; break;
+		case 'F': forecast = 1; break;
 		case 'P': show_progress = 0; break;
 		case 'D': fputs(sim_default_scenario, stdout); return finish_stdout(0);
 		case 'h': usage(stdout); return finish_stdout(0);
@@ -196,15 +204,32 @@ int main(int argc, char **argv)
 		return EXIT_BAD_SCENARIO;
 	}
 	if (compare) {
-		if (csv.path || svg.path || policy) {
+		if (csv.path || svg.path || policy || forecast) {
 			fprintf(stderr, "precopy-sim: --compare runs every policy and writes one table: not with %s\n",
-				policy ? "--policy" : csv.path ? "--csv" : "--svg");
+				forecast ? "--forecast" : policy ? "--policy" : csv.path ? "--csv" : "--svg");
 			sim_scenario_release(&sc);
 			return EXIT_BAD_SCENARIO;
 		}
 		code = run_compare(&sc, json, show_progress && isatty(STDERR_FILENO));
 		sim_scenario_release(&sc);
 		return finish_stdout(code);
+	}
+	if (forecast) {
+		if (json || (policy && sc.policy != SIM_POLICY_PRECOPY)) {
+			fprintf(stderr, "precopy-sim: --forecast forecasts the engine's own policy, in text: not with %s\n",
+				json ? "--json" : "--policy");
+			sim_scenario_release(&sc);
+			return EXIT_BAD_SCENARIO;
+		}
+		sc.policy = SIM_POLICY_PRECOPY;
+		e = sim_forecast(&sc, &fc, fs);
+		if (e < 0) {
+			fprintf(stderr, "precopy-sim: forecast: %s\n", strerror(-e));
+			sim_scenario_release(&sc);
+			return EXIT_FAILED;
+		}
+		sim_report_forecast(stdout, &sc, &fc, fs, NULL);
+		fflush(stdout);
 	}
 	if (open_output(&csv) < 0 || open_output(&svg) < 0) {
 		if (csv.f)
@@ -242,6 +267,8 @@ int main(int argc, char **argv)
 	}
 	if (!json)
 		fprintf(stdout, "  (simulated in %.2f s of real time)\n", res.wall_s);
+	if (forecast && res.outcome != SIM_FAILED)
+		sim_report_forecast(stdout, &sc, &fc, fs, &res);
 	switch (res.outcome) {
 	case SIM_SWITCHOVER: code = EXIT_SWITCHOVER; break;
 	case SIM_CANCELLED: code = EXIT_CANCELLED; break;

@@ -270,7 +270,7 @@ static struct precopy_fake_vfio_cfg fake_cfg(const struct sim_scenario *sc, uint
 	return c;
 }
 
-static void policy_of(const struct sim_scenario *sc, struct precopy_policy *p)
+void sim_engine_policy(const struct sim_scenario *sc, struct precopy_policy *p)
 {
 	precopy_policy_defaults(p);
 	p->downtime_limit_ns = sc->downtime_limit_ns;
@@ -351,7 +351,7 @@ static int setup(struct run *r)
 	cfg.sink = stream_sink;
 	cfg.sink_ctx = r;
 	cfg.rp_fd = -1;
-	policy_of(sc, &cfg.policy);
+	sim_engine_policy(sc, &cfg.policy);
 	/* a foreign rule wants fresh figures at every decision: the exact
 	 * query (a sync that keeps the pass's cursor) each time */
 	if (r->foreign)

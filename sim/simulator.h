@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "precopy/bitmap.h"
+#include "precopy/estimator.h"
 #include "precopy/stream.h"
 
 #define SIM_MAX_DEVICES 64
@@ -302,5 +303,36 @@ void sim_report_progress(FILE *f, const struct sim_result *r, const struct sim_i
  * "compare" array of those rows. Return 0 or -EIO. */
 int sim_report_compare(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n);
 int sim_report_compare_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n);
+
+/* The engine's policy for the scenario (as sim_run() configures it). */
+void sim_engine_policy(const struct sim_scenario *sc, struct precopy_policy *p);
+
+/* ---- forecast (sim/forecast.c) --------------------------------------------- */
+
+/* The measuring window of --forecast: dirty pages after syncs 100, 200,
+ * 400 and 800 ms apart (1.5 s of guest time). */
+#define SIM_FORECAST_SAMPLES 4
+extern const uint64_t sim_forecast_intervals_ns[SIM_FORECAST_SAMPLES];
+
+/* Measure the scenario's guest as a VMM would before migrating, dirty
+ * logging on and nothing sent: from the start of its workload (the same
+ * seed, on the virtual clock) the pages found dirty after each of the n
+ * intervals, syncs back to back, plus the pages its devices' DMA would
+ * mark in their logs (at their log's page size). Fills out[0..n).
+ * Returns 0, -EINVAL or -ENOMEM. */
+int sim_forecast_measure(const struct sim_scenario *sc, const uint64_t *intervals_ns, size_t n,
+			 struct precopy_forecast_sample *out);
+
+/* Measure (above, sim_forecast_intervals_ns) and call precopy_forecast()
+ * with the engine's policy, the scenario's devices as the engine would
+ * report them before pre-copy, the link, the simulator's 10 ms least
+ * iteration and its window_ns, the switchover-ack after the slowest
+ * pre-copy device's destination load and a round trip. samples may be NULL (else
+ * SIM_FORECAST_SAMPLES entries). Returns 0 or -errno. */
+int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, struct precopy_forecast_sample *samples);
+
+/* The forecast (r NULL), or predicted vs simulated (r the run). */
+int sim_report_forecast(FILE *f, const struct sim_scenario *sc, const struct precopy_forecast *fc,
+			const struct precopy_forecast_sample *samples, const struct sim_result *r);
 
 #endif /* PRECOPY_SIM_SIMULATOR_H */

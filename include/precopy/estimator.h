@@ -222,6 +222,127 @@ PRECOPY_API const char *precopy_action_name(uint32_t action);
  * with len to detect truncation. */
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len);
 
+/* ---- Forecast: will a migration converge, before it starts ----------------
+ *
+ * precopy_forecast() predicts, from what the caller measured with dirty
+ * logging on and nothing sent yet, what the engine would do with *policy at
+ * a given bandwidth: whether it switches over within the limit, after how
+ * many passes and how long, with what expected downtime, how far it
+ * throttles, and which floor stops it if it does not. Pure arithmetic, no
+ * clock, no syscall; it allocates (an estimator) and frees before
+ * returning.
+ *
+ * Measuring (the caller's part): sync the dirty log, let the guest run for
+ * an interval, sync again and count the pages the second sync found;
+ * repeat with several interval lengths (e.g. 100, 200, 400, 800 ms). The
+ * counts tell the rate (short intervals) from the working set (the count
+ * stops growing with the interval). At least one sample with a nonzero
+ * interval; more and longer intervals extrapolate better.
+ *
+ * The model (rationale and limits: docs/decisions.md, "Forecast"):
+ *  - D(t), the distinct pages dirtied in t: through the samples (averaged
+ *    per interval, made nondecreasing, 0 at 0), straight lines between
+ *    them; beyond the longest, the saturating curve W (1 - exp(-t / tau))
+ *    fitted to the two longest, continued from the last sample; never
+ *    above the RAM's pages. A throttle of p% makes D(t x (100 - p) / 100).
+ *  - Pass 0 sends all RAM and every device's pre-copy bytes; pass i sends
+ *    what pass i-1 left dirty: D(its length) pages plus the devices'
+ *    pre-copy dirt (device_dirty_Bps x its length). A pass lasts its bytes
+ *    at the bandwidth, plus the devices' pre-copy bytes at their read_Bps
+ *    (read one device after another; 0: not limited), at least
+ *    min_iteration_ns.
+ *  - Each pass is recorded into an estimator with *policy and decided on
+ *    (devices as given, their initial bytes sent after pass 0, the
+ *    switchover-ack received ack_delay_ns after pass 0): its switchover
+ *    test, throttle
+ *    rule, floors and timeout are the engine's. With check_ns (a VMM
+ *    that asks the engine every check_ns of sending inside a pass), once
+ *    the RAM left in a pass is under twice the limit the engine syncs at
+ *    each check: an iteration is recorded and decided there too, and the
+ *    pages sent after that sync are dirty again only if written after
+ *    they went out (the pages dirty at a time tau of a pass of length T:
+ *    estimator/forecast.c, dirty_at()).
+ *  - Stuck (stalled, and no throttle step possible or none in 4 periods):
+ *    the run jumps to the policy's timeout (or never ends without one).
+ */
+
+/* One measurement: after `interval_ns` of guest time since the previous
+ * sync, the sync found `dirty_pages` newly dirty pages. */
+struct precopy_forecast_sample {
+	uint64_t interval_ns;
+	uint64_t dirty_pages;
+};
+
+struct precopy_forecast_input {
+	uint64_t ram_bytes;       /* guest RAM, > 0 */
+	uint64_t page_size;       /* bytes per dirty-log bit, > 0 */
+	const struct precopy_forecast_sample *samples;
+	size_t nsamples;          /* >= 1, at most PRECOPY_FORECAST_MAX_SAMPLES */
+	const struct precopy_device_status *devs; /* as before start: pre_copy
+				   * devices with their initial bytes */
+	size_t ndevs;
+	uint64_t device_dirty_Bps; /* the devices' pre-copy bytes dirtied per second */
+	uint64_t bandwidth_Bps;   /* the link, > 0 (policy.switchover_bw_Bps,
+				   * when set, is the downtime's bandwidth) */
+	uint64_t min_iteration_ns; /* a pass's least length (sync cost); 0: none */
+	uint64_t check_ns;        /* switchover test inside passes every check_ns
+				   * of sending; 0: at pass ends only */
+	uint64_t ack_delay_ns;    /* with a pre_copy device: the switchover-ack
+				   * arrives this long after pass 0 (the
+				   * destination's load of the initial bytes and
+				   * the trip back); 0: at once */
+};
+
+#define PRECOPY_FORECAST_MAX_SAMPLES 64
+
+enum precopy_forecast_outcome {
+	PRECOPY_FORECAST_CONVERGES = 0,   /* switches over within the limit */
+	PRECOPY_FORECAST_DEVICE_FLOOR = 1, /* never: device state, transitions and
+					    * fixed costs alone exceed the limit */
+	PRECOPY_FORECAST_WORKING_SET = 2, /* never: at the highest throttle, the set
+					   * the guest rewrites during a pass keeps
+					   * the downtime above the limit */
+	PRECOPY_FORECAST_TIMEOUT = 3,     /* converging, too slowly: the policy's
+					   * timeout comes first */
+};
+
+struct precopy_forecast {
+	uint32_t outcome;          /* enum precopy_forecast_outcome */
+	uint32_t end;              /* enum precopy_action: SWITCHOVER, ABORT or
+				    * FORCE_SWITCHOVER (the timeout), CONTINUE
+				    * (no timeout: never ends) */
+	uint64_t iterations;       /* iterations recorded until the end: passes
+				    * and the syncs inside them (check_ns) */
+	uint64_t precopy_ns;       /* from the start until switchover or timeout
+				    * (UNBOUNDED if it never ends) */
+	uint64_t total_ns;         /* precopy_ns + downtime_ns (switchover, force),
+				    * precopy_ns (cancel), UNBOUNDED (never) */
+	uint64_t downtime_ns;      /* the expected downtime at the end (the
+				    * estimator's model) */
+	uint32_t throttle;         /* the highest throttle applied, percent */
+	uint64_t throttle_at_ns;   /* when the first throttle comes (0: none) */
+	uint64_t first_pass_ns;    /* pass 0's length */
+	uint64_t bytes_sent;       /* before the downtime */
+	uint64_t dirty_rate_Bps;   /* dirtied at first: the shortest interval's pages */
+	uint64_t working_set_bytes;/* the fitted saturation W (RAM size when the
+				    * samples show none) */
+	uint64_t floor_ns;         /* the downtime floor that stops it
+				    * (outcome != CONVERGES), else 0 */
+	uint64_t floor_bytes;      /* WORKING_SET: the RAM still dirty after each
+				    * pass at the floor */
+	uint64_t device_floor_ns;  /* the device floor (decision.device_floor_ns) */
+	uint64_t stalled_at_ns;    /* when the engine would report the stall, 0: not */
+};
+
+/* Forecast (above) into *out. Returns 0, or -EINVAL (NULL pointers, a bad
+ * policy, ram_bytes, page_size or bandwidth 0, no sample, too many, or
+ * every interval 0) / -ENOMEM. */
+PRECOPY_API int precopy_forecast(const struct precopy_policy *policy, const struct precopy_forecast_input *in,
+				 struct precopy_forecast *out);
+
+/* "converges", "device floor", "working-set floor", "timeout". */
+PRECOPY_API const char *precopy_forecast_outcome_name(uint32_t outcome);
+
 #ifdef __cplusplus
 }
 #endif
