@@ -445,8 +445,48 @@ PRECOPY_API const char *precopy_action_name(uint32_t action)
 	return action < sizeof(names) / sizeof(names[0]) ? names[action] : "unknown";
 }
 
+PRECOPY_API const char *precopy_block_name(uint32_t bit)
+{
+	static const char *const names[] = { "downtime", "unknown_size", "initial_bytes", "ack",
+					     "no_bandwidth", "device_floor", "working_set" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (bit == 1u << i)
+			return names[i];
+	return "unknown";
+}
+
+PRECOPY_API int precopy_blocked_json(uint32_t blocked, char *buf, size_t len)
+{
+	size_t need = 1; /* '[' */
+	int first = 1;
+
+	if (len)
+		snprintf(buf, len, "[");
+	for (uint32_t i = 0; i < 32; i++) {
+		const char *n;
+		size_t o = need;
+
+		if (!(blocked & (1u << i)))
+			continue;
+		n = precopy_block_name(1u << i);
+		need += strlen(n) + 2 + !first;
+		if (o < len)
+			snprintf(buf + o, len - o, "%s\"%s\"", first ? "" : ",", n);
+		first = 0;
+	}
+	if (need < len)
+		snprintf(buf + need, len - need, "]");
+	need++;
+	if (len && need >= len)
+		buf[len - 1] = 0;
+	return (int)need;
+}
+
 PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *buf, size_t len)
 {
+	char blocked[160];
+
 	char a[24], b[24], c[24], e[24], f[24], g[24], h[24], fl[24], wf[24], rho[32];
 
 	if (!d)
@@ -454,7 +494,7 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 	json_double(rho, sizeof(rho), d->rho);
 	/* reason strings are static ASCII without quotes or backslashes */
 	return snprintf(buf, len,
-			"{\"action\":\"%s\",\"blocked\":%u,\"throttle\":%u,\"stalled\":%s,"
+			"{\"action\":\"%s\",\"blocked\":%u,\"blocked_reasons\":%s,\"throttle\":%u,\"stalled\":%s,"
 			"\"reason\":\"%s\",\"iteration\":%llu,\"bandwidth_Bps\":%llu,"
 			"\"dirty_rate_Bps\":%llu,\"rho\":%s,\"ram_pending\":%llu,"
 			"\"device_stop_copy\":%s,\"device_precopy\":%s,\"pending_bytes\":%s,"
@@ -462,7 +502,8 @@ PRECOPY_API int precopy_decision_json(const struct precopy_decision *d, char *bu
 			"\"predicted_iterations\":%s,\"predicted_time_ns\":%s,\"stalled_since_ns\":%llu,"
 			"\"device_floor_ns\":%s,\"working_set_bytes\":%llu,\"working_set_floor_ns\":%s,"
 			"\"stop_copy_guessed\":%u}",
-			precopy_action_name(d->action), d->blocked, d->throttle,
+			precopy_action_name(d->action), d->blocked,
+			(precopy_blocked_json(d->blocked, blocked, sizeof(blocked)), blocked), d->throttle,
 			d->stalled ? "true" : "false", d->reason, (unsigned long long)d->iteration,
 			(unsigned long long)d->bandwidth_Bps, (unsigned long long)d->dirty_rate_Bps, rho,
 			(unsigned long long)d->ram_pending, json_u64(a, sizeof(a), d->device_stop_copy),

@@ -66,9 +66,15 @@ int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_res
 {
 	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
 
-	fprintf(f, "{\"scenario\":");
+	char blocked[160];
+
+	/* schema 2: "schema_version", "ram" with query-migrate's names, and
+	 * blocked reasons by name in every iteration (docs/sim-input.md) */
+	fprintf(f, "{\"schema_version\":%d,\"scenario\":", SIM_JSON_SCHEMA);
 	json_str(f, sc->source);
 	fprintf(f, ",\"policy\":\"%s\"", sim_policy_name(r->policy) ? sim_policy_name(r->policy) : "?");
+	fprintf(f, ",\"ram\":{\"transferred\":%llu,\"total\":%llu,\"page-size\":%llu}",
+		(unsigned long long)r->ram_bytes, (unsigned long long)sc->memory, (unsigned long long)sc->page_size);
 	fprintf(f, ",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", sim_outcome_name(r->outcome),
 		(unsigned long long)r->iterations, ms(r->total_ns));
 	json_ms_or_null(f, "downtime_ms", r->downtime_ns, !switched);
@@ -103,8 +109,9 @@ int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_res
 			fprintf(f, ",\"rho\":%.6f", it->rho);
 		else
 			fprintf(f, ",\"rho\":null");
-		fprintf(f, ",\"throttle\":%u,\"action\":\"%s\",\"stalled\":%s}", it->throttle, action_name(it->action),
-			it->stalled ? "true" : "false");
+		precopy_blocked_json(it->blocked, blocked, sizeof(blocked));
+		fprintf(f, ",\"throttle\":%u,\"action\":\"%s\",\"blocked\":%s,\"stalled\":%s}", it->throttle,
+			action_name(it->action), blocked, it->stalled ? "true" : "false");
 	}
 	fprintf(f, "]}\n");
 	return ferror(f) ? -EIO : 0;

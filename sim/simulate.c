@@ -615,6 +615,7 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->throttle = d->throttle;
 	it->action = d->action;
 	it->stalled = (int)d->stalled;
+	it->blocked = d->blocked;
 	it->midpass = decided;
 	r->pass_open = decided;
 	if (r->foreign) {

@@ -22,6 +22,7 @@
 #include "precopy/stream.h"
 
 #define SIM_MAX_DEVICES 64
+#define SIM_JSON_SCHEMA 2 /* sim_report_json()'s layout; raised when a field changes meaning */
 #define SIM_MAX_PHASES 64
 #define SIM_ERR_MAX 512
 #define SIM_SCENARIO_MAX_BYTES (1u << 20)   /* a scenario file */
@@ -238,6 +239,7 @@ struct sim_iter {
 	uint32_t action;           /* enum precopy_action */
 	int stalled;
 	int midpass;               /* 1: ended by a decision before its pass did */
+	uint32_t blocked;          /* PRECOPY_BLOCK_* of its decision */
 };
 
 struct sim_result {

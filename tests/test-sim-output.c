@@ -94,6 +94,23 @@ Test(sim_output, csv_rows_match_json_iterations)
 		rows++;
 	cr_expect_eq(rows, iters, "CSV has %ld rows, JSON %ld iterations", rows, iters);
 	cr_expect(strstr(csv, "\n1,"), "first iteration row");
+	/* schema 2: its version, query-migrate's RAM names, blocked reasons by name */
+	cr_expect_eq(json_int(json, "schema_version"), 2);
+	cr_expect(strstr(json, "\"ram\":{\"transferred\":") && strstr(json, "\"page-size\":4096"), "%.300s", json);
+	cr_expect(strstr(json, "\"blocked\":[\"downtime\""), "no iteration blocked by name: %.300s", json);
+	cr_expect(strstr(json, "\"blocked\":[]"), "the switchover decision is blocked by nothing");
+	{
+		char b[64];
+
+		cr_expect_eq(precopy_blocked_json(PRECOPY_BLOCK_DOWNTIME | PRECOPY_BLOCK_ACK, b, sizeof(b)),
+			     (int)strlen("[\"downtime\",\"ack\"]"));
+		cr_expect_str_eq(b, "[\"downtime\",\"ack\"]");
+		cr_expect_eq(precopy_blocked_json(0, b, sizeof(b)), 2);
+		cr_expect_str_eq(b, "[]");
+		cr_expect_eq(precopy_blocked_json(PRECOPY_BLOCK_WORKING_SET, b, 6), 15, "the length needed");
+		cr_expect_str_eq(b, "[\"wor");
+		cr_expect_str_eq(precopy_block_name(1u << 30), "unknown");
+	}
 }
 
 Test(sim_output, svg_is_complete_and_labelled)

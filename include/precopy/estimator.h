@@ -217,6 +217,15 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 /* Name of an action ("continue", "switchover", ...). */
 PRECOPY_API const char *precopy_action_name(uint32_t action);
 
+/* The name of one PRECOPY_BLOCK_* bit ("downtime", "unknown_size",
+ * "initial_bytes", "ack", "no_bandwidth", "device_floor", "working_set"),
+ * or "unknown" for any other value. */
+PRECOPY_API const char *precopy_block_name(uint32_t bit);
+/* The set bits of blocked as a JSON array of those names into buf
+ * (NUL-terminated when len > 0): ["downtime","ack"], [] for none. Returns
+ * the length needed, like snprintf. */
+PRECOPY_API int precopy_blocked_json(uint32_t blocked, char *buf, size_t len);
+
 /* Write *d as one JSON object into buf (always NUL-terminated when len > 0).
  * Returns the length it needs (excluding the NUL), like snprintf; compare
  * with len to detect truncation. */
