@@ -542,6 +542,17 @@ static int transact(struct precopy_vfio_user *c, int len, const int *fds, int nf
 	}
 }
 
+/* A request without fds whose reply carries none we keep: transact, then
+ * close any fds the server sent anyway. */
+static int ask(struct precopy_vfio_user *c, int len, const char *step, const uint8_t **payload, size_t *plen)
+{
+	int r = transact(c, len, NULL, 0, step, payload, plen);
+
+	if (r == 0)
+		drop_rxfds(c);
+	return r;
+}
+
 /* A reply's payload failed its command's decoder: the framing was right
  * (the connection stays in step) but the server does not speak the
  * protocol as expected. */
@@ -804,10 +815,9 @@ int precopy_vfio_user_device_info(struct precopy_vfio_user *c, uint32_t *flags, 
 	int l = precopy__vu_enc_device_info(c->tx, c->txcap, next_id(c));
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	struct precopy__vu_device_info di;
 	const char *why = NULL;
 	if (precopy__vu_dec_device_info(p, pl, &di, &why))
@@ -866,10 +876,9 @@ int precopy_vfio_user_irq_info(struct precopy_vfio_user *c, uint32_t index, uint
 	int l = precopy__vu_enc_irq_info(c->tx, c->txcap, next_id(c), index);
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	struct precopy__vu_irq_info ii;
 	const char *why = NULL;
 	if (precopy__vu_dec_irq_info(p, pl, index, &ii, &why))
@@ -935,10 +944,9 @@ static int region_access(struct precopy_vfio_user *c, int write, uint32_t index,
 			      : precopy__vu_enc_region_read(c->tx, c->txcap, id, index, off, n);
 		const uint8_t *p;
 		size_t pl;
-		int r = transact(c, l, NULL, 0, step, &p, &pl);
+		int r = ask(c, l, step, &p, &pl);
 		if (r)
 			return r;
-		drop_rxfds(c);
 		const char *why = NULL;
 		if (write) {
 			if (precopy__vu_dec_region_write(p, pl, index, off, n, &why))
@@ -1030,10 +1038,9 @@ int precopy_vfio_user_dma_unmap(struct precopy_vfio_user *c, uint64_t iova, uint
 	int l = precopy__vu_enc_dma_unmap(c->tx, c->txcap, next_id(c), iova, size);
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	const char *why = NULL;
 	if (precopy__vu_dec_dma_unmap(p, pl, iova, size, &why))
 		return bad_payload(c, step, why);
@@ -1074,10 +1081,9 @@ static int feature(struct precopy_vfio_user *c, const char *step, uint32_t flags
 	int l = precopy__vu_enc_feature(c->tx, c->txcap, next_id(c), flags, argsz, data, len);
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	const char *why = NULL;
 	if (precopy__vu_dec_feature(p, pl, flags, d, dl, &why))
 		return bad_payload(c, step, why);
@@ -1161,10 +1167,9 @@ ssize_t precopy_vfio_user_mig_read(struct precopy_vfio_user *c, void *buf, size_
 	int l = precopy__vu_enc_mig_data_read(c->tx, c->txcap, next_id(c), n);
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	const uint8_t *data;
 	uint32_t got;
 	const char *why = NULL;
@@ -1186,10 +1191,9 @@ int precopy_vfio_user_mig_write(struct precopy_vfio_user *c, const void *buf, si
 		int l = precopy__vu_enc_mig_data_write(c->tx, c->txcap, next_id(c), (const uint8_t *)buf + done, n);
 		const uint8_t *p;
 		size_t pl;
-		int r = transact(c, l, NULL, 0, step, &p, &pl);
+		int r = ask(c, l, step, &p, &pl);
 		if (r)
 			return r;
-		drop_rxfds(c);
 		const char *why = NULL;
 		if (precopy__vu_dec_empty(p, pl, &why))
 			return bad_payload(c, step, why);
@@ -1323,10 +1327,9 @@ int precopy_vfio_user_reset(struct precopy_vfio_user *c)
 	int l = precopy__vu_enc_reset(c->tx, c->txcap, next_id(c));
 	const uint8_t *p;
 	size_t pl;
-	int r = transact(c, l, NULL, 0, step, &p, &pl);
+	int r = ask(c, l, step, &p, &pl);
 	if (r)
 		return r;
-	drop_rxfds(c);
 	const char *why = NULL;
 	if (precopy__vu_dec_empty(p, pl, &why))
 		return bad_payload(c, step, why);
