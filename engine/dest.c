@@ -126,19 +126,6 @@ static int id_taken(const struct precopy_dest_config *c, uint32_t id, uint32_t n
 	return 0;
 }
 
-static int bad(char *msg, size_t len, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int bad(char *msg, size_t len, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && len) {
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 static size_t config_size(uint32_t version)
 {
 	return version == 1   ? offsetof(struct precopy_dest_config, log)
@@ -155,9 +142,9 @@ PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, 
 	if (msg && len)
 		msg[0] = 0;
 	if (!in)
-		return bad(msg, len, -EINVAL, "config: NULL");
+		return precopy__refuse(msg, len, -EINVAL, "config: NULL");
 	if (in->version < 1 || in->version > PRECOPY_DEST_CONFIG_VERSION)
-		return bad(msg, len, -EINVAL,
+		return precopy__refuse(msg, len, -EINVAL,
 			   "version: %u, this library takes 1 to %u (start from precopy_dest_config_init())",
 			   in->version, PRECOPY_DEST_CONFIG_VERSION);
 	/* a version 1 struct ends before `log`, a version 2 before
@@ -165,53 +152,53 @@ PRECOPY_API int precopy_dest_config_check(const struct precopy_dest_config *in, 
 	memset(&c, 0, sizeof(c));
 	memcpy(&c, in, config_size(in->version));
 	if (c.log_level > PRECOPY_LOG_DEBUG)
-		return bad(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c.log_level);
+		return precopy__refuse(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c.log_level);
 	if (!cfg->clock.now_ns)
-		return bad(msg, len, -EINVAL, "clock.now_ns: required");
+		return precopy__refuse(msg, len, -EINVAL, "clock.now_ns: required");
 	if (precopy_sys_validate(cfg->sys) < 0)
-		return bad(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
+		return precopy__refuse(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
 	if (cfg->ndevices && !cfg->devices)
-		return bad(msg, len, -EINVAL, "devices: NULL with ndevices %u", cfg->ndevices);
+		return precopy__refuse(msg, len, -EINVAL, "devices: NULL with ndevices %u", cfg->ndevices);
 	if (cfg->nbackends && !cfg->backends)
-		return bad(msg, len, -EINVAL, "backends: NULL with nbackends %u", cfg->nbackends);
+		return precopy__refuse(msg, len, -EINVAL, "backends: NULL with nbackends %u", cfg->nbackends);
 	if ((cfg->rp_fd >= 0) == (cfg->rp_sink != NULL))
-		return bad(msg, len, -EINVAL, "rp_fd / rp_sink: exactly one (rp_fd %d, rp_sink %s)", cfg->rp_fd,
+		return precopy__refuse(msg, len, -EINVAL, "rp_fd / rp_sink: exactly one (rp_fd %d, rp_sink %s)", cfg->rp_fd,
 			   cfg->rp_sink ? "set" : "NULL");
 	if (cfg->nvfio_user && !cfg->vfio_user)
-		return bad(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", cfg->nvfio_user);
+		return precopy__refuse(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", cfg->nvfio_user);
 	if ((uint64_t)cfg->ndevices + cfg->nbackends + cfg->nvfio_user > PRECOPY_STREAM_CAP_MAX_DEVICES)
-		return bad(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
+		return precopy__refuse(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
 			   (unsigned long long)cfg->ndevices + cfg->nbackends + cfg->nvfio_user,
 			   PRECOPY_STREAM_CAP_MAX_DEVICES);
 	for (uint32_t i = 0; i < cfg->nvfio_user; i++) {
 		if (cfg->vfio_user[i].id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (!cfg->vfio_user[i].dev)
-			return bad(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
 		if (id_taken(cfg, cfg->vfio_user[i].id, cfg->ndevices + i, cfg->nbackends))
-			return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u is taken by a device, a back-end or an earlier "
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].id: %u is taken by a device, a back-end or an earlier "
 				   "vfio-user device", i, cfg->vfio_user[i].id);
 	}
 	for (uint32_t i = 0; i < cfg->ndevices; i++) {
 		if (cfg->devices[i].id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (cfg->devices[i].device_fd < 0)
-			return bad(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i,
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i,
 				   cfg->devices[i].device_fd);
 		if (id_taken(cfg, cfg->devices[i].id, i, 0))
-			return bad(msg, len, -EINVAL, "devices[%u].id: %u is taken by an earlier device", i,
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].id: %u is taken by an earlier device", i,
 				   cfg->devices[i].id);
 	}
 	for (uint32_t i = 0; i < cfg->nbackends; i++) {
 		if (cfg->backends[i].id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (id_taken(cfg, cfg->backends[i].id, cfg->ndevices + cfg->nvfio_user, i))
-			return bad(msg, len, -EINVAL, "backends[%u].id: %u is taken by a device or an earlier back-end",
+			return precopy__refuse(msg, len, -EINVAL, "backends[%u].id: %u is taken by a device or an earlier back-end",
 				   i, cfg->backends[i].id);
 	}
 	/* the limits' ranges are the decoder's to judge */
 	if (precopy_stream_decoder_new(&dec, &cfg->limits, NULL, 0, on_event, NULL) < 0)
-		return bad(msg, len, -EINVAL, "limits: a field out of its range (precopy/stream.h)");
+		return precopy__refuse(msg, len, -EINVAL, "limits: a field out of its range (precopy/stream.h)");
 	precopy_stream_decoder_free(dec);
 	return 0;
 }

@@ -40,19 +40,6 @@ static int cmp_slot(const void *a, const void *b)
 	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
 }
 
-static int bad(char *msg, size_t len, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int bad(char *msg, size_t len, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && len) {
-		va_start(ap, fmt);
-		vsnprintf(msg, len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 /* Every rule precopy_engine_new() applies before it touches a device or
  * the kernel; the first one broken, named, into msg. */
 static int check_config(const struct precopy_engine_config *c, char *msg, size_t len)
@@ -63,125 +50,125 @@ static int check_config(const struct precopy_engine_config *c, char *msg, size_t
 	if (msg && len)
 		msg[0] = 0;
 	if (!c)
-		return bad(msg, len, -EINVAL, "config: NULL");
+		return precopy__refuse(msg, len, -EINVAL, "config: NULL");
 	if (c->log_level > PRECOPY_LOG_DEBUG)
-		return bad(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c->log_level);
+		return precopy__refuse(msg, len, -EINVAL, "log_level: %u, at most PRECOPY_LOG_DEBUG (3)", c->log_level);
 	if (!c->clock.now_ns)
-		return bad(msg, len, -EINVAL, "clock.now_ns: required");
+		return precopy__refuse(msg, len, -EINVAL, "clock.now_ns: required");
 	if (precopy_sys_validate(c->sys) < 0)
-		return bad(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
+		return precopy__refuse(msg, len, -EINVAL, "sys: NULL, an unknown version, or an op missing (precopy_sys_real() in a VMM)");
 	if (!c->slots || !c->nslots)
-		return bad(msg, len, -EINVAL, "slots: at least one RAM slot");
+		return precopy__refuse(msg, len, -EINVAL, "slots: at least one RAM slot");
 	ps = c->slots[0].page_size;
 	if (ps < 4096 || !is_pow2(ps))
-		return bad(msg, len, -EINVAL, "slots[0].page_size: %llu is not a power of two >= 4096",
+		return precopy__refuse(msg, len, -EINVAL, "slots[0].page_size: %llu is not a power of two >= 4096",
 			   (unsigned long long)ps);
 	for (uint32_t i = 0; i < c->nslots; i++) {
 		const struct precopy_ram_slot *s = &c->slots[i];
 
 		if (s->page_size != ps)
-			return bad(msg, len, -EINVAL, "slots[%u].page_size: %llu differs from slots[0]'s %llu", i,
+			return precopy__refuse(msg, len, -EINVAL, "slots[%u].page_size: %llu differs from slots[0]'s %llu", i,
 				   (unsigned long long)s->page_size, (unsigned long long)ps);
 		if (!s->size || (s->gpa | s->size) & (ps - 1))
-			return bad(msg, len, -EINVAL, "slots[%u]: gpa and size must be non-zero multiples of the page size",
+			return precopy__refuse(msg, len, -EINVAL, "slots[%u]: gpa and size must be non-zero multiples of the page size",
 				   i);
 		if (s->gpa > UINT64_MAX - s->size)
-			return bad(msg, len, -EINVAL, "slots[%u]: gpa + size wraps past 2^64", i);
+			return precopy__refuse(msg, len, -EINVAL, "slots[%u]: gpa + size wraps past 2^64", i);
 		for (uint32_t j = 0; j < i; j++)
 			if (s->gpa < c->slots[j].gpa + c->slots[j].size && c->slots[j].gpa < s->gpa + s->size)
-				return bad(msg, len, -EINVAL, "slots[%u]: overlaps slots[%u]", i, j);
+				return precopy__refuse(msg, len, -EINVAL, "slots[%u]: overlaps slots[%u]", i, j);
 		lo = s->gpa < lo ? s->gpa : lo;
 		hi = s->gpa + s->size > hi ? s->gpa + s->size : hi;
 	}
 	if (c->ram_source == PRECOPY_RAM_BITMAP) {
 		if (!c->ram_bitmap || !c->ram_bitmap->words)
-			return bad(msg, len, -EINVAL, "ram_bitmap: required with ram_source PRECOPY_RAM_BITMAP");
+			return precopy__refuse(msg, len, -EINVAL, "ram_bitmap: required with ram_source PRECOPY_RAM_BITMAP");
 	} else if (c->ram_source == PRECOPY_RAM_KVM) {
 		if (c->kvm_vm_fd < 0)
-			return bad(msg, len, -EINVAL, "kvm_vm_fd: required with ram_source PRECOPY_RAM_KVM");
+			return precopy__refuse(msg, len, -EINVAL, "kvm_vm_fd: required with ram_source PRECOPY_RAM_KVM");
 		if (ps != PRECOPY_KVM_PAGE_SIZE)
-			return bad(msg, len, -EINVAL, "slots: page size %llu, KVM logs 4096-byte pages",
+			return precopy__refuse(msg, len, -EINVAL, "slots: page size %llu, KVM logs 4096-byte pages",
 				   (unsigned long long)ps);
 		if (c->ram_bitmap && !c->ram_bitmap->words)
-			return bad(msg, len, -EINVAL, "ram_bitmap: given without words");
+			return precopy__refuse(msg, len, -EINVAL, "ram_bitmap: given without words");
 	} else {
-		return bad(msg, len, -EINVAL, "ram_source: %u is neither PRECOPY_RAM_BITMAP nor PRECOPY_RAM_KVM",
+		return precopy__refuse(msg, len, -EINVAL, "ram_source: %u is neither PRECOPY_RAM_BITMAP nor PRECOPY_RAM_KVM",
 			   c->ram_source);
 	}
 	if (c->ram_bitmap && c->ram_bitmap->nbits != (hi - lo) / ps)
-		return bad(msg, len, -EINVAL, "ram_bitmap: %llu bits, the slots span %llu pages",
+		return precopy__refuse(msg, len, -EINVAL, "ram_bitmap: %llu bits, the slots span %llu pages",
 			   (unsigned long long)c->ram_bitmap->nbits, (unsigned long long)((hi - lo) / ps));
 	if (c->ndevices && !c->devices)
-		return bad(msg, len, -EINVAL, "devices: NULL with ndevices %u", c->ndevices);
+		return precopy__refuse(msg, len, -EINVAL, "devices: NULL with ndevices %u", c->ndevices);
 	if (c->nbackends && !c->backends)
-		return bad(msg, len, -EINVAL, "backends: NULL with nbackends %u", c->nbackends);
+		return precopy__refuse(msg, len, -EINVAL, "backends: NULL with nbackends %u", c->nbackends);
 	if (c->nvfio_user && !c->vfio_user)
-		return bad(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", c->nvfio_user);
+		return precopy__refuse(msg, len, -EINVAL, "vfio_user: NULL with nvfio_user %u", c->nvfio_user);
 	if ((uint64_t)c->ndevices + c->nbackends + c->nvfio_user > PRECOPY_STREAM_CAP_MAX_DEVICES)
-		return bad(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
+		return precopy__refuse(msg, len, -E2BIG, "ndevices + nbackends + nvfio_user: %llu, at most %u",
 			   (unsigned long long)c->ndevices + c->nbackends + c->nvfio_user,
 			   PRECOPY_STREAM_CAP_MAX_DEVICES);
 	for (uint32_t i = 0; i < c->ndevices; i++) {
 		const struct precopy_engine_device *d = &c->devices[i];
 
 		if (d->id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (d->device_fd < 0)
-			return bad(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i, d->device_fd);
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].device_fd: %d is not an open fd", i, d->device_fd);
 		if (d->name && !printable(d->name))
-			return bad(msg, len, -EINVAL, "devices[%u].name: printable ASCII, at most %u bytes", i,
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].name: printable ASCII, at most %u bytes", i,
 				   PRECOPY_STREAM_NAME_MAX);
 		if (d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
-			return bad(msg, len, -EINVAL, "devices[%u].flags: unknown bits %#x", i,
+			return precopy__refuse(msg, len, -EINVAL, "devices[%u].flags: unknown bits %#x", i,
 				   d->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG);
 		for (uint32_t j = 0; j < i; j++)
 			if (c->devices[j].id == d->id)
-				return bad(msg, len, -EINVAL, "devices[%u].id: %u, also devices[%u]'s", i, d->id, j);
+				return precopy__refuse(msg, len, -EINVAL, "devices[%u].id: %u, also devices[%u]'s", i, d->id, j);
 	}
 	for (uint32_t i = 0; i < c->nbackends; i++) {
 		const struct precopy_engine_backend *b = &c->backends[i];
 
 		if (b->id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "backends[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (b->name && !printable(b->name))
-			return bad(msg, len, -EINVAL, "backends[%u].name: printable ASCII, at most %u bytes", i,
+			return precopy__refuse(msg, len, -EINVAL, "backends[%u].name: printable ASCII, at most %u bytes", i,
 				   PRECOPY_STREAM_NAME_MAX);
 		for (uint32_t j = 0; j < c->ndevices; j++)
 			if (c->devices[j].id == b->id)
-				return bad(msg, len, -EINVAL, "backends[%u].id: %u, also devices[%u]'s", i, b->id, j);
+				return precopy__refuse(msg, len, -EINVAL, "backends[%u].id: %u, also devices[%u]'s", i, b->id, j);
 		for (uint32_t j = 0; j < i; j++)
 			if (c->backends[j].id == b->id)
-				return bad(msg, len, -EINVAL, "backends[%u].id: %u, also backends[%u]'s", i, b->id, j);
+				return precopy__refuse(msg, len, -EINVAL, "backends[%u].id: %u, also backends[%u]'s", i, b->id, j);
 	}
 	for (uint32_t i = 0; i < c->nvfio_user; i++) {
 		const struct precopy_engine_vfio_user *u = &c->vfio_user[i];
 
 		if (u->id == PRECOPY_STREAM_DEV_NONE)
-			return bad(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].id: PRECOPY_STREAM_DEV_NONE is reserved", i);
 		if (!u->dev)
-			return bad(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].dev: NULL (a connected precopy_vfio_user handle)", i);
 		if (u->name && !printable(u->name))
-			return bad(msg, len, -EINVAL, "vfio_user[%u].name: printable ASCII, at most %u bytes", i,
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].name: printable ASCII, at most %u bytes", i,
 				   PRECOPY_STREAM_NAME_MAX);
 		if (u->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG)
-			return bad(msg, len, -EINVAL, "vfio_user[%u].flags: unknown bits %#x", i,
+			return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].flags: unknown bits %#x", i,
 				   u->flags & ~PRECOPY_ENGINE_DEV_NO_DMA_LOG);
 		for (uint32_t j = 0; j < c->ndevices; j++)
 			if (c->devices[j].id == u->id)
-				return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u, also devices[%u]'s", i, u->id, j);
+				return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].id: %u, also devices[%u]'s", i, u->id, j);
 		for (uint32_t j = 0; j < c->nbackends; j++)
 			if (c->backends[j].id == u->id)
-				return bad(msg, len, -EINVAL, "vfio_user[%u].id: %u, also backends[%u]'s", i, u->id, j);
+				return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u].id: %u, also backends[%u]'s", i, u->id, j);
 		for (uint32_t j = 0; j < i; j++)
 			if (c->vfio_user[j].id == u->id || c->vfio_user[j].dev == u->dev)
-				return bad(msg, len, -EINVAL, "vfio_user[%u]: id %u or handle also vfio_user[%u]'s", i,
+				return precopy__refuse(msg, len, -EINVAL, "vfio_user[%u]: id %u or handle also vfio_user[%u]'s", i,
 					   u->id, j);
 	}
 	if ((c->stream_fd >= 0) == (c->sink != NULL))
-		return bad(msg, len, -EINVAL, "stream_fd / sink: exactly one (stream_fd %d, sink %s)", c->stream_fd,
+		return precopy__refuse(msg, len, -EINVAL, "stream_fd / sink: exactly one (stream_fd %d, sink %s)", c->stream_fd,
 			   c->sink ? "set" : "NULL");
 	if (c->max_chunk && (c->max_chunk < 4096 || c->max_chunk > PRECOPY_STREAM_DEFAULT_MAX_CHUNK))
-		return bad(msg, len, -EINVAL, "max_chunk: %u, 0 or 4096..%u", c->max_chunk,
+		return precopy__refuse(msg, len, -EINVAL, "max_chunk: %u, 0 or 4096..%u", c->max_chunk,
 			   PRECOPY_STREAM_DEFAULT_MAX_CHUNK);
 	r = precopy_policy_check(&c->policy, msg, len);
 	return r;
@@ -198,9 +185,9 @@ static int config_copy(const struct precopy_engine_config *in, struct precopy_en
 	if (msg && len)
 		msg[0] = 0;
 	if (!in)
-		return bad(msg, len, -EINVAL, "config: NULL");
+		return precopy__refuse(msg, len, -EINVAL, "config: NULL");
 	if (in->version < 1 || in->version > PRECOPY_ENGINE_CONFIG_VERSION)
-		return bad(msg, len, -EINVAL,
+		return precopy__refuse(msg, len, -EINVAL,
 			   "version: %u, this library takes 1 to %u (start from precopy_engine_config_init())",
 			   in->version, PRECOPY_ENGINE_CONFIG_VERSION);
 	memcpy(out, in,

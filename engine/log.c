@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The engines' messages to the embedder's callback (precopy/log.h). A
- * leaf: the source and destination engines call it, it calls nothing of
- * theirs. */
+/* The engines' messages: to the embedder's callback (precopy/log.h), and
+ * the text of a refused config. A leaf: the source and destination
+ * engines call it, it calls nothing of theirs. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -25,4 +25,16 @@ void precopy__log(precopy_log_fn fn, void *ctx, uint32_t max_level, int level, c
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fn(ctx, level, msg);
+}
+
+int precopy__refuse(char *msg, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg && len) {
+		va_start(ap, fmt);
+		vsnprintf(msg, len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
 }
