@@ -84,3 +84,31 @@ Test(engine_stats, a_failure_says_failed_and_why)
 	cr_assert(strstr(j, "\"error\":\"switchover: device 10 (fake): data read: Input/output error\""), "%s", j);
 	cr_assert(strstr(j, "\"downtime\":null"), "%s", j);
 }
+
+/* The status calls added with the data-path work refuse bad arguments with
+ * the exact -errno their headers name. */
+Test(engine_stats, bad_arguments_exact_errno)
+{
+	uint64_t flags[MAXDEV] = { ALLF };
+	struct precopy_dest_stats ds;
+	struct precopy_dest_backend_info bi;
+	struct precopy_dest_dev_info di;
+	char buf[64];
+
+	h_setup(1, flags, 1);
+	h_engines();
+	cr_assert_eq(precopy_engine_stats_json(NULL, buf, sizeof(buf)), -EINVAL);
+	cr_assert_eq(precopy_engine_stats_json(H.src, NULL, 8), -EINVAL, "NULL buffer with a length");
+	cr_assert_eq(precopy_dest_stats(NULL, &ds), -EINVAL);
+	cr_assert_eq(precopy_dest_stats(H.dst, NULL), -EINVAL);
+	cr_assert_eq(precopy_dest_stats(H.dst, &ds), 0);
+	cr_assert_eq(ds.phase, PRECOPY_DEST_IDLE);
+	cr_assert_eq(precopy_dest_backend_info(H.dst, 0, &bi), -ENOENT, "no back-end configured");
+	cr_assert_eq(precopy_dest_backend_info(H.dst, 0, NULL), -EINVAL);
+	cr_assert_eq(precopy_dest_backend_info(NULL, 0, &bi), -EINVAL);
+	cr_assert_eq(precopy_dest_device_info(NULL, 0, &di), -EINVAL);
+	cr_assert_eq(precopy_dest_device_info(H.dst, 1, &di), -ENOENT);
+	cr_assert_eq(precopy_fake_vfio_fail_read(NULL, EIO, 0), -EINVAL);
+	cr_assert_eq(precopy_fake_vfio_fail_read(H.sdev[0], -1, 0), -EINVAL);
+	cr_assert_eq(precopy_fake_vfio_fail_read(H.sdev[0], 0, 0), 0, "0 clears the rule");
+}
