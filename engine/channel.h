@@ -28,7 +28,15 @@
  *    fd (vfio-user: request and reply) reads its state itself; drain_open
  *    then returns 0 and the mover calls drain_read for up to len bytes
  *    into buf: the count, 0 at end of data, or -errno (the channel's fail
- *    already called). One call is one bounded request.
+ *    already called). One call is one bounded request;
+ *  - req_send, req_reap, req_fds (with drain_read; NULL: not split): the
+ *    same request in two halves, so that the concurrent drain keeps one
+ *    request in flight on every such channel at once: req_send sends a
+ *    request for up to len bytes (0 or -errno, fail called); req_reap
+ *    answers what the server asked meanwhile and takes the reply if it is
+ *    there: the count into buf (room for len), 0 at end of data, -EAGAIN
+ *    not yet, or -errno (fail called); req_fds gives the fds to poll for
+ *    POLLIN while a request is in flight (returns 1 or 2).
  * A channel left open by a failure is closed by the engine's unwind. */
 #ifndef PRECOPY_ENGINE_CHANNEL_H
 #define PRECOPY_ENGINE_CHANNEL_H
@@ -47,6 +55,9 @@ struct precopy__chan_ops {
 	uint64_t (*pump_begin)(struct precopy_engine *e, struct precopy__chan *c);
 	int64_t (*pump_read)(struct precopy_engine *e, struct precopy__chan *c, size_t want);
 	int64_t (*drain_read)(struct precopy_engine *e, struct precopy__chan *c, void *buf, size_t len);
+	int (*req_send)(struct precopy_engine *e, struct precopy__chan *c, size_t len);
+	int64_t (*req_reap)(struct precopy_engine *e, struct precopy__chan *c, void *buf);
+	int (*req_fds)(struct precopy_engine *e, struct precopy__chan *c, int fds[2]);
 };
 
 struct precopy__chan {

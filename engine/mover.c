@@ -13,10 +13,17 @@
  * submitted again once the fd polls ready. Otherwise, serially: one
  * channel after the other with plain reads through the seam.
  *
- * Channels without a data fd (vfio-user devices: drain_read) are read
- * with plain requests, one request per channel per round, round robin
- * among themselves and alongside the reads in flight on the queue (whose
- * reap then does not block); serially, one after the other like the rest.
+ * Channels without a data fd (vfio-user devices) are read by requests.
+ * Concurrently, each request is split (req_send, req_reap): every such
+ * channel has one request in flight from the start, their sockets are
+ * polled through the seam, and a reply is reaped when it arrives, the
+ * channel's next request sent at once and then its record written, so
+ * the servers make their data while the stream is written and while
+ * each other work; the servers' own commands (DMA) are answered by the
+ * reap. With reads on the queue as well, the sockets are polled without
+ * blocking and the queue reaped with a 1 ms wait. A channel with
+ * drain_read but no split is read one request per round. Serially, one
+ * after the other like the rest, with drain_read.
  *
  * Either way the drain ends with -ETIMEDOUT after the I/O timeout without
  * progress (on the clock and in rounds: engine/io_bound.h), and with
@@ -183,6 +190,7 @@ struct slot {
 	int cur;        /* the buffer the read in flight fills */
 	int inflight, waiting, done;
 	int plain;      /* read with drain_read, not on the queue */
+	int req;        /* read by split requests (req_send/req_reap) */
 };
 
 /* One request of every channel read with drain_read that is not done.
@@ -217,6 +225,74 @@ static int plain_round(struct precopy_engine *e, struct slot *sl, uint32_t *left
 		if (r < 0)
 			return r;
 		*total += (uint64_t)n;
+	}
+	return progress;
+}
+
+/* The channels read by split requests: every one has a request in
+ * flight; poll their sockets (block_ms at most) and reap the replies that
+ * arrived, each followed at once by the channel's next request, then its
+ * record written to the stream (the servers work while it is written).
+ * Returns 1 if any socket had something (a reply or a server's command:
+ * both move), 0 if none, or -errno. */
+static int req_round(struct precopy_engine *e, struct slot *sl, struct pollfd *pf, uint32_t *idx, uint32_t *left,
+		     uint64_t *total, int block_ms)
+{
+	uint32_t n = 0;
+	int progress = 0, r;
+
+	for (uint32_t i = 0; i < e->nchan; i++) {
+		int fds[2], k;
+
+		if (!sl[i].req || sl[i].done)
+			continue;
+		k = e->chans[i].ops->req_fds(e, &e->chans[i], fds);
+		for (int j = 0; j < k; j++) {
+			pf[n] = (struct pollfd){ .fd = fds[j], .events = POLLIN };
+			idx[n++] = i;
+		}
+	}
+	if (!n)
+		return 0;
+	r = precopy__sys_poll(e->cfg.sys, pf, n, block_ms);
+	if (r == -EINTR || r == 0)
+		return 0;
+	if (r < 0)
+		return e->chans[idx[0]].ops->fail(e, &e->chans[idx[0]], r, "poll");
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = idx[k];
+		struct slot *s = &sl[i];
+		struct precopy__chan *c = &e->chans[i];
+		uint8_t *got;
+		int64_t m;
+
+		/* one reap per channel and round (its second fd shares it) */
+		if (!pf[k].revents || s->done || (k > 0 && idx[k - 1] == i && pf[k - 1].revents))
+			continue;
+		progress = 1;
+		got = s->buf[s->cur];
+		m = c->ops->req_reap(e, c, got);
+		if (m == -EAGAIN)
+			continue;
+		if (m < 0)
+			return (int)m;
+		if (m == 0) {
+			s->done = 1;
+			(*left)--;
+			r = emit_end(e, c);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		/* the read time of a request that overlapped others is not
+		 * the device's rate: only the plain reads time it */
+		s->cur ^= 1;
+		r = c->ops->req_send(e, c, e->cfg.max_chunk);
+		if (r == 0)
+			r = emit_data(e, c, got, (size_t)m);
+		if (r < 0)
+			return r;
+		*total += (uint64_t)m;
 	}
 	return progress;
 }
@@ -270,12 +346,17 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 	struct precopy__io_wait w = { 0, 0 };
 	struct precopy_sys_aio_done done[64];
 	struct slot *sl = calloc(e->nchan, sizeof(*sl));
+	struct pollfd *pf = calloc((size_t)e->nchan * 2, sizeof(*pf));
+	uint32_t *idx = calloc((size_t)e->nchan * 2, sizeof(*idx));
 	uint64_t total = 0;
-	uint32_t left = e->nchan, nplain = 0;
+	uint32_t left = e->nchan, nplain = 0, nreq = 0;
 	int64_t ret;
 	int r;
 
-	if (!sl) {
+	if (!sl || !pf || !idx) {
+		free(sl);
+		free(pf);
+		free(idx);
 		precopy__eng_seterr(e, -ENOMEM, "switchover: drain state: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
@@ -290,6 +371,17 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 		sl[i].fd = fd;
 		sl[i].buf[0] = e->drain_buf + (size_t)i * 2 * e->cfg.max_chunk;
 		sl[i].buf[1] = sl[i].buf[0] + e->cfg.max_chunk;
+		if (c->ops->req_send) {
+			/* every server gets its first request now */
+			sl[i].req = 1;
+			nreq++;
+			r = c->ops->req_send(e, c, e->cfg.max_chunk);
+			if (r < 0) {
+				ret = r;
+				goto out;
+			}
+			continue;
+		}
 		if (c->ops->drain_read) {
 			sl[i].plain = 1;
 			nplain++;
@@ -302,10 +394,35 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 		}
 	}
 	while (left) {
-		int any_waiting = 0, progress = 0, n;
+		int any_waiting = 0, progress = 0, n = 0, queued = 0, reqs = 0;
+		uint32_t waited = e->cfg.poll_interval_ms;
 
-		for (uint32_t i = 0; i < e->nchan; i++)
+		for (uint32_t i = 0; i < e->nchan; i++) {
 			any_waiting |= sl[i].waiting || (sl[i].plain && !sl[i].done);
+			queued |= sl[i].inflight || sl[i].waiting;
+			reqs |= sl[i].req && !sl[i].done;
+		}
+		r = precopy__eng_interrupted(e);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+		if (reqs) {
+			/* the split requests: blocking in their poll only when
+			 * nothing else is in flight */
+			int block = any_waiting || queued ? 0 : (int)e->cfg.poll_interval_ms;
+
+			r = req_round(e, sl, pf, idx, &left, &total, block);
+			if (r < 0) {
+				ret = r;
+				goto out;
+			}
+			progress = r;
+			if (!left)
+				break;
+			if (!queued)
+				goto round;
+		}
 		if (nplain) {
 			/* requests of the channels without a data fd, while the
 			 * reads on the queue run */
@@ -318,7 +435,11 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 			if (!left)
 				break;
 		}
-		n = precopy_sys_aio_reap(e->cfg.sys, e->aio, done, 64, any_waiting ? 0 : (int)e->cfg.poll_interval_ms);
+		if (any_waiting)
+			waited = 0;
+		else if (reqs)
+			waited = 1; /* the requests' sockets are polled between reaps */
+		n = precopy_sys_aio_reap(e->cfg.sys, e->aio, done, 64, (int)waited);
 		if (n == -EINTR)
 			n = 0;
 		if (n < 0) {
@@ -362,11 +483,13 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 				goto out;
 			}
 		}
+	round:
 		if (progress) {
 			w.deadline = w.waited_ns = 0;
 		} else {
-			/* a round without progress counts, whatever the clock says */
-			r = precopy__io_round(&b, &w, b.poll_ms);
+			/* a round without progress counts, whatever the clock
+			 * says (with requests in flight: as long as it waited) */
+			r = precopy__io_round(&b, &w, reqs ? waited : b.poll_ms);
 			if (r < 0) {
 				uint32_t i = 0;
 
@@ -376,6 +499,8 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 				goto out;
 			}
 		}
+		if (!queued && !any_waiting)
+			continue;
 		r = retry_waiting(e, sl, n ? 0 : 1);
 		if (r < 0) {
 			ret = r;
@@ -390,6 +515,8 @@ out:
 		e->aio = NULL;
 	}
 	free(sl);
+	free(pf);
+	free(idx);
 	return ret;
 }
 

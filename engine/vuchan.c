@@ -12,6 +12,7 @@
 #include "../common/util.h"
 #include "../ioctl/uapi_compat.h"
 #include "precopy/vfio_user.h"
+#include "../vfio_user/vu_priv.h"
 
 int precopy__eng_vu_serve(struct precopy_engine *e, const char *step)
 {
@@ -117,6 +118,32 @@ static int64_t vu_drain_read(struct precopy_engine *e, struct precopy__chan *c, 
 	return n;
 }
 
+static int vu_req_send(struct precopy_engine *e, struct precopy__chan *c, size_t len)
+{
+	struct edev *d = c->obj;
+	int r = precopy__vu_read_send(d->vu, len);
+
+	return r < 0 ? vu_fail(e, c, r, "MIG_DATA_READ in STOP_COPY") : 0;
+}
+
+static int64_t vu_req_reap(struct precopy_engine *e, struct precopy__chan *c, void *buf)
+{
+	struct edev *d = c->obj;
+	ssize_t n = precopy__vu_read_reap(d->vu, buf);
+
+	if (n < 0 && n != -EAGAIN)
+		return vu_fail(e, c, (int)n, "MIG_DATA_READ in STOP_COPY");
+	return n;
+}
+
+static int vu_req_fds(struct precopy_engine *e, struct precopy__chan *c, int fds[2])
+{
+	struct edev *d = c->obj;
+
+	(void)e;
+	return precopy__vu_poll_fds(d->vu, fds);
+}
+
 static uint64_t vu_pump_begin(struct precopy_engine *e, struct precopy__chan *c)
 {
 	struct edev *d = c->obj;
@@ -179,4 +206,7 @@ const struct precopy__chan_ops precopy__chan_vu_ops = {
 	.pump_begin = vu_pump_begin,
 	.pump_read = vu_pump_read,
 	.drain_read = vu_drain_read,
+	.req_send = vu_req_send,
+	.req_reap = vu_req_reap,
+	.req_fds = vu_req_fds,
 };

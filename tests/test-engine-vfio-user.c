@@ -433,6 +433,70 @@ Test(engine_vfio_user, migrates_four_devices_serially)
 	migrate_n(4);
 }
 
+/* The switchover of n devices whose servers take delay_us per read of
+ * 64 KiB (1 MiB of state each): its wall time in seconds, after checking
+ * the migration whole (every B loads its stream, RAM byte-equal). */
+static double drain_time(int n, unsigned delay_us)
+{
+	struct vu_server_cfg acfg[MAXVU];
+	struct mig m;
+	double t0, t;
+
+	for (int i = 0; i < n; i++)
+		acfg[i] = (struct vu_server_cfg){ .seed = 0xd7a1 + (uint64_t)i, .state_bytes = 1u << 20,
+						  .read_delay_us = delay_us, .twin = 1 };
+	mig_setup(&m, n, acfg, 0, NULL);
+	mig_start(&m);
+	copy_pages(&m);
+	t0 = now_s();
+	cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	t = now_s() - t0;
+	copy_pages(&m);
+	cr_assert_eq(precopy_engine_complete(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	pthread_join(m.th, NULL);
+	cr_assert_eq(m.t.r, 0, "dest: %s", precopy_dest_strerror(m.d));
+	cr_assert_eq(precopy_dest_complete(m.d), 0, "%s", precopy_dest_strerror(m.d));
+	for (int i = 0; i < n; i++) {
+		uint32_t st;
+
+		cr_assert_eq(precopy_vfio_user_get_state(m.b[i].c, &st), 0);
+		cr_assert_eq(st, ST_RUNNING, "B %d took its whole stream", i);
+	}
+	cr_assert_eq(memcmp(m.dst, m.g, GSZ), 0, "guest RAM differs");
+	cr_assert(g_serial ? strncmp(m.drained, "one device after another", 24) == 0
+			   : strncmp(m.drained, "concurrently", 12) == 0,
+		  "drained: %s", m.drained);
+	mig_free(&m);
+	return t;
+}
+
+/* Four servers that each take 10 ms per 64 KiB read (17 reads with data:
+ * >= 170 ms each) drain in about the slowest one's time, not the sum:
+ * every server has a request in flight at once. */
+Test(engine_vfio_user, drains_servers_concurrently)
+{
+	double one = drain_time(1, 10000), four = drain_time(MAXVU, 10000);
+
+	cr_log_info("vfio-user drain, 1 MiB per device at 10 ms per 64 KiB read: 1 device %.0f ms, 4 devices %.0f ms "
+		    "(ratio to the sum %.2f)",
+		    one * 1e3, four * 1e3, four / (MAXVU * one));
+	cr_assert_geq(one, 0.170, "the delay is there: %.3f s", one);
+	cr_assert_lt(four, 0.5 * MAXVU * one, "4 devices %.3f s, 1 device %.3f s: not overlapped", four, one);
+}
+
+/* The control: without the asynchronous queue the drain is serial and
+ * takes the sum (so the test above can fail). */
+Test(engine_vfio_user, drains_servers_serially_without_queue)
+{
+	double one, four;
+
+	g_serial = 1;
+	one = drain_time(1, 10000);
+	four = drain_time(MAXVU, 10000);
+	cr_log_info("vfio-user serial drain: 1 device %.0f ms, 4 devices %.0f ms", one * 1e3, four * 1e3);
+	cr_assert_geq(four, 0.9 * MAXVU * 0.170, "serial: at least the sum of the delays (%.3f s)", four);
+}
+
 Test(engine_vfio_user, server_dies_mid_drain)
 {
 	/* no pump: the STOP_COPY drain makes reads 1..; device 0's 3rd sends

@@ -37,6 +37,11 @@ struct vu_map {
 	size_t words;
 };
 
+struct wait {
+	int idle_ms;   /* poll time that passed with nothing moving */
+	int wakeups;   /* wake-ups in a row that moved nothing */
+};
+
 struct precopy_vfio_user {
 	const struct precopy_sys *sys;
 	int fd, twin;
@@ -60,6 +65,10 @@ struct precopy_vfio_user {
 	uint64_t log_page; /* DMA logging's page size since START, 0: off */
 	int dead;          /* the transport failure that broke the connection */
 	size_t served;     /* server commands answered in this request */
+	int pend;          /* a request is in flight (sent, reply not read) */
+	uint16_t pend_id, pend_cmd;
+	uint32_t pend_asked; /* its MIG_DATA_READ size */
+	struct wait pw;    /* its idle limits */
 	char err[320];
 };
 
@@ -240,11 +249,6 @@ static int grow_rx(struct precopy_vfio_user *c, size_t need)
 	c->rxcap = cap;
 	return 0;
 }
-
-struct wait {
-	int idle_ms;   /* poll time that passed with nothing moving */
-	int wakeups;   /* wake-ups in a row that moved nothing */
-};
 
 /* Wait for events on fd (and the twin socket's POLLIN). Returns the
  * revents of fd in *rev and of the twin in *trev; -ETIMEDOUT past the
@@ -484,52 +488,61 @@ static int serve_one(struct precopy_vfio_user *c, struct wait *w, int fd, const 
 
 /* ---- requests ------------------------------------------------------------------ */
 
-/* Send c->tx[0..len) (cmd, id) with fds and receive its reply into c->rx:
- * *payload and *plen on 0. Server errno as -errno (connection kept); any
- * transport failure breaks the connection. The step names the request. */
-static int transact(struct precopy_vfio_user *c, int len, const int *fds, int nfds, const char *step,
-		    const uint8_t **payload, size_t *plen)
+/* Wait for the reply to the request in flight (c->pend) into c->rx:
+ * *payload and *plen on 0, answering the server's commands meanwhile.
+ * block: wait up to the request's idle limit; else -EAGAIN as soon as
+ * neither socket has a byte waiting (a message whose first bytes are
+ * there is read whole). Server errno as -errno (connection kept); any
+ * transport failure breaks the connection. The request is over on any
+ * return but -EAGAIN. */
+static int recv_reply(struct precopy_vfio_user *c, int block, const char *step, const uint8_t **payload,
+		      size_t *plen)
 {
-	if (c->dead)
-		return fail(c, -ENOTCONN, step, "connection already broken");
-	if (len < 0)
-		return fail(c, len, step, "cannot encode the request (%s)", errname(-len));
-	struct precopy__vu_hdr h;
-	precopy__vu_hdr_get(c->tx, (size_t)len, &h, NULL);
-	struct wait w = { 0 };
-	c->served = 0;
-	drop_rxfds(c);
-	int r = send_all(c, &w, c->fd, c->tx, (size_t)len, fds, nfds, step);
-	if (r)
-		return broken(c, r);
+	int r;
 	for (;;) {
 		short rev = 0, trev = 0;
-		r = wait_io(c, &w, c->fd, POLLIN, &rev, &trev);
+		if (block) {
+			r = wait_io(c, &c->pw, c->fd, POLLIN, &rev, &trev);
+		} else {
+			struct pollfd p[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = c->twin, .events = POLLIN } };
+			r = precopy__sys_poll(c->sys, p, c->twin >= 0 ? 2 : 1, 0);
+			if (r == 0 || r == -EINTR)
+				return -EAGAIN;
+			if (r > 0) {
+				r = 0;
+				rev = p[0].revents;
+				trev = c->twin >= 0 ? p[1].revents : 0;
+			}
+		}
 		if (r == -ETIMEDOUT)
-			return broken(c, fail(c, r, step, "no reply within %d ms", c->timeout_ms));
+			r = fail(c, r, step, "no reply within %d ms", c->timeout_ms);
+		else if (r)
+			r = fail(c, r, step, "poll: %s", errname(-r));
 		if (r)
-			return broken(c, fail(c, r, step, "poll: %s", errname(-r)));
+			break;
 		if (trev & (POLLIN | POLLHUP | POLLERR)) {
-			if ((r = serve_one(c, &w, c->twin, step)))
-				return broken(c, r);
+			if ((r = serve_one(c, &c->pw, c->twin, step)))
+				break;
 			continue;
 		}
 		if (!(rev & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		size_t n;
-		if ((r = recv_msg(c, &w, c->fd, &n, step)))
-			return broken(c, r);
+		if ((r = recv_msg(c, &c->pw, c->fd, &n, step)))
+			break;
 		if ((precopy__vu_get32(c->rx + 8) & PRECOPY__VU_F_TYPE_MASK) == PRECOPY__VU_F_COMMAND) {
-			if (c->twin >= 0)
-				return broken(c, fail(c, -EPROTO, step,
-						      "server command %s on the main socket in twin-socket mode",
-						      cmd_name(precopy__vu_get16(c->rx + 2))));
-			if ((r = answer(c, &w, c->fd, n, step)))
-				return broken(c, r);
+			if (c->twin >= 0) {
+				r = fail(c, -EPROTO, step, "server command %s on the main socket in twin-socket mode",
+					 cmd_name(precopy__vu_get16(c->rx + 2)));
+				break;
+			}
+			if ((r = answer(c, &c->pw, c->fd, n, step)))
+				break;
 			continue;
 		}
+		c->pend = 0;
 		const char *why = NULL;
-		r = precopy__vu_reply_open(c->rx, n, h.msg_id, h.cmd, payload, plen, &why);
+		r = precopy__vu_reply_open(c->rx, n, c->pend_id, c->pend_cmd, payload, plen, &why);
 		if (r == -EPROTO) {
 			drop_rxfds(c);
 			return broken(c, fail(c, r, step, "bad reply: %s", why));
@@ -540,6 +553,58 @@ static int transact(struct precopy_vfio_user *c, int len, const int *fds, int nf
 		}
 		return 0;
 	}
+	c->pend = 0;
+	return broken(c, r);
+}
+
+/* A request still in flight (an overlapped MIG_DATA_READ whose reaping
+ * was abandoned): wait for its reply and drop it, so that the next
+ * request's reply is the next one. */
+static int settle(struct precopy_vfio_user *c, const char *step)
+{
+	const uint8_t *p;
+	size_t pl;
+	if (!c->pend)
+		return 0;
+	int r = recv_reply(c, 1, step, &p, &pl);
+	drop_rxfds(c);
+	return c->dead ? r : 0;
+}
+
+/* Send c->tx[0..len) (cmd, id) with fds: the request in flight. */
+static int send_req(struct precopy_vfio_user *c, int len, const int *fds, int nfds, const char *step)
+{
+	if (c->dead)
+		return fail(c, -ENOTCONN, step, "connection already broken");
+	if (len < 0)
+		return fail(c, len, step, "cannot encode the request (%s)", errname(-len));
+	int r = settle(c, step);
+	if (r)
+		return r;
+	struct precopy__vu_hdr h;
+	precopy__vu_hdr_get(c->tx, (size_t)len, &h, NULL);
+	c->pw = (struct wait){ 0 };
+	c->served = 0;
+	drop_rxfds(c);
+	r = send_all(c, &c->pw, c->fd, c->tx, (size_t)len, fds, nfds, step);
+	if (r)
+		return broken(c, r);
+	c->pend = 1;
+	c->pend_id = h.msg_id;
+	c->pend_cmd = h.cmd;
+	return 0;
+}
+
+/* Send c->tx[0..len) (cmd, id) with fds and receive its reply into c->rx:
+ * *payload and *plen on 0. Server errno as -errno (connection kept); any
+ * transport failure breaks the connection. The step names the request. */
+static int transact(struct precopy_vfio_user *c, int len, const int *fds, int nfds, const char *step,
+		    const uint8_t **payload, size_t *plen)
+{
+	int r = send_req(c, len, fds, nfds, step);
+	if (r)
+		return r;
+	return recv_reply(c, 1, step, payload, plen);
 }
 
 /* A request without fds whose reply carries none we keep: transact, then
@@ -779,6 +844,9 @@ int precopy_vfio_user_serve(struct precopy_vfio_user *c, int timeout_ms)
 	const char *step = "serving server commands";
 	if (c->dead)
 		return fail(c, -ENOTCONN, step, "connection already broken");
+	int r0 = settle(c, step);
+	if (r0)
+		return r0;
 	int fd = c->twin >= 0 ? c->twin : c->fd;
 	int done = 0;
 	c->served = 0;
@@ -1156,27 +1224,71 @@ int precopy_vfio_user_set_state(struct precopy_vfio_user *c, uint32_t state)
 	return 0;
 }
 
+/* The payload of a MIG_DATA_READ reply: its data into buf. */
+static ssize_t take_read(struct precopy_vfio_user *c, const uint8_t *p, size_t pl, void *buf)
+{
+	const uint8_t *data;
+	uint32_t got;
+	const char *why = NULL;
+	if (precopy__vu_dec_mig_data_read(p, pl, c->pend_asked, &data, &got, &why))
+		return bad_payload(c, "MIG_DATA_READ", why);
+	memcpy(buf, data, got);
+	return (ssize_t)got;
+}
+
 ssize_t precopy_vfio_user_mig_read(struct precopy_vfio_user *c, void *buf, size_t len)
 {
 	if (!c || (len && !buf))
 		return -EINVAL;
 	if (len == 0)
 		return 0;
-	const char *step = "MIG_DATA_READ";
-	uint32_t n = len > c->msg_bytes ? c->msg_bytes : (uint32_t)len;
-	int l = precopy__vu_enc_mig_data_read(c->tx, c->txcap, next_id(c), n);
-	const uint8_t *p;
-	size_t pl;
-	int r = ask(c, l, step, &p, &pl);
+	int r = precopy__vu_read_send(c, len);
 	if (r)
 		return r;
-	const uint8_t *data;
-	uint32_t got;
-	const char *why = NULL;
-	if (precopy__vu_dec_mig_data_read(p, pl, n, &data, &got, &why))
-		return bad_payload(c, step, why);
-	memcpy(buf, data, got);
-	return (ssize_t)got;
+	const uint8_t *p;
+	size_t pl;
+	r = recv_reply(c, 1, "MIG_DATA_READ", &p, &pl);
+	if (r)
+		return r;
+	drop_rxfds(c);
+	return take_read(c, p, pl, buf);
+}
+
+int precopy__vu_read_send(struct precopy_vfio_user *c, size_t len)
+{
+	if (!c || len == 0)
+		return -EINVAL;
+	if (c->pend)
+		return fail(c, -EBUSY, "MIG_DATA_READ", "a request is already in flight");
+	uint32_t n = len > c->msg_bytes ? c->msg_bytes : (uint32_t)len;
+	int r = send_req(c, precopy__vu_enc_mig_data_read(c->tx, c->txcap, next_id(c), n), NULL, 0, "MIG_DATA_READ");
+	if (r == 0)
+		c->pend_asked = n;
+	return r;
+}
+
+ssize_t precopy__vu_read_reap(struct precopy_vfio_user *c, void *buf)
+{
+	if (!c || !buf)
+		return -EINVAL;
+	if (c->dead)
+		return fail(c, -ENOTCONN, "MIG_DATA_READ", "connection already broken");
+	if (!c->pend || c->pend_cmd != PRECOPY__VU_MIG_DATA_READ)
+		return fail(c, -EINVAL, "MIG_DATA_READ", "no read in flight");
+	const uint8_t *p;
+	size_t pl;
+	int r = recv_reply(c, 0, "MIG_DATA_READ", &p, &pl);
+	if (r)
+		return r;
+	drop_rxfds(c);
+	return take_read(c, p, pl, buf);
+}
+
+int precopy__vu_poll_fds(const struct precopy_vfio_user *c, int fds[2])
+{
+	fds[0] = c->fd;
+	fds[1] = c->twin;
+	return c->twin >= 0 ? 2 : 1;
 }
 
 int precopy_vfio_user_mig_write(struct precopy_vfio_user *c, const void *buf, size_t len)

@@ -21,6 +21,23 @@ int precopy__vu_broken(const struct precopy_vfio_user *c);
 /* The page size of the handle's DMA_WRITE dirty log. */
 uint64_t precopy__vu_dirty_page(const struct precopy_vfio_user *c);
 
+/* One MIG_DATA_READ split in two, for a drain that keeps a request in
+ * flight on several handles at once (engine/mover.c). read_send sends a
+ * request for up to min(len, msg_bytes) bytes and returns without its
+ * reply (0, -EBUSY if a request is in flight, or -errno). read_reap
+ * answers the server's commands already waiting on the sockets and, if
+ * the reply is there, takes it: the count copied to buf (room for the
+ * size asked), 0 at the end of the data / nothing now, -EAGAIN when the
+ * reply has not arrived (it never waits for a first byte; a message whose
+ * first bytes arrived is read whole, within the idle limit), or -errno.
+ * A request left in flight is settled (its reply awaited and dropped) by
+ * the handle's next request or serve. poll_fds gives the sockets to poll
+ * for POLLIN while a request is in flight: the main socket and, in
+ * twin-socket mode, the twin; returns how many (1 or 2). */
+int precopy__vu_read_send(struct precopy_vfio_user *c, size_t len);
+ssize_t precopy__vu_read_reap(struct precopy_vfio_user *c, void *buf);
+int precopy__vu_poll_fds(const struct precopy_vfio_user *c, int fds[2]);
+
 /* Move the device from *state to target one arc at a time
  * (precopy_vfio_fsm_path over mig_flags: the P2P states only where the
  * device has them), each arc a MIG_DEVICE_STATE SET. *state follows the

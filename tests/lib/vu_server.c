@@ -551,6 +551,12 @@ static int on_mig_read(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 										     : stream_len(s);
 	uint64_t avail = s->cursor < limit ? limit - s->cursor : 0;
 	uint32_t got = avail < want ? (uint32_t)avail : want;
+	if (got && s->cfg->read_delay_us) {
+		struct timespec ts = { .tv_sec = s->cfg->read_delay_us / 1000000,
+				       .tv_nsec = (long)(s->cfg->read_delay_us % 1000000) * 1000 };
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
 	size_t plen = 8 + (s->cfg->pad_reads ? want : got);
 	uint8_t *b = calloc(1, HDR + plen);
 	if (!b)

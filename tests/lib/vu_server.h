@@ -56,6 +56,9 @@ struct vu_server_cfg {
 	unsigned dma_every;
 	uint64_t dma_iova, dma_len;
 	uint8_t dma_val;
+	/* every MIG_DATA_READ that hands out bytes first waits this long (a
+	 * device that makes its data at msg_bytes per read_delay_us) */
+	unsigned read_delay_us;
 	/* the die_at-th MIG_DATA_READ (0: never) sends its header and half
 	 * its payload, then the server exits */
 	unsigned die_at;
