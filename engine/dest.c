@@ -314,9 +314,18 @@ static int unwind(struct precopy_dest *d)
 	precopy__load_close(d->load);
 	d->load = NULL;
 	for (uint32_t i = 0; i < d->n; i++) {
-		int r = dev_move(&d->devs[i], VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
-		if (r < 0 && !first)
+		struct ddev *v = &d->devs[i];
+		/* a vfio-user device is reset out of RESUMING: walking
+		 * RESUMING -> STOP would load (and check) a partial stream */
+		int r = v->vu ? precopy__vu_abort(v->vu, &v->vu_state, v->mig_flags)
+			      : dev_move(v, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_RUNNING);
+		if (r < 0 && !first) {
+			char m[340];
+
 			first = r;
+			seterr(d, r, "cancel: device %u: back to RUNNING: %s%s", v->id, strerror(-r),
+			       vu_msg(v, m, sizeof(m)));
+		}
 		if (d->devs[i].vd)
 			precopy_vfio_dev_end_session(d->devs[i].vd);
 	}

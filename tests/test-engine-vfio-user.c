@@ -556,59 +556,184 @@ Test(engine_vfio_user, server_killed_mid_precopy)
 	cr_assert_eq(count_fds(), fds, "no fd left open");
 }
 
-Test(engine_vfio_user, cancel_then_migrate_again)
+/* ---- cancel in every phase, then migrate again ---------------------------------- */
+
+enum phase { PH_SETUP, PH_PRECOPY, PH_WAIT_ACK, PH_DRAIN, PH_AFTER_DRAIN };
+static const char *const phase_names[] = { "setup", "pre-copy", "wait-for-ack", "drain", "after the drain" };
+
+struct interrupter {
+	struct precopy_engine *e;
+	unsigned after_ms;
+};
+
+static void *interrupt_main(void *arg)
 {
-	struct vu_server_cfg acfg = { .seed = 3, .state_bytes = 50000, .precopy_bytes = 20000, .twin = 1 };
-	struct mig m;
-	uint32_t st;
+	struct interrupter *t = arg;
+
+	usleep(t->after_ms * 1000u);
+	precopy_engine_interrupt(t->e);
+	return NULL;
+}
+
+/* A new engine and destination on new stream sockets, same servers. */
+static void mig_renew(struct mig *m)
+{
 	int err;
 
-	mig_setup(&m, 1, &acfg, 0, NULL);
-	mig_start(&m);
-	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
-	cr_assert_eq(precopy_engine_cancel(m.e), 0, "%s", precopy_engine_strerror(m.e));
-	cr_assert_eq(precopy_vfio_user_get_state(m.a[0].c, &st), 0);
-	cr_assert_eq(st, ST_RUNNING, "cancel puts the device back");
-	mig_join(&m);
-	/* B holds part of a stream: leaving RESUMING makes it check what it
-	 * loaded, which fails; a vfio-user server cannot be forced back, so
-	 * the cancel says so and B stays in RESUMING */
-	int r = precopy_dest_cancel(m.d);
-	cr_assert_eq(precopy_vfio_user_get_state(m.b[0].c, &st), 0);
-	cr_assert(r == 0 ? st == ST_RUNNING : st == 4 /* RESUMING */, "cancel %d, B in %u", r, st);
-	/* a fresh destination server for the next attempt */
-	srv_stop(&m.b[0]);
-	struct vu_server_cfg bcfg = { .seed = 1 };
-	m.b[0] = srv_start(&bcfg, "vu-b2", NULL, -1);
-	m.du[0].dev = m.b[0].c;
-	/* a new stream and again: this time to the end */
+	precopy_engine_free(m->e);
+	precopy_dest_free(m->d);
 	for (int i = 0; i < 2; i++) {
-		close(m.st[i]);
-		close(m.rp[i]);
+		close(m->st[i]);
+		close(m->rp[i]);
 	}
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m.st), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m.rp), 0);
-	precopy_engine_free(m.e);
-	precopy_dest_free(m.d);
-	m.cfg.stream_fd = m.st[0];
-	m.cfg.rp_fd = m.rp[0];
-	m.dcfg.stream_fd = m.st[1];
-	m.dcfg.rp_fd = m.rp[1];
-	m.e = precopy_engine_new(&m.cfg, &err);
-	cr_assert_not_null(m.e);
-	m.d = precopy_dest_new(&m.dcfg, &err);
-	cr_assert_not_null(m.d);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->st), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->rp), 0);
+	m->cfg.stream_fd = m->st[0];
+	m->cfg.rp_fd = m->rp[0];
+	m->dcfg.stream_fd = m->st[1];
+	m->dcfg.rp_fd = m->rp[1];
+	m->e = precopy_engine_new(&m->cfg, &err);
+	cr_assert_not_null(m->e, "engine_new: %d", err);
+	m->d = precopy_dest_new(&m->dcfg, &err);
+	cr_assert_not_null(m->d, "dest_new: %d", err);
+}
+
+/* Cancel a migration of one device in phase ph, check both servers are
+ * back in RUNNING, then migrate again with the same servers A and B: B
+ * loads the whole stream (it checks every byte), its BAR0 is A's, guest
+ * RAM byte-equal. */
+static void cancel_in(enum phase ph)
+{
+	struct vu_server_cfg acfg = { .seed = 3 + ph, .state_bytes = 300000, .precopy_bytes = 100000, .twin = 1 };
+	struct mig m;
+	uint8_t bar[256], got[256];
+	uint32_t st;
+	int r, fds = count_fds();
+
+	if (ph == PH_DRAIN) {
+		/* a drain of >= 170 ms, interrupted at 40 ms */
+		acfg.state_bytes = 1u << 20;
+		acfg.precopy_bytes = 0;
+		acfg.read_delay_us = 10000;
+	}
+	mig_setup(&m, 1, &acfg, 0, NULL);
+	for (int k = 0; k < 256; k++)
+		bar[k] = (uint8_t)(k * 5 + ph);
+	cr_assert_eq(precopy_vfio_user_region_write(m.a[0].c, 0, 0, bar, 256), 0);
+	if (ph == PH_WAIT_ACK) {
+		/* the destination reads nothing until the source cancels: the
+		 * initial data is out, its ACK cannot come */
+		cr_assert_eq(precopy_engine_start(m.e), 0, "%s", precopy_engine_strerror(m.e));
+		cr_assert_eq(precopy_dest_start(m.d), 0, "%s", precopy_dest_strerror(m.d));
+	} else {
+		mig_start(&m);
+	}
+	switch (ph) {
+	case PH_SETUP:
+		break;
+	case PH_PRECOPY:
+		/* part of the initial data: B holds half a stream */
+		cr_assert_eq(precopy_engine_pump(m.e, 50000), 50000, "%s", precopy_engine_strerror(m.e));
+		copy_pages(&m);
+		for (int i = 0; i < 100; i++)
+			usleep(1000);
+		break;
+	case PH_WAIT_ACK: {
+		struct precopy_decision dec;
+		struct precopy_engine_dev_info info;
+
+		cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+		copy_pages(&m);
+		cr_assert_eq(precopy_engine_device_info(m.e, 0, &info), 0);
+		cr_assert(info.initial_sent);
+		cr_assert_eq(precopy_engine_decide(m.e, &dec), 0, "%s", precopy_engine_strerror(m.e));
+		cr_assert_neq(dec.action, PRECOPY_SWITCHOVER, "no ACK yet");
+		break;
+	}
+	case PH_DRAIN: {
+		struct interrupter it = { m.e, 40 };
+		pthread_t th;
+		double t0 = now_s();
+
+		copy_pages(&m);
+		cr_assert_eq(pthread_create(&th, NULL, interrupt_main, &it), 0);
+		r = precopy_engine_switchover(m.e);
+		pthread_join(th, NULL);
+		cr_assert_eq(r, -ECANCELED, "switchover %d: %s", r, precopy_engine_strerror(m.e));
+		cr_assert_lt(now_s() - t0, 0.160, "the interrupt ended the drain early");
+		break;
+	}
+	case PH_AFTER_DRAIN:
+		copy_pages(&m);
+		cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
+		/* B takes the whole stream, then the source cancels anyway */
+		pthread_join(m.th, NULL);
+		cr_assert_eq(precopy_dest_ended(m.d), 1, "dest: %s", precopy_dest_strerror(m.d));
+		break;
+	}
+	r = precopy_engine_cancel(m.e);
+	cr_assert_eq(r, 0, "%s: cancel: %s", phase_names[ph], precopy_engine_strerror(m.e));
+	cr_assert_eq(precopy_vfio_user_get_state(m.a[0].c, &st), 0);
+	cr_assert_eq(st, ST_RUNNING, "%s: A back in RUNNING, in %u", phase_names[ph], st);
+	if (ph == PH_WAIT_ACK) {
+		/* the destination now reads what the source sent */
+		for (int i = 0; i < 20; i++)
+			precopy_dest_poll(m.d, 5);
+	} else if (ph != PH_AFTER_DRAIN) {
+		mig_join(&m);
+	}
+	r = precopy_dest_cancel(m.d);
+	cr_assert_eq(r, 0, "%s: dest cancel: %s", phase_names[ph], precopy_dest_strerror(m.d));
+	cr_assert_eq(precopy_vfio_user_get_state(m.b[0].c, &st), 0);
+	cr_assert_eq(st, ST_RUNNING, "%s: B out of RESUMING, in %u", phase_names[ph], st);
+
+	/* again, with the same servers, to the end */
+	mig_renew(&m);
 	mig_start(&m);
 	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
-	copy_pages(&m);
+	cr_assert_eq(copy_pages(&m), PAGES, "the new migration copies all RAM");
+	for (int i = 0; i < 500 && acfg.precopy_bytes && !precopy_dest_acked(m.d); i++)
+		usleep(2000);
 	cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
 	copy_pages(&m);
 	cr_assert_eq(precopy_engine_complete(m.e), 0, "%s", precopy_engine_strerror(m.e));
 	pthread_join(m.th, NULL);
 	cr_assert_eq(m.t.r, 0, "dest: %s", precopy_dest_strerror(m.d));
 	cr_assert_eq(precopy_dest_complete(m.d), 0, "%s", precopy_dest_strerror(m.d));
-	cr_assert_eq(memcmp(m.dst, m.g, GSZ), 0);
+	cr_assert_eq(precopy_vfio_user_get_state(m.b[0].c, &st), 0);
+	cr_assert_eq(st, ST_RUNNING);
+	cr_assert_eq(precopy_vfio_user_region_read(m.b[0].c, 0, 0, got, sizeof(got)), 0);
+	cr_assert_arr_eq(got, bar, sizeof(got), "B runs with A's BAR0");
+	cr_assert_eq(memcmp(m.dst, m.g, GSZ), 0, "guest RAM differs");
+	cr_log_info("cancelled in %s, then migrated again: B loaded the whole stream, RAM byte-equal",
+		    phase_names[ph]);
 	mig_free(&m);
+	cr_assert_eq(count_fds(), fds, "no fd left open");
+}
+
+Test(engine_vfio_user, cancel_in_setup_then_migrate_again)
+{
+	cancel_in(PH_SETUP);
+}
+
+Test(engine_vfio_user, cancel_in_precopy_then_migrate_again)
+{
+	cancel_in(PH_PRECOPY);
+}
+
+Test(engine_vfio_user, cancel_waiting_for_ack_then_migrate_again)
+{
+	cancel_in(PH_WAIT_ACK);
+}
+
+Test(engine_vfio_user, cancel_in_drain_then_migrate_again)
+{
+	cancel_in(PH_DRAIN);
+}
+
+Test(engine_vfio_user, cancel_after_drain_then_migrate_again)
+{
+	cancel_in(PH_AFTER_DRAIN);
 }
 
 Test(engine_vfio_user, config_versions_and_checks)

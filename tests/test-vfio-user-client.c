@@ -24,6 +24,8 @@
 #include "lib/vu_server.h"
 #include "precopy/vfio.h"
 #include "precopy/vfio_user.h"
+#include "../vfio_user/vu_priv.h"
+#include <poll.h>
 
 #define STOP 1
 #define RUNNING 2
@@ -267,6 +269,95 @@ Test(vfio_user, state_moves_from_a_to_b)
 Test(vfio_user, corrupted_state_is_refused_by_b)
 {
 	transfer(1);
+}
+
+/* A destination given half a stream: leaving RESUMING fails (the server
+ * checks what it holds). A server that then goes to ERROR is reset back
+ * to RUNNING by the failed move's recovery; one that stays in RESUMING is
+ * brought out by precopy__vu_abort() (DEVICE_RESET aborts the session). */
+static void half_stream(int to_error)
+{
+	struct vu_server_cfg cb = { .seed = 1, .error_on_bad_stream = to_error };
+	struct conn b = start(&cb, NULL);
+	uint8_t junk[100];
+	uint64_t flags;
+	uint32_t st = RUNNING;
+	int recovered = -1;
+
+	memset(junk, 0x5a, sizeof(junk));
+	cr_assert_eq(precopy_vfio_user_migration_flags(b.c, &flags), 0);
+	cr_assert_eq(precopy__vu_move(b.c, &st, RESUMING, flags, RUNNING, NULL, NULL), 0);
+	cr_assert_eq(precopy_vfio_user_mig_write(b.c, junk, sizeof(junk)), 0);
+	cr_assert_eq(precopy__vu_move(b.c, &st, STOP, flags, RUNNING, NULL, &recovered), -EINVAL);
+	if (to_error) {
+		cr_assert_eq(st, RUNNING, "ERROR -> DEVICE_RESET -> RUNNING, in %u", st);
+		cr_assert_eq(recovered, 1);
+	} else {
+		cr_assert_eq(st, RESUMING, "the arcs cannot leave RESUMING with a bad stream");
+		cr_assert_eq(recovered, 0);
+		cr_assert_eq(precopy__vu_abort(b.c, &st, flags), 0, "%s", precopy_vfio_user_error(b.c));
+		cr_assert_eq(st, RUNNING);
+	}
+	cr_assert_eq(precopy_vfio_user_get_state(b.c, &st), 0);
+	cr_assert_eq(st, RUNNING);
+	/* and it takes a good stream afterwards: a fresh session */
+	cr_assert_eq(precopy__vu_move(b.c, &st, RESUMING, flags, RUNNING, NULL, NULL), 0);
+	cr_assert_eq(precopy__vu_move(b.c, &st, STOP, flags, RUNNING, NULL, NULL), -EINVAL, "an empty stream");
+	cr_assert_eq(precopy__vu_abort(b.c, &st, flags), 0);
+	cr_assert_eq(st, RUNNING);
+	finish(&b, 0);
+}
+
+Test(vfio_user, half_stream_left_by_reset)
+{
+	half_stream(0);
+}
+
+Test(vfio_user, half_stream_error_state_reset)
+{
+	half_stream(1);
+}
+
+/* The drain's split read: a request in flight, reaped when its reply
+ * arrives (-EAGAIN before), one at a time (-EBUSY), and a request left in
+ * flight settled by the next request on the handle. */
+Test(vfio_user, split_read_reaped_and_settled)
+{
+	struct vu_server_cfg ca = { .seed = 5, .state_bytes = 200000, .read_delay_us = 30000, .twin = 1 };
+	struct conn a = start(&ca, NULL);
+	uint8_t *buf = malloc(PRECOPY_VFIO_USER_MSG_BYTES);
+	struct pollfd pf[2];
+	int fds[2], n;
+	ssize_t got;
+	uint32_t st;
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(precopy_vfio_user_set_state(a.c, STOP_COPY), 0);
+	cr_assert_eq(precopy__vu_read_reap(a.c, buf), -EINVAL, "nothing in flight");
+	cr_assert_eq(precopy__vu_read_send(a.c, 1u << 20), 0, "%s", precopy_vfio_user_error(a.c));
+	cr_assert_eq(precopy__vu_read_send(a.c, 4096), -EBUSY);
+	cr_assert_eq(precopy__vu_read_reap(a.c, buf), -EAGAIN, "the server takes 30 ms");
+	n = precopy__vu_poll_fds(a.c, fds);
+	cr_assert_eq(n, 2, "twin-socket mode: two sockets");
+	do {
+		for (int i = 0; i < n; i++)
+			pf[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+		cr_assert_geq(poll(pf, (nfds_t)n, 1000), 1);
+		got = precopy__vu_read_reap(a.c, buf);
+	} while (got == -EAGAIN);
+	cr_assert_eq(got, PRECOPY_VFIO_USER_MSG_BYTES, "one message of msg_bytes: %zd %s", got,
+		     precopy_vfio_user_error(a.c));
+	cr_assert_eq(memcmp(buf, "VUST", 4), 0);
+	/* another in flight, then a plain request: the reply in between is
+	 * awaited and dropped, the connection stays in step */
+	cr_assert_eq(precopy__vu_read_send(a.c, 4096), 0);
+	cr_assert_eq(precopy_vfio_user_get_state(a.c, &st), 0, "%s", precopy_vfio_user_error(a.c));
+	cr_assert_eq(st, STOP_COPY);
+	got = precopy_vfio_user_mig_read(a.c, buf, 4096);
+	cr_assert_eq(got, 4096, "%s", precopy_vfio_user_error(a.c));
+	cr_assert_eq(buf[0], vu_pattern(5, PRECOPY_VFIO_USER_MSG_BYTES + 4096 - 24), "the stream went on after the dropped reply");
+	free(buf);
+	finish(&a, 0);
 }
 
 Test(vfio_user, messages_stay_within_the_servers_limit)

@@ -11,6 +11,17 @@
 #include "../ioctl/dirty_priv.h"
 #include "../ioctl/uapi_compat.h"
 
+/* DEVICE_RESET and the state read back (ERROR if it cannot be read).
+ * Returns the reset's -errno or 0. */
+static int reset_out(struct precopy_vfio_user *c, uint32_t *state)
+{
+	int r = precopy_vfio_user_reset(c);
+
+	if (precopy_vfio_user_get_state(c, state) < 0)
+		*state = VFIO_DEVICE_STATE_ERROR;
+	return r;
+}
+
 int precopy__vu_move(struct precopy_vfio_user *c, uint32_t *state, uint32_t target, uint64_t mig_flags,
 		     uint32_t recover, unsigned *arcs, int *recovered)
 {
@@ -34,6 +45,8 @@ int precopy__vu_move(struct precopy_vfio_user *c, uint32_t *state, uint32_t targ
 	/* where is it now? (a broken connection leaves it unknown: ERROR) */
 	if (precopy_vfio_user_get_state(c, state) < 0)
 		*state = VFIO_DEVICE_STATE_ERROR;
+	else if (*state == VFIO_DEVICE_STATE_ERROR && recover != VFIO_DEVICE_STATE_ERROR)
+		reset_out(c, state); /* the specification's way out of ERROR */
 	if (recover != VFIO_DEVICE_STATE_ERROR && *state != VFIO_DEVICE_STATE_ERROR) {
 		n = precopy_vfio_fsm_path(*state, recover, mig_flags, path, 8);
 		for (int i = 0; i < n; i++) {
@@ -44,6 +57,24 @@ int precopy__vu_move(struct precopy_vfio_user *c, uint32_t *state, uint32_t targ
 		if (recovered && *state == recover)
 			*recovered = 1;
 	}
+	return r;
+}
+
+int precopy__vu_abort(struct precopy_vfio_user *c, uint32_t *state, uint64_t mig_flags)
+{
+	int r = 0;
+
+	if (*state == VFIO_DEVICE_STATE_RESUMING || *state == VFIO_DEVICE_STATE_ERROR) {
+		r = reset_out(c, state);
+		if (*state == VFIO_DEVICE_STATE_RUNNING)
+			return 0;
+		if (*state == VFIO_DEVICE_STATE_ERROR)
+			return r < 0 ? r : -EIO;
+		/* the server kept its migration state across the reset (as
+		 * libvfio-user does): leave by the arcs, which make it
+		 * check what it holds */
+	}
+	r = precopy__vu_move(c, state, VFIO_DEVICE_STATE_RUNNING, mig_flags, VFIO_DEVICE_STATE_RUNNING, NULL, NULL);
 	return r;
 }
 

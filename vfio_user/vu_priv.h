@@ -48,6 +48,20 @@ int precopy__vu_poll_fds(const struct precopy_vfio_user *c, int fds[2]);
 int precopy__vu_move(struct precopy_vfio_user *c, uint32_t *state, uint32_t target, uint64_t mig_flags,
 		     uint32_t recover, unsigned *arcs, int *recovered);
 
+/* A failed arc that leaves the device in ERROR (above) is followed by a
+ * DEVICE_RESET, the specification's way back to RUNNING, before the
+ * recovery path.
+ *
+ * Abort the device's migration session and bring it to RUNNING: from
+ * RESUMING (a stream that must not be loaded, whole or not) and from
+ * ERROR by DEVICE_RESET, which the specification and the kernel's uAPI
+ * name as the way out of both; a server that keeps its state across the
+ * reset (libvfio-user does) is then moved by the arcs (RESUMING -> STOP
+ * makes it check what it holds, which may fail). Other states go to
+ * RUNNING by the arcs. *state follows the device. 0 or the first -errno
+ * (-EIO: still in ERROR after a reset that succeeded). */
+int precopy__vu_abort(struct precopy_vfio_user *c, uint32_t *state, uint64_t mig_flags);
+
 /* The device's DMA dirtiness as a dirty source: DMA_LOGGING_START at
  * start (the ranges go unused: servers log every mapping), at each report
  * every DMA mapping that meets a started range read whole (REPORT at the

@@ -342,8 +342,11 @@ static int take_arc(struct srv *s, uint32_t to)
 		s->in_len = 0;
 	if (from == RESUMING && to == STOP) {
 		int e = stream_check(s);
-		if (e)
+		if (e) {
+			if (s->cfg->error_on_bad_stream)
+				s->state = ERROR;
 			return e;
+		}
 	}
 	s->state = to;
 	return 0;
@@ -810,8 +813,19 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 		case C_REGION_READ:
 		case C_REGION_WRITE: r = on_region(&s, id, cmd, s.rx, n); break;
 		case C_RESET:
-			r = saving(s.state) || s.state == STOP ? reply_err(&s, id, cmd, EINVAL)
-								: reply(&s, id, cmd, NULL, 0);
+			/* refused while stopped or saving (as libvfio-user does);
+			 * out of RESUMING (the session aborted, what it took
+			 * dropped) and ERROR to RUNNING, as the specification
+			 * and the kernel's uAPI say */
+			if (saving(s.state) || s.state == STOP) {
+				r = reply_err(&s, id, cmd, EINVAL);
+				break;
+			}
+			if (s.state == RESUMING || s.state == ERROR) {
+				s.in_len = 0;
+				s.state = RUNNING;
+			}
+			r = reply(&s, id, cmd, NULL, 0);
 			break;
 		case C_FEATURE: r = on_feature(&s, id, s.rx, n); break;
 		case C_MIG_READ: r = on_mig_read(&s, id, s.rx, n); break;

@@ -32,7 +32,12 @@
  * PRE_COPY hands out the first precopy_bytes of it, then 0-byte reads
  * ("nothing now"); STOP_COPY the rest, then 0. RESUMING -> STOP checks the
  * stream whole (magic, length, every pattern byte) and loads BAR0's 256
- * bytes; a bad stream fails the SET with EINVAL.
+ * bytes; a bad stream fails the SET with EINVAL and leaves the device in
+ * RESUMING (or ERROR with error_on_bad_stream: the specification allows
+ * both). DEVICE_RESET is refused (EINVAL) in STOP, PRE_COPY and STOP_COPY
+ * (as libvfio-user refuses it while stopped); from RESUMING (the session
+ * aborted, its bytes dropped) and ERROR it returns the device to RUNNING,
+ * as the specification and the kernel's uAPI say.
  *
  * Unknown features answer EINVAL (as libvfio-user does). The server exits
  * when the client closes the socket (status 0) or on a protocol error
@@ -66,6 +71,7 @@ struct vu_server_cfg {
 	 * server sleeps until killed */
 	unsigned hang_at;
 	int twin;               /* set up a twin socket when the client asks */
+	int error_on_bad_stream; /* a failed RESUMING -> STOP goes to ERROR */
 	int no_migration;       /* no migration feature (EINVAL) */
 	/* replies broken on purpose for the n-th REGION_READ (0: never):
 	 * 1 wrong msg_id, 2 short payload, 3 error bit with errno 0, 4 size
