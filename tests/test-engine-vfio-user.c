@@ -31,6 +31,7 @@
 #include "precopy/engine.h"
 #include "precopy/vfio.h"
 #include "precopy/vfio_user.h"
+#include "../vfio_user/vu_priv.h"
 
 #define PS 4096u
 #define GPA 0x100000ull
@@ -431,6 +432,64 @@ Test(engine_vfio_user, migrates_four_devices_serially)
 {
 	g_serial = 1; /* no asynchronous queue: the serial drain */
 	migrate_n(4);
+}
+
+/* The device writes guest RAM after the first copy, by its mmap (its DMA
+ * log) and by DMA_WRITE messages (the client's log), then the migration
+ * runs to the end. With the logs merged the destination's RAM is
+ * byte-equal; with them ignored (the negative control: the tests-only
+ * switch precopy__vu_test_ignore_log) it must differ exactly there. */
+static void dma_after_copy(int ignore)
+{
+	struct vu_server_cfg acfg = { .seed = 21, .state_bytes = 30000, .precopy_bytes = 10000, .twin = 1 };
+	struct mig m;
+	uint64_t mmap_off = 40 * PS, msg_off = 300 * PS;
+	size_t diff = 0, outside = 0;
+
+	precopy__vu_test_ignore_log = ignore;
+	mig_setup(&m, 1, &acfg, 0, NULL);
+	mig_start(&m);
+	cr_assert_geq(precopy_engine_pump(m.e, 0), 0, "%s", precopy_engine_strerror(m.e));
+	cr_assert_eq(copy_pages(&m), PAGES);
+	doorbell(m.a[0].c, GPA + mmap_off, 2 * PS, 0x42, 2);
+	doorbell(m.a[0].c, GPA + msg_off, PS, 0x43, 1);
+	cr_assert_geq(precopy_engine_sync(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	copy_pages(&m);
+	for (int i = 0; i < 500 && !precopy_dest_acked(m.d); i++)
+		usleep(2000);
+	cr_assert_eq(precopy_engine_switchover(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	copy_pages(&m);
+	cr_assert_eq(precopy_engine_complete(m.e), 0, "%s", precopy_engine_strerror(m.e));
+	pthread_join(m.th, NULL);
+	cr_assert_eq(m.t.r, 0, "dest: %s", precopy_dest_strerror(m.d));
+	cr_assert_eq(precopy_dest_complete(m.d), 0, "%s", precopy_dest_strerror(m.d));
+	for (size_t i = 0; i < GSZ; i++) {
+		int dev_page = (i >= mmap_off && i < mmap_off + 2 * PS) || (i >= msg_off && i < msg_off + PS);
+
+		diff += m.dst[i] != m.g[i];
+		outside += !dev_page && m.dst[i] != m.g[i];
+	}
+	cr_log_info("DMA log %s: %zu bytes of guest RAM differ", ignore ? "ignored" : "merged", diff);
+	if (ignore) {
+		/* all but the few bytes that held 0x42/0x43 before */
+		cr_assert_gt(diff, 3 * PS - 100, "the device's 3 pages (2 by mmap, 1 by message): %zu", diff);
+		cr_assert_eq(outside, 0, "and nothing else");
+		cr_assert_neq(m.dst[mmap_off], 0x42);
+		cr_assert_neq(m.dst[msg_off], 0x43);
+	} else {
+		cr_assert_eq(diff, 0, "guest RAM differs");
+	}
+	mig_free(&m);
+}
+
+Test(engine_vfio_user, dma_after_first_copy_arrives)
+{
+	dma_after_copy(0);
+}
+
+Test(engine_vfio_user, negative_control_ignored_dma_log_loses_pages)
+{
+	dma_after_copy(1);
 }
 
 /* The switchover of n devices whose servers take delay_us per read of

@@ -71,6 +71,12 @@ int precopy__vu_abort(struct precopy_vfio_user *c, uint32_t *state, uint64_t mig
  * stop. A doubtful REPORT reply (-EPROTO with the connection intact)
  * counts the mapping all dirty and is not an error; a transport failure
  * marks it all dirty and is returned. NULL with *err: -ENOMEM. */
+/* Tests only (the negative control): nonzero makes every report read the
+ * logs as usual but merge nothing into the RAM log, as if the device's
+ * DMA went unseen. Internal: not exported by the shared library, not in
+ * any header a user includes. */
+extern int precopy__vu_test_ignore_log;
+
 struct precopy_dirty_source *precopy__vu_dirty_new(const struct precopy_sys *sys, struct precopy_vfio_user *c,
 						   int *err);
 
