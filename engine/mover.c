@@ -191,6 +191,7 @@ struct slot {
 	int inflight, waiting, done;
 	int plain;      /* read with drain_read, not on the queue */
 	int req;        /* read by split requests (req_send/req_reap) */
+	uint64_t t_sent; /* when its request in flight went out */
 };
 
 /* One request of every channel read with drain_read that is not done.
@@ -284,9 +285,13 @@ static int req_round(struct precopy_engine *e, struct slot *sl, struct pollfd *p
 				return r;
 			continue;
 		}
-		/* the read time of a request that overlapped others is not
-		 * the device's rate: only the plain reads time it */
+		/* the device's read rate: from its request out to its reply
+		 * in (the servers work in parallel; a reply that waited for
+		 * the stream write counts that wait too) */
+		c->rd_bytes = sat_add(c->rd_bytes, (uint64_t)m);
+		c->rd_ns = sat_add(c->rd_ns, precopy__eng_now(e) - s->t_sent);
 		s->cur ^= 1;
+		s->t_sent = precopy__eng_now(e);
 		r = c->ops->req_send(e, c, e->cfg.max_chunk);
 		if (r == 0)
 			r = emit_data(e, c, got, (size_t)m);
@@ -349,7 +354,7 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 	struct pollfd *pf = calloc((size_t)e->nchan * 2, sizeof(*pf));
 	uint32_t *idx = calloc((size_t)e->nchan * 2, sizeof(*idx));
 	uint64_t total = 0;
-	uint32_t left = e->nchan, nplain = 0, nreq = 0;
+	uint32_t left = e->nchan, nplain = 0;
 	int64_t ret;
 	int r;
 
@@ -374,7 +379,7 @@ static int64_t drain_concurrent(struct precopy_engine *e)
 		if (c->ops->req_send) {
 			/* every server gets its first request now */
 			sl[i].req = 1;
-			nreq++;
+			sl[i].t_sent = precopy__eng_now(e);
 			r = c->ops->req_send(e, c, e->cfg.max_chunk);
 			if (r < 0) {
 				ret = r;
