@@ -564,9 +564,11 @@ static int settle(struct precopy_vfio_user *c, const char *step)
 {
 	const uint8_t *p;
 	size_t pl;
+	char what[96];
 	if (!c->pend)
 		return 0;
-	int r = recv_reply(c, 1, step, &p, &pl);
+	snprintf(what, sizeof(what), "%s: the %s left in flight", step, cmd_name(c->pend_cmd));
+	int r = recv_reply(c, 1, what, &p, &pl);
 	drop_rxfds(c);
 	return c->dead ? r : 0;
 }

@@ -21,7 +21,8 @@
  * (VERSION id 0, DEVICE_GET_INFO 1, REGION_INFO 2, REGION_READ 3, DMA_MAP
  * 4 of a guarded buffer, MIG_DEVICE_STATE 5, MIG_DATA_READ 6,
  * DMA_LOGGING_START 7, REPORT 8, MIG_DATA_WRITE 9, DMA_UNMAP 10, then
- * serve), answering whatever DMA commands come in between. Every
+ * serve, then a split MIG_DATA_READ 11 sent and reaped as the drain does),
+ * answering whatever DMA commands come in between. Every
  * call must return a count or 0 or a -errno, leave a message when it
  * fails, never touch memory outside the buffers (ASan), and never wait
  * (the data is all there, then end of stream). Seed corpus:
@@ -36,6 +37,7 @@
 
 #include "precopy/vfio_user.h"
 #include "../../vfio_user/codec.h"
+#include "../../vfio_user/vu_priv.h"
 
 #define CHECK(c)                                                                           \
 	do {                                                                               \
@@ -249,6 +251,18 @@ static void client(const uint8_t *m, size_t n)
 	result(c, precopy_vfio_user_dma_dirty(c, 0x1000, 0x4000, bm, 2, 1));
 	result(c, precopy_vfio_user_dma_unmap(c, 0x1000, 0x4000));
 	result(c, precopy_vfio_user_serve(c, 0));
+	/* the drain's split MIG_DATA_READ (id 11): sent, then reaped until
+	 * its reply or the end of the stream */
+	long sent = precopy__vu_read_send(c, 64);
+	result(c, sent);
+	for (int i = 0; sent == 0 && i < 1000; i++) {
+		ssize_t got = precopy__vu_read_reap(c, buf);
+		if (got == -EAGAIN)
+			continue;
+		result(c, got);
+		CHECK(got <= 64);
+		break;
+	}
 	precopy_vfio_user_close(c);
 	free(guest);
 	close(sv[1]);
