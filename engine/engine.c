@@ -440,6 +440,9 @@ static void reset_migration(struct precopy_engine *e)
 	e->iterations = 0;
 	e->have_decision = 0;
 	e->last_bw = e->last_expected = 0;
+	e->last_blocked = 0;
+	e->stalled = 0;
+	e->stalled_since_ns = 0;
 	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;
 	e->need_ack = e->acked = e->switch_decided = e->rp_eof = 0;
 	e->cursor = 0;
@@ -459,6 +462,8 @@ static void reset_migration(struct precopy_engine *e)
 		d->sc_guess = 0;
 		d->init_unknown = 0;
 		d->pump_got = d->sc_drained = 0;
+		d->precopy_sent = 0;
+		d->arcs = 0;
 	}
 	precopy__eng_be_reset(e);
 }

@@ -68,6 +68,8 @@ struct edev {
 	uint64_t sc_drained;                  /* bytes this STOP_COPY drain delivered */
 	uint64_t sc_last;                     /* survives: the last whole drain's bytes */
 	int sc_guess;                         /* stop_copy is a guess (no hint, no drain) */
+	uint64_t precopy_sent;                /* bytes_sent when the switchover began */
+	uint32_t arcs;                        /* state arcs the last decision charged to the downtime */
 };
 
 /* "device ID" or "device ID (NAME)", for messages: "..." DEV_FMT "...", DEV_ARGS(d) */
@@ -131,6 +133,9 @@ struct precopy_engine {
 	uint64_t last_expected;
 	uint64_t last_dirty_rate;
 	uint64_t first_record_ns;             /* when the first iteration began */
+	uint32_t last_blocked;                /* PRECOPY_BLOCK_* of the last recorded decision */
+	int stalled;                          /* a stall reported and the limit not met since */
+	uint64_t stalled_since_ns;            /* when that stall was first reported */
 	int interrupted;                      /* precopy_engine_interrupt(): atomic */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;

@@ -614,7 +614,7 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->rho = d->rho;
 	it->throttle = d->throttle;
 	it->action = d->action;
-	it->stalled = (int)d->stalled;
+	it->stalled = st.stalled; /* the engine's: true while the stall lasts */
 	it->blocked = d->blocked;
 	it->midpass = decided;
 	r->pass_open = decided;
@@ -822,6 +822,12 @@ out_ok:
 	if (res->outcome == SIM_FAILED && !res->total_ns)
 		res->total_ns = now_rel(r);
 out:
+	if (r->e) { /* the engine's own statistics, the JSON's common part */
+		int n = precopy_engine_stats_json(r->e, NULL, 0);
+
+		if (n > 0 && (res->engine_json = malloc((size_t)n + 1)))
+			precopy_engine_stats_json(r->e, res->engine_json, (size_t)n + 1);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &w1);
 	res->wall_s = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
 	teardown(r);
@@ -836,4 +842,6 @@ void sim_result_release(struct sim_result *res)
 	free(res->iters);
 	res->iters = NULL;
 	res->niters = res->cap = 0;
+	free(res->engine_json);
+	res->engine_json = NULL;
 }

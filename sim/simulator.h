@@ -18,11 +18,11 @@
 #include <stdio.h>
 
 #include "precopy/bitmap.h"
+#include "precopy/engine.h"
 #include "precopy/estimator.h"
 #include "precopy/stream.h"
 
 #define SIM_MAX_DEVICES 64
-#define SIM_JSON_SCHEMA 2 /* sim_report_json()'s layout; raised when a field changes meaning */
 #define SIM_MAX_PHASES 64
 #define SIM_ERR_MAX 512
 #define SIM_SCENARIO_MAX_BYTES (1u << 20)   /* a scenario file */
@@ -269,6 +269,8 @@ struct sim_result {
 	int policy;                /* enum sim_policy that decided (ack_wait_ns: the
 				    * time it would have switched over but for the
 				    * missing switchover-ack) */
+	char *engine_json;         /* owned: precopy_engine_stats_json() at the end of
+				    * the run (NULL if the engine was never made) */
 };
 
 typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const struct sim_iter *last,
@@ -285,7 +287,9 @@ const char *sim_outcome_name(int outcome);
 
 /* ---- reports (sim/report.c) ---------------------------------------------- */
 
-/* One JSON object (and a newline). Returns 0 or -EIO. */
+/* One JSON object (and a newline): the engine's statistics object
+ * (precopy_engine_stats_json(), schema PRECOPY_STATS_JSON_SCHEMA) with the
+ * simulator's fields added (docs/stats-json.md). Returns 0 or -EIO. */
 int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
 /* The human summary. */
 int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);

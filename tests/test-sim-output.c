@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "precopy/engine.h"
 #include "precopy/estimator.h"
 #include "../sim/simulator.h"
+#include "lib/jsonv.h"
 
 static char sim[PATH_MAX];
 
@@ -94,11 +96,11 @@ Test(sim_output, csv_rows_match_json_iterations)
 		rows++;
 	cr_expect_eq(rows, iters, "CSV has %ld rows, JSON %ld iterations", rows, iters);
 	cr_expect(strstr(csv, "\n1,"), "first iteration row");
-	/* schema 2: its version, query-migrate's RAM names, blocked reasons by name */
-	cr_expect_eq(json_int(json, "schema_version"), 2);
+	/* schema 3: its version, query-migrate's RAM names, blocked reasons by name */
+	cr_expect_eq(json_int(json, "schema-version"), PRECOPY_STATS_JSON_SCHEMA);
 	cr_expect(strstr(json, "\"ram\":{\"transferred\":") && strstr(json, "\"page-size\":4096"), "%.300s", json);
-	cr_expect(strstr(json, "\"blocked\":[\"downtime\""), "no iteration blocked by name: %.300s", json);
-	cr_expect(strstr(json, "\"blocked\":[]"), "the switchover decision is blocked by nothing");
+	cr_expect(strstr(json, "\"blocked-reasons\":[\"downtime\""), "no iteration blocked by name: %.300s", json);
+	cr_expect(strstr(json, "\"blocked-reasons\":[]"), "the switchover decision is blocked by nothing");
 	{
 		char b[64];
 
@@ -260,5 +262,113 @@ Test(sim_output, unopenable_output_is_exit_2_before_the_run)
 		snprintf(want, sizeof(want), "precopy-sim: %s /nonexistent/out: cannot open for writing: No such file or "
 					     "directory\n", opts[i]);
 		cr_expect_str_eq(out, want, "no run, no JSON, one message");
+	}
+}
+
+/* precopy-sim --json is the library's statistics object (every field of
+ * schema 3, in its order and types) followed by the simulator's own
+ * fields: parsed strictly, on scenarios that end in each way and with
+ * devices of each sort. The shared part agrees with the run's figures, and
+ * "stalled" stays true from the first stall to the end of a stall. */
+Test(sim_output, json_schema_of_every_field)
+{
+	static const struct {
+		const char *file;
+		int exit;
+		const char *outcome;
+		uint32_t ndevs;
+	} cases[] = {
+		{ "", 0, "switchover", 1 },
+		{ "gpu.ini", 0, "switchover", 1 },
+		{ "many-devices.ini", 0, "switchover", 8 },
+		{ "nonconverging.ini", 3, "cancelled", 0 },
+	};
+	static char json[1 << 21];
+	char cmd[PATH_MAX * 2], dir[PATH_MAX], err[512];
+
+	find_sim();
+	snprintf(dir, sizeof(dir), "%s", sim);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const struct jv *v, *it, *devs;
+		struct jv *o;
+		int first_stall = -1;
+
+		if (cases[c].file[0])
+			snprintf(cmd, sizeof(cmd), "%s --json %s/../sim/scenarios/%s", sim, dirname(dir), cases[c].file);
+		else
+			snprintf(cmd, sizeof(cmd), "%s --json", sim);
+		snprintf(dir, sizeof(dir), "%s", sim);
+		cr_assert_eq(run(cmd, json, sizeof(json)), cases[c].exit, "%s", cmd);
+		o = jv_parse(json, err, sizeof(err));
+		cr_assert_not_null(o, "%s: not JSON: %s", cmd, err);
+		cr_assert_eq(jv_check_stats(o, 1, err, sizeof(err)), 0, "%s: %s", cmd, err);
+		cr_expect_str_eq(jv_get(o, "outcome")->str, cases[c].outcome, "%s", cmd);
+		cr_expect_str_eq(jv_get(o, "status")->str, cases[c].exit ? "cancelled" : "completed", "%s", cmd);
+		devs = jv_get(o, "devices");
+		cr_expect_eq(devs->nkids, cases[c].ndevs, "%s", cmd);
+		{
+			double sum = 0;
+
+			for (size_t i = 0; i < devs->nkids; i++) {
+				const struct jv *d = &devs->kids[i];
+
+				sum += jv_get(d, "transferred")->num;
+				cr_expect_leq(jv_get(d, "pre-copy-sent")->num, jv_get(d, "transferred")->num);
+				cr_expect_str_eq(jv_get(d, "tracking")->str, "dma-log", "%s: device %zu", cmd, i);
+				cr_expect_eq(jv_get(d, "stop-copy-guessed")->type, JV_BOOL);
+				cr_expect_eq(jv_get(d, "stop-copy-guessed")->num, 0, "a VFIO device answers its size");
+				cr_expect_eq(jv_get(d, "stop-copy")->type, JV_NUM, "%s: device %zu: size known", cmd, i);
+				cr_expect_gt(jv_get(d, "transitions")->num, 0);
+				cr_expect_gt(jv_get(d, "transition-time")->num, 0);
+			}
+			cr_expect_eq(sum, jv_get(jv_get(o, "device"), "transferred")->num, "%s: devices add up", cmd);
+		}
+		if (!cases[c].exit) {
+			cr_expect_eq(jv_get(o, "limit-met")->type, JV_BOOL);
+			cr_expect_eq(jv_get(o, "downtime")->type, JV_NUM, "%s: downtime after completion", cmd);
+			cr_expect_eq(jv_get(jv_get(o, "ram"), "remaining")->num, 0);
+		} else {
+			cr_expect_eq(jv_get(o, "downtime")->type, JV_NULL, "%s: no downtime without switchover", cmd);
+			cr_expect_eq(jv_get(o, "stalled")->num, 1, "%s: cancelled while stalled", cmd);
+			cr_expect_eq(jv_get(o, "stalled-since")->type, JV_NUM);
+		}
+		it = jv_get(o, "iterations-detail");
+		cr_expect_eq((double)it->nkids, jv_get(o, "iterations")->num, "%s", cmd);
+		for (size_t i = 0; i < it->nkids; i++) {
+			v = &it->kids[i];
+			if (first_stall < 0 && jv_get(v, "stalled")->num)
+				first_stall = (int)i;
+			/* once stalled, stalled until a decision meets the limit */
+			if (first_stall >= 0 && !jv_get(v, "stalled")->num)
+				cr_expect_eq(jv_get(v, "blocked-reasons")->nkids, 0,
+					     "%s: iteration %zu: the stall ended while still blocked", cmd, i + 1);
+		}
+		if (cases[c].exit) {
+			cr_expect_geq(first_stall, 0, "%s: never stalled", cmd);
+			cr_expect_eq(jv_get(o, "first-stall")->num, jv_get(&it->kids[first_stall], "t")->num);
+		}
+		jv_free(o);
+	}
+}
+
+/* The strict parser itself refuses what is not JSON. */
+Test(sim_output, jsonv_refuses_bad_json)
+{
+	static const char *const bad[] = { "", "{", "{\"a\":1,}", "[1,]", "01", "1.", "-", "\"\\x\"", "\"a\nb\"",
+					   "{\"a\" 1}", "tru", "[1] 2", "\"\\ud800\"", "{1:2}", "nul" };
+	static const char *const good[] = { "{}", "[]", "0", "-1.5e+3", "\"\\u00e9\\ud83d\\ude00\"", " {\"a\":[null,true,false]} " };
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct jv *v = jv_parse(bad[i], err, sizeof(err));
+
+		cr_expect_null(v, "accepted: %s", bad[i]);
+		jv_free(v);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct jv *v = jv_parse(good[i], err, sizeof(err));
+
+		cr_expect_not_null(v, "refused %s: %s", good[i], err);
+		jv_free(v);
 	}
 }

@@ -551,6 +551,14 @@ struct precopy_engine_dev_info {
 	uint64_t last_transition_ns;/* latest measured set_state duration */
 	int reset_err;              /* the reset after its last failed transition
 				     * failed too (-errno): state is then ERROR */
+	int stop_copy_guessed;      /* stop_copy_bytes is a guess (a vfio-user
+				     * device without hint, never drained), not
+				     * the device's answer nor a measurement */
+	uint64_t precopy_bytes_sent;/* of bytes_sent, those sent before the
+				     * switchover began (all of them before it) */
+	uint32_t downtime_arcs;     /* state arcs the last decision charged to
+				     * the downtime (source to STOP_COPY, then the
+				     * destination to RUNNING); 0 before one */
 };
 
 /* Status of device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
@@ -620,20 +628,40 @@ struct precopy_engine_stats {
 	uint64_t ram_remaining_bytes;        /* dirty pages in the log now x page size */
 	uint64_t device_bytes_sent;          /* device and back-end state in the stream */
 	uint64_t page_size;
+	/* the last recorded decision (midpass answers do not count) */
+	uint32_t blocked;                    /* PRECOPY_BLOCK_* */
+	int stalled;                         /* 1 from the decision that first reports a
+					      * stall until one finds the limit met: it
+					      * stays 1 while the stall lasts, also when a
+					      * new throttle level gets its iterations */
+	uint64_t stalled_since_ns;           /* clock when that stall was first reported; 0 */
+	uint64_t downtime_limit_ns;          /* the policy's */
 };
 
 /* Fill *out. Returns 0 or -EINVAL. */
 PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct precopy_engine_stats *out);
 
-/* The engine's statistics as one JSON object with the names operators know
- * from QEMU's query-migrate: "status" (none, active, device — after
- * switchover, waiting for complete —, completed, failed, cancelled),
- * "total-time", "setup-time", "downtime" (after complete) and
- * "expected-downtime" in ms, "ram": {"transferred", "remaining", "total",
- * "dirty-sync-count", "mbps", "dirty-pages-rate", "page-size"},
- * "cpu-throttle-percentage", and this library's "device": {"transferred"},
- * "iterations", "error" (the message, or null). Into buf (NUL-terminated
- * when len > 0); returns the length needed, like snprintf, or -EINVAL. */
+/* The engine's statistics as one JSON object, schema version
+ * PRECOPY_STATS_JSON_SCHEMA, every field always present (null where a
+ * figure does not exist yet); docs/stats-json.md lists each field, its
+ * type and unit. precopy-sim --json writes this same object, from this
+ * call, with its own fields added. The names are those of QEMU's
+ * query-migrate where it has the figure: "schema-version", "status" (none,
+ * active, device — after switchover, waiting for complete —, completed,
+ * failed, cancelled), "total-time", "setup-time", "downtime" (after
+ * complete), "expected-downtime" and "downtime-limit" in ms, "ram":
+ * {"transferred", "remaining", "total" (bytes), "dirty-sync-count", "mbps",
+ * "dirty-pages-rate" (pages/s), "page-size"}, "cpu-throttle-percentage",
+ * then this library's "iterations", "action" (the last decision's, or null),
+ * "blocked-reasons" (precopy_block_name() names), "stalled" (as
+ * precopy_engine_stats.stalled), "stalled-since" (ms from the start, or
+ * null), "device": {"transferred"}, "devices": one object per device in
+ * config order (precopy_engine_device_info(): id, name, kind, state,
+ * tracking, stop-copy, stop-copy-guessed, pre-copy-pending, pre-copy-sent,
+ * transferred, transitions, transition-time) and "error" (the message, or
+ * null). Into buf (NUL-terminated when len > 0); returns the length needed,
+ * like snprintf, or -EINVAL. */
+#define PRECOPY_STATS_JSON_SCHEMA 3
 PRECOPY_API int precopy_engine_stats_json(const struct precopy_engine *e, char *buf, size_t len);
 
 /* One JSON object for an iteration / the downtime breakdown into buf
