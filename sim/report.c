@@ -195,8 +195,9 @@ int sim_report_csv(FILE *f, const struct sim_result *r)
  * units on a log axis: GiB as the text says GiB), and the expected
  * downtime against the limit (bottom, its own log axis in ms), so the
  * limit line is never read on the bytes axis. Throttled and waiting-for-
- * the-ACK stretches are shaded in both; the first pass is drawn through
- * the decisions taken inside it (decide_window), not as a straight line. */
+ * the-ACK stretches are shaded in both; pending bytes are drawn through
+ * the samples the run took inside its passes (struct sim_sample), so the
+ * first pass, where no decision falls, is a curve, not a straight line. */
 #define W 1000.0
 #define H 680.0
 #define PL 100.0 /* plot left */
@@ -320,6 +321,11 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			dmax = fmax(dmax, ms(it->expected_downtime_ns));
 		}
 	}
+	for (size_t i = 0; i < r->nsamples; i++)
+		if (r->samples[i].pending_bytes) {
+			pmin = fmin(pmin, (double)r->samples[i].pending_bytes);
+			pmax = fmax(pmax, (double)r->samples[i].pending_bytes);
+		}
 	if (switched) {
 		dmin = fmin(dmin, ms(r->downtime_ns));
 		dmax = fmax(dmax, ms(r->downtime_ns));
@@ -420,13 +426,36 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			human_time(b, sizeof(b), r->downtime_ns));
 		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c00000\"/>\n", x1, ly(&da, ms(r->downtime_ns)));
 	}
-	/* pending bytes, from everything at t = 0 through every decision */
+	/* pending bytes, from everything at t = 0 through the samples taken
+	 * inside every pass (the first one included) and at each decision;
+	 * a run without samples (built in code) through the decisions only.
+	 * Points closer than half a pixel to the last one drawn are skipped
+	 * (a 600 s run has 6000 samples) unless they are decisions. */
 	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"%.1f,%.1f ", X(0.0),
 		ly(&pa, start_pending));
-	for (size_t i = 0; i < r->niters; i++) {
-		const struct sim_iter *it = &r->iters[i];
-		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
-			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&pa, (double)it->pending_bytes));
+	if (r->nsamples) {
+		double lastx = X(0.0);
+		size_t k = 0;
+
+		for (size_t i = 0; i < r->nsamples; i++) {
+			const struct sim_sample *sm = &r->samples[i];
+			double x = X(ms(sm->t_ns) / 1000);
+			int decision = 0;
+
+			while (k < r->niters && r->iters[k].t_ns < sm->t_ns)
+				k++;
+			decision = k < r->niters && r->iters[k].t_ns == sm->t_ns;
+			if (!sm->pending_bytes || (!decision && x - lastx < 0.5))
+				continue;
+			fprintf(f, "%.1f,%.1f ", x, ly(&pa, (double)sm->pending_bytes));
+			lastx = x;
+		}
+	} else {
+		for (size_t i = 0; i < r->niters; i++) {
+			const struct sim_iter *it = &r->iters[i];
+			if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
+				fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&pa, (double)it->pending_bytes));
+		}
 	}
 	fprintf(f, "\"/>\n");
 	for (size_t i = 0; i < r->niters && r->niters <= 200; i++) {

@@ -89,6 +89,7 @@
 #define MIN_ITER_NS 10000000ull      /* 10 ms */
 #define ACK_POLL_NS 100000000ull     /* 100 ms */
 #define PUMP_SLICE_NS 250000000ull   /* 250 ms of link per iteration for devices */
+#define SAMPLE_NS 100000000ull       /* pending bytes sampled inside a pass without windows */
 #define DEFAULT_MAX_ITER 100000ull
 #define RUNS 512
 
@@ -138,6 +139,7 @@ struct run {
 	struct sim_vmm_decision vd; /* its last decision */
 	uint64_t dev_precopy, dev_stop_copy; /* the engine's last exact device figures */
 	int ack_ok; /* as of the engine's last decision: the ack is in or not needed */
+	uint64_t dev_pending; /* device bytes of the last decision (samples) */
 };
 
 static uint64_t now_rel(const struct run *r)
@@ -405,6 +407,24 @@ static int push_iter(struct sim_result *res, const struct sim_iter *it)
 	return 0;
 }
 
+/* Record one sample of pending bytes now (dropped without memory: the
+ * plot then has fewer points, the run is the same). */
+static void sample(struct run *r, uint64_t pending)
+{
+	struct sim_result *res = r->res;
+
+	if (res->nsamples == res->samples_cap) {
+		size_t nc = res->samples_cap ? res->samples_cap * 2 : 256;
+		struct sim_sample *n = realloc(res->samples, nc * sizeof(*n));
+
+		if (!n)
+			return;
+		res->samples = n;
+		res->samples_cap = nc;
+	}
+	res->samples[res->nsamples++] = (struct sim_sample){ now_rel(r), pending };
+}
+
 /* Dirty pages the engine hands out, up to max_pages (0: all), as bytes;
  * *drained says whether the log had no more after the cursor. */
 static int64_t take_pages(struct run *r, uint64_t max_pages, int *drained)
@@ -533,9 +553,12 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	}
 	/* QEMU looks after every rate-limit window; CH and Xen between passes */
 	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
-	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
-		       r->sc->page_size;
-	if (!window_pages && window_ns)
+	/* without questions inside a pass the pages still go out in windows
+	 * of SAMPLE_NS, for the samples only: the same bytes, link time and
+	 * account sums, so the same run */
+	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * (window_ns ? window_ns : SAMPLE_NS)) /
+				  1000000000u) / r->sc->page_size;
+	if (!window_pages)
 		window_pages = 1;
 	precopy_engine_stats(r->e, &st);
 	iters0 = st.last.iteration;
@@ -552,6 +575,10 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 			return engine_fail(r, "account", e), e;
 		if (drained)
 			break;
+		precopy_engine_stats(r->e, &st);
+		sample(r, sat_add(sat_mul(st.dirty_now, r->sc->page_size), r->dev_pending));
+		if (!window_ns)
+			continue;
 		if (r->foreign) {
 			vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
 			if (r->vd.action == SIM_VMM_CONTINUE)
@@ -615,6 +642,10 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->throttle = d->throttle;
 	it->action = d->action;
 	it->stalled = st.stalled; /* the engine's: true while the stall lasts */
+	if (d->pending_bytes != PRECOPY_UNBOUNDED) {
+		r->dev_pending = d->pending_bytes > d->ram_pending ? d->pending_bytes - d->ram_pending : 0;
+		sample(r, d->pending_bytes);
+	}
 	it->blocked = d->blocked;
 	it->midpass = decided;
 	r->pass_open = decided;
@@ -736,6 +767,9 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 			if (sc->devs[i].pre_copy)
 				r->ack_ok = 0;
 	}
+	for (uint32_t i = 0; i < sc->ndevs; i++)
+		r->dev_pending = sat_add(r->dev_pending, sat_add(sc->devs[i].stop_copy_bytes,
+								  sc->devs[i].pre_copy ? sc->devs[i].initial_bytes : 0));
 	clock_gettime(CLOCK_MONOTONIC, &w0);
 	e = setup(r);
 	if (e < 0)
@@ -842,6 +876,9 @@ void sim_result_release(struct sim_result *res)
 	free(res->iters);
 	res->iters = NULL;
 	res->niters = res->cap = 0;
+	free(res->samples);
+	res->samples = NULL;
+	res->nsamples = res->samples_cap = 0;
 	free(res->engine_json);
 	res->engine_json = NULL;
 }

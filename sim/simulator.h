@@ -242,6 +242,17 @@ struct sim_iter {
 	uint32_t blocked;          /* PRECOPY_BLOCK_* of its decision */
 };
 
+/* Pending bytes on the virtual clock between decisions: the RAM pages
+ * still dirty in the engine's log plus the device bytes of its last
+ * decision (before the first one: the scenario's device state), taken
+ * after every window of RAM link time inside a pass (decide_window, or
+ * 100 ms when that is 0: the first pass included, where no decision
+ * falls), and at each iteration's end (the decision's pending bytes). */
+struct sim_sample {
+	uint64_t t_ns;             /* since the start of the migration */
+	uint64_t pending_bytes;
+};
+
 struct sim_result {
 	int outcome;               /* enum sim_outcome */
 	uint64_t iterations;
@@ -271,6 +282,8 @@ struct sim_result {
 				    * missing switchover-ack) */
 	char *engine_json;         /* owned: precopy_engine_stats_json() at the end of
 				    * the run (NULL if the engine was never made) */
+	struct sim_sample *samples;/* owned: pending bytes on the clock, see below */
+	size_t nsamples, samples_cap;
 };
 
 typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const struct sim_iter *last,

@@ -372,3 +372,63 @@ Test(sim_output, jsonv_refuses_bad_json)
 		jv_free(v);
 	}
 }
+
+/* The first pass is sampled, not drawn as a straight line from t = 0 to
+ * the first decision: with questions inside passes (decide_window 100 ms)
+ * and without (0), the run records pending bytes every 100 ms of link
+ * time, falling through the pass, and the SVG's pending curve has those
+ * points between t = 0 and the first decision. */
+Test(sim_output, svg_samples_the_first_pass)
+{
+	static const char *const windows[] = { "100ms", "0ms" };
+
+	for (size_t w = 0; w < 2; w++) {
+		struct sim_scenario sc;
+		struct sim_result res;
+		char text[512], err[256], *svg = NULL, *p;
+		size_t len = 0, inside = 0, before = 0;
+		double x1, tmax;
+		uint64_t prev = UINT64_MAX;
+		FILE *f;
+
+		snprintf(text, sizeof(text),
+			 "[vm]\nmemory = 4G\n[workload]\nrate = 50M/s\n[link]\nbandwidth = 10Gbit/s\n"
+			 "[migration]\ndecide_window = %s\n[device.nic0]\ninitial = 64M\nstop_copy = 32M\n",
+			 windows[w]);
+		cr_assert_eq(sim_scenario_parse_string(&sc, "first-pass", text, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(sim_run(&sc, &res, NULL, NULL), 0, "%s", res.error);
+		cr_assert_eq(res.outcome, SIM_SWITCHOVER, "%s", res.error);
+		cr_assert_gt(res.niters, 0);
+		for (size_t i = 0; i < res.nsamples && res.samples[i].t_ns < res.iters[0].t_ns; i++) {
+			cr_expect_lt(res.samples[i].pending_bytes, prev, "window %s: sample %zu does not fall", windows[w], i);
+			prev = res.samples[i].pending_bytes;
+			before++;
+		}
+		/* 4 GiB at 1.25 GB/s: 3.4 s of pass, a sample every 100 ms */
+		cr_expect_geq(before, 30, "window %s: %zu samples inside the first pass", windows[w], before);
+		f = open_memstream(&svg, &len);
+		cr_assert_not_null(f);
+		cr_assert_eq(sim_report_svg(f, &sc, &res), 0);
+		fclose(f);
+		p = strstr(svg, "stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"");
+		cr_assert_not_null(p, "no pending curve");
+		p = strchr(p, 'p') + strlen("points=\"");
+		tmax = (double)res.total_ns / 1e9;
+		x1 = 100.0 + ((double)res.iters[0].t_ns / 1e9) / tmax * 800.0; /* PL + t / tmax * (PR - PL) */
+		while (*p && *p != '"') {
+			double x = strtod(p, &p);
+
+			cr_assert_eq(*p, ',', "bad point list at %.20s", p);
+			strtod(p + 1, &p);
+			while (*p == ' ')
+				p++;
+			if (x > 100.05 && x < x1 - 0.05)
+				inside++;
+		}
+		cr_expect_geq(inside, 30, "window %s: %zu points of the curve inside the first pass (0 .. %.1f)",
+			      windows[w], inside, x1);
+		free(svg);
+		sim_result_release(&res);
+		sim_scenario_release(&sc);
+	}
+}
