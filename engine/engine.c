@@ -400,6 +400,8 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 {
 	if (!e)
 		return;
+	if (e->fc_active)
+		precopy__eng_fc_end(e, NULL, NULL);
 	precopy_engine_cancel(e);
 	/* a stop that failed is tried once more (a tracker is the caller's:
 	 * it must not be left logging for this engine) */
@@ -525,7 +527,7 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_START))
+	if (!precopy__eng_allowed(e, OP_START) || e->fc_active)
 		return -EBUSY;
 	/* an interrupt belongs to the migration it was meant for */
 	__atomic_store_n(&e->interrupted, 0, __ATOMIC_RELAXED);
@@ -602,6 +604,36 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 			return fail(e, r);
 	}
 	return 0;
+}
+
+/* ---- forecast ------------------------------------------------------------------ */
+
+PRECOPY_API int precopy_engine_forecast_begin(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (!precopy__eng_allowed(e, OP_START) || e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_begin(e);
+}
+
+PRECOPY_API int64_t precopy_engine_forecast_sample(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (!e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_sample(e);
+}
+
+PRECOPY_API int precopy_engine_forecast_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+					    struct precopy_forecast *out)
+{
+	if (!e || (!p) != (!out))
+		return -EINVAL;
+	if (!e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_end(e, p, out);
 }
 
 /* ---- cancel and failure ------------------------------------------------------ */

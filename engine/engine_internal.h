@@ -6,6 +6,7 @@
  *                 cancel, failure: the only caller of unwind);
  *   switchover.c  switchover and completion;
  *   estimate.c    accounting, cheap and exact estimates, decisions;
+ *   fcast.c       the forecast's measuring window (syncs, no migration);
  *   sync.c        dirty harvest, page hand-out, device DMA tracking;
  *   devio.c       device pre-copy data, the return path, VFIO channels;
  *   vuchan.c      vfio-user devices as channels, their sizes;
@@ -150,6 +151,11 @@ struct precopy_engine {
 	/* switchover */
 	uint64_t sw_start_ns;
 	struct precopy_engine_downtime dt;
+	/* the forecast's window (engine/fcast.c): logging on, no migration */
+	int fc_active;
+	uint64_t fc_last_ns;                  /* the clock at the last sync */
+	struct precopy_forecast_sample fc_samples[PRECOPY_FORECAST_MAX_SAMPLES];
+	size_t fc_n;
 	/* errors */
 	int err;
 	char errmsg[256];
@@ -166,6 +172,13 @@ int precopy__eng_switchover(struct precopy_engine *e);                          
 int precopy__eng_complete(struct precopy_engine *e);                             /* switchover.c */
 int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs, size_t max_runs,
 				uint64_t max_pages);                             /* sync.c */
+
+/* fcast.c: the forecast's window; begin and end leave the engine IDLE
+ * (end stops the logging in every case, also on failure) */
+int precopy__eng_fc_begin(struct precopy_engine *e);
+int64_t precopy__eng_fc_sample(struct precopy_engine *e);
+int precopy__eng_fc_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+			struct precopy_forecast *out);
 
 /* core.c: leaf helpers, callable from every file of the engine */
 int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);

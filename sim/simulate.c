@@ -140,11 +140,12 @@ struct run {
 	uint64_t dev_precopy, dev_stop_copy; /* the engine's last exact device figures */
 	int ack_ok; /* as of the engine's last decision: the ack is in or not needed */
 	uint64_t dev_pending; /* device bytes of the last decision (samples) */
+	uint64_t t0; /* the clock when the migration started (the guest's time 0) */
 };
 
 static uint64_t now_rel(const struct run *r)
 {
-	return r->clk.now - T0_NS;
+	return r->clk.now - r->t0;
 }
 
 /* B bytes cross the link. */
@@ -239,7 +240,7 @@ static int deliver_rp(struct run *r)
 
 	if (!r->rp_pending || r->clk.now < ack_due(r))
 		return 0;
-	r->res->ack_at_ns = ack_due(r) - T0_NS;
+	r->res->ack_at_ns = ack_due(r) - r->t0;
 	r->rp_pending = 0;
 	e = precopy_engine_rp_feed(r->e, r->rp, r->rp_len);
 	r->rp_len = 0;
@@ -299,7 +300,7 @@ static int setup(struct run *r)
 	struct precopy_dest_config dcfg;
 	int err;
 
-	r->clk.now = T0_NS;
+	r->clk.now = r->t0 = T0_NS;
 	r->sfk = precopy_fake_kernel_new(&fclk, &err);
 	if (!r->sfk)
 		return seterr(r, "source fake kernel", err, NULL), err;
@@ -722,6 +723,36 @@ static void cancel(struct run *r)
 	r->res->total_ns = now_rel(r);
 }
 
+/* The engine's forecast window before the migration (sim_run_ex()): the
+ * guest and the devices run, the engine syncs after each interval; then
+ * the guest starts afresh (same seed) at the migration's time 0, as the
+ * run without a window has it. */
+static int forecast_window(struct run *r, const struct sim_engine_window *w)
+{
+	int e = precopy_engine_forecast_begin(r->e);
+
+	if (e < 0)
+		return seterr(r, "forecast begin", e, precopy_engine_strerror(r->e)), e;
+	for (size_t i = 0; i < w->n; i++) {
+		int64_t n;
+
+		r->clk.now += w->intervals_ns[i];
+		sim_workload_run(r->wl, now_rel(r));
+		n = precopy_engine_forecast_sample(r->e);
+		if (n < 0)
+			return seterr(r, "forecast sample", (int)n, precopy_engine_strerror(r->e)), (int)n;
+	}
+	e = precopy_engine_forecast_end(r->e, w->params, w->out);
+	if (e < 0)
+		return seterr(r, "forecast end", e, precopy_engine_strerror(r->e)), e;
+	sim_workload_free(r->wl);
+	precopy_bitmap_zero(&r->live);
+	r->wl = sim_workload_new(r->sc, &r->live, &e);
+	if (!r->wl)
+		return seterr(r, "workload", e, NULL), e;
+	return 0;
+}
+
 const char *sim_outcome_name(int outcome)
 {
 	switch (outcome) {
@@ -733,6 +764,12 @@ const char *sim_outcome_name(int outcome)
 }
 
 int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx)
+{
+	return sim_run_ex(sc, res, progress, ctx, NULL);
+}
+
+int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx,
+	       const struct sim_engine_window *window)
 {
 	struct run *r;
 	struct timespec w0, w1;
@@ -778,8 +815,12 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 		seterr(r, "destination start", e, precopy_dest_strerror(r->d));
 		goto out;
 	}
+	if (window && (e = forecast_window(r, window)) < 0)
+		goto out;
 	/* the migration starts now: the guest's time axis and the report's */
-	r->clk.now = T0_NS;
+	if (!window)
+		r->clk.now = T0_NS;
+	r->t0 = r->clk.now;
 	e = precopy_engine_start(r->e);
 	if (e < 0) {
 		engine_fail(r, "start", e);

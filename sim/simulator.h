@@ -296,6 +296,22 @@ typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const str
 int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx);
 void sim_result_release(struct sim_result *res);
 
+/* The engine's own forecast window before the run (precopy_engine_
+ * forecast_begin/sample/end on the run's engine, the guest and devices
+ * running on the virtual clock): n syncs after intervals_ns[0..n), then
+ * the forecast with *params into *out, then the migration on the same
+ * engine (its guest restarted at time 0). */
+struct sim_engine_window {
+	const uint64_t *intervals_ns;
+	size_t n;
+	const struct precopy_engine_forecast_params *params;
+	struct precopy_forecast *out;
+};
+
+/* sim_run() with a forecast window first (window NULL: sim_run()). */
+int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx,
+	       const struct sim_engine_window *window);
+
 const char *sim_outcome_name(int outcome);
 
 /* ---- reports (sim/report.c) ---------------------------------------------- */
@@ -349,6 +365,13 @@ int sim_forecast_measure(const struct sim_scenario *sc, const uint64_t *interval
  * pre-copy device's destination load and a round trip. samples may be NULL (else
  * SIM_FORECAST_SAMPLES entries). Returns 0 or -errno. */
 int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, struct precopy_forecast_sample *samples);
+
+/* The engine's forecast and the migration that follows on the same engine
+ * (sim_run_ex() with the --forecast intervals and the parameters
+ * sim_forecast() uses: the link, the 10 ms least iteration, decide_window,
+ * the devices' initial bytes, pre-copy dirty rates and switchover-ack
+ * delay). Returns sim_run_ex()'s result. */
+int sim_run_engine_forecast(const struct sim_scenario *sc, struct sim_result *res, struct precopy_forecast *fc);
 
 /* The forecast (r NULL), or predicted vs simulated (r the run). */
 int sim_report_forecast(FILE *f, const struct sim_scenario *sc, const struct precopy_forecast *fc,

@@ -525,6 +525,59 @@ PRECOPY_API const char *precopy_engine_strerror(const struct precopy_engine *e);
 /* The last failure's -errno, or 0. */
 PRECOPY_API int precopy_engine_error(const struct precopy_engine *e);
 
+/* ---- forecast: before migrating ------------------------------------------
+ *
+ * precopy_forecast() (precopy/estimator.h) fed by the engine's own
+ * measurements: with dirty logging on and nothing sent, the engine syncs
+ * its RAM dirty source and every device's DMA log at each sample and
+ * counts the pages found since the previous sync; the end stops the
+ * logging and forecasts with the engine's policy. No device changes state,
+ * no stream or return path is used, and the engine is IDLE again after the
+ * end: precopy_engine_start() may follow at once (and refuses with -EBUSY
+ * while a window is open). The caller lets the guest run between the
+ * calls; intervals of 100, 200, 400 and 800 ms (1.5 s) tell the rate from
+ * the working set (precopy/estimator.h, "Measuring"). Every syscall goes
+ * through the config's sys table; nothing blocks. */
+
+/* What the engine cannot measure before a migration. */
+struct precopy_engine_forecast_params {
+	uint64_t bandwidth_Bps;    /* the link, > 0 */
+	uint64_t min_iteration_ns; /* as precopy_forecast_input (0: none) */
+	uint64_t check_ns;         /* the VMM asks the engine every check_ns of
+				    * sending inside a pass; 0: at pass ends */
+	uint64_t ack_delay_ns;     /* the destination's load of the initial bytes
+				    * and the trip back (pre-copy devices) */
+	uint64_t device_dirty_Bps; /* the devices' pre-copy bytes dirtied per second */
+	const uint64_t *initial_bytes; /* per device, config order: its pre-copy
+				    * initial bytes (VFIO reports them only in
+				    * PRE_COPY); NULL: 0 each */
+};
+
+/* Open the window: start dirty logging (KVM, each device's DMA logging or
+ * tracker, as precopy_engine_start() would) and sync once to discard what
+ * was dirty before. Returns 0; -EINVAL; -EBUSY (a migration or a window
+ * is open); -errno of a step (the message names it and the device; the
+ * logging is stopped again). */
+PRECOPY_API int precopy_engine_forecast_begin(struct precopy_engine *e);
+
+/* Sync now: records (time since the previous sync on the engine's clock,
+ * pages found dirty) as one sample. Returns those pages; -EINVAL; -EBUSY
+ * (no window open); -ENOSPC after PRECOPY_FORECAST_MAX_SAMPLES samples
+ * (the window stays open); -errno of the sync (the window is then closed,
+ * logging stopped, the message names the step). */
+PRECOPY_API int64_t precopy_engine_forecast_sample(struct precopy_engine *e);
+
+/* Close the window and forecast: the samples, the RAM slots' size and page
+ * size, each device's stop-copy size as it answers now (a vfio-user
+ * device: its hint or last drain, marked a guess), its transitions at the
+ * engine's per-arc estimate, *p, and the engine's policy, into *out
+ * (precopy_forecast()). p and out both NULL: close without forecasting.
+ * The logging is stopped in every case. Returns 0; -EINVAL (one of p, out
+ * NULL; or precopy_forecast()'s: no sample, bandwidth 0); -EBUSY (no
+ * window open); -errno of a tracking stop (named in the message). */
+PRECOPY_API int precopy_engine_forecast_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+					    struct precopy_forecast *out);
+
 /* ---- status and statistics ---------------------------------------------- */
 
 enum precopy_engine_phase {
