@@ -554,22 +554,24 @@ int sim_report_compare(FILE *f, const struct sim_scenario *sc, const struct sim_
 
 int sim_report_compare_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n)
 {
-	fprintf(f, "{\"scenario\":");
+	/* the names and units of the statistics schema (docs/stats-json.md)
+	 * for the figures it has */
+	fprintf(f, "{\"schema-version\":%d,\"scenario\":", PRECOPY_STATS_JSON_SCHEMA);
 	json_str(f, sc->source);
-	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"compare\":[", ms(sc->downtime_limit_ns));
+	fprintf(f, ",\"downtime-limit\":%.3f,\"compare\":[", ms(sc->downtime_limit_ns));
 	for (size_t i = 0; i < n; i++) {
 		const struct sim_result *x = &r[i];
 
-		fprintf(f, "%s{\"policy\":\"%s\",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", i ? "," : "",
+		fprintf(f, "%s{\"policy\":\"%s\",\"outcome\":\"%s\",\"iterations\":%llu,\"total-time\":%.3f,", i ? "," : "",
 			sim_policy_name(x->policy) ? sim_policy_name(x->policy) : "?", sim_outcome_name(x->outcome),
 			(unsigned long long)x->iterations, ms(x->total_ns));
-		json_ms_or_null(f, "downtime_ms", x->downtime_ns, !switched(x));
-		fprintf(f, ",\"limit_met\":%s,\"max_throttle\":%u,\"bytes_sent\":%llu,\"ram_bytes_sent\":%llu,"
-			   "\"device_bytes_sent\":%llu,\"ack_wait_ms\":%.3f,\"reason\":",
+		json_ms_or_null(f, "downtime", x->downtime_ns, !switched(x));
+		fprintf(f, ",\"limit-met\":%s,\"max-throttle\":%u,\"bytes-sent\":%llu,\"ram\":{\"transferred\":%llu},"
+			   "\"device\":{\"transferred\":%llu},\"ack-wait\":%.3f,\"reason\":",
 			switched(x) && x->downtime_ns <= x->downtime_limit_ns ? "true" : "false", x->max_throttle,
 			(unsigned long long)(x->ram_bytes + x->device_bytes), (unsigned long long)x->ram_bytes,
 			(unsigned long long)x->device_bytes, ms(x->ack_wait_ns));
-		json_str(f, x->error);
+		json_str(f, x->error[0] ? x->error : NULL);
 		fputc('}', f);
 	}
 	fprintf(f, "]}\n");
