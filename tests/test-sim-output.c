@@ -343,6 +343,26 @@ Test(sim_output, json_schema_of_every_field)
 				cr_expect_eq(jv_get(v, "blocked-reasons")->nkids, 0,
 					     "%s: iteration %zu: the stall ended while still blocked", cmd, i + 1);
 		}
+		if (c == 0) {
+			/* the checker can fail: a type changed, a field renamed */
+			static const char *const from[] = { "\"stalled\":false", "\"setup-time\":", "\"page-size\":4096",
+							    "\"transitions\":5" };
+			static const char *const to[] = { "\"stalled\":0", "\"setup_time\":", "\"page-size\":\"4K\"",
+							  "\"transitions\":-5" };
+
+			for (size_t m = 0; m < sizeof(from) / sizeof(from[0]); m++) {
+				static char bad[1 << 21];
+				const char *at = strstr(json, from[m]);
+				struct jv *b;
+
+				cr_assert_not_null(at, "%s not in the output", from[m]);
+				snprintf(bad, sizeof(bad), "%.*s%s%s", (int)(at - json), json, to[m], at + strlen(from[m]));
+				b = jv_parse(bad, err, sizeof(err));
+				cr_assert_not_null(b, "%s", err);
+				cr_expect_eq(jv_check_stats(b, 1, err, sizeof(err)), -1, "%s -> %s accepted", from[m], to[m]);
+				jv_free(b);
+			}
+		}
 		if (cases[c].exit) {
 			cr_expect_geq(first_stall, 0, "%s: never stalled", cmd);
 			cr_expect_eq(jv_get(o, "first-stall")->num, jv_get(&it->kids[first_stall], "t")->num);
