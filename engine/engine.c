@@ -400,6 +400,8 @@ PRECOPY_API void precopy_engine_free(struct precopy_engine *e)
 {
 	if (!e)
 		return;
+	if (e->fc_active)
+		precopy__eng_fc_end(e, NULL, NULL);
 	precopy_engine_cancel(e);
 	/* a stop that failed is tried once more (a tracker is the caller's:
 	 * it must not be left logging for this engine) */
@@ -440,6 +442,9 @@ static void reset_migration(struct precopy_engine *e)
 	e->iterations = 0;
 	e->have_decision = 0;
 	e->last_bw = e->last_expected = 0;
+	e->last_blocked = 0;
+	e->stalled = 0;
+	e->stalled_since_ns = 0;
 	e->it_ram_bytes = e->it_send_ns = e->it_dev_bytes = e->it_dev_ns = e->it_dirty_pages = 0;
 	e->need_ack = e->acked = e->switch_decided = e->rp_eof = 0;
 	e->cursor = 0;
@@ -459,6 +464,8 @@ static void reset_migration(struct precopy_engine *e)
 		d->sc_guess = 0;
 		d->init_unknown = 0;
 		d->pump_got = d->sc_drained = 0;
+		d->precopy_sent = 0;
+		d->arcs = 0;
 	}
 	precopy__eng_be_reset(e);
 }
@@ -520,7 +527,7 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	if (!precopy__eng_allowed(e, OP_START))
+	if (!precopy__eng_allowed(e, OP_START) || e->fc_active)
 		return -EBUSY;
 	/* an interrupt belongs to the migration it was meant for */
 	__atomic_store_n(&e->interrupted, 0, __ATOMIC_RELAXED);
@@ -597,6 +604,36 @@ PRECOPY_API int precopy_engine_start(struct precopy_engine *e)
 			return fail(e, r);
 	}
 	return 0;
+}
+
+/* ---- forecast ------------------------------------------------------------------ */
+
+PRECOPY_API int precopy_engine_forecast_begin(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (!precopy__eng_allowed(e, OP_START) || e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_begin(e);
+}
+
+PRECOPY_API int64_t precopy_engine_forecast_sample(struct precopy_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (!e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_sample(e);
+}
+
+PRECOPY_API int precopy_engine_forecast_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+					    struct precopy_forecast *out)
+{
+	if (!e || (!p) != (!out))
+		return -EINVAL;
+	if (!e->fc_active)
+		return -EBUSY;
+	return precopy__eng_fc_end(e, p, out);
 }
 
 /* ---- cancel and failure ------------------------------------------------------ */

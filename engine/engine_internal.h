@@ -6,6 +6,7 @@
  *                 cancel, failure: the only caller of unwind);
  *   switchover.c  switchover and completion;
  *   estimate.c    accounting, cheap and exact estimates, decisions;
+ *   fcast.c       the forecast's measuring window (syncs, no migration);
  *   sync.c        dirty harvest, page hand-out, device DMA tracking;
  *   devio.c       device pre-copy data, the return path, VFIO channels;
  *   vuchan.c      vfio-user devices as channels, their sizes;
@@ -68,6 +69,8 @@ struct edev {
 	uint64_t sc_drained;                  /* bytes this STOP_COPY drain delivered */
 	uint64_t sc_last;                     /* survives: the last whole drain's bytes */
 	int sc_guess;                         /* stop_copy is a guess (no hint, no drain) */
+	uint64_t precopy_sent;                /* bytes_sent when the switchover began */
+	uint32_t arcs;                        /* state arcs the last decision charged to the downtime */
 };
 
 /* "device ID" or "device ID (NAME)", for messages: "..." DEV_FMT "...", DEV_ARGS(d) */
@@ -131,6 +134,9 @@ struct precopy_engine {
 	uint64_t last_expected;
 	uint64_t last_dirty_rate;
 	uint64_t first_record_ns;             /* when the first iteration began */
+	uint32_t last_blocked;                /* PRECOPY_BLOCK_* of the last recorded decision */
+	int stalled;                          /* a stall reported and the limit not met since */
+	uint64_t stalled_since_ns;            /* when that stall was first reported */
 	int interrupted;                      /* precopy_engine_interrupt(): atomic */
 	struct precopy_engine_iter_stats last_iter;
 	uint64_t iterations, migrations;
@@ -145,6 +151,11 @@ struct precopy_engine {
 	/* switchover */
 	uint64_t sw_start_ns;
 	struct precopy_engine_downtime dt;
+	/* the forecast's window (engine/fcast.c): logging on, no migration */
+	int fc_active;
+	uint64_t fc_last_ns;                  /* the clock at the last sync */
+	struct precopy_forecast_sample fc_samples[PRECOPY_FORECAST_MAX_SAMPLES];
+	size_t fc_n;
 	/* errors */
 	int err;
 	char errmsg[256];
@@ -161,6 +172,13 @@ int precopy__eng_switchover(struct precopy_engine *e);                          
 int precopy__eng_complete(struct precopy_engine *e);                             /* switchover.c */
 int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs, size_t max_runs,
 				uint64_t max_pages);                             /* sync.c */
+
+/* fcast.c: the forecast's window; begin and end leave the engine IDLE
+ * (end stops the logging in every case, also on failure) */
+int precopy__eng_fc_begin(struct precopy_engine *e);
+int64_t precopy__eng_fc_sample(struct precopy_engine *e);
+int precopy__eng_fc_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+			struct precopy_forecast *out);
 
 /* core.c: leaf helpers, callable from every file of the engine */
 int precopy__eng_allowed(const struct precopy_engine *e, uint32_t op);

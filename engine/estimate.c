@@ -59,7 +59,8 @@ static void fill_status(struct precopy_engine *e)
 			s->initial_bytes = d->init_left;
 			s->dirty_bytes = d->dirty;
 		}
-		s->transition_ns = sat_mul(d->trans_est, arcs_in_downtime(d));
+		e->devs[i].arcs = (uint32_t)arcs_in_downtime(d);
+		s->transition_ns = sat_mul(d->trans_est, e->devs[i].arcs);
 		s->drain_concurrent = (uint8_t)precopy__mover_concurrent(e);
 		s->read_Bps = precopy__mover_read_rate(e, i);
 	}
@@ -255,6 +256,18 @@ int precopy__eng_decide(struct precopy_engine *e, struct precopy_decision *d)
 	e->last_bw = d->bandwidth_Bps;
 	e->last_dirty_rate = d->dirty_rate_Bps;
 	e->last_expected = d->expected_downtime_ns;
+	e->last_blocked = d->blocked;
+	/* the stall lasts from the first decision that reports one until a
+	 * decision finds the limit met (the estimator's own flag may drop
+	 * for an iteration while a new throttle level gets its chance) */
+	if (d->stalled && !e->stalled) {
+		e->stalled = 1;
+		e->stalled_since_ns = now;
+	} else if (!(d->blocked & (PRECOPY_BLOCK_DOWNTIME | PRECOPY_BLOCK_DEVICE_FLOOR | PRECOPY_BLOCK_WORKING_SET |
+				    PRECOPY_BLOCK_UNKNOWN_SIZE))) {
+		e->stalled = 0;
+		e->stalled_since_ns = 0;
+	}
 	iter_stats(e, d, exact);
 	precopy__eng_log(e, PRECOPY_LOG_INFO,
 			 "iteration %llu: %s, expected downtime %.1f ms (limit %.1f ms), pending %llu bytes, "

@@ -4,6 +4,8 @@
  * as JSON. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +45,10 @@ PRECOPY_API int precopy_engine_device_info(const struct precopy_engine *e, uint3
 	out->transition_ns = d->trans_est;
 	out->last_transition_ns = d->trans_last;
 	out->reset_err = st.reset_err;
+	out->stop_copy_guessed = d->sc_guess;
+	out->precopy_bytes_sent = e->phase == PRECOPY_ENGINE_PRECOPY || e->phase == PRECOPY_ENGINE_IDLE
+					  ? d->bytes_sent : d->precopy_sent;
+	out->downtime_arcs = d->arcs;
 	return 0;
 }
 
@@ -61,6 +67,10 @@ PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct prec
 	out->downtime = e->dt;
 	out->error = e->err;
 	out->page_size = e->ps;
+	out->downtime_limit_ns = e->cfg.policy.downtime_limit_ns;
+	out->blocked = e->last_blocked;
+	out->stalled = e->stalled;
+	out->stalled_since_ns = e->stalled_since_ns;
 	if (!e->migrations)
 		return 0;
 	out->start_ns = e->start_ns;
@@ -95,38 +105,118 @@ static const char *status_name(const struct precopy_engine *e)
 	}
 }
 
+/* snprintf that appends at *o, counting what it would need past len */
+static void put(char *buf, size_t len, size_t *o, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t len, size_t *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(*o < len ? buf + *o : NULL, *o < len ? len - *o : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*o += (size_t)n;
+}
+
+static const char *vfio_state_name(uint32_t s)
+{
+	static const char *const n[] = { "error", "stop", "running", "stop_copy", "resuming",
+					 "running_p2p", "pre_copy", "pre_copy_p2p" };
+
+	return s < sizeof(n) / sizeof(n[0]) ? n[s] : "unknown";
+}
+
+static const char *tracking_name(uint32_t t)
+{
+	switch (t) {
+	case PRECOPY_TRACK_DMA_LOG: return "\"dma-log\"";
+	case PRECOPY_TRACK_TRACKER: return "\"tracker\"";
+	case PRECOPY_TRACK_ALL: return "\"all-dirty\"";
+	default: return "null";
+	}
+}
+
+/* ns as ms with 3 decimals, or null */
+static const char *ms_or_null(char *b, size_t n, uint64_t ns, int null_if)
+{
+	if (null_if || ns == PRECOPY_UNBOUNDED)
+		snprintf(b, n, "null");
+	else
+		snprintf(b, n, "%.3f", ns / 1e6);
+	return b;
+}
+
+static void devices_json(const struct precopy_engine *e, char *buf, size_t len, size_t *o)
+{
+	put(buf, len, o, "\"devices\":[");
+	for (uint32_t i = 0; i < e->ndev; i++) {
+		const struct edev *d = &e->devs[i];
+		struct precopy_engine_dev_info di;
+		char name[PRECOPY__JSON_STR_MAX], sc[24], pend[24];
+
+		precopy_engine_device_info(e, i, &di);
+		precopy__json_str(name, sizeof(name), d->name[0] ? d->name : NULL);
+		if (e->migrations && di.stop_copy_known)
+			snprintf(sc, sizeof(sc), "%llu", (unsigned long long)di.stop_copy_bytes);
+		else
+			snprintf(sc, sizeof(sc), "null");
+		if (d->pre_copy && e->phase == PRECOPY_ENGINE_PRECOPY)
+			snprintf(pend, sizeof(pend), "%llu", (unsigned long long)sat_add(di.initial_bytes, di.dirty_bytes));
+		else
+			snprintf(pend, sizeof(pend), "0");
+		put(buf, len, o,
+		    "%s{\"id\":%u,\"name\":%s,\"kind\":\"%s\",\"state\":\"%s\",\"tracking\":%s,\"stop-copy\":%s,"
+		    "\"stop-copy-guessed\":%s,\"pre-copy-pending\":%s,\"pre-copy-sent\":%llu,\"transferred\":%llu,"
+		    "\"transitions\":%u,\"transition-time\":%.3f}",
+		    i ? "," : "", di.id, name, d->vu ? "vfio-user" : "vfio", vfio_state_name(di.state),
+		    tracking_name(di.tracking), sc, di.stop_copy_guessed ? "true" : "false", pend,
+		    (unsigned long long)di.precopy_bytes_sent, (unsigned long long)di.bytes_sent, di.downtime_arcs,
+		    di.transition_ns / 1e6);
+	}
+	put(buf, len, o, "],");
+}
+
 PRECOPY_API int precopy_engine_stats_json(const struct precopy_engine *e, char *buf, size_t len)
 {
 	struct precopy_engine_stats st;
-	char dt[32], exp[32], err[PRECOPY__JSON_STR_MAX];
+	char dt[32], exp[32], since[32], blocked[160], err[PRECOPY__JSON_STR_MAX];
 	double mbps;
 	uint64_t rate_pages;
+	size_t o = 0;
 
 	if (!e || (!buf && len))
 		return -EINVAL;
 	precopy_engine_stats(e, &st);
 	mbps = (double)e->last_bw * 8 / 1e6;
 	rate_pages = e->ps ? e->last_dirty_rate / e->ps : 0;
-	if (e->phase == PRECOPY_ENGINE_DONE)
-		snprintf(dt, sizeof(dt), "%.3f", st.downtime.total_ns / 1e6);
-	else
-		snprintf(dt, sizeof(dt), "null");
-	if (e->have_decision && e->last_expected != PRECOPY_UNBOUNDED)
-		snprintf(exp, sizeof(exp), "%.3f", e->last_expected / 1e6);
-	else
-		snprintf(exp, sizeof(exp), "null");
+	ms_or_null(dt, sizeof(dt), st.downtime.total_ns, e->phase != PRECOPY_ENGINE_DONE);
+	ms_or_null(exp, sizeof(exp), e->last_expected, !e->have_decision);
+	ms_or_null(since, sizeof(since), st.stalled_since_ns - st.start_ns,
+		   !st.stalled || st.stalled_since_ns < st.start_ns);
+	precopy_blocked_json(e->have_decision ? st.blocked : 0, blocked, sizeof(blocked));
 	precopy__json_str(err, sizeof(err), e->err ? e->errmsg : NULL);
-	return snprintf(buf, len,
-			"{\"status\":\"%s\",\"total-time\":%.3f,\"setup-time\":%.3f,\"downtime\":%s,"
-			"\"expected-downtime\":%s,\"ram\":{\"transferred\":%llu,\"remaining\":%llu,\"total\":%llu,"
-			"\"dirty-sync-count\":%llu,\"mbps\":%.3f,\"dirty-pages-rate\":%llu,\"page-size\":%llu},"
-			"\"cpu-throttle-percentage\":%u,\"device\":{\"transferred\":%llu},\"iterations\":%llu,"
-			"\"error\":%s}",
-			status_name(e), st.total_ns / 1e6, st.setup_ns / 1e6, dt, exp,
-			(unsigned long long)st.ram_bytes_sent, (unsigned long long)st.ram_remaining_bytes,
-			(unsigned long long)st.ram_total_bytes, (unsigned long long)st.syncs, mbps,
-			(unsigned long long)rate_pages, (unsigned long long)e->ps, e->last_iter.throttle,
-			(unsigned long long)st.device_bytes_sent, (unsigned long long)e->iterations, err);
+	if (len)
+		buf[0] = 0;
+	put(buf, len, &o,
+	    "{\"schema-version\":%d,\"status\":\"%s\",\"total-time\":%.3f,\"setup-time\":%.3f,\"downtime\":%s,"
+	    "\"expected-downtime\":%s,\"downtime-limit\":%.3f,\"ram\":{\"transferred\":%llu,\"remaining\":%llu,"
+	    "\"total\":%llu,\"dirty-sync-count\":%llu,\"mbps\":%.3f,\"dirty-pages-rate\":%llu,\"page-size\":%llu},"
+	    "\"cpu-throttle-percentage\":%u,\"iterations\":%llu,\"action\":",
+	    PRECOPY_STATS_JSON_SCHEMA, status_name(e), st.total_ns / 1e6, st.setup_ns / 1e6, dt, exp,
+	    st.downtime_limit_ns / 1e6, (unsigned long long)st.ram_bytes_sent,
+	    (unsigned long long)st.ram_remaining_bytes, (unsigned long long)st.ram_total_bytes,
+	    (unsigned long long)st.syncs, mbps, (unsigned long long)rate_pages, (unsigned long long)e->ps,
+	    e->last_iter.throttle, (unsigned long long)e->iterations);
+	if (e->have_decision)
+		put(buf, len, &o, "\"%s\"", precopy_action_name(e->last_iter.action));
+	else
+		put(buf, len, &o, "null");
+	put(buf, len, &o, ",\"blocked-reasons\":%s,\"stalled\":%s,\"stalled-since\":%s,\"device\":{\"transferred\":%llu},",
+	    blocked, st.stalled ? "true" : "false", since, (unsigned long long)st.device_bytes_sent);
+	devices_json(e, buf, len, &o);
+	put(buf, len, &o, "\"error\":%s}", err);
+	return o > INT32_MAX ? -EOVERFLOW : (int)o;
 }
 
 PRECOPY_API int precopy_engine_iter_json(const struct precopy_engine_iter_stats *s, char *buf, size_t len)

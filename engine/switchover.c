@@ -67,8 +67,10 @@ int precopy__eng_switchover(struct precopy_engine *e)
 	e->dt.fixed_ns = e->cfg.policy.fixed_downtime_ns;
 	e->dt.expected_ns = e->last_expected;
 	e->sw_start_ns = precopy__eng_now(e);
-	for (uint32_t i = 0; i < e->ndev; i++)
+	for (uint32_t i = 0; i < e->ndev; i++) {
 		e->devs[i].trans_last = 0;
+		e->devs[i].precopy_sent = e->devs[i].bytes_sent;
+	}
 	r = quiesce_all(e);
 	if (r == 0)
 		r = stop_copy_all(e);

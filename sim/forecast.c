@@ -94,6 +94,31 @@ static uint64_t downtime_arcs(const struct sim_device *d)
 	return (uint64_t)(a > 0 ? a : 1) + (uint64_t)(b > 0 ? b : 2);
 }
 
+int sim_run_engine_forecast(const struct sim_scenario *sc, struct sim_result *res, struct precopy_forecast *fc)
+{
+	uint64_t initial[SIM_MAX_DEVICES] = { 0 };
+	struct precopy_engine_forecast_params p = { 0 };
+	struct sim_engine_window w = { sim_forecast_intervals_ns, SIM_FORECAST_SAMPLES, &p, fc };
+
+	if (!sc || !res || !fc || sc->ndevs > SIM_MAX_DEVICES)
+		return -EINVAL;
+	for (uint32_t i = 0; i < sc->ndevs; i++) {
+		const struct sim_device *d = &sc->devs[i];
+
+		if (!d->pre_copy)
+			continue;
+		initial[i] = d->initial_bytes;
+		p.device_dirty_Bps += d->dirty_rate_Bps;
+		if (d->dest_load_ns + 2 * sc->latency_ns > p.ack_delay_ns)
+			p.ack_delay_ns = d->dest_load_ns + 2 * sc->latency_ns;
+	}
+	p.initial_bytes = initial;
+	p.bandwidth_Bps = sc->bandwidth_Bps;
+	p.min_iteration_ns = SIM_MIN_ITER_NS;
+	p.check_ns = sc->window_ns;
+	return sim_run_ex(sc, res, NULL, NULL, &w);
+}
+
 int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, struct precopy_forecast_sample *samples)
 {
 	struct precopy_forecast_sample s[SIM_FORECAST_SAMPLES];

@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"\n"
 		"exit status:\n"
 		"  0  switchover within the run (whether the simulated downtime met the\n"
-		"     limit is in the summary and in the JSON's \"limit_met\")\n"
+		"     limit is in the summary and in the JSON's \"limit-met\")\n"
 		"  1  the run failed (an engine or device error; the message says which),\n"
 		"     or an output (stdout, --csv, --svg) could not be written\n"
 		"  2  bad usage or bad scenario (the message names file, line and key), or\n"

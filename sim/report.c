@@ -65,52 +65,47 @@ static void json_str(FILE *f, const char *s)
 int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r)
 {
 	int switched = r->outcome == SIM_SWITCHOVER || r->outcome == SIM_FORCED;
-
+	const char *ej = r->engine_json;
+	size_t ejn = ej ? strlen(ej) : 0;
 	char blocked[160];
 
-	/* schema 2: "schema_version", "ram" with query-migrate's names, and
-	 * blocked reasons by name in every iteration (docs/sim-input.md) */
-	fprintf(f, "{\"schema_version\":%d,\"scenario\":", SIM_JSON_SCHEMA);
+	/* the library's object (one schema, docs/stats-json.md) without its
+	 * closing brace, then the simulator's own fields */
+	if (ejn < 2 || ej[0] != '{' || ej[ejn - 1] != '}')
+		return -EINVAL; /* sim_run() always leaves one when it returned 0 */
+	fwrite(ej, 1, ejn - 1, f);
+	fprintf(f, ",\"scenario\":");
 	json_str(f, sc->source);
-	fprintf(f, ",\"policy\":\"%s\"", sim_policy_name(r->policy) ? sim_policy_name(r->policy) : "?");
-	fprintf(f, ",\"ram\":{\"transferred\":%llu,\"total\":%llu,\"page-size\":%llu}",
-		(unsigned long long)r->ram_bytes, (unsigned long long)sc->memory, (unsigned long long)sc->page_size);
-	fprintf(f, ",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", sim_outcome_name(r->outcome),
-		(unsigned long long)r->iterations, ms(r->total_ns));
-	json_ms_or_null(f, "downtime_ms", r->downtime_ns, !switched);
-	fputc(',', f);
-	json_ms_or_null(f, "expected_downtime_ms", r->expected_downtime_ns, !r->iterations);
-	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"ram_bytes_sent\":%llu,\"device_bytes_sent\":%llu,", ms(r->downtime_limit_ns),
-		(unsigned long long)r->ram_bytes, (unsigned long long)r->device_bytes);
-	fprintf(f, "\"limit_met\":%s,\"ack_wait_ms\":%.3f,", switched && r->downtime_ns <= r->downtime_limit_ns ? "true" : "false",
-		ms(r->ack_wait_ns));
-	json_ms_or_null(f, "ack_at_ms", r->ack_at_ns, !r->ack_at_ns);
-	fprintf(f, ",\"max_throttle\":%u,", r->max_throttle);
-	json_ms_or_null(f, "stalled_at_ms", (uint64_t)r->stalled_at_ns, r->stalled_at_ns < 0);
+	fprintf(f, ",\"policy\":\"%s\",\"outcome\":\"%s\",\"limit-met\":%s,\"ack-wait\":%.3f,",
+		sim_policy_name(r->policy) ? sim_policy_name(r->policy) : "?", sim_outcome_name(r->outcome),
+		switched && r->downtime_ns <= r->downtime_limit_ns ? "true" : "false", ms(r->ack_wait_ns));
+	json_ms_or_null(f, "ack-at", r->ack_at_ns, !r->ack_at_ns);
+	fprintf(f, ",\"max-throttle\":%u,", r->max_throttle);
+	json_ms_or_null(f, "first-stall", (uint64_t)r->stalled_at_ns, r->stalled_at_ns < 0);
 	fprintf(f, ",\"reason\":");
-	json_str(f, r->error);
-	fprintf(f, ",\"downtime_breakdown_ms\":{\"switchover\":%.3f,\"final_ram\":%.3f,\"dest_load\":%.3f,"
-		   "\"fixed\":%.3f,\"dest_resume\":%.3f},\"final_ram_bytes\":%llu,",
+	json_str(f, r->error[0] ? r->error : NULL);
+	fprintf(f, ",\"downtime-breakdown\":{\"switchover\":%.3f,\"final-ram\":%.3f,\"dest-load\":%.3f,"
+		   "\"fixed\":%.3f,\"dest-resume\":%.3f},\"final-ram-bytes\":%llu,",
 		ms(r->dt_switchover_ns), ms(r->dt_final_ram_ns), ms(r->dt_dest_load_ns), ms(r->dt_fixed_ns),
 		ms(r->dt_dest_resume_ns), (unsigned long long)r->final_ram_bytes);
-	fprintf(f, "\"iterations_detail\":[");
+	fprintf(f, "\"iterations-detail\":[");
 	for (size_t i = 0; i < r->niters; i++) {
 		const struct sim_iter *it = &r->iters[i];
 		uint64_t sent = it->ram_bytes + it->device_bytes;
 
-		fprintf(f, "%s{\"t_ms\":%.3f,\"dirty_pages\":%llu,\"page_writes\":%llu,\"bytes_sent\":%llu,"
-			   "\"ram_bytes\":%llu,\"device_bytes\":%llu,\"bandwidth_Bps\":%llu,\"pending_bytes\":%llu,",
-			i ? "," : "", ms(it->t_ns), (unsigned long long)it->dirty_pages,
+		fprintf(f, "%s{\"iteration\":%llu,\"t\":%.3f,\"dirty-pages\":%llu,\"page-writes\":%llu,\"bytes-sent\":%llu,"
+			   "\"ram-bytes\":%llu,\"device-bytes\":%llu,\"bandwidth\":%llu,\"pending-bytes\":%llu,",
+			i ? "," : "", (unsigned long long)it->iteration, ms(it->t_ns), (unsigned long long)it->dirty_pages,
 			(unsigned long long)it->page_writes, (unsigned long long)sent, (unsigned long long)it->ram_bytes,
 			(unsigned long long)it->device_bytes, (unsigned long long)it->bandwidth_Bps,
 			(unsigned long long)it->pending_bytes);
-		json_ms_or_null(f, "expected_downtime_ms", it->expected_downtime_ns, 0);
+		json_ms_or_null(f, "expected-downtime", it->expected_downtime_ns, 0);
 		if (isfinite(it->rho))
 			fprintf(f, ",\"rho\":%.6f", it->rho);
 		else
 			fprintf(f, ",\"rho\":null");
 		precopy_blocked_json(it->blocked, blocked, sizeof(blocked));
-		fprintf(f, ",\"throttle\":%u,\"action\":\"%s\",\"blocked\":%s,\"stalled\":%s}", it->throttle,
+		fprintf(f, ",\"throttle\":%u,\"action\":\"%s\",\"blocked-reasons\":%s,\"stalled\":%s}", it->throttle,
 			action_name(it->action), blocked, it->stalled ? "true" : "false");
 	}
 	fprintf(f, "]}\n");
@@ -200,8 +195,9 @@ int sim_report_csv(FILE *f, const struct sim_result *r)
  * units on a log axis: GiB as the text says GiB), and the expected
  * downtime against the limit (bottom, its own log axis in ms), so the
  * limit line is never read on the bytes axis. Throttled and waiting-for-
- * the-ACK stretches are shaded in both; the first pass is drawn through
- * the decisions taken inside it (decide_window), not as a straight line. */
+ * the-ACK stretches are shaded in both; pending bytes are drawn through
+ * the samples the run took inside its passes (struct sim_sample), so the
+ * first pass, where no decision falls, is a curve, not a straight line. */
 #define W 1000.0
 #define H 680.0
 #define PL 100.0 /* plot left */
@@ -325,6 +321,11 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			dmax = fmax(dmax, ms(it->expected_downtime_ns));
 		}
 	}
+	for (size_t i = 0; i < r->nsamples; i++)
+		if (r->samples[i].pending_bytes) {
+			pmin = fmin(pmin, (double)r->samples[i].pending_bytes);
+			pmax = fmax(pmax, (double)r->samples[i].pending_bytes);
+		}
 	if (switched) {
 		dmin = fmin(dmin, ms(r->downtime_ns));
 		dmax = fmax(dmax, ms(r->downtime_ns));
@@ -425,13 +426,36 @@ int sim_report_svg(FILE *f, const struct sim_scenario *sc, const struct sim_resu
 			human_time(b, sizeof(b), r->downtime_ns));
 		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c00000\"/>\n", x1, ly(&da, ms(r->downtime_ns)));
 	}
-	/* pending bytes, from everything at t = 0 through every decision */
+	/* pending bytes, from everything at t = 0 through the samples taken
+	 * inside every pass (the first one included) and at each decision;
+	 * a run without samples (built in code) through the decisions only.
+	 * Points closer than half a pixel to the last one drawn are skipped
+	 * (a 600 s run has 6000 samples) unless they are decisions. */
 	fprintf(f, "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"%.1f,%.1f ", X(0.0),
 		ly(&pa, start_pending));
-	for (size_t i = 0; i < r->niters; i++) {
-		const struct sim_iter *it = &r->iters[i];
-		if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
-			fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&pa, (double)it->pending_bytes));
+	if (r->nsamples) {
+		double lastx = X(0.0);
+		size_t k = 0;
+
+		for (size_t i = 0; i < r->nsamples; i++) {
+			const struct sim_sample *sm = &r->samples[i];
+			double x = X(ms(sm->t_ns) / 1000);
+			int decision = 0;
+
+			while (k < r->niters && r->iters[k].t_ns < sm->t_ns)
+				k++;
+			decision = k < r->niters && r->iters[k].t_ns == sm->t_ns;
+			if (!sm->pending_bytes || (!decision && x - lastx < 0.5))
+				continue;
+			fprintf(f, "%.1f,%.1f ", x, ly(&pa, (double)sm->pending_bytes));
+			lastx = x;
+		}
+	} else {
+		for (size_t i = 0; i < r->niters; i++) {
+			const struct sim_iter *it = &r->iters[i];
+			if (it->pending_bytes && it->pending_bytes != PRECOPY_UNBOUNDED)
+				fprintf(f, "%.1f,%.1f ", X(ms(it->t_ns) / 1000), ly(&pa, (double)it->pending_bytes));
+		}
 	}
 	fprintf(f, "\"/>\n");
 	for (size_t i = 0; i < r->niters && r->niters <= 200; i++) {
@@ -530,22 +554,24 @@ int sim_report_compare(FILE *f, const struct sim_scenario *sc, const struct sim_
 
 int sim_report_compare_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r, size_t n)
 {
-	fprintf(f, "{\"scenario\":");
+	/* the names and units of the statistics schema (docs/stats-json.md)
+	 * for the figures it has */
+	fprintf(f, "{\"schema-version\":%d,\"scenario\":", PRECOPY_STATS_JSON_SCHEMA);
 	json_str(f, sc->source);
-	fprintf(f, ",\"downtime_limit_ms\":%.3f,\"compare\":[", ms(sc->downtime_limit_ns));
+	fprintf(f, ",\"downtime-limit\":%.3f,\"compare\":[", ms(sc->downtime_limit_ns));
 	for (size_t i = 0; i < n; i++) {
 		const struct sim_result *x = &r[i];
 
-		fprintf(f, "%s{\"policy\":\"%s\",\"outcome\":\"%s\",\"iterations\":%llu,\"total_time_ms\":%.3f,", i ? "," : "",
+		fprintf(f, "%s{\"policy\":\"%s\",\"outcome\":\"%s\",\"iterations\":%llu,\"total-time\":%.3f,", i ? "," : "",
 			sim_policy_name(x->policy) ? sim_policy_name(x->policy) : "?", sim_outcome_name(x->outcome),
 			(unsigned long long)x->iterations, ms(x->total_ns));
-		json_ms_or_null(f, "downtime_ms", x->downtime_ns, !switched(x));
-		fprintf(f, ",\"limit_met\":%s,\"max_throttle\":%u,\"bytes_sent\":%llu,\"ram_bytes_sent\":%llu,"
-			   "\"device_bytes_sent\":%llu,\"ack_wait_ms\":%.3f,\"reason\":",
+		json_ms_or_null(f, "downtime", x->downtime_ns, !switched(x));
+		fprintf(f, ",\"limit-met\":%s,\"max-throttle\":%u,\"bytes-sent\":%llu,\"ram\":{\"transferred\":%llu},"
+			   "\"device\":{\"transferred\":%llu},\"ack-wait\":%.3f,\"reason\":",
 			switched(x) && x->downtime_ns <= x->downtime_limit_ns ? "true" : "false", x->max_throttle,
 			(unsigned long long)(x->ram_bytes + x->device_bytes), (unsigned long long)x->ram_bytes,
 			(unsigned long long)x->device_bytes, ms(x->ack_wait_ns));
-		json_str(f, x->error);
+		json_str(f, x->error[0] ? x->error : NULL);
 		fputc('}', f);
 	}
 	fprintf(f, "]}\n");

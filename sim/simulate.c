@@ -89,6 +89,7 @@
 #define MIN_ITER_NS 10000000ull      /* 10 ms */
 #define ACK_POLL_NS 100000000ull     /* 100 ms */
 #define PUMP_SLICE_NS 250000000ull   /* 250 ms of link per iteration for devices */
+#define SAMPLE_NS 100000000ull       /* pending bytes sampled inside a pass without windows */
 #define DEFAULT_MAX_ITER 100000ull
 #define RUNS 512
 
@@ -138,11 +139,13 @@ struct run {
 	struct sim_vmm_decision vd; /* its last decision */
 	uint64_t dev_precopy, dev_stop_copy; /* the engine's last exact device figures */
 	int ack_ok; /* as of the engine's last decision: the ack is in or not needed */
+	uint64_t dev_pending; /* device bytes of the last decision (samples) */
+	uint64_t t0; /* the clock when the migration started (the guest's time 0) */
 };
 
 static uint64_t now_rel(const struct run *r)
 {
-	return r->clk.now - T0_NS;
+	return r->clk.now - r->t0;
 }
 
 /* B bytes cross the link. */
@@ -237,7 +240,7 @@ static int deliver_rp(struct run *r)
 
 	if (!r->rp_pending || r->clk.now < ack_due(r))
 		return 0;
-	r->res->ack_at_ns = ack_due(r) - T0_NS;
+	r->res->ack_at_ns = ack_due(r) - r->t0;
 	r->rp_pending = 0;
 	e = precopy_engine_rp_feed(r->e, r->rp, r->rp_len);
 	r->rp_len = 0;
@@ -297,7 +300,7 @@ static int setup(struct run *r)
 	struct precopy_dest_config dcfg;
 	int err;
 
-	r->clk.now = T0_NS;
+	r->clk.now = r->t0 = T0_NS;
 	r->sfk = precopy_fake_kernel_new(&fclk, &err);
 	if (!r->sfk)
 		return seterr(r, "source fake kernel", err, NULL), err;
@@ -403,6 +406,24 @@ static int push_iter(struct sim_result *res, const struct sim_iter *it)
 	}
 	res->iters[res->niters++] = *it;
 	return 0;
+}
+
+/* Record one sample of pending bytes now (dropped without memory: the
+ * plot then has fewer points, the run is the same). */
+static void sample(struct run *r, uint64_t pending)
+{
+	struct sim_result *res = r->res;
+
+	if (res->nsamples == res->samples_cap) {
+		size_t nc = res->samples_cap ? res->samples_cap * 2 : 256;
+		struct sim_sample *n = realloc(res->samples, nc * sizeof(*n));
+
+		if (!n)
+			return;
+		res->samples = n;
+		res->samples_cap = nc;
+	}
+	res->samples[res->nsamples++] = (struct sim_sample){ now_rel(r), pending };
 }
 
 /* Dirty pages the engine hands out, up to max_pages (0: all), as bytes;
@@ -533,9 +554,12 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	}
 	/* QEMU looks after every rate-limit window; CH and Xen between passes */
 	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
-	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
-		       r->sc->page_size;
-	if (!window_pages && window_ns)
+	/* without questions inside a pass the pages still go out in windows
+	 * of SAMPLE_NS, for the samples only: the same bytes, link time and
+	 * account sums, so the same run */
+	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * (window_ns ? window_ns : SAMPLE_NS)) /
+				  1000000000u) / r->sc->page_size;
+	if (!window_pages)
 		window_pages = 1;
 	precopy_engine_stats(r->e, &st);
 	iters0 = st.last.iteration;
@@ -552,6 +576,10 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 			return engine_fail(r, "account", e), e;
 		if (drained)
 			break;
+		precopy_engine_stats(r->e, &st);
+		sample(r, sat_add(sat_mul(st.dirty_now, r->sc->page_size), r->dev_pending));
+		if (!window_ns)
+			continue;
 		if (r->foreign) {
 			vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
 			if (r->vd.action == SIM_VMM_CONTINUE)
@@ -614,7 +642,11 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->rho = d->rho;
 	it->throttle = d->throttle;
 	it->action = d->action;
-	it->stalled = (int)d->stalled;
+	it->stalled = st.stalled; /* the engine's: true while the stall lasts */
+	if (d->pending_bytes != PRECOPY_UNBOUNDED) {
+		r->dev_pending = d->pending_bytes > d->ram_pending ? d->pending_bytes - d->ram_pending : 0;
+		sample(r, d->pending_bytes);
+	}
 	it->blocked = d->blocked;
 	it->midpass = decided;
 	r->pass_open = decided;
@@ -691,6 +723,36 @@ static void cancel(struct run *r)
 	r->res->total_ns = now_rel(r);
 }
 
+/* The engine's forecast window before the migration (sim_run_ex()): the
+ * guest and the devices run, the engine syncs after each interval; then
+ * the guest starts afresh (same seed) at the migration's time 0, as the
+ * run without a window has it. */
+static int forecast_window(struct run *r, const struct sim_engine_window *w)
+{
+	int e = precopy_engine_forecast_begin(r->e);
+
+	if (e < 0)
+		return seterr(r, "forecast begin", e, precopy_engine_strerror(r->e)), e;
+	for (size_t i = 0; i < w->n; i++) {
+		int64_t n;
+
+		r->clk.now += w->intervals_ns[i];
+		sim_workload_run(r->wl, now_rel(r));
+		n = precopy_engine_forecast_sample(r->e);
+		if (n < 0)
+			return seterr(r, "forecast sample", (int)n, precopy_engine_strerror(r->e)), (int)n;
+	}
+	e = precopy_engine_forecast_end(r->e, w->params, w->out);
+	if (e < 0)
+		return seterr(r, "forecast end", e, precopy_engine_strerror(r->e)), e;
+	sim_workload_free(r->wl);
+	precopy_bitmap_zero(&r->live);
+	r->wl = sim_workload_new(r->sc, &r->live, &e);
+	if (!r->wl)
+		return seterr(r, "workload", e, NULL), e;
+	return 0;
+}
+
 const char *sim_outcome_name(int outcome)
 {
 	switch (outcome) {
@@ -702,6 +764,12 @@ const char *sim_outcome_name(int outcome)
 }
 
 int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx)
+{
+	return sim_run_ex(sc, res, progress, ctx, NULL);
+}
+
+int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx,
+	       const struct sim_engine_window *window)
 {
 	struct run *r;
 	struct timespec w0, w1;
@@ -736,6 +804,9 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 			if (sc->devs[i].pre_copy)
 				r->ack_ok = 0;
 	}
+	for (uint32_t i = 0; i < sc->ndevs; i++)
+		r->dev_pending = sat_add(r->dev_pending, sat_add(sc->devs[i].stop_copy_bytes,
+								  sc->devs[i].pre_copy ? sc->devs[i].initial_bytes : 0));
 	clock_gettime(CLOCK_MONOTONIC, &w0);
 	e = setup(r);
 	if (e < 0)
@@ -744,8 +815,12 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 		seterr(r, "destination start", e, precopy_dest_strerror(r->d));
 		goto out;
 	}
+	if (window && (e = forecast_window(r, window)) < 0)
+		goto out;
 	/* the migration starts now: the guest's time axis and the report's */
-	r->clk.now = T0_NS;
+	if (!window)
+		r->clk.now = T0_NS;
+	r->t0 = r->clk.now;
 	e = precopy_engine_start(r->e);
 	if (e < 0) {
 		engine_fail(r, "start", e);
@@ -822,6 +897,12 @@ out_ok:
 	if (res->outcome == SIM_FAILED && !res->total_ns)
 		res->total_ns = now_rel(r);
 out:
+	if (r->e) { /* the engine's own statistics, the JSON's common part */
+		int n = precopy_engine_stats_json(r->e, NULL, 0);
+
+		if (n > 0 && (res->engine_json = malloc((size_t)n + 1)))
+			precopy_engine_stats_json(r->e, res->engine_json, (size_t)n + 1);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &w1);
 	res->wall_s = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
 	teardown(r);
@@ -836,4 +917,9 @@ void sim_result_release(struct sim_result *res)
 	free(res->iters);
 	res->iters = NULL;
 	res->niters = res->cap = 0;
+	free(res->samples);
+	res->samples = NULL;
+	res->nsamples = res->samples_cap = 0;
+	free(res->engine_json);
+	res->engine_json = NULL;
 }

@@ -18,11 +18,11 @@
 #include <stdio.h>
 
 #include "precopy/bitmap.h"
+#include "precopy/engine.h"
 #include "precopy/estimator.h"
 #include "precopy/stream.h"
 
 #define SIM_MAX_DEVICES 64
-#define SIM_JSON_SCHEMA 2 /* sim_report_json()'s layout; raised when a field changes meaning */
 #define SIM_MAX_PHASES 64
 #define SIM_ERR_MAX 512
 #define SIM_SCENARIO_MAX_BYTES (1u << 20)   /* a scenario file */
@@ -242,6 +242,17 @@ struct sim_iter {
 	uint32_t blocked;          /* PRECOPY_BLOCK_* of its decision */
 };
 
+/* Pending bytes on the virtual clock between decisions: the RAM pages
+ * still dirty in the engine's log plus the device bytes of its last
+ * decision (before the first one: the scenario's device state), taken
+ * after every window of RAM link time inside a pass (decide_window, or
+ * 100 ms when that is 0: the first pass included, where no decision
+ * falls), and at each iteration's end (the decision's pending bytes). */
+struct sim_sample {
+	uint64_t t_ns;             /* since the start of the migration */
+	uint64_t pending_bytes;
+};
+
 struct sim_result {
 	int outcome;               /* enum sim_outcome */
 	uint64_t iterations;
@@ -269,6 +280,10 @@ struct sim_result {
 	int policy;                /* enum sim_policy that decided (ack_wait_ns: the
 				    * time it would have switched over but for the
 				    * missing switchover-ack) */
+	char *engine_json;         /* owned: precopy_engine_stats_json() at the end of
+				    * the run (NULL if the engine was never made) */
+	struct sim_sample *samples;/* owned: pending bytes on the clock, see below */
+	size_t nsamples, samples_cap;
 };
 
 typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const struct sim_iter *last,
@@ -281,11 +296,29 @@ typedef void (*sim_progress_fn)(void *ctx, const struct sim_result *r, const str
 int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx);
 void sim_result_release(struct sim_result *res);
 
+/* The engine's own forecast window before the run (precopy_engine_
+ * forecast_begin/sample/end on the run's engine, the guest and devices
+ * running on the virtual clock): n syncs after intervals_ns[0..n), then
+ * the forecast with *params into *out, then the migration on the same
+ * engine (its guest restarted at time 0). */
+struct sim_engine_window {
+	const uint64_t *intervals_ns;
+	size_t n;
+	const struct precopy_engine_forecast_params *params;
+	struct precopy_forecast *out;
+};
+
+/* sim_run() with a forecast window first (window NULL: sim_run()). */
+int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progress_fn progress, void *ctx,
+	       const struct sim_engine_window *window);
+
 const char *sim_outcome_name(int outcome);
 
 /* ---- reports (sim/report.c) ---------------------------------------------- */
 
-/* One JSON object (and a newline). Returns 0 or -EIO. */
+/* One JSON object (and a newline): the engine's statistics object
+ * (precopy_engine_stats_json(), schema PRECOPY_STATS_JSON_SCHEMA) with the
+ * simulator's fields added (docs/stats-json.md). Returns 0 or -EIO. */
 int sim_report_json(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
 /* The human summary. */
 int sim_report_summary(FILE *f, const struct sim_scenario *sc, const struct sim_result *r);
@@ -332,6 +365,13 @@ int sim_forecast_measure(const struct sim_scenario *sc, const uint64_t *interval
  * pre-copy device's destination load and a round trip. samples may be NULL (else
  * SIM_FORECAST_SAMPLES entries). Returns 0 or -errno. */
 int sim_forecast(const struct sim_scenario *sc, struct precopy_forecast *fc, struct precopy_forecast_sample *samples);
+
+/* The engine's forecast and the migration that follows on the same engine
+ * (sim_run_ex() with the --forecast intervals and the parameters
+ * sim_forecast() uses: the link, the 10 ms least iteration, decide_window,
+ * the devices' initial bytes, pre-copy dirty rates and switchover-ack
+ * delay). Returns sim_run_ex()'s result. */
+int sim_run_engine_forecast(const struct sim_scenario *sc, struct sim_result *res, struct precopy_forecast *fc);
 
 /* The forecast (r NULL), or predicted vs simulated (r the run). */
 int sim_report_forecast(FILE *f, const struct sim_scenario *sc, const struct precopy_forecast *fc,

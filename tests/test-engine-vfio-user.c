@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/jsonv.h"
 #include "lib/vu_server.h"
 #include "precopy/dest.h"
 #include "precopy/engine.h"
@@ -496,6 +497,25 @@ static void migrate_n(int n)
 	for (int i = 1; i < n; i++) {
 		cr_assert_eq(precopy_engine_device_info(m.e, (uint32_t)i, &info), 0);
 		cr_assert_eq(info.stop_copy_bytes, hints[i], "the hint");
+	}
+	{
+		/* the statistics JSON says which size is guessed (schema 3) */
+		static char sj[16384];
+		char err[256];
+		struct jv *o;
+		const struct jv *devs;
+
+		cr_assert_lt(precopy_engine_stats_json(m.e, sj, sizeof(sj)), (int)sizeof(sj));
+		o = jv_parse(sj, err, sizeof(err));
+		cr_assert_not_null(o, "%s: %s", err, sj);
+		cr_assert_eq(jv_check_stats(o, 0, err, sizeof(err)), 0, "%s: %s", err, sj);
+		devs = jv_get(o, "devices");
+		cr_assert_eq(devs->nkids, (size_t)n);
+		for (int i = 0; i < n; i++) {
+			cr_assert_str_eq(jv_get(&devs->kids[i], "kind")->str, "vfio-user");
+			cr_assert_eq(jv_get(&devs->kids[i], "stop-copy-guessed")->num, i == 0, "device %d: %s", i, sj);
+		}
+		jv_free(o);
 	}
 	copy_pages(&m);
 

@@ -429,3 +429,82 @@ Test(forecast_sim, gpu_ini, .timeout = 300)
 {
 	shipped("sim/scenarios/gpu.ini");
 }
+
+/* The forecast on the engine (precopy_engine_forecast_begin/sample/end):
+ * the run's own engine measures the guest and the fake devices on the
+ * virtual clock through its syncs, forecasts, then migrates: the same
+ * outcome and the total time within 20% on steady guests. */
+static void engine_against_sim(struct sim_scenario sc, const char *name)
+{
+	struct precopy_forecast f, p;
+	struct sim_result r;
+	double err;
+
+	cr_assert_eq(sim_run_engine_forecast(&sc, &r, &f), 0, "%s: %s", name, r.error);
+	cr_assert_eq(sim_forecast(&sc, &p, NULL), 0);
+	err = ((double)f.total_ns - (double)r.total_ns) / (double)r.total_ns;
+	printf("engine forecast %-18s predicted %s %.2f s, %u%% (the sim's measure: %.2f s); simulated %s %.2f s, "
+	       "%u%% (%+.1f%%)\n",
+	       name, precopy_forecast_outcome_name(f.outcome), f.total_ns / 1e9, f.throttle, p.total_ns / 1e9,
+	       sim_outcome_name(r.outcome), r.total_ns / 1e9, r.max_throttle, 100 * err);
+	cr_assert(same_end(f.end, r.outcome), "%s: predicted %s, simulated %s", name,
+		  precopy_forecast_outcome_name(f.outcome), sim_outcome_name(r.outcome));
+	cr_assert(fabs(err) <= 0.20, "%s: predicted %.2f s, simulated %.2f s (%+.1f%%)", name, f.total_ns / 1e9,
+		  r.total_ns / 1e9, 100 * err);
+	sim_result_release(&r);
+}
+
+Test(forecast_engine, uniform, .timeout = 300)
+{
+	engine_against_sim(steady(SIM_MODEL_UNIFORM, 0), "uniform");
+}
+
+Test(forecast_engine, uniform_throttled, .timeout = 300)
+{
+	engine_against_sim(steady(SIM_MODEL_UNIFORM, 1), "uniform+t");
+}
+
+Test(forecast_engine, hotset, .timeout = 300)
+{
+	engine_against_sim(steady(SIM_MODEL_HOTSET, 0), "hotset");
+}
+
+Test(forecast_engine, sequential, .timeout = 300)
+{
+	engine_against_sim(steady(SIM_MODEL_SEQUENTIAL, 0), "sequential");
+}
+
+Test(forecast_engine, zipf, .timeout = 300)
+{
+	engine_against_sim(steady(SIM_MODEL_ZIPF, 0), "zipf");
+}
+
+static void engine_shipped(const char *path)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX];
+
+	cr_assert_eq(sim_scenario_load(&sc, path, err, sizeof(err)), 0, "%s", err);
+	engine_against_sim(sc, strrchr(path, '/') + 1);
+	sim_scenario_release(&sc);
+}
+
+Test(forecast_engine, gpu_ini, .timeout = 300)
+{
+	engine_shipped("sim/scenarios/gpu.ini");
+}
+
+Test(forecast_engine, nonconverging_ini, .timeout = 300)
+{
+	engine_shipped("sim/scenarios/nonconverging.ini");
+}
+
+Test(forecast_engine, default_scenario, .timeout = 300)
+{
+	struct sim_scenario sc;
+	char err[SIM_ERR_MAX];
+
+	cr_assert_eq(sim_scenario_parse_string(&sc, "built-in", sim_default_scenario, err, sizeof(err)), 0, "%s", err);
+	engine_against_sim(sc, "built-in");
+	sim_scenario_release(&sc);
+}

@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "precopy/engine.h"
 #include "precopy/estimator.h"
 #include "../sim/simulator.h"
+#include "lib/jsonv.h"
 
 static char sim[PATH_MAX];
 
@@ -94,11 +96,11 @@ Test(sim_output, csv_rows_match_json_iterations)
 		rows++;
 	cr_expect_eq(rows, iters, "CSV has %ld rows, JSON %ld iterations", rows, iters);
 	cr_expect(strstr(csv, "\n1,"), "first iteration row");
-	/* schema 2: its version, query-migrate's RAM names, blocked reasons by name */
-	cr_expect_eq(json_int(json, "schema_version"), 2);
+	/* schema 3: its version, query-migrate's RAM names, blocked reasons by name */
+	cr_expect_eq(json_int(json, "schema-version"), PRECOPY_STATS_JSON_SCHEMA);
 	cr_expect(strstr(json, "\"ram\":{\"transferred\":") && strstr(json, "\"page-size\":4096"), "%.300s", json);
-	cr_expect(strstr(json, "\"blocked\":[\"downtime\""), "no iteration blocked by name: %.300s", json);
-	cr_expect(strstr(json, "\"blocked\":[]"), "the switchover decision is blocked by nothing");
+	cr_expect(strstr(json, "\"blocked-reasons\":[\"downtime\""), "no iteration blocked by name: %.300s", json);
+	cr_expect(strstr(json, "\"blocked-reasons\":[]"), "the switchover decision is blocked by nothing");
 	{
 		char b[64];
 
@@ -260,5 +262,193 @@ Test(sim_output, unopenable_output_is_exit_2_before_the_run)
 		snprintf(want, sizeof(want), "precopy-sim: %s /nonexistent/out: cannot open for writing: No such file or "
 					     "directory\n", opts[i]);
 		cr_expect_str_eq(out, want, "no run, no JSON, one message");
+	}
+}
+
+/* precopy-sim --json is the library's statistics object (every field of
+ * schema 3, in its order and types) followed by the simulator's own
+ * fields: parsed strictly, on scenarios that end in each way and with
+ * devices of each sort. The shared part agrees with the run's figures, and
+ * "stalled" stays true from the first stall to the end of a stall. */
+Test(sim_output, json_schema_of_every_field)
+{
+	static const struct {
+		const char *file;
+		int exit;
+		const char *outcome;
+		uint32_t ndevs;
+	} cases[] = {
+		{ "", 0, "switchover", 1 },
+		{ "gpu.ini", 0, "switchover", 1 },
+		{ "many-devices.ini", 0, "switchover", 8 },
+		{ "nonconverging.ini", 3, "cancelled", 0 },
+	};
+	static char json[1 << 21];
+	char cmd[PATH_MAX * 2], dir[PATH_MAX], err[512];
+
+	find_sim();
+	snprintf(dir, sizeof(dir), "%s", sim);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const struct jv *v, *it, *devs;
+		struct jv *o;
+		int first_stall = -1;
+
+		if (cases[c].file[0])
+			snprintf(cmd, sizeof(cmd), "%s --json %s/../sim/scenarios/%s", sim, dirname(dir), cases[c].file);
+		else
+			snprintf(cmd, sizeof(cmd), "%s --json", sim);
+		snprintf(dir, sizeof(dir), "%s", sim);
+		cr_assert_eq(run(cmd, json, sizeof(json)), cases[c].exit, "%s", cmd);
+		o = jv_parse(json, err, sizeof(err));
+		cr_assert_not_null(o, "%s: not JSON: %s", cmd, err);
+		cr_assert_eq(jv_check_stats(o, 1, err, sizeof(err)), 0, "%s: %s", cmd, err);
+		cr_expect_str_eq(jv_get(o, "outcome")->str, cases[c].outcome, "%s", cmd);
+		cr_expect_str_eq(jv_get(o, "status")->str, cases[c].exit ? "cancelled" : "completed", "%s", cmd);
+		devs = jv_get(o, "devices");
+		cr_expect_eq(devs->nkids, cases[c].ndevs, "%s", cmd);
+		{
+			double sum = 0;
+
+			for (size_t i = 0; i < devs->nkids; i++) {
+				const struct jv *d = &devs->kids[i];
+
+				sum += jv_get(d, "transferred")->num;
+				cr_expect_leq(jv_get(d, "pre-copy-sent")->num, jv_get(d, "transferred")->num);
+				cr_expect_str_eq(jv_get(d, "tracking")->str, "dma-log", "%s: device %zu", cmd, i);
+				cr_expect_eq(jv_get(d, "stop-copy-guessed")->type, JV_BOOL);
+				cr_expect_eq(jv_get(d, "stop-copy-guessed")->num, 0, "a VFIO device answers its size");
+				cr_expect_eq(jv_get(d, "stop-copy")->type, JV_NUM, "%s: device %zu: size known", cmd, i);
+				cr_expect_gt(jv_get(d, "transitions")->num, 0);
+				cr_expect_gt(jv_get(d, "transition-time")->num, 0);
+			}
+			cr_expect_eq(sum, jv_get(jv_get(o, "device"), "transferred")->num, "%s: devices add up", cmd);
+		}
+		if (!cases[c].exit) {
+			cr_expect_eq(jv_get(o, "limit-met")->type, JV_BOOL);
+			cr_expect_eq(jv_get(o, "downtime")->type, JV_NUM, "%s: downtime after completion", cmd);
+			cr_expect_eq(jv_get(jv_get(o, "ram"), "remaining")->num, 0);
+		} else {
+			cr_expect_eq(jv_get(o, "downtime")->type, JV_NULL, "%s: no downtime without switchover", cmd);
+			cr_expect_eq(jv_get(o, "stalled")->num, 1, "%s: cancelled while stalled", cmd);
+			cr_expect_eq(jv_get(o, "stalled-since")->type, JV_NUM);
+		}
+		it = jv_get(o, "iterations-detail");
+		cr_expect_eq((double)it->nkids, jv_get(o, "iterations")->num, "%s", cmd);
+		for (size_t i = 0; i < it->nkids; i++) {
+			v = &it->kids[i];
+			if (first_stall < 0 && jv_get(v, "stalled")->num)
+				first_stall = (int)i;
+			/* once stalled, stalled until a decision meets the limit */
+			if (first_stall >= 0 && !jv_get(v, "stalled")->num)
+				cr_expect_eq(jv_get(v, "blocked-reasons")->nkids, 0,
+					     "%s: iteration %zu: the stall ended while still blocked", cmd, i + 1);
+		}
+		if (c == 0) {
+			/* the checker can fail: a type changed, a field renamed */
+			static const char *const from[] = { "\"stalled\":false", "\"setup-time\":", "\"page-size\":4096",
+							    "\"transitions\":5" };
+			static const char *const to[] = { "\"stalled\":0", "\"setup_time\":", "\"page-size\":\"4K\"",
+							  "\"transitions\":-5" };
+
+			for (size_t m = 0; m < sizeof(from) / sizeof(from[0]); m++) {
+				static char bad[1 << 21];
+				const char *at = strstr(json, from[m]);
+				struct jv *b;
+
+				cr_assert_not_null(at, "%s not in the output", from[m]);
+				snprintf(bad, sizeof(bad), "%.*s%s%s", (int)(at - json), json, to[m], at + strlen(from[m]));
+				b = jv_parse(bad, err, sizeof(err));
+				cr_assert_not_null(b, "%s", err);
+				cr_expect_eq(jv_check_stats(b, 1, err, sizeof(err)), -1, "%s -> %s accepted", from[m], to[m]);
+				jv_free(b);
+			}
+		}
+		if (cases[c].exit) {
+			cr_expect_geq(first_stall, 0, "%s: never stalled", cmd);
+			cr_expect_eq(jv_get(o, "first-stall")->num, jv_get(&it->kids[first_stall], "t")->num);
+		}
+		jv_free(o);
+	}
+}
+
+/* The strict parser itself refuses what is not JSON. */
+Test(sim_output, jsonv_refuses_bad_json)
+{
+	static const char *const bad[] = { "", "{", "{\"a\":1,}", "[1,]", "01", "1.", "-", "\"\\x\"", "\"a\nb\"",
+					   "{\"a\" 1}", "tru", "[1] 2", "\"\\ud800\"", "{1:2}", "nul" };
+	static const char *const good[] = { "{}", "[]", "0", "-1.5e+3", "\"\\u00e9\\ud83d\\ude00\"", " {\"a\":[null,true,false]} " };
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct jv *v = jv_parse(bad[i], err, sizeof(err));
+
+		cr_expect_null(v, "accepted: %s", bad[i]);
+		jv_free(v);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct jv *v = jv_parse(good[i], err, sizeof(err));
+
+		cr_expect_not_null(v, "refused %s: %s", good[i], err);
+		jv_free(v);
+	}
+}
+
+/* The first pass is sampled, not drawn as a straight line from t = 0 to
+ * the first decision: with questions inside passes (decide_window 100 ms)
+ * and without (0), the run records pending bytes every 100 ms of link
+ * time, falling through the pass, and the SVG's pending curve has those
+ * points between t = 0 and the first decision. */
+Test(sim_output, svg_samples_the_first_pass)
+{
+	static const char *const windows[] = { "100ms", "0ms" };
+
+	for (size_t w = 0; w < 2; w++) {
+		struct sim_scenario sc;
+		struct sim_result res;
+		char text[512], err[256], *svg = NULL, *p;
+		size_t len = 0, inside = 0, before = 0;
+		double x1, tmax;
+		uint64_t prev = UINT64_MAX;
+		FILE *f;
+
+		snprintf(text, sizeof(text),
+			 "[vm]\nmemory = 4G\n[workload]\nrate = 50M/s\n[link]\nbandwidth = 10Gbit/s\n"
+			 "[migration]\ndecide_window = %s\n[device.nic0]\ninitial = 64M\nstop_copy = 32M\n",
+			 windows[w]);
+		cr_assert_eq(sim_scenario_parse_string(&sc, "first-pass", text, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(sim_run(&sc, &res, NULL, NULL), 0, "%s", res.error);
+		cr_assert_eq(res.outcome, SIM_SWITCHOVER, "%s", res.error);
+		cr_assert_gt(res.niters, 0);
+		for (size_t i = 0; i < res.nsamples && res.samples[i].t_ns < res.iters[0].t_ns; i++) {
+			cr_expect_lt(res.samples[i].pending_bytes, prev, "window %s: sample %zu does not fall", windows[w], i);
+			prev = res.samples[i].pending_bytes;
+			before++;
+		}
+		/* 4 GiB at 1.25 GB/s: 3.4 s of pass, a sample every 100 ms */
+		cr_expect_geq(before, 30, "window %s: %zu samples inside the first pass", windows[w], before);
+		f = open_memstream(&svg, &len);
+		cr_assert_not_null(f);
+		cr_assert_eq(sim_report_svg(f, &sc, &res), 0);
+		fclose(f);
+		p = strstr(svg, "stroke=\"#1f5fbf\" stroke-width=\"2\" points=\"");
+		cr_assert_not_null(p, "no pending curve");
+		p = strchr(p, 'p') + strlen("points=\"");
+		tmax = (double)res.total_ns / 1e9;
+		x1 = 100.0 + ((double)res.iters[0].t_ns / 1e9) / tmax * 800.0; /* PL + t / tmax * (PR - PL) */
+		while (*p && *p != '"') {
+			double x = strtod(p, &p);
+
+			cr_assert_eq(*p, ',', "bad point list at %.20s", p);
+			strtod(p + 1, &p);
+			while (*p == ' ')
+				p++;
+			if (x > 100.05 && x < x1 - 0.05)
+				inside++;
+		}
+		cr_expect_geq(inside, 30, "window %s: %zu points of the curve inside the first pass (0 .. %.1f)",
+			      windows[w], inside, x1);
+		free(svg);
+		sim_result_release(&res);
+		sim_scenario_release(&sc);
 	}
 }

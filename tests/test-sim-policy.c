@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/jsonv.h"
 #include "precopy/engine.h"
 #include "../sim/policy.h"
 #include "../sim/simulator.h"
@@ -418,7 +419,32 @@ Test(sim_policy, compare_prints_four_rows, .init = find_sim)
 		snprintf(key, sizeof(key), "{\"policy\":\"%.*s\"", (int)strlen(names[i]) - 1, names[i]);
 		cr_assert(strstr(out, key), "no %s in %.300s", key, out);
 	}
-	cr_assert(strstr(out, "\"limit_met\":") && strstr(out, "\"bytes_sent\":") && strstr(out, "\"max_throttle\":"));
+	cr_assert(strstr(out, "\"limit-met\":") && strstr(out, "\"bytes-sent\":") && strstr(out, "\"max-throttle\":"));
+	{
+		/* strict JSON, the schema's names for the figures it has */
+		char err[256];
+		struct jv *o = jv_parse(out, err, sizeof(err));
+		const struct jv *rws;
+
+		cr_assert_not_null(o, "%s: %s", err, out);
+		cr_assert_eq(jv_get(o, "schema-version")->num, PRECOPY_STATS_JSON_SCHEMA);
+		rws = jv_get(o, "compare");
+		cr_assert_eq(rws->nkids, 4);
+		for (size_t i = 0; i < rws->nkids; i++) {
+			static const struct jv_field row[] = {
+				{ "policy", 's' },   { "outcome", 's' },      { "iterations", 'i' }, { "total-time", 'n' },
+				{ "downtime", 'N' }, { "limit-met", 'b' },     { "max-throttle", 'i' }, { "bytes-sent", 'i' },
+				{ "ram", 'o' },      { "device", 'o' },        { "ack-wait", 'n' },   { "reason", 'S' },
+			};
+
+			cr_assert_eq(jv_check_fields(&rws->kids[i], row, sizeof(row) / sizeof(row[0]), 0, err, sizeof(err)), 0,
+				     "row %zu: %s", i, err);
+			cr_assert_eq(jv_get(&rws->kids[i], "bytes-sent")->num,
+				     jv_get(jv_get(&rws->kids[i], "ram"), "transferred")->num +
+					     jv_get(jv_get(&rws->kids[i], "device"), "transferred")->num);
+		}
+		jv_free(o);
+	}
 	unlink(path);
 }
 

@@ -525,6 +525,59 @@ PRECOPY_API const char *precopy_engine_strerror(const struct precopy_engine *e);
 /* The last failure's -errno, or 0. */
 PRECOPY_API int precopy_engine_error(const struct precopy_engine *e);
 
+/* ---- forecast: before migrating ------------------------------------------
+ *
+ * precopy_forecast() (precopy/estimator.h) fed by the engine's own
+ * measurements: with dirty logging on and nothing sent, the engine syncs
+ * its RAM dirty source and every device's DMA log at each sample and
+ * counts the pages found since the previous sync; the end stops the
+ * logging and forecasts with the engine's policy. No device changes state,
+ * no stream or return path is used, and the engine is IDLE again after the
+ * end: precopy_engine_start() may follow at once (and refuses with -EBUSY
+ * while a window is open). The caller lets the guest run between the
+ * calls; intervals of 100, 200, 400 and 800 ms (1.5 s) tell the rate from
+ * the working set (precopy/estimator.h, "Measuring"). Every syscall goes
+ * through the config's sys table; nothing blocks. */
+
+/* What the engine cannot measure before a migration. */
+struct precopy_engine_forecast_params {
+	uint64_t bandwidth_Bps;    /* the link, > 0 */
+	uint64_t min_iteration_ns; /* as precopy_forecast_input (0: none) */
+	uint64_t check_ns;         /* the VMM asks the engine every check_ns of
+				    * sending inside a pass; 0: at pass ends */
+	uint64_t ack_delay_ns;     /* the destination's load of the initial bytes
+				    * and the trip back (pre-copy devices) */
+	uint64_t device_dirty_Bps; /* the devices' pre-copy bytes dirtied per second */
+	const uint64_t *initial_bytes; /* per device, config order: its pre-copy
+				    * initial bytes (VFIO reports them only in
+				    * PRE_COPY); NULL: 0 each */
+};
+
+/* Open the window: start dirty logging (KVM, each device's DMA logging or
+ * tracker, as precopy_engine_start() would) and sync once to discard what
+ * was dirty before. Returns 0; -EINVAL; -EBUSY (a migration or a window
+ * is open); -errno of a step (the message names it and the device; the
+ * logging is stopped again). */
+PRECOPY_API int precopy_engine_forecast_begin(struct precopy_engine *e);
+
+/* Sync now: records (time since the previous sync on the engine's clock,
+ * pages found dirty) as one sample. Returns those pages; -EINVAL; -EBUSY
+ * (no window open); -ENOSPC after PRECOPY_FORECAST_MAX_SAMPLES samples
+ * (the window stays open); -errno of the sync (the window is then closed,
+ * logging stopped, the message names the step). */
+PRECOPY_API int64_t precopy_engine_forecast_sample(struct precopy_engine *e);
+
+/* Close the window and forecast: the samples, the RAM slots' size and page
+ * size, each device's stop-copy size as it answers now (a vfio-user
+ * device: its hint or last drain, marked a guess), its transitions at the
+ * engine's per-arc estimate, *p, and the engine's policy, into *out
+ * (precopy_forecast()). p and out both NULL: close without forecasting.
+ * The logging is stopped in every case. Returns 0; -EINVAL (one of p, out
+ * NULL; or precopy_forecast()'s: no sample, bandwidth 0); -EBUSY (no
+ * window open); -errno of a tracking stop (named in the message). */
+PRECOPY_API int precopy_engine_forecast_end(struct precopy_engine *e, const struct precopy_engine_forecast_params *p,
+					    struct precopy_forecast *out);
+
 /* ---- status and statistics ---------------------------------------------- */
 
 enum precopy_engine_phase {
@@ -551,6 +604,14 @@ struct precopy_engine_dev_info {
 	uint64_t last_transition_ns;/* latest measured set_state duration */
 	int reset_err;              /* the reset after its last failed transition
 				     * failed too (-errno): state is then ERROR */
+	int stop_copy_guessed;      /* stop_copy_bytes is a guess (a vfio-user
+				     * device without hint, never drained), not
+				     * the device's answer nor a measurement */
+	uint64_t precopy_bytes_sent;/* of bytes_sent, those sent before the
+				     * switchover began (all of them before it) */
+	uint32_t downtime_arcs;     /* state arcs the last decision charged to
+				     * the downtime (source to STOP_COPY, then the
+				     * destination to RUNNING); 0 before one */
 };
 
 /* Status of device `index` (config order). Returns 0, -EINVAL, -ENOENT. */
@@ -620,20 +681,40 @@ struct precopy_engine_stats {
 	uint64_t ram_remaining_bytes;        /* dirty pages in the log now x page size */
 	uint64_t device_bytes_sent;          /* device and back-end state in the stream */
 	uint64_t page_size;
+	/* the last recorded decision (midpass answers do not count) */
+	uint32_t blocked;                    /* PRECOPY_BLOCK_* */
+	int stalled;                         /* 1 from the decision that first reports a
+					      * stall until one finds the limit met: it
+					      * stays 1 while the stall lasts, also when a
+					      * new throttle level gets its iterations */
+	uint64_t stalled_since_ns;           /* clock when that stall was first reported; 0 */
+	uint64_t downtime_limit_ns;          /* the policy's */
 };
 
 /* Fill *out. Returns 0 or -EINVAL. */
 PRECOPY_API int precopy_engine_stats(const struct precopy_engine *e, struct precopy_engine_stats *out);
 
-/* The engine's statistics as one JSON object with the names operators know
- * from QEMU's query-migrate: "status" (none, active, device — after
- * switchover, waiting for complete —, completed, failed, cancelled),
- * "total-time", "setup-time", "downtime" (after complete) and
- * "expected-downtime" in ms, "ram": {"transferred", "remaining", "total",
- * "dirty-sync-count", "mbps", "dirty-pages-rate", "page-size"},
- * "cpu-throttle-percentage", and this library's "device": {"transferred"},
- * "iterations", "error" (the message, or null). Into buf (NUL-terminated
- * when len > 0); returns the length needed, like snprintf, or -EINVAL. */
+/* The engine's statistics as one JSON object, schema version
+ * PRECOPY_STATS_JSON_SCHEMA, every field always present (null where a
+ * figure does not exist yet); docs/stats-json.md lists each field, its
+ * type and unit. precopy-sim --json writes this same object, from this
+ * call, with its own fields added. The names are those of QEMU's
+ * query-migrate where it has the figure: "schema-version", "status" (none,
+ * active, device — after switchover, waiting for complete —, completed,
+ * failed, cancelled), "total-time", "setup-time", "downtime" (after
+ * complete), "expected-downtime" and "downtime-limit" in ms, "ram":
+ * {"transferred", "remaining", "total" (bytes), "dirty-sync-count", "mbps",
+ * "dirty-pages-rate" (pages/s), "page-size"}, "cpu-throttle-percentage",
+ * then this library's "iterations", "action" (the last decision's, or null),
+ * "blocked-reasons" (precopy_block_name() names), "stalled" (as
+ * precopy_engine_stats.stalled), "stalled-since" (ms from the start, or
+ * null), "device": {"transferred"}, "devices": one object per device in
+ * config order (precopy_engine_device_info(): id, name, kind, state,
+ * tracking, stop-copy, stop-copy-guessed, pre-copy-pending, pre-copy-sent,
+ * transferred, transitions, transition-time) and "error" (the message, or
+ * null). Into buf (NUL-terminated when len > 0); returns the length needed,
+ * like snprintf, or -EINVAL. */
+#define PRECOPY_STATS_JSON_SCHEMA 3
 PRECOPY_API int precopy_engine_stats_json(const struct precopy_engine *e, char *buf, size_t len);
 
 /* One JSON object for an iteration / the downtime breakdown into buf
