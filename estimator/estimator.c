@@ -191,33 +191,56 @@ static void window_rates(const struct precopy_estimator *e, uint64_t *bw, uint64
 	*dirty = ins ? (uint64_t)((long double)dirtied * 1e9L / (long double)ins) : 0;
 }
 
+/* The switchover drain time of the devices' state at bandwidth bw: those
+ * drained together take the longer of all their bytes over the link and
+ * the slowest one's read; the others follow one after another. With
+ * floor set, a device in PRE_COPY counts only what pre-copy cannot move
+ * first: its stop-copy size less its pre-copy pending (initial + dirty),
+ * which VFIO_DEVICE_FEATURE_MIG_DATA_SIZE includes. Sets *stop_out to the
+ * bytes counted and *unknown to 1 when a size is unknown. */
+static uint64_t drain_time(const struct precopy_device_status *devs, size_t ndevs, uint64_t bw, int floor,
+			   uint64_t *stop_out, int *unknown)
+{
+	uint64_t stop = 0, conc = 0, conc_read = 0, alone = 0, t;
+
+	for (size_t i = 0; i < ndevs; i++) {
+		const struct precopy_device_status *s = &devs[i];
+		uint64_t bytes = s->stop_copy_bytes, pre = sat_add(s->initial_bytes, s->dirty_bytes);
+		uint64_t rd;
+
+		if (!s->stop_copy_known)
+			*unknown = 1;
+		if (floor && s->pre_copy)
+			bytes = bytes > pre ? bytes - pre : 0;
+		rd = s->read_Bps ? xfer_ns(bytes, s->read_Bps) : 0;
+		stop = sat_add(stop, bytes);
+		if (s->drain_concurrent) {
+			conc = sat_add(conc, bytes);
+			conc_read = rd > conc_read ? rd : conc_read;
+		} else {
+			alone = sat_add(alone, sat_add(rd, xfer_ns(bytes, bw)));
+		}
+	}
+	t = xfer_ns(conc, bw);
+	*stop_out = stop;
+	return sat_add(t > conc_read ? t : conc_read, alone);
+}
+
 PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct precopy_device_status *devs,
 					size_t ndevs, uint64_t bw, uint64_t fixed_ns,
 					struct precopy_decision *out)
 {
-	uint64_t stop = 0, pre = 0, trans = 0, t, conc = 0, conc_read = 0, alone = 0, drain;
+	uint64_t stop, floor_stop, pre = 0, trans = 0, t, drain, floor_drain;
 	uint32_t guessed = 0;
 	int unknown = 0;
 
 	for (size_t i = 0; i < ndevs; i++) {
-		const struct precopy_device_status *s = &devs[i];
-		uint64_t rd = s->read_Bps ? xfer_ns(s->stop_copy_bytes, s->read_Bps) : 0;
-
-		if (!s->stop_copy_known)
-			unknown = 1;
-		guessed += s->stop_copy_guess != 0;
-		stop = sat_add(stop, s->stop_copy_bytes);
-		pre = sat_add(pre, sat_add(s->initial_bytes, s->dirty_bytes));
-		trans = sat_add(trans, s->transition_ns);
-		if (s->drain_concurrent) {
-			conc = sat_add(conc, s->stop_copy_bytes);
-			conc_read = rd > conc_read ? rd : conc_read;
-		} else {
-			alone = sat_add(alone, sat_add(rd, xfer_ns(s->stop_copy_bytes, bw)));
-		}
+		guessed += devs[i].stop_copy_guess != 0;
+		pre = sat_add(pre, sat_add(devs[i].initial_bytes, devs[i].dirty_bytes));
+		trans = sat_add(trans, devs[i].transition_ns);
 	}
-	t = xfer_ns(conc, bw);
-	drain = sat_add(t > conc_read ? t : conc_read, alone);
+	drain = drain_time(devs, ndevs, bw, 0, &stop, &unknown);
+	floor_drain = drain_time(devs, ndevs, bw, 1, &floor_stop, &unknown);
 	out->ram_pending = ram_pending;
 	out->stop_copy_guessed = guessed;
 	out->device_stop_copy = unknown ? PRECOPY_UNBOUNDED : stop;
@@ -225,6 +248,7 @@ PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct preco
 	out->device_drain_ns = unknown ? PRECOPY_UNBOUNDED : drain;
 	out->pending_bytes = sat_add(ram_pending, sat_add(out->device_stop_copy, pre));
 	out->transitions_ns = trans;
+	out->device_floor_ns = unknown || !bw ? PRECOPY_UNBOUNDED : sat_add(sat_add(floor_drain, fixed_ns), trans);
 	t = unknown ? PRECOPY_UNBOUNDED : sat_add(xfer_ns(sat_add(ram_pending, pre), bw), drain);
 	out->expected_downtime_ns = sat_add(sat_add(t, fixed_ns), trans);
 }
@@ -313,12 +337,8 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *e,
 	d->rho = bw ? (double)dirty / (double)bw : INFINITY;
 	precopy_downtime_model(e->ram_pending, devs, ndevs, bw, pol->fixed_downtime_ns, d);
 	predict(d, pol->downtime_limit_ns, pol->fixed_downtime_ns);
-	/* What no RAM convergence or throttle can lower: the devices' own
-	 * state at the bandwidth, their transitions and the fixed costs. */
-	d->device_floor_ns = d->device_stop_copy == PRECOPY_UNBOUNDED || !bw
-				     ? PRECOPY_UNBOUNDED
-				     : sat_add(sat_add(d->device_drain_ns, pol->fixed_downtime_ns),
-					       d->transitions_ns);
+	/* device_floor_ns (the model): what no RAM convergence, pre-copy
+	 * or throttle can lower */
 	d->throttle = e->throttle;
 	ws = working_set(e, bw);
 	if (ws) {

@@ -31,7 +31,7 @@ const char sim_default_scenario[] =
 	"; device with pre-copy data and DMA, 10 Gbit/s, 300 ms downtime limit.\n"
 	"; expect: switchover\n"
 	"; expect-limit: met\n"
-	"; expect-stall: before 70s\n"
+	"; expect-stall: none\n"
 	"[vm]\n"
 	"memory = 64G\n"
 	"page_size = 4K\n"

@@ -369,6 +369,40 @@ Test(decide, json)
 	cr_expect_eq(strlen(buf), 9);
 }
 
+/* The floor counts what pre-copy cannot move first: a device in PRE_COPY
+ * whose stop-copy size (VFIO's MIG_DATA_SIZE) includes 300 MB of pre-copy
+ * data still pending has a floor of the rest, 64 MB, and blocks nothing;
+ * the same size on a device without PRE_COPY is its floor and blocks. At
+ * 1 GB/s with 5 ms fixed and 20 ms of transitions. */
+Test(decide, device_floor_excludes_pre_copy_pending)
+{
+	const uint64_t pend = 300 * 1000000ull, rest = 64 * 1000000ull;
+	struct precopy_device_status pre = { .stop_copy_bytes = pend + rest, .stop_copy_known = 1,
+					     .transition_ns = 20 * MS, .pre_copy = 1, .initial_bytes = 200 * 1000000ull,
+					     .dirty_bytes = 100 * 1000000ull };
+	struct precopy_device_status plain = { .stop_copy_bytes = pend + rest, .stop_copy_known = 1,
+					       .transition_ns = 20 * MS };
+	struct precopy_policy p;
+	struct precopy_decision d;
+	uint64_t now = 0;
+
+	precopy_policy_defaults(&p);
+	struct precopy_estimator *e = make(&p);
+	rec(e, &now, 1 * S, 1 * GB, 0, 0);
+	cr_assert_eq(precopy_estimator_decide(e, &pre, 1, 1, now, &d), 0);
+	cr_assert_eq(d.device_floor_ns, rest + 25 * MS, "floor %llu ns", (unsigned long long)d.device_floor_ns);
+	cr_assert(!(d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR), "pre-copy pending counted in the floor");
+	cr_assert_eq(d.stalled, 0);
+	cr_assert_eq(precopy_estimator_decide(e, &plain, 1, 1, now, &d), 0);
+	cr_assert_eq(d.device_floor_ns, pend + rest + 25 * MS);
+	cr_assert(d.blocked & PRECOPY_BLOCK_DEVICE_FLOOR);
+	/* pending above the size: the floor is the transitions and fixed */
+	pre.stop_copy_bytes = 100 * 1000000ull;
+	cr_assert_eq(precopy_estimator_decide(e, &pre, 1, 1, now, &d), 0);
+	cr_assert_eq(d.device_floor_ns, 25 * MS);
+	precopy_estimator_free(e);
+}
+
 /* A device floor (stop-copy bytes at the bandwidth + transitions + fixed)
  * above the limit blocks with its own bit, is a stall from the first
  * iteration, and never throttles, whatever the RAM does; just below the

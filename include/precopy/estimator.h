@@ -172,8 +172,11 @@ struct precopy_decision {
 	uint64_t predicted_iterations; /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t predicted_time_ns;    /* until the limit is met; UNBOUNDED if rho >= 1 */
 	uint64_t stalled_since_ns;     /* end_ns when the stall was first reported, or 0 */
-	uint64_t device_floor_ns;      /* the downtime with no RAM left: the device
-					* drain time + transitions + fixed
+	uint64_t device_floor_ns;      /* the downtime with no RAM left and every
+					* device's pre-copy pending moved: the
+					* drain time of stop-copy bytes less
+					* initial + dirty bytes (devices in
+					* PRE_COPY), + transitions + fixed
 					* (UNBOUNDED if a size is unknown or no bandwidth) */
 	uint64_t device_drain_ns;      /* the device drain time of the model above */
 	uint64_t working_set_bytes;    /* W, the set the guest keeps rewriting, when
@@ -208,8 +211,9 @@ PRECOPY_API int precopy_estimator_decide(struct precopy_estimator *est,
 					 int ack_received, uint64_t now_ns,
 					 struct precopy_decision *out);
 
-/* Pure downtime model (no state): fills the byte sums, transitions_ns and
- * expected_downtime_ns of *out for the given bandwidth (0 = unbounded). */
+/* Pure downtime model (no state): fills the byte sums, transitions_ns,
+ * device_drain_ns, device_floor_ns and expected_downtime_ns of *out for the
+ * given bandwidth (0 = unbounded). */
 PRECOPY_API void precopy_downtime_model(uint64_t ram_pending, const struct precopy_device_status *devs,
 					size_t ndevs, uint64_t bandwidth_Bps, uint64_t fixed_ns,
 					struct precopy_decision *out);
