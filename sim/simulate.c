@@ -266,6 +266,7 @@ static struct precopy_fake_vfio_cfg fake_cfg(const struct sim_scenario *sc, uint
 		.seed = (uint32_t)(sc->seed * 0x9E3779B1u + i + 1),
 		.dma_log_only = 1,
 		.read_rate = dest ? 0 : d->read_rate_Bps,
+		.no_poll = dest ? 0 : !d->pollable,
 	};
 	return c;
 }

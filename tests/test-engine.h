@@ -134,6 +134,7 @@ static uint64_t clk_now(void *c) { (void)c; return atomic_load(&vnow); }
  * rate before h_setup(). */
 static uint64_t h_stop_copy[MAXDEV], h_read_rate[MAXDEV], h_write_rate[MAXDEV];
 static int h_stop_copy_set;
+static int h_no_poll[MAXDEV]; /* device i's data fd has no poll method (source side) */
 static int h_dest_virtual; /* the destination's fake kernel on the virtual clock too */
 
 /* Device i's fake configuration (source and destination share the seed). */
@@ -143,7 +144,7 @@ static struct precopy_fake_vfio_cfg dev_cfg(int i, uint64_t flags)
 		.mig_flags = flags, .dma_logging = 1, .initial_bytes = 20000 + 1000 * (uint64_t)i,
 		.dirty_rate = 2000000, .stop_copy_bytes = 10000 + 500 * (uint64_t)i, .transition_ns = 1000,
 		.seed = (uint32_t)(i + 1), .read_rate = h_read_rate[i],
-		.write_rate = h_write_rate[i],
+		.write_rate = h_write_rate[i], .no_poll = h_no_poll[i],
 	};
 	if (h_stop_copy_set)
 		c.stop_copy_bytes = h_stop_copy[i];
