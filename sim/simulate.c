@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The simulator's driver: the real source engine (precopy_engine_*) and the
  * real destination engine (precopy_dest_*) run over two fake kernels on one
- * virtual clock, and this file plays the VMM and the network.
+ * virtual clock. The VMM's role around them is the one the engine suites
+ * play too (harness/vmm_role.h: device pairs, the loop's steps, the
+ * switchover, the destination's resume); this file is its world: the
+ * link, the guest, the destination's timing, other VMMs' rules.
  *
  * The model (what a run means):
  *
@@ -80,6 +83,7 @@
 #include "precopy/dest.h"
 #include "precopy/engine.h"
 #include "precopy/fake.h"
+#include "../harness/vmm_role.h"
 #include "../ioctl/uapi_compat.h"
 #include "policy.h"
 #include "simulator.h"
@@ -90,7 +94,8 @@
 #define ACK_POLL_NS 100000000ull     /* 100 ms */
 #define PUMP_SLICE_NS 250000000ull   /* 250 ms of link per iteration for devices */
 #define DEFAULT_MAX_ITER 100000ull
-#define RUNS 512
+
+_Static_assert(SIM_MAX_DEVICES <= VMM_ROLE_MAX_DEVICES, "the VMM's role holds every device");
 
 struct vclock {
 	uint64_t now;
@@ -111,13 +116,9 @@ struct run {
 	struct sim_result *res;
 	struct vclock clk;
 	unsigned __int128 link_rem;
-	struct precopy_fake_kernel *sfk, *dfk;
+	struct vmm_role vr; /* the fake kernels, the device pairs, the loop's steps */
 	struct precopy_bitmap live;
 	struct sim_workload *wl;
-	struct precopy_fake_vfio *sdev[SIM_MAX_DEVICES], *ddev[SIM_MAX_DEVICES];
-	int sfd[SIM_MAX_DEVICES], dfd[SIM_MAX_DEVICES];
-	struct precopy_engine_device edevs[SIM_MAX_DEVICES];
-	struct precopy_dest_device ddevs[SIM_MAX_DEVICES];
 	struct precopy_engine *e;
 	struct precopy_dest *d;
 	struct precopy_sys_ops serial_ops;
@@ -130,7 +131,6 @@ struct run {
 	uint64_t init_arrival[SIM_MAX_DEVICES]; /* 0: not yet */
 	int dest_err;
 	uint64_t writes_mark;
-	int pass_open; /* the last iteration ended before its pass did */
 	uint64_t link_bytes; /* everything put on the link */
 	/* a foreign policy (sc->policy != PRECOPY) plays the VMM's decisions */
 	int foreign;
@@ -153,6 +153,22 @@ static void link_send(struct run *r, uint64_t bytes)
 	r->link_bytes += bytes;
 	r->clk.now += (uint64_t)(t / r->sc->bandwidth_Bps);
 	r->link_rem = t % r->sc->bandwidth_Bps;
+}
+
+/* The VMM's role in this world: guest pages only take link time; the
+ * last ones, inside the downtime, also the latency to the destination. */
+static uint64_t role_now(void *ctx)
+{
+	return ((struct run *)ctx)->clk.now;
+}
+
+static void role_send_pages(void *ctx, uint64_t bytes, int final)
+{
+	struct run *r = ctx;
+
+	link_send(r, bytes);
+	if (final)
+		r->clk.now += r->sc->latency_ns;
 }
 
 static void seterr(struct run *r, const char *what, int err, const char *detail)
@@ -293,18 +309,17 @@ static int setup(struct run *r)
 {
 	const struct sim_scenario *sc = r->sc;
 	struct precopy_fake_clock fclk = { vc_now, vc_advance, &r->clk };
+	struct vmm_role_world world = { .ctx = r, .now = role_now, .send_pages = role_send_pages };
 	struct precopy_ram_slot slot = { .gpa = 0, .size = sc->memory, .page_size = sc->page_size };
+	struct precopy_clock clk = { vc_now, &r->clk };
 	struct precopy_engine_config cfg;
 	struct precopy_dest_config dcfg;
 	int err;
 
 	r->clk.now = T0_NS;
-	r->sfk = precopy_fake_kernel_new(&fclk, &err);
-	if (!r->sfk)
-		return seterr(r, "source fake kernel", err, NULL), err;
-	r->dfk = precopy_fake_kernel_new(&fclk, &err);
-	if (!r->dfk)
-		return seterr(r, "destination fake kernel", err, NULL), err;
+	err = vmm_role_init(&r->vr, &world, sc->page_size, &fclk, &fclk);
+	if (err < 0)
+		return seterr(r, r->vr.step, err, NULL), err;
 	err = precopy_bitmap_alloc(&r->live, sc->memory / sc->page_size, PRECOPY_NUMA_LOCAL);
 	if (err < 0)
 		return seterr(r, "live RAM bitmap", err, NULL), err;
@@ -314,25 +329,15 @@ static int setup(struct run *r)
 	for (uint32_t i = 0; i < sc->ndevs; i++) {
 		struct precopy_fake_vfio_cfg sc_cfg = fake_cfg(sc, i, 0), dc_cfg = fake_cfg(sc, i, 1);
 
-		r->sfd[i] = precopy_fake_vfio_new(r->sfk, &sc_cfg, &r->sdev[i]);
-		if (r->sfd[i] < 0)
-			return seterr(r, "source device", r->sfd[i], sc->devs[i].name), r->sfd[i];
-		err = precopy_fake_vfio_set_guest_mem(r->sdev[i], 0, NULL, sc->memory);
+		err = vmm_role_add_device(&r->vr, &sc_cfg, &dc_cfg, i + 1, sc->devs[i].name,
+					  sc->devs[i].transition_ns);
+		if (err < 0)
+			return seterr(r, r->vr.step, err, sc->devs[i].name), err;
+		err = precopy_fake_vfio_set_guest_mem(r->vr.sdev[i], 0, NULL, sc->memory);
 		if (err < 0)
 			return seterr(r, "source device guest memory", err, sc->devs[i].name), err;
-		r->dfd[i] = precopy_fake_vfio_new(r->dfk, &dc_cfg, &r->ddev[i]);
-		if (r->dfd[i] < 0)
-			return seterr(r, "destination device", r->dfd[i], sc->devs[i].name), r->dfd[i];
-		r->edevs[i] = (struct precopy_engine_device){
-			.id = i + 1, .device_fd = r->sfd[i], .name = sc->devs[i].name,
-			.transition_ns = sc->devs[i].transition_ns,
-		};
-		r->ddevs[i] = (struct precopy_dest_device){ .id = i + 1, .device_fd = r->dfd[i] };
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
-	cfg.clock = (struct precopy_clock){ vc_now, &r->clk };
-	cfg.sys = precopy_fake_kernel_sys(r->sfk);
+	vmm_role_engine_config(&r->vr, clk, &cfg);
 	if (r->sc->serial_drain) {
 		/* the same fake kernel through a version 3 table: no asynchronous
 		 * queue, so the engine drains one device after another */
@@ -343,40 +348,25 @@ static int setup(struct run *r)
 	}
 	cfg.slots = &slot;
 	cfg.nslots = 1;
-	cfg.ram_source = PRECOPY_RAM_BITMAP;
 	cfg.ram_bitmap = &r->live;
-	cfg.kvm_vm_fd = -1;
-	cfg.devices = r->edevs;
-	cfg.ndevices = sc->ndevs;
-	cfg.stream_fd = -1;
 	cfg.sink = stream_sink;
 	cfg.sink_ctx = r;
-	cfg.rp_fd = -1;
 	sim_engine_policy(sc, &cfg.policy);
 	/* a foreign rule wants fresh figures at every decision: the exact
 	 * query (a sync that keeps the pass's cursor) each time */
 	if (r->foreign)
 		cfg.exact_margin_pct = UINT32_MAX;
-	r->e = precopy_engine_new(&cfg, &err);
+	r->e = r->vr.e = precopy_engine_new(&cfg, &err);
 	if (!r->e)
 		return seterr(r, "source engine", err, NULL), err;
-	{
-		/* also without devices: the destination reads the stream's
-		 * header and end, as a VMM's would */
-		memset(&dcfg, 0, sizeof(dcfg));
-		dcfg.version = PRECOPY_DEST_CONFIG_VERSION;
-		dcfg.clock = (struct precopy_clock){ vc_now, &r->clk };
-		dcfg.sys = precopy_fake_kernel_sys(r->dfk);
-		dcfg.devices = r->ddevs;
-		dcfg.ndevices = sc->ndevs;
-		dcfg.stream_fd = -1;
-		dcfg.rp_fd = -1;
-		dcfg.rp_sink = rp_sink;
-		dcfg.rp_ctx = r;
-		r->d = precopy_dest_new(&dcfg, &err);
-		if (!r->d)
-			return seterr(r, "destination engine", err, NULL), err;
-	}
+	/* also without devices: the destination reads the stream's header and
+	 * end, as a VMM's would */
+	vmm_role_dest_config(&r->vr, clk, &dcfg);
+	dcfg.rp_sink = rp_sink;
+	dcfg.rp_ctx = r;
+	r->d = r->vr.d = precopy_dest_new(&dcfg, &err);
+	if (!r->d)
+		return seterr(r, "destination engine", err, NULL), err;
 	return 0;
 }
 
@@ -386,8 +376,7 @@ static void teardown(struct run *r)
 	precopy_dest_free(r->d);
 	sim_workload_free(r->wl);
 	precopy_bitmap_free(&r->live);
-	precopy_fake_kernel_free(r->sfk);
-	precopy_fake_kernel_free(r->dfk);
+	vmm_role_fini(&r->vr);
 }
 
 /* ---- the run --------------------------------------------------------------- */
@@ -404,34 +393,6 @@ static int push_iter(struct sim_result *res, const struct sim_iter *it)
 	}
 	res->iters[res->niters++] = *it;
 	return 0;
-}
-
-/* Dirty pages the engine hands out, up to max_pages (0: all), as bytes;
- * *drained says whether the log had no more after the cursor. */
-static int64_t take_pages(struct run *r, uint64_t max_pages, int *drained)
-{
-	struct precopy_ram_run runs[RUNS];
-	uint64_t pages = 0;
-	int64_t n;
-
-	*drained = 0;
-	while (!max_pages || pages < max_pages) {
-		n = precopy_engine_next_pages(r->e, runs, RUNS, max_pages ? max_pages - pages : 0);
-		if (n < 0)
-			return n;
-		if (n == 0) {
-			*drained = 1;
-			break;
-		}
-		for (int64_t i = 0; i < n; i++)
-			pages += runs[i].pages;
-	}
-	if (!*drained) { /* the window ended exactly at the last dirty page */
-		struct precopy_engine_stats st;
-
-		*drained = precopy_engine_stats(r->e, &st) == 0 && st.dirty_now == 0;
-	}
-	return (int64_t)(pages * r->sc->page_size);
 }
 
 static int engine_fail(struct run *r, const char *step, int err)
@@ -517,7 +478,7 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 {
 	struct precopy_engine_stats st;
 	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, ram_ns = 0, window_pages, window_ns, iters0;
-	int64_t n, dev = 0, w;
+	int64_t dev = 0, w;
 	int e, drained = 0, decided = 0;
 
 	memset(it, 0, sizeof(*it));
@@ -527,11 +488,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 		return e;
 	/* a pass that a mid-pass decision interrupted goes on where it
 	 * stopped (the engine synced then); a new pass starts with a sync */
-	if (!r->pass_open) {
-		n = precopy_engine_sync(r->e);
-		if (n < 0)
-			return engine_fail(r, "sync", (int)n), (int)n;
-	}
+	if ((e = vmm_role_pass(&r->vr)) < 0)
+		return engine_fail(r, r->vr.step, e), e;
 	/* QEMU looks after every rate-limit window; CH and Xen between passes */
 	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
 	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
@@ -541,16 +499,11 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	precopy_engine_stats(r->e, &st);
 	iters0 = st.last.iteration;
 	while (!drained) {
-		w = take_pages(r, window_pages, &drained);
+		w = vmm_role_window(&r->vr, window_pages, &drained, &t);
 		if (w < 0)
-			return engine_fail(r, "next_pages", (int)w), (int)w;
-		t = r->clk.now;
-		link_send(r, (uint64_t)w);
+			return engine_fail(r, r->vr.step, (int)w), (int)w;
 		ram += (uint64_t)w;
-		ram_ns += r->clk.now - t;
-		e = precopy_engine_account(r->e, (uint64_t)w, r->clk.now - t);
-		if (e < 0)
-			return engine_fail(r, "account", e), e;
+		ram_ns += t;
 		if (drained)
 			break;
 		if (r->foreign) {
@@ -581,9 +534,9 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 							       d->action == PRECOPY_FORCE_SWITCHOVER ||
 							       d->action == PRECOPY_ABORT))) {
 		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
-		dev = precopy_engine_pump(r->e, ram > slice ? ram : slice);
+		dev = vmm_role_pump(&r->vr, ram > slice ? ram : slice);
 		if (dev < 0)
-			return engine_fail(r, "pump", (int)dev), (int)dev;
+			return engine_fail(r, r->vr.step, (int)dev), (int)dev;
 	}
 	if (!decided) {
 		min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
@@ -618,7 +571,7 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->stalled = (int)d->stalled;
 	it->blocked = d->blocked;
 	it->midpass = decided;
-	r->pass_open = decided;
+	r->vr.pass_open = decided;
 	if (r->foreign) {
 		it->action = vmm_action(&r->vd);
 		it->throttle = r->vd.throttle;
@@ -631,29 +584,20 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 static int switch_over(struct run *r)
 {
 	struct sim_result *res = r->res;
+	struct vmm_role_final f;
 	uint64_t t_sw, t, load = 0;
-	int64_t ram;
-	int e, drained;
+	int e;
 
 	sim_workload_run(r->wl, now_rel(r));
 	sim_workload_stop(r->wl);
 	t_sw = r->clk.now;
-	e = precopy_engine_switchover(r->e);
+	e = vmm_role_switchover(&r->vr, &f);
+	res->dt_switchover_ns = f.switchover_ns;
+	res->dt_final_ram_ns = f.pages_ns;
+	res->final_ram_bytes = f.bytes;
+	res->ram_bytes += f.bytes;
 	if (e < 0)
-		return engine_fail(r, "switchover", e), e;
-	res->dt_switchover_ns = r->clk.now - t_sw;
-	ram = take_pages(r, 0, &drained);
-	if (ram < 0)
-		return engine_fail(r, "final pages", (int)ram), (int)ram;
-	t = r->clk.now;
-	link_send(r, (uint64_t)ram);
-	r->clk.now += r->sc->latency_ns;
-	res->dt_final_ram_ns = r->clk.now - t;
-	res->final_ram_bytes = (uint64_t)ram;
-	res->ram_bytes += (uint64_t)ram;
-	e = precopy_engine_account(r->e, (uint64_t)ram, res->dt_final_ram_ns);
-	if (e < 0)
-		return engine_fail(r, "account", e), e;
+		return engine_fail(r, r->vr.step, e), e;
 	for (uint32_t i = 0; i < r->sc->ndevs; i++)
 		if (!r->sc->devs[i].pre_copy && r->sc->devs[i].dest_load_ns > load)
 			load = r->sc->devs[i].dest_load_ns;
@@ -661,34 +605,25 @@ static int switch_over(struct run *r)
 	res->dt_dest_load_ns = load;
 	r->clk.now += r->sc->fixed_downtime_ns;
 	res->dt_fixed_ns = r->sc->fixed_downtime_ns;
-	if (r->d) {
-		t = r->clk.now;
-		if (precopy_dest_ended(r->d) != 1) {
-			seterr(r, "destination", -EPROTO, "the stream did not end");
-			res->outcome = SIM_FAILED;
-			return -EPROTO;
-		}
-		e = precopy_dest_complete(r->d);
-		if (e < 0) {
-			seterr(r, "destination complete", e, precopy_dest_strerror(r->d));
-			res->outcome = SIM_FAILED;
-			return e;
-		}
-		res->dt_dest_resume_ns = r->clk.now - t;
+	t = r->clk.now;
+	e = vmm_role_resume(&r->vr);
+	if (e < 0) {
+		seterr(r, r->vr.step, e, e == -EPROTO ? "the stream did not end" : precopy_dest_strerror(r->d));
+		res->outcome = SIM_FAILED;
+		return e;
 	}
+	res->dt_dest_resume_ns = r->clk.now - t;
 	res->downtime_ns = r->clk.now - t_sw;
 	res->total_ns = now_rel(r);
-	e = precopy_engine_complete(r->e);
+	e = vmm_role_complete(&r->vr);
 	if (e < 0)
-		return engine_fail(r, "complete", e), e;
+		return engine_fail(r, r->vr.step, e), e;
 	return 0;
 }
 
 static void cancel(struct run *r)
 {
-	precopy_engine_cancel(r->e);
-	if (r->d)
-		precopy_dest_cancel(r->d);
+	vmm_role_cancel(&r->vr);
 	r->res->total_ns = now_rel(r);
 }
 
@@ -741,15 +676,14 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *res, sim_progress_
 	e = setup(r);
 	if (e < 0)
 		goto out;
-	if (r->d && (e = precopy_dest_start(r->d)) < 0) {
-		seterr(r, "destination start", e, precopy_dest_strerror(r->d));
+	if ((e = vmm_role_start_dest(&r->vr)) < 0) {
+		seterr(r, r->vr.step, e, precopy_dest_strerror(r->d));
 		goto out;
 	}
 	/* the migration starts now: the guest's time axis and the report's */
 	r->clk.now = T0_NS;
-	e = precopy_engine_start(r->e);
-	if (e < 0) {
-		engine_fail(r, "start", e);
+	if ((e = vmm_role_start_source(&r->vr)) < 0) {
+		engine_fail(r, r->vr.step, e);
 		goto out;
 	}
 	for (;;) {
