@@ -170,6 +170,61 @@ int64_t vmm_role_pump(struct vmm_role *r, uint64_t budget)
 	return n < 0 ? fail(r, "pump", (int)n) : n;
 }
 
+/* A hook failed: it says why. */
+static int hook_fail(struct vmm_role *r, int err)
+{
+	r->step = NULL;
+	return err;
+}
+
+int vmm_role_iterate(struct vmm_role *r, const struct vmm_role_iter_ops *ops, struct precopy_decision *d,
+		     struct vmm_role_iter *it)
+{
+	uint64_t ns, budget;
+	int64_t w;
+	int e, drained = 0;
+
+	memset(it, 0, sizeof(*it));
+	if ((e = vmm_role_pass(r)) < 0)
+		return e;
+	{
+		struct precopy_engine_stats st;
+
+		if (precopy_engine_stats(r->e, &st) == 0)
+			it->iteration0 = st.last.iteration;
+	}
+	while (!drained) {
+		w = vmm_role_window(r, ops->window_pages, &drained, &ns);
+		if (w < 0)
+			return (int)w;
+		it->ram_bytes += (uint64_t)w;
+		it->ram_ns += ns;
+		if (drained || !ops->midpass)
+			break;
+		e = ops->midpass(ops->ctx, d, it);
+		if (e < 0)
+			return hook_fail(r, e);
+		if (e > 0) {
+			it->decided = 1;
+			break;
+		}
+	}
+	budget = ops->pump_budget ? ops->pump_budget(ops->ctx, d, it) : 0;
+	if (budget) {
+		it->dev_bytes = vmm_role_pump(r, budget);
+		if (it->dev_bytes < 0)
+			return (int)it->dev_bytes;
+	}
+	if (it->decided)
+		return 0;
+	if (ops->settle && (e = ops->settle(ops->ctx, it)) < 0)
+		return hook_fail(r, e);
+	if (ops->decide)
+		return (e = ops->decide(ops->ctx, d, it)) < 0 ? hook_fail(r, e) : 0;
+	e = precopy_engine_decide(r->e, d);
+	return e < 0 ? fail(r, "decide", e) : 0;
+}
+
 int vmm_role_switchover(struct vmm_role *r, struct vmm_role_final *f)
 {
 	struct vmm_role_final tmp;

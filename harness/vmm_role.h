@@ -13,13 +13,14 @@
  *                              vmm_role_dest_feed() from a socket, or by
  *                              the caller's sink)
  *   vmm_role_start_source()    the source starts
- *   per iteration:
+ *   per iteration, vmm_role_iterate():
  *     vmm_role_pass()          a pass starts with a sync (not when the
  *                              last iteration ended mid-pass)
  *     vmm_role_window() ...    pages the engine hands out cross to the
- *                              destination, accounted to the engine
+ *                              destination, accounted to the engine; the
+ *                              world may ask between windows
  *     vmm_role_pump()          device pre-copy data under a byte budget
- *     precopy_engine_decide()  (the caller's: its world acts on the answer)
+ *     the decision             (the world acts on the answer)
  *   vmm_role_switchover()      the source switches over, the last pages
  *                              cross
  *   vmm_role_resume()          the destination has the whole stream and
@@ -122,6 +123,39 @@ int64_t vmm_role_window(struct vmm_role *r, uint64_t max_pages, int *drained, ui
 /* Device pre-copy data into the stream under budget bytes. Returns the
  * bytes or -errno. */
 int64_t vmm_role_pump(struct vmm_role *r, uint64_t budget);
+
+/* What an iteration did. */
+struct vmm_role_iter {
+	uint64_t iteration0;        /* the engine's last iteration after the pass's sync */
+	uint64_t ram_bytes, ram_ns; /* pages sent and their time */
+	int64_t dev_bytes;          /* the pump's */
+	int decided;                /* ended mid-pass by the world's midpass() */
+};
+
+/* The world's part of an iteration (ctx: the world's). */
+struct vmm_role_iter_ops {
+	void *ctx;
+	uint64_t window_pages; /* pages per window; 0: the whole pass in one */
+	/* After a window that left pages of the pass: 0 take the next
+	 * window, 1 the iteration ends here with *d decided, or -errno.
+	 * NULL: the iteration ends after its first window (the pass stays
+	 * open for the next one). */
+	int (*midpass)(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *it);
+	/* The pump's byte budget (0: no pump). */
+	uint64_t (*pump_budget)(void *ctx, const struct precopy_decision *d, const struct vmm_role_iter *it);
+	/* Between the pump and the decision of an iteration not decided
+	 * mid-pass: time passes, the guest runs (NULL: nothing). 0 or -errno. */
+	int (*settle)(void *ctx, const struct vmm_role_iter *it);
+	/* The decision (NULL: precopy_engine_decide()). 0 or -errno. */
+	int (*decide)(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *it);
+};
+
+/* One iteration: the pass's sync, windows of pages until the pass is
+ * drained (or midpass() ends it), the pump, settle(), the decision into
+ * *d. Returns 0 or -errno; r->step names the role's failed step, NULL
+ * when a hook failed (the hook says why). */
+int vmm_role_iterate(struct vmm_role *r, const struct vmm_role_iter_ops *ops, struct precopy_decision *d,
+		     struct vmm_role_iter *it);
 
 /* What the switchover took. */
 struct vmm_role_final {

@@ -131,6 +131,8 @@ struct run {
 	uint64_t init_arrival[SIM_MAX_DEVICES]; /* 0: not yet */
 	int dest_err;
 	uint64_t writes_mark;
+	uint64_t iter_start; /* the current iteration's start */
+	int waiting_ack;     /* ... is one of waiting for the ACK */
 	uint64_t link_bytes; /* everything put on the link */
 	/* a foreign policy (sc->policy != PRECOPY) plays the VMM's decisions */
 	int foreign;
@@ -469,89 +471,117 @@ static int vmm_ends(const struct sim_vmm_decision *vd)
 	return vd->action == SIM_VMM_SWITCHOVER || vd->action == SIM_VMM_FORCE || vd->action == SIM_VMM_CANCEL;
 }
 
+/* The world's part of an iteration (harness/vmm_role.h). */
+
+/* After a window that left pages: the foreign rule, or the engine from its
+ * cheap estimate, may end the iteration (it syncs when switchover may be
+ * near). */
+static int sim_midpass(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	int e;
+
+	if (r->foreign) {
+		vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
+		if (r->vd.action == SIM_VMM_CONTINUE)
+			return 0;
+		/* the exact figure (a sync), or the end: the engine records
+		 * the iteration either way */
+		if ((e = ask(r, d)) < 0)
+			return e;
+		if (r->vd.action == SIM_VMM_SYNC) {
+			if (d->iteration == ri->iteration0)
+				return 0; /* no exact query possible yet */
+			vmm_ask(r, SIM_VMM_SYNCED, 0, d, ri->ram_bytes, ri->ram_ns);
+		}
+		return 1;
+	}
+	if ((e = ask(r, d)) < 0)
+		return e;
+	/* the engine synced and recorded an iteration, or acts */
+	return d->iteration != ri->iteration0 || d->action != PRECOPY_CONTINUE;
+}
+
+/* Device pre-copy data: max(the iteration's RAM bytes, 250 ms of link),
+ * none without devices or when a mid-pass decision ends the migration. */
+static uint64_t sim_pump_budget(void *ctx, const struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
+
+	if (!r->sc->ndevs)
+		return 0;
+	if (ri->decided && (r->foreign ? vmm_ends(&r->vd)
+				       : d->action == PRECOPY_SWITCHOVER || d->action == PRECOPY_FORCE_SWITCHOVER ||
+						 d->action == PRECOPY_ABORT))
+		return 0;
+	return ri->ram_bytes > slice ? ri->ram_bytes : slice;
+}
+
+/* An iteration lasts at least MIN_ITER_NS, ACK_POLL_NS while waiting for
+ * the ACK (no longer than until it arrives). */
+static int sim_settle(void *ctx, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	uint64_t min_ns = r->waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
+
+	(void)ri;
+	if (r->clk.now - r->iter_start < min_ns) {
+		uint64_t idle_to = r->iter_start + min_ns;
+
+		if (r->waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
+			idle_to = ack_due(r);
+		if (idle_to > r->clk.now)
+			r->clk.now = idle_to;
+	}
+	return 0;
+}
+
+static int sim_decide(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	int e = ask(r, d);
+
+	if (e < 0)
+		return e;
+	if (r->foreign)
+		vmm_ask(r, SIM_VMM_SYNCED, 1, d, ri->ram_bytes, ri->ram_ns);
+	return 0;
+}
+
 /* One iteration; fills *it and *d. Returns 0 or -errno (engine failed).
- * Pages go out in windows of window_ns of link time (0: one window); after each window
- * that leaves pages behind, the engine is asked mid-pass (it answers from
- * its cheap estimate, or ends the iteration with a sync when switchover
- * may be near). */
+ * Pages go out in windows of window_ns of link time (0: one window); after
+ * each window that leaves pages behind, the engine (or the foreign rule)
+ * is asked mid-pass. */
 static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct precopy_decision *d)
 {
 	struct precopy_engine_stats st;
-	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, ram_ns = 0, window_pages, window_ns, iters0;
-	int64_t dev = 0, w;
-	int e, drained = 0, decided = 0;
+	struct vmm_role_iter ri;
+	struct vmm_role_iter_ops ops = { .ctx = r, .midpass = sim_midpass, .pump_budget = sim_pump_budget,
+					 .settle = sim_settle, .decide = sim_decide };
+	uint64_t window_ns;
+	int e;
 
 	memset(it, 0, sizeof(*it));
 	memset(&r->vd, 0, sizeof(r->vd));
+	r->iter_start = r->clk.now;
+	r->waiting_ack = waiting_ack;
 	sim_workload_run(r->wl, now_rel(r));
 	if ((e = deliver_rp(r)) < 0)
 		return e;
-	/* a pass that a mid-pass decision interrupted goes on where it
-	 * stopped (the engine synced then); a new pass starts with a sync */
-	if ((e = vmm_role_pass(&r->vr)) < 0)
-		return engine_fail(r, r->vr.step, e), e;
 	/* QEMU looks after every rate-limit window; CH and Xen between passes */
 	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
-	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
-		       r->sc->page_size;
-	if (!window_pages && window_ns)
-		window_pages = 1;
-	precopy_engine_stats(r->e, &st);
-	iters0 = st.last.iteration;
-	while (!drained) {
-		w = vmm_role_window(&r->vr, window_pages, &drained, &t);
-		if (w < 0)
-			return engine_fail(r, r->vr.step, (int)w), (int)w;
-		ram += (uint64_t)w;
-		ram_ns += t;
-		if (drained)
-			break;
-		if (r->foreign) {
-			vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
-			if (r->vd.action == SIM_VMM_CONTINUE)
-				continue;
-			/* the exact figure (a sync), or the end: the engine
-			 * records the iteration either way */
-			if ((e = ask(r, d)) < 0)
-				return e;
-			if (r->vd.action == SIM_VMM_SYNC) {
-				if (d->iteration == iters0)
-					continue; /* no exact query possible yet */
-				vmm_ask(r, SIM_VMM_SYNCED, 0, d, ram, ram_ns);
-			}
-			decided = 1;
-			break;
-		}
-		if ((e = ask(r, d)) < 0)
-			return e;
-		if (d->iteration != iters0 || d->action != PRECOPY_CONTINUE) {
-			decided = 1; /* the engine synced and recorded an iteration */
-			break;
-		}
-	}
-	if (r->sc->ndevs && !(decided && (r->foreign ? vmm_ends(&r->vd)
-						     : d->action == PRECOPY_SWITCHOVER ||
-							       d->action == PRECOPY_FORCE_SWITCHOVER ||
-							       d->action == PRECOPY_ABORT))) {
-		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
-		dev = vmm_role_pump(&r->vr, ram > slice ? ram : slice);
-		if (dev < 0)
-			return engine_fail(r, r->vr.step, (int)dev), (int)dev;
-	}
-	if (!decided) {
-		min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
-		if (r->clk.now - t_start < min_ns) {
-			uint64_t idle_to = t_start + min_ns;
-			/* waiting for the ACK: no longer than until it arrives */
-			if (waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
-				idle_to = ack_due(r);
-			if (idle_to > r->clk.now)
-				r->clk.now = idle_to;
-		}
-		if ((e = ask(r, d)) < 0)
-			return e;
-		if (r->foreign)
-			vmm_ask(r, SIM_VMM_SYNCED, 1, d, ram, ram_ns);
+	ops.window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * window_ns) / 1000000000u) /
+			   r->sc->page_size;
+	if (!ops.window_pages && window_ns)
+		ops.window_pages = 1;
+	/* a pass that a mid-pass decision interrupted goes on where it
+	 * stopped (the engine synced then); a new pass starts with a sync */
+	e = vmm_role_iterate(&r->vr, &ops, d, &ri);
+	if (e < 0) {
+		if (r->vr.step) /* else a hook's ask() recorded it */
+			engine_fail(r, r->vr.step, e);
+		return e;
 	}
 	precopy_engine_stats(r->e, &st);
 	it->iteration = st.last.iteration;
@@ -559,9 +589,9 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->dirty_pages = st.last.dirty_pages;
 	it->page_writes = sim_workload_writes(r->wl) - r->writes_mark;
 	r->writes_mark = sim_workload_writes(r->wl);
-	it->ram_bytes = ram;
+	it->ram_bytes = ri.ram_bytes;
 	it->device_bytes = st.last.device_bytes;
-	it->duration_ns = r->clk.now - t_start;
+	it->duration_ns = r->clk.now - r->iter_start;
 	it->bandwidth_Bps = d->bandwidth_Bps;
 	it->pending_bytes = d->pending_bytes;
 	it->expected_downtime_ns = d->expected_downtime_ns;
@@ -570,8 +600,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->action = d->action;
 	it->stalled = (int)d->stalled;
 	it->blocked = d->blocked;
-	it->midpass = decided;
-	r->vr.pass_open = decided;
+	it->midpass = ri.decided;
+	r->vr.pass_open = ri.decided;
 	if (r->foreign) {
 		it->action = vmm_action(&r->vd);
 		it->throttle = r->vd.throttle;

@@ -419,6 +419,32 @@ __attribute__((unused)) static void assert_all_running(void)
 	}
 }
 
+/* The tests' part of an iteration (harness/vmm_role.h): the pump takes
+ * 48 KiB; then the destination takes what is on the stream (unless its
+ * thread does), the guest writes pages (per whole pass, or one per
+ * window inside passes), each device one page, and 100 us pass. */
+static uint64_t t_pump_budget(void *c, const struct precopy_decision *d, const struct vmm_role_iter *it)
+{
+	(void)c;
+	(void)d;
+	(void)it;
+	return 48 * 1024;
+}
+
+static int t_settle(void *c, const struct vmm_role_iter *it)
+{
+	int r;
+
+	(void)c;
+	(void)it;
+	if (!H.threaded && (r = dest_drain()) < 0)
+		return r;
+	guest_writes(H.window_pages ? 1 : 6);
+	device_dma();
+	atomic_fetch_add(&vnow, 100000);
+	return 0;
+}
+
 /* Run a whole migration as the VMM would. Returns 0 and fills the stats,
  * or the first -errno. max_iter bounds the loop. dest: 1 = threaded. */
 struct run_result {
@@ -428,10 +454,12 @@ struct run_result {
 
 static int run_migration(int max_iter, struct run_result *rr)
 {
+	const struct vmm_role_iter_ops ops = { .window_pages = H.window_pages, .pump_budget = t_pump_budget,
+					       .settle = t_settle };
 	struct vmm_role *vr = role();
+	struct vmm_role_iter it;
 	struct precopy_decision d;
-	int64_t n;
-	int r, drained;
+	int r;
 
 	memset(rr, 0, sizeof(*rr));
 	atomic_store(&H.src_done, 0);
@@ -447,22 +475,9 @@ static int run_migration(int max_iter, struct run_result *rr)
 		cr_assert_eq(pthread_create(&H.thr, NULL, dest_thread, NULL), 0);
 	}
 	for (rr->iterations = 0; rr->iterations < max_iter; rr->iterations++) {
-		if ((r = vmm_role_pass(vr)) < 0) /* a pass starts with a sync */
-			goto fail;
-		/* pages copied and accounted: a window, or the whole pass */
-		n = vmm_role_window(vr, H.window_pages, &drained, NULL);
-		if (n < 0)
-			goto fail_n;
-		n = vmm_role_pump(vr, 48 * 1024);
-		if (n < 0)
-			goto fail_n;
-		if (!H.threaded && (r = dest_drain()) < 0)
-			goto fail;
-		/* per whole pass, or one page per window inside passes */
-		guest_writes(H.window_pages ? 1 : 6);
-		device_dma();
-		atomic_fetch_add(&vnow, 100000);
-		r = precopy_engine_decide(H.src, &d);
+		/* a window of pages (or the whole pass), the pump, the
+		 * guest's writes, the decision */
+		r = vmm_role_iterate(vr, &ops, &d, &it);
 		if (r < 0)
 			goto fail;
 		rr->last_action = d.action;
@@ -510,8 +525,6 @@ static int run_migration(int max_iter, struct run_result *rr)
 	if (r < 0)
 		return r;
 	return vmm_role_complete(vr);
-fail_n:
-	r = (int)n;
 fail:
 	if (H.threaded) {
 		atomic_store(&H.stop_thr, 1);
