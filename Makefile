@@ -285,6 +285,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM)
 	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)./tests/check-calls.sh $(LIB_OBJS)
+	$(Q)./tests/check-calls.sh $(HARNESSLIB_OBJS) $(SIMLIB_OBJS)
 	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
 	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)
