@@ -168,7 +168,6 @@ static uint8_t *page_ptr(uint8_t **mem, uint64_t gpa)
 /* The tests' world for the VMM's role: a page run is copied from source
  * to destination RAM; pages cross at 1 GB/s of virtual time (the last
  * ones at switchover too). */
-static uint64_t v_world_now(void *c) { (void)c; return atomic_load(&vnow); }
 static void v_copy_run(void *c, const struct precopy_ram_run *run)
 {
 	(void)c;
@@ -193,7 +192,7 @@ static struct vmm_role *role(void)
 /* Build both sides. flags[i]: each device's migration flags. */
 static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 {
-	const struct vmm_role_world world = { .now = v_world_now, .page_run = v_copy_run, .send_pages = v_send_pages };
+	const struct vmm_role_world world = { .now = v_now, .page_run = v_copy_run, .send_pages = v_send_pages };
 	const struct precopy_clock clk = { clk_now, NULL };
 	int err;
 
