@@ -76,6 +76,7 @@ AVX2_FLAGS   := -mavx2 -mbmi -mbmi2 -mpopcnt -mlzcnt
 
 LIB_SRCS   := $(sort $(wildcard bitmap/*.c ioctl/*.c stream/*.c estimator/*.c engine/*.c vfio_user/*.c))
 FAKELIB_SRCS:= $(sort $(wildcard fake/*.c))
+HARNESSLIB_SRCS:= $(sort $(wildcard harness/*.c))
 SIMLIB_SRCS:= $(sort $(filter-out sim/main.c,$(wildcard sim/*.c)))
 TESTLIB_SRCS:= $(sort $(wildcard tests/lib/*.c))
 PERFLIB_SRCS:= $(sort $(wildcard perf/lib/*.c))
@@ -97,6 +98,7 @@ LIB_OBJS    := $(call obj,$(LIB_SRCS))
 TOOLLIB_OBJS:= $(call obj,$(TOOLLIB_SRCS))
 SIMLIB_OBJS := $(call obj,$(SIMLIB_SRCS)) $(TOOLLIB_OBJS)
 FAKELIB_OBJS:= $(call obj,$(FAKELIB_SRCS))
+HARNESSLIB_OBJS:= $(call obj,$(HARNESSLIB_SRCS))
 TESTLIB_OBJS:= $(call obj,$(TESTLIB_SRCS))
 PERFLIB_OBJS:= $(call obj,$(PERFLIB_SRCS))
 
@@ -104,9 +106,11 @@ STATIC  := $(BUILD)/libprecopy.a
 SHARED  := $(BUILD)/libprecopy.so.$(VERSION)
 SIMLIB  := $(BUILD)/libprecopy-sim.a
 FAKELIB := $(BUILD)/libprecopy-fake.a
+HARNESSLIB := $(BUILD)/libprecopy-harness.a
 # what the tests, benchmarks and precopy-sim link besides the library: the
-# simulator's pieces, then the fake kernel they and the tests run on
-HARNESS := $(SIMLIB) $(FAKELIB)
+# simulator's pieces, the VMM's role they and the tests share, then the
+# fake kernel they run on
+HARNESS := $(SIMLIB) $(HARNESSLIB) $(FAKELIB)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CXX_TESTS := $(patsubst tests/cxx/%.cpp,$(BUILD)/tests/cxx/%,$(CXX_SRCS))
 ifneq ($(TSAN),)
@@ -168,6 +172,11 @@ $(SIMLIB): $(SIMLIB_OBJS)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(FAKELIB): $(FAKELIB_OBJS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(HARNESSLIB): $(HARNESSLIB_OBJS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
@@ -237,14 +246,15 @@ fuzz:
 	$(Q)if [ -n "$(FUZZ_SECONDS)" ]; then ./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS); \
 	else echo "built: $(FUZZERS)  (run each: make fuzz FUZZ_SECONDS=60)"; fi
 
-$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(FAKELIB_SRCS) $(TOOLLIB_SRCS)
+$(FUZZ_BUILD)/fuzz-%: tests/fuzz/fuzz-%.c $(LIB_SRCS) $(SIMLIB_SRCS) $(HARNESSLIB_SRCS) $(FAKELIB_SRCS) $(TOOLLIB_SRCS)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD)/objs CC=$(FUZZ_CC) \
 	  SANITIZE=address,undefined CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" \
-	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-fake.a
+	  $(FUZZ_BUILD)/objs/libprecopy.a $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-harness.a \
+	  $(FUZZ_BUILD)/objs/libprecopy-fake.a
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-fake.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
+	  $(FUZZ_BUILD)/objs/libprecopy-sim.a $(FUZZ_BUILD)/objs/libprecopy-harness.a $(FUZZ_BUILD)/objs/libprecopy-fake.a $(FUZZ_BUILD)/objs/libprecopy.a $(LDLIBS) $(SIM_LDLIBS)
 
 # ThreadSanitizer: Criterion's runner cannot start under TSan
 # (docs/sanitizers.md), so the suites are built against
@@ -279,6 +289,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM)
 	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)./tests/check-calls.sh $(LIB_OBJS)
+	$(Q)./tests/check-calls.sh $(HARNESSLIB_OBJS) $(SIMLIB_OBJS)
 	$(Q)CC="$(CC)" CXX="$(CXX)" ./tests/check-headers.sh include
 	$(Q)set -e; for t in $(CXX_TESTS); do $$t; done
 	$(Q)./tests/run.sh $(TESTS)

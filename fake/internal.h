@@ -57,6 +57,11 @@ int fk_fault_check(struct precopy_fake_kernel *fk, enum precopy_fake_op op, int 
 int fake_vfio_device_ioctl(struct precopy_fake_vfio *dev, unsigned long req, void *arg);
 int fake_vfio_data_ioctl(void *session, unsigned long req, void *arg);
 ssize_t fake_vfio_data_read(void *session, void *buf, size_t len);
+/* A read of the session returned bytes: counted in STOP_COPY as plain or
+ * queued (precopy_fake_vfio_stats). */
+void fake_vfio_data_note_read(void *session, int queued);
+/* The device's data fd has no poll method (cfg.no_poll). */
+int fake_vfio_data_no_poll(void *session);
 /* The time a read of n bytes takes (cfg.read_rate; 0 when unlimited). */
 uint64_t fake_vfio_data_read_ns(void *session, uint64_t n);
 /* ... and the device's queue: when a read of n bytes submitted now

@@ -145,8 +145,10 @@ static ssize_t f_read(void *ctx, int fd, void *buf, size_t len)
 	kind = kind_of(fk, fd, &obj);
 	if (kind == FK_DATA) {
 		r = fake_vfio_data_read(obj, buf, len);
-		if (r > 0) /* the device delivers at its read rate */
+		if (r > 0) { /* the device delivers at its read rate */
+			fake_vfio_data_note_read(obj, 0);
 			fk_wait(fk, fake_vfio_data_read_ns(obj, (uint64_t)r));
+		}
 		goto out;
 	}
 	if (kind == FK_DEVICE || kind == FK_TYPE1 || kind == FK_IOMMUFD || kind == FK_KVM_VM) {
@@ -235,7 +237,9 @@ static ssize_t f_splice(void *ctx, int in, int out, size_t len, unsigned int fla
 static int f_poll(void *ctx, struct pollfd *fds, unsigned int n, int timeout_ms)
 {
 	struct precopy_fake_kernel *fk = ctx;
-	int r;
+	unsigned char stack_mark[64], *mark = stack_mark;
+	short *saved = NULL, stack_saved[64];
+	int r, blind = 0, ready = 0;
 
 	pthread_mutex_lock(&fk->lock);
 	r = fk_fault_check(fk, PRECOPY_FAKE_OP_POLL, n ? fds[0].fd : -1, 0, NULL, NULL);
@@ -243,13 +247,47 @@ static int f_poll(void *ctx, struct pollfd *fds, unsigned int n, int timeout_ms)
 		pthread_mutex_unlock(&fk->lock);
 		return r;
 	}
+	saved = stack_saved;
+	if (n > 64) {
+		mark = calloc(n, 1);
+		saved = calloc(n, sizeof(*saved));
+		if (!mark || !saved) {
+			pthread_mutex_unlock(&fk->lock);
+			free(mark);
+			free(saved);
+			return -ENOMEM;
+		}
+	} else {
+		memset(stack_mark, 0, sizeof(stack_mark));
+	}
 	for (unsigned int i = 0; i < n; i++) {
 		void *obj = NULL;
-		if (kind_of(fk, fds[i].fd, &obj) == FK_DATA)
+		if (kind_of(fk, fds[i].fd, &obj) != FK_DATA)
+			continue;
+		if (fake_vfio_data_no_poll(obj)) {
+			/* no poll method: the default mask, at once; the real
+			 * poll skips the fd (negative), restored below */
+			saved[i] = (short)(fds[i].events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM));
+			fds[i].fd = -fds[i].fd - 1;
+			mark[i] = 1;
+			blind++;
+			ready += saved[i] != 0;
+		} else {
 			fake_vfio_data_pump(obj);
+		}
 	}
 	pthread_mutex_unlock(&fk->lock);
-	return real()->ops->poll(NULL, fds, n, timeout_ms);
+	r = real()->ops->poll(NULL, fds, n, ready ? 0 : timeout_ms);
+	for (unsigned int i = 0; i < n; i++)
+		if (mark[i]) {
+			fds[i].fd = -fds[i].fd - 1;
+			fds[i].revents = saved[i];
+		}
+	if (mark != stack_mark) {
+		free(mark);
+		free(saved);
+	}
+	return r < 0 ? r : r + ready;
 }
 
 static int f_open(void *ctx, const char *path, int flags)
@@ -400,6 +438,8 @@ static int f_aio_submit(void *ctx, void *q, const struct precopy_sys_aio_op *ops
 
 			if (kind == FK_DATA) {
 				r = rd ? fake_vfio_data_read(obj, o->buf, len) : fake_vfio_data_write(obj, o->buf, len);
+				if (r > 0 && rd)
+					fake_vfio_data_note_read(obj, 1);
 				if (r > 0)
 					done = rd ? fake_vfio_data_read_done_at(obj, done, (uint64_t)r)
 						  : fake_vfio_data_write_done_at(obj, done, (uint64_t)r);

@@ -199,6 +199,23 @@ ssize_t fake_vfio_data_read(void *session, void *buf, size_t len)
 	return r;
 }
 
+void fake_vfio_data_note_read(void *session, int queued)
+{
+	struct precopy_fake_vfio *dev = ((struct session *)session)->dev;
+
+	if (dev->state != VFIO_DEVICE_STATE_STOP_COPY)
+		return;
+	if (queued)
+		dev->st.sc_queued_reads++;
+	else
+		dev->st.sc_plain_reads++;
+}
+
+int fake_vfio_data_no_poll(void *session)
+{
+	return ((struct session *)session)->dev->cfg.no_poll;
+}
+
 /* n bytes at rate bytes/s, in ns rounded up (rate 0: no time). */
 static uint64_t xfer_ns(uint64_t n, uint64_t rate)
 {

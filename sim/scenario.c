@@ -390,6 +390,8 @@ static const struct key keys[] = {
 	{ SEC_DEVICE, "page_size", K_SIZE, DV(page_size), "DMA-logging page" },
 	{ SEC_DEVICE, "max_ranges", K_U32, DV(max_ranges), "DMA-logging tracker ranges (>= 1)" },
 	{ SEC_DEVICE, "dma_logging", K_BOOL, DV(dma_logging), "the device supports DMA logging" },
+	{ SEC_DEVICE, "pollable", K_BOOL, DV(pollable),
+	  "its data fd has a poll method (no: reads only block until the device delivers)" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 

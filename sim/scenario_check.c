@@ -21,6 +21,7 @@ void sim_device_init(struct sim_device *d, const char *name)
 	d->pre_copy = 1;
 	d->p2p = 1;
 	d->dma_logging = 1;
+	d->pollable = 1;
 	d->transition_ns = 20000000;
 	d->dest_load_ns = 0;
 	d->page_size = 4096;

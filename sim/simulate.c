@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The simulator's driver: the real source engine (precopy_engine_*) and the
  * real destination engine (precopy_dest_*) run over two fake kernels on one
- * virtual clock, and this file plays the VMM and the network.
+ * virtual clock. The VMM's role around them is the one the engine suites
+ * play too (harness/vmm_role.h: device pairs, the loop's steps, the
+ * switchover, the destination's resume); this file is its world: the
+ * link, the guest, the destination's timing, other VMMs' rules.
  *
  * The model (what a run means):
  *
@@ -80,6 +83,7 @@
 #include "precopy/dest.h"
 #include "precopy/engine.h"
 #include "precopy/fake.h"
+#include "../harness/vmm_role.h"
 #include "../ioctl/uapi_compat.h"
 #include "policy.h"
 #include "simulator.h"
@@ -91,7 +95,8 @@
 #define PUMP_SLICE_NS 250000000ull   /* 250 ms of link per iteration for devices */
 #define SAMPLE_NS 100000000ull       /* pending bytes sampled inside a pass without windows */
 #define DEFAULT_MAX_ITER 100000ull
-#define RUNS 512
+
+_Static_assert(SIM_MAX_DEVICES <= VMM_ROLE_MAX_DEVICES, "the VMM's role holds every device");
 
 struct vclock {
 	uint64_t now;
@@ -112,13 +117,9 @@ struct run {
 	struct sim_result *res;
 	struct vclock clk;
 	unsigned __int128 link_rem;
-	struct precopy_fake_kernel *sfk, *dfk;
+	struct vmm_role vr; /* the fake kernels, the device pairs, the loop's steps */
 	struct precopy_bitmap live;
 	struct sim_workload *wl;
-	struct precopy_fake_vfio *sdev[SIM_MAX_DEVICES], *ddev[SIM_MAX_DEVICES];
-	int sfd[SIM_MAX_DEVICES], dfd[SIM_MAX_DEVICES];
-	struct precopy_engine_device edevs[SIM_MAX_DEVICES];
-	struct precopy_dest_device ddevs[SIM_MAX_DEVICES];
 	struct precopy_engine *e;
 	struct precopy_dest *d;
 	struct precopy_sys_ops serial_ops;
@@ -131,7 +132,8 @@ struct run {
 	uint64_t init_arrival[SIM_MAX_DEVICES]; /* 0: not yet */
 	int dest_err;
 	uint64_t writes_mark;
-	int pass_open; /* the last iteration ended before its pass did */
+	uint64_t iter_start; /* the current iteration's start */
+	int waiting_ack;     /* ... is one of waiting for the ACK */
 	uint64_t link_bytes; /* everything put on the link */
 	/* a foreign policy (sc->policy != PRECOPY) plays the VMM's decisions */
 	int foreign;
@@ -141,6 +143,7 @@ struct run {
 	int ack_ok; /* as of the engine's last decision: the ack is in or not needed */
 	uint64_t dev_pending; /* device bytes of the last decision (samples) */
 	uint64_t t0; /* the clock when the migration started (the guest's time 0) */
+	uint64_t window_ns; /* this iteration's questions inside a pass (0: none) */
 };
 
 static uint64_t now_rel(const struct run *r)
@@ -156,6 +159,22 @@ static void link_send(struct run *r, uint64_t bytes)
 	r->link_bytes += bytes;
 	r->clk.now += (uint64_t)(t / r->sc->bandwidth_Bps);
 	r->link_rem = t % r->sc->bandwidth_Bps;
+}
+
+/* The VMM's role in this world: guest pages only take link time; the
+ * last ones, inside the downtime, also the latency to the destination. */
+static uint64_t role_now(void *ctx)
+{
+	return ((struct run *)ctx)->clk.now;
+}
+
+static void role_send_pages(void *ctx, uint64_t bytes, int final)
+{
+	struct run *r = ctx;
+
+	link_send(r, bytes);
+	if (final)
+		r->clk.now += r->sc->latency_ns;
 }
 
 static void seterr(struct run *r, const char *what, int err, const char *detail)
@@ -269,6 +288,7 @@ static struct precopy_fake_vfio_cfg fake_cfg(const struct sim_scenario *sc, uint
 		.seed = (uint32_t)(sc->seed * 0x9E3779B1u + i + 1),
 		.dma_log_only = 1,
 		.read_rate = dest ? 0 : d->read_rate_Bps,
+		.no_poll = dest ? 0 : !d->pollable,
 	};
 	return c;
 }
@@ -295,18 +315,17 @@ static int setup(struct run *r)
 {
 	const struct sim_scenario *sc = r->sc;
 	struct precopy_fake_clock fclk = { vc_now, vc_advance, &r->clk };
+	struct vmm_role_world world = { .ctx = r, .now = role_now, .send_pages = role_send_pages };
 	struct precopy_ram_slot slot = { .gpa = 0, .size = sc->memory, .page_size = sc->page_size };
+	struct precopy_clock clk = { vc_now, &r->clk };
 	struct precopy_engine_config cfg;
 	struct precopy_dest_config dcfg;
 	int err;
 
 	r->clk.now = r->t0 = T0_NS;
-	r->sfk = precopy_fake_kernel_new(&fclk, &err);
-	if (!r->sfk)
-		return seterr(r, "source fake kernel", err, NULL), err;
-	r->dfk = precopy_fake_kernel_new(&fclk, &err);
-	if (!r->dfk)
-		return seterr(r, "destination fake kernel", err, NULL), err;
+	err = vmm_role_init(&r->vr, &world, sc->page_size, &fclk, &fclk);
+	if (err < 0)
+		return seterr(r, r->vr.step, err, NULL), err;
 	err = precopy_bitmap_alloc(&r->live, sc->memory / sc->page_size, PRECOPY_NUMA_LOCAL);
 	if (err < 0)
 		return seterr(r, "live RAM bitmap", err, NULL), err;
@@ -316,25 +335,15 @@ static int setup(struct run *r)
 	for (uint32_t i = 0; i < sc->ndevs; i++) {
 		struct precopy_fake_vfio_cfg sc_cfg = fake_cfg(sc, i, 0), dc_cfg = fake_cfg(sc, i, 1);
 
-		r->sfd[i] = precopy_fake_vfio_new(r->sfk, &sc_cfg, &r->sdev[i]);
-		if (r->sfd[i] < 0)
-			return seterr(r, "source device", r->sfd[i], sc->devs[i].name), r->sfd[i];
-		err = precopy_fake_vfio_set_guest_mem(r->sdev[i], 0, NULL, sc->memory);
+		err = vmm_role_add_device(&r->vr, &sc_cfg, &dc_cfg, i + 1, sc->devs[i].name,
+					  sc->devs[i].transition_ns);
+		if (err < 0)
+			return seterr(r, r->vr.step, err, sc->devs[i].name), err;
+		err = precopy_fake_vfio_set_guest_mem(r->vr.sdev[i], 0, NULL, sc->memory);
 		if (err < 0)
 			return seterr(r, "source device guest memory", err, sc->devs[i].name), err;
-		r->dfd[i] = precopy_fake_vfio_new(r->dfk, &dc_cfg, &r->ddev[i]);
-		if (r->dfd[i] < 0)
-			return seterr(r, "destination device", r->dfd[i], sc->devs[i].name), r->dfd[i];
-		r->edevs[i] = (struct precopy_engine_device){
-			.id = i + 1, .device_fd = r->sfd[i], .name = sc->devs[i].name,
-			.transition_ns = sc->devs[i].transition_ns,
-		};
-		r->ddevs[i] = (struct precopy_dest_device){ .id = i + 1, .device_fd = r->dfd[i] };
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.version = PRECOPY_ENGINE_CONFIG_VERSION;
-	cfg.clock = (struct precopy_clock){ vc_now, &r->clk };
-	cfg.sys = precopy_fake_kernel_sys(r->sfk);
+	vmm_role_engine_config(&r->vr, clk, &cfg);
 	if (r->sc->serial_drain) {
 		/* the same fake kernel through a version 3 table: no asynchronous
 		 * queue, so the engine drains one device after another */
@@ -345,40 +354,25 @@ static int setup(struct run *r)
 	}
 	cfg.slots = &slot;
 	cfg.nslots = 1;
-	cfg.ram_source = PRECOPY_RAM_BITMAP;
 	cfg.ram_bitmap = &r->live;
-	cfg.kvm_vm_fd = -1;
-	cfg.devices = r->edevs;
-	cfg.ndevices = sc->ndevs;
-	cfg.stream_fd = -1;
 	cfg.sink = stream_sink;
 	cfg.sink_ctx = r;
-	cfg.rp_fd = -1;
 	sim_engine_policy(sc, &cfg.policy);
 	/* a foreign rule wants fresh figures at every decision: the exact
 	 * query (a sync that keeps the pass's cursor) each time */
 	if (r->foreign)
 		cfg.exact_margin_pct = UINT32_MAX;
-	r->e = precopy_engine_new(&cfg, &err);
+	r->e = r->vr.e = precopy_engine_new(&cfg, &err);
 	if (!r->e)
 		return seterr(r, "source engine", err, NULL), err;
-	{
-		/* also without devices: the destination reads the stream's
-		 * header and end, as a VMM's would */
-		memset(&dcfg, 0, sizeof(dcfg));
-		dcfg.version = PRECOPY_DEST_CONFIG_VERSION;
-		dcfg.clock = (struct precopy_clock){ vc_now, &r->clk };
-		dcfg.sys = precopy_fake_kernel_sys(r->dfk);
-		dcfg.devices = r->ddevs;
-		dcfg.ndevices = sc->ndevs;
-		dcfg.stream_fd = -1;
-		dcfg.rp_fd = -1;
-		dcfg.rp_sink = rp_sink;
-		dcfg.rp_ctx = r;
-		r->d = precopy_dest_new(&dcfg, &err);
-		if (!r->d)
-			return seterr(r, "destination engine", err, NULL), err;
-	}
+	/* also without devices: the destination reads the stream's header and
+	 * end, as a VMM's would */
+	vmm_role_dest_config(&r->vr, clk, &dcfg);
+	dcfg.rp_sink = rp_sink;
+	dcfg.rp_ctx = r;
+	r->d = r->vr.d = precopy_dest_new(&dcfg, &err);
+	if (!r->d)
+		return seterr(r, "destination engine", err, NULL), err;
 	return 0;
 }
 
@@ -388,8 +382,7 @@ static void teardown(struct run *r)
 	precopy_dest_free(r->d);
 	sim_workload_free(r->wl);
 	precopy_bitmap_free(&r->live);
-	precopy_fake_kernel_free(r->sfk);
-	precopy_fake_kernel_free(r->dfk);
+	vmm_role_fini(&r->vr);
 }
 
 /* ---- the run --------------------------------------------------------------- */
@@ -424,34 +417,6 @@ static void sample(struct run *r, uint64_t pending)
 		res->samples_cap = nc;
 	}
 	res->samples[res->nsamples++] = (struct sim_sample){ now_rel(r), pending };
-}
-
-/* Dirty pages the engine hands out, up to max_pages (0: all), as bytes;
- * *drained says whether the log had no more after the cursor. */
-static int64_t take_pages(struct run *r, uint64_t max_pages, int *drained)
-{
-	struct precopy_ram_run runs[RUNS];
-	uint64_t pages = 0;
-	int64_t n;
-
-	*drained = 0;
-	while (!max_pages || pages < max_pages) {
-		n = precopy_engine_next_pages(r->e, runs, RUNS, max_pages ? max_pages - pages : 0);
-		if (n < 0)
-			return n;
-		if (n == 0) {
-			*drained = 1;
-			break;
-		}
-		for (int64_t i = 0; i < n; i++)
-			pages += runs[i].pages;
-	}
-	if (!*drained) { /* the window ended exactly at the last dirty page */
-		struct precopy_engine_stats st;
-
-		*drained = precopy_engine_stats(r->e, &st) == 0 && st.dirty_now == 0;
-	}
-	return (int64_t)(pages * r->sc->page_size);
 }
 
 static int engine_fail(struct run *r, const char *step, int err)
@@ -528,104 +493,127 @@ static int vmm_ends(const struct sim_vmm_decision *vd)
 	return vd->action == SIM_VMM_SWITCHOVER || vd->action == SIM_VMM_FORCE || vd->action == SIM_VMM_CANCEL;
 }
 
+/* The world's part of an iteration (harness/vmm_role.h). */
+
+/* After a window that left pages: a sample of the pending bytes; then,
+ * where the iteration asks inside a pass, the foreign rule, or the engine
+ * from its cheap estimate, may end the iteration (it syncs when
+ * switchover may be near). */
+static int sim_midpass(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	struct precopy_engine_stats st;
+	int e;
+
+	precopy_engine_stats(r->e, &st);
+	sample(r, sat_add(sat_mul(st.dirty_now, r->sc->page_size), r->dev_pending));
+	if (!r->window_ns)
+		return 0;
+	if (r->foreign) {
+		vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
+		if (r->vd.action == SIM_VMM_CONTINUE)
+			return 0;
+		/* the exact figure (a sync), or the end: the engine records
+		 * the iteration either way */
+		if ((e = ask(r, d)) < 0)
+			return e;
+		if (r->vd.action == SIM_VMM_SYNC) {
+			if (d->iteration == ri->iteration0)
+				return 0; /* no exact query possible yet */
+			vmm_ask(r, SIM_VMM_SYNCED, 0, d, ri->ram_bytes, ri->ram_ns);
+		}
+		return 1;
+	}
+	if ((e = ask(r, d)) < 0)
+		return e;
+	/* the engine synced and recorded an iteration, or acts */
+	return d->iteration != ri->iteration0 || d->action != PRECOPY_CONTINUE;
+}
+
+/* Device pre-copy data: max(the iteration's RAM bytes, 250 ms of link),
+ * none without devices or when a mid-pass decision ends the migration. */
+static uint64_t sim_pump_budget(void *ctx, const struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
+
+	if (!r->sc->ndevs)
+		return 0;
+	if (ri->decided && (r->foreign ? vmm_ends(&r->vd)
+				       : d->action == PRECOPY_SWITCHOVER || d->action == PRECOPY_FORCE_SWITCHOVER ||
+						 d->action == PRECOPY_ABORT))
+		return 0;
+	return ri->ram_bytes > slice ? ri->ram_bytes : slice;
+}
+
+/* An iteration lasts at least MIN_ITER_NS, ACK_POLL_NS while waiting for
+ * the ACK (no longer than until it arrives). */
+static int sim_settle(void *ctx, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	uint64_t min_ns = r->waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
+
+	(void)ri;
+	if (r->clk.now - r->iter_start < min_ns) {
+		uint64_t idle_to = r->iter_start + min_ns;
+
+		if (r->waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
+			idle_to = ack_due(r);
+		if (idle_to > r->clk.now)
+			r->clk.now = idle_to;
+	}
+	return 0;
+}
+
+static int sim_decide(void *ctx, struct precopy_decision *d, const struct vmm_role_iter *ri)
+{
+	struct run *r = ctx;
+	int e = ask(r, d);
+
+	if (e < 0)
+		return e;
+	if (r->foreign)
+		vmm_ask(r, SIM_VMM_SYNCED, 1, d, ri->ram_bytes, ri->ram_ns);
+	return 0;
+}
+
 /* One iteration; fills *it and *d. Returns 0 or -errno (engine failed).
- * Pages go out in windows of window_ns of link time (0: one window); after each window
- * that leaves pages behind, the engine is asked mid-pass (it answers from
- * its cheap estimate, or ends the iteration with a sync when switchover
- * may be near). */
+ * Pages go out in windows of window_ns of link time (0: one window); after
+ * each window that leaves pages behind, the engine (or the foreign rule)
+ * is asked mid-pass. */
 static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct precopy_decision *d)
 {
 	struct precopy_engine_stats st;
-	uint64_t t_start = r->clk.now, t, min_ns, ram = 0, ram_ns = 0, window_pages, window_ns, iters0;
-	int64_t n, dev = 0, w;
-	int e, drained = 0, decided = 0;
+	struct vmm_role_iter ri;
+	struct vmm_role_iter_ops ops = { .ctx = r, .midpass = sim_midpass, .pump_budget = sim_pump_budget,
+					 .settle = sim_settle, .decide = sim_decide };
+	uint64_t window_ns;
+	int e;
 
 	memset(it, 0, sizeof(*it));
 	memset(&r->vd, 0, sizeof(r->vd));
+	r->iter_start = r->clk.now;
+	r->waiting_ack = waiting_ack;
 	sim_workload_run(r->wl, now_rel(r));
 	if ((e = deliver_rp(r)) < 0)
 		return e;
-	/* a pass that a mid-pass decision interrupted goes on where it
-	 * stopped (the engine synced then); a new pass starts with a sync */
-	if (!r->pass_open) {
-		n = precopy_engine_sync(r->e);
-		if (n < 0)
-			return engine_fail(r, "sync", (int)n), (int)n;
-	}
 	/* QEMU looks after every rate-limit window; CH and Xen between passes */
 	window_ns = !r->foreign ? r->sc->window_ns : r->sc->policy == SIM_POLICY_QEMU ? SIM_QEMU_WINDOW_NS : 0;
+	r->window_ns = window_ns;
 	/* without questions inside a pass the pages still go out in windows
 	 * of SAMPLE_NS, for the samples only: the same bytes, link time and
 	 * account sums, so the same run */
-	window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * (window_ns ? window_ns : SAMPLE_NS)) /
-				  1000000000u) / r->sc->page_size;
-	if (!window_pages)
-		window_pages = 1;
-	precopy_engine_stats(r->e, &st);
-	iters0 = st.last.iteration;
-	while (!drained) {
-		w = take_pages(r, window_pages, &drained);
-		if (w < 0)
-			return engine_fail(r, "next_pages", (int)w), (int)w;
-		t = r->clk.now;
-		link_send(r, (uint64_t)w);
-		ram += (uint64_t)w;
-		ram_ns += r->clk.now - t;
-		e = precopy_engine_account(r->e, (uint64_t)w, r->clk.now - t);
-		if (e < 0)
-			return engine_fail(r, "account", e), e;
-		if (drained)
-			break;
-		precopy_engine_stats(r->e, &st);
-		sample(r, sat_add(sat_mul(st.dirty_now, r->sc->page_size), r->dev_pending));
-		if (!window_ns)
-			continue;
-		if (r->foreign) {
-			vmm_ask(r, SIM_VMM_WINDOW, 0, NULL, 0, 0);
-			if (r->vd.action == SIM_VMM_CONTINUE)
-				continue;
-			/* the exact figure (a sync), or the end: the engine
-			 * records the iteration either way */
-			if ((e = ask(r, d)) < 0)
-				return e;
-			if (r->vd.action == SIM_VMM_SYNC) {
-				if (d->iteration == iters0)
-					continue; /* no exact query possible yet */
-				vmm_ask(r, SIM_VMM_SYNCED, 0, d, ram, ram_ns);
-			}
-			decided = 1;
-			break;
-		}
-		if ((e = ask(r, d)) < 0)
-			return e;
-		if (d->iteration != iters0 || d->action != PRECOPY_CONTINUE) {
-			decided = 1; /* the engine synced and recorded an iteration */
-			break;
-		}
-	}
-	if (r->sc->ndevs && !(decided && (r->foreign ? vmm_ends(&r->vd)
-						     : d->action == PRECOPY_SWITCHOVER ||
-							       d->action == PRECOPY_FORCE_SWITCHOVER ||
-							       d->action == PRECOPY_ABORT))) {
-		uint64_t slice = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * PUMP_SLICE_NS) / 1000000000u);
-		dev = precopy_engine_pump(r->e, ram > slice ? ram : slice);
-		if (dev < 0)
-			return engine_fail(r, "pump", (int)dev), (int)dev;
-	}
-	if (!decided) {
-		min_ns = waiting_ack ? ACK_POLL_NS : MIN_ITER_NS;
-		if (r->clk.now - t_start < min_ns) {
-			uint64_t idle_to = t_start + min_ns;
-			/* waiting for the ACK: no longer than until it arrives */
-			if (waiting_ack && r->rp_pending && ack_due(r) < idle_to && ack_due(r) > r->clk.now)
-				idle_to = ack_due(r);
-			if (idle_to > r->clk.now)
-				r->clk.now = idle_to;
-		}
-		if ((e = ask(r, d)) < 0)
-			return e;
-		if (r->foreign)
-			vmm_ask(r, SIM_VMM_SYNCED, 1, d, ram, ram_ns);
+	ops.window_pages = (uint64_t)(((unsigned __int128)r->sc->bandwidth_Bps * (window_ns ? window_ns : SAMPLE_NS)) /
+				      1000000000u) / r->sc->page_size;
+	if (!ops.window_pages)
+		ops.window_pages = 1;
+	/* a pass that a mid-pass decision interrupted goes on where it
+	 * stopped (the engine synced then); a new pass starts with a sync */
+	e = vmm_role_iterate(&r->vr, &ops, d, &ri);
+	if (e < 0) {
+		if (r->vr.step) /* else a hook's ask() recorded it */
+			engine_fail(r, r->vr.step, e);
+		return e;
 	}
 	precopy_engine_stats(r->e, &st);
 	it->iteration = st.last.iteration;
@@ -633,9 +621,9 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 	it->dirty_pages = st.last.dirty_pages;
 	it->page_writes = sim_workload_writes(r->wl) - r->writes_mark;
 	r->writes_mark = sim_workload_writes(r->wl);
-	it->ram_bytes = ram;
+	it->ram_bytes = ri.ram_bytes;
 	it->device_bytes = st.last.device_bytes;
-	it->duration_ns = r->clk.now - t_start;
+	it->duration_ns = r->clk.now - r->iter_start;
 	it->bandwidth_Bps = d->bandwidth_Bps;
 	it->pending_bytes = d->pending_bytes;
 	it->expected_downtime_ns = d->expected_downtime_ns;
@@ -648,8 +636,8 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 		sample(r, d->pending_bytes);
 	}
 	it->blocked = d->blocked;
-	it->midpass = decided;
-	r->pass_open = decided;
+	it->midpass = ri.decided;
+	r->vr.pass_open = ri.decided;
 	if (r->foreign) {
 		it->action = vmm_action(&r->vd);
 		it->throttle = r->vd.throttle;
@@ -662,29 +650,20 @@ static int iterate(struct run *r, int waiting_ack, struct sim_iter *it, struct p
 static int switch_over(struct run *r)
 {
 	struct sim_result *res = r->res;
+	struct vmm_role_final f;
 	uint64_t t_sw, t, load = 0;
-	int64_t ram;
-	int e, drained;
+	int e;
 
 	sim_workload_run(r->wl, now_rel(r));
 	sim_workload_stop(r->wl);
 	t_sw = r->clk.now;
-	e = precopy_engine_switchover(r->e);
+	e = vmm_role_switchover(&r->vr, &f);
+	res->dt_switchover_ns = f.switchover_ns;
+	res->dt_final_ram_ns = f.pages_ns;
+	res->final_ram_bytes = f.bytes;
+	res->ram_bytes += f.bytes;
 	if (e < 0)
-		return engine_fail(r, "switchover", e), e;
-	res->dt_switchover_ns = r->clk.now - t_sw;
-	ram = take_pages(r, 0, &drained);
-	if (ram < 0)
-		return engine_fail(r, "final pages", (int)ram), (int)ram;
-	t = r->clk.now;
-	link_send(r, (uint64_t)ram);
-	r->clk.now += r->sc->latency_ns;
-	res->dt_final_ram_ns = r->clk.now - t;
-	res->final_ram_bytes = (uint64_t)ram;
-	res->ram_bytes += (uint64_t)ram;
-	e = precopy_engine_account(r->e, (uint64_t)ram, res->dt_final_ram_ns);
-	if (e < 0)
-		return engine_fail(r, "account", e), e;
+		return engine_fail(r, r->vr.step, e), e;
 	for (uint32_t i = 0; i < r->sc->ndevs; i++)
 		if (!r->sc->devs[i].pre_copy && r->sc->devs[i].dest_load_ns > load)
 			load = r->sc->devs[i].dest_load_ns;
@@ -692,34 +671,25 @@ static int switch_over(struct run *r)
 	res->dt_dest_load_ns = load;
 	r->clk.now += r->sc->fixed_downtime_ns;
 	res->dt_fixed_ns = r->sc->fixed_downtime_ns;
-	if (r->d) {
-		t = r->clk.now;
-		if (precopy_dest_ended(r->d) != 1) {
-			seterr(r, "destination", -EPROTO, "the stream did not end");
-			res->outcome = SIM_FAILED;
-			return -EPROTO;
-		}
-		e = precopy_dest_complete(r->d);
-		if (e < 0) {
-			seterr(r, "destination complete", e, precopy_dest_strerror(r->d));
-			res->outcome = SIM_FAILED;
-			return e;
-		}
-		res->dt_dest_resume_ns = r->clk.now - t;
+	t = r->clk.now;
+	e = vmm_role_resume(&r->vr);
+	if (e < 0) {
+		seterr(r, r->vr.step, e, e == -EPROTO ? "the stream did not end" : precopy_dest_strerror(r->d));
+		res->outcome = SIM_FAILED;
+		return e;
 	}
+	res->dt_dest_resume_ns = r->clk.now - t;
 	res->downtime_ns = r->clk.now - t_sw;
 	res->total_ns = now_rel(r);
-	e = precopy_engine_complete(r->e);
+	e = vmm_role_complete(&r->vr);
 	if (e < 0)
-		return engine_fail(r, "complete", e), e;
+		return engine_fail(r, r->vr.step, e), e;
 	return 0;
 }
 
 static void cancel(struct run *r)
 {
-	precopy_engine_cancel(r->e);
-	if (r->d)
-		precopy_dest_cancel(r->d);
+	vmm_role_cancel(&r->vr);
 	r->res->total_ns = now_rel(r);
 }
 
@@ -811,8 +781,8 @@ int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progre
 	e = setup(r);
 	if (e < 0)
 		goto out;
-	if (r->d && (e = precopy_dest_start(r->d)) < 0) {
-		seterr(r, "destination start", e, precopy_dest_strerror(r->d));
+	if ((e = vmm_role_start_dest(&r->vr)) < 0) {
+		seterr(r, r->vr.step, e, precopy_dest_strerror(r->d));
 		goto out;
 	}
 	if (window && (e = forecast_window(r, window)) < 0)
@@ -821,9 +791,8 @@ int sim_run_ex(const struct sim_scenario *sc, struct sim_result *res, sim_progre
 	if (!window)
 		r->clk.now = T0_NS;
 	r->t0 = r->clk.now;
-	e = precopy_engine_start(r->e);
-	if (e < 0) {
-		engine_fail(r, "start", e);
+	if ((e = vmm_role_start_source(&r->vr)) < 0) {
+		engine_fail(r, r->vr.step, e);
 		goto out;
 	}
 	for (;;) {

@@ -69,6 +69,7 @@ struct sim_device {
 	uint64_t stop_copy_bytes;  /* state left at stop-copy */
 	uint64_t dma_rate_Bps;     /* guest RAM the device writes per second while running */
 	int pre_copy, p2p, dma_logging;
+	int pollable;              /* its data fd polls (0: reads only block, as drivers without poll) */
 	uint64_t transition_ns;    /* each VFIO state arc */
 	uint64_t dest_load_ns;     /* destination's load of the initial data (pre_copy),
 				    * of the whole state (no pre_copy) */

@@ -4,7 +4,8 @@
  * devices that deliver their state at a limited rate are drained
  * concurrently (the drain takes about the slowest device's time, on the
  * virtual clock) where the sys table has the asynchronous queue, and one
- * after another through a version 3 table without it. */
+ * after another through a version 3 table without it; data fds that only
+ * block in read() are drained alongside pollable ones. */
 #include <dirent.h>
 #include <stdio.h>
 
@@ -17,6 +18,9 @@ TestSuite(engine_drain, .fini = fini);
 /* A version 3 copy of the source's table: no asynchronous queue. */
 static struct precopy_sys_ops v3_ops;
 static struct precopy_sys v3_sys;
+
+/* The source devices' counters as the last migrate() left them. */
+static struct precopy_fake_vfio_stats last_src[MAXDEV];
 
 static uint64_t migrate(int ndev, const uint64_t *sizes, uint64_t rate, int serial)
 {
@@ -52,6 +56,7 @@ static uint64_t migrate(int ndev, const uint64_t *sizes, uint64_t rate, int seri
 
 		precopy_fake_vfio_get_stats(H.sdev[i], &s);
 		precopy_fake_vfio_get_stats(H.ddev[i], &d);
+		last_src[i] = s;
 		cr_assert_eq(d.resume_ok, 1, "device %d did not load a valid state", i);
 		cr_assert_eq(d.bytes_in, s.bytes_out, "device %d: %llu bytes loaded, %llu saved", i,
 			     (unsigned long long)d.bytes_in, (unsigned long long)s.bytes_out);
@@ -116,6 +121,53 @@ Test(engine_drain, concurrent_takes_the_slowest_not_the_sum, .timeout = 60)
 	cr_assert_lt(conc, one + one / 10, "concurrent drain %llu ns, one device %llu ns", (unsigned long long)conc,
 		     (unsigned long long)one);
 	cr_assert_geq(ser, 4 * one, "serial drain %llu ns below the sum", (unsigned long long)ser);
+}
+
+/* Data fds that only block in read() (no poll method: the fake's
+ * no_poll) beside pollable ones, all delivering at 100 MiB/s: the
+ * concurrent drain submits every device's reads to the asynchronous queue
+ * (none is read with a plain call, none waits on a poll) and takes about
+ * the slowest device's time; the serial fallback reads each with plain
+ * calls and takes the sum. Byte-equal on the destination either way. */
+Test(engine_drain, blocking_only_fds_beside_pollable_ones, .timeout = 60)
+{
+	const uint64_t rate = 100u << 20;
+	/* the slowest device is a blocking-only one: 12 MiB, 120 ms */
+	uint64_t sizes[4] = { 8u << 20, 12u << 20, 4u << 20, 8u << 20 };
+	uint64_t slowest = (12ull << 20) * 1000000000u / rate, sum = (32ull << 20) * 1000000000u / rate;
+	uint64_t conc, ser;
+
+	for (int pass = 0; pass < 2; pass++) {
+		int serial = pass == 1;
+		uint64_t t;
+
+		h_no_poll[1] = h_no_poll[3] = 1;
+		t = migrate(4, sizes, rate, serial);
+		memset(h_no_poll, 0, sizeof(h_no_poll));
+		for (int i = 0; i < 4; i++) {
+			const struct precopy_fake_vfio_stats *s = &last_src[i];
+
+			cr_assert_gt(s->sc_plain_reads + s->sc_queued_reads, 0, "device %d: no read", i);
+			if (serial)
+				cr_assert_eq(s->sc_queued_reads, 0, "serial: device %d read on a queue", i);
+			else
+				cr_assert_eq(s->sc_plain_reads, 0, "device %d (%s): %llu plain reads in the drain", i,
+					     i & 1 ? "blocking only" : "pollable",
+					     (unsigned long long)s->sc_plain_reads);
+		}
+		if (serial)
+			ser = t;
+		else
+			conc = t;
+	}
+	cr_log_info("2 blocking-only + 2 pollable fds (8+12+4+8 MiB at 100 MiB/s): concurrent %.1f ms, serial "
+		    "%.1f ms, slowest %.1f ms",
+		    conc / 1e6, ser / 1e6, slowest / 1e6);
+	cr_assert_geq(conc, slowest, "faster than the slowest device can deliver");
+	cr_assert_lt(conc, slowest + slowest / 10, "concurrent drain %llu ns, slowest device %llu ns",
+		     (unsigned long long)conc, (unsigned long long)slowest);
+	cr_assert_geq(ser, sum, "serial drain %llu ns below the sum %llu", (unsigned long long)ser,
+		      (unsigned long long)sum);
 }
 
 static int open_fds(void)

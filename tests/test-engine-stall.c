@@ -2,13 +2,13 @@
 /* Every write site of both engines against a peer that takes nothing while
  * the clock stands still: the source's stream (at start, in pre-copy, at
  * switchover), the destination's return path (the switchover-ack, the
- * RP_ERROR of a failed start), its device data writes and its back-end
- * state pipe. A full fd (poll times out) and a fd that polls ready but
+ * RP_ERROR of a failed start), its device data writes (on the
+ * asynchronous queue and plain) and its back-end state pipe. A full fd (poll times out) and a fd that polls ready but
  * answers -EAGAIN both end with -ETIMEDOUT and a message naming the step
  * after io_timeout_ns worth of poll rounds, never a hang (each test has a
  * guard timeout). The source's read waits at switchover (a device's end of
- * data, a back-end's saved state) end the same way when every read answers
- * -EAGAIN. */
+ * data, queued or plain, a back-end's saved state) end the same way when
+ * every read answers -EAGAIN. */
 #include <fcntl.h>
 
 #include "test-engine.h"
@@ -43,6 +43,17 @@ static void fill(int fd)
 /* ndev devices (all flags), nbe back-ends; short I/O timeouts; the
  * source's (src_frozen) and/or the destination's clock frozen. */
 static int src_no_rp; /* the source does not read the return path */
+static int plain_io;  /* both sides through version 3 tables: no asynchronous queue */
+static struct precopy_sys_ops v3_ops[2];
+static struct precopy_sys v3_sys[2];
+
+static const struct precopy_sys *v3(int side, const struct precopy_sys *sys)
+{
+	v3_ops[side] = *sys->ops;
+	v3_ops[side].version = 3;
+	v3_sys[side] = (struct precopy_sys){ &v3_ops[side], sys->ctx };
+	return &v3_sys[side];
+}
 
 static void setup(int ndev, int nbe, int src_frozen, int dst_frozen)
 {
@@ -59,6 +70,10 @@ static void setup(int ndev, int nbe, int src_frozen, int dst_frozen)
 		H.dcfgx.clock.now_ns = frozen_now;
 	if (src_no_rp)
 		H.cfg.rp_fd = -1;
+	if (plain_io) {
+		H.cfg.sys = v3(0, H.ssys);
+		H.dcfgx.sys = v3(1, H.dsys);
+	}
 	nonblock(H.st[0]);
 	nonblock(H.rp[1]);
 	h_engines();
@@ -162,20 +177,30 @@ Test(engine_stall, dest_ack_rp_full) { dest_ack(0); }
 Test(engine_stall, dest_ack_rp_ready_but_refuses) { dest_ack(1); }
 
 /* A destination device's data fd takes nothing (the first write the
- * destination makes is device 10's first DEV_DATA). */
-Test(engine_stall, dest_device_write_refuses)
+ * destination makes is device 10's first DEV_DATA): through the
+ * asynchronous queue (concurrent loads) and with plain writes (a table
+ * without the queue). */
+static void dest_device_write(int plain)
 {
+	struct precopy_dest_stats ds;
 	struct run_result rr;
 	int r;
 
+	plain_io = plain;
 	setup(2, 0, 0, 1);
+	plain_io = 0;
 	refuse_writes(H.dfk, 0);
 	r = run_migration(200, &rr);
 	cr_assert_eq(r, -ETIMEDOUT, "got %d: %s", r, precopy_dest_strerror(H.dst));
 	assert_msg(precopy_dest_strerror(H.dst), "device 10: data write: the device took no byte within the I/O timeout");
+	cr_assert_eq(precopy_dest_stats(H.dst, &ds), 0);
+	cr_assert_eq(ds.concurrent_loads, !plain);
 	for (int i = 0; i < H.ndev; i++)
 		cr_assert_eq(fake_state(H.ddev[i]), VFIO_DEVICE_STATE_RUNNING);
 }
+
+Test(engine_stall, dest_device_write_refuses) { dest_device_write(0); }
+Test(engine_stall, dest_device_plain_write_refuses) { dest_device_write(1); }
 
 /* A back-end's state pipe takes nothing (no devices: the first write is
  * the back-end's state at switchover). */
@@ -202,13 +227,17 @@ static void refuse_reads(struct precopy_fake_kernel *fk)
 	cr_assert_eq(precopy_fake_fault_add(fk, &f), 0);
 }
 
-/* At switchover a device's data fd never reaches its end of data. */
-Test(engine_stall, source_switchover_device_read_refuses)
+/* At switchover a device's data fd never reaches its end of data: on the
+ * asynchronous queue, and read one device after another with plain
+ * calls (a table without the queue). */
+static void source_device_read(int plain)
 {
 	struct precopy_decision d;
 	int r;
 
+	plain_io = plain;
 	setup(2, 0, 1, 0);
+	plain_io = 0;
 	cr_assert_eq(precopy_dest_start(H.dst), 0);
 	cr_assert_eq(precopy_engine_start(H.src), 0);
 	cr_assert_geq(precopy_engine_sync(H.src), 0);
@@ -219,6 +248,9 @@ Test(engine_stall, source_switchover_device_read_refuses)
 	assert_msg(precopy_engine_strerror(H.src), "switchover: device 10 (fake): no end of data within the I/O timeout");
 	assert_all_running();
 }
+
+Test(engine_stall, source_switchover_device_read_refuses) { source_device_read(0); }
+Test(engine_stall, source_switchover_device_plain_read_refuses) { source_device_read(1); }
 
 /* At switchover a back-end's state pipe never reaches its end. */
 Test(engine_stall, source_switchover_backend_read_refuses)

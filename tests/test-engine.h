@@ -2,10 +2,13 @@
 /* Shared harness for the engine suites: a source and a destination engine
  * over two fake kernels, connected by a socketpair (stream) and another
  * (return path); guest RAM as two memory slots per side; fake VFIO devices
- * whose DMA writes real bytes into the source RAM. The test plays the VMM:
- * it writes guest pages (setting the caller-supplied live bitmap), copies
- * the page runs the engine hands out from source to destination RAM, and
- * accounts them on a virtual clock. */
+ * whose DMA writes real bytes into the source RAM. The VMM's role is the
+ * one precopy-sim plays too (harness/vmm_role.h: the fake kernels, the
+ * device pairs, the loop's steps, the switchover, the destination's
+ * resume); this file is the tests' world around it: guest writes setting
+ * the caller-supplied live bitmap, page runs copied from source to
+ * destination RAM at 1 GB/s of virtual time, the destination fed from its
+ * socket in this thread or in its own, and the suites' assertions. */
 #ifndef TEST_ENGINE_H
 #define TEST_ENGINE_H
 
@@ -23,6 +26,7 @@
 #include "precopy/dest.h"
 #include "precopy/engine.h"
 #include "precopy/fake.h"
+#include "../harness/vmm_role.h"
 #include "../ioctl/uapi_compat.h"
 
 #define PS 4096u
@@ -42,7 +46,11 @@ static uint64_t v_now(void *c) { (void)c; return atomic_load(&vnow); }
 static void v_adv(void *c, uint64_t ns) { (void)c; atomic_fetch_add(&vnow, ns); }
 static const struct precopy_fake_clock vclock = { v_now, v_adv, NULL };
 
+_Static_assert(MAXDEV <= VMM_ROLE_MAX_DEVICES, "the VMM's role holds every device");
+
 struct harness {
+	struct vmm_role vr;                /* owns the fake kernels and devices; the
+					    * fields below are the suites' names for them */
 	struct precopy_fake_kernel *sfk, *dfk;
 	const struct precopy_sys *ssys, *dsys;
 	struct precopy_sys lying;          /* ssys, but DMA log reports come back empty */
@@ -78,7 +86,6 @@ struct harness {
 	int keep_be_running;               /* run_migration: do not stop the back-ends */
 	uint64_t window_pages;             /* run_migration: pages per question to the
 					    * engine inside a pass; 0: whole passes */
-	int pass_open;                     /* the last window left pages in the pass */
 };
 
 static struct harness H;
@@ -134,6 +141,7 @@ static uint64_t clk_now(void *c) { (void)c; return atomic_load(&vnow); }
  * rate before h_setup(). */
 static uint64_t h_stop_copy[MAXDEV], h_read_rate[MAXDEV], h_write_rate[MAXDEV];
 static int h_stop_copy_set;
+static int h_no_poll[MAXDEV]; /* device i's data fd has no poll method (source side) */
 static int h_dest_virtual; /* the destination's fake kernel on the virtual clock too */
 
 /* Device i's fake configuration (source and destination share the seed). */
@@ -143,24 +151,58 @@ static struct precopy_fake_vfio_cfg dev_cfg(int i, uint64_t flags)
 		.mig_flags = flags, .dma_logging = 1, .initial_bytes = 20000 + 1000 * (uint64_t)i,
 		.dirty_rate = 2000000, .stop_copy_bytes = 10000 + 500 * (uint64_t)i, .transition_ns = 1000,
 		.seed = (uint32_t)(i + 1), .read_rate = h_read_rate[i],
-		.write_rate = h_write_rate[i],
+		.write_rate = h_write_rate[i], .no_poll = h_no_poll[i],
 	};
 	if (h_stop_copy_set)
 		c.stop_copy_bytes = h_stop_copy[i];
 	return c;
 }
 
+static uint8_t *page_ptr(uint8_t **mem, uint64_t gpa)
+{
+	if (gpa >= SLOT1_GPA)
+		return mem[1] + (gpa - SLOT1_GPA);
+	return mem[0] + (gpa - SLOT0_GPA);
+}
+
+/* The tests' world for the VMM's role: a page run is copied from source
+ * to destination RAM; pages cross at 1 GB/s of virtual time (the last
+ * ones at switchover too). */
+static void v_copy_run(void *c, const struct precopy_ram_run *run)
+{
+	(void)c;
+	memcpy(page_ptr(H.dmem, run->gpa), page_ptr(H.smem, run->gpa), run->pages * PS);
+}
+static void v_send_pages(void *c, uint64_t bytes, int final)
+{
+	(void)c;
+	(void)final;
+	atomic_fetch_add(&vnow, bytes);
+}
+
+/* The role drives the engines the suite holds now (a suite may make its
+ * own). */
+static struct vmm_role *role(void)
+{
+	H.vr.e = H.src;
+	H.vr.d = H.dst;
+	return &H.vr;
+}
+
 /* Build both sides. flags[i]: each device's migration flags. */
 static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 {
+	const struct vmm_role_world world = { .now = v_now, .page_run = v_copy_run, .send_pages = v_send_pages };
+	const struct precopy_clock clk = { clk_now, NULL };
 	int err;
 
 	memset(&H, 0, sizeof(H));
 	atomic_store(&vnow, 1000);
 	H.rng = 0x9E3779B97F4A7C15ull;
-	H.sfk = precopy_fake_kernel_new(&vclock, &err);
-	H.dfk = precopy_fake_kernel_new(h_dest_virtual ? &vclock : NULL, &err);
-	cr_assert(H.sfk && H.dfk);
+	err = vmm_role_init(&H.vr, &world, PS, &vclock, h_dest_virtual ? &vclock : NULL);
+	cr_assert_eq(err, 0, "%s: %d", H.vr.step, err);
+	H.sfk = H.vr.sfk;
+	H.dfk = H.vr.dfk;
 	H.ssys = precopy_fake_kernel_sys(H.sfk);
 	H.dsys = precopy_fake_kernel_sys(H.dfk);
 	orig_ops = H.ssys->ops;
@@ -181,33 +223,35 @@ static void h_setup(int ndev, const uint64_t *flags, int dma_logging)
 	for (int i = 0; i < ndev; i++) {
 		struct precopy_fake_vfio_cfg c = dev_cfg(i, flags[i]);
 		c.dma_logging = dma_logging;
-		H.sfd[i] = precopy_fake_vfio_new(H.sfk, &c, &H.sdev[i]);
-		cr_assert_geq(H.sfd[i], 0);
+		err = vmm_role_add_device(&H.vr, &c, &c, 10 + (uint32_t)i, "fake", 500);
+		cr_assert_eq(err, i, "%s: %d", H.vr.step, err);
+		H.sfd[i] = H.vr.sfd[i];
+		H.dfd[i] = H.vr.dfd[i];
+		H.sdev[i] = H.vr.sdev[i];
+		H.ddev[i] = H.vr.ddev[i];
 		cr_assert_eq(precopy_fake_vfio_set_guest_mem(H.sdev[i], SLOT0_GPA, H.smem[0], SLOT0_PAGES * PS), 0);
 		H.dcfg[i] = c;
-		H.dfd[i] = precopy_fake_vfio_new(H.dfk, &c, &H.ddev[i]);
-		cr_assert_geq(H.dfd[i], 0);
-		H.devs[i] = (struct precopy_engine_device){ .id = 10 + (uint32_t)i, .device_fd = H.sfd[i],
-							    .name = "fake", .transition_ns = 500 };
-		H.ddevs[i] = (struct precopy_dest_device){ .id = 10 + (uint32_t)i, .device_fd = H.dfd[i] };
+		/* the suites' own copies: they rename devices and change estimates */
+		H.devs[i] = H.vr.edevs[i];
+		H.ddevs[i] = H.vr.ddevs[i];
 	}
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, H.st), 0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, H.rp), 0);
 	H.slots[0] = (struct precopy_ram_slot){ .gpa = SLOT0_GPA, .size = SLOT0_PAGES * PS, .page_size = PS };
 	H.slots[1] = (struct precopy_ram_slot){ .gpa = SLOT1_GPA, .size = SLOT1_PAGES * PS, .page_size = PS };
-	H.cfg = (struct precopy_engine_config){
-		.version = PRECOPY_ENGINE_CONFIG_VERSION, .clock = { clk_now, NULL }, .sys = H.ssys,
-		.slots = H.slots, .nslots = 2, .ram_source = PRECOPY_RAM_BITMAP, .ram_bitmap = &H.live,
-		.kvm_vm_fd = -1, .devices = H.devs, .ndevices = (uint32_t)ndev, .stream_fd = H.st[0],
-		.rp_fd = H.rp[0],
-	};
-	precopy_policy_defaults(&H.cfg.policy);
+	vmm_role_engine_config(&H.vr, clk, &H.cfg);
+	H.cfg.slots = H.slots;
+	H.cfg.nslots = 2;
+	H.cfg.ram_bitmap = &H.live;
+	H.cfg.devices = H.devs;
+	H.cfg.stream_fd = H.st[0];
+	H.cfg.rp_fd = H.rp[0];
 	H.cfg.policy.downtime_limit_ns = 200000;
 	H.cfg.policy.fixed_downtime_ns = 10000;
-	H.dcfgx = (struct precopy_dest_config){
-		.version = PRECOPY_DEST_CONFIG_VERSION, .clock = { clk_now, NULL }, .sys = H.dsys,
-		.devices = H.ddevs, .ndevices = (uint32_t)ndev, .stream_fd = H.st[1], .rp_fd = H.rp[1],
-	};
+	vmm_role_dest_config(&H.vr, clk, &H.dcfgx);
+	H.dcfgx.devices = H.ddevs;
+	H.dcfgx.stream_fd = H.st[1];
+	H.dcfgx.rp_fd = H.rp[1];
 }
 
 static void h_engines(void)
@@ -257,8 +301,7 @@ static void h_teardown(void)
 		if (H.rp[i] > 0)
 			close(H.rp[i]);
 	}
-	precopy_fake_kernel_free(H.sfk);
-	precopy_fake_kernel_free(H.dfk);
+	vmm_role_fini(&H.vr); /* the fake kernels and their devices */
 	for (int s = 0; s < 2; s++) {
 		free(H.smem[s]);
 		free(H.dmem[s]);
@@ -266,13 +309,6 @@ static void h_teardown(void)
 	/* everything released: a second teardown (the suite's fini after a
 	 * test's own) is a no-op */
 	memset(&H, 0, sizeof(H));
-}
-
-static uint8_t *page_ptr(uint8_t **mem, uint64_t gpa)
-{
-	if (gpa >= SLOT1_GPA)
-		return mem[1] + (gpa - SLOT1_GPA);
-	return mem[0] + (gpa - SLOT0_GPA);
 }
 
 /* The guest writes n random pages outside the devices' DMA area. */
@@ -302,75 +338,22 @@ static void device_dma(void)
 	}
 }
 
-/* The VMM's side of an iteration: copy what the engine hands out. Returns
- * bytes copied. */
-static uint64_t copy_pages_upto(uint64_t max_pages)
+/* Copy every page the engine hands out now (the rest of the pass).
+ * Returns bytes copied. */
+__attribute__((unused)) static uint64_t copy_pages(void)
 {
-	struct precopy_ram_run runs[8];
-	uint64_t bytes = 0;
-	int64_t n;
+	int drained;
+	int64_t n = vmm_role_take_pages(role(), 0, &drained);
 
-	H.pass_open = 0;
-	for (;;) {
-		if (max_pages && bytes / PS >= max_pages) {
-			H.pass_open = 1;
-			break;
-		}
-		n = precopy_engine_next_pages(H.src, runs, 8, max_pages ? max_pages - bytes / PS : 16);
-		cr_assert_geq(n, 0);
-		if (n == 0)
-			break;
-		for (int64_t i = 0; i < n; i++) {
-			memcpy(page_ptr(H.dmem, runs[i].gpa), page_ptr(H.smem, runs[i].gpa), runs[i].pages * PS);
-			bytes += runs[i].pages * PS;
-		}
-	}
-	return bytes;
+	cr_assert_geq(n, 0, "next_pages: %lld", (long long)n);
+	return (uint64_t)n * PS;
 }
 
-static uint64_t copy_pages(void)
-{
-	return copy_pages_upto(0);
-}
-
-/* Bytes waiting on the destination's end of the stream. */
-static int stream_pending(void)
-{
-	int n = 0;
-
-	cr_assert_eq(ioctl(H.st[1], FIONREAD, &n), 0);
-	return n;
-}
-
-/* Feed the destination as a VMM's loop does (single-threaded): -EAGAIN
- * means "call again", never "the stream is done". until_end 0: stop once
- * the destination has taken every byte on the stream now (a spurious
- * -EAGAIN while bytes wait is retried); 1: go on until the destination has
- * seen the stream's end. Returns 0 or the destination's -errno;
- * -ETIMEDOUT if 1000 calls in a row take nothing. */
+/* Feed the destination from its socket in this thread (harness/vmm_role.h:
+ * vmm_role_dest_feed()). */
 static int dest_drain_to(int until_end)
 {
-	int idle = 0;
-
-	for (;;) {
-		int64_t r;
-
-		if (until_end && precopy_dest_ended(H.dst) == 1)
-			return 0;
-		r = precopy_dest_poll(H.dst, until_end ? 10 : 0);
-		if (r > 0) {
-			idle = 0;
-			continue;
-		}
-		if (r == 0)
-			return 0;
-		if (r != -EAGAIN)
-			return (int)r;
-		if (!until_end && !stream_pending())
-			return 0;
-		if (++idle >= 1000)
-			return until_end ? -ETIMEDOUT : 0;
-	}
+	return vmm_role_dest_feed(role(), H.st[1], until_end);
 }
 
 /* Feed the destination whatever is on the stream now. */
@@ -435,6 +418,32 @@ __attribute__((unused)) static void assert_all_running(void)
 	}
 }
 
+/* The tests' part of an iteration (harness/vmm_role.h): the pump takes
+ * 48 KiB; then the destination takes what is on the stream (unless its
+ * thread does), the guest writes pages (per whole pass, or one per
+ * window inside passes), each device one page, and 100 us pass. */
+static uint64_t t_pump_budget(void *c, const struct precopy_decision *d, const struct vmm_role_iter *it)
+{
+	(void)c;
+	(void)d;
+	(void)it;
+	return 48 * 1024;
+}
+
+static int t_settle(void *c, const struct vmm_role_iter *it)
+{
+	int r;
+
+	(void)c;
+	(void)it;
+	if (!H.threaded && (r = dest_drain()) < 0)
+		return r;
+	guest_writes(H.window_pages ? 1 : 6);
+	device_dma();
+	atomic_fetch_add(&vnow, 100000);
+	return 0;
+}
+
 /* Run a whole migration as the VMM would. Returns 0 and fills the stats,
  * or the first -errno. max_iter bounds the loop. dest: 1 = threaded. */
 struct run_result {
@@ -444,17 +453,20 @@ struct run_result {
 
 static int run_migration(int max_iter, struct run_result *rr)
 {
+	const struct vmm_role_iter_ops ops = { .window_pages = H.window_pages, .pump_budget = t_pump_budget,
+					       .settle = t_settle };
+	struct vmm_role *vr = role();
+	struct vmm_role_iter it;
 	struct precopy_decision d;
-	int64_t n;
 	int r;
 
 	memset(rr, 0, sizeof(*rr));
 	atomic_store(&H.src_done, 0);
 	atomic_store(&H.thr_err, 0);
-	r = precopy_dest_start(H.dst);
+	r = vmm_role_start_dest(vr);
 	if (r < 0)
 		return r;
-	r = precopy_engine_start(H.src);
+	r = vmm_role_start_source(vr);
 	if (r < 0)
 		return r;
 	if (H.threaded) {
@@ -462,27 +474,9 @@ static int run_migration(int max_iter, struct run_result *rr)
 		cr_assert_eq(pthread_create(&H.thr, NULL, dest_thread, NULL), 0);
 	}
 	for (rr->iterations = 0; rr->iterations < max_iter; rr->iterations++) {
-		uint64_t bytes;
-
-		if (!H.pass_open) { /* a pass starts with a sync */
-			n = precopy_engine_sync(H.src);
-			if (n < 0)
-				goto fail_n;
-		}
-		bytes = copy_pages_upto(H.window_pages);
-		atomic_fetch_add(&vnow, bytes); /* 1 GB/s */
-		n = precopy_engine_pump(H.src, 48 * 1024);
-		if (n < 0)
-			goto fail_n;
-		r = precopy_engine_account(H.src, bytes, bytes);
-		cr_assert_eq(r, 0);
-		if (!H.threaded && (r = dest_drain()) < 0)
-			goto fail;
-		/* per whole pass, or one page per window inside passes */
-		guest_writes(H.window_pages ? 1 : 6);
-		device_dma();
-		atomic_fetch_add(&vnow, 100000);
-		r = precopy_engine_decide(H.src, &d);
+		/* a window of pages (or the whole pass), the pump, the
+		 * guest's writes, the decision */
+		r = vmm_role_iterate(vr, &ops, &d, &it);
 		if (r < 0)
 			goto fail;
 		rr->last_action = d.action;
@@ -513,14 +507,10 @@ static int run_migration(int max_iter, struct run_result *rr)
 	/* stop the vCPUs and the back-ends' queues: the guest writes nothing more */
 	for (int i = 0; i < H.nbe && !H.keep_be_running; i++)
 		cr_assert_eq(precopy_fake_backend_set_running(H.sbe[i].cur, 0), 0);
-	r = precopy_engine_switchover(H.src);
+	r = vmm_role_switchover(vr, NULL); /* the last pages copied too */
 	atomic_store(&H.src_done, 1);
 	if (r < 0)
 		goto fail;
-	{
-		uint64_t bytes = copy_pages();
-		cr_assert_eq(precopy_engine_account(H.src, bytes, bytes), 0);
-	}
 	if (H.threaded) {
 		pthread_join(H.thr, NULL);
 		H.threaded = 0;
@@ -530,12 +520,10 @@ static int run_migration(int max_iter, struct run_result *rr)
 		goto fail;
 	}
 	cr_assert_eq(precopy_dest_ended(H.dst), 1, "%s", precopy_dest_strerror(H.dst));
-	r = precopy_dest_complete(H.dst);
+	r = vmm_role_resume(vr);
 	if (r < 0)
 		return r;
-	return precopy_engine_complete(H.src);
-fail_n:
-	r = (int)n;
+	return vmm_role_complete(vr);
 fail:
 	if (H.threaded) {
 		atomic_store(&H.stop_thr, 1);

@@ -156,7 +156,7 @@ static const struct err_case errs[] = {
 	{ "[device.gpu0]\npre_copy = maybe\n", "t.ini:2: [device.gpu0] pre_copy: bad boolean \"maybe\" (yes or no)" },
 	{ "[device.gpu0]\ncolor = green\n",
 	  "t.ini:2: [device.gpu0] color: unknown key (known: initial, dirty_rate, stop_copy, dma_rate, pre_copy, p2p, "
-	  "transition, dest_load, read_rate, page_size, max_ranges, dma_logging)" },
+	  "transition, dest_load, read_rate, page_size, max_ranges, dma_logging, pollable)" },
 	{ "[device.a]\ninitial = 1M\n[device.a]\n", "t.ini:3: [device.a]: device defined twice (first on line 1)" },
 	{ "[device.]\n", "t.ini:1: [device.]: a device name must be 1..64 printable characters without spaces" },
 	{ "[device.gpu0]\npage_size = 6K\n", "t.ini:2: [device.gpu0] page_size: must be a power of two >= 4K" },
@@ -275,6 +275,7 @@ Test(sim_scenario, values_land_where_they_belong)
 			   "fixed_downtime=7ms\nmax_iterations=12\n"
 			   "[device.gpu0]\ninitial=8G\ndirty_rate=1G/s\nstop_copy=2G\ndma_rate=100M/s\npre_copy=no\n"
 			   "p2p=off\ntransition=30ms\ndest_load=2s\npage_size=64K\nmax_ranges=4\ndma_logging=no\n"
+			   "pollable=no\n"
 			   "[device.nic]\n";
 
 	cr_assert_eq(sim_scenario_parse_string(&sc, "v.ini", text, err, sizeof(err)), 0, "%s", err);
@@ -311,7 +312,9 @@ Test(sim_scenario, values_land_where_they_belong)
 	cr_assert_eq(sc.devs[0].max_ranges, 4);
 	cr_assert_eq(sc.devs[0].dma_logging, 0);
 	cr_assert_str_eq(sc.devs[1].name, "nic");
+	cr_assert_eq(sc.devs[0].pollable, 0);
 	cr_assert_eq(sc.devs[1].pre_copy, 1);
+	cr_assert_eq(sc.devs[1].pollable, 1, "a data fd polls unless told");
 	sim_scenario_release(&sc);
 }
 

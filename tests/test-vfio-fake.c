@@ -267,6 +267,54 @@ Test(vfio_fake, precopy_info_and_stream)
 	cr_expect_eq(precopy_sys_close(sys, dfd), 0);
 }
 
+/* A data fd without a poll method (cfg.no_poll) polls readable and
+ * writable at once even with nothing to read, beside a pollable one that
+ * polls readable only when the device has bytes; reads are counted as
+ * plain in STOP_COPY. */
+Test(vfio_fake, data_fd_without_poll_method)
+{
+	struct precopy_fake_vfio_cfg c = { .mig_flags = ALLF, .initial_bytes = 0, .stop_copy_bytes = 5000,
+					   .seed = 7 };
+	struct precopy_fake_vfio *blind, *seeing;
+	struct precopy_fake_vfio_stats st;
+	struct pollfd pf[3];
+	int bfd, sfd, bdata, sdata;
+	uint8_t buf[8192];
+
+	sfd = precopy_fake_vfio_new(fk, &c, &seeing);
+	c.no_poll = 1;
+	bfd = precopy_fake_vfio_new(fk, &c, &blind);
+	cr_assert(bfd >= 0 && sfd >= 0);
+	cr_assert_eq(set_state(bfd, VFIO_DEVICE_STATE_PRE_COPY, &bdata), 0);
+	cr_assert_eq(set_state(sfd, VFIO_DEVICE_STATE_PRE_COPY, &sdata), 0);
+	/* nothing to read in either (no initial data, no dirtying) */
+	pf[0] = (struct pollfd){ .fd = sdata, .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = -1, .events = POLLIN };
+	pf[2] = (struct pollfd){ .fd = bdata, .events = POLLIN | POLLOUT };
+	cr_assert_eq(precopy_sys_poll(sys, pf, 3, 0), 1);
+	cr_expect_eq(pf[0].revents, 0, "the pollable fd has nothing: %#x", pf[0].revents);
+	cr_expect_eq(pf[1].revents, 0);
+	cr_expect_eq(pf[1].fd, -1);
+	cr_expect_eq(pf[2].fd, bdata, "the fd number is given back");
+	cr_expect_eq(pf[2].revents, POLLIN | POLLOUT, "no poll method: the default mask");
+	cr_expect_eq(precopy_sys_read(sys, bdata, buf, sizeof(buf)), -ENOMSG);
+	/* alone it answers at once too, whatever the timeout */
+	cr_assert_eq(precopy_sys_poll(sys, &pf[2], 1, 10000), 1);
+	cr_assert_eq(set_state(bfd, VFIO_DEVICE_STATE_STOP_COPY, NULL), 0);
+	cr_assert_eq(set_state(sfd, VFIO_DEVICE_STATE_STOP_COPY, NULL), 0);
+	cr_expect_eq(precopy_sys_read(sys, bdata, buf, sizeof(buf)), 5000);
+	cr_expect_eq(precopy_sys_read(sys, bdata, buf, sizeof(buf)), 0);
+	precopy_fake_vfio_get_stats(blind, &st);
+	cr_expect_eq(st.sc_plain_reads, 1);
+	cr_expect_eq(st.sc_queued_reads, 0);
+	/* the pollable one polls readable once the device holds its state */
+	cr_assert_eq(precopy_sys_poll(sys, pf, 1, 0), 1);
+	cr_expect(pf[0].revents & POLLIN);
+	cr_expect_eq(precopy_sys_read(sys, sdata, buf, sizeof(buf)), 5000);
+	cr_expect_eq(precopy_sys_close(sys, bdata), 0);
+	cr_expect_eq(precopy_sys_close(sys, sdata), 0);
+}
+
 Test(vfio_fake, precopy_info_argsz_and_write_rules)
 {
 	int fd = mkdev(ALLF, 0, NULL), dfd;

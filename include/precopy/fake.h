@@ -138,6 +138,15 @@ struct precopy_fake_vfio_cfg {
 	 * unlimited): a write of n bytes takes n / write_rate, as reads do
 	 * with read_rate (a clock without advance_ns sleeps instead). */
 	uint64_t write_rate;
+	/* A data fd without a poll method, as drivers whose read() only
+	 * returns once the device has copied the state out (0: pollable, as
+	 * before). poll reports it readable and writable at once whatever the
+	 * device holds (the kernel's default mask for such a file) and makes
+	 * the model produce nothing; O_NONBLOCK means nothing to it: every
+	 * read blocks for n / read_rate on the clock (a plain read advances
+	 * it; on the asynchronous queue the read completes that long after
+	 * the device is free, whether submitted as blocking or not). */
+	int no_poll;
 };
 
 struct precopy_fake_vfio_stats {
@@ -153,6 +162,9 @@ struct precopy_fake_vfio_stats {
 	uint64_t log_page_size; /* page size the tracker chose */
 	uint64_t initial_left;	/* PRE_COPY accounting */
 	uint64_t dirty_bytes;
+	/* reads of STOP_COPY state that returned bytes: through plain read()
+	 * on the sys table, or submitted to its asynchronous queue */
+	uint64_t sc_plain_reads, sc_queued_reads;
 };
 
 /* Create a device; its fd (an eventfd) is returned and dispatched by fk.
