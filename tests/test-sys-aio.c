@@ -657,11 +657,107 @@ Test(sys_aio, blocking_reads_run_concurrently)
 	cr_log_info("%d streams of %d ms writer time: concurrent %.1f ms (1 worker: %.1f ms), "
 		    "serial read(2) %.1f ms, sum %.0f ms",
 		    STREAMS, CHUNKS * STEP_MS, conc, conc1, serial, sum);
-	cr_assert_lt(conc, 0.6 * sum, "concurrent %.1f ms, sum of the streams %.0f ms", conc, sum);
-	/* one worker: reported, not asserted (its time depends on whether the
-	 * kernel arms a poll for the punted reads or a worker waits; 101-111 ms
-	 * on a quiet machine, 276 ms seen under load) */
-	cr_assert_gt(serial, conc, "serial %.1f ms, concurrent %.1f ms", serial, conc);
+	/* times are reported, not asserted (perf/bench-drain measures them;
+	 * 441 ms was seen for the concurrent drain at load 8.5): that the
+	 * reads overlap is proved by relay_needs_reads_in_flight_together */
+	(void)sum;
+}
+
+/* A relay: stream i's writer writes (and ends) only once stream i + 1 was
+ * read to its end, the last stream's at once. A reader that waits for one
+ * stream before it asks the next would wait on stream 0 for ever; the
+ * queue, with every read in flight together, ends them last to first.
+ * Timing plays no part: a writer that waited RELAY_GIVE_UP_MS closes
+ * its pipe unwritten and the test fails on the missing bytes. */
+enum { RELAY_GIVE_UP_MS = 20000 };
+
+struct relay {
+	int p[2];
+	pthread_t th;
+	_Atomic int ended;        /* its reader saw the end */
+	_Atomic int *next_ended;  /* the next stream's, or NULL */
+	unsigned char in[CHUNK];
+	size_t have;
+	int gave_up;
+};
+
+static void *relay_writer(void *arg)
+{
+	struct relay *d = arg;
+	unsigned char chunk[CHUNK];
+	double t0 = now_ms();
+
+	while (d->next_ended && !*d->next_ended) {
+		if (now_ms() - t0 > RELAY_GIVE_UP_MS) {
+			d->gave_up = 1;
+			close(d->p[1]);
+			return NULL;
+		}
+		sleep_ms(1);
+	}
+	memset(chunk, 0x5a, sizeof(chunk));
+	for (size_t off = 0; off < sizeof(chunk);) {
+		ssize_t w = write(d->p[1], chunk + off, sizeof(chunk) - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	close(d->p[1]);
+	return NULL;
+}
+
+Test(sys_aio, relay_needs_reads_in_flight_together)
+{
+	static struct relay dev[STREAMS];
+	void *q = q_open(STREAMS, 0);
+	int live = STREAMS, order[STREAMS], nend = 0;
+
+	for (int i = STREAMS - 1; i >= 0; i--) {
+		dev[i] = (struct relay){ .next_ended = i + 1 < STREAMS ? &dev[i + 1].ended : NULL };
+		cr_assert_eq(pipe(dev[i].p), 0);
+	}
+	for (int i = 0; i < STREAMS; i++)
+		cr_assert_eq(submit1(q, PRECOPY_SYS_AIO_READ, PRECOPY_SYS_AIO_BLOCKING, dev[i].p[0], dev[i].in,
+				     sizeof(dev[i].in), (uint64_t)i), 0);
+	/* the writers start once every read is in flight */
+	for (int i = 0; i < STREAMS; i++)
+		cr_assert_eq(pthread_create(&dev[i].th, NULL, relay_writer, &dev[i]), 0);
+	while (live > 0) {
+		struct precopy_sys_aio_done done[STREAMS];
+		int r = precopy_sys_aio_reap(sys, q, done, STREAMS, 1000);
+
+		if (r == -EINTR)
+			continue;
+		cr_assert_geq(r, 0, "aio_reap = %d with %d streams live", r, live);
+		for (int j = 0; j < r; j++) {
+			struct relay *d = &dev[done[j].tag];
+
+			cr_assert_geq(done[j].res, 0, "stream %llu: %lld", (unsigned long long)done[j].tag,
+				      (long long)done[j].res);
+			if (done[j].res == 0) {
+				order[nend++] = (int)done[j].tag;
+				d->ended = 1;
+				live--;
+				continue;
+			}
+			d->have += (size_t)done[j].res;
+			cr_assert_leq(d->have, sizeof(d->in));
+			cr_assert_eq(submit1(q, PRECOPY_SYS_AIO_READ, PRECOPY_SYS_AIO_BLOCKING, d->p[0],
+					     d->in + d->have, sizeof(d->in) - d->have, done[j].tag), 0);
+		}
+	}
+	precopy_sys_aio_close(sys, q);
+	for (int i = 0; i < STREAMS; i++) {
+		cr_assert_eq(pthread_join(dev[i].th, NULL), 0);
+		close(dev[i].p[0]);
+		cr_assert_eq(dev[i].gave_up, 0, "stream %d's writer waited %d ms for stream %d: the reads did not "
+			     "overlap", i, RELAY_GIVE_UP_MS, i + 1);
+		cr_assert_eq(dev[i].have, sizeof(dev[i].in), "stream %d", i);
+		cr_assert_eq(order[i], STREAMS - 1 - i, "stream %d ended in place %d", order[i], i);
+	}
 }
 
 /* ---- close with ops in flight ------------------------------------------------- */
