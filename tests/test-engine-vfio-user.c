@@ -645,15 +645,19 @@ Test(engine_vfio_user, negative_control_ignored_dma_log_loses_pages)
 /* The switchover of n devices whose servers take delay_us per read of
  * 64 KiB (1 MiB of state each): its wall time in seconds, after checking
  * the migration whole (every B loads its stream, RAM byte-equal). */
-static double drain_time(int n, unsigned delay_us)
+static double drain_time(int n, unsigned delay_us, int *max_inflight)
 {
 	struct vu_server_cfg acfg[MAXVU];
 	struct mig m;
 	double t0, t;
+	_Atomic int *shared = mmap(NULL, 2 * sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
+	cr_assert_neq(shared, MAP_FAILED);
+	shared[0] = shared[1] = 0;
 	for (int i = 0; i < n; i++)
 		acfg[i] = (struct vu_server_cfg){ .seed = 0xd7a1 + (uint64_t)i, .state_bytes = 1u << 20,
-						  .read_delay_us = delay_us, .twin = 1 };
+						  .read_delay_us = delay_us, .twin = 1, .inflight = &shared[0],
+						  .inflight_max = &shared[1] };
 	mig_setup(&m, n, acfg, 0, NULL);
 	mig_start(&m);
 	copy_pages(&m);
@@ -676,21 +680,26 @@ static double drain_time(int n, unsigned delay_us)
 			   : strncmp(m.drained, "concurrently", 12) == 0,
 		  "drained: %s", m.drained);
 	mig_free(&m);
+	*max_inflight = shared[1];
+	munmap((void *)shared, 2 * sizeof(*shared));
 	return t;
 }
 
-/* Four servers that each take 10 ms per 64 KiB read (17 reads with data:
- * >= 170 ms each) drain in about the slowest one's time, not the sum:
- * every server has a request in flight at once. */
+/* Four servers that each take 10 ms per 64 KiB read (17 reads with data)
+ * have requests in flight at the same time: the servers count the reads
+ * they are answering in shared memory, and the most at once must be more
+ * than one (serially it is exactly one; the times are reported, and
+ * perf/bench-drain measures them). */
 Test(engine_vfio_user, drains_servers_concurrently)
 {
-	double one = drain_time(1, 10000), four = drain_time(MAXVU, 10000);
+	int max1, max4;
+	double one = drain_time(1, 10000, &max1), four = drain_time(MAXVU, 10000, &max4);
 
 	cr_log_info("vfio-user drain, 1 MiB per device at 10 ms per 64 KiB read: 1 device %.0f ms, 4 devices %.0f ms "
-		    "(ratio to the sum %.2f)",
-		    one * 1e3, four * 1e3, four / (MAXVU * one));
-	cr_assert_geq(one, 0.170, "the delay is there: %.3f s", one);
-	cr_assert_lt(four, 0.5 * MAXVU * one, "4 devices %.3f s, 1 device %.3f s: not overlapped", four, one);
+		    "(ratio to the sum %.2f), at most %d reads answered at once",
+		    one * 1e3, four * 1e3, four / (MAXVU * one), max4);
+	cr_assert_eq(max1, 1, "one server answers one read at a time");
+	cr_assert_geq(max4, 2, "4 servers: at most %d read answered at once: not overlapped", max4);
 }
 
 /* Two servers at 10 ms per 64 KiB read and an fd back-end delivering
@@ -701,17 +710,18 @@ Test(engine_vfio_user, drains_servers_concurrently)
 Test(engine_vfio_user, drains_servers_beside_an_fd_backend)
 {
 	struct standin src = { .size = 1u << 20, .rate = 6u << 20, .fd = -1 }, dst = { .fd = -1 };
-	double one = drain_time(1, 10000), t;
+	int max1, max2;
+	double one = drain_time(1, 10000, &max1), t;
 
 	g_be_src = &src;
 	g_be_dst = &dst;
-	t = drain_time(2, 10000);
-	cr_log_info("vfio-user drain beside an fd back-end: 1 server alone %.0f ms, 2 servers + 1 back-end %.0f ms",
-		    one * 1e3, t * 1e3);
+	t = drain_time(2, 10000, &max2);
+	cr_log_info("vfio-user drain beside an fd back-end: 1 server alone %.0f ms, 2 servers + 1 back-end %.0f ms, "
+		    "at most %d reads answered at once",
+		    one * 1e3, t * 1e3, max2);
 	cr_assert_eq(dst.result, 0, "the back-end's state arrived intact");
 	cr_assert_eq(dst.got, src.size);
-	cr_assert_geq(one, 0.170, "the delay is there: %.3f s", one);
-	cr_assert_lt(t, 1.5 * one, "not overlapped: %.3f s against %.3f s for one server", t, one);
+	cr_assert_eq(max2, 2, "2 servers beside the back-end: at most %d read answered at once", max2);
 }
 
 /* The control: without the asynchronous queue the drain is serial and
@@ -719,11 +729,13 @@ Test(engine_vfio_user, drains_servers_beside_an_fd_backend)
 Test(engine_vfio_user, drains_servers_serially_without_queue)
 {
 	double one, four;
+	int max1, max4;
 
 	g_serial = 1;
-	one = drain_time(1, 10000);
-	four = drain_time(MAXVU, 10000);
+	one = drain_time(1, 10000, &max1);
+	four = drain_time(MAXVU, 10000, &max4);
 	cr_log_info("vfio-user serial drain: 1 device %.0f ms, 4 devices %.0f ms", one * 1e3, four * 1e3);
+	cr_assert_eq(max4, 1, "serial: %d reads answered at once", max4);
 	cr_assert_geq(four, 0.9 * MAXVU * 0.170, "serial: at least the sum of the delays (%.3f s)", four);
 }
 

@@ -2,6 +2,7 @@
 /* tests/lib/vu_server.c — the tests' vfio-user server (vu_server.h). It
  * is the peer the library talks to, so it calls the kernel directly. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -554,12 +555,21 @@ static int on_mig_read(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 										     : stream_len(s);
 	uint64_t avail = s->cursor < limit ? limit - s->cursor : 0;
 	uint32_t got = avail < want ? (uint32_t)avail : want;
+	if (got && s->cfg->inflight) {
+		int now = atomic_fetch_add(s->cfg->inflight, 1) + 1;
+		int max = atomic_load(s->cfg->inflight_max);
+
+		while (now > max && !atomic_compare_exchange_weak(s->cfg->inflight_max, &max, now))
+			;
+	}
 	if (got && s->cfg->read_delay_us) {
 		struct timespec ts = { .tv_sec = s->cfg->read_delay_us / 1000000,
 				       .tv_nsec = (long)(s->cfg->read_delay_us % 1000000) * 1000 };
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
 	}
+	if (got && s->cfg->inflight)
+		atomic_fetch_sub(s->cfg->inflight, 1);
 	size_t plen = 8 + (s->cfg->pad_reads ? want : got);
 	uint8_t *b = calloc(1, HDR + plen);
 	if (!b)

@@ -64,6 +64,11 @@ struct vu_server_cfg {
 	/* every MIG_DATA_READ that hands out bytes first waits this long (a
 	 * device that makes its data at msg_bytes per read_delay_us) */
 	unsigned read_delay_us;
+	/* optional, shared with the test (MAP_SHARED before the fork, one
+	 * pair for several servers): while a MIG_DATA_READ that hands out
+	 * bytes is being answered *inflight counts it, and *inflight_max
+	 * keeps the most seen at once across the servers that share it */
+	_Atomic int *inflight, *inflight_max;
 	/* the die_at-th MIG_DATA_READ (0: never) sends its header and half
 	 * its payload, then the server exits */
 	unsigned die_at;
