@@ -237,6 +237,35 @@ static int poll_peer(struct src *s)
 	return 0;
 }
 
+/* Pages to hand out between two decisions: what a window of sending
+ * carries as whole pages at the cap (or the measured bandwidth). Zero
+ * pages cost a marker, so a run of them reaches this count long before the
+ * window's time is up: the engine hears of the drop in unsent pages while
+ * it is still fresh. */
+static uint64_t window_budget(const struct src *s)
+{
+	uint64_t bw = s->o->max_bw ? s->o->max_bw : s->d.bandwidth_Bps;
+	uint64_t n = (uint64_t)((long double)bw * (long double)WINDOW_NS / 1e9L) / VMM_PAGE;
+
+	return n < 256 ? 256 : n;
+}
+
+/* The time to account for `bytes` sent in `ns`: never less than the cap
+ * allows. The token bucket refills while the thread syncs or decides (time
+ * not counted as sending) and lends up to 100 ms of the cap at once: a
+ * window after such a pause showed 154 MB/s under a 100 MiB/s cap, the
+ * engine switched over on an expected 297 ms and the last RAM, sent at the
+ * cap, took 357 ms (limit 300). The stop and copy runs at the cap. */
+static uint64_t send_time(const struct src *s, uint64_t bytes, uint64_t ns)
+{
+	uint64_t least;
+
+	if (!s->o->max_bw)
+		return ns;
+	least = (uint64_t)((long double)bytes * 1e9L / (long double)s->o->max_bw);
+	return ns > least ? ns : least;
+}
+
 static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent)
 {
 	uint64_t now = vmm_now_ns(), prev = s->d.iteration;
@@ -244,7 +273,8 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 
 	if ((r = poll_peer(s)) < 0)
 		return r;
-	precopy_engine_account(s->e, s->conn.sent - *acc_sent, now - *acc_start);
+	precopy_engine_account(s->e, s->conn.sent - *acc_sent,
+			       send_time(s, s->conn.sent - *acc_sent, now - *acc_start));
 	*acc_sent = s->conn.sent;
 	*acc_start = now;
 	r = precopy_engine_decide(s->e, &s->d);
@@ -448,7 +478,7 @@ static int migrate(struct src *s)
 	struct precopy_ram_run runs[64];
 	struct vmm_hello h;
 	struct vmm_done done;
-	uint64_t acc_start, acc_sent = 0, last_decide, pages = 0;
+	uint64_t acc_start, acc_sent = 0, last_decide, pages = 0, window_pages = 0;
 	int fd, r;
 
 	s->t_start = vmm_now_ns();
@@ -510,7 +540,7 @@ static int migrate(struct src *s)
 		}
 		src_idle(s);
 		now = vmm_now_ns();
-		if (n > 0 && now - last_decide < WINDOW_NS) {
+		if (n > 0 && now - last_decide < WINDOW_NS && pages - window_pages < window_budget(s)) {
 			progress(s, 0);
 			continue;
 		}
@@ -525,6 +555,7 @@ static int migrate(struct src *s)
 			s->last_mbps_bytes = s->conn.sent;
 		}
 		last_decide = vmm_now_ns();
+		window_pages = pages;
 		if ((r = account_decide(s, &acc_start, &acc_sent)) < 0) {
 			if (!s->reason[0])
 				snprintf(s->reason, sizeof(s->reason), "decide: %s", strerror(-r));
@@ -563,6 +594,13 @@ static int migrate(struct src *s)
 	}
 	s->stopped = 1;
 	vmm_trace(s->t_stop, "source: vCPU parked");
+	/* The last RAM goes at the cap like pre-copy, where the engine
+	 * measured its bandwidth: not faster on tokens the bucket saved while
+	 * the thread synced or decided (up to 100 ms of the cap: measured 32
+	 * MiB sent in 55 ms at 300 MiB/s, expected 234 ms). */
+	s->conn.tokens_ns = vmm_now_ns();
+	if (s->conn.tokens > 0)
+		s->conn.tokens = 0;
 	if ((r = vmm_send(&s->conn, VMM_F_STOP, s->t_stop, NULL, 0)) < 0) {
 		snprintf(s->reason, sizeof(s->reason), "sending the stop: %s", strerror(-r));
 		return fail_resume(s, "failed");
