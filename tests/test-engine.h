@@ -79,6 +79,8 @@ struct harness {
 	uint64_t window_pages;             /* run_migration: pages per question to the
 					    * engine inside a pass; 0: whole passes */
 	int pass_open;                     /* the last window left pages in the pass */
+	int vary_policy;                   /* run_migration: a new fixed_downtime_ns
+					    * (0 .. 2 x the limit) before each question */
 };
 
 static struct harness H;
@@ -482,6 +484,12 @@ static int run_migration(int max_iter, struct run_result *rr)
 		guest_writes(H.window_pages ? 1 : 6);
 		device_dma();
 		atomic_fetch_add(&vnow, 100000);
+		if (H.vary_policy) {
+			struct precopy_policy p = H.cfg.policy;
+
+			p.fixed_downtime_ns = rnd() % (2 * p.downtime_limit_ns);
+			cr_assert_eq(precopy_engine_set_policy(H.src, &p), 0);
+		}
 		r = precopy_engine_decide(H.src, &d);
 		if (r < 0)
 			goto fail;
