@@ -20,6 +20,8 @@
 #define PROGRESS_NS 500000000ull
 #define STOP_TIMEOUT_NS 5000000000ull
 #define BACKEND_ID 1u
+#define STOP_SAMPLES 10u         /* stop probes kept: about a second of decisions */
+#define RESUME_NS 1000000ull     /* DONE -> the destination's vCPU running (traced: < 0.1 ms) */
 
 struct src {
 	const struct vmm_opts *o;
@@ -33,11 +35,18 @@ struct src {
 	struct kvm_dirty_gfn *ring;
 	size_t ring_bytes;
 	/* times */
-	uint64_t t_start, t_setup, t_stop, t_done, t_end, dest_resume_ns;
+	uint64_t t_start, t_setup, t_stop, t_parked, t_done, t_end, dest_resume_ns;
 	/* statistics */
 	uint64_t pages_normal, pages_zero, syncs, precopy_bytes, downtime_bytes, final_pages;
 	uint64_t window_bytes, window_ns, last_mbps_bytes, last_progress;
 	uint64_t decide_ns, sync_ns, ring_full_syncs; /* time in the engine's decide and sync calls */
+	/* the downtime the engine cannot see, measured (stop_costs()) */
+	uint64_t kick_ns;             /* when the pending stop probe kicked the vCPU, 0: none */
+	uint64_t kick_lat[STOP_SAMPLES]; /* the last probes' kick -> out of KVM_RUN */
+	unsigned nkick;
+	uint64_t exact_ns;            /* the last exact query's decide call */
+	uint64_t fixed_ns;            /* what the engine counts now */
+	struct precopy_policy policy;
 	double mbps;
 	struct precopy_decision d;
 	uint64_t iterations;
@@ -266,6 +275,43 @@ static uint64_t send_time(const struct src *s, uint64_t bytes, uint64_t ns)
 	return ns > least ? ns : least;
 }
 
+/* What the switchover costs beyond what the engine models (its RAM and
+ * state at the bandwidth): stopping the vCPU (kick, exit, registers), the
+ * final sync, the destination's resume. The first is the vCPU thread's
+ * wake-up under the machine's load: measured here by kicking the running
+ * vCPU once per decision and reading when its KVM_RUN ended (one exit, no
+ * other effect); not while throttled, where the vCPU sleeps between slices
+ * and a kick would measure the sleep. The engine's fixed cost becomes the
+ * largest recent probe + the last exact query's call (its sync is the
+ * final sync's size) + RESUME_NS, never below the policy's default. */
+static void stop_costs(struct src *s, uint64_t now)
+{
+	uint64_t out = atomic_load(&s->vm.kicked_out_ns), worst = 0, fixed;
+
+	if (s->kick_ns && out >= s->kick_ns) {
+		s->kick_lat[s->nkick++ % STOP_SAMPLES] = out - s->kick_ns;
+		s->kick_ns = 0;
+	}
+	if (atomic_load(&s->vm.throttle_pct) || atomic_load(&s->vm.parked)) {
+		s->kick_ns = 0;
+	} else if (!s->kick_ns) {
+		s->kick_ns = now;
+		vmm_vm_kick(&s->vm);
+	}
+	for (unsigned i = 0; i < STOP_SAMPLES && i < s->nkick; i++)
+		worst = s->kick_lat[i] > worst ? s->kick_lat[i] : worst;
+	fixed = worst + s->exact_ns + RESUME_NS;
+	if (fixed < s->policy.fixed_downtime_ns)
+		fixed = s->policy.fixed_downtime_ns;
+	if (fixed != s->fixed_ns) {
+		struct precopy_policy p = s->policy;
+
+		p.fixed_downtime_ns = fixed;
+		if (precopy_engine_set_policy(s->e, &p) == 0)
+			s->fixed_ns = fixed;
+	}
+}
+
 static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent)
 {
 	uint64_t now = vmm_now_ns(), prev = s->d.iteration;
@@ -277,6 +323,7 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 			       send_time(s, s->conn.sent - *acc_sent, now - *acc_start));
 	*acc_sent = s->conn.sent;
 	*acc_start = now;
+	stop_costs(s, now);
 	r = precopy_engine_decide(s->e, &s->d);
 	s->decide_ns += vmm_now_ns() - now;
 	if (r < 0) {
@@ -289,8 +336,10 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 
 		s->iterations = s->d.iteration;
 		if (precopy_engine_stats(s->e, &st) == 0) {
-			if (st.last.exact)
+			if (st.last.exact) {
 				s->syncs++;
+				s->exact_ns = vmm_now_ns() - now;
+			}
 			if (precopy_engine_iter_json(&st.last, buf, sizeof(buf)) < (int)sizeof(buf))
 				trail_add(s, buf);
 		}
@@ -376,6 +425,7 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		   "\"wall-downtime-ms\":%.3f,\"expected-downtime-ms\":%.3f,\"iterations\":%llu,"
 		   "\"final-pages\":%llu,\"rate-limit-wait-ms\":%.1f,\"socket-full-wait-ms\":%.1f,"
 		   "\"decide-ms\":%.1f,\"sync-ms\":%.1f,\"ring-full-syncs\":%llu,\"ring-bytes\":%zu,"
+		   "\"stop-ms\":%.3f,\"fixed-downtime-ms\":%.3f,"
 		   "\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
 		s->o->dirty_log == PRECOPY_KVM_LOG_RING ? "ring"
 		: s->o->dirty_log == PRECOPY_KVM_LOG_MANUAL ? "manual" : "classic",
@@ -383,7 +433,9 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		s->d.expected_downtime_ns == PRECOPY_UNBOUNDED ? -1.0 : (double)s->d.expected_downtime_ns / 1e6,
 		(unsigned long long)s->iterations, (unsigned long long)s->final_pages,
 		(double)s->conn.limit_wait_ns / 1e6, (double)s->conn.full_wait_ns / 1e6, (double)s->decide_ns / 1e6,
-		(double)s->sync_ns / 1e6, (unsigned long long)s->ring_full_syncs, s->ring_bytes, dt, s->trail ? s->trail : "");
+		(double)s->sync_ns / 1e6, (unsigned long long)s->ring_full_syncs, s->ring_bytes,
+		s->t_parked ? (double)(s->t_parked - s->t_stop) / 1e6 : 0.0, (double)s->fixed_ns / 1e6, dt,
+		s->trail ? s->trail : "");
 	if (f != stdout)
 		fclose(f);
 	else
@@ -593,6 +645,7 @@ static int migrate(struct src *s)
 		return fail_resume(s, "failed");
 	}
 	s->stopped = 1;
+	s->t_parked = vmm_now_ns();
 	vmm_trace(s->t_stop, "source: vCPU parked");
 	/* The last RAM goes at the cap like pre-copy, where the engine
 	 * measured its bandwidth: not faster on tokens the bucket saved while
@@ -729,6 +782,8 @@ static int setup_engine(struct src *s)
 	cfg.policy.timeout_action = PRECOPY_TIMEOUT_CANCEL;
 	if (!o->auto_converge)
 		cfg.policy.throttle_initial = 0; /* as QEMU without auto-converge */
+	s->policy = cfg.policy;
+	s->fixed_ns = cfg.policy.fixed_downtime_ns;
 	s->e = precopy_engine_new(&cfg, &err);
 	if (!s->e) {
 		char msg[256];
