@@ -21,6 +21,7 @@
 #define STOP_TIMEOUT_NS 5000000000ull
 #define BACKEND_ID 1u
 #define STOP_SAMPLES 10u         /* stop probes kept: about a second of decisions */
+#define STOP_AGE_NS 1000000000ull /* and none older than this */
 #define RESUME_NS 1000000ull     /* DONE -> the destination's vCPU running (traced: < 0.1 ms) */
 
 struct src {
@@ -44,6 +45,7 @@ struct src {
 	/* the downtime the engine cannot see, measured (stop_costs()) */
 	uint64_t kick_ns;             /* when the pending stop probe kicked the vCPU, 0: none */
 	uint64_t kick_lat[STOP_SAMPLES]; /* the last probes' kick -> out of KVM_RUN */
+	uint64_t kick_at[STOP_SAMPLES];  /* and when each was answered */
 	unsigned nkick;
 	uint64_t exact_ns;            /* the last exact query's decide call */
 	uint64_t fixed_ns;            /* what the engine counts now */
@@ -291,14 +293,16 @@ static uint64_t send_time(struct src *s, uint64_t bytes, uint64_t ns)
  * wake-up under the machine's load: measured here by kicking the running
  * vCPU once per decision and reading when its KVM_RUN ended (one exit, no
  * other effect); not while throttled, where the vCPU sleeps between slices
- * and a kick would measure the sleep. The engine's fixed cost becomes the
- * largest recent probe + the last exact query's call (its sync is the
- * final sync's size) + RESUME_NS, never below the policy's default. */
+ * (a kick would measure the sleep; a stop ends the sleep within 1 ms). The
+ * engine's fixed cost becomes the largest probe of the last second (of the
+ * last STOP_SAMPLES) + the last exact query's call (its sync is the final
+ * sync's size) + RESUME_NS, never below the policy's default. */
 static void stop_costs(struct src *s, uint64_t now)
 {
 	uint64_t out = atomic_load(&s->vm.kicked_out_ns), worst = 0, fixed;
 
 	if (s->kick_ns && out >= s->kick_ns) {
+		s->kick_at[s->nkick % STOP_SAMPLES] = out;
 		s->kick_lat[s->nkick++ % STOP_SAMPLES] = out - s->kick_ns;
 		s->kick_ns = 0;
 	}
@@ -311,7 +315,8 @@ static void stop_costs(struct src *s, uint64_t now)
 		vmm_vm_kick(&s->vm);
 	}
 	for (unsigned i = 0; i < STOP_SAMPLES && i < s->nkick; i++)
-		worst = s->kick_lat[i] > worst ? s->kick_lat[i] : worst;
+		if (now - s->kick_at[i] < STOP_AGE_NS && s->kick_lat[i] > worst)
+			worst = s->kick_lat[i];
 	if (s->kick_ns && now - s->kick_ns > worst)
 		worst = now - s->kick_ns; /* not out yet: a stop would take at least this */
 	fixed = worst + s->exact_ns + RESUME_NS;
