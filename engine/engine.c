@@ -797,6 +797,18 @@ PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_by
 	return r < 0 ? r : precopy__eng_account(e, ram_bytes, send_ns);
 }
 
+PRECOPY_API int precopy_engine_set_policy(struct precopy_engine *e, const struct precopy_policy *policy)
+{
+	int r;
+
+	if (!e || !policy)
+		return -EINVAL;
+	if ((r = precopy_estimator_set_policy(e->est, policy)) < 0)
+		return r;
+	e->cfg.policy = *policy;
+	return 0;
+}
+
 PRECOPY_API int precopy_engine_decide(struct precopy_engine *e, struct precopy_decision *d)
 {
 	int r;

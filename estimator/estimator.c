@@ -137,6 +137,16 @@ PRECOPY_API void precopy_estimator_free(struct precopy_estimator *est)
 	free(est);
 }
 
+PRECOPY_API int precopy_estimator_set_policy(struct precopy_estimator *e, const struct precopy_policy *policy)
+{
+	if (!e || !policy_valid(policy) || policy->bw_window != e->pol.bw_window)
+		return -EINVAL;
+	e->pol = *policy;
+	if (e->throttle > e->pol.throttle_max)
+		e->throttle = e->pol.throttle_max;
+	return 0;
+}
+
 PRECOPY_API int precopy_estimator_record(struct precopy_estimator *e, const struct precopy_iteration *it)
 {
 	struct sample s;

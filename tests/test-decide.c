@@ -171,6 +171,69 @@ Test(decide, bandwidth_is_windowed_and_overridable)
 	precopy_estimator_free(e);
 }
 
+/* A policy replaced between decisions applies to the next one; the
+ * records and the throttle level stay (the level under the new maximum). */
+Test(decide, set_policy_applies_to_the_next_decision)
+{
+	struct precopy_policy p, q;
+	struct precopy_decision d;
+	uint64_t t = 0;
+
+	precopy_policy_defaults(&p);
+	p.fixed_downtime_ns = 5 * MS;
+	struct precopy_estimator *e = make(&p);
+	rec(e, &t, 1 * S, 1 * GB, 0, 250 * 1000000ull); /* 250 ms at 1 GB/s */
+	cr_assert_eq(precopy_estimator_decide(e, NULL, 0, 0, t, &d), 0);
+	cr_expect_eq(d.action, PRECOPY_SWITCHOVER);
+	cr_expect_eq(d.expected_downtime_ns, 255 * MS);
+
+	q = p;
+	q.fixed_downtime_ns = 60 * MS; /* measured: the stop path is slow now */
+	cr_assert_eq(precopy_estimator_set_policy(e, &q), 0);
+	cr_assert_eq(precopy_estimator_decide(e, NULL, 0, 0, t, &d), 0);
+	cr_expect_eq(d.expected_downtime_ns, 310 * MS);
+	cr_expect_eq(d.action, PRECOPY_CONTINUE);
+	cr_expect(d.blocked & PRECOPY_BLOCK_DOWNTIME);
+
+	q.downtime_limit_ns = 400 * MS;
+	cr_assert_eq(precopy_estimator_set_policy(e, &q), 0);
+	cr_assert_eq(precopy_estimator_decide(e, NULL, 0, 0, t, &d), 0);
+	cr_expect_eq(d.action, PRECOPY_SWITCHOVER);
+
+	/* refused: the policy in force stays */
+	q.bw_window = p.bw_window + 1;
+	cr_expect_eq(precopy_estimator_set_policy(e, &q), -EINVAL);
+	q.bw_window = p.bw_window;
+	q.downtime_limit_ns = 0;
+	cr_expect_eq(precopy_estimator_set_policy(e, &q), -EINVAL);
+	cr_expect_eq(precopy_estimator_set_policy(NULL, &p), -EINVAL);
+	cr_expect_eq(precopy_estimator_set_policy(e, NULL), -EINVAL);
+	cr_assert_eq(precopy_estimator_decide(e, NULL, 0, 0, t, &d), 0);
+	cr_expect_eq(d.action, PRECOPY_SWITCHOVER, "the 400 ms limit still applies");
+	precopy_estimator_free(e);
+
+	/* a throttle level above a lowered maximum comes down to it */
+	precopy_policy_defaults(&p);
+	p.throttle_initial = 50;
+	p.throttle_increment = 10;
+	e = make(&p);
+	t = 0;
+	for (int i = 0; i < 3 && d.action != PRECOPY_THROTTLE; i++) {
+		rec(e, &t, 1 * S, 1 * GB, 1 * GB, 2 * GB);
+		precopy_estimator_decide(e, NULL, 0, 0, t, &d);
+	}
+	cr_assert_eq(d.action, PRECOPY_THROTTLE);
+	cr_assert_eq(d.throttle, 50);
+	q = p;
+	q.throttle_initial = 20;
+	q.throttle_max = 30;
+	cr_assert_eq(precopy_estimator_set_policy(e, &q), 0);
+	rec(e, &t, 100 * MS, 100 * MiB, 100 * MiB, 2 * GB); /* within the period: no step */
+	cr_assert_eq(precopy_estimator_decide(e, NULL, 0, 0, t, &d), 0);
+	cr_expect_eq(d.throttle, 30, "level %u", d.throttle);
+	precopy_estimator_free(e);
+}
+
 Test(decide, geometric_prediction)
 {
 	struct precopy_policy p;

@@ -86,6 +86,8 @@ struct harness {
 	int keep_be_running;               /* run_migration: do not stop the back-ends */
 	uint64_t window_pages;             /* run_migration: pages per question to the
 					    * engine inside a pass; 0: whole passes */
+	int vary_policy;                   /* run_migration: a new fixed_downtime_ns
+					    * (0 .. 2 x the limit) before each question */
 };
 
 static struct harness H;
@@ -441,6 +443,12 @@ static int t_settle(void *c, const struct vmm_role_iter *it)
 	guest_writes(H.window_pages ? 1 : 6);
 	device_dma();
 	atomic_fetch_add(&vnow, 100000);
+	if (H.vary_policy) {
+		struct precopy_policy p = H.cfg.policy;
+
+		p.fixed_downtime_ns = rnd() % (2 * p.downtime_limit_ns);
+		cr_assert_eq(precopy_engine_set_policy(H.src, &p), 0);
+	}
 	return 0;
 }
 

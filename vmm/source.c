@@ -18,8 +18,14 @@
 
 #define WINDOW_NS 100000000ull   /* decide after every 100 ms of sending */
 #define PROGRESS_NS 500000000ull
+#define MIN_ITER_NS 10000000ull  /* an empty pass: the next question after this */
 #define STOP_TIMEOUT_NS 5000000000ull
 #define BACKEND_ID 1u
+#define STOP_SAMPLES 10u         /* stop probes kept: about a second of decisions */
+#define STOP_AGE_NS 1000000000ull /* and none older than this */
+#define BW_WINDOWS 16u           /* windows kept for the bandwidth */
+#define BW_SPAN_NS 200000000ull  /* the bandwidth: the last 200 ms of sending */
+#define RESUME_NS 1000000ull     /* DONE -> the destination's vCPU running (traced: < 0.1 ms) */
 
 struct src {
 	const struct vmm_opts *o;
@@ -33,11 +39,23 @@ struct src {
 	struct kvm_dirty_gfn *ring;
 	size_t ring_bytes;
 	/* times */
-	uint64_t t_start, t_setup, t_stop, t_done, t_end, dest_resume_ns;
+	uint64_t t_start, t_setup, t_stop, t_parked, t_done, t_end, dest_resume_ns;
 	/* statistics */
 	uint64_t pages_normal, pages_zero, syncs, precopy_bytes, downtime_bytes, final_pages;
+	uint64_t zero_ns, zero_acc_ns; /* time checking and marking zero pages; at the last account */
 	uint64_t window_bytes, window_ns, last_mbps_bytes, last_progress;
 	uint64_t decide_ns, sync_ns, ring_full_syncs; /* time in the engine's decide and sync calls */
+	/* the downtime the engine cannot see, measured (stop_costs()) */
+	uint64_t kick_ns;             /* when the pending stop probe kicked the vCPU, 0: none */
+	uint64_t kick_lat[STOP_SAMPLES]; /* the last probes' kick -> out of KVM_RUN */
+	uint64_t kick_at[STOP_SAMPLES];  /* and when each was answered */
+	unsigned nkick;
+	uint64_t exact_ns;            /* the last exact query's decide call */
+	uint64_t fixed_ns;            /* what the engine counts now */
+	struct precopy_policy policy;
+	uint64_t bw_bytes[BW_WINDOWS], bw_ns[BW_WINDOWS]; /* the last windows as accounted */
+	unsigned nbw;
+	uint64_t bw;                  /* their rate: the engine's switchover bandwidth */
 	double mbps;
 	struct precopy_decision d;
 	uint64_t iterations;
@@ -157,6 +175,7 @@ static int send_runs(struct src *s, const struct precopy_ram_run *runs, int64_t 
 		for (uint64_t k = 0; k < runs[i].pages; k++) {
 			uint64_t gpa = runs[i].gpa + k * VMM_PAGE;
 			const uint8_t *p = s->vm.ram + gpa;
+			uint64_t t0 = vmm_now_ns();
 			int r;
 
 			if (gpa + VMM_PAGE > s->vm.mem) {
@@ -176,6 +195,7 @@ static int send_runs(struct src *s, const struct precopy_ram_run *runs, int64_t 
 			} else if (vmm_page_is_zero(p)) {
 				r = vmm_send(&s->conn, VMM_F_ZERO, gpa, NULL, 0);
 				s->pages_zero++;
+				s->zero_ns += vmm_now_ns() - t0;
 			} else {
 				r = vmm_send(&s->conn, VMM_F_PAGE, gpa, p, VMM_PAGE);
 				s->pages_normal++;
@@ -237,6 +257,114 @@ static int poll_peer(struct src *s)
 	return 0;
 }
 
+/* Pages to hand out between two decisions: what a window of sending
+ * carries as whole pages at the cap (or the measured bandwidth). Zero
+ * pages cost a marker, so a run of them reaches this count long before the
+ * window's time is up: the engine hears of the drop in unsent pages while
+ * it is still fresh. */
+static uint64_t window_budget(const struct src *s)
+{
+	uint64_t bw = s->o->max_bw ? s->o->max_bw : s->d.bandwidth_Bps;
+	uint64_t n = (uint64_t)((long double)bw * (long double)WINDOW_NS / 1e9L) / VMM_PAGE;
+
+	return n < 256 ? 256 : n;
+}
+
+/* The time to account for `bytes` sent in `ns`: without the time spent on
+ * zero pages, and never less than the cap allows. A zero page is read
+ * whole and costs a 16-byte marker: a run of them is the CPU's time, not
+ * the link's (2560 of them in 3-8 ms at the sweep guest's byte wrap, which
+ * made 5 MB/s windows under a 100 MiB/s cap), and the downtime model
+ * counts every pending page as a whole one on the link. The cap: the
+ * token bucket refills while the thread syncs or decides (time not
+ * counted as sending) and lends up to 100 ms of the cap at once: a window
+ * after such a pause showed 154 MB/s under a 100 MiB/s cap, the engine
+ * switched over on an expected 297 ms and the last RAM, sent at the cap,
+ * took 357 ms (limit 300). The stop and copy runs at the cap. */
+static uint64_t send_time(struct src *s, uint64_t bytes, uint64_t ns)
+{
+	uint64_t least, zero = s->zero_ns - s->zero_acc_ns;
+
+	s->zero_acc_ns = s->zero_ns;
+	ns = ns > zero ? ns - zero : 0;
+	if (!s->o->max_bw)
+		return ns;
+	least = (uint64_t)((long double)bytes * 1e9L / (long double)s->o->max_bw);
+	return ns > least ? ns : least;
+}
+
+/* What the switchover costs beyond what the engine models (its RAM and
+ * state at the bandwidth): stopping the vCPU (kick, exit, registers), the
+ * final sync, the destination's resume. The first is the vCPU thread's
+ * wake-up under the machine's load: measured here by kicking the running
+ * vCPU once per decision and reading when its KVM_RUN ended (one exit, no
+ * other effect); not while throttled, where the vCPU sleeps between slices
+ * (a kick would measure the sleep; a stop ends the sleep within 1 ms). The
+ * engine's fixed cost becomes the largest probe of the last second (of the
+ * last STOP_SAMPLES) + the last exact query's call (its sync is the final
+ * sync's size) + RESUME_NS, never below the policy's default. */
+static void stop_costs(struct src *s, uint64_t now)
+{
+	uint64_t out = atomic_load(&s->vm.kicked_out_ns), worst = 0, fixed;
+
+	if (s->kick_ns && out >= s->kick_ns) {
+		s->kick_at[s->nkick % STOP_SAMPLES] = out;
+		s->kick_lat[s->nkick++ % STOP_SAMPLES] = out - s->kick_ns;
+		s->kick_ns = 0;
+	}
+	if (atomic_load(&s->vm.throttle_pct) || atomic_load(&s->vm.parked)) {
+		s->kick_ns = 0;
+	} else if (s->kick_ns) {
+		/* the last kick is still out: its age counts below */
+	} else {
+		s->kick_ns = now;
+		vmm_vm_kick(&s->vm);
+	}
+	for (unsigned i = 0; i < STOP_SAMPLES && i < s->nkick; i++)
+		if (now - s->kick_at[i] < STOP_AGE_NS && s->kick_lat[i] > worst)
+			worst = s->kick_lat[i];
+	if (s->kick_ns && now - s->kick_ns > worst)
+		worst = now - s->kick_ns; /* not out yet: a stop would take at least this */
+	fixed = worst + s->exact_ns + RESUME_NS;
+	if (fixed < s->policy.fixed_downtime_ns)
+		fixed = s->policy.fixed_downtime_ns;
+	if (fixed != s->fixed_ns || s->bw != s->policy.switchover_bw_Bps) {
+		struct precopy_policy p = s->policy;
+
+		p.fixed_downtime_ns = fixed;
+		p.switchover_bw_Bps = s->bw;
+		if (precopy_engine_set_policy(s->e, &p) == 0) {
+			s->fixed_ns = fixed;
+			s->policy.switchover_bw_Bps = s->bw;
+		}
+	}
+}
+
+/* The bandwidth over the last BW_SPAN_NS of sending (the windows as
+ * accounted, the oldest one in part), given to the engine as its
+ * switchover bandwidth: the estimator's own is over its last 5 iterations,
+ * and the first pass, one iteration, held the destination's first touch of
+ * every page (its faults; 140 MB/s at 1 GiB/s here, where the stop and
+ * copy then ran at 1068 MB/s): at 1 GiB/s it weighed on 4 more decisions. */
+static void window_bw(struct src *s, uint64_t bytes, uint64_t ns)
+{
+	long double b = 0, t = 0;
+
+	s->bw_bytes[s->nbw % BW_WINDOWS] = bytes;
+	s->bw_ns[s->nbw % BW_WINDOWS] = ns;
+	s->nbw++;
+	for (unsigned k = 0; k < BW_WINDOWS && k < s->nbw && t < BW_SPAN_NS; k++) {
+		unsigned i = (s->nbw - 1 - k) % BW_WINDOWS;
+		long double f = 1;
+
+		if (t + s->bw_ns[i] > BW_SPAN_NS && s->bw_ns[i])
+			f = (BW_SPAN_NS - t) / (long double)s->bw_ns[i];
+		b += f * s->bw_bytes[i];
+		t += f * s->bw_ns[i];
+	}
+	s->bw = t > 0 ? (uint64_t)(b * 1e9L / t) : 0;
+}
+
 static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent)
 {
 	uint64_t now = vmm_now_ns(), prev = s->d.iteration;
@@ -244,9 +372,16 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 
 	if ((r = poll_peer(s)) < 0)
 		return r;
-	precopy_engine_account(s->e, s->conn.sent - *acc_sent, now - *acc_start);
+	{
+		uint64_t bytes = s->conn.sent - *acc_sent, ns = send_time(s, bytes, now - *acc_start);
+
+		precopy_engine_account(s->e, bytes, ns);
+		if (bytes)
+			window_bw(s, bytes, ns);
+	}
 	*acc_sent = s->conn.sent;
 	*acc_start = now;
+	stop_costs(s, now);
 	r = precopy_engine_decide(s->e, &s->d);
 	s->decide_ns += vmm_now_ns() - now;
 	if (r < 0) {
@@ -259,8 +394,10 @@ static int account_decide(struct src *s, uint64_t *acc_start, uint64_t *acc_sent
 
 		s->iterations = s->d.iteration;
 		if (precopy_engine_stats(s->e, &st) == 0) {
-			if (st.last.exact)
+			if (st.last.exact) {
 				s->syncs++;
+				s->exact_ns = vmm_now_ns() - now;
+			}
 			if (precopy_engine_iter_json(&st.last, buf, sizeof(buf)) < (int)sizeof(buf))
 				trail_add(s, buf);
 		}
@@ -346,6 +483,7 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		   "\"wall-downtime-ms\":%.3f,\"expected-downtime-ms\":%.3f,\"iterations\":%llu,"
 		   "\"final-pages\":%llu,\"rate-limit-wait-ms\":%.1f,\"socket-full-wait-ms\":%.1f,"
 		   "\"decide-ms\":%.1f,\"sync-ms\":%.1f,\"ring-full-syncs\":%llu,\"ring-bytes\":%zu,"
+		   "\"stop-ms\":%.3f,\"fixed-downtime-ms\":%.3f,"
 		   "\"downtime-breakdown\":%s,\"decisions\":[%s]}}\n",
 		s->o->dirty_log == PRECOPY_KVM_LOG_RING ? "ring"
 		: s->o->dirty_log == PRECOPY_KVM_LOG_MANUAL ? "manual" : "classic",
@@ -353,7 +491,9 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		s->d.expected_downtime_ns == PRECOPY_UNBOUNDED ? -1.0 : (double)s->d.expected_downtime_ns / 1e6,
 		(unsigned long long)s->iterations, (unsigned long long)s->final_pages,
 		(double)s->conn.limit_wait_ns / 1e6, (double)s->conn.full_wait_ns / 1e6, (double)s->decide_ns / 1e6,
-		(double)s->sync_ns / 1e6, (unsigned long long)s->ring_full_syncs, s->ring_bytes, dt, s->trail ? s->trail : "");
+		(double)s->sync_ns / 1e6, (unsigned long long)s->ring_full_syncs, s->ring_bytes,
+		s->t_parked ? (double)(s->t_parked - s->t_stop) / 1e6 : 0.0, (double)s->fixed_ns / 1e6, dt,
+		s->trail ? s->trail : "");
 	if (f != stdout)
 		fclose(f);
 	else
@@ -448,7 +588,7 @@ static int migrate(struct src *s)
 	struct precopy_ram_run runs[64];
 	struct vmm_hello h;
 	struct vmm_done done;
-	uint64_t acc_start, acc_sent = 0, last_decide, pages = 0;
+	uint64_t acc_start, acc_sent = 0, last_decide, pages = 0, window_pages = 0;
 	int fd, r;
 
 	s->t_start = vmm_now_ns();
@@ -510,9 +650,19 @@ static int migrate(struct src *s)
 		}
 		src_idle(s);
 		now = vmm_now_ns();
-		if (n > 0 && now - last_decide < WINDOW_NS) {
+		if (n > 0 && now - last_decide < WINDOW_NS && pages - window_pages < window_budget(s)) {
 			progress(s, 0);
 			continue;
+		}
+		if (n == 0 && pages == window_pages && now - last_decide < MIN_ITER_NS) {
+			/* nothing dirty and the engine said CONTINUE (something
+			 * else blocks: the fixed cost of a vCPU that does not
+			 * answer, an ACK): ask again in a while, not in a loop of
+			 * syncs (7366 in 86 ms, seen), and not as sending time */
+			vmm_sleep_ns(last_decide + MIN_ITER_NS - now);
+			src_idle(s);
+			now = vmm_now_ns();
+			acc_start = now;
 		}
 		/* the end of a pass, or 100 ms of sending: flush, account, decide */
 		if ((r = vmm_flush(&s->conn)) < 0) {
@@ -525,6 +675,7 @@ static int migrate(struct src *s)
 			s->last_mbps_bytes = s->conn.sent;
 		}
 		last_decide = vmm_now_ns();
+		window_pages = pages;
 		if ((r = account_decide(s, &acc_start, &acc_sent)) < 0) {
 			if (!s->reason[0])
 				snprintf(s->reason, sizeof(s->reason), "decide: %s", strerror(-r));
@@ -562,7 +713,15 @@ static int migrate(struct src *s)
 		return fail_resume(s, "failed");
 	}
 	s->stopped = 1;
+	s->t_parked = vmm_now_ns();
 	vmm_trace(s->t_stop, "source: vCPU parked");
+	/* The last RAM goes at the cap like pre-copy, where the engine
+	 * measured its bandwidth: not faster on tokens the bucket saved while
+	 * the thread synced or decided (up to 100 ms of the cap: measured 32
+	 * MiB sent in 55 ms at 300 MiB/s, expected 234 ms). */
+	s->conn.tokens_ns = vmm_now_ns();
+	if (s->conn.tokens > 0)
+		s->conn.tokens = 0;
 	if ((r = vmm_send(&s->conn, VMM_F_STOP, s->t_stop, NULL, 0)) < 0) {
 		snprintf(s->reason, sizeof(s->reason), "sending the stop: %s", strerror(-r));
 		return fail_resume(s, "failed");
@@ -691,6 +850,8 @@ static int setup_engine(struct src *s)
 	cfg.policy.timeout_action = PRECOPY_TIMEOUT_CANCEL;
 	if (!o->auto_converge)
 		cfg.policy.throttle_initial = 0; /* as QEMU without auto-converge */
+	s->policy = cfg.policy;
+	s->fixed_ns = cfg.policy.fixed_downtime_ns;
 	s->e = precopy_engine_new(&cfg, &err);
 	if (!s->e) {
 		char msg[256];

@@ -404,6 +404,7 @@ static void *vcpu_main(void *arg)
 		r = ioctl(vm->vcpu_fd, KVM_RUN, 0);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				atomic_store(&vm->kicked_out_ns, vmm_now_ns());
 				__atomic_store_n(&vm->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}

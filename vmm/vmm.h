@@ -78,6 +78,7 @@ struct vmm_vm {
 	_Atomic uint64_t throttle_sleep_ns; /* a sleep the throttle thread asks for */
 	_Atomic int ring_full;           /* waiting for a dirty-ring harvest */
 	_Atomic uint64_t running_since_ns; /* when the vCPU last (re)entered the guest */
+	_Atomic uint64_t kicked_out_ns;    /* when a kick last ended a KVM_RUN */
 	pthread_t throttle_thread;
 	int throttle_started;
 	int restore_pending;

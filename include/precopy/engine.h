@@ -418,6 +418,19 @@ PRECOPY_API int64_t precopy_engine_pump(struct precopy_engine *e, uint64_t budge
  * breakdown). Returns 0, -EBUSY (not in PRECOPY or SWITCHED). */
 PRECOPY_API int precopy_engine_account(struct precopy_engine *e, uint64_t ram_bytes, uint64_t send_ns);
 
+/* Replace the policy (config.policy), before or during a migration, as an
+ * operator changes a running migration's parameters: a new downtime limit,
+ * timeout or switchover bandwidth, or fixed_downtime_ns set to what the VMM
+ * measured of the downtime the engine cannot see (stopping its vCPUs, the
+ * destination's resume). Checked as at precopy_engine_new(); applies from
+ * the next precopy_engine_decide() (the cheap estimate, the exact query's
+ * margin and the estimator) and to later migrations on this engine; the
+ * iterations recorded and the throttle level are kept (the level lowered
+ * to throttle_max if above it). bw_window cannot change. Call it on the
+ * engine's thread. Returns 0, or -EINVAL (NULL, an invalid policy, a
+ * different bw_window). */
+PRECOPY_API int precopy_engine_set_policy(struct precopy_engine *e, const struct precopy_policy *policy);
+
 /* Cancel the migration in progress from any thread (a management thread,
  * a signal handler's deferred work): safe to call at any time, even while
  * the migration thread is inside an engine call. Every wait of the engine

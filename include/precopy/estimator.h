@@ -197,6 +197,15 @@ PRECOPY_API struct precopy_estimator *precopy_estimator_new(const struct precopy
 							    int *err);
 PRECOPY_API void precopy_estimator_free(struct precopy_estimator *est);
 
+/* Replace the policy of an estimator in use (a new downtime limit, or a
+ * fixed_downtime_ns the caller measured): checked as by
+ * precopy_estimator_new(), copied, and applied from the next
+ * precopy_estimator_decide(). The records, the throttle periods and the
+ * throttle level are kept (the level lowered to the new throttle_max if
+ * above it). bw_window cannot change. Returns 0, or -EINVAL (NULL, an
+ * invalid policy, a different bw_window). */
+PRECOPY_API int precopy_estimator_set_policy(struct precopy_estimator *est, const struct precopy_policy *policy);
+
 /* Record an iteration. Returns 0, or -EINVAL (NULL, end_ns going backwards). */
 PRECOPY_API int precopy_estimator_record(struct precopy_estimator *est,
 					 const struct precopy_iteration *it);
