@@ -104,14 +104,14 @@ static uint64_t v512_or_count_scan(uint64_t *d, const uint64_t *s, size_t n, str
 		if (first == n)
 			first = i + (unsigned)__builtin_ctz(k);
 		last = i + 31 - (unsigned)__builtin_clz(k);
-		if (ka)
-			acc0 = merge_line(d + i, a, acc0);
-		if (kb)
-			acc1 = merge_line(d + i + 8, b, acc1);
-		if (kc)
-			acc0 = merge_line(d + i + 16, c, acc0);
-		if (ke)
-			acc1 = merge_line(d + i + 24, e, acc1);
+		/* No branch per line: at 0.01-1% density whether a line holds
+		 * a bit is close to a coin toss, and a fresh log's pattern is
+		 * not in the predictor. Each line's non-zero words are read and
+		 * written under their mask (a zero mask touches no memory). */
+		acc0 = or_vec(d + i, a, ka, acc0);
+		acc1 = or_vec(d + i + 8, b, kb, acc1);
+		acc0 = or_vec(d + i + 16, c, kc, acc0);
+		acc1 = or_vec(d + i + 24, e, ke, acc1);
 		bacc = _mm512_add_epi64(bacc, _mm512_add_epi64(_mm512_add_epi64(_mm512_popcnt_epi64(a),
 										 _mm512_popcnt_epi64(b)),
 							       _mm512_add_epi64(_mm512_popcnt_epi64(c),

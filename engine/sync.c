@@ -220,6 +220,22 @@ int64_t precopy__eng_sync(struct precopy_engine *e)
 }
 
 
+/* Where the run of set bits starting at set bit `first` ends (its first
+ * clear bit), looking no further than first + limit (and the log's end):
+ * the hand-out takes at most limit pages of a run, and walking the rest of
+ * a long run (the whole of RAM on the first pass) on every window made the
+ * first pass quadratic. */
+static uint64_t run_end(const struct precopy_bitmap *bm, uint64_t first, uint64_t limit)
+{
+	uint64_t stop = limit < bm->nbits - first ? first + limit : bm->nbits;
+	uint64_t w = first >> 6, x = ~bm->words[w] & (~0ull << (first & 63)), end;
+
+	while (!x && (w + 1) * 64 < stop)
+		x = ~bm->words[++w];
+	end = x ? w * 64 + (unsigned)__builtin_ctzll(x) : (w + 1) * 64;
+	return end < stop ? end : stop;
+}
+
 int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run *runs, size_t max_runs,
 				uint64_t max_pages)
 {
@@ -227,25 +243,22 @@ int64_t precopy__eng_next_pages(struct precopy_engine *e, struct precopy_ram_run
 	size_t n = 0;
 
 	while (n < max_runs && (!max_pages || pages < max_pages)) {
-		struct precopy_page_run run;
-		uint64_t cur = e->cursor, take;
-		int64_t k = precopy_bitmap_runs(&e->log, &cur, &run, 1), cleared;
+		uint64_t first = precopy_bitmap_next_set(&e->log, e->cursor), take;
+		int64_t cleared;
 
-		if (k <= 0) {
+		if (first >= e->log.nbits) {
 			e->cursor = e->log.nbits;
 			break;
 		}
-		take = run.count;
-		if (max_pages && take > max_pages - pages)
-			take = max_pages - pages;
-		cleared = precopy_bitmap_clear_range(&e->log, run.first, take);
+		take = run_end(&e->log, first, max_pages ? max_pages - pages : UINT64_MAX) - first;
+		cleared = precopy_bitmap_clear_range(&e->log, first, take);
 		if (cleared > 0)
 			e->dirty_count -= (uint64_t)cleared;
-		runs[n].gpa = e->base + run.first * e->ps;
+		runs[n].gpa = e->base + first * e->ps;
 		runs[n].pages = take;
 		n++;
 		pages += take;
-		e->cursor = run.first + take;
+		e->cursor = first + take;
 	}
 	return (int64_t)n;
 }

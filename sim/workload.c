@@ -29,6 +29,7 @@ struct sim_workload {
 	uint64_t t_ns;               /* time written up to */
 	unsigned __int128 credit;    /* byte-nanoseconds not yet a whole write */
 	uint64_t rng;
+	uint64_t state_of_max;       /* splitmix_state_of_max() */
 	uint64_t seq;                /* sequential cursor */
 	uint64_t seq_pages;          /* sequential: pages swept */
 	uint64_t next;               /* wp_fault: the page the next write goes to */
@@ -44,12 +45,50 @@ struct sim_workload {
 	double z_harm;               /* sum of k^-s over every rank (0: not yet) */
 };
 
+#define SPLITMIX_STEP 0x9E3779B97F4A7C15ull
+#define SPLITMIX_M1 0xBF58476D1CE4E5B9ull
+#define SPLITMIX_M2 0x94D049BB133111EBull
+
+static inline uint64_t splitmix_mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * SPLITMIX_M1;
+	z = (z ^ (z >> 27)) * SPLITMIX_M2;
+	return z ^ (z >> 31);
+}
+
 static uint64_t splitmix(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
+	return splitmix_mix(*s += SPLITMIX_STEP);
+}
+
+/* x such that x ^ (x >> k) == y (k >= 1). */
+static uint64_t unxorshift(uint64_t y, unsigned k)
+{
+	uint64_t x = y;
+
+	for (unsigned i = k; i < 64; i += k)
+		x = y ^ (x >> k);
+	return x;
+}
+
+/* The inverse of odd m modulo 2^64 (Newton: each step doubles the bits). */
+static uint64_t inverse_odd(uint64_t m)
+{
+	uint64_t x = m; /* right to 3 bits: m * m == 1 mod 8 */
+
+	for (int i = 0; i < 5; i++)
+		x *= 2 - m * x;
+	return x;
+}
+
+/* The state (after its step) at which splitmix() returns UINT64_MAX: its
+ * mixing is a bijection, so there is exactly one. */
+static uint64_t splitmix_state_of_max(void)
+{
+	uint64_t z = unxorshift(UINT64_MAX, 31);
+
+	z = unxorshift(z * inverse_odd(SPLITMIX_M2), 27);
+	return unxorshift(z * inverse_odd(SPLITMIX_M1), 30);
 }
 
 static inline uint64_t below(uint64_t r, uint64_t n)
@@ -146,11 +185,24 @@ static void write_uniform(struct sim_workload *w, uint64_t n)
 static void write_hotset(struct sim_workload *w, uint64_t n)
 {
 	uint64_t *words = w->live->words, np = w->npages, hp = w->hot_pages, th = w->hot_threshold;
+	uint64_t rng = w->rng; /* a local: the stores to words cannot touch it */
 
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t a = splitmix(&w->rng), b = splitmix(&w->rng);
-		set_page(words, a < th ? below(b, hp) : below(b, np));
+	if (th == UINT64_MAX && splitmix_mix(w->state_of_max) == UINT64_MAX) {
+		/* Every write is hot but the one whose first draw is
+		 * UINT64_MAX: known by its state, without mixing it. */
+		const uint64_t cold = w->state_of_max;
+
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t sa = (rng += SPLITMIX_STEP), b = splitmix(&rng);
+			set_page(words, below(b, sa != cold ? hp : np));
+		}
+	} else {
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t a = splitmix(&rng), b = splitmix(&rng);
+			set_page(words, below(b, a < th ? hp : np));
+		}
 	}
+	w->rng = rng;
 }
 
 static void write_zipf(struct sim_workload *w, uint64_t n)
@@ -480,6 +532,7 @@ struct sim_workload *sim_workload_new(const struct sim_scenario *sc, struct prec
 	w->live = live;
 	w->npages = live->nbits;
 	w->rng = sc->seed ^ 0x5DEECE66Dull;
+	w->state_of_max = splitmix_state_of_max();
 	w->hot_pages = sc->hot_size / sc->page_size;
 	if (!w->hot_pages)
 		w->hot_pages = 1;
