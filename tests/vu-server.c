@@ -34,6 +34,7 @@ static void usage(FILE *f)
 		"                       device runs (through the client's memory mapping)\n"
 		"  --dma-every MS       a DMA burst every MS ms (default 10)\n"
 		"  --dma-pages N        pages per burst (default 16)\n"
+		"  --dma-unlogged       a broken device: that DMA is not in its DMA log\n"
 		"  --state-out FILE     the device state stream saved or loaded, whole\n"
 		"  --report FILE        at exit: state bytes, DMA pages written / checked / bad\n"
 		"  --no-twin            refuse twin-socket mode\n"
@@ -70,7 +71,7 @@ int main(int argc, char **argv)
 		{ "precopy-bytes", required_argument, 0, 'p' }, { "dma", required_argument, 0, 'd' },
 		{ "dma-every", required_argument, 0, 'e' }, { "dma-pages", required_argument, 0, 'n' },
 		{ "state-out", required_argument, 0, 'o' }, { "report", required_argument, 0, 'r' },
-		{ "no-twin", no_argument, 0, 't' },         { "help", no_argument, 0, 'h' },
+		{ "no-twin", no_argument, 0, 't' },         { "dma-unlogged", no_argument, 0, 'u' },         { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct vu_server_cfg cfg = { .seed = 1, .state_bytes = 1u << 20, .precopy_bytes = 256u << 10, .twin = 1,
@@ -106,6 +107,7 @@ int main(int argc, char **argv)
 		case 'o': cfg.state_path = optarg; break;
 		case 'r': cfg.report_path = optarg; break;
 		case 't': cfg.twin = 0; break;
+		case 'u': cfg.auto_unlogged = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

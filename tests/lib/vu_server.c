@@ -402,7 +402,7 @@ static void dma_tick(struct srv *s)
 
 		for (unsigned i = 0; i < PAGE / 8; i++)
 			w[i] = vu_dma_word(seq, i);
-		if (s->log_page && m->log) {
+		if (s->log_page && m->log && !s->cfg->auto_unlogged) {
 			uint64_t pg = off / s->log_page;
 			m->log[pg / 64] |= 1ull << (pg % 64);
 		}

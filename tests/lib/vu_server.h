@@ -91,6 +91,7 @@ struct vu_server_cfg {
 	/* device DMA of its own (above): every auto_ms, auto_pages pages */
 	unsigned auto_ms, auto_pages;
 	uint64_t auto_iova, auto_len;
+	int auto_unlogged; /* a broken device: its own DMA is not logged */
 	const char *state_path, *report_path;
 };
 
