@@ -31,8 +31,11 @@ static void usage(FILE *f)
 		"  --state-bytes SIZE   pattern bytes in the device state (default 1M)\n"
 		"  --precopy-bytes SIZE stream bytes readable in PRE_COPY (default 256K)\n"
 		"  --dma IOVA:LEN       write guest memory [IOVA, IOVA+LEN) by DMA while the\n"
-		"                       device runs (through the client's memory mapping)\n"
-		"  --dma-every MS       a DMA burst every MS ms (default 10)\n"
+		"                       device runs (through the client's memory mapping); the\n"
+		"                       range is device state: a server that loads it from a\n"
+		"                       migration goes on writing there, and checks first that\n"
+		"                       every page written so far arrived\n"
+		"  --dma-every MS       a DMA burst every MS ms (default 10; 0: never)\n"
 		"  --dma-pages N        pages per burst (default 16)\n"
 		"  --dma-unlogged       a broken device: that DMA is not in its DMA log\n"
 		"  --state-out FILE     the device state stream saved or loaded, whole\n"
@@ -78,7 +81,7 @@ int main(int argc, char **argv)
 				     .auto_ms = 10, .auto_pages = 16 };
 	struct sockaddr_un a = { .sun_family = AF_UNIX }, t = { .sun_family = AF_UNIX };
 	uint64_t v;
-	int c, l, fd, dma = 0;
+	int c, l, fd;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *colon;
@@ -91,7 +94,6 @@ int main(int argc, char **argv)
 				fprintf(stderr, "vu-server: --dma IOVA:LEN, page aligned, LEN >= 4096\n");
 				return 2;
 			}
-			dma = 1;
 			break;
 		case 's': case 'b': case 'p': case 'e': case 'n':
 			if (num(optarg, &v)) {
@@ -116,8 +118,6 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!dma)
-		cfg.auto_ms = 0;
 	if (strlen(argv[optind]) + 5 >= sizeof(a.sun_path)) {
 		fprintf(stderr, "vu-server: %s: longer than a UNIX socket path\n", argv[optind]);
 		return 2;
