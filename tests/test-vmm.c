@@ -25,7 +25,9 @@
  *   whose DMA is not logged is caught by --verify (the negative control);
  *   a source server killed mid-migration: the source resumes its guest and
  *   exits 3 naming the device; a destination without the source's devices
- *   refuses by name.
+ *   refuses by name; with one device, `,stop-copy=SIZE` reaches the
+ *   engine's decisions; a bad hint is a usage error, a missing server an
+ *   error naming it.
  *
  * Skipped with a message where /dev/kvm is absent or KVM_CREATE_VM fails.
  * No timing is asserted (the machine is shared): only outcomes. */
@@ -628,6 +630,12 @@ static void migrate_devices(int n)
 	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
 	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, n, 0);
+	if (n == 1) {
+		/* its STOP_COPY bytes (stream 24 + 512 KiB + 256, 64 KiB of it
+		 * read in pre-copy) as the engine's hint */
+		size_t k = strlen(d.arg_a[0]);
+		snprintf(d.arg_a[0] + k, sizeof(d.arg_a[0]) - k, ",stop-copy=%u", 24 + (512u << 10) + 256 - (64u << 10));
+	}
 	vmm_pair(&src, &dst, &d, sser, dser, "150M", n, n);
 	rs = reap(&src, 60000);
 	rd = reap(&dst, 30000);
@@ -638,6 +646,20 @@ static void migrate_devices(int n)
 	cr_assert_eq(rs, 0, "source exit %d", rs);
 	cr_assert_eq(rd, 0, "destination exit %d", rd);
 	devs_reap(&d);
+	if (n == 1) {
+		/* the engine's decisions used the hint (plus the stream's
+		 * record framing), not a guess from the 64 KiB of pre-copy */
+		const long hint = 24 + (512l << 10) + 256 - (64l << 10);
+		char *j = slurp(src.out), *p = j;
+		int used = 0;
+		while ((p = strstr(p, "\"device_stop_copy\":"))) {
+			long v = atol(p + 19);
+			used |= v >= hint && v < hint + 4096;
+			p += 19;
+		}
+		cr_expect(used, "no decision with device_stop_copy near %ld: %s", hint, j);
+		free(j);
+	}
 	e = slurp(dst.err);
 	cr_expect_not_null(strstr(e, "matches the source's"), "no verify line: %s", e);
 	free(e);
@@ -719,6 +741,26 @@ Test(vmm, device_killed)
 	cr_assert_eq(stat(dser, &st), 0);
 	cr_expect_eq(st.st_size, 0, "the destination's guest printed %lld bytes: it ran", (long long)st.st_size);
 	devs_reap(&d);
+}
+
+Test(vmm, device_usage)
+{
+	struct proc p;
+	int r;
+	char *e;
+
+	spawn(&p, "usage", (const char *const[]){ "--device", "vfio-user:/nonexistent,stop-copy=lots", NULL });
+	r = reap(&p, 10000);
+	e = slurp(p.err);
+	cr_expect_eq(r, 2, "exit %d: %s", r, e);
+	cr_expect_not_null(strstr(e, "stop-copy=SIZE"), "%s", e);
+	free(e);
+	spawn(&p, "nodev", (const char *const[]){ "--device", "vfio-user:/nonexistent/sock", "--run-for", "10", NULL });
+	r = reap(&p, 10000);
+	e = slurp(p.err);
+	cr_expect_eq(r, 1, "exit %d: %s", r, e);
+	cr_expect_not_null(strstr(e, "vfio-user device /nonexistent/sock: connecting"), "%s", e);
+	free(e);
 }
 
 /* The destination must name as many servers as the source has. */

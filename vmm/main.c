@@ -203,11 +203,13 @@ static void usage(FILE *f)
 		"  --serial FILE          guest serial output (default stdout)\n"
 		"  --json[=FILE]          a query-migrate style JSON summary (default stdout)\n"
 		"  --io-timeout MS        longest wait without progress on the connection (default 10000)\n"
-		"  --device vfio-user:SOCKET\n"
+		"  --device vfio-user:SOCKET[,stop-copy=SIZE]\n"
 		"                         attach the vfio-user device server listening on SOCKET\n"
 		"                         (repeatable, up to 8; guest RAM goes in a memfd the servers\n"
 		"                         map); the devices migrate with the guest; a destination\n"
-		"                         names its own servers, matched to the source's in order\n"
+		"                         names its own servers, matched to the source's in order.\n"
+		"                         stop-copy: the device's state at the stop, for the\n"
+		"                         downtime estimate (vfio-user cannot tell it)\n"
 		"  --quiet                no progress or summary lines on stderr\n"
 		"  --help\n"
 		"\n"
@@ -298,6 +300,19 @@ int main(int argc, char **argv)
 			if (o.ndevices == VMM_MAX_DEVICES) {
 				vmm_err("--device: at most %u devices", VMM_MAX_DEVICES);
 				return VMM_EXIT_USAGE;
+			}
+			{
+				/* vfio-user:PATH[,stop-copy=SIZE] */
+				char *comma = strrchr(optarg + 10, ',');
+				o.device_hints[o.ndevices] = 0;
+				if (comma && !strncmp(comma, ",stop-copy=", 11)) {
+					if (parse_size(comma + 11, &v) < 0 || !v) {
+						vmm_err("--device %s: stop-copy=SIZE, a size above 0", optarg);
+						return VMM_EXIT_USAGE;
+					}
+					*comma = 0;
+					o.device_hints[o.ndevices] = v;
+				}
 			}
 			o.devices[o.ndevices++] = optarg + 10;
 			break;

@@ -705,7 +705,8 @@ static int setup_engine(struct src *s)
 	cfg.nbackends = 1;
 	for (unsigned i = 0; i < s->ndev; i++)
 		vu[i] = (struct precopy_engine_vfio_user){ .id = VMM_DEVICE_ID0 + i, .name = s->devs[i].name,
-							   .dev = s->devs[i].c };
+							   .dev = s->devs[i].c,
+							   .stop_copy_hint = s->devs[i].stop_copy_hint };
 	cfg.vfio_user = vu;
 	cfg.nvfio_user = s->ndev;
 	cfg.io_timeout_ns = o->io_timeout_ms * 1000000ull;
@@ -759,8 +760,10 @@ int vmm_source(const struct vmm_opts *o)
 	if (vmm_vm_create(&s->vm, o->mem, o->prealloc, o->ndevices > 0, o->serial) < 0 ||
 	    vmm_vm_load(&s->vm, image, len) < 0)
 		goto out;
-	for (unsigned i = 0; i < o->ndevices; i++)
+	for (unsigned i = 0; i < o->ndevices; i++) {
 		s->devs[i].path = o->devices[i];
+		s->devs[i].stop_copy_hint = o->device_hints[i];
+	}
 	if (vmm_devices_open(s->devs, o->ndevices, &s->vm, o->io_timeout_ms) < 0)
 		goto out;
 	s->ndev = o->ndevices;

@@ -210,6 +210,7 @@ struct precopy_vfio_user;
 struct vmm_device {
 	const char *path;               /* the server's socket (--device vfio-user:PATH) */
 	char name[64];                  /* the path, shortened from the left to fit */
+	uint64_t stop_copy_hint;        /* its expected STOP_COPY bytes, 0: unknown */
 	struct precopy_vfio_user *c;
 };
 
@@ -252,6 +253,7 @@ struct vmm_opts {
 	const char *json_path;    /* NULL: stdout */
 	uint64_t io_timeout_ms;
 	const char *devices[VMM_MAX_DEVICES]; /* --device vfio-user:PATH, the paths */
+	uint64_t device_hints[VMM_MAX_DEVICES]; /* ,stop-copy=SIZE (0: none) */
 	unsigned ndevices;
 };
 
