@@ -24,7 +24,8 @@
  *   its source wrote by DMA (the RAM digest covers them too); a server
  *   whose DMA is not logged is caught by --verify (the negative control);
  *   a source server killed mid-migration: the source resumes its guest and
- *   exits 3 naming the device; a destination without the source's devices
+ *   exits 3 naming the device; a destination server killed: the
+ *   destination exits 1 naming it, at once, and the source resumes; a destination without the source's devices
  *   refuses by name; with one device, `,stop-copy=SIZE` reaches the
  *   engine's decisions; a bad hint is a usage error, a missing server an
  *   error naming it.
@@ -761,6 +762,48 @@ Test(vmm, device_usage)
 	cr_expect_eq(r, 1, "exit %d: %s", r, e);
 	cr_expect_not_null(strstr(e, "vfio-user device /nonexistent/sock: connecting"), "%s", e);
 	free(e);
+}
+
+/* The destination's server dies in pre-copy, while nothing is written to
+ * it: the destination notices (it checks its servers while it receives),
+ * exits 1 naming it and aborts; the source resumes its guest. */
+Test(vmm, destination_device_killed)
+{
+	struct devs d;
+	struct proc src, dst;
+	char sser[PATH_MAX], dser[PATH_MAX], want[PATH_MAX + 64];
+	struct stat st;
+	uint64_t t0;
+	int rs, rd;
+	char *e;
+
+	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
+	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
+	devs_start(&d, 1, 0);
+	vmm_pair(&src, &dst, &d, sser, dser, "20M", 1, 1);
+	cr_assert(wait_for(src.err, "migrate:", 20000), "the source never started migrating");
+	usleep(300000);
+	kill(d.b[0].pid, SIGKILL);
+	t0 = ms_now();
+	cr_expect_eq(reap(&d.b[0], 5000), -SIGKILL);
+	rd = reap(&dst, 20000);
+	rs = reap(&src, 30000);
+	e = slurp(dst.err);
+	cr_assert_eq(rd, 1, "destination exit %d: %s", rd, e);
+	snprintf(want, sizeof(want), "vfio-user device %s failed", d.bsock[0]);
+	cr_expect_not_null(strstr(e, want), "the device is not named: %s", e);
+	cr_expect_not_null(strstr(e, "guest not started"), "%s", e);
+	free(e);
+	/* not at the source's switchover or its timeout: at once */
+	cr_expect_lt(ms_now() - t0, 15000, "the failure took %llu ms to end both sides",
+		     (unsigned long long)(ms_now() - t0));
+	e = slurp(src.err);
+	cr_assert_eq(rs, 3, "source exit %d (want 3: guest resumed on the source): %s", rs, e);
+	cr_log_info("source: %s", e);
+	free(e);
+	cr_assert_eq(stat(dser, &st), 0);
+	cr_expect_eq(st.st_size, 0, "the destination's guest printed %lld bytes: it ran", (long long)st.st_size);
+	devs_reap(&d);
 }
 
 /* The destination must name as many servers as the source has. */

@@ -16,6 +16,7 @@
 #include "vmm.h"
 
 #define BACKEND_ID 1u
+#define DEV_CHECK_NS 100000000ull /* how often the devices' servers are checked while receiving */
 
 struct dst {
 	const struct vmm_opts *o;
@@ -144,7 +145,7 @@ static int incoming(struct dst *t)
 	struct vmm_frame f;
 	char why[256];
 	int lfd, fd, r, err;
-	uint64_t t_accept, resume_ns, wait_ns;
+	uint64_t t_accept, resume_ns, wait_ns, last_frame;
 
 	lfd = vmm_listen(o->incoming);
 	if (lfd < 0)
@@ -214,9 +215,20 @@ static int incoming(struct dst *t)
 		return fail(t, VMM_EXIT_ERROR, "creating the destination engine: %s", strerror(-err));
 	if ((r = precopy_dest_start(t->d)) < 0)
 		return fail(t, VMM_EXIT_ERROR, "destination engine start: %s", precopy_dest_strerror(t->d));
+	last_frame = vmm_now_ns();
 
-	for (;;) {
-		r = vmm_recv(&t->conn, &f, t->conn.io_timeout_ns, why, sizeof(why));
+	for (uint64_t next_check = 0;;) {
+		/* a server that died while nothing was being written to it: say
+		 * so now (the source would otherwise go on to its switchover) */
+		if (t->ndev && vmm_now_ns() >= next_check) {
+			int k = vmm_devices_failed(t->devs, t->ndev);
+			if (k >= 0)
+				return fail(t, VMM_EXIT_ERROR, "its connection closed or broke during the incoming migration");
+			next_check = vmm_now_ns() + DEV_CHECK_NS;
+		}
+		r = vmm_recv(&t->conn, &f, t->ndev ? DEV_CHECK_NS : t->conn.io_timeout_ns, why, sizeof(why));
+		if (r == 0 && t->ndev && vmm_now_ns() - last_frame < t->conn.io_timeout_ns)
+			continue;
 		if (r == 0)
 			return fail(t, VMM_EXIT_ERROR, "receiving: nothing from the source for %llu s",
 				    (unsigned long long)(t->conn.io_timeout_ns / 1000000000ull));
@@ -228,6 +240,7 @@ static int incoming(struct dst *t)
 			return fail(t, VMM_EXIT_ERROR, "receiving: %s", why);
 		if (atomic_load(&vmm_quit))
 			return fail(t, VMM_EXIT_ERROR, "interrupted by a signal");
+		last_frame = vmm_now_ns();
 		switch (f.kind) {
 		case VMM_F_PAGE:
 		case VMM_F_ZERO:

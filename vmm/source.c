@@ -384,6 +384,19 @@ static int fail_resume(struct src *s, const char *status)
 	}
 	atomic_store(&s->vm.throttle_pct, 0);
 	s->throttle = 0;
+	if (s->have_conn && (s->conn.eof || strstr(s->reason, strerror(EPIPE)) ||
+			     strstr(s->reason, strerror(ECONNRESET)))) {
+		/* the destination went away: it may have said why first */
+		struct vmm_frame f;
+		char why[64];
+		while (vmm_recv(&s->conn, &f, 0, why, sizeof(why)) > 0)
+			if (f.kind == VMM_F_ABORT) {
+				size_t n = strlen(s->reason);
+				snprintf(s->reason + n, sizeof(s->reason) - n, " (the destination aborted: %.*s)",
+					 (int)(f.len < 300 ? f.len : 300), (const char *)f.payload);
+				break;
+			}
+	}
 	if (s->have_conn) {
 		/* best effort, unthrottled, never blocking for long */
 		s->conn.olen = 0;
