@@ -384,9 +384,8 @@ static int fail_resume(struct src *s, const char *status)
 	}
 	atomic_store(&s->vm.throttle_pct, 0);
 	s->throttle = 0;
-	if (s->have_conn && (s->conn.eof || strstr(s->reason, strerror(EPIPE)) ||
-			     strstr(s->reason, strerror(ECONNRESET)))) {
-		/* the destination went away: it may have said why first */
+	if (s->have_conn && !strstr(s->reason, "the destination aborted")) {
+		/* a destination that went away may have said why first */
 		struct vmm_frame f;
 		char why[64];
 		while (vmm_recv(&s->conn, &f, 0, why, sizeof(why)) > 0)
