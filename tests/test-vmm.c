@@ -664,6 +664,18 @@ static void migrate_devices(int n)
 	e = slurp(dst.err);
 	cr_expect_not_null(strstr(e, "matches the source's"), "no verify line: %s", e);
 	free(e);
+	{
+		/* the JSON has each device, its DMA tracked by its own log */
+		char *j = slurp(src.out), *p = j;
+		int logged = 0;
+		while ((p = strstr(p, "\"dma-tracking\":\"dma-log\""))) {
+			logged++;
+			p++;
+		}
+		cr_expect_not_null(strstr(j, "\"vfio-user\":[{\"socket\":"), "JSON without devices: %s", j);
+		cr_expect_eq(logged, n, "%d devices with a DMA log in the JSON, want %d: %s", logged, n, j);
+		free(j);
+	}
 	for (int i = 0; i < n; i++) {
 		long written = report(d.arep[i], "dma-pages-written"), checked = report(d.brep[i], "dma-pages-checked");
 		/* the state each destination server loaded is what its source saved */

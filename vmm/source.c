@@ -304,6 +304,39 @@ static void ring_drain(struct src *s)
 	atomic_store(&s->vm.ring_full, 0);
 }
 
+static void json_str(FILE *f, const char *str)
+{
+	fputc('"', f);
+	for (const char *p = str; *p; p++)
+		fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
+	fputc('"', f);
+}
+
+/* "vfio-user": what each device moved (as QEMU's "vfio" object, per device). */
+static void devices_json(struct src *s, FILE *f)
+{
+	if (!s->ndev)
+		return;
+	fprintf(f, "\"vfio-user\":[");
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct precopy_engine_dev_info di;
+
+		memset(&di, 0, sizeof(di));
+		precopy_engine_device_info(s->e, i, &di);
+		fprintf(f, "%s{\"socket\":", i ? "," : "");
+		json_str(f, s->devs[i].path);
+		fprintf(f, ",\"id\":%u,\"transferred\":%llu,\"stop-copy-bytes\":%llu,\"stop-copy-hint\":%llu,"
+			   "\"dma-tracking\":\"%s\",\"error\":%d}",
+			VMM_DEVICE_ID0 + i, (unsigned long long)di.bytes_sent, (unsigned long long)di.stop_copy_bytes,
+			(unsigned long long)s->devs[i].stop_copy_hint,
+			di.tracking == PRECOPY_TRACK_DMA_LOG ? "dma-log"
+			: di.tracking == PRECOPY_TRACK_TRACKER ? "tracker"
+			: di.tracking == PRECOPY_TRACK_ALL ? "all-ram" : "none",
+			di.err);
+	}
+	fprintf(f, "],");
+}
+
 static void emit_json(struct src *s, uint64_t total_ram)
 {
 	FILE *f = stdout;
@@ -342,6 +375,7 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		(unsigned long long)(s->d.dirty_rate_Bps / VMM_PAGE), (unsigned long long)s->precopy_bytes,
 		(unsigned long long)s->downtime_bytes, VMM_PAGE);
 	fprintf(f, "\"cpu-throttle-percentage\":%u,", s->throttle);
+	devices_json(s, f);
 	fprintf(f, "\"precopy\":{\"reason\":\"");
 	for (const char *p = s->reason; *p; p++)
 		fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
