@@ -129,7 +129,7 @@ PUBLIC_HDRS := $(sort $(filter-out include/precopy/fake.h,$(wildcard include/pre
 .SECONDARY: $(TESTLIB_OBJS) $(PERFLIB_OBJS) $(BUILD)/obj/tests/tsan/runner.o
 
 .PHONY: all lib test bench sim install uninstall deps clean fuzz check-install check-bindgen man
-all: lib $(TOOLS) $(SIMBIN) $(VMM) $(BENCHES)
+all: lib $(TOOLS) $(SIMBIN) $(VMM) $(BUILD)/tests/vu-server $(BENCHES)
 lib: $(STATIC) $(SHARED)
 
 # ---- compile --------------------------------------------------------------
@@ -215,8 +215,16 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HARNESS) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(TESTLIB_OBJS) $(HARNESS) $(STATIC) -lcriterion $(LDLIBS) $(SIM_LDLIBS)
 
-# the precopy-vmm suite runs the program
-$(BUILD)/tests/test-vmm: $(VMM)
+# the tests' vfio-user server as a program (tests/vu-server.c): for
+# precopy-vmm --device, by hand and in the precopy-vmm suite
+VUSERVER := $(BUILD)/tests/vu-server
+$(VUSERVER): tests/vu-server.c $(BUILD)/obj/tests/lib/vu_server.o
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+# the precopy-vmm suite runs the program and the server
+$(BUILD)/tests/test-vmm: $(VMM) $(VUSERVER)
 
 # C++ programs against the shared library, as a C++ VMM would link it
 $(BUILD)/tests/cxx/%: tests/cxx/%.cpp $(SHARED)
@@ -286,7 +294,7 @@ deps:
 	$(Q)./tools/install-deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM)
+	$(Q)$(MAKE) --no-print-directory $(TESTS) $(CXX_TESTS) $(TOOLS) $(SIMBIN) $(VMM) $(BUILD)/tests/vu-server
 	$(Q)./tests/check-symbols.sh $(STATIC)
 	$(Q)./tests/check-calls.sh $(LIB_OBJS)
 	$(Q)./tests/check-calls.sh $(HARNESSLIB_OBJS) $(SIMLIB_OBJS)

@@ -16,6 +16,7 @@
 #include "vmm.h"
 
 #define BACKEND_ID 1u
+#define DEV_CHECK_NS 100000000ull /* how often the devices' servers are checked while receiving */
 
 struct dst {
 	const struct vmm_opts *o;
@@ -23,6 +24,8 @@ struct dst {
 	int have_vm;
 	struct precopy_dest *d;
 	struct vmm_conn conn;
+	struct vmm_device devs[VMM_MAX_DEVICES]; /* --device, matched to the source's in order */
+	unsigned ndev;
 	int have_conn;
 	int be_fd, be_ok;
 	uint64_t pages, zero_pages, stop_ns;
@@ -117,6 +120,12 @@ static int fail(struct dst *t, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (t->ndev) {
+		/* name the device whose server failed, if one did */
+		int k = vmm_devices_failed(t->devs, t->ndev);
+		if (k >= 0)
+			vmm_device_blame(&t->devs[k], msg, sizeof(msg));
+	}
 	vmm_err("incoming migration failed: %s (guest not started)", msg);
 	if (t->have_conn) {
 		t->conn.olen = 0;
@@ -132,10 +141,11 @@ static int incoming(struct dst *t)
 	const struct vmm_opts *o = t->o;
 	struct precopy_dest_config dc;
 	struct precopy_dest_backend be = { .id = BACKEND_ID, .ops = &be_ops, .ctx = t };
+	struct precopy_dest_vfio_user vu[VMM_MAX_DEVICES];
 	struct vmm_frame f;
 	char why[256];
 	int lfd, fd, r, err;
-	uint64_t t_accept, resume_ns, wait_ns;
+	uint64_t t_accept, resume_ns, wait_ns, last_frame;
 
 	lfd = vmm_listen(o->incoming);
 	if (lfd < 0)
@@ -172,9 +182,18 @@ static int incoming(struct dst *t)
 		if (o->mem && o->mem != h.mem)
 			return fail(t, VMM_EXIT_ERROR, "the source's guest has %llu bytes of RAM, --mem says %llu",
 				    (unsigned long long)h.mem, (unsigned long long)o->mem);
-		if (vmm_vm_create(&t->vm, h.mem, o->prealloc, o->serial) < 0)
+		if (h.devices != o->ndevices)
+			return fail(t, VMM_EXIT_ERROR,
+				    "the source's guest has %u vfio-user device%s, --device names %u here (matched in "
+				    "order)", h.devices, h.devices == 1 ? "" : "s", o->ndevices);
+		if (vmm_vm_create(&t->vm, h.mem, o->prealloc, o->ndevices > 0, o->serial) < 0)
 			return fail(t, VMM_EXIT_ERROR, "creating the VM");
 		t->have_vm = 1;
+		for (unsigned i = 0; i < o->ndevices; i++)
+			t->devs[i].path = o->devices[i];
+		if (vmm_devices_open(t->devs, o->ndevices, &t->vm, o->io_timeout_ms) < 0)
+			return fail(t, VMM_EXIT_ERROR, "attaching the devices");
+		t->ndev = o->ndevices;
 		if (!(t->touched = calloc(h.mem / VMM_PAGE, 1)))
 			return fail(t, VMM_EXIT_ERROR, "allocating the page map: %s", strerror(ENOMEM));
 		if (vmm_vm_create_vcpu(&t->vm, NULL) < 0)
@@ -186,15 +205,30 @@ static int incoming(struct dst *t)
 	dc.rp_ctx = t;
 	dc.backends = &be;
 	dc.nbackends = 1;
+	for (unsigned i = 0; i < t->ndev; i++)
+		vu[i] = (struct precopy_dest_vfio_user){ .id = VMM_DEVICE_ID0 + i, .dev = t->devs[i].c };
+	dc.vfio_user = vu;
+	dc.nvfio_user = t->ndev;
 	dc.io_timeout_ns = o->io_timeout_ms * 1000000ull;
 	t->d = precopy_dest_new(&dc, &err);
 	if (!t->d)
 		return fail(t, VMM_EXIT_ERROR, "creating the destination engine: %s", strerror(-err));
 	if ((r = precopy_dest_start(t->d)) < 0)
 		return fail(t, VMM_EXIT_ERROR, "destination engine start: %s", precopy_dest_strerror(t->d));
+	last_frame = vmm_now_ns();
 
-	for (;;) {
-		r = vmm_recv(&t->conn, &f, t->conn.io_timeout_ns, why, sizeof(why));
+	for (uint64_t next_check = 0;;) {
+		/* a server that died while nothing was being written to it: say
+		 * so now (the source would otherwise go on to its switchover) */
+		if (t->ndev && vmm_now_ns() >= next_check) {
+			int k = vmm_devices_failed(t->devs, t->ndev);
+			if (k >= 0)
+				return fail(t, VMM_EXIT_ERROR, "its connection closed or broke during the incoming migration");
+			next_check = vmm_now_ns() + DEV_CHECK_NS;
+		}
+		r = vmm_recv(&t->conn, &f, t->ndev ? DEV_CHECK_NS : t->conn.io_timeout_ns, why, sizeof(why));
+		if (r == 0 && t->ndev && vmm_now_ns() - last_frame < t->conn.io_timeout_ns)
+			continue;
 		if (r == 0)
 			return fail(t, VMM_EXIT_ERROR, "receiving: nothing from the source for %llu s",
 				    (unsigned long long)(t->conn.io_timeout_ns / 1000000000ull));
@@ -206,6 +240,7 @@ static int incoming(struct dst *t)
 			return fail(t, VMM_EXIT_ERROR, "receiving: %s", why);
 		if (atomic_load(&vmm_quit))
 			return fail(t, VMM_EXIT_ERROR, "interrupted by a signal");
+		last_frame = vmm_now_ns();
 		switch (f.kind) {
 		case VMM_F_PAGE:
 		case VMM_F_ZERO:
@@ -247,8 +282,6 @@ done:
 	vmm_trace(t->done.stop_ns, "destination: DONE received");
 	if (precopy_dest_ended(t->d) != 1)
 		return fail(t, VMM_EXIT_ERROR, "the device-state stream did not end before the RAM did");
-	if ((r = precopy_dest_complete(t->d)) < 0)
-		return fail(t, VMM_EXIT_ERROR, "destination engine complete: %s", precopy_dest_strerror(t->d));
 	if (!t->be_ok)
 		return fail(t, VMM_EXIT_ERROR, "the vCPU state did not arrive");
 	if (t->done.pages_sent != t->pages + t->zero_pages)
@@ -269,6 +302,9 @@ done:
 				    (unsigned long long)dg, (unsigned long long)f.arg);
 		vmm_info("verify: guest RAM digest %016llx matches the source's", (unsigned long long)dg);
 	}
+	/* the devices run (and may DMA) only once RAM is loaded and checked */
+	if ((r = precopy_dest_complete(t->d)) < 0)
+		return fail(t, VMM_EXIT_ERROR, "destination engine complete: %s", precopy_dest_strerror(t->d));
 	vmm_trace(t->done.stop_ns, "destination: loaded and checked");
 	/* the registers go in before the first KVM_RUN (vm.c: park) */
 	if (vmm_vm_start(&t->vm, 0) < 0 || vmm_vm_wait_running(&t->vm, 5000000000ull, &resume_ns) < 0)
@@ -298,8 +334,17 @@ done:
 	t->have_conn = 0;
 	{
 		uint64_t end = o->run_for_ms ? vmm_now_ns() + o->run_for_ms * 1000000ull : UINT64_MAX;
-		while (!atomic_load(&vmm_quit) && vmm_now_ns() < end && !atomic_load(&t->vm.failed))
-			vmm_sleep_ns(1000000);
+		unsigned k = 0;
+		r = 0;
+		while (!atomic_load(&vmm_quit) && vmm_now_ns() < end && !atomic_load(&t->vm.failed) &&
+		       (r = vmm_devices_serve(t->devs, t->ndev, 1000000, &k)) == 0)
+			;
+		if (r < 0) {
+			char what[384];
+			vmm_device_describe(&t->devs[k], what, sizeof(what));
+			vmm_err("%s: answering its DMA after the migration", what);
+			return VMM_EXIT_ERROR;
+		}
 	}
 	if (atomic_load(&t->vm.failed)) {
 		vmm_err("the guest failed on the destination: %s", t->vm.errmsg);
@@ -324,6 +369,7 @@ int vmm_dest(const struct vmm_opts *o)
 	if (t->have_conn)
 		vmm_conn_free(&t->conn);
 	precopy_dest_free(t->d);
+	vmm_devices_close(t->devs, t->ndev);
 	if (t->be_fd >= 0)
 		close(t->be_fd);
 	if (t->have_vm)

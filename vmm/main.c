@@ -203,6 +203,13 @@ static void usage(FILE *f)
 		"  --serial FILE          guest serial output (default stdout)\n"
 		"  --json[=FILE]          a query-migrate style JSON summary (default stdout)\n"
 		"  --io-timeout MS        longest wait without progress on the connection (default 10000)\n"
+		"  --device vfio-user:SOCKET[,stop-copy=SIZE]\n"
+		"                         attach the vfio-user device server listening on SOCKET\n"
+		"                         (repeatable, up to 8; guest RAM goes in a memfd the servers\n"
+		"                         map); the devices migrate with the guest; a destination\n"
+		"                         names its own servers, matched to the source's in order.\n"
+		"                         stop-copy: the device's state at the stop, for the\n"
+		"                         downtime estimate (vfio-user cannot tell it)\n"
 		"  --quiet                no progress or summary lines on stderr\n"
 		"  --help\n"
 		"\n"
@@ -229,6 +236,7 @@ int main(int argc, char **argv)
 		{ "verify", no_argument, 0, 'v' },            { "prealloc", no_argument, 0, 'p' },
 		{ "serial", required_argument, 0, 's' },      { "json", optional_argument, 0, 'j' },
 		{ "io-timeout", required_argument, 0, 'I' },  { "quiet", no_argument, 0, 'q' },
+		{ "device", required_argument, 0, 'V' },
 		{ "help", no_argument, 0, 'h' },              { 0, 0, 0, 0 },
 	};
 	struct vmm_opts o = { .guest = "sweep", .mem = 64u << 20, .every = 16, .max_bw = 1u << 30, .limit_ms = 300,
@@ -284,6 +292,30 @@ int main(int argc, char **argv)
 		case 's': o.serial = optarg; break;
 		case 'j': o.json = 1; o.json_path = optarg; break;
 		case 'q': vmm_quiet = 1; break;
+		case 'V':
+			if (strncmp(optarg, "vfio-user:", 10) || !optarg[10]) {
+				vmm_err("--device %s: expected vfio-user:SOCKET", optarg);
+				return VMM_EXIT_USAGE;
+			}
+			if (o.ndevices == VMM_MAX_DEVICES) {
+				vmm_err("--device: at most %u devices", VMM_MAX_DEVICES);
+				return VMM_EXIT_USAGE;
+			}
+			{
+				/* vfio-user:PATH[,stop-copy=SIZE] */
+				char *comma = strrchr(optarg + 10, ',');
+				o.device_hints[o.ndevices] = 0;
+				if (comma && !strncmp(comma, ",stop-copy=", 11)) {
+					if (parse_size(comma + 11, &v) < 0 || !v) {
+						vmm_err("--device %s: stop-copy=SIZE, a size above 0", optarg);
+						return VMM_EXIT_USAGE;
+					}
+					*comma = 0;
+					o.device_hints[o.ndevices] = v;
+				}
+			}
+			o.devices[o.ndevices++] = optarg + 10;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;
 		}

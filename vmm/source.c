@@ -26,12 +26,15 @@
 #define BW_WINDOWS 16u           /* windows kept for the bandwidth */
 #define BW_SPAN_NS 200000000ull  /* the bandwidth: the last 200 ms of sending */
 #define RESUME_NS 1000000ull     /* DONE -> the destination's vCPU running (traced: < 0.1 ms) */
+#define DEV_PUMP_BYTES (256u << 10) /* device pre-copy data per 256 pages of RAM */
 
 struct src {
 	const struct vmm_opts *o;
 	struct vmm_vm vm;
 	struct precopy_engine *e;
 	struct vmm_conn conn;
+	struct vmm_device devs[VMM_MAX_DEVICES]; /* --device, in order */
+	unsigned ndev;
 	int have_conn, stopped, engine_running;
 	int be_result;
 	int flip_one; /* PRECOPY_VMM_FAULT=flip-page: corrupt one page of the last RAM */
@@ -438,6 +441,39 @@ static void ring_drain(struct src *s)
 	atomic_store(&s->vm.ring_full, 0);
 }
 
+static void json_str(FILE *f, const char *str)
+{
+	fputc('"', f);
+	for (const char *p = str; *p; p++)
+		fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
+	fputc('"', f);
+}
+
+/* "vfio-user": what each device moved (as QEMU's "vfio" object, per device). */
+static void devices_json(struct src *s, FILE *f)
+{
+	if (!s->ndev)
+		return;
+	fprintf(f, "\"vfio-user\":[");
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct precopy_engine_dev_info di;
+
+		memset(&di, 0, sizeof(di));
+		precopy_engine_device_info(s->e, i, &di);
+		fprintf(f, "%s{\"socket\":", i ? "," : "");
+		json_str(f, s->devs[i].path);
+		fprintf(f, ",\"id\":%u,\"transferred\":%llu,\"stop-copy-bytes\":%llu,\"stop-copy-hint\":%llu,"
+			   "\"dma-tracking\":\"%s\",\"error\":%d}",
+			VMM_DEVICE_ID0 + i, (unsigned long long)di.bytes_sent, (unsigned long long)di.stop_copy_bytes,
+			(unsigned long long)s->devs[i].stop_copy_hint,
+			di.tracking == PRECOPY_TRACK_DMA_LOG ? "dma-log"
+			: di.tracking == PRECOPY_TRACK_TRACKER ? "tracker"
+			: di.tracking == PRECOPY_TRACK_ALL ? "all-ram" : "none",
+			di.err);
+	}
+	fprintf(f, "],");
+}
+
 static void emit_json(struct src *s, uint64_t total_ram)
 {
 	FILE *f = stdout;
@@ -476,6 +512,7 @@ static void emit_json(struct src *s, uint64_t total_ram)
 		(unsigned long long)(s->d.dirty_rate_Bps / VMM_PAGE), (unsigned long long)s->precopy_bytes,
 		(unsigned long long)s->downtime_bytes, VMM_PAGE);
 	fprintf(f, "\"cpu-throttle-percentage\":%u,", s->throttle);
+	devices_json(s, f);
 	fprintf(f, "\"precopy\":{\"reason\":\"");
 	for (const char *p = s->reason; *p; p++)
 		fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
@@ -507,12 +544,32 @@ static int fail_resume(struct src *s, const char *status)
 	uint64_t lines, end;
 
 	snprintf(s->status, sizeof(s->status), "%s", status);
+	if (s->ndev) {
+		/* name the device whose server failed, if one did */
+		int k = vmm_devices_failed(s->devs, s->ndev);
+		if (k >= 0 && s->reason[0])
+			vmm_device_blame(&s->devs[k], s->reason, sizeof(s->reason));
+		else if (k >= 0)
+			vmm_device_describe(&s->devs[k], s->reason, sizeof(s->reason));
+	}
 	if (s->engine_running) {
 		precopy_engine_cancel(s->e);
 		s->engine_running = 0;
 	}
 	atomic_store(&s->vm.throttle_pct, 0);
 	s->throttle = 0;
+	if (s->have_conn && !strstr(s->reason, "the destination aborted")) {
+		/* a destination that went away may have said why first */
+		struct vmm_frame f;
+		char why[64];
+		while (vmm_recv(&s->conn, &f, 0, why, sizeof(why)) > 0)
+			if (f.kind == VMM_F_ABORT) {
+				size_t n = strlen(s->reason);
+				snprintf(s->reason + n, sizeof(s->reason) - n, " (the destination aborted: %.*s)",
+					 (int)(f.len < 300 ? f.len : 300), (const char *)f.payload);
+				break;
+			}
+	}
 	if (s->have_conn) {
 		/* best effort, unthrottled, never blocking for long */
 		s->conn.olen = 0;
@@ -612,6 +669,7 @@ static int migrate(struct src *s)
 	h.mem = s->vm.mem;
 	h.page_size = VMM_PAGE;
 	h.flags = o->verify ? VMM_HELLO_VERIFY : 0;
+	h.devices = s->ndev;
 	if ((r = vmm_send(&s->conn, VMM_F_HELLO, s->vm.mem, &h, sizeof(h))) < 0 ||
 	    (r = vmm_flush(&s->conn)) < 0) {
 		snprintf(s->reason, sizeof(s->reason), "sending the greeting: %s", strerror(-r));
@@ -646,6 +704,11 @@ static int migrate(struct src *s)
 		if (n > 0 && (r = send_runs(s, runs, n, &pages)) < 0) {
 			if (!s->reason[0])
 				snprintf(s->reason, sizeof(s->reason), "sending RAM: %s", strerror(-r));
+			return fail_resume(s, "failed");
+		}
+		/* the devices' pre-copy data (and their servers' DMA commands) */
+		if (s->ndev && precopy_engine_pump(s->e, DEV_PUMP_BYTES) < 0) {
+			snprintf(s->reason, sizeof(s->reason), "device pre-copy data: %s", precopy_engine_strerror(s->e));
 			return fail_resume(s, "failed");
 		}
 		src_idle(s);
@@ -813,6 +876,7 @@ static int setup_engine(struct src *s)
 					 .userspace_addr = (uintptr_t)s->vm.ram };
 	struct precopy_engine_backend be = { .id = BACKEND_ID, .name = "vcpu0+serial", .ops = &be_ops, .ctx = s,
 					     .state_bytes = sizeof(struct vmm_vcpu_state) };
+	struct precopy_engine_vfio_user vu[VMM_MAX_DEVICES];
 	int64_t probe;
 	int err;
 
@@ -844,6 +908,12 @@ static int setup_engine(struct src *s)
 	cfg.rp_fd = -1;
 	cfg.backends = &be;
 	cfg.nbackends = 1;
+	for (unsigned i = 0; i < s->ndev; i++)
+		vu[i] = (struct precopy_engine_vfio_user){ .id = VMM_DEVICE_ID0 + i, .name = s->devs[i].name,
+							   .dev = s->devs[i].c,
+							   .stop_copy_hint = s->devs[i].stop_copy_hint };
+	cfg.vfio_user = vu;
+	cfg.nvfio_user = s->ndev;
 	cfg.io_timeout_ns = o->io_timeout_ms * 1000000ull;
 	cfg.policy.downtime_limit_ns = o->limit_ms * 1000000ull;
 	cfg.policy.timeout_ns = o->timeout_s * 1000000000ull;
@@ -856,13 +926,26 @@ static int setup_engine(struct src *s)
 	if (!s->e) {
 		char msg[256];
 		precopy_engine_config_check(&cfg, msg, sizeof(msg));
-		vmm_err("creating the precopy engine: %s%s%s", strerror(-err), msg[0] ? ": " : "", msg);
+		int k = s->ndev ? vmm_devices_failed(s->devs, s->ndev) : -1;
+		char what[384] = "";
+		if (k >= 0)
+			vmm_device_describe(&s->devs[k], what, sizeof(what));
+		vmm_err("creating the precopy engine: %s%s%s%s%s", strerror(-err), msg[0] ? ": " : "", msg,
+			what[0] ? "; " : "", what);
 		return err;
 	}
 	return 0;
 }
 
 
+
+static void device_failed(struct src *s, unsigned k, const char *step)
+{
+	char what[384];
+
+	vmm_device_describe(&s->devs[k], what, sizeof(what));
+	vmm_err("%s: %s", what, step);
+}
 
 int vmm_source(const struct vmm_opts *o)
 {
@@ -881,8 +964,16 @@ int vmm_source(const struct vmm_opts *o)
 	s->flip_one = getenv("PRECOPY_VMM_FAULT") && !strcmp(getenv("PRECOPY_VMM_FAULT"), "flip-page");
 	if (vmm_guest_lookup(o->guest, &image, &len) < 0 || vmm_guest_params(o, o->mem, params) < 0)
 		goto out_free;
-	if (vmm_vm_create(&s->vm, o->mem, o->prealloc, o->serial) < 0 || vmm_vm_load(&s->vm, image, len) < 0)
+	if (vmm_vm_create(&s->vm, o->mem, o->prealloc, o->ndevices > 0, o->serial) < 0 ||
+	    vmm_vm_load(&s->vm, image, len) < 0)
 		goto out;
+	for (unsigned i = 0; i < o->ndevices; i++) {
+		s->devs[i].path = o->devices[i];
+		s->devs[i].stop_copy_hint = o->device_hints[i];
+	}
+	if (vmm_devices_open(s->devs, o->ndevices, &s->vm, o->io_timeout_ms) < 0)
+		goto out;
+	s->ndev = o->ndevices;
 	/* the engine before the vCPU: ring mode is enabled on a VM without one */
 	if (o->migrate_to && setup_engine(s) < 0)
 		goto out;
@@ -905,17 +996,29 @@ int vmm_source(const struct vmm_opts *o)
 		goto out;
 	if (!o->migrate_to) {
 		uint64_t end = o->run_for_ms ? vmm_now_ns() + o->run_for_ms * 1000000ull : UINT64_MAX;
-		while (!atomic_load(&vmm_quit) && vmm_now_ns() < end && !atomic_load(&s->vm.failed))
-			vmm_sleep_ns(1000000);
+		unsigned k = 0;
+		r = 0;
+		while (!atomic_load(&vmm_quit) && vmm_now_ns() < end && !atomic_load(&s->vm.failed) &&
+		       (r = vmm_devices_serve(s->devs, s->ndev, 1000000, &k)) == 0)
+			;
 		if (atomic_load(&s->vm.failed))
 			vmm_err("the vCPU failed: %s", s->vm.errmsg);
+		else if (r < 0)
+			device_failed(s, k, "answering its DMA");
 		else
 			status = VMM_EXIT_OK;
 		goto out;
 	}
 	/* let the guest warm up */
-	for (uint64_t end = vmm_now_ns() + o->delay_ms * 1000000ull; vmm_now_ns() < end && !atomic_load(&vmm_quit);)
-		vmm_sleep_ns(1000000);
+	r = 0;
+	for (uint64_t end = vmm_now_ns() + o->delay_ms * 1000000ull;
+	     vmm_now_ns() < end && !atomic_load(&vmm_quit) && r == 0;) {
+		unsigned k = 0;
+		if ((r = vmm_devices_serve(s->devs, s->ndev, 1000000, &k)) < 0)
+			device_failed(s, k, "answering its DMA before the migration");
+	}
+	if (r < 0)
+		goto out;
 	if (atomic_load(&s->vm.failed)) {
 		vmm_err("the vCPU failed before the migration: %s", s->vm.errmsg);
 		goto out;
@@ -927,6 +1030,7 @@ out:
 	/* the vCPU stops first, then the engine (logging off on the open VM) */
 	vmm_vm_join(&s->vm);
 	precopy_engine_free(s->e);
+	vmm_devices_close(s->devs, s->ndev);
 	vmm_vm_destroy(&s->vm);
 	if (s->ring)
 		munmap(s->ring, s->ring_bytes);

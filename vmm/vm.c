@@ -48,13 +48,13 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int vmm_vm_create(struct vmm_vm *vm, uint64_t mem, int prealloc, const char *serial_path)
+int vmm_vm_create(struct vmm_vm *vm, uint64_t mem, int prealloc, int shared, const char *serial_path)
 {
 	struct kvm_userspace_memory_region region;
 	int r, flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 
 	memset(vm, 0, sizeof(*vm));
-	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = vm->serial_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = vm->serial_fd = vm->ram_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->mem = mem;
@@ -92,9 +92,19 @@ int vmm_vm_create(struct vmm_vm *vm, uint64_t mem, int prealloc, const char *ser
 		vmm_err("KVM_SET_TSS_ADDR: %s", strerror(-r));
 		return r;
 	}
+	if (shared) {
+		/* a memfd the device servers map (vmm.h) */
+		vm->ram_fd = memfd_create("precopy-vmm-ram", MFD_CLOEXEC);
+		if (vm->ram_fd < 0 || ftruncate(vm->ram_fd, (off_t)mem) < 0) {
+			r = -errno;
+			vmm_err("guest RAM in a memfd of %llu bytes: %s", (unsigned long long)mem, strerror(-r));
+			return r;
+		}
+		flags = MAP_SHARED;
+	}
 	if (prealloc)
 		flags |= MAP_POPULATE;
-	vm->ram = mmap(NULL, mem, PROT_READ | PROT_WRITE, flags, -1, 0);
+	vm->ram = mmap(NULL, mem, PROT_READ | PROT_WRITE, flags, vm->ram_fd, 0);
 	if (vm->ram == MAP_FAILED) {
 		vm->ram = NULL;
 		r = -errno;
@@ -595,6 +605,8 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		close(vm->vcpu_fd);
 	if (vm->ram)
 		munmap(vm->ram, vm->mem);
+	if (vm->ram_fd >= 0)
+		close(vm->ram_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -603,7 +615,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 		close(vm->serial_fd);
 	vm->run = NULL;
 	vm->ram = NULL;
-	vm->vcpu_fd = vm->vm_fd = vm->kvm_fd = vm->serial_fd = -1;
+	vm->vcpu_fd = vm->vm_fd = vm->kvm_fd = vm->serial_fd = vm->ram_fd = -1;
 }
 
 /* ---- RAM helpers ---------------------------------------------------------- */

@@ -58,6 +58,7 @@ struct vmm_vcpu_state {
 struct vmm_vm {
 	int kvm_fd, vm_fd, vcpu_fd;
 	uint8_t *ram;
+	int ram_fd;          /* the memfd behind ram (shared), or -1 (anonymous) */
 	uint64_t mem;
 	struct kvm_run *run;
 	size_t run_size;
@@ -88,8 +89,10 @@ struct vmm_vm {
 };
 
 /* Create the VM with `mem` bytes of RAM at guest-physical 0 (prealloc:
- * populate the mapping now). */
-int vmm_vm_create(struct vmm_vm *vm, uint64_t mem, int prealloc, const char *serial_path);
+ * populate the mapping now; shared: in a memfd, vm->ram_fd, that device
+ * servers can map; else anonymous memory, whose untouched pages read as
+ * the zero page without being allocated). */
+int vmm_vm_create(struct vmm_vm *vm, uint64_t mem, int prealloc, int shared, const char *serial_path);
 /* The vCPU (after the engine in dirty-ring mode), in real mode at 0x7c00
  * with the guest's parameters in EBX, ECX, EDX, ESI. */
 int vmm_vm_create_vcpu(struct vmm_vm *vm, const uint32_t params[4]);
@@ -139,13 +142,15 @@ enum vmm_frame_kind {
 #define VMM_STREAM_MAX (1u << 20)
 
 #define VMM_HELLO_MAGIC "precopy-vmm\0"
-#define VMM_PROTO_VERSION 1u
+#define VMM_PROTO_VERSION 2u /* 2: the device count in HELLO */
 struct vmm_hello {
 	char magic[12];
 	uint32_t version;
 	uint64_t mem;
 	uint32_t page_size;
 	uint32_t flags; /* VMM_HELLO_VERIFY */
+	uint32_t devices; /* vfio-user devices in the stream (ids VMM_DEVICE_ID0...) */
+	uint32_t pad;
 };
 #define VMM_HELLO_VERIFY 1u
 
@@ -198,6 +203,35 @@ int vmm_flush(struct vmm_conn *c);
  * other -errno. */
 int vmm_recv(struct vmm_conn *c, struct vmm_frame *f, uint64_t timeout_ns, char *why, size_t whylen);
 
+/* ---- devices (device.c): vfio-user servers ------------------------------- */
+#define VMM_MAX_DEVICES 8
+#define VMM_DEVICE_ID0 2u /* stream ids: 1 is the vCPU back-end, then the devices in order */
+
+struct precopy_vfio_user;
+struct vmm_device {
+	const char *path;               /* the server's socket (--device vfio-user:PATH) */
+	char name[64];                  /* the path, shortened from the left to fit */
+	uint64_t stop_copy_hint;        /* its expected STOP_COPY bytes, 0: unknown */
+	struct precopy_vfio_user *c;
+};
+
+/* Connect to each server, check that it can migrate, and DMA-map all of
+ * guest RAM (the memfd) at IOVA 0, read and write. On failure the message
+ * names the device and the step; what was opened is closed. */
+int vmm_devices_open(struct vmm_device *devs, unsigned n, struct vmm_vm *vm, uint64_t timeout_ms);
+void vmm_devices_close(struct vmm_device *devs, unsigned n);
+/* Answer the servers' commands (DMA by message) for up to timeout_ns:
+ * returns 0 or -errno, with *which the device that failed. */
+int vmm_devices_serve(struct vmm_device *devs, unsigned n, uint64_t timeout_ns, unsigned *which);
+/* The first device whose server hung up or whose connection broke, or -1
+ * (between the engine's calls: it may answer a server's commands). */
+int vmm_devices_failed(struct vmm_device *devs, unsigned n);
+/* "vfio-user device PATH" + its client's last message, into buf. */
+void vmm_device_describe(const struct vmm_device *d, char *buf, size_t len);
+/* Prefix the message in buf with "vfio-user device PATH failed: " (its
+ * end cut to fit). */
+void vmm_device_blame(const struct vmm_device *d, char *buf, size_t len);
+
 /* ---- the flows ------------------------------------------------------------ */
 struct vmm_opts {
 	const char *guest;        /* built-in name or file */
@@ -219,6 +253,9 @@ struct vmm_opts {
 	int json;
 	const char *json_path;    /* NULL: stdout */
 	uint64_t io_timeout_ms;
+	const char *devices[VMM_MAX_DEVICES]; /* --device vfio-user:PATH, the paths */
+	uint64_t device_hints[VMM_MAX_DEVICES]; /* ,stop-copy=SIZE (0: none) */
+	unsigned ndevices;
 };
 
 int vmm_source(const struct vmm_opts *o);

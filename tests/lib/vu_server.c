@@ -3,6 +3,7 @@
  * is the peer the library talks to, so it calls the kernel directly. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,12 @@ enum { C_VERSION = 1, C_DMA_MAP, C_DMA_UNMAP, C_INFO, C_REGION_INFO, C_IRQ_INFO 
 #define HDR 16u
 #define MAXMAP 16
 #define LOGPAGE_MAX (1u << 30)
+#define PAGE 4096u
+/* BAR0 registers of the device's own DMA (vu_server.h) */
+#define R_DMA_MAGIC 0x80u
+#define R_DMA_SEQ 0x88u
+#define R_DMA_IOVA 0x90u
+#define R_DMA_LEN 0x98u
 
 struct map {
 	uint64_t iova, size;
@@ -51,6 +58,9 @@ struct srv {
 	uint8_t *rx;
 	size_t rxcap;
 	int irq[8];          /* eventfds of IRQ index 0 (INTx, 1) and 2 (MSI-X, 8), -1: none */
+	/* the device's own DMA and what the report says */
+	uint64_t next_tick_ns, written, checked, bad, state_bytes;
+	int loaded, resumed, state_saved;
 };
 
 uint8_t vu_pattern(uint64_t seed, uint64_t i)
@@ -60,6 +70,39 @@ uint8_t vu_pattern(uint64_t seed, uint64_t i)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	z ^= z >> 31;
 	return (uint8_t)(z >> (8 * (i % 8)));
+}
+
+uint64_t vu_dma_word(uint64_t k, unsigned i)
+{
+	uint64_t z;
+
+	if (i == 0)
+		return k;
+	z = k * 0x9e3779b97f4a7c15ull + i;
+	z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
+	return z ^ (z >> 32);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Write a whole file (best effort: a test finds it missing or short). */
+static void put_file(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f) {
+		fprintf(stderr, "vu_server: %s: %s\n", path, strerror(errno));
+		return;
+	}
+	if (len && fwrite(buf, 1, len, f) != len)
+		fprintf(stderr, "vu_server: writing %s failed\n", path);
+	fclose(f);
 }
 
 static int die(const char *what)
@@ -300,6 +343,46 @@ static uint8_t stream_byte(const struct srv *s, uint64_t o)
 	return s->bar_snap[o - s->cfg->state_bytes];
 }
 
+/* Pattern bytes [k, k + n) of seed into b, a word at a time where it can
+ * (a device that moves its state at memory speed, not byte by byte). */
+static void pattern_fill(uint64_t seed, uint64_t k, uint8_t *b, uint64_t n)
+{
+	uint64_t i = 0;
+
+	while (i < n) {
+		if ((k + i) % 8 == 0 && n - i >= 8) {
+			uint64_t z = seed + ((k + i) / 8 + 1) * 0x9e3779b97f4a7c15ull;
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+			z ^= z >> 31;
+			memcpy(b + i, &z, 8); /* little endian: byte j is z >> 8j */
+			i += 8;
+		} else {
+			b[i] = vu_pattern(seed, k + i);
+			i++;
+		}
+	}
+}
+
+/* Stream bytes [o, o + n) into b. */
+static void stream_fill(const struct srv *s, uint64_t o, uint8_t *b, uint64_t n)
+{
+	uint64_t i = 0, pat_end = 24 + s->cfg->state_bytes;
+
+	while (i < n) {
+		uint64_t at = o + i;
+
+		if (at >= 24 && at < pat_end) {
+			uint64_t m = pat_end - at < n - i ? pat_end - at : n - i;
+			pattern_fill(s->cfg->seed, at - 24, b + i, m);
+			i += m;
+		} else {
+			b[i] = stream_byte(s, at);
+			i++;
+		}
+	}
+}
+
 static int stream_check(struct srv *s)
 {
 	if (s->in_len < 24 + BAR_STATE || memcmp(s->in, "VUST", 4))
@@ -307,11 +390,93 @@ static int stream_check(struct srv *s)
 	uint64_t seed = g64(s->in + 8), n = g64(s->in + 16);
 	if (n != s->in_len - 24 - BAR_STATE)
 		return EINVAL;
-	for (uint64_t i = 0; i < n; i++)
-		if (s->in[24 + i] != vu_pattern(seed, i))
+	for (uint64_t i = 0; i < n; i += 65536) {
+		uint8_t want[65536];
+		uint64_t m = n - i < sizeof(want) ? n - i : sizeof(want);
+		pattern_fill(seed, i, want, m);
+		if (memcmp(s->in + 24 + i, want, m))
 			return EINVAL;
+	}
 	memcpy(s->bar, s->in + 24 + n, BAR_STATE);
+	s->loaded = 1;
+	s->state_bytes = s->in_len;
+	if (s->cfg->state_path)
+		put_file(s->cfg->state_path, s->in, s->in_len);
 	return 0;
+}
+
+/* The whole stream was handed out in STOP_COPY: keep a copy of it. */
+static void stream_saved(struct srv *s)
+{
+	uint64_t n = stream_len(s);
+	uint8_t *b;
+
+	s->state_bytes = n;
+	if (s->state_saved || !s->cfg->state_path)
+		return;
+	s->state_saved = 1;
+	if (!(b = malloc(n))) {
+		fprintf(stderr, "vu_server: no memory for the state copy\n");
+		return;
+	}
+	stream_fill(s, 0, b, n);
+	put_file(s->cfg->state_path, b, n);
+	free(b);
+}
+
+/* ---- the device's own DMA ------------------------------------------------------ */
+
+static int dma_configured(const struct srv *s)
+{
+	return !memcmp(s->bar + R_DMA_MAGIC, "VDMA", 4) && g64(s->bar + R_DMA_LEN) >= PAGE;
+}
+
+/* One tick: auto_pages pages through the mmap, logged when logging is on. */
+static void dma_tick(struct srv *s)
+{
+	uint64_t iova = g64(s->bar + R_DMA_IOVA), len = g64(s->bar + R_DMA_LEN), seq = g64(s->bar + R_DMA_SEQ);
+	uint64_t npages = len / PAGE;
+	struct map *m = find(s, iova, npages * PAGE);
+
+	if (!m || !m->mem)
+		return;
+	for (unsigned j = 0; j < s->cfg->auto_pages; j++, seq++) {
+		uint64_t off = iova - m->iova + (seq % npages) * PAGE;
+		uint64_t *w = (uint64_t *)(void *)(m->mem + off);
+
+		for (unsigned i = 0; i < PAGE / 8; i++)
+			w[i] = vu_dma_word(seq, i);
+		if (s->log_page && m->log && !s->cfg->auto_unlogged) {
+			uint64_t pg = off / s->log_page;
+			m->log[pg / 64] |= 1ull << (pg % 64);
+		}
+		s->written++;
+	}
+	p64(s->bar + R_DMA_SEQ, seq);
+}
+
+/* After a resume: every page written so far holds its last seq. */
+static void dma_check(struct srv *s)
+{
+	uint64_t iova = g64(s->bar + R_DMA_IOVA), len = g64(s->bar + R_DMA_LEN), seq = g64(s->bar + R_DMA_SEQ);
+	uint64_t npages = len / PAGE;
+	struct map *m = find(s, iova, npages * PAGE);
+
+	if (!m || !m->mem) {
+		s->bad = npages; /* nothing to look at: say so */
+		return;
+	}
+	for (uint64_t p = 0; p < npages && p < seq; p++) {
+		uint64_t k = p + (seq - 1 - p) / npages * npages;
+		const uint64_t *w = (const uint64_t *)(const void *)(m->mem + (iova - m->iova) + p * PAGE);
+
+		s->checked++;
+		for (unsigned i = 0; i < PAGE / 8; i++)
+			if (w[i] != vu_dma_word(k, i)) {
+				s->bad++;
+				break;
+			}
+	}
 }
 
 /* ---- the state machine ------------------------------------------------------- */
@@ -348,6 +513,10 @@ static int take_arc(struct srv *s, uint32_t to)
 				s->state = ERROR;
 			return e;
 		}
+	}
+	if (to == RUNNING && s->loaded && !s->resumed && dma_configured(s)) {
+		s->resumed = 1;
+		dma_check(s);
 	}
 	s->state = to;
 	return 0;
@@ -506,17 +675,22 @@ static int on_feature(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 		if (!m || m->iova != iova || ps != s->log_page || len == 0)
 			return reply_err(s, id, C_FEATURE, EINVAL);
 		uint64_t pages = (len + ps - 1) / ps, words = (pages + 63) / 64;
-		if (words > 4096)
+		if (words > (1u << 20))
 			return reply_err(s, id, C_FEATURE, E2BIG);
-		memcpy(out + 8, d, 24);
-		memset(out + 32, 0, words * 8);
+		uint8_t *rb = calloc(1, 32 + words * 8);
+		if (!rb)
+			return die("no memory");
+		memcpy(rb, p, 8);
+		memcpy(rb + 8, d, 24);
 		for (uint64_t i = 0; i < pages; i++)
 			if (m->log[i / 64] & (1ull << (i % 64))) {
-				out[32 + i / 8] |= (uint8_t)(1u << (i % 8));
+				rb[32 + i / 8] |= (uint8_t)(1u << (i % 8));
 				m->log[i / 64] &= ~(1ull << (i % 64));
 			}
-		p32(out, (uint32_t)(32 + words * 8));
-		return reply(s, id, C_FEATURE, out, 32 + words * 8);
+		p32(rb, (uint32_t)(32 + words * 8));
+		int r = reply(s, id, C_FEATURE, rb, 32 + words * 8);
+		free(rb);
+		return r;
 	}
 	default:
 		return reply_err(s, id, C_FEATURE, EINVAL);
@@ -577,9 +751,10 @@ static int on_mig_read(struct srv *s, uint16_t id, const uint8_t *p, size_t n)
 	hdr(b, id, C_MIG_READ, (uint32_t)(HDR + plen), 1, 0);
 	p32(b + HDR, 8 + got);
 	p32(b + HDR + 4, got);
-	for (uint32_t i = 0; i < got; i++)
-		b[HDR + 8 + i] = stream_byte(s, s->cursor + i);
+	stream_fill(s, s->cursor, b + HDR + 8, got);
 	s->cursor += got;
+	if (s->state == STOP_COPY && s->cursor == stream_len(s))
+		stream_saved(s);
 	int r;
 	if (s->cfg->die_at && s->mig_reads == s->cfg->die_at) {
 		send_all(s->fd, b, HDR + plen / 2, -1);
@@ -754,10 +929,32 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 		s.bar[i] = (uint8_t)(i * 7 + 1);
 	for (int i = 0; i < 8; i++)
 		s.irq[i] = -1;
+	if (cfg->auto_len >= PAGE) {
+		memcpy(s.bar + R_DMA_MAGIC, "VDMA", 4);
+		p32(s.bar + R_DMA_MAGIC + 4, 0);
+		p64(s.bar + R_DMA_SEQ, 0);
+		p64(s.bar + R_DMA_IOVA, cfg->auto_iova);
+		p64(s.bar + R_DMA_LEN, cfg->auto_len / PAGE * PAGE);
+	}
+	s.next_tick_ns = now_ns();
 	int status = 0;
 	for (;;) {
 		uint8_t h[HDR];
 		struct fdset fds = { .n = 0 };
+		/* the device's own DMA between the client's messages */
+		while (cfg->auto_ms && cfg->auto_pages) {
+			uint64_t t = now_ns();
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			if (t >= s.next_tick_ns) {
+				if ((s.state == RUNNING || s.state == PRE_COPY) && dma_configured(&s))
+					dma_tick(&s);
+				s.next_tick_ns = t + (uint64_t)cfg->auto_ms * 1000000ull;
+				continue;
+			}
+			int pr = poll(&pfd, 1, (int)((s.next_tick_ns - t + 999999) / 1000000));
+			if (pr > 0 || (pr < 0 && errno != EINTR))
+				break;
+		}
 		if (recv_all(fd, h, HDR, &fds)) {
 			status = 0; /* the client left */
 			break;
@@ -857,6 +1054,20 @@ int vu_server_run(int fd, const struct vu_server_cfg *cfg)
 	for (int i = 0; i < 8; i++)
 		if (s.irq[i] >= 0)
 			close(s.irq[i]);
+	if (cfg->report_path) {
+		char rbuf[256];
+		int n = snprintf(rbuf, sizeof(rbuf),
+				 "state-bytes %llu\ndma-pages-written %llu\ndma-pages-checked %llu\n"
+				 "dma-pages-bad %llu\nloaded %d\n",
+				 (unsigned long long)s.state_bytes, (unsigned long long)s.written,
+				 (unsigned long long)s.checked, (unsigned long long)s.bad, s.loaded);
+		put_file(cfg->report_path, rbuf, (size_t)n);
+	}
+	for (int i = 0; i < s.nmaps; i++) {
+		if (s.maps[i].mem)
+			munmap(s.maps[i].mem, s.maps[i].size);
+		free(s.maps[i].log);
+	}
 	free(s.rx);
 	free(s.in);
 	return status;

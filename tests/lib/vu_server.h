@@ -39,6 +39,26 @@
  * aborted, its bytes dropped) and ERROR it returns the device to RUNNING,
  * as the specification and the kernel's uAPI say.
  *
+ * Device DMA of its own (auto_ms > 0): while RUNNING or PRE_COPY, every
+ * auto_ms the server writes auto_pages whole pages into the range BAR0
+ * describes, through its mmap of the client's mapping (logged when DMA
+ * logging is on), as a device doing DMA while the guest runs; it stops in
+ * every other state, so nothing lands after STOP_COPY. The range and the
+ * count of pages written are BAR0 state (migrated with the device):
+ *   0x80 "VDMA"  0x88 u64 pages written so far (seq)  0x90 u64 iova
+ *   0x98 u64 length (a multiple of 4096)
+ * set from auto_iova / auto_len at start. Page seq k goes to page k mod
+ * (length / 4096) and holds vu_dma_word(k, i) as its word i. After a
+ * RESUMING whose BAR0 has "VDMA", the move to RUNNING checks every page
+ * written so far against the last seq that went to it: the count of pages
+ * checked and of bad ones go to the report.
+ *
+ * Files (for a test or a user to look at, written when set):
+ *   state_path: the whole device state stream, as handed out (when the
+ *     STOP_COPY drain read it to the end) or as loaded (RESUMING -> STOP);
+ *   report_path: at exit, lines "state-bytes N", "dma-pages-written N",
+ *     "dma-pages-checked N", "dma-pages-bad N", "loaded 0|1".
+ *
  * Unknown features answer EINVAL (as libvfio-user does). The server exits
  * when the client closes the socket (status 0) or on a protocol error
  * (status 2 and a line on stderr). */
@@ -82,7 +102,15 @@ struct vu_server_cfg {
 	 * 1 wrong msg_id, 2 short payload, 3 error bit with errno 0, 4 size
 	 * field larger than what is sent (then the server exits) */
 	unsigned garble_at, garble_kind;
+	/* device DMA of its own (above): every auto_ms, auto_pages pages */
+	unsigned auto_ms, auto_pages;
+	uint64_t auto_iova, auto_len;
+	int auto_unlogged; /* a broken device: its own DMA is not logged */
+	const char *state_path, *report_path;
 };
+
+/* Word i of the page written by DMA seq k (the auto DMA above). */
+uint64_t vu_dma_word(uint64_t k, unsigned i);
 
 /* The device state's pattern byte i for seed. */
 uint8_t vu_pattern(uint64_t seed, uint64_t i);
