@@ -94,6 +94,34 @@ Test(engine_api, wrong_phase_and_null)
 	cr_assert_eq(precopy_engine_cancel(H.src), 0);
 }
 
+/* precopy_engine_set_policy() refuses what precopy_engine_new() refuses
+ * and a different bw_window, and leaves the policy in force as it was. */
+Test(engine_api, set_policy_refusals)
+{
+	struct precopy_policy p, q;
+	struct precopy_engine_stats st;
+
+	base();
+	h_engines();
+	p = H.cfg.policy;
+	cr_assert_eq(precopy_engine_set_policy(NULL, &p), -EINVAL);
+	cr_assert_eq(precopy_engine_set_policy(H.src, NULL), -EINVAL);
+	q = p;
+	q.bw_window = p.bw_window + 1;
+	cr_assert_eq(precopy_engine_set_policy(H.src, &q), -EINVAL, "bw_window cannot change");
+	q = p;
+	q.downtime_limit_ns = 0;
+	cr_assert_eq(precopy_policy_check(&q, NULL, 0), -EINVAL);
+	cr_assert_eq(precopy_engine_set_policy(H.src, &q), -EINVAL, "an invalid policy");
+	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+	cr_assert_eq(st.downtime_limit_ns, p.downtime_limit_ns, "a refused policy changed nothing");
+	q = p;
+	q.downtime_limit_ns = p.downtime_limit_ns * 2;
+	cr_assert_eq(precopy_engine_set_policy(H.src, &q), 0);
+	cr_assert_eq(precopy_engine_stats(H.src, &st), 0);
+	cr_assert_eq(st.downtime_limit_ns, q.downtime_limit_ns);
+}
+
 Test(engine_api, first_pass_hands_out_every_page_once)
 {
 	struct precopy_ram_run runs[4];
