@@ -237,9 +237,9 @@ $(BUILD)/perf/%: perf/%.c $(PERFLIB_OBJS) $(HARNESS) $(STATIC)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Iperf $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(PERF_EXTRA) $(PERFLIB_OBJS) $(HARNESS) $(STATIC) $(LDLIBS) $(SIM_LDLIBS)
 
-# bench-drain's vfio-user cases run the tests' vfio-user server
-$(BUILD)/perf/bench-drain: PERF_EXTRA := $(BUILD)/obj/tests/lib/vu_server.o
-$(BUILD)/perf/bench-drain: $(BUILD)/obj/tests/lib/vu_server.o
+# bench-drain runs the tests' vfio-user server and device stand-ins
+$(BUILD)/perf/bench-drain: PERF_EXTRA := $(BUILD)/obj/tests/lib/vu_server.o $(BUILD)/obj/tests/lib/standin.o
+$(BUILD)/perf/bench-drain: $(BUILD)/obj/tests/lib/vu_server.o $(BUILD)/obj/tests/lib/standin.o
 
 # libFuzzer harnesses: clang only, built with their own sanitized objects.
 FUZZ_CC    ?= clang

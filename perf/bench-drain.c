@@ -33,92 +33,13 @@
 
 #include "lib/bench.h"
 #include "precopy.h"
+#include "../tests/lib/standin.h"
 #include "../tests/lib/vu_server.h"
 
 #define CHUNK (64u << 10)
 #define MAXN 8
 
-struct standin {
-	uint64_t size, rate; /* bytes, bytes per second */
-	int fd;
-	pthread_t thr;
-	int started, result;
-};
-
-static void sleep_until(uint64_t t)
-{
-	uint64_t now = bench_now_ns();
-	struct timespec ts;
-
-	if (t <= now)
-		return;
-	ts.tv_sec = (time_t)((t - now) / 1000000000u);
-	ts.tv_nsec = (long)((t - now) % 1000000000u);
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Writes the state at the stand-in's rate, then closes its end. */
-static void *writer(void *arg)
-{
-	struct standin *s = arg;
-	static const uint8_t zeros[CHUNK];
-	uint64_t t0 = bench_now_ns(), done = 0;
-
-	s->result = 0;
-	while (done < s->size) {
-		size_t n = s->size - done < CHUNK ? (size_t)(s->size - done) : CHUNK;
-		ssize_t w = write(s->fd, zeros, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			s->result = -errno;
-			break;
-		}
-		done += (uint64_t)w;
-		/* the device has delivered `done` bytes no sooner than this */
-		sleep_until(t0 + (uint64_t)((unsigned __int128)done * 1000000000u / s->rate));
-	}
-	close(s->fd);
-	return NULL;
-}
-
-static int si_running(void *ctx)
-{
-	return 0;
-}
-
-static int si_set_fd(void *ctx, uint32_t dir, uint32_t phase, int fd, int *reply)
-{
-	struct standin *s = ctx;
-
-	*reply = -1;
-	if (dir != PRECOPY_BACKEND_SAVE) {
-		close(fd);
-		return -EINVAL;
-	}
-	s->fd = fd;
-	if (pthread_create(&s->thr, NULL, writer, s)) {
-		close(fd);
-		return -EAGAIN;
-	}
-	s->started = 1;
-	return 0;
-}
-
-static int si_check(void *ctx)
-{
-	struct standin *s = ctx;
-
-	if (!s->started)
-		return -EIO;
-	pthread_join(s->thr, NULL);
-	s->started = 0;
-	return s->result;
-}
-
-static const struct precopy_backend_ops si_ops = { PRECOPY_BACKEND_OPS_VERSION, si_running, si_set_fd, si_check };
+/* the stand-ins write zeros at their rate (tests/lib/standin.h) */
 
 /* The stream's far end: read and discard until EOF. */
 static void *sink(void *arg)
@@ -176,8 +97,8 @@ static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, ch
 	memset(si, 0, sizeof(si));
 	precopy_bitmap_wrap(&live, live_words, 64);
 	for (int i = 0; i < n; i++) {
-		si[i] = (struct standin){ .size = size, .rate = rate, .fd = -1 };
-		be[i] = (struct precopy_engine_backend){ .id = 100 + (uint32_t)i, .name = "standin", .ops = &si_ops,
+		si[i] = (struct standin){ .size = size, .rate = rate, .zeros = 1, .fd = -1 };
+		be[i] = (struct precopy_engine_backend){ .id = 100 + (uint32_t)i, .name = "standin", .ops = &standin_ops,
 							 .ctx = &si[i], .state_bytes = size };
 	}
 	if (stream_pair(s, &thr) < 0)
@@ -245,8 +166,8 @@ static uint64_t serial_loop(int n, uint64_t size, uint64_t rate)
 	for (int i = 0; i < n; i++) {
 		int p[2], reply;
 
-		si[i] = (struct standin){ .size = size, .rate = rate, .fd = -1 };
-		if (pipe2(p, O_CLOEXEC) < 0 || si_set_fd(&si[i], PRECOPY_BACKEND_SAVE, 0, p[1], &reply) < 0)
+		si[i] = (struct standin){ .size = size, .rate = rate, .zeros = 1, .fd = -1 };
+		if (pipe2(p, O_CLOEXEC) < 0 || standin_ops.set_state_fd(&si[i], PRECOPY_BACKEND_SAVE, 0, p[1], &reply) < 0)
 			return 0;
 		for (;;) {
 			ssize_t r = read(p[0], buf, sizeof(buf)), w = 0;
@@ -268,7 +189,7 @@ static uint64_t serial_loop(int n, uint64_t size, uint64_t rate)
 			total += (uint64_t)r;
 		}
 		close(p[0]);
-		if (si_check(&si[i]) < 0)
+		if (standin_ops.check_state(&si[i]) < 0)
 			return 0;
 	}
 	t0 = bench_now_ns() - t0;

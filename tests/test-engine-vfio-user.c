@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "lib/jsonv.h"
+#include "lib/standin.h"
 #include "lib/vu_server.h"
 #include "precopy/dest.h"
 #include "precopy/engine.h"
@@ -177,109 +178,7 @@ static void on_log(void *ctx, int level, const char *msg)
 /* ---- an fd back-end beside the vfio-user devices (its data on the
  * asynchronous queue while the servers are polled) ---------------------------------- */
 
-struct standin {
-	uint64_t size, rate; /* bytes; bytes per second (SAVE) */
-	int fd;
-	pthread_t thr;
-	int started, result;
-	uint64_t got;        /* LOAD: bytes read, every one checked */
-};
-
-static uint8_t si_byte(uint64_t i)
-{
-	return (uint8_t)(i * 7 + i / 65536 + 1);
-}
-
-/* SAVE: the state at the stand-in's rate, 64 KiB at a time. */
-static void *si_writer(void *arg)
-{
-	struct standin *s = arg;
-	static uint8_t b[65536];
-	double t0 = now_s();
-	uint64_t done = 0;
-
-	while (done < s->size) {
-		size_t n = s->size - done < sizeof(b) ? (size_t)(s->size - done) : sizeof(b);
-		ssize_t w;
-
-		for (size_t i = 0; i < n; i++)
-			b[i] = si_byte(done + i);
-		w = write(s->fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			s->result = -errno;
-			break;
-		}
-		done += (uint64_t)w;
-		double due = t0 + (double)done / (double)s->rate, now = now_s();
-		if (due > now)
-			usleep((useconds_t)((due - now) * 1e6));
-	}
-	close(s->fd);
-	return NULL;
-}
-
-/* LOAD: read to EOF, checking every byte. */
-static void *si_reader(void *arg)
-{
-	struct standin *s = arg;
-	uint8_t b[65536];
-
-	for (;;) {
-		ssize_t n = read(s->fd, b, sizeof(b));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0)
-				s->result = -errno;
-			break;
-		}
-		for (ssize_t i = 0; i < n; i++)
-			if (b[i] != si_byte(s->got + (uint64_t)i) && !s->result)
-				s->result = -EBADMSG;
-		s->got += (uint64_t)n;
-	}
-	close(s->fd);
-	return NULL;
-}
-
-static int si_running(void *ctx)
-{
-	(void)ctx;
-	return 0;
-}
-
-static int si_set_fd(void *ctx, uint32_t dir, uint32_t phase, int fd, int *reply)
-{
-	struct standin *s = ctx;
-
-	(void)phase;
-	*reply = -1;
-	s->fd = fd;
-	s->result = 0;
-	s->got = 0;
-	if (pthread_create(&s->thr, NULL, dir == PRECOPY_BACKEND_SAVE ? si_writer : si_reader, s)) {
-		close(fd);
-		return -EAGAIN;
-	}
-	s->started = 1;
-	return 0;
-}
-
-static int si_check(void *ctx)
-{
-	struct standin *s = ctx;
-
-	if (!s->started)
-		return -EIO;
-	pthread_join(s->thr, NULL);
-	s->started = 0;
-	return s->result;
-}
-
-static const struct precopy_backend_ops si_ops = { PRECOPY_BACKEND_OPS_VERSION, si_running, si_set_fd, si_check };
+/* (tests/lib/standin.h) */
 
 /* mig_setup adds these back-ends when set (source, destination). */
 static struct standin *g_be_src, *g_be_dst;
@@ -340,9 +239,9 @@ static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, ui
 	m->dcfg.rp_fd = m->rp[1];
 	m->dcfg.io_timeout_ns = 3000000000ull;
 	if (g_be_src) {
-		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &si_ops, .ctx = g_be_src,
+		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &standin_ops, .ctx = g_be_src,
 							.state_bytes = g_be_src->size };
-		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &si_ops, .ctx = g_be_dst };
+		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &standin_ops, .ctx = g_be_dst };
 		m->cfg.backends = &g_be;
 		m->cfg.nbackends = 1;
 		m->dcfg.backends = &g_dbe;
@@ -835,9 +734,9 @@ static void mig_renew(struct mig *m)
 	m->dcfg.stream_fd = m->st[1];
 	m->dcfg.rp_fd = m->rp[1];
 	if (g_be_src) {
-		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &si_ops, .ctx = g_be_src,
+		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &standin_ops, .ctx = g_be_src,
 							.state_bytes = g_be_src->size };
-		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &si_ops, .ctx = g_be_dst };
+		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &standin_ops, .ctx = g_be_dst };
 		m->cfg.backends = &g_be;
 		m->cfg.nbackends = 1;
 		m->dcfg.backends = &g_dbe;
