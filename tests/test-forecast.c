@@ -334,6 +334,16 @@ static int same_end(uint32_t end, int outcome)
 	}
 }
 
+/* The forecast f and the simulated run r end alike and their total times
+ * are within 20% (err: (f - r) / r). */
+static void matches(const char *name, const struct precopy_forecast *f, const struct sim_result *r, double err)
+{
+	cr_assert(same_end(f->end, r->outcome), "%s: predicted %s, simulated %s", name,
+		  precopy_forecast_outcome_name(f->outcome), sim_outcome_name(r->outcome));
+	cr_assert(fabs(err) <= 0.20, "%s: predicted %.2f s, simulated %.2f s (%+.1f%%)", name, f->total_ns / 1e9,
+		  r->total_ns / 1e9, 100 * err);
+}
+
 static void against_sim(struct sim_scenario sc, const char *name)
 {
 	struct precopy_forecast f;
@@ -346,10 +356,7 @@ static void against_sim(struct sim_scenario sc, const char *name)
 	printf("forecast %-10s predicted %s %.2f s, %u%%; simulated %s %.2f s, %u%% (%+.1f%%)\n", name,
 	       precopy_forecast_outcome_name(f.outcome), f.total_ns / 1e9, f.throttle,
 	       sim_outcome_name(r.outcome), r.total_ns / 1e9, r.max_throttle, 100 * err);
-	cr_assert(same_end(f.end, r.outcome), "%s: predicted %s, simulated %s", name,
-		  precopy_forecast_outcome_name(f.outcome), sim_outcome_name(r.outcome));
-	cr_assert(fabs(err) <= 0.20, "%s: predicted %.2f s, simulated %.2f s (%+.1f%%)", name, f.total_ns / 1e9,
-		  r.total_ns / 1e9, 100 * err);
+	matches(name, &f, &r, err);
 	sim_result_release(&r);
 }
 
@@ -447,10 +454,7 @@ static void engine_against_sim(struct sim_scenario sc, const char *name)
 	       "%u%% (%+.1f%%)\n",
 	       name, precopy_forecast_outcome_name(f.outcome), f.total_ns / 1e9, f.throttle, p.total_ns / 1e9,
 	       sim_outcome_name(r.outcome), r.total_ns / 1e9, r.max_throttle, 100 * err);
-	cr_assert(same_end(f.end, r.outcome), "%s: predicted %s, simulated %s", name,
-		  precopy_forecast_outcome_name(f.outcome), sim_outcome_name(r.outcome));
-	cr_assert(fabs(err) <= 0.20, "%s: predicted %.2f s, simulated %.2f s (%+.1f%%)", name, f.total_ns / 1e9,
-		  r.total_ns / 1e9, 100 * err);
+	matches(name, &f, &r, err);
 	sim_result_release(&r);
 }
 
