@@ -575,14 +575,17 @@ static void files_equal(const char *a, const char *b)
 	cr_assert_gt(n, 24 + 256, "%s: %ld bytes, not a device state", a, n - 1);
 }
 
-/* The source and destination VMMs, with the devices' arguments. */
-static void vmm_pair(struct proc *src, struct proc *dst, const struct devs *d, const char *sser, const char *dser,
-		     const char *bw, int src_devs, int dst_devs)
+/* The source and destination VMMs, with the devices' arguments; their
+ * serial logs go to sser and dser (set here, in the test directory). */
+static void vmm_pair(struct proc *src, struct proc *dst, const struct devs *d, char sser[PATH_MAX],
+		     char dser[PATH_MAX], const char *bw, int src_devs, int dst_devs)
 {
 	char url[64];
 	const char *sa[40], *da[24];
 	int n = 0, m = 0;
 
+	snprintf(sser, PATH_MAX, "%s/src.serial", dir);
+	snprintf(dser, PATH_MAX, "%s/dst.serial", dir);
 	snprintf(url, sizeof(url), "tcp:127.0.0.1:%d", free_port());
 	da[m++] = "--incoming";
 	da[m++] = url;
@@ -628,8 +631,6 @@ static void migrate_devices(int n)
 	int scount, dcount, rs, rd;
 	char *e;
 
-	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
-	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, n, 0);
 	if (n == 1) {
 		/* its STOP_COPY bytes (stream 24 + 512 KiB + 256, 64 KiB of it
@@ -710,8 +711,6 @@ Test(vmm, device_dma_not_logged)
 	int rs, rd;
 	char *e;
 
-	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
-	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, 1, 1);
 	vmm_pair(&src, &dst, &d, sser, dser, "150M", 1, 1);
 	rs = reap(&src, 60000);
@@ -732,8 +731,6 @@ Test(vmm, device_killed)
 	int rs, rd;
 	char *e;
 
-	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
-	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, 2, 0);
 	/* 20 MiB/s: the first pass takes about 3 s, the kill lands in it */
 	vmm_pair(&src, &dst, &d, sser, dser, "20M", 2, 2);
@@ -789,8 +786,6 @@ Test(vmm, destination_device_killed)
 	int rs, rd;
 	char *e;
 
-	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
-	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, 1, 0);
 	vmm_pair(&src, &dst, &d, sser, dser, "20M", 1, 1);
 	cr_assert(wait_for(src.err, "migrate:", 20000), "the source never started migrating");
@@ -827,8 +822,6 @@ Test(vmm, device_count_mismatch)
 	int rs, rd;
 	char *e;
 
-	snprintf(sser, sizeof(sser), "%s/src.serial", dir);
-	snprintf(dser, sizeof(dser), "%s/dst.serial", dir);
 	devs_start(&d, 1, 0);
 	vmm_pair(&src, &dst, &d, sser, dser, "150M", 1, 0);
 	rs = reap(&src, 30000);
