@@ -187,11 +187,38 @@ static struct precopy_dest_backend g_dbe;
 
 static const char *const names[MAXVU] = { "vu-a", "vu-a1", "vu-a2", "vu-a3" };
 
+
+/* New stream and return-path sockets, the stand-in back-ends when set,
+ * and the engines on m's configurations. */
+static void mig_connect(struct mig *m)
+{
+	int err;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->st), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->rp), 0);
+	m->cfg.stream_fd = m->st[0];
+	m->cfg.rp_fd = m->rp[0];
+	m->dcfg.stream_fd = m->st[1];
+	m->dcfg.rp_fd = m->rp[1];
+	if (g_be_src) {
+		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &standin_ops, .ctx = g_be_src,
+							.state_bytes = g_be_src->size };
+		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &standin_ops, .ctx = g_be_dst };
+		m->cfg.backends = &g_be;
+		m->cfg.nbackends = 1;
+		m->dcfg.backends = &g_dbe;
+		m->dcfg.nbackends = 1;
+	}
+	m->e = precopy_engine_new(&m->cfg, &err);
+	cr_assert_not_null(m->e, "engine_new: %d", err);
+	m->d = precopy_dest_new(&m->dcfg, &err);
+	cr_assert_not_null(m->d, "dest_new: %d", err);
+}
+
 /* n devices: server A[i] with acfg[i] on the source, B[i] on the destination. */
 static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, uint32_t flags, const uint64_t *hints)
 {
 	struct vu_server_cfg bcfg = { .seed = 1 };
-	int err;
 
 	memset(m, 0, sizeof(*m));
 	m->n = n;
@@ -209,8 +236,6 @@ static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, ui
 	m->dst = calloc(1, GSZ);
 	cr_assert_not_null(m->dst);
 	cr_assert_eq(precopy_bitmap_alloc(&m->live, PAGES, PRECOPY_NUMA_LOCAL), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->st), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->rp), 0);
 	m->slot = (struct precopy_ram_slot){ .gpa = GPA, .size = GSZ, .page_size = PS };
 	precopy_engine_config_init(&m->cfg);
 	m->cfg.slots = &m->slot;
@@ -219,8 +244,6 @@ static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, ui
 	m->cfg.ram_bitmap = &m->live;
 	m->cfg.vfio_user = m->su;
 	m->cfg.nvfio_user = (uint32_t)n;
-	m->cfg.stream_fd = m->st[0];
-	m->cfg.rp_fd = m->rp[0];
 	m->cfg.io_timeout_ns = 3000000000ull;
 	m->cfg.log = on_log;
 	m->cfg.log_ctx = m;
@@ -235,22 +258,8 @@ static void mig_setup(struct mig *m, int n, const struct vu_server_cfg *acfg, ui
 	precopy_dest_config_init(&m->dcfg);
 	m->dcfg.vfio_user = m->du;
 	m->dcfg.nvfio_user = (uint32_t)n;
-	m->dcfg.stream_fd = m->st[1];
-	m->dcfg.rp_fd = m->rp[1];
 	m->dcfg.io_timeout_ns = 3000000000ull;
-	if (g_be_src) {
-		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &standin_ops, .ctx = g_be_src,
-							.state_bytes = g_be_src->size };
-		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &standin_ops, .ctx = g_be_dst };
-		m->cfg.backends = &g_be;
-		m->cfg.nbackends = 1;
-		m->dcfg.backends = &g_dbe;
-		m->dcfg.nbackends = 1;
-	}
-	m->e = precopy_engine_new(&m->cfg, &err);
-	cr_assert_not_null(m->e, "engine_new: %d", err);
-	m->d = precopy_dest_new(&m->dcfg, &err);
-	cr_assert_not_null(m->d, "dest_new: %d", err);
+	mig_connect(m);
 }
 
 static void mig_start(struct mig *m)
@@ -719,33 +728,13 @@ static void *interrupt_main(void *arg)
 /* A new engine and destination on new stream sockets, same servers. */
 static void mig_renew(struct mig *m)
 {
-	int err;
-
 	precopy_engine_free(m->e);
 	precopy_dest_free(m->d);
 	for (int i = 0; i < 2; i++) {
 		close(m->st[i]);
 		close(m->rp[i]);
 	}
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->st), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->rp), 0);
-	m->cfg.stream_fd = m->st[0];
-	m->cfg.rp_fd = m->rp[0];
-	m->dcfg.stream_fd = m->st[1];
-	m->dcfg.rp_fd = m->rp[1];
-	if (g_be_src) {
-		g_be = (struct precopy_engine_backend){ .id = 90, .name = "standin", .ops = &standin_ops, .ctx = g_be_src,
-							.state_bytes = g_be_src->size };
-		g_dbe = (struct precopy_dest_backend){ .id = 90, .ops = &standin_ops, .ctx = g_be_dst };
-		m->cfg.backends = &g_be;
-		m->cfg.nbackends = 1;
-		m->dcfg.backends = &g_dbe;
-		m->dcfg.nbackends = 1;
-	}
-	m->e = precopy_engine_new(&m->cfg, &err);
-	cr_assert_not_null(m->e, "engine_new: %d", err);
-	m->d = precopy_dest_new(&m->dcfg, &err);
-	cr_assert_not_null(m->d, "dest_new: %d", err);
+	mig_connect(m);
 }
 
 /* Cancel a migration of one device in phase ph, check both servers are
