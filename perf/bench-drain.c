@@ -76,16 +76,17 @@ static void stream_done(int s[2], pthread_t thr)
 	close(s[1]);
 }
 
-/* The engine drains n stand-ins at switchover. Returns the drain's wall
- * time in ns, 0 on failure (printed). */
-static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, char *how, size_t howlen)
+/* The engine on cfg (its devices or back-ends set by the caller) over a
+ * one-page RAM, draining into a stream with a reader: start, the timed
+ * switchover, complete; want: the device bytes the drain must move.
+ * Returns the switchover's wall time in ns, 0 on failure (printed, what
+ * naming the devices). how (optional): the drain's path. */
+static uint64_t timed_drain(struct precopy_engine_config *cfg, int serial, uint64_t want, const char *what,
+			    char *how, size_t howlen)
 {
 	static uint64_t live_words[1];
 	struct precopy_bitmap live;
 	struct precopy_ram_slot slot = { .gpa = 0, .size = 64 * 4096, .page_size = 4096 };
-	struct standin si[MAXN];
-	struct precopy_engine_backend be[MAXN];
-	struct precopy_engine_config cfg;
 	struct precopy_engine_stats st;
 	struct precopy_sys_ops v3;
 	struct precopy_sys v3sys;
@@ -94,35 +95,26 @@ static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, ch
 	pthread_t thr;
 	int s[2], err, r;
 
-	memset(si, 0, sizeof(si));
 	precopy_bitmap_wrap(&live, live_words, 64);
-	for (int i = 0; i < n; i++) {
-		si[i] = (struct standin){ .size = size, .rate = rate, .zeros = 1, .fd = -1 };
-		be[i] = (struct precopy_engine_backend){ .id = 100 + (uint32_t)i, .name = "standin", .ops = &standin_ops,
-							 .ctx = &si[i], .state_bytes = size };
-	}
 	if (stream_pair(s, &thr) < 0)
 		return 0;
-	precopy_engine_config_init(&cfg);
-	cfg.sys = precopy_sys_real();
-	if (serial) {
-		v3 = *cfg.sys->ops;
+	cfg->sys = precopy_sys_real();
+	if (serial) { /* ops v3: no asynchronous queue */
+		v3 = *cfg->sys->ops;
 		v3.version = 3;
 		v3sys = (struct precopy_sys){ &v3, NULL };
-		cfg.sys = &v3sys;
+		cfg->sys = &v3sys;
 	}
-	cfg.slots = &slot;
-	cfg.nslots = 1;
-	cfg.ram_source = PRECOPY_RAM_BITMAP;
-	cfg.ram_bitmap = &live;
-	cfg.backends = be;
-	cfg.nbackends = (uint32_t)n;
-	cfg.stream_fd = s[0];
-	cfg.max_chunk = CHUNK;
-	cfg.policy.downtime_limit_ns = 60ull * 1000000000u;
-	e = precopy_engine_new(&cfg, &err);
+	cfg->slots = &slot;
+	cfg->nslots = 1;
+	cfg->ram_source = PRECOPY_RAM_BITMAP;
+	cfg->ram_bitmap = &live;
+	cfg->stream_fd = s[0];
+	cfg->max_chunk = CHUNK;
+	cfg->policy.downtime_limit_ns = 60ull * 1000000000u;
+	e = precopy_engine_new(cfg, &err);
 	if (!e) {
-		fprintf(stderr, "bench-drain: engine_new: %s\n", strerror(-err));
+		fprintf(stderr, "bench-drain: %s: engine_new: %s\n", what, strerror(-err));
 		stream_done(s, thr);
 		return 0;
 	}
@@ -136,17 +128,40 @@ static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, ch
 	if (r == 0)
 		r = precopy_engine_complete(e);
 	if (r < 0) {
-		fprintf(stderr, "bench-drain: %d devices: %s\n", n, precopy_engine_strerror(e));
+		fprintf(stderr, "bench-drain: %s: %s\n", what, precopy_engine_strerror(e));
 		t = 0;
-	} else if (precopy_engine_stats(e, &st) == 0 && st.downtime.device_bytes != (uint64_t)n * size) {
-		fprintf(stderr, "bench-drain: %llu bytes drained, %llu expected\n",
-			(unsigned long long)st.downtime.device_bytes, (unsigned long long)n * size);
+	} else if (precopy_engine_stats(e, &st) == 0 && st.downtime.device_bytes != want) {
+		fprintf(stderr, "bench-drain: %s: %llu bytes drained, %llu expected\n", what,
+			(unsigned long long)st.downtime.device_bytes, (unsigned long long)want);
 		t = 0;
 	}
-	snprintf(how, howlen, "%s", precopy_sys_has_aio(cfg.sys) ? "io_uring" : "plain");
+	if (how)
+		snprintf(how, howlen, "%s", precopy_sys_has_aio(cfg->sys) ? "io_uring" : "plain");
 	precopy_engine_free(e);
 	stream_done(s, thr);
 	return t;
+}
+
+/* The engine drains n stand-ins at switchover. Returns the drain's wall
+ * time in ns, 0 on failure (printed). */
+static uint64_t engine_drain(int n, uint64_t size, uint64_t rate, int serial, char *how, size_t howlen)
+{
+	struct standin si[MAXN];
+	struct precopy_engine_backend be[MAXN];
+	struct precopy_engine_config cfg;
+	char what[64];
+
+	memset(si, 0, sizeof(si));
+	for (int i = 0; i < n; i++) {
+		si[i] = (struct standin){ .size = size, .rate = rate, .zeros = 1, .fd = -1 };
+		be[i] = (struct precopy_engine_backend){ .id = 100 + (uint32_t)i, .name = "standin", .ops = &standin_ops,
+							 .ctx = &si[i], .state_bytes = size };
+	}
+	precopy_engine_config_init(&cfg);
+	cfg.backends = be;
+	cfg.nbackends = (uint32_t)n;
+	snprintf(what, sizeof(what), "%d devices", n);
+	return timed_drain(&cfg, serial, (uint64_t)n * size, what, how, howlen);
 }
 
 /* The baseline: each stand-in's pipe read to EOF into the stream, one
@@ -201,21 +216,13 @@ static uint64_t serial_loop(int n, uint64_t size, uint64_t rate)
  * read. Returns the switchover's wall time in ns, 0 on failure. */
 static uint64_t vu_drain(int n, uint64_t size, unsigned delay_us, int serial)
 {
-	static uint64_t live_words[1];
-	struct precopy_bitmap live;
-	struct precopy_ram_slot slot = { .gpa = 0, .size = 64 * 4096, .page_size = 4096 };
 	struct precopy_engine_vfio_user vu[MAXN];
 	struct precopy_engine_config cfg;
-	struct precopy_engine_stats st;
-	struct precopy_sys_ops v3;
-	struct precopy_sys v3sys;
-	struct precopy_engine *e = NULL;
 	pid_t pid[MAXN];
 	uint64_t t = 0;
-	pthread_t thr;
-	int s[2], err, r = -EIO, k = 0;
+	char what[64];
+	int err, k = 0;
 
-	precopy_bitmap_wrap(&live, live_words, 64);
 	for (; k < n; k++) {
 		struct vu_server_cfg sc = { .seed = (uint64_t)k + 1, .state_bytes = size, .read_delay_us = delay_us,
 					    .twin = 1 };
@@ -234,47 +241,13 @@ static uint64_t vu_drain(int n, uint64_t size, unsigned delay_us, int serial)
 			break;
 		}
 	}
-	if (k < n || stream_pair(s, &thr) < 0)
-		goto out;
-	precopy_engine_config_init(&cfg);
-	cfg.sys = precopy_sys_real();
-	if (serial) {
-		v3 = *cfg.sys->ops;
-		v3.version = 3;
-		v3sys = (struct precopy_sys){ &v3, NULL };
-		cfg.sys = &v3sys;
+	if (k == n) {
+		precopy_engine_config_init(&cfg);
+		cfg.vfio_user = vu;
+		cfg.nvfio_user = (uint32_t)n;
+		snprintf(what, sizeof(what), "%d vfio-user servers", n);
+		t = timed_drain(&cfg, serial, (uint64_t)n * (size + 280), what, NULL, 0);
 	}
-	cfg.slots = &slot;
-	cfg.nslots = 1;
-	cfg.ram_source = PRECOPY_RAM_BITMAP;
-	cfg.ram_bitmap = &live;
-	cfg.vfio_user = vu;
-	cfg.nvfio_user = (uint32_t)n;
-	cfg.stream_fd = s[0];
-	cfg.max_chunk = CHUNK;
-	cfg.policy.downtime_limit_ns = 60ull * 1000000000u;
-	e = precopy_engine_new(&cfg, &err);
-	if (e)
-		r = precopy_engine_start(e);
-	if (r == 0) {
-		uint64_t t0 = bench_now_ns();
-
-		r = precopy_engine_switchover(e);
-		t = bench_now_ns() - t0;
-	}
-	if (r == 0)
-		r = precopy_engine_complete(e);
-	if (r < 0) {
-		fprintf(stderr, "bench-drain: %d vfio-user servers: %s\n", n, e ? precopy_engine_strerror(e) : "engine_new");
-		t = 0;
-	} else if (precopy_engine_stats(e, &st) == 0 && st.downtime.device_bytes != (uint64_t)n * (size + 280)) {
-		fprintf(stderr, "bench-drain: %llu bytes drained, %llu expected\n",
-			(unsigned long long)st.downtime.device_bytes, (unsigned long long)n * (size + 280));
-		t = 0;
-	}
-	precopy_engine_free(e);
-	stream_done(s, thr);
-out:
 	for (int i = 0; i < k; i++) {
 		precopy_vfio_user_close(vu[i].dev);
 		vu_server_wait(pid[i], 5000);
